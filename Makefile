@@ -1,0 +1,51 @@
+# Developer and CI entry points for lnn_nav. `make` alone lists the targets.
+
+PY ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+# DDS discovery must stay on loopback on build machines: tests and demos
+# start real ROS 2 participants, which must neither reach nor hear the LAN.
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+
+.DEFAULT_GOAL := help
+.PHONY: help install test demo bench clean distclean
+
+help:
+	@echo "lnn_nav targets:"
+	@echo "  make install    create $(VENV) with the pinned requirements and lnn_nav (editable)"
+	@echo "  make test       run the test suite (creates $(VENV) if needed)"
+	@echo "  make demo       run 'lnn-nav demo', outputs in reports/demo"
+	@echo "  make bench      run benchmarks/step_latency.py"
+	@echo "  make clean      remove build artefacts and caches (keeps $(VENV))"
+	@echo "  make distclean  clean, and remove $(VENV) too"
+	@echo "Variables: PY=$(PY) (interpreter used to create $(VENV))"
+
+# torch goes first and alone, as exactly torch==2.13.0: that resolves to the
+# local CPU wheel, and later installs (ncps, ...) then see it satisfied
+# instead of pulling a multi-GB CUDA build.
+$(STAMP): requirements/base.txt requirements/test.txt setup.py
+	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --upgrade pip
+	$(VENV)/bin/python -m pip install torch==2.13.0
+	$(VENV)/bin/python -m pip install -r requirements/test.txt
+	$(VENV)/bin/python -m pip install --no-deps -e .
+	touch $@
+
+install: $(STAMP)
+
+test: $(STAMP)
+	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(VENV)/bin/python -m pytest -q tests
+
+demo: $(STAMP)
+	$(VENV)/bin/lnn-nav demo --out reports/demo
+
+bench: $(STAMP)
+	$(VENV)/bin/python benchmarks/step_latency.py
+
+clean:
+	rm -rf build/ install/ log/ dist/ .pytest_cache/ .hypothesis/ *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

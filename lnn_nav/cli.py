@@ -1,0 +1,173 @@
+"""The `lnn-nav` command: parses arguments and hands off to the package modules."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.metadata
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+PACKAGE_NAME = "lnn_nav"
+
+DESCRIPTION = """\
+lnn_nav: liquid neural network (CfC/NCP) drone navigation for ROS 2.
+
+A CNN encoder feeds a closed-form continuous-time (CfC) / neural circuit
+policy (NCP) recurrent core that turns camera and IMU input into body-frame
+velocity commands [vx, vy, vz, yaw_rate] (FLU, REP-103), published as
+geometry_msgs/TwistStamped on /cmd_vel.
+
+On a robot, build with colcon and use `ros2 launch lnn_nav ...`; on a
+workstation without a ROS install, this command runs the same code."""
+
+# Subcommands that arrive with later work. Listed so users know what is
+# planned; deliberately not registered, so none of them pretends to run.
+PLANNED_COMMANDS = (
+    ("fly", "run the controller node on a live camera/IMU graph"),
+    ("sim", "closed-loop flight in the embedded forest/urban simulator"),
+    ("record", "record sensor and command topics to a rosbag2"),
+    ("replay", "replay a rosbag2 through the controller"),
+    ("collect", "collect expert demonstrations in the simulator"),
+    ("dataset", "turn rosbag2 recordings into training sequences"),
+    ("train", "imitation training (behaviour cloning)"),
+    ("dagger", "DAgger rounds with the privileged expert"),
+    ("eval", "closed-loop benchmark and report"),
+    ("export-world", "export a world as SDF for Gazebo/PX4"),
+)
+
+
+def _epilog() -> str:
+    width = max(len(name) for name, _ in PLANNED_COMMANDS)
+    lines = ["coming with later releases (not yet available):"]
+    lines += [f"  {name:<{width}}  {text}" for name, text in PLANNED_COMMANDS]
+    lines.append("")
+    lines.append("Run `lnn-nav COMMAND --help` for the options of a command.")
+    return "\n".join(lines)
+
+
+def package_version() -> str:
+    """Installed version of lnn_nav, or a note when running from a bare source tree."""
+    try:
+        return importlib.metadata.version(PACKAGE_NAME)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed; running from source)"
+
+
+def share_directory() -> tuple[Path | None, str]:
+    """Where launch files, configs and checkpoints are found, and how it was found."""
+    try:
+        from ament_index_python.packages import (
+            PackageNotFoundError,
+            get_package_share_directory,
+        )
+    except ImportError:
+        pass
+    else:
+        try:
+            return Path(get_package_share_directory(PACKAGE_NAME)), "ament index"
+        except (PackageNotFoundError, OSError):
+            # OSError: AMENT_PREFIX_PATH unset, i.e. no ROS workspace sourced.
+            pass
+    prefix_share = Path(sys.prefix) / "share" / PACKAGE_NAME
+    if (prefix_share / "package.xml").is_file():
+        return prefix_share, "python prefix"
+    source_root = Path(__file__).resolve().parent.parent
+    if (source_root / "package.xml").is_file():
+        return source_root, "source tree"
+    return None, "not found"
+
+
+def _probe_import(module: str) -> str:
+    """Try an import and say what happened, without letting a failure escape."""
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        return f"not available ({exc})"
+    version = getattr(mod, "__version__", None)
+    origin = Path(mod.__file__).parent if getattr(mod, "__file__", None) else "built-in"
+    return f"ok ({version}, {origin})" if version else f"ok ({origin})"
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    try:
+        import torch
+        torch_text = f"{torch.__version__} (CUDA available: {torch.cuda.is_available()})"
+    except ImportError as exc:
+        torch_text = f"not available ({exc})"
+    share, how = share_directory()
+    rows = [
+        ("lnn_nav", package_version()),
+        ("python", sys.version.split()[0]),
+        ("torch", torch_text),
+        ("rclpy", _probe_import("rclpy")),
+        ("warp", _probe_import("warp")),
+        ("share dir", f"{share} ({how})" if share else how),
+    ]
+    width = max(len(key) for key, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from lnn_nav.demo import run_demo
+
+    return int(run_demo(out_dir=Path(args.out), threads=args.threads))
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lnn-nav",
+        description=DESCRIPTION,
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+
+    demo = sub.add_parser(
+        "demo",
+        help="run the end-to-end demo and write its outputs",
+        description="Run the end-to-end demo and write its outputs to --out.",
+    )
+    demo.add_argument(
+        "--out", default="reports/demo", metavar="DIR",
+        help="output folder (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--threads", type=_positive_int, default=1, metavar="N",
+        help="torch intra-op threads (default: %(default)s)",
+    )
+    demo.set_defaults(handler=cmd_demo)
+
+    info = sub.add_parser(
+        "info",
+        help="print versions and which optional parts (ROS, Warp) are usable",
+        description="Print package and dependency versions, whether rclpy and "
+        "Warp import, and where the share directory is.",
+    )
+    info.set_defaults(handler=cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    return handler(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""The package metadata is what colcon/ament_python and pip expect, and `lnn-nav` runs."""
+
+from __future__ import annotations
+
+import configparser
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def package_xml() -> ET.Element:
+    return ET.parse(REPO / "package.xml").getroot()
+
+
+def test_package_xml_is_format_3_named_lnn_nav(package_xml):
+    assert package_xml.tag == "package"
+    assert package_xml.get("format") == "3"
+    assert package_xml.findtext("name") == "lnn_nav"
+    assert package_xml.findtext("license") == "Apache-2.0"
+
+
+def test_package_xml_builds_as_ament_python(package_xml):
+    assert package_xml.findtext("export/build_type") == "ament_python"
+
+
+@pytest.mark.parametrize(
+    "dependency",
+    [
+        "rclpy",
+        "sensor_msgs",
+        "geometry_msgs",
+        "nav_msgs",
+        "std_msgs",
+        "std_srvs",
+        "diagnostic_msgs",
+    ],
+)
+def test_package_xml_declares_ros_runtime_dependency(package_xml, dependency):
+    exec_depends = {e.text for e in package_xml.findall("exec_depend")}
+    assert dependency in exec_depends
+
+
+def test_ament_resource_marker_exists():
+    assert (REPO / "resource" / "lnn_nav").is_file()
+
+
+def test_setup_cfg_installs_scripts_where_ros2_run_looks():
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(REPO / "setup.cfg")
+    assert cfg["develop"]["script_dir"] == "$base/lib/lnn_nav"
+    assert cfg["install"]["install_scripts"] == "$base/lib/lnn_nav"
+
+
+def test_setup_py_version_matches_package_xml(package_xml):
+    result = _run("setup.py", "--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == package_xml.findtext("version") == "0.1.0"
+
+
+def test_setup_py_installs_package_xml_and_ament_marker():
+    code = (
+        "import runpy, setuptools, json\n"
+        "captured = {}\n"
+        "setuptools.setup = lambda **kw: captured.update(kw)\n"
+        "runpy.run_path('setup.py', run_name='__main__')\n"
+        "print(json.dumps(captured['data_files']))\n"
+    )
+    result = _run("-c", code)
+    assert result.returncode == 0, result.stderr
+    data_files = {dest: files for dest, files in __import__("json").loads(result.stdout)}
+    assert data_files["share/ament_index/resource_index/packages"] == ["resource/lnn_nav"]
+    assert "package.xml" in data_files["share/lnn_nav"]
+
+
+def test_cli_help_describes_package_and_planned_commands():
+    result = _run("-m", "lnn_nav.cli", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "liquid neural network" in result.stdout.lower()
+    assert "demo" in result.stdout and "info" in result.stdout
+    assert "not yet available" in result.stdout
+    assert "train" in result.stdout
+
+
+def test_cli_does_not_register_planned_commands():
+    result = _run("-m", "lnn_nav.cli", "train")
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr
+
+
+def test_cli_info_reports_versions_and_optional_parts():
+    result = _run("-m", "lnn_nav.cli", "info")
+    assert result.returncode == 0, result.stderr
+    for key in ("lnn_nav", "torch", "rclpy", "warp", "share dir"):
+        assert key in result.stdout
