@@ -130,18 +130,27 @@ class RecurrentCore(nn.Module, abc.ABC):
             return self.initial_state(batch, device=x.device, dtype=x.dtype)
         if not batched:
             hx = _map_state(hx, lambda s: s.unsqueeze(0))
-        expected = self.initial_state(1, device=x.device, dtype=x.dtype)
-        got_tuple, want_tuple = isinstance(hx, tuple), isinstance(expected, tuple)
-        if got_tuple != want_tuple or (want_tuple and len(hx) != len(expected)):
-            kind = f"a tuple of {len(expected)} tensors" if want_tuple else "one tensor"
+        widths = self._state_widths()
+        got = _as_tuple(hx)
+        if isinstance(hx, tuple) != (len(widths) > 1) or len(got) != len(widths):
+            kind = f"a tuple of {len(widths)} tensors" if len(widths) > 1 else "one tensor"
             raise ValueError(f"{type(self).__name__} expects its state as {kind}")
-        for got, want in zip(_as_tuple(hx), _as_tuple(expected)):
-            if got.dim() != 2 or got.shape[0] != batch or got.shape[1] != want.shape[1]:
+        for tensor, width in zip(got, widths):
+            if tensor.dim() != 2 or tensor.shape[0] != batch or tensor.shape[1] != width:
                 raise ValueError(
-                    f"{type(self).__name__} state must be [{batch}, {want.shape[1]}], "
-                    f"got {list(got.shape)}"
+                    f"{type(self).__name__} state must be [{batch}, {width}], "
+                    f"got {list(tensor.shape)}"
                 )
         return hx
+
+    def _state_widths(self) -> Tuple[int, ...]:
+        # Computed once: validating the state runs on every onboard step.
+        widths = self.__dict__.get("_cached_state_widths")
+        if widths is None:
+            probe = _as_tuple(self.initial_state(1, device=torch.device("cpu")))
+            widths = tuple(int(s.shape[1]) for s in probe)
+            self.__dict__["_cached_state_widths"] = widths
+        return widths
 
 
 def _as_tuple(state: State) -> Tuple[Tensor, ...]:

@@ -38,6 +38,10 @@ def _wiring(opts: Dict[str, Any], input_size: int, output_size: int, kind: str) 
                 f"stored wiring is for {wiring.input_dim} inputs / {wiring.output_dim} outputs, "
                 f"the core needs {input_size} / {output_size}"
             )
+        if wiring.units != opts["units"]:
+            raise ValueError(
+                f"stored wiring has {wiring.units} neurons but the config says units={opts['units']}"
+            )
         return wiring
     if kind == "ltc" and opts["wiring"] == "fully_connected":
         return FullyConnected(opts["units"], output_size, erev_init_seed=opts["seed"]).build(input_size)

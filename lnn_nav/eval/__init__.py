@@ -1,0 +1,1 @@
+"""Evaluation: latency measurement now; closed-loop benchmark and reports to come."""

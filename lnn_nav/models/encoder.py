@@ -1,0 +1,145 @@
+"""Convolutional image encoder: camera frame -> a small feature vector."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, List, Mapping, Tuple
+
+import torch
+from torch import Tensor, nn
+
+NORMALIZATIONS = ("none", "batch", "group")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Layout of :class:`ConvEncoder`.
+
+    The default follows the trunk of the NCP driving and liquid-drone papers
+    (Lechner et al. 2020; Chahine et al. 2023): strided 5x5 convolutions, then
+    3x3 ones, ReLU, flatten, a linear bottleneck. Convolutions pad to "same"
+    (``kernel // 2``) and the fourth one also strides, so a 96x128 frame ends
+    as a 6x8 map: the flatten stays small and the bottleneck does not dominate
+    the parameter count, and images down to a few pixels remain valid.
+    ``mean``/``std`` are per-channel normalisation applied to images in [0, 1]
+    (ImageNet statistics by default).
+    """
+
+    in_channels: int = 3
+    height: int = 96
+    width: int = 128
+    channels: Tuple[int, ...] = (16, 24, 32, 32, 16)
+    kernels: Tuple[int, ...] = (5, 5, 5, 3, 3)
+    strides: Tuple[int, ...] = (2, 2, 2, 2, 1)
+    feature_dim: int = 32
+    dropout: float = 0.0
+    normalization: str = "none"
+    mean: Tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: Tuple[float, ...] = (0.229, 0.224, 0.225)
+
+    def __post_init__(self) -> None:
+        # JSON round trips hand back lists; keep the config hashable-looking and immutable.
+        for name in ("channels", "kernels", "strides", "mean", "std"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        layers = {len(self.channels), len(self.kernels), len(self.strides)}
+        if len(layers) != 1 or not self.channels:
+            raise ValueError(
+                f"channels, kernels and strides must have the same non-zero length, got "
+                f"{len(self.channels)}, {len(self.kernels)} and {len(self.strides)}"
+            )
+        for name in ("in_channels", "height", "width", "feature_dim"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if min(self.channels + self.kernels + self.strides) < 1:
+            raise ValueError("channels, kernels and strides must all be >= 1")
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"normalization {self.normalization!r} is not supported; expected one of "
+                f"{', '.join(NORMALIZATIONS)}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:
+            raise ValueError(
+                f"mean and std need one value per input channel ({self.in_channels}), got "
+                f"{len(self.mean)} and {len(self.std)}"
+            )
+        if min(self.std) <= 0:
+            raise ValueError(f"std values must be > 0, got {self.std}")
+
+    def output_hw(self) -> Tuple[int, int]:
+        """Spatial size of the last feature map (conv arithmetic, padding ``k // 2``)."""
+        h, w = self.height, self.width
+        for k, s in zip(self.kernels, self.strides):
+            pad = k // 2
+            h = (h + 2 * pad - k) // s + 1
+            w = (w + 2 * pad - k) // s + 1
+        return h, w
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "EncoderConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown encoder config field(s): {unknown}")
+        return cls(**data)
+
+
+class ConvEncoder(nn.Module):
+    """``[B, C, H, W]`` image (float in [0, 1], or uint8) -> ``[B, feature_dim]``."""
+
+    def __init__(self, config: EncoderConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or EncoderConfig()
+        self.feature_dim = config.feature_dim
+        # Buffers, not constants: they travel with the checkpoint and follow .to(device).
+        self.register_buffer("mean", torch.tensor(config.mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(config.std).view(1, -1, 1, 1))
+        self.convs = nn.ModuleList()
+        in_ch = config.in_channels
+        for out_ch, k, s in zip(config.channels, config.kernels, config.strides):
+            layer: List[nn.Module] = [nn.Conv2d(in_ch, out_ch, k, stride=s, padding=k // 2)]
+            if config.normalization == "batch":
+                layer.append(nn.BatchNorm2d(out_ch))
+            elif config.normalization == "group":
+                layer.append(nn.GroupNorm(math.gcd(out_ch, 8), out_ch))
+            layer.append(nn.ReLU())
+            self.convs.append(nn.Sequential(*layer))
+            in_ch = out_ch
+        h, w = config.output_hw()
+        self.dropout = nn.Dropout(config.dropout)
+        self.bottleneck = nn.Linear(in_ch * h * w, config.feature_dim)
+
+    def feature_maps(self, images: Tensor) -> List[Tensor]:
+        """Activations after each convolution block (input for VisualBackProp)."""
+        x = (self._to_float(images) - self.mean) / self.std
+        maps = []
+        for conv in self.convs:
+            x = conv(x)
+            maps.append(x)
+        return maps
+
+    def forward(self, images: Tensor) -> Tensor:
+        last = self.feature_maps(images)[-1]
+        return self.bottleneck(self.dropout(last.flatten(1)))
+
+    def _to_float(self, images: Tensor) -> Tensor:
+        cfg = self.config
+        expected = [cfg.in_channels, cfg.height, cfg.width]
+        if images.dim() != 4 or list(images.shape[1:]) != expected:
+            raise ValueError(
+                f"expected images [B, {cfg.in_channels}, {cfg.height}, {cfg.width}] "
+                f"(channels, height, width from the EncoderConfig), got {list(images.shape)}"
+            )
+        if images.dtype == torch.uint8:
+            # Raw camera frames: bring them to the [0, 1] range the normalisation assumes.
+            return images.to(self.mean.dtype) / 255.0
+        if not images.dtype.is_floating_point:
+            raise TypeError(
+                f"images must be uint8 in [0, 255] or floating point in [0, 1], got {images.dtype}"
+            )
+        return images.to(self.mean.dtype)

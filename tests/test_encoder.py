@@ -1,0 +1,81 @@
+"""Specification of the convolutional image encoder."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lnn_nav.models.encoder import ConvEncoder, EncoderConfig
+
+SMALL = EncoderConfig(height=48, width=64)
+
+
+def test_default_encoder_maps_a_96x128_frame_to_feature_dim() -> None:
+    encoder = ConvEncoder()
+    features = encoder(torch.rand(2, 3, 96, 128))
+    assert features.shape == (2, EncoderConfig().feature_dim)
+
+
+def test_default_encoder_is_small() -> None:
+    params = sum(p.numel() for p in ConvEncoder().parameters())
+    assert params < 250_000
+    assert params * 4 < 1_000_000  # float32 bytes: well under 1 MB
+
+
+def test_feature_maps_has_one_map_per_convolution() -> None:
+    maps = ConvEncoder(SMALL).feature_maps(torch.rand(1, 3, 48, 64))
+    assert len(maps) == len(SMALL.channels)
+    assert [m.shape[1] for m in maps] == list(SMALL.channels)
+
+
+def test_analytic_output_size_matches_the_last_feature_map() -> None:
+    for config in (SMALL, EncoderConfig(), EncoderConfig(height=37, width=51)):
+        last = ConvEncoder(config).feature_maps(torch.rand(1, 3, config.height, config.width))[-1]
+        assert tuple(last.shape[-2:]) == config.output_hw()
+
+
+def test_uint8_frames_are_scaled_to_unit_range() -> None:
+    encoder = ConvEncoder(SMALL)
+    frame = torch.randint(0, 256, (2, 3, 48, 64), dtype=torch.uint8)
+    torch.testing.assert_close(encoder(frame), encoder(frame.float() / 255.0))
+
+
+def test_wrong_image_size_names_the_expected_shape() -> None:
+    with pytest.raises(
+        ValueError, match=r"expected images \[B, 3, 48, 64\].*got \[1, 3, 96, 128\]"
+    ):
+        ConvEncoder(SMALL)(torch.rand(1, 3, 96, 128))
+
+
+def test_wrong_channel_count_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"\[B, 3, 48, 64\]"):
+        ConvEncoder(SMALL)(torch.rand(1, 1, 48, 64))
+
+
+def test_integer_images_other_than_uint8_are_rejected() -> None:
+    with pytest.raises(TypeError, match="uint8"):
+        ConvEncoder(SMALL)(torch.zeros(1, 3, 48, 64, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("normalization", ["batch", "group"])
+def test_normalization_layers_follow_each_convolution(normalization: str) -> None:
+    config = EncoderConfig(height=48, width=64, normalization=normalization)
+    encoder = ConvEncoder(config).eval()
+    norm = torch.nn.BatchNorm2d if normalization == "batch" else torch.nn.GroupNorm
+    assert sum(isinstance(m, norm) for m in encoder.modules()) == len(config.channels)
+    assert encoder(torch.rand(2, 3, 48, 64)).shape == (2, config.feature_dim)
+
+
+def test_config_rejects_layer_lists_of_different_lengths() -> None:
+    with pytest.raises(ValueError, match="same non-zero length"):
+        EncoderConfig(channels=(8, 8), kernels=(5,), strides=(2, 2))
+
+
+def test_config_rejects_an_unknown_normalization() -> None:
+    with pytest.raises(ValueError, match="expected one of none, batch, group"):
+        EncoderConfig(normalization="layer")
+
+
+def test_config_round_trips_through_a_dict() -> None:
+    config = EncoderConfig(height=48, width=64, dropout=0.1, normalization="group")
+    assert EncoderConfig.from_dict(config.to_dict()) == config
