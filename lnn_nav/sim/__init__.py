@@ -1,0 +1,4 @@
+"""Embedded simulator: world specs, quadrotor flight, Warp cameras, Gymnasium envs, expert.
+
+Nothing here imports ROS.
+"""
