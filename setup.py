@@ -66,7 +66,7 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "sim": ["gymnasium", "warp-lang"],
+        "sim": ["gymnasium", "warp-lang", "scipy"],
         "bags": ["rosbags"],
         "test": ["pytest", "hypothesis", "ncps"],
         "bench": ["ncps"],

@@ -174,7 +174,6 @@ class WorldSpec:
 
     def obstacles(self) -> Iterator[Dict[str, Any]]:
         """Every primitive as a record (type, pose, dimensions, material): for SDF export."""
-        for (x, y, z0, z1, r), m in zip(self.cylinders, self.cylinder_materials):
         for (x, y, z0, z1, r), m in zip(self.cylinders.tolist(), self.cylinder_materials):
             yield {"type": "cylinder", "position": [x, y, (z0 + z1) / 2], "yaw": 0.0,
                    "radius": r, "height": z1 - z0, "material": MATERIALS[m]}  # fmt: skip
