@@ -26,7 +26,6 @@ workstation without a ROS install, this command runs the same code."""
 # planned; deliberately not registered, so none of them pretends to run.
 PLANNED_COMMANDS = (
     ("fly", "run the controller node on a live camera/IMU graph"),
-    ("sim", "closed-loop flight in the embedded forest/urban simulator"),
     ("record", "record sensor and command topics to a rosbag2"),
     ("replay", "replay a rosbag2 through the controller"),
     ("collect", "collect expert demonstrations in the simulator"),
@@ -117,6 +116,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return int(run_demo(out_dir=Path(args.out), threads=args.threads))
 
 
+def cmd_sim(args: argparse.Namespace) -> int:
+    from lnn_nav.sim.cli_sim import run_sim
+
+    return run_sim(args.world, args.seed, args.preset, Path(args.out), pictures=not args.no_pictures)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -148,6 +153,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch intra-op threads (default: %(default)s)",
     )
     demo.set_defaults(handler=cmd_demo)
+
+    sim = sub.add_parser(
+        "sim",
+        help="fly the privileged expert in embedded-simulator worlds; save maps and camera GIFs",
+        description="Fly the privileged expert through seeded forest or urban worlds of the "
+        "embedded simulator (no ROS needed) and write a top-down map, an onboard-camera GIF "
+        "and a JSON line per episode. The learned controller flies here once the ROS 2 "
+        "closed loop and a trained checkpoint exist.",
+    )
+    sim.add_argument("--world", choices=("forest", "urban"), default="forest", help="world kind (default: %(default)s)")
+    sim.add_argument("--seed", type=int, nargs="+", default=[0], metavar="N", help="world seed(s) (default: 0)")
+    sim.add_argument("--preset", default="in_distribution", metavar="NAME",
+                     help="conditions preset: in_distribution, fall, winter, dusk, fog, dense_forest, "
+                     "gusty_wind, camera_noise (default: %(default)s)")
+    sim.add_argument("--out", default="reports/sim", metavar="DIR", help="output folder (default: %(default)s)")
+    sim.add_argument("--no-pictures", action="store_true", help="skip the map and GIF (faster)")
+    sim.set_defaults(handler=cmd_sim)
 
     info = sub.add_parser(
         "info",

@@ -14,11 +14,14 @@ def test_demo_writes_an_honest_report(tmp_path, capsys):
     assert run_demo(tmp_path, threads=1, latency_iters=5) == 0
     report = (tmp_path / "README.md").read_text()
     assert "not available yet" in report and "untrained" in report and "synthetic" in report
-    for name in ("wiring.png", "neuron_traces.png", "policy_untrained.safetensors"):
+    for name in ("wiring.png", "neuron_traces.png", "policy_untrained.safetensors", "expert_forest_map.png",
+                 "expert_urban_camera.gif"):
         assert (tmp_path / name).stat().st_size > 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["step_vs_sequence_max_abs_diff"] < 1e-5
-    assert summary["closed_loop_flight"] == "not available yet"
+    assert summary["learned_controller_closed_loop"] == "not available yet"
+    assert {f["world"] for f in summary["expert_flights"]} == {"forest", "urban"}
+    assert all(f["outcome"] == "success" for f in summary["expert_flights"])
     assert "Coming (not available yet)" in capsys.readouterr().out
 
 

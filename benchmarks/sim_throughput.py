@@ -1,0 +1,260 @@
+"""Camera frames/s of the Warp renderer beside PyBullet's TinyRenderer, same forest, same cameras.
+
+    python benchmarks/sim_throughput.py [--quick] [--out FILE.md]
+
+Both sides render the same E camera poses per batch at the same resolution
+and field of view (RGB + depth), spread over the same number of worker
+processes: ours is ``RenderPool`` (2 workers, and 1), PyBullet gets 2
+processes each with its own DIRECT client calling ``getCameraImage`` with
+``ER_TINY_RENDERER`` (no shadows, no segmentation mask). Ours also returns
+segmentation and copies every image back to the caller; PyBullet's images
+stay in its workers. Both favour PyBullet. Ratios are ours (2 workers) /
+PyBullet (> 1: we are faster). Needs ``pip install -r requirements/bench.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import math
+import multiprocessing as mp
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from lnn_nav.sim.camera import CameraConfig, camera_pose
+from lnn_nav.sim.world import MATERIAL_ID, WorldSpec
+
+RESOLUTIONS = ((64, 48), (128, 96))
+
+
+def forest_scene(seed: int = 0) -> WorldSpec:
+    """About 600 trees over 100 x 60 m: the project's forest generator at 10 trees / 100 m²."""
+    try:
+        from lnn_nav.sim.forest import generate_forest
+    except ImportError:  # before the generator landed: trunks + canopy spheres, uniformly placed
+        rng = np.random.default_rng(seed)
+        n = 600
+        xy = np.c_[rng.uniform(-50, 50, n), rng.uniform(-30, 30, n)]
+        height = rng.uniform(8, 15, n)
+        return WorldSpec(
+            kind="forest", seed=seed, bounds=(-50, 50, -30, 30), start=(-40, 0, 2, 0), goal=(40, 0, 2),
+            cylinders=np.c_[xy, np.zeros(n), height, rng.uniform(0.12, 0.35, n)],
+            cylinder_materials=np.full(n, MATERIAL_ID["bark"]),
+            spheres=np.c_[xy, height, rng.uniform(1.5, 3.0, n)],
+            sphere_materials=np.full(n, MATERIAL_ID["leaves"]),
+        )  # fmt: skip
+    return generate_forest(seed, density=10.0)
+
+
+def camera_poses(world: WorldSpec, envs: int, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """Body poses at 2 m over the forest with random headings (positions [E, 3], quaternions wxyz [E, 4])."""
+    rng = np.random.default_rng(seed)
+    x0, x1, y0, y1 = world.bounds
+    pos = np.c_[rng.uniform(x0 + 10, x1 - 10, envs), rng.uniform(y0 + 10, y1 - 10, envs), np.full(envs, 2.0)]
+    yaw = rng.uniform(-math.pi, math.pi, envs)
+    quat = np.c_[np.cos(yaw / 2), np.zeros(envs), np.zeros(envs), np.sin(yaw / 2)]
+    return pos, quat
+
+
+# --------------------------------------------------------------------------- #
+# PyBullet side
+# --------------------------------------------------------------------------- #
+def _pybullet_worker(conn: Any, world: WorldSpec) -> None:
+    import pybullet as pb
+
+    client = pb.connect(pb.DIRECT)
+    colours = world.material_colours()
+
+    def body(geom: int, material: int, position: Sequence[float], yaw: float = 0.0, **size: Any) -> None:
+        shape = pb.createVisualShape(geom, rgbaColor=[*colours[material], 1.0], physicsClientId=client, **size)
+        orn = pb.getQuaternionFromEuler([0.0, 0.0, yaw])
+        pb.createMultiBody(0, -1, shape, position, orn, physicsClientId=client)
+
+    for (x, y, z0, z1, r), m in zip(world.cylinders, world.cylinder_materials):
+        body(pb.GEOM_CYLINDER, m, [x, y, (z0 + z1) / 2], radius=r, length=z1 - z0)
+    for (x, y, z, r), m in zip(world.spheres, world.sphere_materials):
+        body(pb.GEOM_SPHERE, m, [x, y, z], radius=r)
+    for (cx, cy, cz, hx, hy, hz, yaw), m in zip(world.boxes, world.box_materials):
+        body(pb.GEOM_BOX, m, [cx, cy, cz], yaw, halfExtents=[hx, hy, hz])
+    body(pb.GEOM_BOX, MATERIAL_ID["ground"], [0, 0, -0.01], halfExtents=[500, 500, 0.01])
+    conn.send("ready")
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            break
+        camera, origins, rotations = msg
+        proj = pb.computeProjectionMatrixFOV(camera.vfov_deg, camera.width / camera.height, camera.near, camera.far)
+        for o, r in zip(origins, rotations):
+            # Optical z is the viewing direction, optical -y is up.
+            view = pb.computeViewMatrix(o.tolist(), (o + r[:, 2]).tolist(), (-r[:, 1]).tolist())
+            pb.getCameraImage(
+                camera.width, camera.height, view, proj,
+                renderer=pb.ER_TINY_RENDERER, shadow=0, flags=pb.ER_NO_SEGMENTATION_MASK, physicsClientId=client,
+            )  # fmt: skip
+        conn.send("done")
+    pb.disconnect(client)
+
+
+class PyBulletPool:
+    """N processes, each a DIRECT client holding the scene; renders a batch split evenly across them."""
+
+    def __init__(self, world: WorldSpec, processes: int) -> None:
+        ctx = mp.get_context("spawn")
+        self._conns, self._procs = [], []
+        for _ in range(processes):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_pybullet_worker, args=(child, world), daemon=True)
+            proc.start()
+            self._conns.append(parent)
+            self._procs.append(proc)
+        for conn in self._conns:
+            conn.recv()
+
+    def render(self, camera: CameraConfig, positions: np.ndarray, quaternions: np.ndarray) -> None:
+        origins, rotations = camera_pose(positions, quaternions, camera)
+        chunks = np.array_split(np.arange(len(origins)), len(self._conns))
+        active = [(conn, c) for conn, c in zip(self._conns, chunks) if len(c)]
+        for conn, c in active:
+            conn.send((camera, origins[c], rotations[c]))
+        for conn, _ in active:
+            conn.recv()
+
+    def close(self) -> None:
+        for conn in self._conns:
+            conn.send(None)
+        for proc in self._procs:
+            proc.join(timeout=10)
+
+
+# --------------------------------------------------------------------------- #
+# Timing
+# --------------------------------------------------------------------------- #
+def frames_per_second(render: Callable[[], Any], envs: int, min_time: float) -> float:
+    """Batches until ``min_time`` seconds have passed (at least one, after one warm-up)."""
+    render()
+    calls, start = 0, time.perf_counter()
+    while True:
+        render()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time:
+            return calls * envs / elapsed
+
+
+def machine_line() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import pybullet  # noqa: F401 - fail early with the install hint below
+    import warp as wp
+
+    # Other work on the machine skews the 2-process columns first; the load says how much there was.
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"{cpu}, {os.cpu_count()} cores (1-min load {load:.1f} at start), Python {platform.python_version()}, "
+        f"warp {wp.__version__}, pybullet {importlib.metadata.version('pybullet')} (TinyRenderer)"
+    )
+
+
+def backend_line(world: WorldSpec, min_time: float) -> str:
+    """Grid DDA vs Warp mesh BVH on one core, 128x96, 16 envs."""
+    from lnn_nav.sim.render import Renderer
+
+    camera = CameraConfig()
+    pos, quat = camera_poses(world, 16)
+    ms = {}
+    for backend in ("grid", "mesh"):
+        renderer = Renderer(world, camera, device="cpu", backend=backend)
+        ms[backend] = 1e3 / frames_per_second(lambda: renderer.render(pos, quat), 16, min_time)
+    return (
+        f"One core, 128x96: grid DDA {ms['grid']:.1f} ms/frame, Warp mesh BVH {ms['mesh']:.1f} ms/frame "
+        f"(grid {ms['mesh'] / ms['grid']:.1f}x faster)"
+    )
+
+
+def run(envs_list: Sequence[int], min_time: float) -> Tuple[str, List[Dict[str, float]], str]:
+    from lnn_nav.sim.render import RenderPool
+
+    world = forest_scene()
+    x0, x1, y0, y1 = world.bounds
+    scene = (
+        f"Scene: forest seed 0, {len(world.cylinders)} cylinders + {len(world.spheres)} spheres + "
+        f"{len(world.boxes)} boxes over {x1 - x0:.0f} x {y1 - y0:.0f} m, 90 deg hfov, cameras at 2 m, random headings"
+    )
+    rows: List[Dict[str, float]] = []
+    bullet = PyBulletPool(world, 2)
+    try:
+        for width, height in RESOLUTIONS:
+            camera = CameraConfig(width=width, height=height)
+            with RenderPool(world, camera, workers=2, device="cpu") as pool2, RenderPool(
+                world, camera, workers=1, device="cpu"
+            ) as pool1:
+                for envs in envs_list:
+                    pos, quat = camera_poses(world, envs)
+                    ours2 = frames_per_second(lambda: pool2.render(pos, quat), envs, min_time)
+                    ours1 = frames_per_second(lambda: pool1.render(pos, quat), envs, min_time)
+                    pyb = frames_per_second(lambda: bullet.render(camera, pos, quat), envs, min_time)
+                    rows.append(dict(width=width, height=height, envs=envs, ours2=ours2, ours1=ours1, pybullet=pyb))
+                    print(format_row(rows[-1]), flush=True)
+    finally:
+        bullet.close()
+    return scene, rows, backend_line(world, min_time)
+
+
+TABLE_HEAD = (
+    "| resolution | E | ours 2 workers (fps) | ours 1 worker (fps) | PyBullet 2 procs (fps) | ratio ours/PyBullet "
+    "| ours Mrays/s/core | PyBullet Mrays/s/core |\n"
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+)
+
+
+def format_row(r: Dict[str, float]) -> str:
+    per_core = r["width"] * r["height"] / 2 / 1e6  # Mrays/s per frame/s, over the 2 processes
+    return (
+        f"| {r['width']}x{r['height']} | {r['envs']} | {r['ours2']:.0f} | {r['ours1']:.0f} | {r['pybullet']:.0f} "
+        f"| {r['ours2'] / r['pybullet']:.1f} | {r['ours2'] * per_core:.2f} | {r['pybullet'] * per_core:.2f} |"
+    )
+
+
+def main(argv: List[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run (~20 s): E = 1, 16 and short timings")
+    parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
+    args = parser.parse_args(argv)
+    import warp as wp
+
+    wp.config.log_level = wp.LOG_WARNING  # no banners; the render workers inherit it
+    try:
+        header = machine_line()
+    except ImportError:
+        print("pybullet is missing: pip install -r requirements/bench.txt", file=sys.stderr)
+        return 1
+    envs_list, min_time = ((1, 16), 0.3) if args.quick else ((1, 16, 64), 1.5)
+    print(header)
+    print(TABLE_HEAD, flush=True)
+    scene, rows, backends = run(envs_list, min_time)
+    print(scene)
+    print(backends)
+    if args.out:
+        table = "\n".join([TABLE_HEAD, *map(format_row, rows)])
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(
+            f"Rendered frames/s (RGB + depth), {header}\n\n{table}\n\n{scene}. "
+            f"Mrays/s/core: primary rays (pixels) per second over the 2 processes, / 2.\n\n{backends}\n"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

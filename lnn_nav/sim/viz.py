@@ -1,0 +1,89 @@
+"""Pictures of episodes: top-down map with trajectories, onboard-camera GIF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+from .world import MATERIALS, WorldSpec
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless machines: no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_top_down(
+    world: WorldSpec,
+    path: Path,
+    trajectories: Optional[Dict[str, np.ndarray]] = None,
+    planned: Optional[np.ndarray] = None,
+    title: str = "",
+    crashes: Optional[Dict[str, np.ndarray]] = None,
+) -> Path:
+    """World footprint (trunks, canopies faint, buildings, cars, poles) and ``[T, 2+]`` xy tracks."""
+    plt = _pyplot()
+    from matplotlib.patches import Circle, Polygon
+
+    palette = world.palette
+    fig, ax = plt.subplots(figsize=(8, 8 * (world.bounds[3] - world.bounds[2]) / (world.bounds[1] - world.bounds[0]) + 0.8))
+    ax.set_facecolor(palette["ground"])
+    for (x, y, z, r), m in zip(world.spheres, world.sphere_materials):
+        name = MATERIALS[m]
+        if name == "leaves":
+            ax.add_patch(Circle((x, y), r, color=palette["leaves"], alpha=0.15, lw=0))
+        else:
+            ax.add_patch(Circle((x, y), r, color=palette[name], alpha=0.8, lw=0))
+    for (x, y, z0, z1, r), m in zip(world.cylinders, world.cylinder_materials):
+        ax.add_patch(Circle((x, y), max(r, 0.12), color=np.array(palette[MATERIALS[m]]) * 0.7, lw=0))
+    for (cx, cy, cz, hx, hy, hz, yaw), m in zip(world.boxes, world.box_materials):
+        c, s = np.cos(yaw), np.sin(yaw)
+        corners = np.array([[-hx, -hy], [hx, -hy], [hx, hy], [-hx, hy]]) @ np.array([[c, s], [-s, c]])
+        ax.add_patch(Polygon(corners + [cx, cy], color=palette[MATERIALS[m]], ec="k", lw=0.3))
+    if planned is not None and len(planned):
+        ax.plot(planned[:, 0], planned[:, 1], "--", color="white", lw=1.0, label="expert plan")
+    for i, (name, track) in enumerate((trajectories or {}).items()):
+        track = np.asarray(track)
+        ax.plot(track[:, 0], track[:, 1], lw=1.8, color=plt.cm.tab10(i % 10), label=name)
+        if crashes and name in crashes and crashes[name] is not None:
+            ax.plot(*np.asarray(crashes[name])[:2], marker="x", ms=10, mew=2.5, color="red")
+    ax.plot(*world.start[:2], marker="o", ms=9, color="white", mec="k", label="start")
+    ax.plot(*world.goal[:2], marker="*", ms=16, color=palette["beacon"], mec="k", label="goal")
+    ax.set_xlim(world.bounds[0], world.bounds[1])
+    ax.set_ylim(world.bounds[2], world.bounds[3])
+    ax.set_aspect("equal")
+    ax.set_xlabel("x east (m)")
+    ax.set_ylabel("y north (m)")
+    ax.set_title(title or f"{world.kind} seed {world.seed} ({world.conditions.season})", fontsize=10)
+    ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_gif(frames: Sequence[np.ndarray], path: Path, fps: float = 15.0, scale: int = 2) -> Path:
+    """``[H, W, 3]`` uint8 frames to an animated GIF (nearest-neighbour upscaled by ``scale``)."""
+    from PIL import Image
+
+    if not len(frames):
+        raise ValueError("write_gif needs at least one frame")
+    images = []
+    for frame in frames:
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"frames must be uint8 [H, W, 3], got {frame.dtype} {list(frame.shape)}")
+        image = Image.fromarray(frame)
+        if scale != 1:
+            image = image.resize((frame.shape[1] * scale, frame.shape[0] * scale), Image.NEAREST)
+        images.append(image)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    return path

@@ -1,0 +1,173 @@
+"""Gymnasium envs and the privileged expert, closed loop through the real simulator."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import lnn_nav.sim  # noqa: F401  (registers the envs)
+from lnn_nav.sim.camera import CameraConfig
+from lnn_nav.sim.env import NavigationEnv, NavigationVectorEnv
+from lnn_nav.sim.expert import PrivilegedExpert
+from lnn_nav.sim.presets import make_world
+
+SMALL = CameraConfig(width=32, height=24)
+
+
+def _fly_expert(env: NavigationEnv, seed: int, max_steps: int = 2000):
+    obs, info = env.reset(seed=seed)
+    expert = PrivilegedExpert(env.world)
+    quad = env.quadrotor
+    for _ in range(max_steps):
+        action = expert.command(quad.position, quad.yaw, 1.0 / env.config.control_hz)[0]
+        obs, reward, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            return info
+    return info
+
+
+@pytest.mark.parametrize("env_id", ["lnn_nav/Forest-v0", "lnn_nav/Urban-v0"])
+def test_registered_env_passes_the_gymnasium_checker(env_id):
+    env = gym.make(env_id, camera=SMALL).unwrapped
+    check_env(env, skip_render_check=True)
+    env.close()
+
+
+def test_observation_matches_its_space_and_says_where_the_goal_is():
+    env = NavigationEnv(kind="forest", camera=SMALL)
+    obs, info = env.reset(seed=5)
+    assert env.observation_space.contains(obs)
+    # At rest and level at the start, the body-frame goal vector is the world vector rotated by -yaw.
+    world = env.world
+    d = np.array(world.goal) - np.array(world.start[:3])
+    yaw = world.start[3]
+    expected = [np.cos(yaw) * d[0] + np.sin(yaw) * d[1], -np.sin(yaw) * d[0] + np.cos(yaw) * d[1], d[2]]
+    np.testing.assert_allclose(obs["goal"], expected, atol=1e-3)
+    assert info["distance_to_goal"] == pytest.approx(np.linalg.norm(d), abs=1e-6)
+    np.testing.assert_allclose(obs["imu"][:3], [0, 0, 9.81], atol=0.3)  # hovering: specific force = +g
+    env.close()
+
+
+def test_same_seed_same_world_and_same_observations():
+    a, b = NavigationEnv(kind="urban", camera=SMALL), NavigationEnv(kind="urban", camera=SMALL)
+    oa, _ = a.reset(seed=11)
+    ob, _ = b.reset(seed=11)
+    assert a.world.to_dict() == b.world.to_dict()
+    for _ in range(5):
+        oa, *_ = a.step(np.array([1.0, 0.0, 0.0, 0.2]))
+        ob, *_ = b.step(np.array([1.0, 0.0, 0.0, 0.2]))
+    for key in oa:
+        np.testing.assert_array_equal(oa[key], ob[key])
+    a.close()
+    b.close()
+
+
+def test_flying_into_a_tree_ends_the_episode_as_a_collision():
+    env = NavigationEnv(kind="forest", camera=SMALL)
+    env.reset(seed=2)
+    world = env.world
+    # Aim at the nearest trunk ahead and fly straight at it.
+    trunks = world.cylinders[world.cylinder_materials == 1]
+    start = np.array(world.start[:2])
+    nearest = trunks[np.argmin(np.linalg.norm(trunks[:, :2] - start, axis=1))]
+    heading = np.arctan2(nearest[1] - start[1], nearest[0] - start[0])
+    env.reset(options={"world": world.__class__.from_dict({**world.to_dict(), "start": [*start, 2.0, heading]})})
+    for _ in range(300):
+        *_, terminated, truncated, info = env.step(np.array([2.0, 0.0, 0.0, 0.0]))
+        if terminated or truncated:
+            break
+    assert info["collision"] and not info["success"]
+    env.close()
+
+
+def test_time_limit_truncates():
+    env = NavigationEnv(kind="forest", camera=SMALL, max_episode_time=1.0)
+    env.reset(seed=1)
+    for _ in range(15):
+        *_, terminated, truncated, info = env.step(np.zeros(4))
+    assert truncated and not terminated and info["time"] == pytest.approx(1.0)
+    env.close()
+
+
+def test_nan_action_is_refused():
+    env = NavigationEnv(kind="forest", camera=SMALL)
+    env.reset(seed=1)
+    with pytest.raises(ValueError, match="NaN"):
+        env.step(np.array([np.nan, 0, 0, 0]))
+    env.close()
+
+
+@pytest.mark.parametrize("kind, seed", [("forest", 7), ("urban", 8)])
+def test_expert_reaches_the_goal(kind, seed):
+    env = NavigationEnv(kind=kind, camera=SMALL, max_episode_time=90.0)
+    info = _fly_expert(env, seed)
+    assert info["success"], info
+    env.close()
+
+
+@pytest.mark.slow
+def test_expert_succeeds_on_a_seeded_set_of_worlds():
+    outcomes = []
+    for kind in ("forest", "urban"):
+        env = NavigationEnv(kind=kind, camera=SMALL, max_episode_time=90.0)
+        outcomes += [_fly_expert(env, seed)["success"] for seed in range(100, 104)]
+        env.close()
+    assert all(outcomes), outcomes
+
+
+def test_expert_plan_avoids_obstacles_and_ends_at_the_goal():
+    world = make_world("forest", 4)
+    expert = PrivilegedExpert(world)
+    path = expert.path(world.start[:2])
+    assert np.linalg.norm(path[-1] - np.array(world.goal[:2])) < 0.5
+    from lnn_nav.sim.collision import signed_distance
+
+    points = np.column_stack([path, np.full(len(path), world.goal[2])])
+    assert signed_distance(world, points).min() > 0.3
+
+
+def test_expert_labels_any_state_with_bounded_commands():
+    world = make_world("urban", 6)
+    expert = PrivilegedExpert(world)
+    rng = np.random.default_rng(0)
+    x0, x1, y0, y1 = world.bounds
+    pos = np.column_stack([rng.uniform(x0, x1, 50), rng.uniform(y0, y1, 50), rng.uniform(1, 4, 50)])
+    cmd = expert.command(pos, rng.uniform(-np.pi, np.pi, 50), 1 / 15)
+    assert cmd.shape == (50, 4) and np.isfinite(cmd).all()
+    assert np.abs(cmd[:, :2]).max() <= expert.config.cruise_speed + 1e-9
+    assert np.abs(cmd[:, 3]).max() <= expert.config.max_yaw_rate + 1e-9
+
+
+def test_vector_env_autoresets_on_the_next_step_with_held_out_seeds():
+    env = NavigationVectorEnv(num_envs=2, kind="forest", camera=SMALL, max_episode_time=0.2, world_seeds=[900, 901, 902])
+    obs, info = env.reset(seed=0)
+    assert obs["image"].shape == (2, 24, 32, 3)
+    assert [w.seed for w in env.worlds] == [900, 901]
+    for _ in range(3):
+        obs, reward, terminated, truncated, info = env.step(np.zeros((2, 4)))
+    assert truncated.all()
+    obs, reward, terminated, truncated, info = env.step(np.zeros((2, 4)))
+    assert not truncated.any() and (reward == 0).all()
+    assert [w.seed for w in env.worlds] == [902, 900]
+    env.close()
+
+
+def test_make_vec_uses_the_batched_env():
+    envs = gym.make_vec("lnn_nav/Urban-v0", num_envs=2, vectorization_mode="vector_entry_point", camera=SMALL)
+    obs, _ = envs.reset(seed=3)
+    assert obs["imu"].shape == (2, 6)
+    envs.close()
+
+
+def test_lnn_nav_sim_command_writes_map_gif_and_json(tmp_path):
+    from lnn_nav.cli import main
+
+    assert main(["sim", "--world", "forest", "--seed", "7", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "forest_7_map.png").stat().st_size > 0
+    assert (tmp_path / "forest_7_camera.gif").stat().st_size > 0
+    import json
+
+    episodes = json.loads((tmp_path / "forest_in_distribution_episodes.json").read_text())
+    assert episodes[0]["outcome"] == "success" and episodes[0]["seed"] == 7
