@@ -35,20 +35,8 @@ RESOLUTIONS = ((64, 48), (128, 96))
 
 def forest_scene(seed: int = 0) -> WorldSpec:
     """About 600 trees over 100 x 60 m: the project's forest generator at 10 trees / 100 m²."""
-    try:
-        from lnn_nav.sim.forest import generate_forest
-    except ImportError:  # before the generator landed: trunks + canopy spheres, uniformly placed
-        rng = np.random.default_rng(seed)
-        n = 600
-        xy = np.c_[rng.uniform(-50, 50, n), rng.uniform(-30, 30, n)]
-        height = rng.uniform(8, 15, n)
-        return WorldSpec(
-            kind="forest", seed=seed, bounds=(-50, 50, -30, 30), start=(-40, 0, 2, 0), goal=(40, 0, 2),
-            cylinders=np.c_[xy, np.zeros(n), height, rng.uniform(0.12, 0.35, n)],
-            cylinder_materials=np.full(n, MATERIAL_ID["bark"]),
-            spheres=np.c_[xy, height, rng.uniform(1.5, 3.0, n)],
-            sphere_materials=np.full(n, MATERIAL_ID["leaves"]),
-        )  # fmt: skip
+    from lnn_nav.sim.forest import generate_forest
+
     return generate_forest(seed, density=10.0)
 
 
@@ -212,6 +200,35 @@ def run(envs_list: Sequence[int], min_time: float) -> Tuple[str, List[Dict[str, 
     return scene, rows, backend_line(world, min_time)
 
 
+def env_steps(envs_list: Sequence[int], min_time: float) -> List[Dict[str, float]]:
+    """Full closed-loop env steps/s (physics at 400 Hz, collisions, IMU, 128x96 RGB+depth render).
+
+    Zero commands (hover) so every env keeps flying for the whole timing; the
+    render goes through a 2-worker RenderPool.
+    """
+    from lnn_nav.sim.env import NavigationVectorEnv
+
+    rows = []
+    for envs in envs_list:
+        env = NavigationVectorEnv(num_envs=envs, kind="forest", render_workers=2, max_episode_time=1e6)
+        try:
+            env.reset(seed=0)
+            actions = np.zeros((envs, 4))
+            env.step(actions)
+            steps, start = 0, time.perf_counter()
+            while time.perf_counter() - start < min_time or steps < 3:
+                env.step(actions)
+                steps += 1
+            rate = steps * envs / (time.perf_counter() - start)
+        finally:
+            env.close()
+        rows.append({"envs": envs, "env_steps_per_s": rate, "realtime_factor": rate / 15.0 / envs})
+        print(f"| {envs} | {rate:.0f} | {rate / 15.0 / envs:.1f} |", flush=True)
+    return rows
+
+
+ENV_HEAD = "| E | env steps/s (all envs) | real-time factor per env at 15 Hz |\n| ---: | ---: | ---: |"
+
 TABLE_HEAD = (
     "| resolution | E | ours 2 workers (fps) | ours 1 worker (fps) | PyBullet 2 procs (fps) | ratio ours/PyBullet "
     "| ours Mrays/s/core | PyBullet Mrays/s/core |\n"
@@ -246,12 +263,19 @@ def main(argv: List[str] | None = None) -> int:
     scene, rows, backends = run(envs_list, min_time)
     print(scene)
     print(backends)
+    print("\nFull env steps (forest, 128x96, physics 400 Hz, control 15 Hz):")
+    print(ENV_HEAD, flush=True)
+    env_rows = env_steps(envs_list, min_time)
     if args.out:
         table = "\n".join([TABLE_HEAD, *map(format_row, rows)])
+        env_table = "\n".join(
+            [ENV_HEAD] + [f"| {r['envs']} | {r['env_steps_per_s']:.0f} | {r['realtime_factor']:.1f} |" for r in env_rows]
+        )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(
             f"Rendered frames/s (RGB + depth), {header}\n\n{table}\n\n{scene}. "
-            f"Mrays/s/core: primary rays (pixels) per second over the 2 processes, / 2.\n\n{backends}\n"
+            f"Mrays/s/core: primary rays (pixels) per second over the 2 processes, / 2.\n\n{backends}\n\n"
+            f"Full env steps (forest, 128x96, physics 400 Hz, control 15 Hz):\n\n{env_table}\n"
         )
     return 0
 
