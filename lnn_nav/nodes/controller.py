@@ -1,0 +1,493 @@
+"""The controller node: camera (+ IMU, + odometry and goal) -> liquid policy -> ``/cmd_vel``.
+
+A lifecycle node (``rclpy.lifecycle``). Configuring loads the checkpoint,
+activating starts commanding. A fail-safe timer, independent of the camera
+callback, publishes a zero twist (hover) whenever a required input goes
+stale, and ``~/enable`` (false) is an e-stop. With ``autostart`` (default)
+the node configures and activates itself, so a plain ``ros2 run`` flies.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from typing import Any, List, Optional
+
+import numpy as np
+import rclpy
+import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped, TwistStamped
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+)
+from rclpy.signals import SignalHandlerOptions
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+from sensor_msgs.msg import CompressedImage, Image, Imu
+from std_srvs.srv import SetBool, Trigger
+
+from lnn_nav.models import CheckpointError, LiquidPolicy, load_policy
+from lnn_nav.models.core import State
+
+from .controller_logic import DtTracker, InputWatchdog, RateMeter, clamp_command
+from .conversions import (
+    ImageConversionError,
+    command_to_twist_stamped,
+    compressed_image_to_rgb,
+    goal_input,
+    image_msg_to_rgb,
+    imu_msg_to_array,
+    preprocess_for_policy,
+    stamp_to_nanoseconds,
+)
+
+NODE_NAME = "controller_node"
+CMD_FRAME = "base_link"
+_WARN_EVERY_S = 5.0
+_ZERO = np.zeros(4)
+
+# The camera drives the loop: only the newest frame matters (sensor-data QoS, depth 1).
+SENSOR_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=qos_profile_sensor_data.reliability,
+    durability=qos_profile_sensor_data.durability,
+)
+# A goal is published once (RViz, a mission node): latch it.
+GOAL_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+
+
+def _float_param(description: str, low: float, high: float) -> ParameterDescriptor:
+    return ParameterDescriptor(
+        description=description,
+        floating_point_range=[FloatingPointRange(from_value=low, to_value=high, step=0.0)],
+    )
+
+
+class ControllerNode(LifecycleNode):
+    """Runs a :class:`~lnn_nav.models.LiquidPolicy` on each camera frame and publishes ``/cmd_vel``."""
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._declare_parameters()
+        self._policy: Optional[LiquidPolicy] = None
+        self._device = torch.device("cpu")
+        self._state: Optional[State] = None
+        self._active = False
+        self._enabled = True
+        self._input_subs: List[Any] = []
+        self._cmd_pub = None
+        self._failsafe_timer = None
+        self._dt: Optional[DtTracker] = None
+        self._watchdog: Optional[InputWatchdog] = None
+        self._imu: Optional[np.ndarray] = None
+        self._odom: Optional[Odometry] = None
+        self._goal: Optional[PoseStamped] = None
+        self._failsafe_reason = ""
+        self._failsafe_active = False
+        self._meter = RateMeter()
+        self._meter_since = time.monotonic()
+        self.counters = {
+            "frames": 0,
+            "commands": 0,
+            "malformed_inputs": 0,
+            "dropped_frames": 0,
+            "nonfinite_outputs": 0,
+            "state_resets": 0,
+            "failsafe_commands": 0,
+        }
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(1.0, self._publish_diagnostics)
+        self.create_service(SetBool, "~/enable", self._on_enable)
+        self.create_service(Trigger, "~/reset_state", self._on_reset_state)
+        if self.get_parameter("autostart").value:
+            if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+                self.trigger_activate()
+
+    # ----------------------------------------------------------------- parameters
+    def _declare_parameters(self) -> None:
+        d = self.declare_parameter
+        d("autostart", True, ParameterDescriptor(
+            description="configure and activate at startup (false: wait for a lifecycle manager)"))
+        d("model_path", "", ParameterDescriptor(
+            description="policy checkpoint (.safetensors); empty builds an UNTRAINED default policy"))
+        d("device", "cpu", ParameterDescriptor(description="torch device: cpu, cuda or cuda:N"))
+        d("image_topic", "/camera/image_raw", ParameterDescriptor(
+            description="camera topic; with image_transport=compressed, <image_topic>/compressed"))
+        d("image_transport", "raw", ParameterDescriptor(
+            description="raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage)"))
+        d("expected_rate", 30.0, _float_param("nominal camera rate (Hz): dt of first frames", 1.0, 1000.0))
+        d("max_dt", 0.5, _float_param("frame gap (s) above which the recurrent state resets", 0.001, 10.0))
+        d("max_speed_xy", 2.0, _float_param("horizontal speed limit (m/s)", 0.0, 50.0))
+        d("max_speed_z", 1.0, _float_param("vertical speed limit (m/s)", 0.0, 20.0))
+        d("max_yaw_rate", 1.0, _float_param("yaw rate limit (rad/s)", 0.0, 10.0))
+        d("failsafe_rate_hz", 20.0, _float_param("fail-safe check and hover publishing rate (Hz)", 1.0, 200.0))
+        d("image_timeout", 0.25, _float_param("camera age (s) that triggers hover", 0.01, 10.0))
+        d("imu_timeout", 0.1, _float_param("IMU age (s) that triggers hover (IMU policies)", 0.01, 10.0))
+        d("odom_timeout", 0.25, _float_param("odometry age (s) that triggers hover (goal policies)", 0.01, 10.0))
+        d("torch_threads", 0, ParameterDescriptor(
+            description="torch CPU threads; 0 keeps torch's default",
+            integer_range=[IntegerRange(from_value=0, to_value=256, step=1)]))
+
+    def _param(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    # ----------------------------------------------------------------- lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        device = str(self._param("device"))
+        try:
+            self._device = torch.device(device)
+        except RuntimeError as err:
+            self.get_logger().error(f"invalid device {device!r}: {err}")
+            return TransitionCallbackReturn.FAILURE
+        if self._device.type == "cuda" and not torch.cuda.is_available():
+            self.get_logger().error(
+                f"device {device!r} requested but CUDA is not available to torch "
+                f"(torch {torch.__version__}, built with CUDA: {torch.version.cuda}); "
+                f"set device:=cpu or install a CUDA build of torch"
+            )
+            return TransitionCallbackReturn.FAILURE
+        if self._param("torch_threads") > 0:
+            torch.set_num_threads(int(self._param("torch_threads")))
+        model_path = str(self._param("model_path"))
+        if model_path:
+            try:
+                policy = load_policy(model_path, map_location=self._device)
+            except CheckpointError as err:
+                self.get_logger().error(f"cannot load the policy: {err}")
+                return TransitionCallbackReturn.FAILURE
+        else:
+            self.get_logger().warning(
+                "model_path is empty: flying a freshly initialised, UNTRAINED policy. "
+                "Its commands are meaningless; use it for tests and demos only."
+            )
+            policy = LiquidPolicy().to(self._device).eval()
+        self._policy = policy
+        cfg = policy.config
+        self._dt = DtTracker(1.0 / self._param("expected_rate"), self._param("max_dt"))
+        timeouts = {"camera": self._param("image_timeout")}
+        if cfg.use_imu:
+            timeouts["imu"] = self._param("imu_timeout")
+        if cfg.use_goal:
+            timeouts["odom"] = self._param("odom_timeout")
+            timeouts["goal"] = None
+        self._watchdog = InputWatchdog(timeouts)
+        try:
+            self._warm_up()
+        except (RuntimeError, ValueError) as err:
+            self.get_logger().error(f"policy warm-up step failed: {err}")
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        self._create_endpoints()
+        self.get_logger().info(
+            f"policy loaded ({model_path or 'untrained default'}) on {self._device}: core "
+            f"{cfg.core}, input {cfg.encoder.height}x{cfg.encoder.width}, imu={cfg.use_imu}, "
+            f"goal={cfg.use_goal}"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._reset_recurrent_state()
+        self._watchdog.arm(self._now_ns())
+        self._failsafe_active = False
+        self._active = True
+        self.get_logger().info("active: publishing commands on /cmd_vel")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        self._publish_command(_ZERO, self.get_clock().now().to_msg())
+        self.get_logger().info("inactive: published one zero command, commanding stopped")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._active:
+            self._active = False
+            self._publish_command(_ZERO, self.get_clock().now().to_msg())
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _create_endpoints(self) -> None:
+        cfg = self._policy.config
+        self._cmd_pub = self.create_publisher(TwistStamped, "/cmd_vel", 10)
+        topic = str(self._param("image_topic"))
+        transport = str(self._param("image_transport"))
+        if transport == "compressed":
+            sub = self.create_subscription(
+                CompressedImage, f"{topic}/compressed",
+                lambda m: self._on_image(m, compressed_image_to_rgb), SENSOR_QOS)
+        else:
+            if transport != "raw":
+                self.get_logger().warning(
+                    f"image_transport {transport!r} is not supported; using raw (expected raw or compressed)")
+            sub = self.create_subscription(
+                Image, topic, lambda m: self._on_image(m, image_msg_to_rgb), SENSOR_QOS)
+        self._input_subs = [sub]
+        if cfg.use_imu:
+            self._input_subs.append(
+                self.create_subscription(Imu, "/imu/data", self._on_imu, SENSOR_QOS))
+        if cfg.use_goal:
+            self._input_subs.append(
+                self.create_subscription(Odometry, "/odom", self._on_odom, SENSOR_QOS))
+            self._input_subs.append(
+                self.create_subscription(PoseStamped, "/goal_pose", self._on_goal, GOAL_QOS))
+        self._failsafe_timer = self.create_timer(
+            1.0 / self._param("failsafe_rate_hz"), self._on_failsafe_timer)
+
+    def _release(self) -> None:
+        for sub in self._input_subs:
+            self.destroy_subscription(sub)
+        self._input_subs = []
+        if self._failsafe_timer is not None:
+            self.destroy_timer(self._failsafe_timer)
+            self._failsafe_timer = None
+        if self._cmd_pub is not None:
+            self.destroy_publisher(self._cmd_pub)
+            self._cmd_pub = None
+        self._policy = None
+        self._state = None
+        self._imu = self._odom = self._goal = None
+        if self._device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _warm_up(self) -> None:
+        cfg = self._policy.config
+        image = torch.zeros(1, 3, cfg.encoder.height, cfg.encoder.width, dtype=torch.uint8)
+        extras = {}
+        if cfg.use_imu:
+            extras["imu"] = torch.zeros(1, 6)
+        if cfg.use_goal:
+            extras["goal"] = torch.zeros(1, 4)
+        with torch.inference_mode():
+            self._policy.step(
+                image.to(self._device), self._dt.nominal_dt, None,
+                **{k: v.to(self._device) for k, v in extras.items()})
+
+    # ----------------------------------------------------------------- callbacks
+    def _on_image(self, msg: Any, convert: Any) -> None:
+        if not self._active:
+            return
+        started = time.perf_counter()
+        try:
+            rgb = convert(msg)
+        except ImageConversionError as err:
+            self.counters["malformed_inputs"] += 1
+            self.get_logger().warning(
+                f"dropped a camera frame: {err}", throttle_duration_sec=_WARN_EVERY_S)
+            return
+        now_ns = self._now_ns()
+        self._watchdog.mark("camera", now_ns)
+        self.counters["frames"] += 1
+        stamp = msg.header.stamp
+        step = self._dt.update(stamp_to_nanoseconds(stamp))
+        if step.reset is not None:
+            self.get_logger().info(f"resetting the recurrent state: {step.reset}")
+            self._state = None
+            self.counters["state_resets"] += 1
+        stale = self._watchdog.stale(now_ns)
+        if not self._enabled or stale:
+            # E-stop or a missing input: hover, and do not advance the network on partial inputs.
+            self.counters["dropped_frames"] += int(bool(stale))
+            self._publish_command(_ZERO, stamp)
+            return
+        try:
+            extras = self._extra_inputs()
+        except ValueError as err:
+            self.counters["dropped_frames"] += 1
+            self.get_logger().warning(f"dropped a frame: {err}", throttle_duration_sec=_WARN_EVERY_S)
+            self._publish_command(_ZERO, stamp)
+            return
+        cfg = self._policy.config
+        image = preprocess_for_policy(rgb, cfg.encoder.height, cfg.encoder.width).to(self._device)
+        with torch.inference_mode():
+            cmd, new_state = self._policy.step(image, step.dt, self._state, **extras)
+        cmd = cmd[0].detach().to("cpu", torch.float64).numpy()
+        if not np.all(np.isfinite(cmd)):
+            self.counters["nonfinite_outputs"] += 1
+            self.counters["state_resets"] += 1
+            self._state = None
+            self.get_logger().warning(
+                f"policy output is not finite ({cmd.tolist()}); commanding zero and "
+                f"resetting the recurrent state", throttle_duration_sec=_WARN_EVERY_S)
+            self._publish_command(_ZERO, stamp)
+        else:
+            self._state = new_state
+            self._publish_command(
+                clamp_command(cmd, self._param("max_speed_xy"), self._param("max_speed_z"),
+                              self._param("max_yaw_rate")), stamp)
+        self._meter.record(time.perf_counter() - started)
+
+    def _extra_inputs(self) -> dict:
+        cfg = self._policy.config
+        extras = {}
+        if cfg.use_imu:
+            extras["imu"] = torch.from_numpy(self._imu).reshape(1, -1).to(self._device)
+        if cfg.use_goal:
+            goal = goal_input(self._odom, self._goal)
+            extras["goal"] = torch.from_numpy(goal).reshape(1, -1).to(self._device)
+        return extras
+
+    def _on_imu(self, msg: Imu) -> None:
+        values = imu_msg_to_array(msg)
+        if not np.all(np.isfinite(values)):
+            self.counters["malformed_inputs"] += 1
+            self.get_logger().warning("dropped an IMU sample with NaN/Inf values",
+                                      throttle_duration_sec=_WARN_EVERY_S)
+            return
+        self._imu = values
+        self._watchdog.mark("imu", self._now_ns())
+
+    def _on_odom(self, msg: Odometry) -> None:
+        self._odom = msg
+        self._watchdog.mark("odom", self._now_ns())
+
+    def _on_goal(self, msg: PoseStamped) -> None:
+        self._goal = msg
+        self._watchdog.mark("goal", self._now_ns())
+        p = msg.pose.position
+        self.get_logger().info(f"new goal ({p.x:.2f}, {p.y:.2f}, {p.z:.2f}) in {msg.header.frame_id!r}")
+
+    def _on_failsafe_timer(self) -> None:
+        if not self._active:
+            return
+        stale = self._watchdog.stale(self._now_ns())
+        if stale:
+            reason = "; ".join(stale)
+            if not self._failsafe_active:
+                self.get_logger().warning(f"fail-safe: hovering (zero command): {reason}")
+            self._failsafe_active = True
+            self._failsafe_reason = reason
+            self.counters["failsafe_commands"] += 1
+            self._publish_command(_ZERO, self.get_clock().now().to_msg())
+        elif self._failsafe_active:
+            self._failsafe_active = False
+            self.get_logger().info("fail-safe cleared: inputs are fresh again, resuming")
+
+    def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        if request.data and not self._enabled:
+            # The network sat idle during the stop: restart it from rest.
+            self._reset_recurrent_state()
+            self.get_logger().info("enabled: commanding resumes")
+        elif not request.data and self._enabled:
+            self.get_logger().warning("e-stop: commanding zero until re-enabled")
+            if self._active:
+                self._publish_command(_ZERO, self.get_clock().now().to_msg())
+        self._enabled = bool(request.data)
+        response.success = True
+        response.message = "enabled" if self._enabled else "e-stop: zero commands"
+        return response
+
+    def _on_reset_state(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self._reset_recurrent_state()
+        response.success = True
+        response.message = "recurrent state reset"
+        return response
+
+    # ----------------------------------------------------------------- helpers
+    def _reset_recurrent_state(self) -> None:
+        self._state = None
+        if self._dt is not None:
+            self._dt.reset()
+
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    def _publish_command(self, cmd: np.ndarray, stamp: Any) -> None:
+        if self._cmd_pub is None:
+            return
+        self._cmd_pub.publish(command_to_twist_stamped(cmd, stamp, CMD_FRAME))
+        self.counters["commands"] += 1
+
+    def _lifecycle_label(self) -> str:
+        if self._active:
+            return "active"
+        return "inactive" if self._policy is not None else "unconfigured"
+
+    def _publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        rate, mean_lat, max_lat = self._meter.take(now - self._meter_since)
+        self._meter_since = now
+        status = DiagnosticStatus()
+        status.name = f"{self.get_name()}: lnn_nav controller"
+        status.hardware_id = str(self._device)
+        state = self._lifecycle_label()
+        if self._active and not self._enabled:
+            status.level, status.message = DiagnosticStatus.WARN, "e-stop: commanding zero"
+        elif self._active and self._failsafe_active:
+            status.level, status.message = DiagnosticStatus.ERROR, f"fail-safe hover: {self._failsafe_reason}"
+        elif self._active:
+            status.level, status.message = DiagnosticStatus.OK, "flying"
+        else:
+            status.level, status.message = DiagnosticStatus.WARN, f"{state}: not commanding"
+        values = {
+            "state": state,
+            "enabled": str(self._enabled),
+            "frame_rate_hz": f"{rate:.2f}",
+            "step_latency_mean_ms": f"{mean_lat * 1e3:.2f}",
+            "step_latency_max_ms": f"{max_lat * 1e3:.2f}",
+            "failsafe_active": str(self._failsafe_active),
+            "last_failsafe_reason": self._failsafe_reason,
+            **{k: str(v) for k, v in self.counters.items()},
+        }
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [status]
+        self._diag_pub.publish(msg)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(args: Optional[List[str]] = None) -> int:
+    """``ros2 run lnn_nav controller_node``: spin until Ctrl-C; exit 1 if autostart fails."""
+    # Our own Ctrl-C handling: rclpy's handler would shut the context down
+    # before the final zero command could go out.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    node = ControllerNode()
+    code = 0
+    try:
+        if node.get_parameter("autostart").value and not node._active:
+            node.get_logger().error("autostart failed: the node did not reach 'active'; exiting")
+            code = 1
+        else:
+            rclpy.spin(node)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if node._active and rclpy.ok():
+            node.trigger_deactivate()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""Conversions between ROS 2 messages and the arrays and tensors the models and simulator use.
+
+Pure functions, no node state: every one is testable without a ROS graph.
+Frames follow REP-103 (body FLU, world ENU) and REP-105 (``odom`` ->
+``base_link``); quaternions in arrays are ``(w, x, y, z)``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import cv2
+import numpy as np
+import torch
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import PoseStamped, Twist, TwistStamped
+from nav_msgs.msg import Odometry
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu
+
+from lnn_nav.models.policy import COMMAND_SIZE, GOAL_SIZE, IMU_SIZE
+from lnn_nav.sim.camera import CameraConfig, quat_to_matrix
+
+#: Image encodings accepted by :func:`image_msg_to_rgb`, with their channel count.
+SUPPORTED_ENCODINGS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+_NS_PER_S = 1_000_000_000
+
+
+class ImageConversionError(ValueError):
+    """An image message that cannot be turned into an RGB array (bad encoding, size or data)."""
+
+
+def image_msg_to_rgb(msg: Image) -> np.ndarray:
+    """``sensor_msgs/Image`` -> uint8 ``[H, W, 3]`` RGB (a copy; rows may be padded in ``step``)."""
+    encoding = msg.encoding.lower()
+    if encoding not in SUPPORTED_ENCODINGS:
+        raise ImageConversionError(
+            f"image encoding {msg.encoding!r} is not supported; expected one of "
+            f"{', '.join(SUPPORTED_ENCODINGS)}"
+        )
+    if msg.is_bigendian not in (0, 1):
+        raise ImageConversionError(f"is_bigendian must be 0 or 1, got {msg.is_bigendian}")
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height == 0 or width == 0:
+        raise ImageConversionError(f"image has zero size ({width}x{height})")
+    channels = SUPPORTED_ENCODINGS[encoding]
+    row_bytes = width * channels
+    if step < row_bytes:
+        raise ImageConversionError(
+            f"image step {step} is smaller than width*channels = {width}*{channels} = "
+            f"{row_bytes} for {encoding}"
+        )
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    if data.size != step * height:
+        raise ImageConversionError(
+            f"image data has {data.size} bytes; expected step*height = {step}*{height} = "
+            f"{step * height} for a {width}x{height} {encoding} image"
+        )
+    pixels = data.reshape(height, step)[:, :row_bytes].reshape(height, width, channels)
+    if encoding == "rgb8":
+        return pixels.copy()
+    if encoding == "bgr8":
+        return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    if encoding == "rgba8":
+        return cv2.cvtColor(pixels, cv2.COLOR_RGBA2RGB)
+    if encoding == "bgra8":
+        return cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGB)
+    return np.repeat(pixels, 3, axis=2)
+
+
+def compressed_image_to_rgb(msg: CompressedImage) -> np.ndarray:
+    """``sensor_msgs/CompressedImage`` (JPEG or PNG) -> uint8 ``[H, W, 3]`` RGB."""
+    fmt = msg.format.lower()
+    if fmt and "jpeg" not in fmt and "jpg" not in fmt and "png" not in fmt:
+        raise ImageConversionError(
+            f"compressed image format {msg.format!r} is not supported; expected jpeg or png "
+            f"(e.g. 'jpeg' or 'rgb8; jpeg compressed bgr8')"
+        )
+    buffer = np.frombuffer(msg.data, dtype=np.uint8)
+    if buffer.size == 0:
+        raise ImageConversionError("compressed image has no data")
+    bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ImageConversionError(
+            f"compressed image ({buffer.size} bytes, format {msg.format!r}) could not be "
+            f"decoded: corrupt or not JPEG/PNG data"
+        )
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def rgb_to_image_msg(
+    rgb: np.ndarray, stamp: Time, frame_id: str, encoding: str = "rgb8"
+) -> Image:
+    """uint8 ``[H, W, 3]`` RGB -> ``sensor_msgs/Image`` in ``encoding`` (rgb8 or bgr8), unpadded."""
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ImageConversionError(
+            f"expected a uint8 [H, W, 3] RGB array, got {rgb.dtype} {list(rgb.shape)}"
+        )
+    if encoding == "rgb8":
+        pixels = rgb
+    elif encoding == "bgr8":
+        pixels = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    else:
+        raise ImageConversionError(
+            f"output encoding {encoding!r} is not supported; expected rgb8 or bgr8"
+        )
+    msg = Image()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = msg.width * 3
+    msg.data = np.ascontiguousarray(pixels).tobytes()
+    return msg
+
+
+def stamp_to_seconds(stamp: Time) -> float:
+    """A ``builtin_interfaces/Time`` in seconds."""
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def stamp_to_nanoseconds(stamp: Time) -> int:
+    """A ``builtin_interfaces/Time`` in integer nanoseconds (exact)."""
+    return int(stamp.sec) * _NS_PER_S + int(stamp.nanosec)
+
+
+def seconds_to_stamp(t: float) -> Time:
+    """Seconds -> ``builtin_interfaces/Time``, rounded to the nearest nanosecond.
+
+    Seconds and the fraction are split before scaling, so large times (epoch
+    stamps) do not lose nanoseconds to float products.
+    """
+    whole = int(np.floor(t))
+    nanosec = int(round((t - whole) * _NS_PER_S))
+    if nanosec >= _NS_PER_S:
+        whole, nanosec = whole + 1, nanosec - _NS_PER_S
+    return Time(sec=whole, nanosec=nanosec)
+
+
+def imu_msg_to_array(msg: Imu) -> np.ndarray:
+    """``sensor_msgs/Imu`` -> ``[ax, ay, az, wx, wy, wz]`` float32 (the policy's IMU input)."""
+    a, w = msg.linear_acceleration, msg.angular_velocity
+    return np.array([a.x, a.y, a.z, w.x, w.y, w.z], dtype=np.float32)
+
+
+def array_to_imu_msg(values: Sequence[float], stamp: Time, frame_id: str) -> Imu:
+    """``[ax, ay, az, wx, wy, wz]`` -> ``sensor_msgs/Imu`` with no orientation estimate."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    if v.size != IMU_SIZE:
+        raise ValueError(f"IMU sample needs {IMU_SIZE} values (ax, ay, az, wx, wy, wz), got {v.size}")
+    msg = Imu()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.linear_acceleration.x, msg.linear_acceleration.y, msg.linear_acceleration.z = v[:3]
+    msg.angular_velocity.x, msg.angular_velocity.y, msg.angular_velocity.z = v[3:]
+    # sensor_msgs/Imu: orientation_covariance[0] = -1 says "no orientation estimate".
+    msg.orientation_covariance[0] = -1.0
+    return msg
+
+
+def command_to_twist_stamped(
+    cmd: Sequence[float], stamp: Time, frame_id: str = "base_link"
+) -> TwistStamped:
+    """``[vx, vy, vz, yaw_rate]`` (body FLU) -> ``geometry_msgs/TwistStamped``."""
+    c = np.asarray(cmd, dtype=np.float64).reshape(-1)
+    if c.size != COMMAND_SIZE:
+        raise ValueError(f"command needs {COMMAND_SIZE} values (vx, vy, vz, yaw_rate), got {c.size}")
+    msg = TwistStamped()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = (float(x) for x in c[:3])
+    msg.twist.angular.z = float(c[3])
+    return msg
+
+
+def twist_to_command(msg: Union[Twist, TwistStamped]) -> np.ndarray:
+    """``Twist`` or ``TwistStamped`` -> ``[vx, vy, vz, yaw_rate]`` float32."""
+    twist = msg.twist if isinstance(msg, TwistStamped) else msg
+    return np.array(
+        [twist.linear.x, twist.linear.y, twist.linear.z, twist.angular.z], dtype=np.float32
+    )
+
+
+def camera_info_msg(camera: CameraConfig, stamp: Time, frame_id: str) -> CameraInfo:
+    """``sensor_msgs/CameraInfo`` of an undistorted pinhole camera (plumb_bob, zero D)."""
+    fx, fy, cx, cy = camera.intrinsics()
+    msg = CameraInfo()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.width, msg.height = camera.width, camera.height
+    msg.distortion_model = "plumb_bob"
+    msg.d = [0.0] * 5
+    msg.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return msg
+
+
+def odometry_msg(
+    position: Sequence[float],
+    quaternion_wxyz: Sequence[float],
+    velocity_body: Sequence[float],
+    angular_velocity_body: Sequence[float],
+    stamp: Time,
+    frame_id: str = "odom",
+    child_frame_id: str = "base_link",
+) -> Odometry:
+    """``nav_msgs/Odometry``: pose in ``frame_id``, twist in ``child_frame_id`` (the body)."""
+    p = [float(x) for x in np.asarray(position, dtype=np.float64).reshape(3)]
+    q = [float(x) for x in np.asarray(quaternion_wxyz, dtype=np.float64).reshape(4)]
+    v = [float(x) for x in np.asarray(velocity_body, dtype=np.float64).reshape(3)]
+    w = [float(x) for x in np.asarray(angular_velocity_body, dtype=np.float64).reshape(3)]
+    msg = Odometry()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.child_frame_id = child_frame_id
+    pose = msg.pose.pose
+    pose.position.x, pose.position.y, pose.position.z = p
+    pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z = q
+    twist = msg.twist.twist
+    twist.linear.x, twist.linear.y, twist.linear.z = v
+    twist.angular.x, twist.angular.y, twist.angular.z = w
+    return msg
+
+
+def goal_input(odom: Odometry, goal: PoseStamped) -> np.ndarray:
+    """The policy's goal input ``[ux, uy, uz, distance]``: unit direction in body FLU, metres.
+
+    The world vector from the drone to the goal is rotated into the body by
+    the inverse of the odometry orientation. Both messages must share one
+    fixed frame (no tf lookup here). At the goal the direction is zero.
+    """
+    if odom.header.frame_id != goal.header.frame_id:
+        raise ValueError(
+            f"goal is in frame {goal.header.frame_id!r} but odometry is in "
+            f"{odom.header.frame_id!r}; publish the goal in the odometry frame"
+        )
+    p, g, o = odom.pose.pose.position, goal.pose.position, odom.pose.pose.orientation
+    r_world_body = quat_to_matrix(np.array([o.w, o.x, o.y, o.z]))[0]
+    delta_body = r_world_body.T @ np.array([g.x - p.x, g.y - p.y, g.z - p.z])
+    distance = float(np.linalg.norm(delta_body))
+    direction = delta_body / distance if distance > 1e-9 else np.zeros(3)
+    out = np.empty(GOAL_SIZE, dtype=np.float32)
+    out[:3] = direction
+    out[3] = distance
+    return out
+
+
+def preprocess_for_policy(rgb: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """uint8 ``[H, W, 3]`` RGB -> uint8 ``[1, 3, height, width]`` (the policy scales uint8 itself)."""
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ImageConversionError(
+            f"expected a uint8 [H, W, 3] RGB array, got {rgb.dtype} {list(rgb.shape)}"
+        )
+    if rgb.shape[:2] != (height, width):
+        shrinking = height <= rgb.shape[0] and width <= rgb.shape[1]
+        rgb = cv2.resize(
+            rgb, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        )
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).unsqueeze(0)

@@ -1,0 +1,313 @@
+"""The controller node on a real rclpy graph: commands per frame, fail-safes, services, lifecycle."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Callable, List
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+rclpy = pytest.importorskip("rclpy")
+
+from builtin_interfaces.msg import Time  # noqa: E402
+from geometry_msgs.msg import TwistStamped  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from std_srvs.srv import SetBool, Trigger  # noqa: E402
+
+from lnn_nav.models import EncoderConfig, LiquidPolicy, PolicyConfig, save_policy  # noqa: E402
+from lnn_nav.nodes.controller import ControllerNode  # noqa: E402
+from lnn_nav.nodes.conversions import rgb_to_image_msg  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+FRAME = np.random.default_rng(1).integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
+BASE_S = 1000  # frame stamps far from the wall clock that stamps fail-safe commands
+
+
+def _policy_file(tmp_path, nan: bool = False):
+    torch.manual_seed(0)
+    policy = LiquidPolicy(PolicyConfig(encoder=EncoderConfig(height=48, width=64)))
+    if nan:
+        with torch.no_grad():
+            policy.head.weight.fill_(float("nan"))
+    return str(save_policy(policy, tmp_path / ("nan.safetensors" if nan else "policy.safetensors")))
+
+
+def _stamp(i: int) -> Time:
+    return Time(sec=BASE_S + i // 20, nanosec=(i % 20) * 50_000_000)
+
+
+def _key(stamp: Time):
+    return (stamp.sec, stamp.nanosec)
+
+
+class Graph:
+    """A controller node and a test node, spun by one executor in a background thread."""
+
+    def __init__(self, model_path: str, compressed: bool = False, **params) -> None:
+        self.ns = f"/t{uuid.uuid4().hex[:10]}"
+        self.context = Context()
+        rclpy.init(context=self.context)
+        overrides = {"model_path": model_path, "image_topic": f"{self.ns}/camera/image_raw",
+                     "image_transport": "compressed" if compressed else "raw", **params}
+        self.node = ControllerNode(
+            context=self.context,
+            cli_args=["--ros-args", "-r", f"/cmd_vel:={self.ns}/cmd_vel",
+                      "-r", f"/diagnostics:={self.ns}/diagnostics"],
+            parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()],
+        )
+        self.peer = rclpy.create_node("controller_test_peer", context=self.context)
+        self.commands: List[TwistStamped] = []
+        self.lock = threading.Lock()
+        self.peer.create_subscription(TwistStamped, f"{self.ns}/cmd_vel", self._on_cmd, 100)
+        if compressed:
+            self.image_pub = self.peer.create_publisher(
+                CompressedImage, f"{self.ns}/camera/image_raw/compressed", 10)
+        else:
+            self.image_pub = self.peer.create_publisher(Image, f"{self.ns}/camera/image_raw", 10)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.peer)
+        self._running = True
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        while self._running and self.context.ok():
+            self.executor.spin_once(timeout_sec=0.02)
+
+    def _on_cmd(self, msg: TwistStamped) -> None:
+        with self.lock:
+            self.commands.append(msg)
+
+    def close(self) -> None:
+        self._running = False
+        self.thread.join(timeout=5)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.peer.destroy_node()
+        self.context.try_shutdown()
+
+    def snapshot(self) -> List[TwistStamped]:
+        with self.lock:
+            return list(self.commands)
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.01)
+        return predicate()
+
+    def wait_connected(self) -> None:
+        assert self.wait_for(lambda: self.image_pub.get_subscription_count() > 0
+                             and self.peer.count_publishers(f"{self.ns}/cmd_vel") > 0, 10.0)
+
+    def send(self, i: int, msg=None) -> None:
+        msg = msg if msg is not None else rgb_to_image_msg(FRAME, _stamp(i), "camera")
+        msg.header.stamp = _stamp(i)
+        self.image_pub.publish(msg)
+
+    def commands_for(self, i: int) -> List[TwistStamped]:
+        return [c for c in self.snapshot() if _key(c.header.stamp) == _key(_stamp(i))]
+
+    def send_and_wait(self, i: int, msg=None) -> TwistStamped:
+        # Best-effort, depth-1 QoS may drop a frame: resend the same stamp until it is answered.
+        for _ in range(20):
+            self.send(i, msg)
+            if self.wait_for(lambda: self.commands_for(i), 0.5):
+                return self.commands_for(i)[0]
+        raise AssertionError(f"no command for frame {i}")
+
+    def call(self, srv_type, name: str, request):
+        client = self.peer.create_client(srv_type, f"/controller_node/{name}")
+        assert client.wait_for_service(timeout_sec=10.0)
+        future = client.call_async(request)
+        assert self.wait_for(future.done, 10.0)
+        return future.result()
+
+
+@pytest.fixture
+def graph_factory():
+    graphs: List[Graph] = []
+
+    def make(*args, **kwargs) -> Graph:
+        g = Graph(*args, **kwargs)
+        graphs.append(g)
+        return g
+
+    yield make
+    for g in graphs:
+        g.close()
+
+
+def _is_zero(cmd: TwistStamped) -> bool:
+    t = cmd.twist
+    return (t.linear.x, t.linear.y, t.linear.z, t.angular.z) == (0.0, 0.0, 0.0, 0.0)
+
+
+def test_one_command_per_frame_stamped_with_the_frame_stamp(tmp_path, graph_factory):
+    g = graph_factory(_policy_file(tmp_path), image_timeout=5.0, max_speed_xy=0.5)
+    g.wait_connected()
+    for i in range(5):
+        cmd = g.send_and_wait(i)
+        assert cmd.header.frame_id == "base_link"
+        assert np.hypot(cmd.twist.linear.x, cmd.twist.linear.y) <= 0.5 + 1e-9
+        assert not _is_zero(cmd)
+    time.sleep(0.2)
+    assert [len(g.commands_for(i)) for i in range(5)] == [1] * 5
+    assert g.node.counters["frames"] == 5 and g.node.counters["nonfinite_outputs"] == 0
+
+
+def test_stale_camera_hovers_within_the_timeout_and_resumes_on_fresh_frames(tmp_path, graph_factory):
+    g = graph_factory(_policy_file(tmp_path), image_timeout=0.25, failsafe_rate_hz=20.0)
+    g.wait_connected()
+    for i in range(3):
+        g.send_and_wait(i)
+    last_frame = time.monotonic()
+    before = len(g.snapshot())
+    assert g.wait_for(lambda: any(_is_zero(c) for c in g.snapshot()[before:]), 2.0)
+    # image_timeout + one fail-safe period, plus slack for a loaded CI machine.
+    assert time.monotonic() - last_frame <= 0.25 + 0.05 + 0.25
+    assert g.node._failsafe_active and "camera" in g.node._failsafe_reason
+    time.sleep(0.3)
+    hovers = [c for c in g.snapshot()[before:] if _is_zero(c)]
+    assert len(hovers) >= 4  # keeps hovering at the fail-safe rate
+    cmd = g.send_and_wait(40)  # 2 s gap: fresh frame, state reset
+    assert not _is_zero(cmd)
+    assert g.wait_for(lambda: not g.node._failsafe_active, 1.0)
+    assert g.node.counters["state_resets"] >= 1
+
+
+def test_nan_weights_give_zero_commands_and_are_counted(tmp_path, graph_factory):
+    g = graph_factory(_policy_file(tmp_path, nan=True), image_timeout=5.0)
+    g.wait_connected()
+    cmd = g.send_and_wait(0)
+    assert _is_zero(cmd)
+    assert g.node.counters["nonfinite_outputs"] == 1
+    assert _is_zero(g.send_and_wait(1)) and g.node.counters["nonfinite_outputs"] == 2
+
+
+def test_malformed_images_are_dropped_and_counted(tmp_path, graph_factory):
+    g = graph_factory(_policy_file(tmp_path), image_timeout=5.0)
+    g.wait_connected()
+    g.send_and_wait(0)  # matched and flowing
+    short = rgb_to_image_msg(FRAME, _stamp(1), "camera")
+    short.data = bytes(short.data)[:-5]
+    unknown = rgb_to_image_msg(FRAME, _stamp(2), "camera")
+    unknown.encoding = "yuv422"
+    for count, (i, msg) in enumerate(((1, short), (2, unknown)), start=1):
+        g.send(i, msg)  # one at a time: the depth-1 queue keeps only the newest
+        assert g.wait_for(lambda: g.node.counters["malformed_inputs"] == count, 3.0)
+    assert not g.commands_for(1) and not g.commands_for(2)
+    assert not _is_zero(g.send_and_wait(3))  # still running
+
+
+def test_compressed_transport_decodes_jpeg_and_drops_corrupt_data(tmp_path, graph_factory):
+    g = graph_factory(_policy_file(tmp_path), compressed=True, image_timeout=5.0)
+    g.wait_connected()
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(FRAME, cv2.COLOR_RGB2BGR))
+    good = CompressedImage(format="jpeg", data=jpeg.tobytes())
+    g.send_and_wait(0, good)
+    g.send(1, CompressedImage(format="jpeg", data=jpeg.tobytes()[:40]))
+    assert g.wait_for(lambda: g.node.counters["malformed_inputs"] >= 1, 3.0)
+    assert not g.commands_for(1)
+    g.send_and_wait(2, CompressedImage(format="jpeg", data=jpeg.tobytes()))
+
+
+def test_estop_service_zeroes_commands_until_re_enabled(tmp_path, graph_factory):
+    g = graph_factory(_policy_file(tmp_path), image_timeout=5.0)
+    g.wait_connected()
+    assert not _is_zero(g.send_and_wait(0))
+    assert g.call(SetBool, "enable", SetBool.Request(data=False)).success
+    assert _is_zero(g.send_and_wait(1)) and _is_zero(g.send_and_wait(2))
+    assert g.call(SetBool, "enable", SetBool.Request(data=True)).success
+    assert not _is_zero(g.send_and_wait(3))
+    assert g.call(Trigger, "reset_state", Trigger.Request()).success
+
+
+def test_lifecycle_transitions_gate_commanding(tmp_path, graph_factory):
+    g = graph_factory(_policy_file(tmp_path), autostart=False, image_timeout=5.0)
+    assert g.node._policy is None
+    assert g.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert g.node._policy is not None
+    g.wait_connected()
+    g.send(0)
+    time.sleep(0.3)
+    assert not g.commands_for(0)  # configured but inactive: silent
+    assert g.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    g.send_and_wait(1)
+    before = len(g.snapshot())
+    assert g.node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    assert g.wait_for(lambda: len(g.snapshot()) > before, 2.0)
+    g.send(2)
+    time.sleep(0.3)
+    after = g.snapshot()[before:]
+    assert len(after) == 1 and _is_zero(after[0])
+    assert g.node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    assert g.node._policy is None
+
+
+def test_cuda_requested_without_cuda_fails_configure(tmp_path, graph_factory):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    g = graph_factory(_policy_file(tmp_path), autostart=False, device="cuda")
+    assert g.node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert g.node._policy is None
+
+
+def test_diagnostics_report_state_and_counters(tmp_path, graph_factory):
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    g = graph_factory(_policy_file(tmp_path), image_timeout=5.0)
+    arrays: List[DiagnosticArray] = []
+    g.peer.create_subscription(DiagnosticArray, f"{g.ns}/diagnostics", arrays.append, 10)
+    g.wait_connected()
+    g.send_and_wait(0)
+    assert g.wait_for(lambda: arrays, 3.0)
+    values = {kv.key: kv.value for kv in arrays[-1].status[0].values}
+    assert values["state"] == "active" and values["enabled"] == "True"
+    for key in ("frame_rate_hz", "step_latency_mean_ms", "malformed_inputs",
+                "nonfinite_outputs", "last_failsafe_reason"):
+        assert key in values
+
+
+def test_goal_policy_needs_odometry_and_a_latched_goal(tmp_path, graph_factory):
+    from geometry_msgs.msg import PoseStamped
+    from nav_msgs.msg import Odometry
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    from lnn_nav.nodes.conversions import odometry_msg
+
+    torch.manual_seed(0)
+    policy = LiquidPolicy(PolicyConfig(encoder=EncoderConfig(height=48, width=64), use_goal=True))
+    path = str(save_policy(policy, tmp_path / "goal.safetensors"))
+    g = graph_factory(path, image_timeout=5.0, odom_timeout=5.0)
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    odom_pub = g.peer.create_publisher(Odometry, "/odom", 10)
+    g.wait_connected()
+    assert _is_zero(g.send_and_wait(0))  # no goal, no odometry yet: hover
+    goal = PoseStamped()
+    goal.header.frame_id = "odom"
+    goal.pose.position.x = 10.0
+    goal_pub = g.peer.create_publisher(PoseStamped, "/goal_pose", latched)
+    goal_pub.publish(goal)  # published once; transient-local delivers it on matching
+    odom = odometry_msg([0, 0, 1], [1, 0, 0, 0], [0, 0, 0], [0, 0, 0], _stamp(0))
+    assert g.wait_for(lambda: odom_pub.get_subscription_count() > 0, 5.0)
+    for i in range(1, 30):
+        odom_pub.publish(odom)
+        cmd = g.send_and_wait(i)
+        if not _is_zero(cmd):
+            break
+    assert not _is_zero(cmd), f"still hovering: {g.node._watchdog.stale(g.node._now_ns())}"
