@@ -75,8 +75,10 @@ setup(
     entry_points={
         "console_scripts": [
             "lnn-nav = lnn_nav.cli:main",
-            # Node executables (controller_node, sim_node, ...) are added
-            # here when the nodes land, for `ros2 run lnn_nav <node>`.
+            # Node executables, for `ros2 run lnn_nav <node>`.
+            "controller_node = lnn_nav.nodes.controller:main",
+            "sim_node = lnn_nav.nodes.sim_node:main",
+            "expert_node = lnn_nav.nodes.expert_node:main",
         ],
     },
 )

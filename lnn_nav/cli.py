@@ -25,7 +25,6 @@ workstation without a ROS install, this command runs the same code."""
 # Subcommands that arrive with later work. Listed so users know what is
 # planned; deliberately not registered, so none of them pretends to run.
 PLANNED_COMMANDS = (
-    ("fly", "run the controller node on a live camera/IMU graph"),
     ("record", "record sensor and command topics to a rosbag2"),
     ("replay", "replay a rosbag2 through the controller"),
     ("collect", "collect expert demonstrations in the simulator"),
@@ -122,6 +121,13 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return run_sim(args.world, args.seed, args.preset, Path(args.out), pictures=not args.no_pictures)
 
 
+def cmd_fly(args: argparse.Namespace) -> int:
+    from lnn_nav.nodes.fly import run_fly
+
+    return run_fly(args.world, seed=args.seed, preset=args.ood, model=args.model, expert=args.expert,
+                   timeout=args.timeout, max_episode_time=args.max_episode_time)  # fmt: skip
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -170,6 +176,29 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--out", default="reports/sim", metavar="DIR", help="output folder (default: %(default)s)")
     sim.add_argument("--no-pictures", action="store_true", help="skip the map and GIF (faster)")
     sim.set_defaults(handler=cmd_sim)
+
+    fly = sub.add_parser(
+        "fly",
+        help="fly one closed-loop episode through the ROS 2 graph (sim node + controller or expert)",
+        description="Start the simulator node and a pilot (the controller node with --model, or the "
+        "privileged expert node with --expert) as separate ROS 2 processes, fly one episode and "
+        "print its outcome as JSON. Exit code 0 on success, 1 on collision, out of bounds or "
+        "timeout, 2 when the run cannot start. Sets ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST for "
+        "itself and the nodes unless the environment already sets it; ROS_DOMAIN_ID is left as is.",
+    )
+    fly.add_argument("--world", choices=("forest", "urban"), default="forest", help="world kind (default: %(default)s)")
+    pilot = fly.add_mutually_exclusive_group(required=True)
+    pilot.add_argument("--model", metavar="PATH", help="controller checkpoint (.safetensors)")
+    pilot.add_argument("--expert", action="store_true", help="fly the privileged expert instead of a model")
+    fly.add_argument("--seed", type=int, default=0, metavar="N", help="world seed (default: %(default)s)")
+    fly.add_argument("--ood", default="in_distribution", metavar="PRESET",
+                     help="conditions preset: in_distribution, fall, winter, dusk, fog, dense_forest, "
+                     "gusty_wind, camera_noise (default: %(default)s)")
+    fly.add_argument("--timeout", type=float, default=300.0, metavar="S",
+                     help="wall-clock seconds to wait for the outcome (default: %(default)s)")
+    fly.add_argument("--max-episode-time", type=float, default=None, metavar="S",
+                     help="simulated seconds before the episode ends as timeout (default: config/sim.yaml)")
+    fly.set_defaults(handler=cmd_fly)
 
     info = sub.add_parser(
         "info",

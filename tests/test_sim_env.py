@@ -171,3 +171,15 @@ def test_lnn_nav_sim_command_writes_map_gif_and_json(tmp_path):
 
     episodes = json.loads((tmp_path / "forest_in_distribution_episodes.json").read_text())
     assert episodes[0]["outcome"] == "success" and episodes[0]["seed"] == 7
+
+
+def test_vector_env_renders_each_world_through_a_two_worker_pool():
+    kwargs = dict(kind="forest", camera=SMALL, world_seeds=[31, 32, 33])
+    pooled = NavigationVectorEnv(num_envs=3, render_workers=2, **kwargs)
+    local = NavigationVectorEnv(num_envs=3, render_workers=1, **kwargs)
+    obs_pooled, _ = pooled.reset(seed=0)
+    obs_local, _ = local.reset(seed=0)
+    np.testing.assert_array_equal(obs_pooled["depth"], obs_local["depth"])
+    assert not np.array_equal(obs_pooled["depth"][0], obs_pooled["depth"][1])  # different worlds
+    pooled.close()
+    local.close()

@@ -998,7 +998,7 @@ def _worker_main(conn: Any, setup_name: str) -> None:
             setattr(wp.config, key, value)
         renderer = Renderer(worlds, camera, device="cpu", backend=backend, cell_size=cell_size)
         # Load (or compile) the kernel now, so the first real call is not slow.
-        renderer.render(np.array([[0.0, 0.0, 1.0]]), np.array([[1.0, 0.0, 0.0, 0.0]]))
+        renderer.render(np.array([[0.0, 0.0, 1.0]]), np.array([[1.0, 0.0, 0.0, 0.0]]), world_ids=np.zeros(1))
         conn.send(("ok", None))
     except Exception:  # noqa: BLE001 - the parent re-raises it with the traceback
         conn.send(("error", traceback.format_exc()))

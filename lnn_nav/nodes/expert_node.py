@@ -1,0 +1,129 @@
+"""The privileged expert as a ROS 2 node: odometry in, velocity commands out.
+
+The expert plans on ground truth, so it needs the world itself, not just
+sensor data. It takes the world from, in order of preference:
+
+1. the simulator's latched ``world_topic`` (default ``/sim_node/world``,
+   a WorldSpec as JSON), which follows the simulator through resets;
+2. ``world_file`` (a WorldSpec JSON, e.g. one exported for Gazebo);
+3. ``world``/``seed``/``preset``, generating the same world the simulator
+   does from the same parameters (both nodes read them from the same YAML).
+
+Options 2 and 3 cannot follow a simulator reset to another world; it is a
+simulation-only node either way (no expert exists for a real flight).
+
+Each ``/odom`` message gives position and yaw; the command
+``[vx, vy, vz, yaw_rate]`` (heading frame, see :mod:`lnn_nav.sim.expert`)
+goes out as TwistStamped on ``expert/cmd_vel`` stamped with the odometry
+stamp, and also on ``/cmd_vel`` when ``fly`` is true. The simulator stamps
+odometry and image of a step alike, so in lockstep the stamp answers the
+frame.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import TwistStamped
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from std_msgs.msg import String
+
+from lnn_nav.nodes.conversions import command_to_twist_stamped, stamp_to_seconds
+from lnn_nav.nodes.sim_node import LATCHED_QOS
+from lnn_nav.sim.expert import PrivilegedExpert
+from lnn_nav.sim.presets import make_world
+from lnn_nav.sim.world import WorldSpec
+
+PARAMETERS: Dict[str, Tuple[Any, str]] = {
+    "world": ("forest", "world kind: forest or urban (as the simulator's)"),
+    "seed": (0, "world seed (as the simulator's)"),
+    "preset": ("in_distribution", "conditions preset (as the simulator's)"),
+    "world_file": ("", "WorldSpec JSON to plan in instead of world/seed/preset"),
+    "world_topic": ("/sim_node/world", "latched WorldSpec JSON from the simulator; empty: do not listen"),
+    "fly": (False, "also publish the commands on /cmd_vel (the expert flies the drone)"),
+    "control_hz": (15.0, "expected odometry rate; Δt for the command slew limit when stamps give none"),
+}
+
+
+def yaw_from_quaternion(w: float, x: float, y: float, z: float) -> float:
+    """Heading (rad, ENU) of a body FLU -> world rotation given as a unit quaternion."""
+    return float(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
+
+
+class ExpertNode(Node):
+    """Privileged expert commands for every odometry message."""
+
+    def __init__(self, node_name: str = "expert_node", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        for name, (default, text) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=text))
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        self.params = p
+        if p["world_file"]:
+            world = WorldSpec.load(p["world_file"])
+        else:
+            world = make_world(p["world"], int(p["seed"]), p["preset"])
+        self.expert = PrivilegedExpert(world)
+        self.last_stamp: Optional[float] = None
+        self.pub_expert = self.create_publisher(TwistStamped, "expert/cmd_vel", 10)
+        self.pub_cmd = self.create_publisher(TwistStamped, "/cmd_vel", 10) if p["fly"] else None
+        self.create_subscription(Odometry, "/odom", self._on_odom, 10)
+        if p["world_topic"]:
+            self.create_subscription(String, p["world_topic"], self._on_world, LATCHED_QOS)
+        self.get_logger().info(
+            f"expert for {world.kind} world seed {world.seed}" + (", flying on /cmd_vel" if p["fly"] else "")
+        )
+
+    def _on_world(self, msg: String) -> None:
+        try:
+            world = WorldSpec.from_dict(json.loads(msg.data))
+        except (ValueError, TypeError) as err:
+            self.get_logger().error(f"ignoring an unreadable world on {self.params['world_topic']}: {err}")
+            return
+        if world.to_dict() == self.expert.world.to_dict():
+            return
+        self.expert = PrivilegedExpert(world)
+        self.last_stamp = None
+        self.get_logger().info(f"planning in the simulator's {world.kind} world seed {world.seed}")
+
+    def _on_odom(self, msg: Odometry) -> None:
+        t = stamp_to_seconds(msg.header.stamp)
+        nominal = 1.0 / float(self.params["control_hz"])
+        if self.last_stamp is None or t <= self.last_stamp or t - self.last_stamp > 1.0:
+            # First message, a repeat, a jump back (new episode) or a gap: start the slew limit afresh.
+            self.expert.reset()
+            dt = nominal
+        else:
+            dt = t - self.last_stamp
+        self.last_stamp = t
+        p, q = msg.pose.pose.position, msg.pose.pose.orientation
+        yaw = yaw_from_quaternion(q.w, q.x, q.y, q.z)
+        command = self.expert.command(np.array([[p.x, p.y, p.z]]), np.array([yaw]), dt)[0]
+        out = command_to_twist_stamped(command, msg.header.stamp, "base_link")
+        self.pub_expert.publish(out)
+        if self.pub_cmd is not None:
+            self.pub_cmd.publish(out)
+
+
+def main(args: Optional[List[str]] = None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = ExpertNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

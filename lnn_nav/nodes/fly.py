@@ -1,0 +1,205 @@
+"""`lnn-nav fly`: one closed-loop episode through a real ROS 2 graph, as separate node processes.
+
+Starts ``sim_node`` and a pilot (``controller`` with a checkpoint, or
+``expert_node`` flying), waits for the simulator's latched outcome, prints
+it as one JSON line and shuts every child down: SIGINT, then SIGTERM, then
+SIGKILL, each after a grace period, pilot first, also on errors and Ctrl-C. Each child
+runs in its own session, so a terminal's Ctrl-C reaches only this process,
+which then stops the children in order.
+
+Discovery: ``ROS_AUTOMATIC_DISCOVERY_RANGE`` is set to ``LOCALHOST`` for
+this process and its children unless the environment already sets it, so
+a simulation run does not talk to other machines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+PACKAGE_NAME = "lnn_nav"
+OUTCOME_TOPIC = "/sim_node/outcome"
+
+#: Exit codes.
+EXIT_SUCCESS, EXIT_FAILURE, EXIT_SETUP = 0, 1, 2
+
+
+class SetupError(RuntimeError):
+    """The run could not start or a node died before the episode ended."""
+
+
+def config_path(name: str) -> Path:
+    """``config/<name>`` from the installed share directory, else from the source tree."""
+    candidates: List[Path] = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory(PACKAGE_NAME)) / "config" / name)
+    except Exception:  # noqa: BLE001 - not installed through ament, or no workspace sourced
+        pass
+    candidates.append(Path(sys.prefix) / "share" / PACKAGE_NAME / "config" / name)
+    candidates.append(Path(__file__).resolve().parents[2] / "config" / name)
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise SetupError(f"parameter file {name} not found; looked in: {', '.join(str(c) for c in candidates)}")
+
+
+def node_command(module: str, params_file: Optional[Path], params: Dict[str, object]) -> List[str]:
+    """``python -m lnn_nav.nodes.<module> --ros-args --params-file F -p k:=v ...``."""
+    cmd = [sys.executable, "-m", f"lnn_nav.nodes.{module}", "--ros-args"]
+    if params_file is not None:
+        cmd += ["--params-file", str(params_file)]
+    for key, value in params.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        cmd += ["-p", f"{key}:={text}"]
+    return cmd
+
+
+class Children:
+    """Child processes that are always stopped, in reverse start order, on exit."""
+
+    def __init__(self, log_dir: Path, grace: float = 5.0) -> None:
+        self.log_dir = log_dir
+        self.grace = grace
+        self.procs: List[tuple] = []  # (name, Popen, log path)
+
+    def start(self, name: str, cmd: Sequence[str], env: Dict[str, str]) -> subprocess.Popen:
+        log = self.log_dir / f"{name}.log"
+        with open(log, "wb") as handle:
+            proc = subprocess.Popen(list(cmd), env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append((name, proc, log))
+        return proc
+
+    def dead(self) -> Optional[str]:
+        """Name of a child that has exited, if any."""
+        for name, proc, _ in self.procs:
+            if proc.poll() is not None:
+                return name
+        return None
+
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        for n, _, log in self.procs:
+            if n == name and log.is_file():
+                return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def stop(self) -> None:
+        """Stop the children one by one, last started first (the pilot before the clock it runs on)."""
+        for _, proc, _ in reversed(self.procs):
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+                if proc.poll() is not None:
+                    break
+                try:
+                    os.killpg(proc.pid, sig)  # the child's own session: its helpers go too
+                except ProcessLookupError:
+                    break
+                try:
+                    proc.wait(timeout=self.grace)
+                except subprocess.TimeoutExpired:
+                    pass
+
+
+def _wait_for_outcome(children: Children, timeout: float) -> Optional[dict]:
+    """Listen on the simulator's outcome topic until it arrives, a child dies or ``timeout`` passes."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from std_msgs.msg import String
+
+    from lnn_nav.nodes.sim_node import LATCHED_QOS
+
+    context = Context()
+    rclpy.init(args=[], context=context)
+    try:
+        node = rclpy.create_node("lnn_nav_fly", context=context)
+        received: List[String] = []
+        node.create_subscription(String, OUTCOME_TOPIC, received.append, LATCHED_QOS)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        deadline = time.monotonic() + timeout
+        while not received and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+            died = children.dead()
+            if died is not None and not received:
+                raise SetupError(f"{died} exited before the episode ended:\n{children.log_tail(died)}")
+        executor.shutdown()
+        node.destroy_node()
+        return json.loads(received[0].data) if received else None
+    finally:
+        context.try_shutdown()
+
+
+def run_fly(
+    world: str,
+    seed: int = 0,
+    preset: str = "in_distribution",
+    model: Optional[str] = None,
+    expert: bool = False,
+    timeout: float = 300.0,
+    max_episode_time: Optional[float] = None,
+    camera_size: Optional[tuple] = None,
+    log_dir: Optional[str] = None,
+) -> int:
+    """Fly one episode; print the outcome JSON. Returns 0 on success, 1 on another outcome, 2 on setup errors."""
+    if expert == (model is not None):
+        print("lnn-nav fly: give exactly one pilot, --model PATH or --expert", file=sys.stderr)
+        return EXIT_SETUP
+    if model is not None and not Path(model).is_file():
+        print(f"lnn-nav fly: model checkpoint not found: {model}", file=sys.stderr)
+        return EXIT_SETUP
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env = dict(os.environ)
+    logs = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="lnn_nav_fly_"))
+    logs.mkdir(parents=True, exist_ok=True)
+    children = Children(logs)
+
+    def _terminate(signum, frame):  # SIGTERM: unwind through the finally below
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        sim_params: Dict[str, object] = {"world": world, "seed": seed, "preset": preset}
+        if max_episode_time is not None:
+            sim_params["max_episode_time"] = float(max_episode_time)
+        if camera_size is not None:
+            sim_params["camera_width"], sim_params["camera_height"] = camera_size
+        children.start("sim_node", node_command("sim_node", config_path("sim.yaml"), sim_params), env)
+        if expert:
+            pilot = node_command("expert_node", config_path("expert.yaml"),
+                                 {"world": world, "seed": seed, "preset": preset, "fly": True})  # fmt: skip
+            children.start("expert_node", pilot, env)
+        else:
+            try:
+                controller_yaml: Optional[Path] = config_path("controller.yaml")
+            except SetupError:
+                controller_yaml = None
+            # Simulation time: the controller's input timeouts then count simulated seconds,
+            # which stand still while the lockstep simulator waits for it.
+            pilot = node_command("controller", controller_yaml,
+                                 {"model_path": str(Path(model).resolve()), "use_sim_time": True})  # fmt: skip
+            children.start("controller", pilot, env)
+        print(f"lnn-nav fly: {world} seed {seed} ({preset}), pilot "
+              f"{'expert' if expert else model}; node logs in {logs}", file=sys.stderr)  # fmt: skip
+        result = _wait_for_outcome(children, timeout)
+    except SetupError as err:
+        print(f"lnn-nav fly: {err}", file=sys.stderr)
+        return EXIT_SETUP
+    except KeyboardInterrupt:
+        print("lnn-nav fly: interrupted; stopping the nodes", file=sys.stderr)
+        return 130
+    finally:
+        children.stop()
+        signal.signal(signal.SIGTERM, previous)
+    if result is None:
+        print(f"lnn-nav fly: no outcome within {timeout:g} s (wall clock)", file=sys.stderr)
+        return EXIT_FAILURE
+    print(json.dumps(result), flush=True)
+    return EXIT_SUCCESS if result.get("outcome") == "success" else EXIT_FAILURE
