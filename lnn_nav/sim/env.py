@@ -31,7 +31,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from .camera import CameraConfig
 from .camera_effects import apply_camera_effects
-from .collision import check_collisions
+from .collision import CollisionChecker
 from .dynamics import rotate_inverse
 from .flight_controller import Quadrotor
 from .imu import ImuModel
@@ -107,6 +107,9 @@ class FlightBatch:
         self.world_source = world_source
         self.control_dt = 1.0 / config.control_hz
         self.worlds: List[WorldSpec] = [self._next_world() for _ in range(num_envs)]
+        # One broad-phase grid per env, built when its world changes (a shared
+        # LRU cache would thrash with more envs than cache slots).
+        self.checkers: List[CollisionChecker] = [CollisionChecker(w) for w in self.worlds]
         # One wind model, one wind per drone: each from its own world's conditions.
         self.quad = Quadrotor(num_envs, wind=WindModel.from_conditions([w.conditions for w in self.worlds], num_envs, rng))
         self.imu = ImuModel(num_drones=num_envs, rng=rng) if config.imu_noise else ImuModel.ideal(num_envs)
@@ -137,6 +140,7 @@ class FlightBatch:
         for k, i in enumerate(indices):
             world = worlds[k] if worlds is not None else self._next_world()
             self.worlds[i] = world
+            self.checkers[i] = CollisionChecker(world)
             self.renderer.set_world(int(i), world)
         self.quad.wind.set_conditions(indices, [self.worlds[i].conditions for i in indices])
         starts = np.array([self.worlds[i].start for i in indices]).reshape(-1, 4)
@@ -158,8 +162,8 @@ class FlightBatch:
         collided = np.zeros(self.n, dtype=bool)
         out = np.zeros(self.n, dtype=bool)
         radius = self.quad.params.collision_radius
-        for i, world in enumerate(self.worlds):
-            c, o = check_collisions(world, pos[i : i + 1], radius)
+        for i, checker in enumerate(self.checkers):
+            c, o = checker.check(pos[i : i + 1], radius)
             collided[i], out[i] = bool(c[0]), bool(o[0])
         distance = np.linalg.norm(self.goal - pos, axis=1)
         success = (distance < SUCCESS_RADIUS) & ~collided
