@@ -23,7 +23,6 @@ from .eval.plots import plot_neuron_traces, plot_wiring
 from .models import LiquidPolicy, PolicyConfig, load_policy, save_policy
 
 COMING = [
-    "controller, sim bridge and expert nodes over a real rclpy/DDS graph (issue: ROS 2 closed loop)",
     "rosbag recording, dataset building, imitation training, a shipped controller (issue: imitation learning)",
     "closed-loop flight of the shipped CfC-NCP controller and the liquid-vs-baseline report (issue: benchmark and demo)",
 ]
@@ -62,9 +61,10 @@ def synthetic_flight_inputs(steps: int, height: int, width: int, seed: int = 0):
 def run_demo(out_dir: Path, threads: int = 1, latency_iters: int = 500) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    progress = _Progress(7)
-    print("lnn_nav demo: the liquid model library, end to end.")
-    print("NOTE: the closed-loop flight demo is not available yet; see 'coming' below.\n", flush=True)
+    progress = _Progress(8)
+    print("lnn_nav demo: the liquid model library, the embedded simulator and the ROS 2 closed loop.")
+    print("NOTE: no trained controller ships yet, so the learned policy here is untrained; "
+          "see 'coming' below.\n", flush=True)
 
     policy = LiquidPolicy(PolicyConfig()).eval()
     wiring = policy.core.wiring
@@ -106,12 +106,16 @@ def run_demo(out_dir: Path, threads: int = 1, latency_iters: int = 500) -> int:
     progress("flew the privileged expert in the embedded simulator: " + "; ".join(
         f"{f['world']} seed {f['seed']} {f['outcome']} in {f['time_s']:.1f} s" for f in flights))
 
+    ros_flights = _ros_flights(out_dir, ckpt)
+    progress("flew through the ROS 2 graph (separate node processes): " + "; ".join(
+        f"{f['pilot']} -> {f.get('outcome', 'no outcome')}" for f in ros_flights))
+
     rows = step_latency_table(iters=latency_iters, repeats=3, threads=threads)
     table = format_table(rows)
     progress(f"measured batch-1 step latency on {threads} thread(s)")
 
     commands = step_cmd[0].numpy()
-    report = _report(n_params, wiring, parity, table, commands, threads, flights)
+    report = _report(n_params, wiring, parity, table, commands, threads, flights, ros_flights)
     (out_dir / "README.md").write_text(report)
     (out_dir / "summary.json").write_text(
         json.dumps(
@@ -120,6 +124,7 @@ def run_demo(out_dir: Path, threads: int = 1, latency_iters: int = 500) -> int:
                 "step_vs_sequence_max_abs_diff": parity,
                 "latency_us": {r.name: {"ours": r.ours_us, "reference": r.reference_us} for r in rows},
                 "expert_flights": flights,
+                "ros_graph_flights": ros_flights,
                 "learned_controller_closed_loop": "not available yet",
             },
             indent=2,
@@ -155,9 +160,39 @@ def _expert_flights(out_dir: Path) -> List[dict]:
     return flights
 
 
+def _ros_flights(out_dir: Path, untrained_ckpt: Path) -> List[dict]:
+    """sim_node + a pilot node as separate processes over DDS (loopback), as `lnn-nav fly` runs them."""
+    from .nodes.fly import SetupError, fly_over_ros
+
+    runs = [
+        ("expert_node", dict(world="forest", seed=3, expert=True)),
+        # The untrained policy: shows the controller node in the loop, not flying skill.
+        ("controller_node (untrained policy)", dict(world="forest", seed=3, model=str(untrained_ckpt), max_episode_time=6.0)),
+    ]
+    results = []
+    for pilot, kwargs in runs:
+        try:
+            outcome = fly_over_ros(timeout=180.0, log_dir=str(out_dir / "ros_logs"), **kwargs)
+        except SetupError as err:
+            outcome = {"outcome": f"setup error: {err}"}
+        results.append({"pilot": pilot, **(outcome or {"outcome": "no outcome within 180 s"})})
+    return results
+
+
 def _report(
-    n_params: int, wiring, parity: float, table: str, commands: np.ndarray, threads: int, flights: List[dict]
+    n_params: int,
+    wiring,
+    parity: float,
+    table: str,
+    commands: np.ndarray,
+    threads: int,
+    flights: List[dict],
+    ros_flights: List[dict],
 ) -> str:
+    ros_rows = "\n".join(
+        f"| {f['pilot']} | {f.get('world', '-')} | {f.get('seed', '-')} | {f['outcome']} | "
+        f"{f.get('time', float('nan')):.1f} |" for f in ros_flights
+    )
     coming = "\n".join(f"- {item}" for item in COMING)
     flight_rows = "\n".join(
         f"| {f['world']} | {f['seed']} | {f['outcome']} | {f['time_s']:.1f} | {f['path_length_m']:.1f} |" for f in flights
@@ -186,6 +221,17 @@ controller will fly.
 ![forest map](expert_forest_map.png) ![urban map](expert_urban_map.png)
 
 Onboard camera: `expert_forest_camera.gif`, `expert_urban_camera.gif`.
+
+## Through the ROS 2 graph
+
+`sim_node` and a pilot node as separate processes over Fast DDS (loopback),
+exactly as `lnn-nav fly` runs them; the untrained policy is in the loop to
+show the controller node working, not to fly well (a timeout or collision is
+the expected outcome).
+
+| pilot | world | seed | outcome | sim time (s) |
+| --- | --- | ---: | --- | ---: |
+{ros_rows}
 
 ## Policy
 

@@ -21,6 +21,8 @@ def test_demo_writes_an_honest_report(tmp_path, capsys):
     assert summary["step_vs_sequence_max_abs_diff"] < 1e-5
     assert summary["learned_controller_closed_loop"] == "not available yet"
     assert {f["world"] for f in summary["expert_flights"]} == {"forest", "urban"}
+    assert summary["ros_graph_flights"][0]["outcome"] == "success"  # the expert through the graph
+    assert summary["ros_graph_flights"][1]["outcome"] in ("success", "collision", "out_of_bounds", "timeout")
     assert all(f["outcome"] == "success" for f in summary["expert_flights"])
     assert "Coming (not available yet)" in capsys.readouterr().out
 

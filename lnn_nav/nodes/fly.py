@@ -137,7 +137,7 @@ def _wait_for_outcome(children: Children, timeout: float) -> Optional[dict]:
         context.try_shutdown()
 
 
-def run_fly(
+def fly_over_ros(
     world: str,
     seed: int = 0,
     preset: str = "in_distribution",
@@ -147,24 +147,21 @@ def run_fly(
     max_episode_time: Optional[float] = None,
     camera_size: Optional[tuple] = None,
     log_dir: Optional[str] = None,
-) -> int:
-    """Fly one episode; print the outcome JSON. Returns 0 on success, 1 on another outcome, 2 on setup errors."""
+) -> Optional[dict]:
+    """Fly one episode through the graph; the outcome dict, or None if none came within ``timeout``.
+
+    Raises :class:`SetupError` when the run cannot start or a node dies early.
+    The children are always stopped before this returns or raises.
+    """
     if expert == (model is not None):
-        print("lnn-nav fly: give exactly one pilot, --model PATH or --expert", file=sys.stderr)
-        return EXIT_SETUP
+        raise SetupError("give exactly one pilot, --model PATH or --expert")
     if model is not None and not Path(model).is_file():
-        print(f"lnn-nav fly: model checkpoint not found: {model}", file=sys.stderr)
-        return EXIT_SETUP
+        raise SetupError(f"model checkpoint not found: {model}")
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env = dict(os.environ)
     logs = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="lnn_nav_fly_"))
     logs.mkdir(parents=True, exist_ok=True)
     children = Children(logs)
-
-    def _terminate(signum, frame):  # SIGTERM: unwind through the finally below
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         sim_params: Dict[str, object] = {"world": world, "seed": seed, "preset": preset}
         if max_episode_time is not None:
@@ -188,7 +185,30 @@ def run_fly(
             children.start("controller", pilot, env)
         print(f"lnn-nav fly: {world} seed {seed} ({preset}), pilot "
               f"{'expert' if expert else model}; node logs in {logs}", file=sys.stderr)  # fmt: skip
-        result = _wait_for_outcome(children, timeout)
+        return _wait_for_outcome(children, timeout)
+    finally:
+        children.stop()
+
+
+def run_fly(
+    world: str,
+    seed: int = 0,
+    preset: str = "in_distribution",
+    model: Optional[str] = None,
+    expert: bool = False,
+    timeout: float = 300.0,
+    max_episode_time: Optional[float] = None,
+    camera_size: Optional[tuple] = None,
+    log_dir: Optional[str] = None,
+) -> int:
+    """Fly one episode; print the outcome JSON. Returns 0 on success, 1 on another outcome, 2 on setup errors."""
+
+    def _terminate(signum, frame):  # SIGTERM: unwind through fly_over_ros's cleanup
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        result = fly_over_ros(world, seed, preset, model, expert, timeout, max_episode_time, camera_size, log_dir)
     except SetupError as err:
         print(f"lnn-nav fly: {err}", file=sys.stderr)
         return EXIT_SETUP
@@ -196,7 +216,6 @@ def run_fly(
         print("lnn-nav fly: interrupted; stopping the nodes", file=sys.stderr)
         return 130
     finally:
-        children.stop()
         signal.signal(signal.SIGTERM, previous)
     if result is None:
         print(f"lnn-nav fly: no outcome within {timeout:g} s (wall clock)", file=sys.stderr)
