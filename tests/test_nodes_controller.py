@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -15,11 +19,13 @@ import torch
 rclpy = pytest.importorskip("rclpy")
 
 from builtin_interfaces.msg import Time  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from geometry_msgs.msg import TwistStamped  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
@@ -62,7 +68,7 @@ class Graph:
         self.node = ControllerNode(
             context=self.context,
             cli_args=["--ros-args", "-r", f"/cmd_vel:={self.ns}/cmd_vel",
-                      "-r", f"/diagnostics:={self.ns}/diagnostics"],
+                      "-r", f"/diagnostics:={self.ns}/diagnostics", "-r", f"/clock:={self.ns}/clock"],
             parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()],
         )
         self.peer = rclpy.create_node("controller_test_peer", context=self.context)
@@ -267,8 +273,6 @@ def test_cuda_requested_without_cuda_fails_configure(tmp_path, graph_factory):
 
 
 def test_diagnostics_report_state_and_counters(tmp_path, graph_factory):
-    from diagnostic_msgs.msg import DiagnosticArray
-
     g = graph_factory(_policy_file(tmp_path), image_timeout=5.0)
     arrays: List[DiagnosticArray] = []
     g.peer.create_subscription(DiagnosticArray, f"{g.ns}/diagnostics", arrays.append, 10)
@@ -311,3 +315,112 @@ def test_goal_policy_needs_odometry_and_a_latched_goal(tmp_path, graph_factory):
         if not _is_zero(cmd):
             break
     assert not _is_zero(cmd), f"still hovering: {g.node._watchdog.stale(g.node._now_ns())}"
+
+
+def _sim_time(sec: int, nanosec: int = 0) -> Time:
+    return Time(sec=sec, nanosec=nanosec)
+
+
+def test_under_sim_time_input_staleness_follows_the_clock_topic_not_the_wall_clock(tmp_path, graph_factory):
+    g = graph_factory(_policy_file(tmp_path), use_sim_time=True, image_timeout=0.25, failsafe_rate_hz=20.0)
+    clock_pub = g.peer.create_publisher(Clock, f"{g.ns}/clock", 10)
+    assert g.wait_for(lambda: clock_pub.get_subscription_count() > 0, 10.0)
+
+    def set_clock(stamp: Time) -> None:
+        clock_pub.publish(Clock(clock=stamp))
+        ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+        assert g.wait_for(lambda: g.node._now_ns() == ns, 5.0)
+
+    set_clock(_sim_time(100))
+    g.wait_connected()
+    assert not _is_zero(g.send_and_wait(0))
+    time.sleep(0.6)  # wall time well past image_timeout; simulated time stands still
+    assert g.node._watchdog.stale(g.node._now_ns()) == []
+    set_clock(_sim_time(100, 100_000_000))  # 0.1 s simulated: still fresh
+    assert g.wait_for(lambda: not g.node._failsafe_active, 1.0)
+    set_clock(_sim_time(100, 500_000_000))  # 0.5 s simulated since the frame: stale
+    assert g.wait_for(lambda: g.node._failsafe_active, 2.0)
+    assert "camera: no data for 0.50 s" in g.node._failsafe_reason
+    hover = [c for c in g.snapshot() if _key(c.header.stamp) == (100, 500_000_000)]
+    assert hover and _is_zero(hover[0])  # the fail-safe stamps its hover with simulated time
+
+
+class _ProcessPeer:
+    """Watches a controller process from outside: diagnostics, commands and (optionally) /clock."""
+
+    def __init__(self, ns: str) -> None:
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("controller_process_peer", context=self.context)
+        self.diagnostics: List[DiagnosticArray] = []
+        self.commands: List[TwistStamped] = []
+        self.node.create_subscription(DiagnosticArray, f"{ns}/diagnostics", self.diagnostics.append, 10)
+        self.node.create_subscription(TwistStamped, f"{ns}/cmd_vel", self.commands.append, 100)
+        self.clock_pub = self.node.create_publisher(Clock, f"{ns}/clock", 10)
+        self.clock_running = False
+        self.sim_ns = 0
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._running = True
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        next_tick = time.monotonic()
+        while self._running and self.context.ok():
+            self.executor.spin_once(timeout_sec=0.01)
+            if self.clock_running and time.monotonic() >= next_tick:
+                self.sim_ns += 10_000_000
+                self.clock_pub.publish(Clock(clock=Time(sec=self.sim_ns // 10**9, nanosec=self.sim_ns % 10**9)))
+                next_tick = time.monotonic() + 0.01
+
+    def active(self) -> bool:
+        return any(kv.key == "state" and kv.value == "active"
+                   for array in list(self.diagnostics) for kv in array.status[0].values)
+
+    def close(self) -> None:
+        self._running = False
+        self.thread.join(timeout=5)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+@pytest.mark.parametrize("use_sim_time", [False, True], ids=["wall_time", "sim_time"])
+def test_sigint_stops_the_controller_process_within_3_s_with_exit_code_0(tmp_path, use_sim_time):
+    ns = f"/t{uuid.uuid4().hex[:10]}"
+    cmd = [sys.executable, "-m", "lnn_nav.nodes.controller", "--ros-args",
+           "-p", f"model_path:={_policy_file(tmp_path)}", "-p", f"use_sim_time:={str(use_sim_time).lower()}",
+           "-r", f"/diagnostics:={ns}/diagnostics", "-r", f"/cmd_vel:={ns}/cmd_vel", "-r", f"/clock:={ns}/clock"]
+    peer = _ProcessPeer(ns)
+    peer.clock_running = use_sim_time
+    proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60.0
+        while not peer.active() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert peer.active(), f"controller never reported 'active' (exit code {proc.poll()})"
+        # A simulator that paused or exited: no /clock, so no sim-time timer ever wakes the node.
+        peer.clock_running = False
+        time.sleep(0.3)
+        before = len(peer.commands)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=3.0)
+        elapsed = time.monotonic() - started
+        text = stderr.decode(errors="replace")
+        assert proc.returncode == 0, text
+        assert elapsed <= 3.0
+        assert "Traceback" not in text and "Error" not in text, text
+        assert "published one zero command" in text
+        if use_sim_time:  # the clock is stopped: no fail-safe hover can pass for the final command
+            deadline = time.monotonic() + 1.0
+            while len(peer.commands) == before and time.monotonic() < deadline:
+                time.sleep(0.01)
+            final = peer.commands[before:]
+            assert len(final) == 1 and _is_zero(final[0])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        peer.close()

@@ -25,7 +25,8 @@ from rcl_interfaces.msg import (
     IntegerRange,
     ParameterDescriptor,
 )
-from rclpy.signals import SignalHandlerOptions
+from rclpy.duration import Duration
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import (
     DurabilityPolicy,
@@ -34,6 +35,7 @@ from rclpy.qos import (
     ReliabilityPolicy,
     qos_profile_sensor_data,
 )
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image, Imu
 from std_srvs.srv import SetBool, Trigger
 
@@ -56,6 +58,8 @@ NODE_NAME = "controller_node"
 CMD_FRAME = "base_link"
 _WARN_EVERY_S = 5.0
 _ZERO = np.zeros(4)
+_SPIN_POLL_S = 0.1  # longest a signal waits for the spin loop to notice it
+_FINAL_ACK_S = 0.25  # how long the final zero command may wait for reliable subscribers
 
 # The camera drives the loop: only the newest frame matters (sensor-data QoS, depth 1).
 SENSOR_QOS = QoSProfile(
@@ -212,7 +216,7 @@ class ControllerNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = False
-        self._publish_command(_ZERO, self.get_clock().now().to_msg())
+        self._publish_final_zero()
         self.get_logger().info("inactive: published one zero command, commanding stopped")
         return TransitionCallbackReturn.SUCCESS
 
@@ -223,7 +227,7 @@ class ControllerNode(LifecycleNode):
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         if self._active:
             self._active = False
-            self._publish_command(_ZERO, self.get_clock().now().to_msg())
+            self._publish_final_zero()
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
@@ -423,6 +427,13 @@ class ControllerNode(LifecycleNode):
         self._cmd_pub.publish(command_to_twist_stamped(cmd, stamp, CMD_FRAME))
         self.counters["commands"] += 1
 
+    def _publish_final_zero(self) -> None:
+        """One zero command, waited on briefly so it is delivered before the publisher goes away."""
+        if self._cmd_pub is None:
+            return
+        self._publish_command(_ZERO, self.get_clock().now().to_msg())
+        self._cmd_pub.wait_for_all_acked(Duration(seconds=_FINAL_ACK_S))
+
     def _lifecycle_label(self) -> str:
         if self._active:
             return "active"
@@ -461,31 +472,70 @@ class ControllerNode(LifecycleNode):
         self._diag_pub.publish(msg)
 
 
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+class ShutdownRequest:
+    """Set by SIGINT/SIGTERM; the spin loop polls it.
+
+    The handler only records the signal: raising ``KeyboardInterrupt`` from
+    it (Python's default) can land inside rclpy's own bookkeeping, in a
+    callback or in the shutdown sequence itself when a second signal comes.
+    """
+
+    def __init__(self) -> None:
+        self.signal: Optional[int] = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.signal = signum
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
+
+
+def spin_until(executor: SingleThreadedExecutor, stop: ShutdownRequest) -> None:
+    """Spin until ``stop`` is set or the context is shut down from elsewhere.
+
+    ``spin_once`` returns to Python at least every ``_SPIN_POLL_S``: a Python
+    signal handler runs only between bytecodes, and under ``use_sim_time``
+    with no ``/clock`` (simulator paused or gone) no timer ever wakes the
+    wait set, so an unbounded wait would swallow Ctrl-C.
+    """
+    while not stop and executor.context.ok():
+        try:
+            executor.spin_once(timeout_sec=_SPIN_POLL_S)
+        except ExternalShutdownException:
+            return
 
 
 def main(args: Optional[List[str]] = None) -> int:
-    """``ros2 run lnn_nav controller_node``: spin until Ctrl-C; exit 1 if autostart fails."""
-    # Our own Ctrl-C handling: rclpy's handler would shut the context down
-    # before the final zero command could go out.
+    """``ros2 run lnn_nav controller_node``: spin until SIGINT/SIGTERM; exit 1 if autostart fails.
+
+    On SIGINT or SIGTERM the node publishes one zero command (hover) while
+    the context is still valid, then shuts down and exits with 0.
+    """
+    # rclpy's own handlers would shut the context down inside the signal,
+    # before the final zero command could go out: we stop the loop ourselves.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    stop = ShutdownRequest()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     node = ControllerNode()
+    executor = SingleThreadedExecutor()
     code = 0
     try:
         if node.get_parameter("autostart").value and not node._active:
             node.get_logger().error("autostart failed: the node did not reach 'active'; exiting")
             code = 1
         else:
-            rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
-    finally:
+            executor.add_node(node)
+            spin_until(executor, stop)
+        if stop:
+            node.get_logger().info(f"{signal.Signals(stop.signal).name}: stopping")
         if node._active and rclpy.ok():
             node.trigger_deactivate()
+    finally:
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return code
 
 
