@@ -32,7 +32,6 @@ PLANNED_COMMANDS = (
     ("train", "imitation training (behaviour cloning)"),
     ("dagger", "DAgger rounds with the privileged expert"),
     ("eval", "closed-loop benchmark and report"),
-    ("export-world", "export a world as SDF for Gazebo/PX4"),
 )
 
 
@@ -128,6 +127,31 @@ def cmd_fly(args: argparse.Namespace) -> int:
                    timeout=args.timeout, max_episode_time=args.max_episode_time)  # fmt: skip
 
 
+def cmd_export_world(args: argparse.Namespace) -> int:
+    from lnn_nav.sim.presets import make_world
+    from lnn_nav.sim.sdf_export import export_world
+
+    overrides = {}
+    if args.size is not None:
+        if args.world != "forest":
+            print(
+                "lnn-nav export-world: error: --size applies to forest worlds only "
+                "(urban worlds are sized by their block grid)",
+                file=sys.stderr,
+            )
+            return 2
+        overrides["size"] = tuple(args.size)
+    try:
+        world = make_world(args.world, args.seed, args.preset, **overrides)
+        sdf_path, json_path = export_world(world, args.out)
+    except ValueError as exc:
+        print(f"lnn-nav export-world: error: {exc}", file=sys.stderr)
+        return 2
+    n = len(world.cylinders) + len(world.boxes) + len(world.spheres)
+    print(f"wrote {sdf_path} ({n} obstacles, world '{sdf_path.stem}') and {json_path}")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -199,6 +223,24 @@ def build_parser() -> argparse.ArgumentParser:
     fly.add_argument("--max-episode-time", type=float, default=None, metavar="S",
                      help="simulated seconds before the episode ends as timeout (default: config/sim.yaml)")
     fly.set_defaults(handler=cmd_fly)
+
+    export = sub.add_parser(
+        "export-world",
+        help="export a generated world as an SDF file for Gazebo (gz sim) / PX4 SITL",
+        description="Generate a seeded forest or urban world and write it as an SDFormat 1.9 world "
+        "for gz sim (every obstacle a static model, season colours, sun, fog, PX4's sensor systems) "
+        "plus the WorldSpec as JSON next to it (same name, .json). The world inside is named after "
+        "the file, as PX4_GZ_WORLD expects. Gazebo itself is not needed to export.",
+    )
+    export.add_argument("--world", choices=("forest", "urban"), required=True, help="world kind")
+    export.add_argument("--seed", type=int, default=0, metavar="N", help="world seed (default: %(default)s)")
+    export.add_argument("--preset", default="in_distribution", metavar="NAME",
+                        help="conditions preset: in_distribution, fall, winter, dusk, fog, dense_forest, "
+                        "gusty_wind, camera_noise (default: %(default)s)")
+    export.add_argument("--size", type=float, nargs=2, default=None, metavar=("X", "Y"),
+                        help="forest only: patch size in metres (default: the generator's 100 60)")
+    export.add_argument("--out", required=True, metavar="PATH.sdf", help="SDF file to write")
+    export.set_defaults(handler=cmd_export_world)
 
     info = sub.add_parser(
         "info",
