@@ -79,6 +79,7 @@ setup(
             "controller_node = lnn_nav.nodes.controller:main",
             "sim_node = lnn_nav.nodes.sim_node:main",
             "expert_node = lnn_nav.nodes.expert_node:main",
+            "px4_offboard_node = lnn_nav.nodes.px4_offboard:main",
         ],
     },
 )
