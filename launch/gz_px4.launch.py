@@ -1,6 +1,6 @@
 """Gazebo + PX4 SITL closed loop: gz sim, PX4 x500_mono_cam, uXRCE-DDS agent, bridge, controller, offboard.
 
-    ros2 launch lnn_nav gz_px4.launch.py px4_dir:=$HOME/PX4-Autopilot world:=forest model_path:=policy.safetensors
+    ros2 launch lnn_nav gz_px4.launch.py px4_dir:=$HOME/PX4-Autopilot world:=forest_seed0 model_path:=policy.safetensors
     ros2 launch lnn_nav gz_px4.launch.py px4_dir:=... headless:=true failsafe_action:=land
 
 ``world`` is a world name (``share/lnn_nav/sim/worlds/<world>.sdf``, whose
@@ -106,7 +106,7 @@ def _launch_setup(context, *args, **kwargs):
 
 def generate_launch_description():
     return LaunchDescription([
-        DeclareLaunchArgument("world", default_value="forest",
+        DeclareLaunchArgument("world", default_value="forest_seed0",
                               description="world name under share/lnn_nav/sim/worlds, or an .sdf path"),
         DeclareLaunchArgument("px4_dir", default_value=os.path.expanduser("~/PX4-Autopilot"),
                               description="PX4-Autopilot checkout built with `make px4_sitl`"),
