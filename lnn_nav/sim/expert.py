@@ -71,6 +71,10 @@ class PrivilegedExpert:
         self.goal_cell = self._cell(np.array([world.goal[:2]]))[0]
         start_cell = self._cell(np.array([world.start[:2]]))[0]
         occupied = occupied.copy()
+        # Leaving the world ends an episode like a crash: keep the plan off its edges.
+        edge = int(np.ceil(config.inflate / config.resolution))
+        occupied[:edge, :] = occupied[-edge:, :] = True
+        occupied[:, :edge] = occupied[:, -edge:] = True
         # Start and goal are kept clear by the generators; the inflated grid may
         # still graze them, and an occupied goal would make the field empty.
         for cx, cy in (self.goal_cell, start_cell):
