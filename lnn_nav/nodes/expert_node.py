@@ -26,16 +26,15 @@ import json
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import TwistStamped
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from std_msgs.msg import String
 
 from lnn_nav.nodes.conversions import command_to_twist_stamped, stamp_to_seconds
 from lnn_nav.nodes.sim_node import LATCHED_QOS
+from lnn_nav.nodes.runtime import run_node
 from lnn_nav.sim.expert import PrivilegedExpert
 from lnn_nav.sim.presets import make_world
 from lnn_nav.sim.world import WorldSpec
@@ -112,17 +111,7 @@ class ExpertNode(Node):
 
 
 def main(args: Optional[List[str]] = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = ExpertNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(ExpertNode, args)
 
 
 if __name__ == "__main__":

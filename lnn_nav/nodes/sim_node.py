@@ -38,12 +38,10 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped, TransformStamped, Twist, TwistStamped
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -58,6 +56,7 @@ from lnn_nav.nodes.conversions import (
     rgb_to_image_msg,
     twist_to_command,
 )
+from lnn_nav.nodes.runtime import run_node
 from lnn_nav.sim.camera import CameraConfig
 from lnn_nav.sim.env import EnvConfig, FlightBatch
 from lnn_nav.sim.presets import make_world
@@ -345,17 +344,7 @@ class SimNode(Node):
 
 
 def main(args: Optional[List[str]] = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(SimNode, args)
 
 
 if __name__ == "__main__":
