@@ -21,16 +21,8 @@ from lnn_nav.models.checkpoint import (
     save_policy,
 )
 from lnn_nav.models.policy import GOAL_SIZE, IMU_SIZE, LiquidPolicy, PolicyConfig
+from small_policies import CORE_OPTIONS, H, W
 
-CORE_OPTIONS = {
-    "cfc-ncp": {},
-    "cfc": {"units": 16, "backbone_units": 16},
-    "ltc": {},
-    "lstm": {"units": 16},
-    "gru": {"units": 16},
-    "cnn": {"units": 16},
-}
-H, W = 48, 64
 
 
 def make_config(kind: str = "cfc-ncp", **options) -> PolicyConfig:

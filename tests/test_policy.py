@@ -8,17 +8,8 @@ import torch
 from lnn_nav.models.encoder import EncoderConfig
 from lnn_nav.models.factory import CORE_KINDS
 from lnn_nav.models.policy import GOAL_SIZE, IMU_SIZE, LiquidPolicy, PolicyConfig
+from small_policies import CORE_OPTIONS, H, W
 
-# Small but real cores, so the whole file runs in seconds on a laptop CPU.
-CORE_OPTIONS = {
-    "cfc-ncp": {},
-    "cfc": {"units": 16, "backbone_units": 16},
-    "ltc": {},
-    "lstm": {"units": 16},
-    "gru": {"units": 16},
-    "cnn": {"units": 16},
-}
-H, W = 48, 64
 
 
 def make_policy(kind: str = "cfc-ncp", **config) -> LiquidPolicy:
