@@ -24,7 +24,6 @@ from lnn_nav.models.policy import GOAL_SIZE, IMU_SIZE, LiquidPolicy, PolicyConfi
 from small_policies import CORE_OPTIONS, H, W
 
 
-
 def make_config(kind: str = "cfc-ncp", **options) -> PolicyConfig:
     return PolicyConfig(
         encoder=EncoderConfig(height=H, width=W),

@@ -11,7 +11,6 @@ from lnn_nav.models.policy import GOAL_SIZE, IMU_SIZE, LiquidPolicy, PolicyConfi
 from small_policies import CORE_OPTIONS, H, W
 
 
-
 def make_policy(kind: str = "cfc-ncp", **config) -> LiquidPolicy:
     config.setdefault("encoder", EncoderConfig(height=H, width=W))
     return LiquidPolicy(PolicyConfig(core=kind, core_options=CORE_OPTIONS[kind], **config))
