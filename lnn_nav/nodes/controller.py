@@ -20,11 +20,7 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from nav_msgs.msg import Odometry
-from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
-)
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -53,6 +49,7 @@ from .conversions import (
     preprocess_for_policy,
     stamp_to_nanoseconds,
 )
+from .params import float_param, int_param
 
 NODE_NAME = "controller_node"
 CMD_FRAME = "base_link"
@@ -75,13 +72,6 @@ GOAL_QOS = QoSProfile(
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
-
-
-def _float_param(description: str, low: float, high: float) -> ParameterDescriptor:
-    return ParameterDescriptor(
-        description=description,
-        floating_point_range=[FloatingPointRange(from_value=low, to_value=high, step=0.0)],
-    )
 
 
 class ControllerNode(LifecycleNode):
@@ -136,18 +126,16 @@ class ControllerNode(LifecycleNode):
             description="camera topic; with image_transport=compressed, <image_topic>/compressed"))
         d("image_transport", "raw", ParameterDescriptor(
             description="raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage)"))
-        d("expected_rate", 30.0, _float_param("nominal camera rate (Hz): dt of first frames", 1.0, 1000.0))
-        d("max_dt", 0.5, _float_param("frame gap (s) above which the recurrent state resets", 0.001, 10.0))
-        d("max_speed_xy", 2.0, _float_param("horizontal speed limit (m/s)", 0.0, 50.0))
-        d("max_speed_z", 1.0, _float_param("vertical speed limit (m/s)", 0.0, 20.0))
-        d("max_yaw_rate", 1.0, _float_param("yaw rate limit (rad/s)", 0.0, 10.0))
-        d("failsafe_rate_hz", 20.0, _float_param("fail-safe check and hover publishing rate (Hz)", 1.0, 200.0))
-        d("image_timeout", 0.25, _float_param("camera age (s) that triggers hover", 0.01, 10.0))
-        d("imu_timeout", 0.1, _float_param("IMU age (s) that triggers hover (IMU policies)", 0.01, 10.0))
-        d("odom_timeout", 0.25, _float_param("odometry age (s) that triggers hover (goal policies)", 0.01, 10.0))
-        d("torch_threads", 0, ParameterDescriptor(
-            description="torch CPU threads; 0 keeps torch's default",
-            integer_range=[IntegerRange(from_value=0, to_value=256, step=1)]))
+        d("expected_rate", 30.0, float_param("nominal camera rate (Hz): dt of first frames", 1.0, 1000.0))
+        d("max_dt", 0.5, float_param("frame gap (s) above which the recurrent state resets", 0.001, 10.0))
+        d("max_speed_xy", 2.0, float_param("horizontal speed limit (m/s)", 0.0, 50.0))
+        d("max_speed_z", 1.0, float_param("vertical speed limit (m/s)", 0.0, 20.0))
+        d("max_yaw_rate", 1.0, float_param("yaw rate limit (rad/s)", 0.0, 10.0))
+        d("failsafe_rate_hz", 20.0, float_param("fail-safe check and hover publishing rate (Hz)", 1.0, 200.0))
+        d("image_timeout", 0.25, float_param("camera age (s) that triggers hover", 0.01, 10.0))
+        d("imu_timeout", 0.1, float_param("IMU age (s) that triggers hover (IMU policies)", 0.01, 10.0))
+        d("odom_timeout", 0.25, float_param("odometry age (s) that triggers hover (goal policies)", 0.01, 10.0))
+        d("torch_threads", 0, int_param("torch CPU threads; 0 keeps torch's default", 0, 256))
 
     def _param(self, name: str) -> Any:
         return self.get_parameter(name).value

@@ -65,9 +65,11 @@ def import_px4_msgs() -> Any:
 def _make_node_class() -> type:
     """Build the node class on first use, so importing this module needs neither rclpy nor px4_msgs."""
     from geometry_msgs.msg import TwistStamped
-    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+    from rcl_interfaces.msg import ParameterDescriptor
     from rclpy.node import Node
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    from lnn_nav.nodes.params import float_param, int_param
 
     px4 = import_px4_msgs()
 
@@ -78,16 +80,6 @@ def _make_node_class() -> type:
         history=HistoryPolicy.KEEP_LAST,
         depth=1,
     )
-
-    def float_param(description: str, low: float, high: float) -> ParameterDescriptor:
-        return ParameterDescriptor(
-            description=description,
-            floating_point_range=[FloatingPointRange(from_value=low, to_value=high, step=0.0)],
-        )
-
-    def int_param(description: str, low: int, high: int) -> ParameterDescriptor:
-        return ParameterDescriptor(
-            description=description, integer_range=[IntegerRange(from_value=low, to_value=high, step=1)])
 
     class Px4OffboardNode(Node):
         """Streams PX4 offboard velocity setpoints from ``/cmd_vel``; see the module docstring."""
