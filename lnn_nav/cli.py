@@ -22,6 +22,11 @@ geometry_msgs/TwistStamped on /cmd_vel.
 On a robot, build with colcon and use `ros2 launch lnn_nav ...`; on a
 workstation without a ROS install, this command runs the same code."""
 
+# Subcommands that live in their own modules. Each module defines ``HELP``
+# (one line), ``DESCRIPTION``, ``add_arguments(parser)`` and ``run(args) -> int``,
+# and keeps heavy imports (torch, rclpy, warp) inside ``run`` so `--help` stays fast.
+MODULE_COMMANDS: tuple[tuple[str, str], ...] = ()
+
 # Subcommands that arrive with later work. Listed so users know what is
 # planned; deliberately not registered, so none of them pretends to run.
 PLANNED_COMMANDS = (
@@ -35,11 +40,19 @@ PLANNED_COMMANDS = (
 )
 
 
+def _planned() -> list[tuple[str, str]]:
+    registered = {name for name, _ in MODULE_COMMANDS}
+    return [(name, text) for name, text in PLANNED_COMMANDS if name not in registered]
+
+
 def _epilog() -> str:
-    width = max(len(name) for name, _ in PLANNED_COMMANDS)
-    lines = ["coming with later releases (not yet available):"]
-    lines += [f"  {name:<{width}}  {text}" for name, text in PLANNED_COMMANDS]
-    lines.append("")
+    planned = _planned()
+    lines = []
+    if planned:
+        width = max(len(name) for name, _ in planned)
+        lines.append("coming with later releases (not yet available):")
+        lines += [f"  {name:<{width}}  {text}" for name, text in planned]
+        lines.append("")
     lines.append("Run `lnn-nav COMMAND --help` for the options of a command.")
     return "\n".join(lines)
 
@@ -249,6 +262,15 @@ def build_parser() -> argparse.ArgumentParser:
         "Warp import, and where the share directory is.",
     )
     info.set_defaults(handler=cmd_info)
+
+    for name, module_name in MODULE_COMMANDS:
+        module = importlib.import_module(module_name)
+        command = sub.add_parser(
+            name, help=module.HELP, description=module.DESCRIPTION,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(command)
+        command.set_defaults(handler=module.run)
     return parser
 
 
