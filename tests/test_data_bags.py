@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from rosbags.typesys import Stores, get_typestore
 
 from lnn_nav.data import (
@@ -284,3 +285,80 @@ def test_mcap_cut_inside_its_header_is_corrupt(tmp_path: Path) -> None:
     with pytest.raises(CorruptBagError, match=mcap.name) as info:
         open_bag(path)
     assert isinstance(info.value, BagError)
+
+
+# ----------------------------------------------------------------- splitting, compression, crashes
+
+
+def write_imu_and_images(bag: BagWriter, n: int, period_ns: int = 100_000_000) -> list[tuple[str, object]]:
+    written = []
+    for k in range(n):
+        t = 1_700_000_000_000_000_000 + k * period_ns
+        for topic, stamp, msg in (("/camera/image_raw", t, image(t, k, size=16)), ("/imu", t + 1, imu(t + 1, k))):
+            bag.write(topic, stamp, msg)
+            written.append((topic, msg))
+    return written
+
+
+@pytest.mark.parametrize(
+    ("storage", "compression"),
+    [("mcap", "none"), ("mcap", "chunk"), ("mcap", "message"), ("mcap", "file"),
+     ("sqlite3", "none"), ("sqlite3", "message"), ("sqlite3", "file")],
+)  # fmt: skip
+def test_split_by_duration_gives_one_file_per_period_all_read_back(
+    tmp_path: Path, storage: str, compression: str
+) -> None:
+    path = tmp_path / "split"
+    with BagWriter(path, storage=storage, compression=compression, max_duration_ns=10**9) as bag:
+        written = write_imu_and_images(bag, 35)  # 3.5 s at 10 Hz
+        assert bag.counts == {"/camera/image_raw": 35, "/imu": 35}
+    ext = {"mcap": ".mcap", "sqlite3": ".db3"}[storage] + (".zstd" if compression == "file" else "")
+    assert sorted(p.name for p in path.iterdir()) == sorted(
+        [f"split_{i}{ext}" for i in range(4)] + ["metadata.yaml"]
+    )
+    with open_bag(path) as bag:
+        assert bag.notes == [] and bag.message_count == 70
+        read = list(bag.messages())
+    assert [m.topic for m in read] == [t for t, _ in written]
+    for (_, sent), got in zip(written, read):
+        assert_msg_equal(sent, got.message)
+
+
+def test_split_by_size_keeps_each_file_near_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "sized"
+    with BagWriter(path, max_bytes=20_000) as bag:  # 16x16 rgb images: ~870 bytes each
+        write_imu_and_images(bag, 60)
+        files = bag.files
+    assert len(files) >= 4 and all(f.parent == path for f in files)
+    assert all(f.stat().st_size < 20_000 + 8_000 for f in files)  # data + index and summary
+    metadata = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert metadata["relative_file_paths"] == [f.name for f in files]
+    assert sum(f["message_count"] for f in metadata["files"]) == metadata["message_count"] == 120
+    with open_bag(path) as bag:
+        assert bag.message_count == 120 and bag.notes == []
+
+
+def test_writer_refuses_bad_compression_and_limits(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="chunk"):
+        BagWriter(tmp_path / "a", storage="sqlite3", compression="chunk")
+    with pytest.raises(ValueError, match="none, chunk, message, file"):
+        BagWriter(tmp_path / "a", compression="lz4")
+    with pytest.raises(ValueError, match=">= 0"):
+        BagWriter(tmp_path / "a", max_bytes=-1)
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize(("storage", "compression"), [("mcap", "none"), ("mcap", "message"), ("sqlite3", "none")])
+def test_what_was_flushed_survives_a_killed_writer(tmp_path: Path, storage: str, compression: str) -> None:
+    path = tmp_path / "killed"
+    bag = BagWriter(path, storage=storage, compression=compression, max_duration_ns=10**9).open()
+    written = write_imu_and_images(bag, 25)
+    bag.flush()
+    write_imu_and_images(bag, 3, period_ns=1)  # never flushed: lost with the process
+    bag.abort()  # what a killed process leaves: no index, no summary, no metadata.yaml
+    with open_bag(path) as reader:
+        assert reader.recovered and "no metadata.yaml" in reader.notes[0]
+        read = list(reader.messages())
+    assert len(read) == 50
+    for (_, sent), got in zip(written, read):
+        assert_msg_equal(sent, got.message)

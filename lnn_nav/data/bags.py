@@ -4,7 +4,10 @@ Built on ``rosbags`` (pure Python, its own typestore): no rclpy and no ROS
 install needed, so recorder, replay and dataset tools run on a workstation.
 
 - :class:`BagWriter` writes a rosbag2 directory whose ``metadata.yaml``
-  ``ros2 bag info`` accepts (written by rosbags on close).
+  ``ros2 bag info`` accepts, through rosbags' storage writers: split into
+  several files by size or duration, zstd-compressed (MCAP chunks, per
+  message or per file) on request, and flushed on demand so that a killed
+  recorder loses only what came after its last flush.
 - :func:`open_bag` opens a rosbag2 directory or a single ``.mcap``/``.db3``
   file and returns a :class:`BagReader`. Message types whose definitions are
   stored in the bag (MCAP schemas, rosbag2 type descriptions) are registered
@@ -12,7 +15,8 @@ install needed, so recorder, replay and dataset tools run on a workstation.
 - Damaged recordings are recovered where the data allows it, never by
   touching the user's files: a split MCAP recording without ``metadata.yaml``
   (a crash before close) is read file by file in name order, and a truncated
-  MCAP file is read up to its last complete record. What was recovered and
+  MCAP file is read up to its last complete record (per-message and
+  per-file compression are undone there too). What was recovered and
   what was lost is said in :attr:`BagReader.notes` (and logged).
 """
 
@@ -20,20 +24,26 @@ from __future__ import annotations
 
 import heapq
 import logging
+import os
 import re
+import shutil
+import sqlite3
 import struct
 import sys
-from collections.abc import Callable, Iterable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
 
-from rosbags.interfaces import Connection, MessageDefinitionFormat
-from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
-from rosbags.rosbag2.storage_mcap import McapReader, read_exact
+import yaml
+from rosbags.interfaces import Connection, ConnectionExtRosbag2, MessageDefinition, MessageDefinitionFormat, Qos
+from rosbags.rosbag2 import CompressionMode, Reader, ReaderError, WriterError
+from rosbags.rosbag2.metadata import dump_qos_v8, dump_qos_v9
+from rosbags.rosbag2.storage_mcap import McapReader, McapWriter, read_exact
+from rosbags.rosbag2.storage_sqlite3 import Sqlite3Writer
 from rosbags.typesys import Stores, TypesysError, get_types_from_idl, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
-from ruamel.yaml import YAML
 
 if sys.version_info >= (3, 14):
     from compression import zstd
@@ -45,7 +55,9 @@ from lnn_nav.data.errors import BagNotFoundError, CorruptBagError, EmptyBagError
 _LOG = logging.getLogger(__name__)
 
 #: Storage names accepted by :class:`BagWriter`, as ``ros2 bag record -s`` spells them.
-STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+STORAGES = ("mcap", "sqlite3")
+#: Compression choices of :class:`BagWriter` (all zstd).
+COMPRESSIONS = ("none", "chunk", "message", "file")
 _MCAP_MAGIC = b"\x89MCAP0\r\n"
 _MCAP_OP_HEADER = 0x01
 _MCAP_OP_FOOTER = 0x02
@@ -85,6 +97,50 @@ def _typestore_of(typestore: Typestore | Stores) -> Typestore:
 # --------------------------------------------------------------------------- writing
 
 
+class _Part(NamedTuple):
+    """One finished storage file of a (possibly split) recording."""
+
+    name: str
+    start_ns: int
+    end_ns: int
+    count: int
+
+
+def _open_storage(storage: str, file: Path, compression: CompressionMode) -> Any:
+    """A rosbags storage writer (``McapWriter``/``Sqlite3Writer``) writing exactly ``file``.
+
+    rosbags' storage writers name their file after the directory they get
+    (``DIR/DIR.mcap``), which allows one file per recording only. A split
+    recording needs ``DIR/DIR_<i>.mcap`` (as ``ros2 bag`` names them), so the
+    writer starts in a staging directory and its file, which holds nothing
+    but the MCAP header or the empty SQLite schema at that point, is moved
+    into place and reopened. Relies on the ``path``/``bio`` (MCAP) and
+    ``path``/``conn``/``cursor`` (SQLite3) attributes of rosbags 0.11.
+    """
+    staging = file.parent / f".{file.name}.staging"
+    staging.mkdir()
+    try:
+        if storage == "mcap":
+            writer = McapWriter(staging, compression)
+            writer.bio.close()
+            os.replace(writer.path, file)
+            # Append mode keeps the position at the end: the offsets of the
+            # index records are taken from ``bio.tell()``.
+            writer.bio = file.open("ab")
+        else:
+            writer = Sqlite3Writer(staging, compression)
+            writer.conn.close()
+            os.replace(writer.path, file)
+            writer.conn = sqlite3.connect(f"file:{file}", uri=True)
+            writer.cursor = writer.conn.cursor()
+        writer.path = file
+    finally:
+        for leftover in staging.iterdir():
+            leftover.unlink()
+        staging.rmdir()
+    return writer
+
+
 class BagWriter:
     """Write a rosbag2 recording (context manager; the recording is finalised on exit).
 
@@ -96,6 +152,28 @@ class BagWriter:
     (``bag.typestore.types["sensor_msgs/msg/Image"]``). Leaving the ``with``
     block through an exception still closes the bag properly, so what was
     recorded before a crash of the caller is kept with its metadata.
+
+    Splitting (as ``ros2 bag record --max-bag-size/--max-bag-duration``): with
+    ``max_bytes`` or ``max_duration_ns`` set, the recording is one directory
+    with files ``NAME_0.mcap``, ``NAME_1.mcap``, ... and one ``metadata.yaml``
+    listing them; a new file starts before the message that would take the
+    current one past either limit (size counts message bytes, so a file ends
+    up slightly larger than ``max_bytes``: index and summary come on top).
+    Without limits the single file is ``NAME.mcap`` (or ``.db3``) as before.
+
+    ``compression`` (zstd throughout):
+
+    - ``"none"``.
+    - ``"chunk"``: MCAP's own chunk compression (MCAP storage only). Every MCAP
+      reader decompresses it, and a file cut by a crash keeps its complete
+      chunks: the choice for recording.
+    - ``"message"`` / ``"file"``: rosbag2's compression modes
+      (``ros2 bag record --compression-mode message|file``). ``file``
+      compresses each storage file once it is complete (``NAME_0.mcap.zstd``).
+
+    :meth:`flush` pushes buffered messages to the file (MCAP: closes the open
+    chunk; SQLite3: commits), so a process that dies afterwards loses nothing
+    written before it; a long-running recorder calls it periodically.
     """
 
     def __init__(
@@ -105,28 +183,59 @@ class BagWriter:
         typestore: Typestore | Stores = Stores.ROS2_JAZZY,
         *,
         version: int = 9,
+        compression: str = "none",
+        max_bytes: int = 0,
+        max_duration_ns: int = 0,
     ) -> None:
         if storage not in STORAGES:
             raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+        if version not in (8, 9):
+            raise ValueError(f"rosbag2 metadata version must be 8 or 9, got {version}")
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
+        if compression == "chunk" and storage != "mcap":
+            raise ValueError(
+                "compression 'chunk' is MCAP's own chunk compression; SQLite3 storage supports "
+                "'message' or 'file' compression"
+            )
+        if max_bytes < 0 or max_duration_ns < 0:
+            raise ValueError(
+                f"split limits must be >= 0 (0: no limit), got max_bytes={max_bytes}, "
+                f"max_duration_ns={max_duration_ns}"
+            )
         self.path = Path(path)
         self.storage = storage
         self.version = version
+        self.compression = compression
+        self.max_bytes = int(max_bytes)
+        self.max_duration_ns = int(max_duration_ns)
         self.typestore = _typestore_of(typestore)
         self.message_count = 0
-        self._writer: Writer | None = None
+        self._open = False
+        self._storage: Any = None  # the rosbags storage writer of the current file
         self._connections: dict[str, Connection] = {}
+        self._counts: dict[str, int] = {}
+        self._parts: list[_Part] = []
+        self._part_start = _NO_MESSAGES_START
+        self._part_end = 0
+        self._part_count = 0
+        self._part_bytes = 0
+
+    @property
+    def _split(self) -> bool:
+        return bool(self.max_bytes or self.max_duration_ns)
 
     def open(self) -> BagWriter:
-        if self._writer is not None:
+        if self._open:
             return self
         if self.path.exists():
             raise FileExistsError(
                 f"{self.path} exists already; a recording is never written over an existing "
                 f"path: choose a new one"
             )
-        writer = Writer(self.path, version=self.version, storage_plugin=STORAGES[self.storage])
-        writer.open()
-        self._writer = writer
+        self.path.mkdir(mode=0o755, parents=True)
+        self._open = True
+        self._start_part()
         return self
 
     @property
@@ -134,9 +243,25 @@ class BagWriter:
         """Topic -> message type, for the topics added so far."""
         return {topic: conn.msgtype for topic, conn in self._connections.items()}
 
-    def add_topic(self, topic: str, msgtype: str) -> Connection:
-        """Declare ``topic`` with ``msgtype`` (e.g. ``sensor_msgs/msg/Image``); idempotent."""
-        writer = self._require_open()
+    @property
+    def counts(self) -> dict[str, int]:
+        """Topic -> number of messages written so far."""
+        return dict(self._counts)
+
+    @property
+    def files(self) -> list[Path]:
+        """The storage files finished so far, then the one being written."""
+        done = [self.path / part.name for part in self._parts]
+        return done + ([Path(self._storage.path)] if self._storage is not None else [])
+
+    def add_topic(self, topic: str, msgtype: str, qos: Sequence[Qos] = ()) -> Connection:
+        """Declare ``topic`` with ``msgtype`` (e.g. ``sensor_msgs/msg/Image``); idempotent.
+
+        ``qos`` are the publishers' offered QoS profiles, stored in the
+        metadata so that ``ros2 bag play`` (and the replay node) publish with
+        them, e.g. transient-local for a latched goal.
+        """
+        self._require_open()
         if (conn := self._connections.get(topic)) is not None:
             if conn.msgtype != msgtype:
                 raise ValueError(
@@ -149,8 +274,22 @@ class BagWriter:
                 f"message type {msgtype!r} is unknown to the writer's typestore; register it "
                 f"first (typestore.register(get_types_from_msg(definition, {msgtype!r})))"
             )
-        conn = writer.add_connection(topic, msgtype, typestore=self.typestore)
+        msgdef, _ = self.typestore.generate_msgdef(msgtype, ros_version=2)
+        fmt = MessageDefinitionFormat.IDL if msgdef.startswith("=" * 80 + "\nIDL: ") else MessageDefinitionFormat.MSG
+        first_of_type = msgtype not in {c.msgtype for c in self._connections.values()}
+        conn = Connection(
+            id=len(self._connections) + 1,
+            topic=topic,
+            msgtype=msgtype,
+            msgdef=MessageDefinition(fmt, msgdef),
+            digest=self.typestore.hash_rihs01(msgtype),
+            msgcount=0,
+            ext=ConnectionExtRosbag2(serialization_format="cdr", offered_qos_profiles=list(qos)),
+            owner=self,
+        )
         self._connections[topic] = conn
+        self._counts[topic] = 0
+        self._declare(conn, first_of_type=first_of_type)
         return conn
 
     def write(self, topic: str, timestamp_ns: int, message: Any) -> None:
@@ -178,19 +317,143 @@ class BagWriter:
         timestamp_ns = int(timestamp_ns)
         if timestamp_ns < 0:
             raise ValueError(f"timestamp must be >= 0 ns, got {timestamp_ns}")
-        self._require_open().write(conn, timestamp_ns, data)
+        self._require_open()
+        if self._split and self._part_count and (
+            (self.max_duration_ns and timestamp_ns - self._part_start >= self.max_duration_ns)
+            or (self.max_bytes and self._part_bytes + len(data) > self.max_bytes)
+        ):
+            self._finish_part()
+            self._start_part()
+        if self.compression == "message":
+            data = zstd.compress(data)
+        self._storage.write(conn, timestamp_ns, data)
+        self._part_start = min(self._part_start, timestamp_ns)
+        self._part_end = max(self._part_end, timestamp_ns)
+        self._part_count += 1
+        self._part_bytes += len(data)
+        self._counts[conn.topic] += 1
         self.message_count += 1
+
+    def flush(self) -> None:
+        """Put every message written so far into the file, readable after a crash."""
+        storage = self._storage
+        if storage is None:
+            return
+        if self.storage == "mcap":
+            if storage.chunk.bio.tell():
+                storage.close_chunk()
+            storage.bio.flush()
+        else:
+            storage.conn.commit()
 
     def close(self) -> None:
         """Finalise the recording (index, summary and metadata.yaml)."""
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.close()
+        if not self._open:
+            return
+        self._open = False
+        self._finish_part()
+        self._write_metadata()
 
-    def _require_open(self) -> Writer:
-        if self._writer is None:
+    def abort(self) -> None:
+        """Close the current file without finalising it (what was flushed stays recoverable)."""
+        storage, self._storage, self._open = self._storage, None, False
+        if storage is not None:
+            storage.abort()
+
+    # -- storage files
+    def _start_part(self) -> None:
+        index = len(self._parts)
+        name = f"{self.path.name}_{index}" if self._split else self.path.name
+        suffix = ".mcap" if self.storage == "mcap" else ".db3"
+        mode = CompressionMode.STORAGE if self.compression == "chunk" else CompressionMode.NONE
+        self._storage = _open_storage(self.storage, self.path / f"{name}{suffix}", mode)
+        self._part_start, self._part_end, self._part_count, self._part_bytes = _NO_MESSAGES_START, 0, 0, 0
+        declared: set[str] = set()
+        for conn in self._connections.values():  # every file of a split recording is self-contained
+            self._declare(conn, first_of_type=conn.msgtype not in declared)
+            declared.add(conn.msgtype)
+
+    def _declare(self, conn: Connection, *, first_of_type: bool) -> None:
+        if first_of_type:
+            self._storage.add_msgtype(conn)
+        self._storage.add_connection(conn, self._storage_qos(conn))
+
+    def _storage_qos(self, conn: Connection) -> str:
+        qos = conn.ext.offered_qos_profiles
+        if self.version >= 9:
+            return yaml.safe_dump(dump_qos_v9(qos), default_flow_style=False).strip() if qos else ""
+        return dump_qos_v8(qos)
+
+    def _finish_part(self) -> None:
+        storage, self._storage = self._storage, None
+        if storage is None:
+            return
+        file = Path(storage.path)
+        storage.close(self.version, yaml.safe_dump(self._information(pending=file.name), default_flow_style=False))
+        if self.compression == "file":
+            packed = file.with_name(file.name + ".zstd")
+            with file.open("rb") as infile, zstd.open(packed, "wb") as outfile:
+                shutil.copyfileobj(infile, outfile)
+            file.unlink()
+            file = packed
+        self._parts.append(_Part(file.name, self._part_start, self._part_end, self._part_count))
+
+    # -- metadata
+    def _information(self, pending: str | None = None) -> dict[str, Any]:
+        """The ``rosbag2_bagfile_information`` of the files finished so far (plus ``pending``)."""
+        parts = list(self._parts)
+        if pending is not None:
+            parts.append(_Part(pending, self._part_start, self._part_end, self._part_count))
+        counted = [p for p in parts if p.count]
+        start = min((p.start_ns for p in counted), default=_NO_MESSAGES_START)
+        end = max((p.end_ns for p in counted), default=0)
+        dump_qos = dump_qos_v9 if self.version >= 9 else dump_qos_v8
+        mode = "" if self.compression in ("none", "chunk") else self.compression
+        return {
+            "version": self.version,
+            "storage_identifier": self.storage,
+            "relative_file_paths": [p.name for p in parts],
+            "duration": {"nanoseconds": max(end - start, 0)},
+            "starting_time": {"nanoseconds_since_epoch": start},
+            "message_count": sum(p.count for p in parts),
+            "topics_with_message_count": [
+                {
+                    "topic_metadata": {
+                        "name": conn.topic,
+                        "type": conn.msgtype,
+                        "serialization_format": conn.ext.serialization_format,
+                        "offered_qos_profiles": dump_qos(conn.ext.offered_qos_profiles),
+                        "type_description_hash": conn.digest,
+                    },
+                    "message_count": self._counts[conn.topic],
+                }
+                for conn in self._connections.values()
+            ],
+            "compression_format": "zstd" if mode else "",
+            "compression_mode": mode,
+            "files": [
+                {
+                    "path": p.name,
+                    "starting_time": {"nanoseconds_since_epoch": p.start_ns if p.count else _NO_MESSAGES_START},
+                    "duration": {"nanoseconds": max(p.end_ns - p.start_ns, 0)},
+                    "message_count": p.count,
+                }
+                for p in parts
+            ],
+            "custom_data": None,
+            "ros_distro": "rosbags",
+        }
+
+    def _write_metadata(self) -> None:
+        text = yaml.safe_dump({"rosbag2_bagfile_information": self._information()},
+                              default_flow_style=False, sort_keys=False)  # fmt: skip
+        tmp = self.path / "metadata.yaml.tmp"
+        tmp.write_text(text, "utf8")
+        tmp.replace(self.path / "metadata.yaml")  # atomic: never a half-written metadata file
+
+    def _require_open(self) -> None:
+        if not self._open:
             raise RuntimeError(f"bag writer for {self.path} is not open (use it as `with` block)")
-        return self._writer
 
     def __enter__(self) -> BagWriter:
         return self.open()
@@ -201,14 +464,12 @@ class BagWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        writer = self._writer
         try:
             self.close()
-        except (WriterError, OSError):
+        except (WriterError, OSError, sqlite3.Error):
             if exc_type is None:
                 raise
-            if writer is not None:
-                writer.abort()
+            self.abort()
 
 
 # --------------------------------------------------------------------------- reading
@@ -286,13 +547,15 @@ class _Source:
         self.start, self.end, self.read, self.close = start, end, read, close
 
     @classmethod
-    def of_reader(cls, reader: Reader, name: str) -> list[_Source]:
+    def of_reader(cls, reader: Reader, name: str, *, sniff: bool = False) -> list[_Source]:
         """One source per storage file of an open rosbags ``Reader``.
 
         The storages are read directly: ``Reader.messages`` matches the
         connections of ``metadata.yaml`` against those of the storage files
         including their QoS, and real bags (e.g. ``ros2 bag`` of Foxy) store
         different QoS in the two places, so it would yield nothing.
+        ``sniff``: a storage file read without its ``metadata.yaml`` does not
+        say whether its messages are zstd-compressed; see :func:`_unpack`.
         """
         storage = reader.storage
         storages = getattr(storage, "storages", None) or [storage]
@@ -303,7 +566,11 @@ class _Source:
 
             def read(conns, part=part):  # type: ignore[no-untyped-def]
                 for conn, timestamp, data in part.messages(conns):
-                    yield conn, timestamp, zstd.decompress(data) if decompress else data
+                    if decompress:
+                        data = zstd.decompress(data)
+                    elif sniff:
+                        data = _unpack(data)
+                    yield conn, timestamp, data
 
             sources.append(cls(
                 f"{name}[{index}]",
@@ -325,9 +592,22 @@ class _Source:
             meta.message_count,
             meta.start_time,
             meta.end_time,
-            lambda conns: storage.messages(conns),
+            lambda conns: ((conn, timestamp, _unpack(data)) for conn, timestamp, data in storage.messages(conns)),
             storage.close,
         )
+
+
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def _unpack(data: bytes) -> bytes:
+    """A message payload, decompressed if it is a zstd frame (rosbag2 per-message compression).
+
+    Used where no metadata says how messages were stored (a recording cut
+    before its metadata.yaml was written). Unambiguous: a CDR payload starts
+    with its encapsulation header, whose first byte is 0.
+    """
+    return zstd.decompress(data) if data[:4] == _ZSTD_MAGIC else data
 
 
 def _natural_key(path: Path) -> list[Any]:
@@ -336,7 +616,9 @@ def _natural_key(path: Path) -> list[Any]:
 
 def _read_metadata(path: Path) -> dict[str, Any]:
     try:
-        data = YAML(typ="safe").load(path.read_text())
+        # PyYAML's C loader: ruamel's pure-Python one costs ~0.15 s per bag, which
+        # dominates converting folders of short episode bags.
+        data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         return dict(data["rosbag2_bagfile_information"])
     except Exception as err:  # noqa: BLE001 - any unreadable metadata is reported the same way
         raise CorruptBagError(f"{path} is not a readable rosbag2 metadata file: {err}") from err
@@ -347,7 +629,7 @@ def _open_file(path: Path, notes: list[str]) -> _Source:
     try:
         reader = Reader(path)
         reader.open()
-        return _Source.of_reader(reader, path.name)[0]
+        return _Source.of_reader(reader, path.name, sniff=True)[0]
     except ReaderError as err:
         if path.suffix != ".mcap":
             raise CorruptBagError(f"{path} cannot be read as {path.suffix} storage: {err}") from err
@@ -377,10 +659,17 @@ def _open_file(path: Path, notes: list[str]) -> _Source:
     return _Source.of_partial(storage, path.name)
 
 
-def _types_in_bag(connections: Iterable[Connection], notes: list[str]) -> dict[str, Any]:
-    """Parse the message definitions the bag stores with its connections."""
+def _types_in_bag(
+    connections: Iterable[Connection], notes: list[str], known: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Parse the message definitions the bag stores with its connections (types not in ``known``).
+
+    Known types keep the typestore's definition anyway, and parsing a stored
+    definition costs milliseconds per type: skipping them keeps opening
+    many short bags cheap.
+    """
     typs: dict[str, Any] = {}
-    seen: set[str] = set()
+    seen: set[str] = set(known)
     for conn in connections:
         msgdef = conn.msgdef
         if msgdef.format == MessageDefinitionFormat.NONE or conn.msgtype in seen:
@@ -412,7 +701,7 @@ def _reader_typestore(base: Typestore | Stores, connections: list[Connection], n
     else:
         store = get_typestore(Stores.EMPTY)
         store.register(dict(base.fielddefs))  # a copy: never mutate the caller's store
-    typs = {name: typ for name, typ in _types_in_bag(connections, notes).items()
+    typs = {name: typ for name, typ in _types_in_bag(connections, notes, store.fielddefs).items()
             if name not in store.fielddefs}
     if typs:
         try:
@@ -589,7 +878,7 @@ def _open_directory(path: Path, sources: list[_Source], notes: list[str]) -> str
         sources.extend(_Source.of_reader(reader, path.name))
         return storage
     except ReaderError as err:
-        if storage != "mcap" or metadata.get("compression_mode"):
+        if storage != "mcap" or metadata.get("compression_mode") not in (None, "", "none", "message"):
             raise CorruptBagError(f"{path} ({storage} storage) cannot be read: {err}") from err
         first_error = err
     # A damaged MCAP file: read the listed files one by one, recovering what each holds.
@@ -607,19 +896,51 @@ def _open_directory(path: Path, sources: list[_Source], notes: list[str]) -> str
     return storage
 
 
+def _open_packed_file(path: Path, notes: list[str]) -> _Source:
+    """Open a zstd-compressed storage file (``NAME_0.mcap.zstd``) through a temporary copy."""
+    tmpdir = tempfile.TemporaryDirectory(prefix="lnn_nav_bag_")
+    unpacked = Path(tmpdir.name) / path.stem
+    try:
+        with zstd.open(path, "rb") as infile, unpacked.open("wb") as outfile:
+            shutil.copyfileobj(infile, outfile)
+        source = _open_file(unpacked, notes)
+    except Exception as err:
+        tmpdir.cleanup()
+        if isinstance(err, CorruptBagError):
+            raise
+        raise CorruptBagError(f"{path} is not a readable zstd-compressed storage file: {err}") from err
+    close = source.close
+
+    def close_and_clean() -> None:
+        close()
+        tmpdir.cleanup()
+
+    source.close = close_and_clean
+    return source
+
+
 def _recover_directory(path: Path, sources: list[_Source], notes: list[str]) -> str:
-    files = sorted(path.glob("*.mcap"), key=_natural_key)
+    # A recording with `file` compression keeps its finished files as NAME_<i>.<ext>.zstd.
+    files = sorted([*path.glob("*.mcap"), *path.glob("*.mcap.zstd")], key=_natural_key)
     storage = "mcap"
     if not files:
-        files, storage = sorted(path.glob("*.db3"), key=_natural_key), "sqlite3"
+        files = sorted([*path.glob("*.db3"), *path.glob("*.db3.zstd")], key=_natural_key)
+        storage = "sqlite3"
     if not files:
         content = sorted(p.name for p in path.iterdir())[:10]
         raise BagNotFoundError(
             f"{path} holds no rosbag2 recording: no metadata.yaml and no .mcap or .db3 files "
             f"(found: {', '.join(content) or 'nothing'})"
         )
-    for file in files:
-        sources.append(_open_file(file, notes))
+    for index, file in enumerate(files):
+        try:
+            sources.append(_open_packed_file(file, notes) if file.suffix == ".zstd" else _open_file(file, notes))
+        except CorruptBagError as err:
+            # A recorder killed just after starting a new split file leaves that
+            # file without one complete chunk: the files before it are intact.
+            if index == 0 or index < len(files) - 1:
+                raise
+            notes.append(f"{file.name}, the last file, holds nothing recoverable and is skipped: {err}")
     notes.insert(
         0,
         f"no metadata.yaml (the recording was not closed cleanly): recovered without metadata by "
