@@ -9,9 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..kernels import fused
 from .activations import make_activation
 from .core import RecurrentCore, State
 from .memory import MemoryCell
+from .timespans import TimespanLike
 from .wirings import Wiring
 
 CFC_MODES = ("default", "pure", "no_gate")
@@ -267,7 +269,28 @@ class CfC(RecurrentCore):
         h = torch.zeros(batch_size, self.state_size, device=device, dtype=dtype)
         return (h, torch.zeros_like(h)) if self.mixed_memory else h
 
+    # The fused kernels (lnn_nav.kernels) take over step, cell_step and
+    # run_sequence whenever they apply and return None otherwise; the code
+    # below them is the reference they are tested against.
+    def step(
+        self, x: Tensor, state: Optional[State] = None, dt: TimespanLike = None
+    ) -> Tuple[Tensor, State]:
+        result = fused.try_step(self, x, state, dt)
+        return result if result is not None else super().step(x, state, dt)
+
+    def run_sequence(self, x: Tensor, state: State, ts: Tensor) -> Tuple[Tensor, State]:
+        result = fused.try_run_sequence(self, x, state, ts)
+        return result if result is not None else super().run_sequence(x, state, ts)
+
+    def _apply(self, fn, recurse: bool = True):
+        fused.invalidate(self)  # .to()/.double() may replace the tensors the plan packs
+        return super()._apply(fn, recurse)
+
     def cell_step(self, x: Tensor, state: State, ts: Tensor) -> Tuple[Tensor, State]:
+        if self.memory is None:
+            result = fused.try_cell_step(self, x, state, ts)
+            if result is not None:
+                return result
         if self.memory is not None:
             h, c = state
             h, c = self.memory(x, (h, c))

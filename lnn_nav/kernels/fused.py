@@ -1,0 +1,197 @@
+"""Dispatch from the CfC model to the fused kernels, with the reference path as fallback.
+
+:class:`~lnn_nav.models.cfc.CfC` calls the ``try_*`` functions; each returns
+``None`` whenever the fused path does not apply (kernels unavailable or
+switched off, an unsupported configuration, an input the reference path must
+judge), and the model then runs its reference PyTorch code. Switch the fused
+path off with ``LNN_NAV_REFERENCE=1`` or :func:`set_reference`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from types import ModuleType
+from typing import Iterator, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from . import ops  # noqa: F401  (registers lnn_nav::cfc_sequence)
+from .build import load_cpu, load_cuda
+from .layout import CfCLayout, build_layout
+
+_reference_forced = os.environ.get("LNN_NAV_REFERENCE", "") not in ("", "0")
+_cpu_ext: Optional[ModuleType] = None  # cached after the first successful load (hot path)
+_PLAN_ATTR = "_fused_plan"
+
+
+def set_reference(force: bool) -> None:
+    """Force the reference PyTorch path (``True``) or allow the fused kernels (``False``)."""
+    global _reference_forced
+    _reference_forced = bool(force)
+
+
+def reference_forced() -> bool:
+    return _reference_forced
+
+
+@contextlib.contextmanager
+def reference() -> Iterator[None]:
+    """Run the enclosed code on the reference path (e.g. for export or comparison)."""
+    previous = _reference_forced
+    set_reference(True)
+    try:
+        yield
+    finally:
+        set_reference(previous)
+
+
+class FusedPlan:
+    """A core's layout plus its packed parameters, cached for inference."""
+
+    def __init__(self, layout: CfCLayout) -> None:
+        self.layout = layout
+        self.params = layout.parameters()
+        self._key: Optional[tuple] = None
+        self._packed: Optional[Tensor] = None
+        self._cpu_plan = None
+
+    def packed(self) -> Tensor:
+        """Packed parameters (no autograd); repacked when any parameter changed in place."""
+        key = tuple([p._version for p in self.params])
+        if key != self._key or self._packed is None:
+            with torch.no_grad():
+                self._packed = self.layout.pack(with_proj=True).contiguous()
+            self._key = key
+        return self._packed
+
+    def cpu_plan(self, ext: ModuleType):
+        """The C++ twin of this plan (it checks parameter versions itself, in nanoseconds)."""
+        if self._cpu_plan is None:
+            self._cpu_plan = ext.Plan(self.layout.meta, self.params)
+        return self._cpu_plan
+
+    def cpu_step(self, ext: ModuleType, x: Tensor, h: Tensor, dt: Optional[Tensor], dt_value: float):
+        cpp = self.cpu_plan(ext)
+        result = ext.step(x, h, dt, dt_value, cpp)
+        if len(result) == 1:  # parameters changed since the last pack
+            cpp.set_packed(self.packed())
+            result = ext.step(x, h, dt, dt_value, cpp)
+        return (result[0], result[1]) if result else None
+
+    def needs_grad(self, *tensors: Tensor) -> bool:
+        if not torch.is_grad_enabled():
+            return False
+        return any(t.requires_grad for t in tensors) or any(p.requires_grad for p in self.params)
+
+
+def invalidate(core: nn.Module) -> None:
+    """Forget a core's plan (after ``.to()``, ``.half()``, ... replaced its tensors)."""
+    core.__dict__.pop(_PLAN_ATTR, None)
+
+
+def _plan(core: nn.Module) -> Optional[FusedPlan]:
+    plan = core.__dict__.get(_PLAN_ATTR)
+    if plan is None:
+        layout, _ = build_layout(core)
+        plan = FusedPlan(layout) if layout is not None else False
+        core.__dict__[_PLAN_ATTR] = plan
+    if plan is False or (plan.layout.has_dropout and core.training):
+        return None
+    return plan
+
+
+def why_not_fused(core: nn.Module) -> Optional[str]:
+    """``None`` if ``core`` can use the fused kernels on the CPU, else the reason."""
+    if _reference_forced:
+        return "the reference path is forced (LNN_NAV_REFERENCE=1 or set_reference(True))"
+    layout, reason = build_layout(core)
+    if layout is None:
+        return reason
+    if layout.has_dropout and core.training:
+        return "backbone dropout is active (training mode)"
+    if _extension(torch.device("cpu")) is None:
+        from .build import CPU_NAME, load_error
+
+        return f"the CPU extension did not build ({load_error(CPU_NAME)})"
+    return None
+
+
+def _extension(device: torch.device) -> Optional[ModuleType]:
+    global _cpu_ext
+    if device.type == "cpu":
+        if _cpu_ext is None:
+            _cpu_ext = load_cpu()
+        return _cpu_ext
+    if device.type == "cuda":
+        return load_cuda()
+    return None
+
+
+def _active() -> bool:
+    # Tracing and compiling (TorchScript, torch.export, ONNX) see the reference
+    # ops, which every exporter understands.
+    return not (_reference_forced or torch.jit.is_tracing() or torch.jit.is_scripting()
+                or torch.compiler.is_compiling())  # fmt: skip
+
+
+def try_step(core: nn.Module, x: Tensor, state, dt) -> Optional[Tuple[Tensor, Tensor]]:
+    """The onboard step without autograd on the CPU, its validation done in C++."""
+    if not _active() or not isinstance(state, Tensor) or not isinstance(x, Tensor):
+        return None
+    plan = _plan(core)
+    if plan is None or plan.needs_grad(x, state):
+        return None
+    if isinstance(dt, Tensor):
+        dt_tensor, dt_value = dt, 0.0
+    elif dt is None:
+        dt_tensor, dt_value = None, 1.0
+    elif isinstance(dt, (float, int)) and not isinstance(dt, bool):
+        dt_tensor, dt_value = None, float(dt)
+    else:
+        return None
+    ext = _cpu_ext if _cpu_ext is not None else _extension(torch.device("cpu"))
+    if ext is None:
+        return None
+    # A CUDA (or otherwise unusual) input comes back None from the CPU kernel
+    # and takes the validated path through cell_step.
+    return plan.cpu_step(ext, x, state, dt_tensor, dt_value)
+
+
+def try_cell_step(core: nn.Module, x: Tensor, h: Tensor, ts: Tensor) -> Optional[Tuple[Tensor, Tensor]]:
+    """One step with validated ``ts`` ``[B, 1]``: fused kernel, or the sequence op when gradients flow."""
+    if not _active():
+        return None
+    plan = _plan(core)
+    if plan is None or _extension(x.device) is None:
+        return None
+    if plan.needs_grad(x, h, ts):
+        states = torch.ops.lnn_nav.cfc_sequence(
+            x.unsqueeze(1), h, ts.reshape(-1, 1), plan.layout.pack(with_proj=False), plan.layout.meta_seq
+        )
+        new_h = states[:, 0]
+        return plan.layout.outputs(new_h), new_h
+    ext = _extension(x.device)
+    if x.device.type == "cpu":
+        return plan.cpu_step(ext, x, h, ts, 0.0)
+    result = ext.step(x, h, ts.reshape(-1), plan.packed(), plan.layout.meta)
+    return (result[0], result[1]) if result else None
+
+
+def try_run_sequence(core: nn.Module, x: Tensor, h0: Tensor, ts: Tensor) -> Optional[Tuple[Tensor, Tensor]]:
+    """A whole sequence (``x`` ``[B, T, F]``, ``ts`` ``[B, T, 1]``) through the custom op."""
+    if _reference_forced or torch.jit.is_tracing() or torch.jit.is_scripting():
+        return None
+    plan = _plan(core)
+    if plan is None or not isinstance(h0, Tensor) or _extension(x.device) is None:
+        return None
+    if x.dtype != plan.params[0].dtype or h0.dtype != x.dtype:
+        return None
+    if plan.needs_grad(x, h0, ts):
+        packed = plan.layout.pack(with_proj=False)
+    else:
+        packed = plan.packed().narrow(0, 0, plan.layout.seq_size)
+    states = torch.ops.lnn_nav.cfc_sequence(x, h0, ts.reshape(ts.shape[0], ts.shape[1]), packed,
+                                            plan.layout.meta_seq)  # fmt: skip
+    return plan.layout.outputs(states), states[:, -1]

@@ -1,0 +1,170 @@
+"""From a CfC module to the fused kernels' inputs: the layout ints (``meta``) and flat parameters.
+
+The layout is read by ``csrc/cfc_layout.h``; keep the two in step. Packing is
+made of differentiable torch ops, so gradients reach the module's own
+parameters (and a sparsity mask keeps absent synapses at zero gradient, as in
+the reference).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+MODE_IDS = {"default": 0, "no_gate": 1, "pure": 2}
+META_HEADER = 7
+META_PER_LAYER = 4
+MAX_LAYERS = 8
+MAX_BACKBONE = 4
+
+
+def activation_id(module: nn.Module) -> Optional[int]:
+    """Kernel id of a backbone activation module, ``None`` if the kernels lack it."""
+    name = type(module).__name__
+    if name == "GELU":
+        return 4 if getattr(module, "approximate", "none") == "none" else None
+    return {"LeCunTanh": 0, "Tanh": 1, "ReLU": 2, "SiLU": 3}.get(name)
+
+
+@dataclass
+class CfCLayout:
+    """How one CfC core maps onto the fused kernels."""
+
+    cells: Tuple[nn.Module, ...]  # CfCCell per layer (one for a dense CfC)
+    proj: Optional[nn.Linear]
+    meta: List[int]  # with the output projection (onboard step)
+    meta_seq: List[int]  # without it (sequences apply it to all steps at once)
+    seq_size: int  # packed values before the projection
+    has_dropout: bool
+    out_start: int
+    out_len: int
+    state_size: int
+
+    def parameters(self) -> List[Tensor]:
+        tensors: List[Tensor] = []
+        for cell in self.cells:
+            tensors += list(cell.parameters())
+            if cell.sparsity_mask is not None:
+                tensors.append(cell.sparsity_mask)
+        if self.proj is not None:
+            tensors += list(self.proj.parameters())
+        return tensors
+
+    def pack(self, with_proj: bool = True) -> Tensor:
+        """Flat parameters in kernel order (differentiable)."""
+        parts: List[Tensor] = []
+        for cell in self.cells:
+            parts += _pack_cell(cell)
+        if with_proj and self.proj is not None:
+            parts += [self.proj.weight.t().reshape(-1), self.proj.bias.reshape(-1)]
+        return torch.cat(parts)
+
+    def outputs(self, states: Tensor) -> Tensor:
+        """Core outputs from full states ``[..., S]``: motor slice, then projection."""
+        out = states
+        if self.out_start != 0 or self.out_len != self.state_size:
+            out = states.narrow(-1, self.out_start, self.out_len)
+        return self.proj(out) if self.proj is not None else out
+
+
+def _masked(layer: nn.Linear, mask: Optional[Tensor]) -> Tensor:
+    return layer.weight if mask is None else layer.weight * mask
+
+
+def _pack_cell(cell: nn.Module) -> List[Tensor]:
+    parts: List[Tensor] = []
+    for linear in cell.backbone:
+        parts += [linear.weight.t().reshape(-1), linear.bias]
+    mask = cell.sparsity_mask
+    if cell.mode == "pure":
+        parts += [_masked(cell.ff1, mask).t().reshape(-1), cell.ff1.bias,
+                  cell.A.reshape(-1), cell.w_tau.reshape(-1)]  # fmt: skip
+        return parts
+    weight = torch.cat([_masked(cell.ff1, mask), _masked(cell.ff2, mask),
+                        cell.time_a.weight, cell.time_b.weight])  # fmt: skip
+    bias = torch.cat([cell.ff1.bias, cell.ff2.bias, cell.time_a.bias, cell.time_b.bias])
+    return parts + [weight.t().reshape(-1), bias]
+
+
+def _cell_meta(cell: nn.Module, in_width: int) -> Tuple[List[int], int]:
+    """Per-layer meta ints and the number of packed values of one cell."""
+    n = cell.hidden_size
+    nb = len(cell.backbone)
+    bu = cell.backbone[0].out_features if nb else 0
+    heads = 1 if cell.mode == "pure" else 4
+    size, width = 0, in_width + n
+    for linear in cell.backbone:
+        size += width * bu + bu
+        width = linear.out_features
+    size += width * heads * n + heads * n + (2 * n if cell.mode == "pure" else 0)
+    return [n, in_width, nb, bu], size
+
+
+def build_layout(core: nn.Module) -> Tuple[Optional[CfCLayout], str]:
+    """The fused layout of a :class:`~lnn_nav.models.cfc.CfC`, or ``None`` and why not."""
+    if getattr(core, "memory", None) is not None:
+        return None, "mixed_memory (the LSTM memory cell runs on the reference path)"
+    cell = core.cell
+    wired = hasattr(cell, "cells")
+    cells = tuple(cell.cells) if wired else (cell,)
+    if len(cells) > MAX_LAYERS:
+        return None, f"more than {MAX_LAYERS} wiring layers"
+    act = 0
+    has_dropout = False
+    if not wired:
+        if len(cell.backbone) > MAX_BACKBONE:
+            return None, f"more than {MAX_BACKBONE} backbone layers"
+        if len(cell.backbone):
+            found = activation_id(cell.backbone_activation)
+            if found is None:
+                return None, f"backbone activation {cell.backbone_activation!r}"
+            act = found
+            widths = {linear.out_features for linear in cell.backbone}
+            if len(widths) != 1:
+                return None, "backbone layers of different widths"
+        has_dropout = cell.backbone_dropout is not None
+    if wired:
+        motor = [int(i) for i in cell.motor_index.tolist()]
+        if motor != list(range(motor[0], motor[0] + len(motor))):
+            return None, "motor neurons not contiguous in the state"
+        out_start, out_len = motor[0], len(motor)
+    else:
+        out_start, out_len = 0, cell.hidden_size
+    state_size = sum(c.hidden_size for c in cells)
+    layers: List[int] = []
+    seq_size, in_width = 0, core.input_size
+    for c in cells:
+        ints, size = _cell_meta(c, in_width)
+        layers += ints
+        seq_size += size
+        in_width = c.hidden_size
+    proj = core.proj
+    header = [MODE_IDS[core.mode], act, len(cells), core.input_size, out_start, out_len]
+    layout = CfCLayout(
+        cells=cells,
+        proj=proj,
+        meta=header + [proj.out_features if proj is not None else 0] + layers,
+        meta_seq=header + [0] + layers,
+        seq_size=seq_size,
+        has_dropout=has_dropout,
+        out_start=out_start,
+        out_len=out_len,
+        state_size=state_size,
+    )
+    return layout, ""
+
+
+def first_matrix(meta: Sequence[int]) -> Tuple[int, int, int, int]:
+    """``(weight offset, bias offset, F, U0)`` of layer 0's first matrix product.
+
+    Its first ``F`` rows multiply the input; the sequence path computes them
+    for every step in one matrix product (the input projection).
+    """
+    heads = 1 if meta[0] == MODE_IDS["pure"] else 4
+    features = meta[3]
+    n, _, nb, bu = meta[META_HEADER:META_HEADER + META_PER_LAYER]
+    width = bu if nb else heads * n
+    return 0, (features + n) * width, features, width
