@@ -30,6 +30,8 @@ $(STAMP): requirements/base.txt requirements/test.txt setup.py
 	$(VENV)/bin/python -m pip install torch==2.13.0
 	$(VENV)/bin/python -m pip install -r requirements/test.txt
 	$(VENV)/bin/python -m pip install --no-deps -e .
+	# Fused CfC kernels, built once into ~/.cache/lnn_nav (a failure only means the reference path).
+	-$(VENV)/bin/python -m lnn_nav.kernels.build
 	touch $@
 
 install: $(STAMP)
