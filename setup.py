@@ -80,6 +80,8 @@ setup(
             "sim_node = lnn_nav.nodes.sim_node:main",
             "expert_node = lnn_nav.nodes.expert_node:main",
             "px4_offboard_node = lnn_nav.nodes.px4_offboard:main",
+            "recorder_node = lnn_nav.nodes.recorder_node:main",
+            "replay_node = lnn_nav.nodes.replay_node:main",
         ],
     },
 )

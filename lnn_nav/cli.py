@@ -25,7 +25,10 @@ workstation without a ROS install, this command runs the same code."""
 # Subcommands that live in their own modules. Each module defines ``HELP``
 # (one line), ``DESCRIPTION``, ``add_arguments(parser)`` and ``run(args) -> int``,
 # and keeps heavy imports (torch, rclpy, warp) inside ``run`` so `--help` stays fast.
-MODULE_COMMANDS: tuple[tuple[str, str], ...] = ()
+MODULE_COMMANDS: tuple[tuple[str, str], ...] = (
+    ("record", "lnn_nav.data.record_cli"),
+    ("replay", "lnn_nav.data.replay_cli"),
+)
 
 # Subcommands that arrive with later work. Listed so users know what is
 # planned; deliberately not registered, so none of them pretends to run.
