@@ -26,6 +26,10 @@ workstation without a ROS install, this command runs the same code."""
 # (one line), ``DESCRIPTION``, ``add_arguments(parser)`` and ``run(args) -> int``,
 # and keeps heavy imports (torch, rclpy, warp) inside ``run`` so `--help` stays fast.
 MODULE_COMMANDS: tuple[tuple[str, str], ...] = (
+    ("collect", "lnn_nav.data.collect"),
+    ("dataset", "lnn_nav.data.dataset_cli"),
+    ("train", "lnn_nav.train.cli_train"),
+    ("dagger", "lnn_nav.train.cli_dagger"),
     ("record", "lnn_nav.data.record_cli"),
     ("replay", "lnn_nav.data.replay_cli"),
 )

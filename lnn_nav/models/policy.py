@@ -37,6 +37,10 @@ class PolicyConfig:
     use_imu: bool = False
     use_goal: bool = False
     command_scale: Tuple[float, float, float, float] = (2.0, 1.0, 1.0, 1.0)
+    #: The goal distance enters the core as ``min(d, clip) / clip``: raw metres
+    #: (up to ~100) would swamp the unit-scale features, and beyond a few metres
+    #: only the direction matters for the next seconds of flight.
+    goal_distance_clip: float = 10.0
 
     def __post_init__(self) -> None:
         if isinstance(self.encoder, Mapping):
@@ -49,6 +53,8 @@ class PolicyConfig:
                 f"|yaw_rate|), got {self.command_scale}"
             )
         object.__setattr__(self, "command_scale", scale)
+        if not self.goal_distance_clip > 0:
+            raise ValueError(f"goal_distance_clip must be > 0 m, got {self.goal_distance_clip}")
 
     @property
     def core_input_size(self) -> int:
@@ -66,6 +72,7 @@ class PolicyConfig:
             "use_imu": self.use_imu,
             "use_goal": self.use_goal,
             "command_scale": list(self.command_scale),
+            "goal_distance_clip": self.goal_distance_clip,
         }
 
     @classmethod
@@ -175,5 +182,9 @@ class LiquidPolicy(nn.Module):
                 raise ValueError(f"{name} must be {want}, got {list(value.shape)}")
             if not value.dtype.is_floating_point:
                 raise TypeError(f"{name} must be floating point, got {value.dtype}")
-            parts.append(value.to(feats.dtype))
+            value = value.to(feats.dtype)
+            if name == "goal":
+                clip = self.config.goal_distance_clip
+                value = torch.cat([value[..., :3], value[..., 3:].clamp(max=clip) / clip], dim=-1)
+            parts.append(value)
         return torch.cat(parts, dim=-1) if len(parts) > 1 else feats

@@ -17,74 +17,18 @@ from geometry_msgs.msg import PoseStamped, Twist, TwistStamped
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu
 
+from lnn_nav.data.images import (  # noqa: F401 - re-exported: the nodes' conversion API
+    SUPPORTED_ENCODINGS,
+    ImageConversionError,
+    compressed_image_to_rgb,
+    image_msg_to_rgb,
+)
+from lnn_nav.models.inputs import resize_rgb
 from lnn_nav.models.policy import COMMAND_SIZE, GOAL_SIZE, IMU_SIZE
 from lnn_nav.sim.camera import CameraConfig, quat_to_matrix
 
 #: Image encodings accepted by :func:`image_msg_to_rgb`, with their channel count.
-SUPPORTED_ENCODINGS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
 _NS_PER_S = 1_000_000_000
-
-
-class ImageConversionError(ValueError):
-    """An image message that cannot be turned into an RGB array (bad encoding, size or data)."""
-
-
-def image_msg_to_rgb(msg: Image) -> np.ndarray:
-    """``sensor_msgs/Image`` -> uint8 ``[H, W, 3]`` RGB (a copy; rows may be padded in ``step``)."""
-    encoding = msg.encoding.lower()
-    if encoding not in SUPPORTED_ENCODINGS:
-        raise ImageConversionError(
-            f"image encoding {msg.encoding!r} is not supported; expected one of "
-            f"{', '.join(SUPPORTED_ENCODINGS)}"
-        )
-    if msg.is_bigendian not in (0, 1):
-        raise ImageConversionError(f"is_bigendian must be 0 or 1, got {msg.is_bigendian}")
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if height == 0 or width == 0:
-        raise ImageConversionError(f"image has zero size ({width}x{height})")
-    channels = SUPPORTED_ENCODINGS[encoding]
-    row_bytes = width * channels
-    if step < row_bytes:
-        raise ImageConversionError(
-            f"image step {step} is smaller than width*channels = {width}*{channels} = "
-            f"{row_bytes} for {encoding}"
-        )
-    data = np.frombuffer(msg.data, dtype=np.uint8)
-    if data.size != step * height:
-        raise ImageConversionError(
-            f"image data has {data.size} bytes; expected step*height = {step}*{height} = "
-            f"{step * height} for a {width}x{height} {encoding} image"
-        )
-    pixels = data.reshape(height, step)[:, :row_bytes].reshape(height, width, channels)
-    if encoding == "rgb8":
-        return pixels.copy()
-    if encoding == "bgr8":
-        return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
-    if encoding == "rgba8":
-        return cv2.cvtColor(pixels, cv2.COLOR_RGBA2RGB)
-    if encoding == "bgra8":
-        return cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGB)
-    return np.repeat(pixels, 3, axis=2)
-
-
-def compressed_image_to_rgb(msg: CompressedImage) -> np.ndarray:
-    """``sensor_msgs/CompressedImage`` (JPEG or PNG) -> uint8 ``[H, W, 3]`` RGB."""
-    fmt = msg.format.lower()
-    if fmt and "jpeg" not in fmt and "jpg" not in fmt and "png" not in fmt:
-        raise ImageConversionError(
-            f"compressed image format {msg.format!r} is not supported; expected jpeg or png "
-            f"(e.g. 'jpeg' or 'rgb8; jpeg compressed bgr8')"
-        )
-    buffer = np.frombuffer(msg.data, dtype=np.uint8)
-    if buffer.size == 0:
-        raise ImageConversionError("compressed image has no data")
-    bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ImageConversionError(
-            f"compressed image ({buffer.size} bytes, format {msg.format!r}) could not be "
-            f"decoded: corrupt or not JPEG/PNG data"
-        )
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def rgb_to_image_msg(
@@ -254,9 +198,5 @@ def preprocess_for_policy(rgb: np.ndarray, height: int, width: int) -> torch.Ten
         raise ImageConversionError(
             f"expected a uint8 [H, W, 3] RGB array, got {rgb.dtype} {list(rgb.shape)}"
         )
-    if rgb.shape[:2] != (height, width):
-        shrinking = height <= rgb.shape[0] and width <= rgb.shape[1]
-        rgb = cv2.resize(
-            rgb, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-        )
+    rgb = resize_rgb(rgb, height, width)  # the filter training used
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).unsqueeze(0)

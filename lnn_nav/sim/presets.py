@@ -121,3 +121,21 @@ def make_world(kind: str, seed: int, preset: str = "in_distribution", **override
 def _check_kind(kind: str) -> None:
     if kind not in WORLD_KINDS:
         raise ValueError(f"unknown world kind '{kind}'; expected one of {', '.join(WORLD_KINDS)}")
+
+
+#: Held-out evaluation worlds: seeds in this range are never used to collect
+#: training data (``lnn-nav collect`` and DAgger refuse them), so every
+#: closed-loop success rate is measured on worlds no controller has seen.
+EVAL_SEEDS: range = range(1000, 2000)
+#: Training worlds are drawn from here upwards.
+TRAIN_SEED_BASE: int = 100_000
+
+
+def check_training_seeds(seeds: "list[int] | range") -> None:
+    """Raise ``ValueError`` if any seed is a held-out evaluation seed."""
+    bad = [s for s in seeds if s in EVAL_SEEDS]
+    if bad:
+        raise ValueError(
+            f"seeds {bad[:5]}{'...' if len(bad) > 5 else ''} are held-out evaluation seeds "
+            f"({EVAL_SEEDS.start}-{EVAL_SEEDS.stop - 1}); training data must come from other worlds"
+        )

@@ -1,0 +1,382 @@
+"""Fly batches of simulated episodes and record each one as a rosbag2 (demonstrations and DAgger).
+
+One :func:`fly_worker` call owns a :class:`~lnn_nav.sim.env.FlightBatch` of
+several drones, each in its own seeded world, renders in-process, and writes
+every finished episode as its own rosbag2 directory with the topics of
+:mod:`lnn_nav.data.messages`. The pilot that flies and the command that is
+recorded can differ:
+
+* expert demonstrations with noise injection (DART, Laskey et al. 2017):
+  the drone flies the expert's command plus slowly varying noise, the bag
+  records the clean expert command, so the data shows how to recover from
+  the small errors a learner will make;
+* DAgger (Ross et al. 2011): the learner flies, the expert labels every
+  visited state.
+
+:func:`fly_episodes` spreads seeds over worker processes and reports
+progress. Workers are separate processes (spawned: Warp and torch are not
+fork-safe), so this module has no module-level torch import.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import queue
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+_NS = 1_000_000_000
+#: First frame's stamp: the simulator node's clock also starts at 1 s (0 reads as "unset").
+FIRST_STAMP_NS = _NS
+
+
+@dataclass
+class FlightJob:
+    """What a worker flies. ``learner``: checkpoint path for DAgger (the expert flies when None)."""
+
+    kind: str
+    seeds: List[int]
+    out_dir: str
+    preset: str = "in_distribution"
+    randomize_conditions: bool = True
+    envs: int = 8
+    control_hz: float = 15.0
+    max_episode_time: float = 60.0
+    camera_width: int = 128
+    camera_height: int = 96
+    noise: float = 0.5  # DART noise scale (1.0: 0.6 m/s lateral, 0.3 m/s forward, 0.4 rad/s yaw std)
+    keep_failures: bool = False
+    learner: Optional[str] = None
+    learner_threads: int = 1
+    storage: str = "mcap"
+    name_suffix: str = ""
+    rng_seed: int = 0
+    record: bool = True  # False: fly and report only (closed-loop evaluation)
+    world_overrides: Dict[str, Any] = field(default_factory=dict)  # make_world options (e.g. a small forest)
+
+
+@dataclass
+class EpisodeResult:
+    kind: str
+    seed: int
+    outcome: str
+    frames: int
+    time: float
+    path_length: float
+    bag: Optional[str]
+    expert_reachable: bool = True
+
+
+@dataclass
+class _Episode:
+    seed: int
+    world_json: str
+    goal: np.ndarray
+    rgb: List[np.ndarray] = field(default_factory=list)
+    imu: List[np.ndarray] = field(default_factory=list)
+    quat: List[np.ndarray] = field(default_factory=list)
+    pos: List[np.ndarray] = field(default_factory=list)
+    vel: List[np.ndarray] = field(default_factory=list)
+    rates: List[np.ndarray] = field(default_factory=list)
+    label: List[np.ndarray] = field(default_factory=list)
+
+
+class _OUNoise:
+    """Per-drone Ornstein-Uhlenbeck noise on ``[vx, vy, vz, yaw_rate]`` (slowly varying, zero mean)."""
+
+    STD = np.array([0.3, 0.6, 0.0, 0.4])
+
+    def __init__(self, n: int, scale: float, dt: float, rng: np.random.Generator, tau: float = 1.0) -> None:
+        self.rng = rng
+        self.decay = math.exp(-dt / tau)
+        self.kick = math.sqrt(1.0 - self.decay**2)
+        self.scale = np.full(n, scale)
+        self.value = np.zeros((n, 4))
+
+    def reset(self, i: int, scale: float) -> None:
+        self.scale[i] = scale
+        self.value[i] = self.rng.normal(size=4) * self.STD * scale
+
+    def sample(self) -> np.ndarray:
+        shocks = self.rng.normal(size=self.value.shape) * self.STD * self.scale[:, None]
+        self.value = self.decay * self.value + self.kick * shocks
+        return self.value
+
+
+def write_episode_bag(path: Path, ep: _Episode, outcome: str, control_hz: float, storage: str = "mcap") -> None:
+    """Write one episode's frames as a rosbag2 (topics of :mod:`lnn_nav.data.messages`)."""
+    from lnn_nav.data import messages as m
+    from lnn_nav.data.bags import BagWriter
+
+    period = int(round(_NS / control_hz))
+    tmp = path.with_name(path.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    with BagWriter(tmp, storage=storage, typestore=m.STORE) as bag:
+        for topic, msgtype in m.SIM_TOPICS.items():
+            bag.add_topic(topic, msgtype)
+        t0 = FIRST_STAMP_NS
+        bag.write(m.TOPIC_WORLD, t0, m.string(ep.world_json))
+        bag.write(m.TOPIC_GOAL, t0, m.pose_stamped(ep.goal, t0))
+        for k in range(len(ep.rgb)):
+            t = t0 + k * period
+            bag.write(m.TOPIC_IMU, t, m.imu(ep.imu[k], ep.quat[k], t))
+            bag.write(m.TOPIC_ODOM, t, m.odometry(ep.pos[k], ep.quat[k], ep.vel[k], ep.rates[k], t))
+            bag.write(m.TOPIC_IMAGE, t, m.image(ep.rgb[k], t))
+            bag.write(m.TOPIC_CMD, t, m.twist_stamped(ep.label[k], t))
+        end = t0 + len(ep.rgb) * period
+        bag.write(m.TOPIC_OUTCOME, end, m.string(json.dumps({"outcome": outcome, "seed": ep.seed})))
+    tmp.rename(path)
+
+
+def _outcome(out: Dict[str, np.ndarray], i: int) -> str:
+    if out["success"][i]:
+        return "success"
+    if out["collision"][i]:
+        return "collision"
+    if out["out_of_bounds"][i]:
+        return "out_of_bounds"
+    return "timeout"
+
+
+class _Learner:
+    """A checkpoint flying N drones at once (batched ``policy.step``), state reset per episode."""
+
+    def __init__(self, path: str, n: int, threads: int) -> None:
+        import torch
+
+        from lnn_nav.models.checkpoint import load_policy
+        from lnn_nav.models.inputs import policy_inputs
+
+        torch.set_num_threads(threads)
+        self.torch = torch
+        self.policy = load_policy(path).eval()
+        self.inputs = policy_inputs
+        self.state: Any = None
+        self.n = n
+        self.fresh = np.ones(n, dtype=bool)
+
+    def reset(self, i: int) -> None:
+        self.fresh[i] = True
+
+    def __call__(self, obs: Dict[str, np.ndarray], dt: float) -> np.ndarray:
+        torch = self.torch
+        with torch.inference_mode():
+            image, extras = self.inputs(self.policy.config, obs["image"], obs["goal"], obs["imu"])
+            if self.state is None:
+                self.state = self.policy.initial_state(self.n)
+            if self.fresh.any():
+                idx = torch.from_numpy(np.flatnonzero(self.fresh))
+                fresh_state = self.policy.initial_state(len(idx))
+                self.state = _assign_state(self.state, idx, fresh_state)
+                self.fresh[:] = False
+            cmd, self.state = self.policy.step(image, dt, self.state, **extras)
+        return cmd.double().numpy()
+
+
+def _assign_state(state: Any, idx: Any, value: Any) -> Any:
+    if isinstance(state, tuple):
+        return tuple(_assign_state(s, idx, v) for s, v in zip(state, value))
+    state = state.clone()
+    state[idx] = value
+    return state
+
+
+def fly_worker(job: FlightJob, progress: Optional[Any] = None) -> List[Dict[str, Any]]:
+    """Fly every seed of ``job`` (``job.envs`` at a time); returns one result dict per episode."""
+    from lnn_nav.sim.camera import CameraConfig
+    from lnn_nav.sim.env import EnvConfig, FlightBatch
+    from lnn_nav.sim.expert import PrivilegedExpert
+    from lnn_nav.sim.presets import make_world, sample_training_conditions
+    from lnn_nav.sim.world import WorldSpec
+
+    out_dir = Path(job.out_dir)
+    if job.record:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(job.rng_seed)
+    pending = list(job.seeds)
+    n = max(1, min(job.envs, len(pending)))
+    camera = CameraConfig(width=job.camera_width, height=job.camera_height)
+    config = EnvConfig(kind=job.kind, preset=job.preset, camera=camera, control_hz=job.control_hz,
+                       max_episode_time=job.max_episode_time, render_workers=1)  # fmt: skip
+    dt = 1.0 / job.control_hz
+
+    def world_for(seed: int) -> WorldSpec:
+        world = make_world(job.kind, seed, job.preset, **job.world_overrides)
+        if job.randomize_conditions:
+            # Conditions from a generator seeded by the world seed: re-running a seed re-creates its episode.
+            conditions = sample_training_conditions(np.random.default_rng([seed, 7]))
+            world = WorldSpec.from_dict({**world.to_dict(), "conditions": conditions.__dict__})
+        return world
+
+    first = [world_for(pending.pop(0)) for _ in range(n)]
+    batch = FlightBatch(n, config, rng, world_source=lambda _rng: first[0])
+    learner = _Learner(job.learner, n, job.learner_threads) if job.learner else None
+    noise = _OUNoise(n, job.noise, dt, rng)
+    experts: List[Any] = [None] * n
+    episodes: List[Optional[_Episode]] = [None] * n
+    results: List[Dict[str, Any]] = []
+
+    def start(i: int, world: WorldSpec) -> None:
+        experts[i] = PrivilegedExpert(world)
+        episodes[i] = _Episode(world.seed, json.dumps(world.to_dict()), np.asarray(world.goal, dtype=np.float64))
+        # Half the demonstrations clean, half with noise of random strength.
+        noise.reset(i, 0.0 if rng.random() < 0.5 else job.noise * rng.uniform(0.5, 1.5))
+        if learner is not None:
+            learner.reset(i)
+
+    batch.reset(np.arange(n), first)
+    for i, world in enumerate(first):
+        start(i, world)
+    active = np.ones(n, dtype=bool)
+    try:
+        while active.any():
+            obs = batch.observe()
+            quad = batch.quad
+            pos, yaw, quat = quad.position, quad.yaw, quad.quaternion
+            labels = np.zeros((n, 4))
+            for i in np.flatnonzero(active):
+                if learner is not None and not job.record:
+                    continue  # evaluation: no labels needed
+                if learner is not None:
+                    # Label from the drone's actual velocity: what the expert would command *here*.
+                    experts[i]._last = quad.state.velocity[i : i + 1].copy()
+                labels[i] = experts[i].command(pos[i : i + 1], yaw[i : i + 1], dt)[0]
+            if learner is not None:
+                flown = learner(obs, dt)
+            else:
+                flown = labels + noise.sample()
+            flown[~active] = 0.0
+            for i in np.flatnonzero(active):
+                ep = episodes[i]
+                if not job.record:  # only the track is needed
+                    ep.pos.append(pos[i].copy())
+                    continue
+                ep.rgb.append(obs["image"][i].copy())
+                ep.imu.append(obs["imu"][i].copy())
+                ep.quat.append(quat[i].copy())
+                ep.pos.append(pos[i].copy())
+                ep.vel.append(obs["velocity"][i].copy())
+                ep.rates.append(quad.body_rates[i].copy())
+                ep.label.append(labels[i].copy())
+            out = batch.step(flown)
+            done = np.flatnonzero(active & (out["terminated"] | out["truncated"]))
+            restart, new_worlds = [], []
+            for i in done:
+                ep = episodes[i]
+                outcome = _outcome(out, i)
+                track = np.array(ep.pos + [batch.quad.position[i].copy()])
+                keep = job.record and (outcome == "success" or job.keep_failures or learner is not None)
+                name = f"{job.kind}_{ep.seed:06d}{job.name_suffix}"
+                bag = None
+                if keep and len(ep.rgb) > 1:
+                    write_episode_bag(out_dir / name, ep, outcome, job.control_hz, job.storage)
+                    bag = name
+                result = EpisodeResult(job.kind, ep.seed, outcome, len(ep.pos), float(out["time"][i]),
+                                       float(np.linalg.norm(np.diff(track, axis=0), axis=1).sum()), bag,
+                                       bool(experts[i].reachable))  # fmt: skip
+                results.append(asdict(result))
+                if progress is not None:
+                    progress.put(asdict(result))
+                episodes[i] = None
+                if pending:
+                    restart.append(i)
+                    new_worlds.append(world_for(pending.pop(0)))
+                else:
+                    active[i] = False
+            if restart:
+                batch.reset(np.array(restart), new_worlds)
+                for i, world in zip(restart, new_worlds):
+                    start(i, world)
+    finally:
+        batch.close()
+    return results
+
+
+def _worker_main(job: FlightJob, progress: Any, results: Any) -> None:
+    try:
+        results.put(("ok", fly_worker(job, progress)))
+    except BaseException as err:  # noqa: BLE001 - reported to the parent, which raises
+        import traceback
+
+        results.put(("error", f"{type(err).__name__}: {err}\n{traceback.format_exc()}"))
+
+
+def fly_episodes(
+    job: FlightJob,
+    workers: int = 1,
+    on_result: Optional[Callable[[Dict[str, Any]], None]] = None,
+) -> List[Dict[str, Any]]:
+    """Split ``job.seeds`` over ``workers`` processes (in-process when 1); results in seed order."""
+    seeds = list(job.seeds)
+    if workers <= 1 or len(seeds) <= 1:
+
+        class _Direct:
+            def put(self, item: Dict[str, Any]) -> None:
+                if on_result is not None:
+                    on_result(item)
+
+        results = fly_worker(job, _Direct())
+    else:
+        ctx = mp.get_context("spawn")
+        progress, outq = ctx.Queue(), ctx.Queue()
+        chunks = [seeds[k::workers] for k in range(workers)]
+        procs = []
+        for k, chunk in enumerate(c for c in chunks if c):
+            sub = FlightJob(**{**asdict(job), "seeds": chunk, "rng_seed": job.rng_seed * 1000 + k,
+                               "envs": max(1, job.envs // workers)})  # fmt: skip
+            p = ctx.Process(target=_worker_main, args=(sub, progress, outq), daemon=True)
+            p.start()
+            procs.append(p)
+        results, finished = [], 0
+        try:
+            while finished < len(procs):
+                try:
+                    item = progress.get(timeout=0.2)
+                    if on_result is not None:
+                        on_result(item)
+                    continue
+                except queue.Empty:
+                    pass
+                try:
+                    status, payload = outq.get_nowait()
+                except queue.Empty:
+                    if not any(p.is_alive() for p in procs) and outq.empty():
+                        time.sleep(0.5)
+                        if outq.empty():
+                            raise RuntimeError("a flight worker died without reporting (out of memory?)")
+                    continue
+                if status == "error":
+                    raise RuntimeError(f"flight worker failed: {payload}")
+                results.extend(payload)
+                finished += 1
+            while True:  # progress messages still queued behind the results
+                try:
+                    item = progress.get_nowait()
+                except queue.Empty:
+                    break
+                if on_result is not None:
+                    on_result(item)
+        finally:
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+                p.join(timeout=5)
+    order = {s: k for k, s in enumerate(seeds)}
+    return sorted(results, key=lambda r: order.get(r["seed"], 0))
+
+
+def summarize(results: Sequence[Dict[str, Any]]) -> Tuple[int, int, Dict[str, int]]:
+    """``(episodes, frames kept, outcome counts)``."""
+    counts: Dict[str, int] = {}
+    for r in results:
+        counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
+    frames = sum(r["frames"] for r in results if r["bag"])
+    return len(results), frames, counts

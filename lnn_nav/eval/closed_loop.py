@@ -1,0 +1,80 @@
+"""Closed-loop evaluation in the embedded simulator: a checkpoint (or the expert) on held-out worlds.
+
+Batched in-process (several drones per worker, the learner stepped as one
+batch) on the held-out evaluation seeds, which no training data ever used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from lnn_nav.data.flights import FlightJob, fly_episodes
+from lnn_nav.sim.presets import EVAL_SEEDS
+
+
+def eval_seeds(count: int, offset: int = 0) -> List[int]:
+    """The first ``count`` held-out evaluation seeds (after ``offset``)."""
+    seeds = list(EVAL_SEEDS[offset : offset + count])
+    if len(seeds) < count:
+        raise ValueError(f"only {len(EVAL_SEEDS)} evaluation seeds exist; asked for {offset}+{count}")
+    return seeds
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a success rate (sensible at 0 % and 100 %, unlike the normal one)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclass
+class CellResult:
+    controller: str
+    kind: str
+    preset: str
+    episodes: List[Dict[str, Any]]
+
+    @property
+    def successes(self) -> int:
+        return sum(e["outcome"] == "success" for e in self.episodes)
+
+    @property
+    def rate(self) -> float:
+        return self.successes / max(len(self.episodes), 1)
+
+    def summary(self) -> Dict[str, Any]:
+        n = len(self.episodes)
+        lo, hi = wilson_interval(self.successes, n)
+        counts: Dict[str, int] = {}
+        for e in self.episodes:
+            counts[e["outcome"]] = counts.get(e["outcome"], 0) + 1
+        done = [e for e in self.episodes if e["outcome"] == "success"]
+        return {"controller": self.controller, "world": self.kind, "preset": self.preset, "episodes": n,
+                "success_rate": self.rate, "ci95": [lo, hi], "outcomes": counts,
+                "collision_rate": (counts.get("collision", 0) + counts.get("out_of_bounds", 0)) / max(n, 1),
+                "mean_time_to_goal": sum(e["time"] for e in done) / len(done) if done else None}  # fmt: skip
+
+
+def evaluate(
+    checkpoint: Optional[str],
+    kind: str,
+    seeds: Sequence[int],
+    preset: str = "in_distribution",
+    envs: int = 16,
+    workers: int = 2,
+    max_episode_time: float = 60.0,
+    on_result: Optional[Callable[[Dict[str, Any]], None]] = None,
+    name: Optional[str] = None,
+) -> CellResult:
+    """Fly ``checkpoint`` (the expert when None) on ``seeds``; every episode's outcome."""
+    job = FlightJob(kind=kind, seeds=list(seeds), out_dir="", preset=preset,
+                    randomize_conditions=False, envs=envs, noise=0.0, learner=checkpoint, record=False,
+                    max_episode_time=max_episode_time, rng_seed=12345)  # fmt: skip
+    results = fly_episodes(job, workers=workers, on_result=on_result)
+    return CellResult(name or (checkpoint or "expert"), kind, preset, results)

@@ -1,0 +1,1 @@
+"""Imitation learning: behaviour cloning with truncated BPTT, DAgger, distributed training."""

@@ -1,0 +1,405 @@
+"""Behaviour cloning with truncated BPTT over recorded sequences (CPU, one GPU, or DDP).
+
+Batches are built from ``batch_size`` *lanes*. Each lane walks through its
+share of the sequences window by window (``window`` frames at a time) and
+carries the recurrent state from one window to the next of the same
+sequence, detached (truncated BPTT): the core learns from the state it will
+really have after hundreds of frames, not only from a fresh start. When a
+lane's sequence ends inside a window, the rest of the window is masked and
+the lane starts its next sequence from a fresh state.
+
+Every frame feeds its own Δt to the core. Photometric augmentation
+(brightness, contrast, colour balance) is drawn once per sequence, as a
+camera's exposure changes slowly, plus per-frame pixel noise.
+
+Distributed: run under ``torchrun``; each rank takes every ``world``-th
+sequence, gradients are averaged by DistributedDataParallel (gloo on CPU,
+NCCL on GPUs), rank 0 writes checkpoints and metrics.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lnn_nav.data.dataset import SequenceDataset
+from lnn_nav.models.checkpoint import load_state_into, save_policy
+from lnn_nav.models.encoder import EncoderConfig
+from lnn_nav.models.policy import LiquidPolicy, PolicyConfig
+
+#: Core kinds ``lnn-nav train --model`` accepts (see :func:`lnn_nav.models.factory.build_core`).
+MODEL_KINDS = ("cfc-ncp", "cfc", "ltc", "lstm", "gru", "cnn")
+
+
+@dataclass
+class TrainConfig:
+    data: List[str]
+    out: str
+    model: str = "cfc-ncp"
+    core_options: Dict[str, Any] = field(default_factory=dict)
+    epochs: int = 30
+    batch_size: int = 16  # lanes (sequences in flight)
+    window: int = 32  # frames per truncated-BPTT window
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    val_fraction: float = 0.1
+    patience: int = 6  # epochs without validation improvement before stopping
+    seed: int = 0
+    threads: int = 0  # torch intra-op threads (0: torch's default)
+    augment: bool = True
+    pixel_noise: float = 0.02
+    use_goal: bool = True
+    use_imu: bool = False
+    command_scale: Tuple[float, float, float, float] = (4.0, 3.0, 1.0, 1.5)
+    feature_dim: int = 32
+    max_steps_per_epoch: int = 0  # 0: one pass over the training sequences
+    init: Optional[str] = None  # start from these weights (DAgger rounds)
+
+    def __post_init__(self) -> None:
+        if self.model not in MODEL_KINDS:
+            raise ValueError(f"model must be one of {', '.join(MODEL_KINDS)}, got {self.model!r}")
+        if self.window < 2 or self.batch_size < 1 or self.epochs < 1:
+            raise ValueError("window >= 2, batch_size >= 1 and epochs >= 1 are required")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+
+class _Data:
+    """Several dataset folders seen as one list of sequences ``(dataset index, start, length)``."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.sets = [SequenceDataset(p) for p in paths]
+        sizes = {(d.height, d.width) for d in self.sets}
+        if len(sizes) != 1:
+            raise ValueError(f"datasets have different image sizes {sorted(sizes)}; rebuild them with one --size")
+        self.height, self.width = sizes.pop()
+        self.sequences: List[Tuple[int, int, int]] = [
+            (k, int(s), int(n)) for k, d in enumerate(self.sets) for s, n in zip(d.seq_start, d.seq_length)
+        ]
+        if not self.sequences:
+            raise ValueError(f"no sequences in {', '.join(paths)}")
+
+    def frames(self, seq: Tuple[int, int, int], offset: int, count: int) -> Dict[str, np.ndarray]:
+        k, start, _ = seq
+        d = self.sets[k]
+        sl = slice(start + offset, start + offset + count)
+        return {"image": np.array(d.images[sl]), "command": d.command[sl], "goal": d.goal[sl],
+                "imu": d.imu[sl], "dt": d.dt[sl]}  # fmt: skip
+
+
+def split_sequences(n: int, val_fraction: float, seed: int) -> Tuple[List[int], List[int]]:
+    """Disjoint train/validation sequence indices (whole sequences: no frame of a val flight is trained on)."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(n * val_fraction)) if n > 1 else 0
+    if val_fraction > 0 and n > 1:
+        n_val = max(n_val, 1)
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+class _Augment:
+    """Photometric change fixed per lane's sequence, plus per-frame noise; images float [0, 1]."""
+
+    def __init__(self, lanes: int, rng: np.random.Generator, enabled: bool, noise: float) -> None:
+        self.rng, self.enabled, self.noise = rng, enabled, noise
+        self.gain = np.ones((lanes, 3), np.float32)
+        self.contrast = np.ones(lanes, np.float32)
+        self.bias = np.zeros(lanes, np.float32)
+
+    def redraw(self, lane: int) -> None:
+        if not self.enabled:
+            return
+        self.gain[lane] = self.rng.uniform(0.9, 1.1, 3) * self.rng.uniform(0.75, 1.25)
+        self.contrast[lane] = self.rng.uniform(0.75, 1.25)
+        self.bias[lane] = self.rng.uniform(-0.05, 0.05)
+
+    def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        """``images`` uint8 ``[B, T, 3, H, W]`` -> float ``[B, T, 3, H, W]``."""
+        x = images.float().div_(255.0)
+        if not self.enabled:
+            return x
+        gain = torch.from_numpy(self.gain)[:, None, :, None, None]
+        contrast = torch.from_numpy(self.contrast)[:, None, None, None, None]
+        bias = torch.from_numpy(self.bias)[:, None, None, None, None]
+        mean = x.mean(dim=(2, 3, 4), keepdim=True)
+        x = (x - mean) * contrast + mean
+        x = x * gain + bias
+        if self.noise > 0:
+            x = x + self.noise * torch.randn(x.shape, generator=generator)
+        return x.clamp_(0.0, 1.0)
+
+
+class LaneBatcher:
+    """Stateful truncated-BPTT batches: ``next()`` -> inputs ``[B, T, ...]``, mask ``[B, T]``, fresh ``[B]``."""
+
+    def __init__(self, data: _Data, indices: List[int], lanes: int, window: int, rng: np.random.Generator,
+                 augment: _Augment) -> None:  # fmt: skip
+        if not indices:
+            raise ValueError("no training sequences (is the dataset empty, or val_fraction too large?)")
+        self.data, self.indices, self.window, self.rng, self.augment = data, indices, window, rng, augment
+        self.lanes = lanes
+        self.queue: List[int] = []
+        self.current: List[Optional[int]] = [None] * lanes
+        self.offset = [0] * lanes
+        self.passes = 0
+
+    def _next_sequence(self) -> int:
+        if not self.queue:
+            self.queue = list(self.rng.permutation(self.indices))
+            self.passes += 1
+        return int(self.queue.pop())
+
+    def next(self) -> Tuple[Dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        B, T = self.lanes, self.window
+        h, w = self.data.height, self.data.width
+        out = {"image": np.zeros((B, T, 3, h, w), np.uint8), "command": np.zeros((B, T, 4), np.float32),
+               "goal": np.zeros((B, T, 4), np.float32), "imu": np.zeros((B, T, 6), np.float32),
+               "dt": np.full((B, T), 1.0 / 15.0, np.float32)}  # fmt: skip
+        mask = np.zeros((B, T), np.float32)
+        fresh = np.zeros(B, bool)
+        for lane in range(B):
+            if self.current[lane] is None:
+                self.current[lane] = self._next_sequence()
+                self.offset[lane] = 0
+                fresh[lane] = True
+                self.augment.redraw(lane)
+            seq = self.data.sequences[self.current[lane]]
+            count = min(T, seq[2] - self.offset[lane])
+            frames = self.data.frames(seq, self.offset[lane], count)
+            for key, value in frames.items():
+                out[key][lane, :count] = value
+            mask[lane, :count] = 1.0
+            self.offset[lane] += count
+            if self.offset[lane] >= seq[2]:
+                self.current[lane] = None
+        return out, mask, fresh
+
+
+def _build_policy(cfg: TrainConfig, height: int, width: int) -> LiquidPolicy:
+    encoder = EncoderConfig(height=height, width=width, feature_dim=cfg.feature_dim)
+    config = PolicyConfig(encoder=encoder, core=cfg.model, core_options=dict(cfg.core_options),
+                          use_imu=cfg.use_imu, use_goal=cfg.use_goal, command_scale=cfg.command_scale)  # fmt: skip
+    return LiquidPolicy(config)
+
+
+def _reset_lanes(state: Any, fresh: Tensor, initial: Any) -> Any:
+    """Detach ``state`` (truncate BPTT) and restart the lanes in ``fresh`` from ``initial``."""
+    if isinstance(state, tuple):
+        return tuple(_reset_lanes(s, fresh, i) for s, i in zip(state, initial))
+    keep = (~fresh).to(state.dtype).view(-1, *([1] * (state.dim() - 1)))
+    return state.detach() * keep + initial * (1 - keep)
+
+
+def _loss(pred: Tensor, target: Tensor, mask: Tensor, scale: Tensor) -> Tensor:
+    """Mean squared error per command axis, each in units of its command scale, over unmasked frames."""
+    err = ((pred - target) / scale) ** 2
+    return (err.mean(dim=-1) * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def _to_tensors(batch: Dict[str, np.ndarray], device: torch.device) -> Dict[str, Tensor]:
+    return {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def evaluate(policy: LiquidPolicy, data: _Data, indices: List[int], device: torch.device,
+             max_frames: int = 20000) -> float:  # fmt: skip
+    """Loss over whole validation sequences, each from a fresh state (as flown)."""
+    policy.eval()
+    scale = policy.command_scale
+    total, frames = 0.0, 0
+    for i in indices:
+        seq = data.sequences[i]
+        f = _to_tensors(data.frames(seq, 0, seq[2]), device)
+        extras = {}
+        if policy.config.use_goal:
+            extras["goal"] = f["goal"][None]
+        if policy.config.use_imu:
+            extras["imu"] = f["imu"][None]
+        pred, _ = policy(f["image"][None].float() / 255.0, f["dt"][None], None, **extras)
+        err = ((pred[0] - f["command"]) / scale) ** 2
+        total += float(err.mean(dim=-1).sum())
+        frames += seq[2]
+        if frames >= max_frames:
+            break
+    policy.train()
+    return total / max(frames, 1)
+
+
+def _distributed() -> Tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world
+
+
+def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> Dict[str, Any]:
+    """Train a policy; returns a summary (best validation loss, epochs, paths). Rank 0 writes ``cfg.out``."""
+    from tqdm import tqdm
+
+    rank, world = _distributed()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed + rank)
+    rng = np.random.default_rng(cfg.seed + 1000 * rank)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    out = Path(cfg.out)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+
+    data = _Data(cfg.data)
+    train_idx, val_idx = split_sequences(len(data.sequences), cfg.val_fraction, cfg.seed)
+    shard = train_idx[rank::world]
+    policy = _build_policy(cfg, data.height, data.width).to(device)
+    if cfg.init:
+        load_state_into(policy, cfg.init)
+    model: nn.Module = policy
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(policy, device_ids=[local_rank] if device.type == "cuda" else None)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    frames_per_step = cfg.batch_size * cfg.window * world
+    total_frames = sum(data.sequences[i][2] for i in train_idx)
+    steps_per_epoch = max(1, math.ceil(total_frames / frames_per_step))
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    total_steps = steps_per_epoch * cfg.epochs
+
+    def lr_at(step: int) -> float:
+        # Linear warm-up, then cosine decay to 5 % of the peak.
+        if step < cfg.warmup_steps:
+            return cfg.lr * (step + 1) / cfg.warmup_steps
+        t = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+        return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+    augment = _Augment(cfg.batch_size, rng, cfg.augment, cfg.pixel_noise)
+    batcher = LaneBatcher(data, shard, cfg.batch_size, cfg.window, rng, augment)
+    start_epoch, step, best, stale = 0, 0, math.inf, 0
+    history: List[Dict[str, Any]] = []
+    resume_path = out / "resume.pt"
+    if resume_path.is_file():
+        saved = torch.load(resume_path, map_location=device, weights_only=False)
+        if saved["config"] != _comparable(cfg):
+            raise ValueError(f"{resume_path} was written by a different training configuration; "
+                             f"use a new --out or delete it to start over")  # fmt: skip
+        policy.load_state_dict(saved["policy"])
+        optimizer.load_state_dict(saved["optimizer"])
+        start_epoch, step, best, stale = saved["epoch"], saved["step"], saved["best"], saved["stale"]
+        history = saved["history"]
+        rng.bit_generator.state = saved["rng"]
+        log(f"resumed from {resume_path} at epoch {start_epoch}")
+    gen = torch.Generator().manual_seed(cfg.seed + rank)
+    scale = policy.command_scale
+    metrics_path = out / "metrics.csv"
+    writer = None
+    if rank == 0:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(out / "tensorboard"))
+        except ImportError:  # pragma: no cover - tensorboard is a pinned dependency
+            log("tensorboard is not installed: metrics go to metrics.csv only")
+        (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+        log(f"{cfg.model}: {sum(p.numel() for p in policy.parameters())} parameters; "
+            f"{len(train_idx)} training / {len(val_idx)} validation sequences, {total_frames} training frames; "
+            f"{steps_per_epoch} steps/epoch of {frames_per_step} frames; {world} process(es) on {device}")  # fmt: skip
+    state = policy.initial_state(cfg.batch_size, device=device)
+    initial = policy.initial_state(cfg.batch_size, device=device)
+    started = time.perf_counter()
+    policy.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        running, count = 0.0, 0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
+                   disable=not progress or rank != 0, leave=False)  # fmt: skip
+        for _ in bar:
+            raw, mask_np, fresh_np = batcher.next()
+            batch = _to_tensors(raw, device)
+            images = augment(batch["image"], gen).to(device)
+            mask = torch.from_numpy(mask_np).to(device)
+            state = _reset_lanes(state, torch.from_numpy(fresh_np).to(device), initial)
+            extras = {}
+            if cfg.use_goal:
+                extras["goal"] = batch["goal"]
+            if cfg.use_imu:
+                extras["imu"] = batch["imu"]
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
+            pred, state = model(images, batch["dt"], state, **extras)
+            loss = _loss(pred, batch["command"], mask, scale)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = float(nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip))
+            optimizer.step()
+            step += 1
+            running += float(loss.detach())
+            count += 1
+            bar.set_postfix(loss=f"{running / count:.4f}")
+            if writer is not None and step % 10 == 0:
+                writer.add_scalar("train/loss", float(loss.detach()), step)
+                writer.add_scalar("train/grad_norm", grad_norm, step)
+                writer.add_scalar("train/lr", lr_at(step), step)
+        train_loss = running / max(count, 1)
+        if world > 1:
+            t = torch.tensor([train_loss], device=device)
+            torch.distributed.all_reduce(t)
+            train_loss = float(t) / world
+        val_loss = evaluate(policy, data, val_idx, device) if val_idx else train_loss
+        improved = val_loss < best - 1e-6
+        if improved:
+            best, stale = val_loss, 0
+        else:
+            stale += 1
+        row = {"epoch": epoch + 1, "step": step, "train_loss": train_loss, "val_loss": val_loss,
+               "lr": lr_at(step), "seconds": time.perf_counter() - started}  # fmt: skip
+        history.append(row)
+        if rank == 0:
+            meta = {"trained_on": cfg.data, "epoch": epoch + 1, "val_loss": val_loss, "model": cfg.model}
+            save_policy(policy, out / "last.safetensors", meta)
+            if improved:
+                save_policy(policy, out / "best.safetensors", meta)
+            new = not metrics_path.exists()
+            with metrics_path.open("a", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=list(row))
+                if new:
+                    w.writeheader()
+                w.writerow(row)
+            if writer is not None:
+                writer.add_scalar("epoch/train_loss", train_loss, epoch + 1)
+                writer.add_scalar("epoch/val_loss", val_loss, epoch + 1)
+                writer.flush()
+            torch.save({"config": _comparable(cfg), "policy": policy.state_dict(), "optimizer": optimizer.state_dict(),
+                        "epoch": epoch + 1, "step": step, "best": best, "stale": stale, "history": history,
+                        "rng": rng.bit_generator.state}, resume_path)  # fmt: skip
+            log(f"epoch {epoch + 1}: train {train_loss:.4f}  val {val_loss:.4f}{'  (best)' if improved else ''}  "
+                f"lr {lr_at(step):.2e}  {row['seconds']:.0f} s")  # fmt: skip
+        if stale >= cfg.patience:
+            if rank == 0:
+                log(f"early stop: no validation improvement for {cfg.patience} epochs")
+            break
+    if writer is not None:
+        writer.close()
+    if world > 1:
+        torch.distributed.barrier()
+    return {"best_val_loss": best, "epochs": len(history), "history": history,
+            "best": str(out / "best.safetensors"), "last": str(out / "last.safetensors"),
+            "seconds": time.perf_counter() - started}  # fmt: skip
+
+
+def _comparable(cfg: TrainConfig) -> Dict[str, Any]:
+    """The fields that must match to resume (epochs may grow: continuing a finished run is allowed)."""
+    d = asdict(cfg)
+    d.pop("epochs")
+    return d

@@ -1,0 +1,55 @@
+"""`lnn-nav dagger`: DAgger rounds with the privileged expert in the embedded simulator."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+HELP = "DAgger: the learner flies, the expert labels, aggregate, retrain (N rounds)"
+DESCRIPTION = """\
+Improve a behaviour-cloned controller with DAgger. Each round the current
+controller flies --episodes fresh training worlds per world kind in the
+embedded simulator while the privileged expert labels every visited state;
+the flights are written as rosbag2 (--out/round_N/bags), converted to a dataset
+(--out/round_N/dataset) and the controller is retrained on the demonstrations
+plus every round so far, starting from its previous weights
+(--out/round_N/run/best.safetensors). Worlds come from training seeds only
+(300000+ forest, 400000+ urban), never the evaluation seeds.
+
+Example:
+  lnn-nav dagger --init runs/bc/best.safetensors --data data/ds/forest data/ds/urban \\
+      --rounds 3 --episodes 40 --out runs/dagger
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--init", required=True, metavar="CKPT", help="behaviour-cloned checkpoint to start from")
+    parser.add_argument("--data", nargs="+", required=True, metavar="DIR", help="demonstration dataset folder(s)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--rounds", type=int, default=2, help="default: %(default)s")
+    parser.add_argument("--episodes", type=int, default=40, help="roll-outs per world kind and round (default: %(default)s)")
+    parser.add_argument("--worlds", nargs="+", choices=("forest", "urban"), default=["forest", "urban"])
+    parser.add_argument("--epochs", type=int, default=4, help="training epochs per round (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=2, help="roll-out worker processes (default: %(default)s)")
+    parser.add_argument("--envs", type=int, default=16, help="drones flown at once (default: %(default)s)")
+    parser.add_argument("--train-options", default="{}", metavar="JSON",
+                        help='TrainConfig overrides, e.g. \'{"lr": 1e-3, "threads": 2}\'')
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from lnn_nav.data.errors import BagError
+    from lnn_nav.models.errors import CheckpointError
+    from lnn_nav.train.dagger import DaggerConfig, run_dagger
+
+    try:
+        cfg = DaggerConfig(init=args.init, data=args.data, out=args.out, rounds=args.rounds, episodes=args.episodes,
+                           worlds=args.worlds, epochs=args.epochs, workers=args.workers, envs=args.envs,
+                           train_overrides=json.loads(args.train_options))  # fmt: skip
+        result = run_dagger(cfg, progress=not args.no_progress)
+    except (ValueError, BagError, CheckpointError, FileNotFoundError) as err:
+        print(f"lnn-nav dagger: error: {err}", file=sys.stderr)
+        return 2
+    print(f"final controller: {result['final']}")
+    return 0

@@ -1,0 +1,215 @@
+"""Demonstrations -> rosbag2 -> dataset: the recorded bags, the as-of join, the fast CDR readers, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lnn_nav.data import messages as m
+from lnn_nav.data.bags import BagWriter, open_bag
+from lnn_nav.data.cdr import read_image, read_stamped
+from lnn_nav.data.dataset import DatasetConfig, DatasetError, SequenceDataset, build_dataset, find_bags
+from lnn_nav.data.errors import BagError, MissingTopicError
+from lnn_nav.data.flights import FlightJob, fly_episodes
+from lnn_nav.sim.presets import check_training_seeds
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "rosbag2-samples"
+SMALL_FOREST = {"size": (64.0, 40.0)}
+NS = 1_000_000_000
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
+    out = tmp_path_factory.mktemp("demos")
+    job = FlightJob(kind="forest", seeds=[100_000, 100_001], out_dir=str(out), envs=2, noise=0.5,
+                    world_overrides=SMALL_FOREST, camera_width=64, camera_height=48)  # fmt: skip
+    results = fly_episodes(job, workers=1)
+    return out, results
+
+
+def test_collected_episode_bags_have_the_topics_a_drone_records(demos: tuple[Path, list]) -> None:
+    out, results = demos
+    assert [r["seed"] for r in results] == [100_000, 100_001]
+    ok = [r for r in results if r["bag"]]
+    assert ok, f"the expert failed every small-forest episode: {results}"
+    for r in ok:
+        assert r["outcome"] == "success"
+        with open_bag(out / r["bag"]) as bag:
+            topics = bag.topics()
+            assert {t: i.msgtype for t, i in topics.items()} == m.SIM_TOPICS
+            n = r["frames"]
+            for topic in (m.TOPIC_IMAGE, m.TOPIC_IMU, m.TOPIC_ODOM, m.TOPIC_CMD):
+                assert topics[topic].count == n
+            assert topics[m.TOPIC_GOAL].count == 1
+            world = json.loads(next(bag.messages([m.TOPIC_WORLD])).message.data)
+            assert world["seed"] == r["seed"]
+            outcome = json.loads(next(bag.messages([m.TOPIC_OUTCOME])).message.data)
+            assert outcome == {"outcome": "success", "seed": r["seed"]}
+            first = next(bag.messages([m.TOPIC_IMAGE])).message
+            assert (first.encoding, first.width, first.height) == ("rgb8", 64, 48)
+            # The command answers the frame: same header stamp.
+            cmd_stamps = [x.message.header.stamp.nanosec + NS * x.message.header.stamp.sec
+                          for x in bag.messages([m.TOPIC_CMD])]  # fmt: skip
+            img_stamps = [x.message.header.stamp.nanosec + NS * x.message.header.stamp.sec
+                          for x in bag.messages([m.TOPIC_IMAGE])]  # fmt: skip
+            assert cmd_stamps == img_stamps
+
+
+def test_fast_cdr_readers_match_rosbags(demos: tuple[Path, list]) -> None:
+    out, results = demos
+    bag_path = out / next(r["bag"] for r in results if r["bag"])
+    with open_bag(bag_path) as bag:
+        checked = 0
+        for raw in bag.raw_messages([m.TOPIC_IMU, m.TOPIC_ODOM, m.TOPIC_CMD, m.TOPIC_GOAL, m.TOPIC_IMAGE]):
+            msg = bag.typestore.deserialize_cdr(raw.rawdata, raw.msgtype)
+            stamp = msg.header.stamp.sec * NS + msg.header.stamp.nanosec
+            if raw.topic == m.TOPIC_IMAGE:
+                fast = read_image(raw.rawdata)
+                assert (fast.stamp_ns, fast.height, fast.width, fast.encoding, fast.step) == (
+                    stamp, msg.height, msg.width, msg.encoding, msg.step)
+                assert bytes(fast.data) == msg.data.tobytes()
+                continue
+            fast = read_stamped(raw.rawdata, raw.msgtype)
+            assert fast.stamp_ns == stamp and fast.frame_id == msg.header.frame_id
+            if raw.topic == m.TOPIC_IMU:
+                assert np.allclose(fast.values[25:28], [msg.linear_acceleration.x, msg.linear_acceleration.y,
+                                                        msg.linear_acceleration.z])  # fmt: skip
+                assert np.allclose(fast.values[13:16], [msg.angular_velocity.x, msg.angular_velocity.y,
+                                                        msg.angular_velocity.z])  # fmt: skip
+            elif raw.topic == m.TOPIC_ODOM:
+                p, o = msg.pose.pose.position, msg.pose.pose.orientation
+                assert np.allclose(fast.values[:7], [p.x, p.y, p.z, o.x, o.y, o.z, o.w])
+                assert np.allclose(fast.values[43:49], [msg.twist.twist.linear.x, msg.twist.twist.linear.y,
+                                                        msg.twist.twist.linear.z, msg.twist.twist.angular.x,
+                                                        msg.twist.twist.angular.y, msg.twist.twist.angular.z])  # fmt: skip
+            elif raw.topic == m.TOPIC_CMD:
+                t = msg.twist
+                assert np.allclose(fast.values, [t.linear.x, t.linear.y, t.linear.z, t.angular.x, t.angular.y, t.angular.z])
+            checked += 1
+        assert checked > 10
+    # Big-endian or foreign layouts are declined (the caller falls back to rosbags).
+    assert read_stamped(b"\x00\x00" + b"\x00" * 40, "sensor_msgs/msg/Imu") is None
+    assert read_stamped(b"\x00\x01\x00\x00" + b"\x00" * 40, "std_msgs/msg/String") is None
+
+
+def test_dataset_from_demonstrations(demos: tuple[Path, list], tmp_path: Path) -> None:
+    out, results = demos
+    meta = build_dataset(find_bags([out]), tmp_path / "ds", DatasetConfig(height=24, width=32))
+    ds = SequenceDataset(tmp_path / "ds")
+    kept = [r for r in results if r["bag"]]
+    assert len(ds) == meta["frames"] == sum(r["frames"] for r in kept)
+    assert ds.num_sequences == len(kept)
+    assert ds.images.shape == (len(ds), 3, 24, 32) and ds.images.dtype == np.uint8
+    assert np.allclose(ds.dt, 1 / 15, atol=1e-6)
+    # Goal input: unit direction then distance; the first frame points at the world's goal.
+    assert np.allclose(np.linalg.norm(ds.goal[:, :3], axis=1), 1.0, atol=1e-5)
+    with open_bag(out / kept[0]["bag"]) as bag:
+        world = json.loads(next(bag.messages([m.TOPIC_WORLD])).message.data)
+        first_cmd = next(bag.messages([m.TOPIC_CMD])).message.twist
+    start, goal = np.array(world["start"][:3]), np.array(world["goal"])
+    assert ds.goal[0, 3] == pytest.approx(np.linalg.norm(goal - start), rel=1e-4)
+    assert np.allclose(ds.command[0], [first_cmd.linear.x, first_cmd.linear.y, first_cmd.linear.z, first_cmd.angular.z])
+    # Never written over.
+    with pytest.raises(FileExistsError):
+        build_dataset(find_bags([out]), tmp_path / "ds", DatasetConfig())
+
+
+def _write_bag(path: Path, frames: list[int], commands: list[tuple[int, float]], stamped: bool = True,
+               storage: str = "mcap") -> None:  # fmt: skip
+    """Frames at ``frames`` (ns stamps); commands ``(stamp, vx)``; Twist (unstamped) uses stamp as receive time."""
+    with BagWriter(path, storage=storage, typestore=m.STORE) as bag:
+        bag.add_topic("/camera/image_raw", "sensor_msgs/msg/Image")
+        bag.add_topic("/cmd_vel", "geometry_msgs/msg/TwistStamped" if stamped else "geometry_msgs/msg/Twist")
+        events = [(t, "img", k) for k, t in enumerate(frames)] + [(t, "cmd", v) for t, v in commands]
+        for t, kind, value in sorted(events, key=lambda e: e[0]):
+            if kind == "img":
+                rgb = np.full((12, 16, 3), value, np.uint8)
+                bag.write("/camera/image_raw", t, m.image(rgb, t))
+            elif stamped:
+                bag.write("/cmd_vel", t, m.twist_stamped((value, 0, 0, 0), t))
+            else:
+                twist = m.twist_stamped((value, 0, 0, 0), t).twist
+                bag.write("/cmd_vel", t, twist)
+
+
+def test_as_of_join_takes_latest_command_never_a_future_one(tmp_path: Path) -> None:
+    frames = [NS + k * 100_000_000 for k in range(12)]  # 10 Hz
+    # A command 20 ms after each frame (it answers that frame, but arrives later): each
+    # frame must take the *previous* frame's command. The first frame has none: dropped.
+    commands = [(t + 20_000_000, float(k)) for k, t in enumerate(frames)]
+    _write_bag(tmp_path / "b", frames, commands)
+    meta = build_dataset([tmp_path / "b"], tmp_path / "ds",
+                         DatasetConfig(height=12, width=16, max_age=0.15, min_sequence=2))  # fmt: skip
+    ds = SequenceDataset(tmp_path / "ds")
+    assert len(ds) == 11
+    assert ds.command[:, 0].tolist() == [float(k) for k in range(11)]
+    assert ds.images[:, 0, 0, 0].tolist() == list(range(1, 12))  # frame k carries pixel value k
+    assert meta["stats"][0]["dropped"] == {"no command within max_age": 1}
+
+
+def test_as_of_join_drops_frames_without_a_fresh_command_and_splits_on_gaps(tmp_path: Path) -> None:
+    frames = [NS + k * 100_000_000 for k in range(10)] + [NS + 3 * NS + k * 100_000_000 for k in range(10)]
+    commands = [(t, 1.0) for t in frames[:10]] + [(frames[10] - 500_000_000, 2.0)] + [(t, 3.0) for t in frames[12:]]
+    _write_bag(tmp_path / "b", frames, commands, stamped=False, storage="sqlite3")
+    meta = build_dataset([tmp_path / "b"], tmp_path / "ds", DatasetConfig(height=12, width=16, max_age=0.1, min_sequence=2))
+    ds = SequenceDataset(tmp_path / "ds")
+    # frames 10 and 11 only have the stale 2.0 command (0.5 s and 0.6 s old): dropped.
+    assert meta["stats"][0]["dropped"] == {"no command within max_age": 2}
+    assert ds.num_sequences == 2  # the 2 s gap starts a new sequence
+    assert ds.seq_length.tolist() == [10, 8]
+    assert set(ds.command[:, 0].tolist()) == {1.0, 3.0}
+    assert np.allclose(ds.dt[1:10], 0.1, atol=1e-6)
+
+
+def test_dataset_refuses_bags_without_camera_or_command(tmp_path: Path) -> None:
+    with pytest.raises(MissingTopicError, match=r"no camera topic /camera/image_raw.*/topic \(std_msgs/msg/String\)"):
+        build_dataset([SAMPLES / "mcap_talker"], tmp_path / "a", DatasetConfig())
+    with pytest.raises(MissingTopicError, match="/topic"):
+        build_dataset([SAMPLES / "sqlite3_talker"], tmp_path / "b", DatasetConfig())
+    with pytest.raises(BagError):
+        build_dataset([SAMPLES / "empty_bag"], tmp_path / "c", DatasetConfig())
+    # Nothing half-written is left behind.
+    assert not (tmp_path / "a" / "meta.json").exists()
+    assert not list((tmp_path / "a").glob("images.u8*"))
+    # --skip-bad: unusable bags are listed, the rest is converted.
+    frames = [NS + k * 100_000_000 for k in range(10)]
+    _write_bag(tmp_path / "good", frames, [(t, 1.0) for t in frames])
+    meta = build_dataset([SAMPLES / "mcap_talker", tmp_path / "good"], tmp_path / "d",
+                         DatasetConfig(height=12, width=16, min_sequence=2), skip_bad=True)  # fmt: skip
+    assert meta["frames"] == 10 and str(SAMPLES / "mcap_talker") in meta["skipped"]
+
+
+def test_dataset_reader_detects_a_truncated_copy(tmp_path: Path) -> None:
+    frames = [NS + k * 100_000_000 for k in range(10)]
+    _write_bag(tmp_path / "b", frames, [(t, 1.0) for t in frames])
+    build_dataset([tmp_path / "b"], tmp_path / "ds", DatasetConfig(height=12, width=16, min_sequence=2))
+    with open(tmp_path / "ds" / "images.u8", "r+b") as fh:
+        fh.truncate(100)
+    with pytest.raises(DatasetError, match="truncated"):
+        SequenceDataset(tmp_path / "ds")
+    with pytest.raises(DatasetError, match="not a dataset folder"):
+        SequenceDataset(tmp_path)
+
+
+def test_evaluation_seeds_are_refused_for_training() -> None:
+    check_training_seeds([100_000, 5])
+    with pytest.raises(ValueError, match="held-out evaluation seeds"):
+        check_training_seeds([999, 1000])
+
+
+def test_cli_collect_and_dataset(tmp_path: Path) -> None:
+    refused = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "collect", "--world", "forest", "--first-seed",
+                              "1000", "--episodes", "1", "--out", str(tmp_path / "x")],
+                             capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode == 2 and "held-out evaluation seeds" in refused.stderr
+    missing = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "dataset", str(tmp_path / "nope"), "--out",
+                              str(tmp_path / "ds")], capture_output=True, text=True)  # fmt: skip
+    assert missing.returncode == 2 and "no such bag" in missing.stderr
+    talker = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "dataset", str(SAMPLES / "mcap_talker"), "--out",
+                             str(tmp_path / "ds")], capture_output=True, text=True)  # fmt: skip
+    assert talker.returncode == 2 and "std_msgs/msg/String" in talker.stderr

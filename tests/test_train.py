@@ -1,0 +1,137 @@
+"""Behaviour cloning: lanes and truncated BPTT, learning, checkpoints, resume, DDP on gloo, DAgger."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lnn_nav.data import messages as m
+from lnn_nav.data.bags import BagWriter
+from lnn_nav.data.dataset import DatasetConfig, build_dataset
+from lnn_nav.models.checkpoint import load_policy
+from lnn_nav.train.bc import MODEL_KINDS, LaneBatcher, TrainConfig, _Augment, _Data, split_sequences, train
+from lnn_nav.train.cli_train import MODEL_KINDS as CLI_MODEL_KINDS
+
+NS = 1_000_000_000
+
+
+def _synthetic_bag(path: Path, frames: int, seed: int) -> None:
+    """Bright left half -> turn right, bright right half -> turn left: a command the image determines."""
+    rng = np.random.default_rng(seed)
+    with BagWriter(path, typestore=m.STORE) as bag:
+        for topic in ("/camera/image_raw", "/cmd_vel", "/odom", "/goal_pose"):
+            bag.add_topic(topic, m.SIM_TOPICS[topic])
+        bag.write("/goal_pose", NS, m.pose_stamped((20.0, 0.0, 2.0), NS))
+        side = rng.integers(0, 2)
+        for k in range(frames):
+            t = NS + k * 66_666_667
+            if rng.random() < 0.15:
+                side = 1 - side
+            rgb = np.full((24, 32, 3), 40, np.uint8)
+            rgb[:, :16] += np.uint8(150 * (side == 0))
+            rgb[:, 16:] += np.uint8(150 * (side == 1))
+            bag.write("/camera/image_raw", t, m.image(rgb, t))
+            bag.write("/odom", t, m.odometry((0.1 * k, 0, 2), (1, 0, 0, 0), (1, 0, 0), (0, 0, 0), t))
+            bag.write("/cmd_vel", t, m.twist_stamped((1.5, 0.0, 0.0, -0.8 if side == 0 else 0.8), t))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    bags = []
+    for k in range(6):
+        _synthetic_bag(root / f"bag{k}", 60 + 7 * k, seed=k)
+        bags.append(root / f"bag{k}")
+    build_dataset(bags, root / "ds", DatasetConfig(height=24, width=32, min_sequence=4))
+    return root / "ds"
+
+
+def _cfg(dataset: Path, out: Path, **kw) -> TrainConfig:  # type: ignore[no-untyped-def]
+    base = dict(data=[str(dataset)], out=str(out), epochs=2, batch_size=4, window=8, lr=5e-3, warmup_steps=5,
+                val_fraction=0.2, threads=1, feature_dim=8, core_options={"units": 12})  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_cli_lists_the_same_model_kinds() -> None:
+    assert CLI_MODEL_KINDS == MODEL_KINDS
+
+
+def test_split_keeps_whole_sequences_apart() -> None:
+    train_idx, val_idx = split_sequences(10, 0.2, seed=3)
+    assert len(val_idx) == 2 and not set(train_idx) & set(val_idx) and len(train_idx) + len(val_idx) == 10
+    assert split_sequences(10, 0.2, seed=3) == (train_idx, val_idx)
+
+
+def test_lanes_walk_sequences_in_order_and_mark_restarts(dataset: Path) -> None:
+    data = _Data([str(dataset)])
+    indices = list(range(len(data.sequences)))
+    rng = np.random.default_rng(0)
+    batcher = LaneBatcher(data, indices, lanes=2, window=16, rng=rng, augment=_Augment(2, rng, False, 0.0))
+    seen = {0: [], 1: []}
+    for _ in range(20):
+        batch, mask, fresh = batcher.next()
+        for lane in range(2):
+            if fresh[lane]:
+                seen[lane].append([])
+            n = int(mask[lane].sum())
+            assert mask[lane, :n].all() and not mask[lane, n:].any()  # padding only at the end
+            seen[lane][-1].append(batch["image"][lane, :n])
+    # Each lane's windows of one sequence concatenate to that sequence's frames, in order.
+    for lane in range(2):
+        for chunks in seen[lane][:-1]:
+            frames = np.concatenate(chunks)
+            hits = [k for k, (_, s, n) in enumerate(data.sequences) if n == len(frames)
+                    and np.array_equal(data.sets[0].images[s : s + n], frames)]  # fmt: skip
+            assert hits, "a lane's windows do not reassemble a recorded sequence"
+
+
+@pytest.mark.parametrize("model", ["cfc-ncp", "lstm"])
+def test_training_learns_writes_checkpoints_and_metrics(dataset: Path, tmp_path: Path, model: str) -> None:
+    torch.manual_seed(0)
+    cfg = _cfg(dataset, tmp_path / model, model=model, epochs=6, augment=False,
+               core_options={"units": 12} if model != "lstm" else {"units": 16})  # fmt: skip
+    summary = train(cfg, progress=False, log=lambda _s: None)
+    hist = summary["history"]
+    assert hist[-1]["train_loss"] < 0.5 * hist[0]["train_loss"], hist
+    policy = load_policy(tmp_path / model / "best.safetensors")
+    assert policy.config.core == model and policy.config.use_goal
+    with open(tmp_path / model / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, len(hist) + 1))
+    assert list((tmp_path / model / "tensorboard").iterdir())
+
+
+def test_resume_continues_where_it_stopped(dataset: Path, tmp_path: Path) -> None:
+    train(_cfg(dataset, tmp_path / "r", epochs=1), progress=False, log=lambda _s: None)
+    logs: list[str] = []
+    summary = train(_cfg(dataset, tmp_path / "r", epochs=2), progress=False, log=logs.append)
+    assert any("resumed" in line and "epoch 1" in line for line in logs)
+    assert [h["epoch"] for h in summary["history"]] == [1, 2]
+    with pytest.raises(ValueError, match="different training configuration"):
+        train(_cfg(dataset, tmp_path / "r", epochs=3, lr=1e-4), progress=False, log=lambda _s: None)
+
+
+def test_distributed_training_on_two_gloo_processes(dataset: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(29500 + os.getpid() % 1000), "-m", "lnn_nav.cli", "train", "--data", str(dataset), "--out",
+           str(tmp_path / "ddp"), "--epochs", "1", "--batch-size", "2", "--window", "8", "--threads", "1",
+           "--core-options", '{"units": 12}', "--no-progress"]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 process(es)" in result.stdout
+    assert (tmp_path / "ddp" / "best.safetensors").is_file()
+
+
+def test_train_cli_reports_bad_data(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "train", "--data", str(tmp_path), "--out",
+                             str(tmp_path / "o")], capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2 and "not a dataset folder" in result.stderr
