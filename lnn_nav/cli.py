@@ -32,6 +32,7 @@ MODULE_COMMANDS: tuple[tuple[str, str], ...] = (
     ("dagger", "lnn_nav.train.cli_dagger"),
     ("record", "lnn_nav.data.record_cli"),
     ("replay", "lnn_nav.data.replay_cli"),
+    ("export", "lnn_nav.export_cli"),
 )
 
 # Subcommands that arrive with later work. Listed so users know what is

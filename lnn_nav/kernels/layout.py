@@ -43,6 +43,11 @@ class CfCLayout:
     out_len: int
     state_size: int
 
+    @property
+    def macs_per_step(self) -> int:
+        """Multiply-adds of one step for one sample (the cell's matrix products)."""
+        return sum(size for size in _matrix_sizes(self.meta_seq))
+
     def parameters(self) -> List[Tensor]:
         tensors: List[Tensor] = []
         for cell in self.cells:
@@ -168,3 +173,16 @@ def first_matrix(meta: Sequence[int]) -> Tuple[int, int, int, int]:
     n, _, nb, bu = meta[META_HEADER:META_HEADER + META_PER_LAYER]
     width = bu if nb else heads * n
     return 0, (features + n) * width, features, width
+
+
+def _matrix_sizes(meta: Sequence[int]) -> List[int]:
+    heads = 1 if meta[0] == MODE_IDS["pure"] else 4
+    sizes = []
+    for layer in range(meta[2]):
+        n, in_width, nb, bu = meta[META_HEADER + META_PER_LAYER * layer:][:META_PER_LAYER]
+        width = in_width + n
+        for _ in range(nb):
+            sizes.append(width * bu)
+            width = bu
+        sizes.append(width * heads * n)
+    return sizes

@@ -1,0 +1,174 @@
+"""Fused CfC kernels beside our reference path and ncps, same weights, same run.
+
+    python benchmarks/kernel_latency.py [--device cpu|cuda|all] [--iters 2000] [--out FILE.md]
+
+Rows: batch-1 step on one CPU thread (AutoNCP(19,4) and a 64-unit dense CfC),
+sequence forward+backward at B=32, T=64, and on CUDA also the batch-1 step,
+the graph-replayed core step and the full graph-captured controller step.
+Ratios are reference time / fused time (> 1: fused is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple
+
+import torch
+
+from lnn_nav.kernels import reference, why_not_fused
+from lnn_nav.models import CfC, LiquidPolicy, PolicyConfig, from_ncps
+
+FEATURES = 32
+Row = Tuple[str, float, Optional[float], Optional[float]]  # name, fused, ours-reference, ncps (µs)
+
+
+def timed(fn: Callable[[], object], iters: int, device: str, repeats: int = 5) -> float:
+    """Median over repeats of the mean microseconds per call."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    for _ in range(max(3, iters // 20)):
+        fn()
+    sync()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        sync()
+        samples.append((time.perf_counter() - start) / iters * 1e6)
+    return statistics.median(samples)
+
+
+def _models(device: str):
+    import ncps.torch as ncps_torch
+    import ncps.wirings as ncps_wirings
+
+    torch.manual_seed(0)
+    for name, theirs in (("CfC AutoNCP(19,4)", ncps_torch.CfC(FEATURES, ncps_wirings.AutoNCP(19, 4))),
+                         ("CfC dense 64 units", ncps_torch.CfC(FEATURES, 64))):  # fmt: skip
+        theirs = theirs.to(device)
+        ours = from_ncps(theirs)
+        assert why_not_fused(ours.cpu()) is None, why_not_fused(ours)
+        yield name, theirs, ours.to(device)
+
+
+def step_rows(device: str, iters: int) -> List[Row]:
+    rows = []
+    for name, theirs, ours in _models(device):
+        theirs.eval()
+        ours.eval()
+        x = torch.randn(1, FEATURES, device=device)
+        h = ours.initial_state(1, device=torch.device(device))
+        dt = torch.tensor([0.05], device=device)
+        with torch.inference_mode():
+            fused_us = timed(lambda: ours.step(x, h, dt), iters, device)
+            with reference():
+                ref_us = timed(lambda: ours.step(x, h, dt), iters // 5, device)
+            ncps_us = timed(lambda: theirs(x.unsqueeze(1), h, dt.view(1, 1)), iters // 5, device)
+        rows.append((f"{name}: step, batch 1", fused_us, ref_us, ncps_us))
+        if device == "cuda":
+            rows.append((f"{name}: step, batch 1, CUDA graph replay", graphed_core_step(ours, x, h, dt, iters),
+                          None, None))  # fmt: skip
+    return rows
+
+
+def graphed_core_step(core, x, h, dt, iters: int) -> float:
+    ts = dt.view(1, 1)
+    with torch.no_grad():
+        for _ in range(3):
+            core.cell_step(x, h, ts)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            core.cell_step(x, h, ts)
+    return timed(graph.replay, iters, "cuda")
+
+
+def sequence_rows(device: str, iters: int, batch: int = 32, steps: int = 64) -> List[Row]:
+    rows = []
+    for name, theirs, ours in _models(device):
+        theirs.train()
+        ours.train()
+        x = torch.randn(batch, steps, FEATURES, device=device, requires_grad=True)
+
+        def ours_fn():
+            y, _ = ours(x)
+            y.sum().backward()
+
+        def ncps_fn():
+            y, _ = theirs(x)
+            y.sum().backward()
+
+        fused_us = timed(ours_fn, iters, device, repeats=3)
+        with reference():
+            ref_us = timed(ours_fn, iters, device, repeats=3)
+        ncps_us = timed(ncps_fn, iters, device, repeats=3)
+        rows.append((f"{name}: sequence fwd+bwd B={batch} T={steps}", fused_us, ref_us, ncps_us))
+    return rows
+
+
+def controller_rows(iters: int) -> List[Row]:
+    from lnn_nav.kernels.cuda_graph import GraphedPolicyStep
+
+    torch.manual_seed(0)
+    policy = LiquidPolicy(PolicyConfig()).cuda().eval()
+    cfg = policy.config.encoder
+    image = torch.rand(1, cfg.in_channels, cfg.height, cfg.width, device="cuda")
+    graphed = GraphedPolicyStep(policy)
+    graph_us = timed(lambda: graphed(image, 0.05), iters, "cuda")
+    state = policy.initial_state(1, device=torch.device("cuda"))
+    with torch.inference_mode():
+        eager_us = timed(lambda: policy.step(image, 0.05, state), iters // 5, "cuda")
+    return [(f"policy cfc-ncp {cfg.height}x{cfg.width}: full step, CUDA graph (eager in 'ours ref')",
+             graph_us, eager_us, None)]  # fmt: skip
+
+
+def format_rows(rows: List[Row]) -> str:
+    def num(v: Optional[float]) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
+    def ratio(ref: Optional[float], fused: float) -> str:
+        return "-" if ref is None else f"{ref / fused:.1f}x"
+
+    lines = ["| case | fused (µs) | our reference (µs) | ncps 1.0.1 (µs) | vs reference | vs ncps |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    for name, fused_us, ref_us, ncps_us in rows:
+        lines.append(f"| {name} | {num(fused_us)} | {num(ref_us)} | {num(ncps_us)} | "
+                     f"{ratio(ref_us, fused_us)} | {ratio(ncps_us, fused_us)} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="cpu")
+    parser.add_argument("--iters", type=int, default=2000, help="calls per timing repeat for steps")
+    parser.add_argument("--seq-iters", type=int, default=5, help="calls per repeat for sequences")
+    parser.add_argument("--threads", type=int, default=1, help="CPU intra-op threads (default 1)")
+    parser.add_argument("--out", type=Path, help="also write the tables to this markdown file")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    text = []
+    for device in devices:
+        if device == "cuda" and not torch.cuda.is_available():
+            print("no CUDA device: skipping the CUDA rows", file=sys.stderr)
+            continue
+        where = torch.cuda.get_device_name() if device == "cuda" else \
+            f"{platform.machine()} {platform.processor()}, {args.threads} thread(s)"  # fmt: skip
+        rows = step_rows(device, args.iters) + sequence_rows(device, args.seq_iters)
+        if device == "cuda":
+            rows += controller_rows(args.iters)
+        block = f"{device.upper()} ({where}), torch {torch.__version__}\n\n{format_rows(rows)}\n"
+        print(block, flush=True)
+        text.append(block)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("\n".join(text))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""`lnn-nav export`: a trained policy as ONNX and/or TorchScript, with the state as an explicit input/output."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "export a policy checkpoint as ONNX / TorchScript (image, dt, state_in -> cmd, state_out)"
+DESCRIPTION = """\
+Export one controller step of a policy checkpoint for deployment:
+  inputs  image [B, C, H, W] float in [0, 1], dt [B] seconds, state_in [B, S]
+          (+ imu [B, 6], goal [B, 4] when the policy uses them)
+  outputs cmd [B, 4] (vx, vy, vz, yaw_rate; FLU), state_out [B, S]
+Feed state_out back as the next state_in (zeros at the start of a flight).
+The ONNX file is checked against PyTorch with onnxruntime unless --no-check.
+For a TensorRT engine on a Jetson, see README "Fused kernels and export"."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="policy checkpoint (.safetensors)")
+    parser.add_argument("--out", required=True, metavar="PREFIX",
+                        help="output path without extension: writes PREFIX.onnx and/or PREFIX.pt")
+    parser.add_argument("--format", choices=("onnx", "torchscript", "both"), default="both",
+                        help="what to write (default: %(default)s)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: %(default)s)")
+    parser.add_argument("--static-batch", action="store_true",
+                        help="fix the batch size at 1 (some TensorRT versions build faster engines)")
+    parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .export import check_onnx, export_onnx, export_torchscript
+    from .models import CheckpointError, load_policy
+
+    try:
+        policy = load_policy(args.checkpoint)
+    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+        print(f"lnn-nav export: error: {exc}", file=sys.stderr)
+        return 2
+    prefix = Path(args.out)
+    try:
+        if args.format in ("onnx", "both"):
+            path = export_onnx(policy, prefix.with_suffix(".onnx"), args.opset, not args.static_batch)
+            print(f"wrote {path}")
+            if not args.no_check:
+                worst = check_onnx(policy, path)
+                print(f"onnxruntime vs PyTorch over 5 chained steps: max |diff| {worst:.2e}")
+                if worst > 1e-4:
+                    print("lnn-nav export: error: the ONNX graph disagrees with PyTorch", file=sys.stderr)
+                    return 1
+        if args.format in ("torchscript", "both"):
+            print(f"wrote {export_torchscript(policy, prefix.with_suffix('.pt'))}")
+    except ValueError as exc:
+        print(f"lnn-nav export: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
