@@ -197,6 +197,23 @@ def test_recorder_picks_up_a_publisher_that_starts_later_and_splits_by_duration(
     assert got == [0.5 + k for k in range(16)]
 
 
+def test_recorder_all_topics_minus_the_excluded_ones(graph, tmp_path: Path) -> None:
+    context, executor, spin_until = graph
+    talker = rclpy.create_node("talker", context=context)
+    kept = talker.create_publisher(TwistStamped, "/cmd_vel", 10)
+    dropped = talker.create_publisher(Imu, "/imu/data", 10)
+    executor.add_node(talker)
+    recorder = make_recorder(context, executor, tmp_path / "bag", all_topics=True, exclude="^/imu|^/rosout")
+    assert spin_until(lambda: kept.get_subscription_count() > 0)
+    spin_until(lambda: False, timeout=0.2)  # more discovery rounds: /imu/data must stay unrecorded
+    assert dropped.get_subscription_count() == 0
+    kept.publish(sample_message(TwistStamped, 0))
+    assert spin_until(lambda: recorder.writer.counts["/cmd_vel"] == 1)
+    recorder.close()
+    with open_bag(tmp_path / "bag") as bag:
+        assert "/cmd_vel" in bag.topics() and "/imu/data" not in bag.topics()
+
+
 def test_recorder_refuses_to_record_nothing_or_over_an_existing_bag(graph, tmp_path: Path) -> None:
     context, executor, _ = graph
     with pytest.raises(ValueError, match="nothing to record"):

@@ -17,8 +17,9 @@ started with use_sim_time:=true runs open-loop against a recorded flight:
   ros2 run lnn_nav controller_node --ros-args -p use_sim_time:=true -r /cmd_vel:=/cmd_vel_replayed
 
 Only message types of installed packages can be published; topics of other
-types are named and skipped. Exit code 0 when the recording was played, 2
-when it cannot be (missing bag, unknown topic, no publishable topic).
+types are named and skipped. Exit code 0 when the recording was played, 1
+when playback stopped on a damaged message, 2 when it cannot start
+(missing bag, unknown topic, no publishable topic).
 
 Discovery follows the environment (ROS_DOMAIN_ID, ROS_AUTOMATIC_DISCOVERY_RANGE)."""
 
@@ -84,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
     except (BagError, ValueError) as err:
         print(f"lnn-nav replay: error: {err}", file=sys.stderr)
         return 2
+    if node.error is not None:
+        print(f"lnn-nav replay: error: playback stopped early: {node.error}", file=sys.stderr)
+        return 1
     total = sum(node.counts.values())
     print(f"replayed {total} messages from {args.bag}" + (f" ({node.loops_done} full loops)" if args.loop else ""))
     for topic, count in sorted(node.counts.items()):

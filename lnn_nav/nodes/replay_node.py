@@ -152,6 +152,7 @@ class ReplayNode(Node):
         self.clock_pub = self.create_publisher(Clock, CLOCK_TOPIC, 10) if self.publish_clock else None
         self.counts: Dict[str, int] = {topic: 0 for topic in self.publishers_by_topic}
         self.loops_done = 0
+        self.error: Optional[str] = None  # why playback stopped early, if it did
         self.finished = threading.Event()
         self._stop = threading.Event()
         self._last_clock_ns = -1
@@ -215,6 +216,7 @@ class ReplayNode(Node):
                 self._last_clock_ns = -1  # the recorded time starts over: /clock jumps back, as ros2 bag play's
             self._wait_for_acks()
         except Exception as err:  # noqa: BLE001 - a broken recording ends playback with its reason
+            self.error = str(err)
             self.get_logger().error(f"playback stopped: {err}")
         finally:
             total = sum(self.counts.values())
