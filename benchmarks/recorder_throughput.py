@@ -57,7 +57,6 @@ def publish(duration: float, best_effort: bool, report: Path) -> int:
     time.sleep(0.5)  # let discovery settle on both sides
 
     image = Image(height=HEIGHT, width=WIDTH, encoding="rgb8", step=WIDTH * 3)
-    image.data = os.urandom(WIDTH * HEIGHT * 3)  # incompressible, like a real camera's noise
     image.header.frame_id = "0"
     imu = Imu()
     imu.linear_acceleration.z = 9.81
@@ -78,6 +77,9 @@ def publish(duration: float, best_effort: bool, report: Path) -> int:
         stamp = node.get_clock().now().to_msg()
         if due_image <= due_imu:
             image.header.stamp, image.header.frame_id = stamp, str(counts[IMAGE_TOPIC])
+            # A fresh random frame each time: incompressible (the worst case for compression,
+            # where a repeated frame would let zstd deduplicate within a chunk).
+            image.data = os.urandom(WIDTH * HEIGHT * 3)
             pub_image.publish(image)
             counts[IMAGE_TOPIC] += 1
         else:

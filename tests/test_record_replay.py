@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -337,6 +335,21 @@ def test_replay_errors_name_what_is_wrong(graph, tmp_path: Path) -> None:
         make_replay(context, executor, bag, remap=["/cmd_vel=/x"])
     with pytest.raises(ValueError, match="past the end"):
         make_replay(context, executor, bag, start_offset=100.0)
+
+
+@pytest.mark.parametrize(("name", "module"), [("recorder", "recorder_node"), ("replay", "replay_node")])
+def test_parameter_files_set_only_parameters_the_node_declares(name: str, module: str) -> None:
+    import importlib
+
+    import yaml
+
+    node = importlib.import_module(f"lnn_nav.nodes.{module}")
+    params = yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())[f"{name}_node"]["ros__parameters"]
+    assert set(params) <= set(node.PARAMETERS) | set(node.RANGED)
+    for key, value in params.items():
+        default = {**node.PARAMETERS, **node.RANGED}[key][0]
+        if not isinstance(default, Parameter.Type):
+            assert type(value) is type(default), key  # rclpy refuses a YAML value of another type
 
 
 def test_remap_parsing_and_wall_schedule() -> None:

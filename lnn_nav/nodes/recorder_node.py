@@ -185,7 +185,6 @@ class RecorderNode(Node):
         self.subscriptions_by_topic: Dict[str, Any] = {}
         self.qos_by_topic: Dict[str, QoSProfile] = {}
         self.skipped: Dict[str, str] = {}  # topic -> why it is not recorded (said once)
-        self.started = time.monotonic()
         self._closed = False
         # Steady timers: under use_sim_time a ROS-time timer stops with /clock.
         steady = Clock(clock_type=ClockType.STEADY_TIME)
