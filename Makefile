@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 
 .DEFAULT_GOAL := help
-.PHONY: help install test demo bench clean distclean
+.PHONY: help install test demo bench reproduce clean distclean
 
 help:
 	@echo "lnn_nav targets:"
@@ -17,6 +17,7 @@ help:
 	@echo "  make test       run the test suite (creates $(VENV) if needed)"
 	@echo "  make demo       run 'lnn-nav demo', outputs in reports/demo"
 	@echo "  make bench      run benchmarks/step_latency.py"
+	@echo "  make reproduce  regenerate the shipped controllers from scratch (scripts/reproduce.sh)"
 	@echo "  make clean      remove build artefacts and caches (keeps $(VENV))"
 	@echo "  make distclean  clean, and remove $(VENV) too"
 	@echo "Variables: PY=$(PY) (interpreter used to create $(VENV))"
@@ -44,6 +45,9 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/step_latency.py
+
+reproduce: $(STAMP)
+	bash scripts/reproduce.sh
 
 clean:
 	rm -rf build/ install/ log/ dist/ .pytest_cache/ .hypothesis/ *.egg-info

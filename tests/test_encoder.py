@@ -79,3 +79,19 @@ def test_config_rejects_an_unknown_normalization() -> None:
 def test_config_round_trips_through_a_dict() -> None:
     config = EncoderConfig(height=48, width=64, dropout=0.1, normalization="group")
     assert EncoderConfig.from_dict(config.to_dict()) == config
+
+
+def test_tanh_output_bounds_features_and_round_trips():
+    import torch
+
+    from lnn_nav.models.encoder import ConvEncoder, EncoderConfig
+
+    cfg = EncoderConfig(height=24, width=32, output_activation="tanh", normalization="group")
+    enc = ConvEncoder(cfg)
+    with torch.no_grad():
+        enc.bottleneck.weight.mul_(100.0)  # features that would otherwise be huge
+        out = enc(torch.rand(3, 3, 24, 32))
+    assert out.abs().max() <= 1.0 and out.abs().max() > 0.9
+    assert EncoderConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="output_activation"):
+        EncoderConfig(output_activation="relu")

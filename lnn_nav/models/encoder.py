@@ -35,6 +35,10 @@ class EncoderConfig:
     feature_dim: int = 32
     dropout: float = 0.0
     normalization: str = "none"
+    #: "tanh" bounds the features: unbounded ones grow during training until
+    #: they saturate the liquid core's tanh heads, and its output stops
+    #: depending on the image. "none" keeps the plain linear bottleneck.
+    output_activation: str = "none"
     mean: Tuple[float, ...] = (0.485, 0.456, 0.406)
     std: Tuple[float, ...] = (0.229, 0.224, 0.225)
 
@@ -58,6 +62,8 @@ class EncoderConfig:
                 f"normalization {self.normalization!r} is not supported; expected one of "
                 f"{', '.join(NORMALIZATIONS)}"
             )
+        if self.output_activation not in ("none", "tanh"):
+            raise ValueError(f"output_activation must be 'none' or 'tanh', got {self.output_activation!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:
@@ -125,7 +131,8 @@ class ConvEncoder(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         last = self.feature_maps(images)[-1]
-        return self.bottleneck(self.dropout(last.flatten(1)))
+        features = self.bottleneck(self.dropout(last.flatten(1)))
+        return torch.tanh(features) if self.config.output_activation == "tanh" else features
 
     def _to_float(self, images: Tensor) -> Tensor:
         cfg = self.config

@@ -65,6 +65,7 @@ class TrainConfig:
     use_imu: bool = False
     command_scale: Tuple[float, float, float, float] = (4.0, 3.0, 1.0, 1.5)
     feature_dim: int = 32
+    normalization: str = "group"  # encoder conv normalisation: GroupNorm leaves the mean-command plateau ~10x sooner
     max_steps_per_epoch: int = 0  # 0: one pass over the training sequences
     init: Optional[str] = None  # start from these weights (DAgger rounds)
 
@@ -188,7 +189,8 @@ class LaneBatcher:
 
 
 def _build_policy(cfg: TrainConfig, height: int, width: int) -> LiquidPolicy:
-    encoder = EncoderConfig(height=height, width=width, feature_dim=cfg.feature_dim)
+    encoder = EncoderConfig(height=height, width=width, feature_dim=cfg.feature_dim, output_activation="tanh",
+                            normalization=cfg.normalization)
     config = PolicyConfig(encoder=encoder, core=cfg.model, core_options=dict(cfg.core_options),
                           use_imu=cfg.use_imu, use_goal=cfg.use_goal, command_scale=cfg.command_scale)  # fmt: skip
     return LiquidPolicy(config)

@@ -80,7 +80,8 @@ def run_dagger(cfg: DaggerConfig, log: Callable[[str], None] = print, progress: 
                                 core_options=dict(policy_config.core_options), epochs=cfg.epochs,
                                 use_goal=policy_config.use_goal, use_imu=policy_config.use_imu,
                                 command_scale=policy_config.command_scale,
-                                feature_dim=policy_config.encoder.feature_dim, init=current, warmup_steps=20)  # fmt: skip
+                                feature_dim=policy_config.encoder.feature_dim,
+                                normalization=policy_config.encoder.normalization, init=current, warmup_steps=20)  # fmt: skip
         if cfg.train_overrides:
             train_cfg = replace(train_cfg, **cfg.train_overrides)
         summary = train(train_cfg, progress=progress, log=log)
