@@ -213,3 +213,22 @@ def test_cli_collect_and_dataset(tmp_path: Path) -> None:
     talker = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "dataset", str(SAMPLES / "mcap_talker"), "--out",
                              str(tmp_path / "ds")], capture_output=True, text=True)  # fmt: skip
     assert talker.returncode == 2 and "std_msgs/msg/String" in talker.stderr
+
+
+def test_closed_loop_evaluation_of_the_expert_reports_outcomes_tracks_and_clearance() -> None:
+    from lnn_nav.eval.closed_loop import evaluate, eval_seeds, wilson_interval
+
+    cell = evaluate(None, "forest", eval_seeds(2), envs=2, workers=1)
+    s = cell.summary()
+    assert s["episodes"] == 2 and s["controller"] == "expert"
+    assert sum(s["outcomes"].values()) == 2
+    lo, hi = s["ci95"]
+    assert 0.0 <= lo <= s["success_rate"] <= hi <= 1.0
+    for e in cell.episodes:
+        assert e["seed"] in (1000, 1001) and e["bag"] is None  # evaluation records nothing
+        track = np.array(e["track"])
+        assert track.shape[1] == 3 and len(track) >= e["frames"] // 3
+        if e["outcome"] == "success":
+            assert e["min_clearance"] > 0.25  # never closer than the collision radius
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    assert wilson_interval(5, 10)[0] < 0.5 < wilson_interval(5, 10)[1]

@@ -135,3 +135,22 @@ def test_train_cli_reports_bad_data(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "train", "--data", str(tmp_path), "--out",
                              str(tmp_path / "o")], capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 2 and "not a dataset folder" in result.stderr
+
+
+def test_dagger_round_flies_the_learner_labels_with_the_expert_and_retrains(dataset: Path, tmp_path: Path) -> None:
+    from lnn_nav.data.bags import open_bag
+    from lnn_nav.train.dagger import DaggerConfig, run_dagger
+
+    train(_cfg(dataset, tmp_path / "bc", epochs=1), progress=False, log=lambda _s: None)
+    cfg = DaggerConfig(init=str(tmp_path / "bc" / "best.safetensors"), data=[str(dataset)], out=str(tmp_path / "dg"),
+                       rounds=1, episodes=2, worlds=["forest"], epochs=1, workers=1, envs=2,
+                       train_overrides={"max_steps_per_epoch": 3, "threads": 1, "batch_size": 2, "window": 8},
+                       world_overrides={"size": (64.0, 40.0)})  # fmt: skip
+    result = run_dagger(cfg, log=lambda _s: None, progress=False)
+    (round_info,) = result["rounds"]
+    assert sum(round_info["rollout_outcomes"]["forest"].values()) == 2
+    bags = sorted((tmp_path / "dg" / "round_1" / "bags" / "forest").iterdir())
+    assert [b.name for b in bags] == ["forest_310000_r1", "forest_310001_r1"]  # every roll-out kept, labelled
+    with open_bag(bags[0]) as bag:
+        assert bag.topics()["/cmd_vel"].count == bag.topics()["/camera/image_raw"].count > 0
+    assert Path(result["final"]).is_file() and (tmp_path / "dg" / "dagger.json").is_file()

@@ -220,7 +220,7 @@ class _Writer:
 
 
 def _frames_of_bag(reader: BagReader, config: DatasetConfig, stats: BagStats) -> List[Dict[str, np.ndarray]]:
-    from lnn_nav.models.inputs import goal_features, resize_rgb
+    from lnn_nav.preprocess import goal_features, resize_rgb
 
     topics = _check_topics(reader, config)
     image_topic = topics["image"]
@@ -326,35 +326,58 @@ def find_bags(paths: Iterable[str | Path]) -> List[Path]:
     return found
 
 
+def _convert_bag(
+    bag: Path, config: DatasetConfig
+) -> Tuple[BagStats, List[Dict[str, np.ndarray]], int, Optional[Tuple[str, str]]]:
+    """One bag -> (stats, sequences, bytes read, error or None); errors as (class name, message) so
+    they cross process boundaries (bag errors with extra fields do not pickle)."""
+    stats = BagStats(str(bag))
+    try:
+        with open_bag(bag) as reader:
+            sequences = _frames_of_bag(reader, config, stats)
+            for note in reader.notes:
+                stats.drop(note, 0)
+        return stats, sequences, _bag_bytes(Path(bag)), None
+    except (BagError, DatasetError) as err:
+        return stats, [], 0, (type(err).__name__, str(err))
+
+
 def build_dataset(
     bags: Sequence[Path],
     out: Path,
     config: DatasetConfig,
     progress: Optional[Any] = None,
     skip_bad: bool = False,
+    workers: int = 1,
 ) -> Dict[str, Any]:
-    """Convert ``bags`` into a dataset folder ``out``; returns the metadata written to meta.json."""
-    import lnn_nav.models.inputs  # noqa: F401 - imports torch: keep that out of the measured time
+    """Convert ``bags`` into a dataset folder ``out``; returns the metadata written to meta.json.
 
+    ``workers`` > 1 decodes bags in that many processes (bags are independent;
+    frames are still written in bag order, so the result does not depend on it).
+    """
     writer = _Writer(out, config)
     all_stats: List[BagStats] = []
     skipped: Dict[str, str] = {}
     started = time.perf_counter()
     read_bytes = 0
+    pool = None
     try:
-        for index, bag in enumerate(bags):
-            stats = BagStats(str(bag))
-            try:
-                with open_bag(bag) as reader:
-                    read_bytes += _bag_bytes(Path(bag))
-                    for seq in _frames_of_bag(reader, config, stats):
-                        writer.add_sequence(index, seq)
-                    if reader.notes:
-                        stats.drop("; ".join(reader.notes), 0)
-            except (BagError, DatasetError) as err:
+        if workers > 1 and len(bags) > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+            results: Iterable[Any] = pool.map(_convert_bag, bags, [config] * len(bags), chunksize=1)
+        else:
+            results = (_convert_bag(bag, config) for bag in bags)
+        for index, (bag, (stats, sequences, nbytes, error)) in enumerate(zip(bags, results)):
+            if error is not None:
                 if not skip_bad:
-                    raise
-                skipped[str(bag)] = str(err)
+                    raise _rebuild_error(error)
+                skipped[str(bag)] = error[1]
+            for seq in sequences:
+                writer.add_sequence(index, seq)
+            read_bytes += nbytes
             all_stats.append(stats)
             if progress is not None:
                 progress(stats)
@@ -363,13 +386,29 @@ def build_dataset(
             "format": FORMAT_VERSION, "config": asdict(config), "frames": writer.n,
             "sequences": len(writer.seq_start), "bags": [str(b) for b in bags],
             "stats": [asdict(s) for s in all_stats], "skipped": skipped,
-            "seconds": elapsed, "bytes_read": read_bytes,
+            "seconds": elapsed, "bytes_read": read_bytes, "workers": workers,
         }  # fmt: skip
         writer.finish(meta)
         return meta
     except BaseException:
         writer.abort()
         raise
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _rebuild_error(error: Tuple[str, str]) -> Exception:
+    """The exception a worker reported as ``(class name, message)``."""
+    from lnn_nav.data import errors
+
+    name, message = error
+    if name == "MissingTopicError":
+        return MissingTopicError(message, [], {})
+    if name == "DatasetError":
+        return DatasetError(message)
+    cls = getattr(errors, name, BagError)
+    return cls(message) if isinstance(cls, type) and issubclass(cls, BagError) else BagError(message)
 
 
 def _bag_bytes(path: Path) -> int:

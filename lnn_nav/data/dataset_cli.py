@@ -41,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--goal-topic", default="/goal_pose", help="default: %(default)s")
     parser.add_argument("--max-age", type=float, default=0.1, metavar="S", help="default: %(default)s s")
     parser.add_argument("--max-gap", type=float, default=0.5, metavar="S", help="default: %(default)s s")
+    parser.add_argument("--workers", type=int, default=2, help="bag-decoding processes (default: %(default)s)")
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip bags that cannot be used (listed at the end) instead of stopping")
 
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix(kept=stats.frames_kept, dropped=sum(stats.dropped.values()))
 
     try:
-        meta = build_dataset(bags, Path(args.out), config, progress, skip_bad=args.skip_bad)
+        meta = build_dataset(bags, Path(args.out), config, progress, skip_bad=args.skip_bad, workers=args.workers)
     except (BagError, DatasetError, FileExistsError) as err:
         bar.close()
         print(f"lnn-nav dataset: error: {err}", file=sys.stderr)

@@ -66,6 +66,7 @@ class FlightJob:
     # far clusters and the labels are largely unpredictable from onboard). Still 40/40
     # forest and urban held-out worlds at 1.0.
     expert: Dict[str, Any] = field(default_factory=lambda: {"clearance_weight": 1.0})
+    keep_tracks: bool = False  # put each episode's trajectory in its result (maps in reports)
 
 
 @dataclass
@@ -78,6 +79,8 @@ class EpisodeResult:
     path_length: float
     bag: Optional[str]
     expert_reachable: bool = True
+    min_clearance: Optional[float] = None  # m, closest approach of the drone's centre to an obstacle surface
+    track: Optional[List[List[float]]] = None  # xyz every 3rd control step (job.keep_tracks)
 
 
 @dataclass
@@ -198,6 +201,7 @@ def _assign_state(state: Any, idx: Any, value: Any) -> Any:
 def fly_worker(job: FlightJob, progress: Optional[Any] = None) -> List[Dict[str, Any]]:
     """Fly every seed of ``job`` (``job.envs`` at a time); returns one result dict per episode."""
     from lnn_nav.sim.camera import CameraConfig
+    from lnn_nav.sim.collision import signed_distance
     from lnn_nav.sim.env import EnvConfig, FlightBatch
     from lnn_nav.sim.expert import ExpertConfig, PrivilegedExpert
     from lnn_nav.sim.presets import make_world, sample_training_conditions
@@ -285,9 +289,11 @@ def fly_worker(job: FlightJob, progress: Optional[Any] = None) -> List[Dict[str,
                 if keep and len(ep.rgb) > 1:
                     write_episode_bag(out_dir / name, ep, outcome, job.control_hz, job.storage)
                     bag = name
+                clearance = float(signed_distance(batch.worlds[i], track, include_ground=False).min())
                 result = EpisodeResult(job.kind, ep.seed, outcome, len(ep.pos), float(out["time"][i]),
                                        float(np.linalg.norm(np.diff(track, axis=0), axis=1).sum()), bag,
-                                       bool(experts[i].reachable))  # fmt: skip
+                                       bool(experts[i].reachable), clearance,
+                                       np.round(track[::3], 2).tolist() if job.keep_tracks else None)  # fmt: skip
                 results.append(asdict(result))
                 if progress is not None:
                     progress.put(asdict(result))

@@ -33,6 +33,11 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
 @dataclass
 class CellResult:
     controller: str
@@ -58,7 +63,8 @@ class CellResult:
         return {"controller": self.controller, "world": self.kind, "preset": self.preset, "episodes": n,
                 "success_rate": self.rate, "ci95": [lo, hi], "outcomes": counts,
                 "collision_rate": (counts.get("collision", 0) + counts.get("out_of_bounds", 0)) / max(n, 1),
-                "mean_time_to_goal": sum(e["time"] for e in done) / len(done) if done else None}  # fmt: skip
+                "mean_time_to_goal": sum(e["time"] for e in done) / len(done) if done else None,
+                "mean_min_clearance": _mean([e.get("min_clearance") for e in self.episodes])}  # fmt: skip
 
 
 def evaluate(
@@ -71,10 +77,11 @@ def evaluate(
     max_episode_time: float = 60.0,
     on_result: Optional[Callable[[Dict[str, Any]], None]] = None,
     name: Optional[str] = None,
+    keep_tracks: bool = True,
 ) -> CellResult:
     """Fly ``checkpoint`` (the expert when None) on ``seeds``; every episode's outcome."""
     job = FlightJob(kind=kind, seeds=list(seeds), out_dir="", preset=preset,
                     randomize_conditions=False, envs=envs, noise=0.0, learner=checkpoint, record=False,
-                    max_episode_time=max_episode_time, rng_seed=12345)  # fmt: skip
+                    max_episode_time=max_episode_time, rng_seed=12345, keep_tracks=keep_tracks)  # fmt: skip
     results = fly_episodes(job, workers=workers, on_result=on_result)
     return CellResult(name or (checkpoint or "expert"), kind, preset, results)

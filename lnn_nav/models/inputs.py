@@ -10,29 +10,14 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Tuple
 
-import cv2
 import numpy as np
 import torch
 
-from .policy import GOAL_SIZE, IMU_SIZE, PolicyConfig
+from lnn_nav.preprocess import goal_features, resize_rgb
 
+from .policy import IMU_SIZE, PolicyConfig
 
-def resize_rgb(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
-    """uint8 ``[H, W, 3]`` -> uint8 ``[height, width, 3]`` (area filter when shrinking, as cameras bin)."""
-    if rgb.shape[:2] == (height, width):
-        return rgb
-    shrinking = height <= rgb.shape[0] and width <= rgb.shape[1]
-    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-
-
-def goal_features(goal_body: np.ndarray) -> np.ndarray:
-    """Body-frame vectors to the goal ``[..., 3]`` (m) -> ``[..., 4]``: unit direction, distance."""
-    goal_body = np.asarray(goal_body, dtype=np.float32)
-    distance = np.linalg.norm(goal_body, axis=-1, keepdims=True)
-    direction = np.divide(goal_body, distance, out=np.zeros_like(goal_body), where=distance > 1e-9)
-    out = np.concatenate([direction, distance], axis=-1).astype(np.float32)
-    assert out.shape[-1] == GOAL_SIZE
-    return out
+__all__ = ["goal_features", "policy_inputs", "resize_rgb"]
 
 
 def policy_inputs(

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from lnn_nav.data.dataset import SequenceDataset
-from lnn_nav.models.checkpoint import load_state_into, save_policy
+from lnn_nav.models.checkpoint import load_policy, save_policy
 from lnn_nav.models.encoder import EncoderConfig
 from lnn_nav.models.policy import LiquidPolicy, PolicyConfig
 
@@ -266,9 +266,16 @@ def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> Dict[str
     data = _Data(cfg.data)
     train_idx, val_idx = split_sequences(len(data.sequences), cfg.val_fraction, cfg.seed)
     shard = train_idx[rank::world]
-    policy = _build_policy(cfg, data.height, data.width).to(device)
     if cfg.init:
-        load_state_into(policy, cfg.init)
+        # Continue a trained controller (DAgger): its own architecture, whatever the config's defaults.
+        policy = load_policy(cfg.init)
+        enc = policy.config.encoder
+        if (enc.height, enc.width) != (data.height, data.width):
+            raise ValueError(f"{cfg.init} takes {enc.width}x{enc.height} images; the datasets hold "
+                             f"{data.width}x{data.height}")  # fmt: skip
+        policy = policy.to(device)
+    else:
+        policy = _build_policy(cfg, data.height, data.width).to(device)
     model: nn.Module = policy
     if world > 1:
         model = nn.parallel.DistributedDataParallel(policy, device_ids=[local_rank] if device.type == "cuda" else None)

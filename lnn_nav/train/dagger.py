@@ -38,6 +38,7 @@ class DaggerConfig:
     workers: int = 2
     envs: int = 16
     train_overrides: Dict[str, Any] = field(default_factory=dict)  # TrainConfig fields (lr, batch_size, ...)
+    world_overrides: Dict[str, Any] = field(default_factory=dict)  # make_world options (tests: small worlds)
 
 
 def run_dagger(cfg: DaggerConfig, log: Callable[[str], None] = print, progress: bool = True) -> Dict[str, Any]:
@@ -64,7 +65,8 @@ def run_dagger(cfg: DaggerConfig, log: Callable[[str], None] = print, progress: 
             check_training_seeds(seeds)
             bar = tqdm(total=len(seeds), desc=f"round {r} roll-outs {kind}", unit="episode", disable=not progress)
             job = FlightJob(kind=kind, seeds=seeds, out_dir=str(round_dir / "bags" / kind), learner=current,
-                            envs=cfg.envs, rng_seed=first, name_suffix=f"_r{r}")  # fmt: skip
+                            envs=cfg.envs, rng_seed=first, name_suffix=f"_r{r}",
+                            world_overrides=dict(cfg.world_overrides))  # fmt: skip
             results = fly_episodes(job, workers=cfg.workers, on_result=lambda _r: bar.update(1))
             bar.close()
             _, frames, counts = summarize(results)
