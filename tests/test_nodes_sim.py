@@ -226,7 +226,8 @@ def test_lnn_nav_fly_expert_reaches_the_goal_and_exits_zero():
     assert outcome["outcome"] == "success" and outcome["seed"] == 3
 
 
-@pytest.mark.parametrize("name", ["sim_closed_loop.launch.py", "drone.launch.py"])
+@pytest.mark.parametrize(
+    "name", ["sim_closed_loop.launch.py", "drone.launch.py", "record.launch.py", "replay.launch.py"])
 def test_launch_file_compiles_and_describes_itself_when_launch_is_installed(name):
     # The `launch` package ships with a ROS install, not as a pip wheel: without
     # it the file can only be compiled here.
