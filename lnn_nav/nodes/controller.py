@@ -22,7 +22,7 @@ from geometry_msgs.msg import PoseStamped, TwistStamped
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import (
     DurabilityPolicy,
@@ -50,12 +50,12 @@ from .conversions import (
     stamp_to_nanoseconds,
 )
 from .params import float_param, int_param
+from .runtime import ShutdownRequest, spin_until
 
 NODE_NAME = "controller_node"
 CMD_FRAME = "base_link"
 _WARN_EVERY_S = 5.0
 _ZERO = np.zeros(4)
-_SPIN_POLL_S = 0.1  # longest a signal waits for the spin loop to notice it
 _FINAL_ACK_S = 0.25  # how long the final zero command may wait for reliable subscribers
 
 # The camera drives the loop: only the newest frame matters (sensor-data QoS, depth 1).
@@ -460,39 +460,6 @@ class ControllerNode(LifecycleNode):
         self._diag_pub.publish(msg)
 
 
-class ShutdownRequest:
-    """Set by SIGINT/SIGTERM; the spin loop polls it.
-
-    The handler only records the signal: raising ``KeyboardInterrupt`` from
-    it (Python's default) can land inside rclpy's own bookkeeping, in a
-    callback or in the shutdown sequence itself when a second signal comes.
-    """
-
-    def __init__(self) -> None:
-        self.signal: Optional[int] = None
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        self.signal = signum
-
-    def __bool__(self) -> bool:
-        return self.signal is not None
-
-
-def spin_until(executor: SingleThreadedExecutor, stop: ShutdownRequest) -> None:
-    """Spin until ``stop`` is set or the context is shut down from elsewhere.
-
-    ``spin_once`` returns to Python at least every ``_SPIN_POLL_S``: a Python
-    signal handler runs only between bytecodes, and under ``use_sim_time``
-    with no ``/clock`` (simulator paused or gone) no timer ever wakes the
-    wait set, so an unbounded wait would swallow Ctrl-C.
-    """
-    while not stop and executor.context.ok():
-        try:
-            executor.spin_once(timeout_sec=_SPIN_POLL_S)
-        except ExternalShutdownException:
-            return
-
-
 def main(args: Optional[List[str]] = None) -> int:
     """``ros2 run lnn_nav controller_node``: spin until SIGINT/SIGTERM; exit 1 if autostart fails.
 
@@ -503,7 +470,7 @@ def main(args: Optional[List[str]] = None) -> int:
     # before the final zero command could go out: we stop the loop ourselves.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = ShutdownRequest()
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = stop.install()
     node = ControllerNode()
     executor = SingleThreadedExecutor()
     code = 0
@@ -522,8 +489,7 @@ def main(args: Optional[List[str]] = None) -> int:
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        stop.restore(previous)
     return code
 
 

@@ -36,7 +36,7 @@ import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterUninitializedException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (
@@ -51,9 +51,9 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 
 from lnn_nav.data.bags import COMPRESSIONS, STORAGES, BagWriter
 from lnn_nav.nodes.params import float_param, int_param
+from lnn_nav.nodes.runtime import ShutdownRequest, spin_until
 
 _NS_PER_S = 1_000_000_000
-_SPIN_POLL_S = 0.1  # longest a signal waits for the spin loop to notice it
 
 # name -> (default, description). Types follow the defaults; list parameters are string arrays.
 PARAMETERS: Dict[str, Tuple[Any, str]] = {
@@ -295,48 +295,6 @@ class RecorderNode(Node):
     def destroy_node(self) -> None:
         self.close()
         super().destroy_node()
-
-
-class ShutdownRequest:
-    """Set by SIGINT/SIGTERM; the spin loop polls it.
-
-    rclpy's own handlers (and Python's KeyboardInterrupt) would interrupt
-    whatever runs at that moment, possibly the middle of writing a message;
-    recording only the signal lets the loop finish the message and close the
-    bag. The same pattern as the controller node.
-    """
-
-    def __init__(self) -> None:
-        self.signal: Optional[int] = None
-
-    def __call__(self, signum: int, frame: Any) -> None:
-        self.signal = signum
-
-    def __bool__(self) -> bool:
-        return self.signal is not None
-
-    def install(self) -> Dict[int, Any]:
-        """Handle SIGINT and SIGTERM; returns the previous handlers for :meth:`restore`."""
-        return {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    @staticmethod
-    def restore(previous: Dict[int, Any]) -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def spin_until(executor: SingleThreadedExecutor, stop: ShutdownRequest, deadline: Optional[float] = None,
-               done: Any = None) -> None:  # fmt: skip
-    """Spin until a signal, the context shuts down, ``deadline`` (monotonic s) passes or ``done()``."""
-    while not stop and executor.context.ok():
-        if deadline is not None and time.monotonic() >= deadline:
-            return
-        if done is not None and done():
-            return
-        try:
-            executor.spin_once(timeout_sec=_SPIN_POLL_S)
-        except ExternalShutdownException:
-            return
 
 
 def drain(executor: SingleThreadedExecutor, node: RecorderNode, quiet_s: float = 0.05, limit_s: float = 2.0) -> None:

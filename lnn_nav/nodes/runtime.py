@@ -1,12 +1,20 @@
-"""Running a plain (non-lifecycle) node as a process: init, spin, clean shutdown."""
+"""Running nodes as processes: init, spin, clean shutdown on Ctrl-C or SIGTERM.
+
+Torch-free, so nodes that do not run a policy (recorder, replay) share it
+with the controller without importing torch.
+"""
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional
+import signal
+import time
+from typing import Any, Callable, Dict, List, Optional
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, Executor
 from rclpy.node import Node
+
+SPIN_POLL_S = 0.1  # longest a signal waits for the spin loop to notice it
 
 
 def run_node(factory: Callable[[], Node], args: Optional[List[str]] = None) -> None:
@@ -22,3 +30,55 @@ def run_node(factory: Callable[[], Node], args: Optional[List[str]] = None) -> N
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+
+
+class ShutdownRequest:
+    """Set by SIGINT/SIGTERM; the spin loop polls it.
+
+    The handler only records the signal: raising ``KeyboardInterrupt`` from
+    it (Python's default), or rclpy's own handlers shutting the context
+    down, would interrupt whatever runs at that moment: rclpy's bookkeeping,
+    a callback, the middle of writing a message to a bag, or the shutdown
+    sequence itself when a second signal comes. Recording the signal lets
+    the loop finish the work in hand and the node close cleanly (a final
+    zero command, a finalised bag). Use with
+    ``rclpy.init(signal_handler_options=SignalHandlerOptions.NO)``.
+    """
+
+    def __init__(self) -> None:
+        self.signal: Optional[int] = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.signal = signum
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
+
+    def install(self) -> Dict[int, Any]:
+        """Handle SIGINT and SIGTERM; returns the previous handlers for :meth:`restore`."""
+        return {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    @staticmethod
+    def restore(previous: Dict[int, Any]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def spin_until(executor: Executor, stop: ShutdownRequest, deadline: Optional[float] = None,
+               done: Optional[Callable[[], bool]] = None) -> None:  # fmt: skip
+    """Spin until a signal, the context shuts down, ``deadline`` (monotonic s) passes or ``done()``.
+
+    ``spin_once`` returns to Python at least every ``SPIN_POLL_S``: a Python
+    signal handler runs only between bytecodes, and under ``use_sim_time``
+    with no ``/clock`` (simulator paused or gone) no timer ever wakes the
+    wait set, so an unbounded wait would swallow Ctrl-C.
+    """
+    while not stop and executor.context.ok():
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+        if done is not None and done():
+            return
+        try:
+            executor.spin_once(timeout_sec=SPIN_POLL_S)
+        except ExternalShutdownException:
+            return
