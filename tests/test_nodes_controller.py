@@ -286,6 +286,34 @@ def test_diagnostics_report_state_and_counters(tmp_path, graph_factory):
         assert key in values
 
 
+def test_saliency_image_arrives_with_the_frame_stamp_when_enabled(tmp_path, graph_factory):
+    g = graph_factory(_policy_file(tmp_path), image_timeout=5.0, publish_saliency=True)
+    pictures: List[Image] = []
+    g.peer.create_subscription(Image, "/controller_node/saliency", pictures.append, 10)
+    g.wait_connected()
+    assert g.wait_for(lambda: g.node._saliency_pub.get_subscription_count() > 0, 10.0)
+    for i in range(20):  # the frame or its picture may be dropped: resend with a new stamp
+        g.send_and_wait(i)
+        if g.wait_for(lambda: any(_key(p.header.stamp) == _key(_stamp(i)) for p in pictures), 1.0):
+            break
+    picture = next(p for p in pictures if _key(p.header.stamp) == _key(_stamp(i)))
+    assert picture.encoding == "rgb8" and picture.header.frame_id == "camera"
+    assert (picture.height, picture.width, picture.step) == (48, 64, 64 * 3)  # the policy input
+    assert len(picture.data) == 48 * 64 * 3
+    assert g.node.counters["saliency_images"] >= 1
+
+
+def test_saliency_is_not_published_by_default_nor_computed_without_a_subscriber(tmp_path, graph_factory):
+    off = graph_factory(_policy_file(tmp_path), image_timeout=5.0)
+    unwatched = graph_factory(_policy_file(tmp_path), image_timeout=5.0, publish_saliency=True)
+    for g in (off, unwatched):
+        g.wait_connected()
+        for i in range(3):
+            g.send_and_wait(i)
+        assert g.node.counters["saliency_images"] == 0
+    assert off.node._saliency_pub is None
+
+
 def test_goal_policy_needs_odometry_and_a_latched_goal(tmp_path, graph_factory):
     from geometry_msgs.msg import PoseStamped
     from nav_msgs.msg import Odometry

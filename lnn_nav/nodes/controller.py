@@ -5,6 +5,9 @@ activating starts commanding. A fail-safe timer, independent of the camera
 callback, publishes a zero twist (hover) whenever a required input goes
 stale, and ``~/enable`` (false) is an e-stop. With ``autostart`` (default)
 the node configures and activates itself, so a plain ``ros2 run`` flies.
+With ``publish_saliency`` it also publishes ``~/saliency``: the policy's
+input frame with its VisualBackProp saliency drawn over it
+(:mod:`lnn_nav.eval.saliency`), computed only while someone subscribes.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image, Imu
 from std_srvs.srv import SetBool, Trigger
 
+from lnn_nav.eval.saliency import overlay, visual_backprop
 from lnn_nav.models import CheckpointError, LiquidPolicy, load_policy
 from lnn_nav.models.core import State
 
@@ -47,6 +51,7 @@ from .conversions import (
     image_msg_to_rgb,
     imu_msg_to_array,
     preprocess_for_policy,
+    rgb_to_image_msg,
     stamp_to_nanoseconds,
 )
 from .params import float_param, int_param
@@ -72,6 +77,9 @@ GOAL_QOS = QoSProfile(
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
+# Saliency is for eyes (rqt, RViz): only the newest picture matters. Reliable
+# writers serve both reliable and best-effort readers.
+SALIENCY_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class ControllerNode(LifecycleNode):
@@ -87,6 +95,7 @@ class ControllerNode(LifecycleNode):
         self._enabled = True
         self._input_subs: List[Any] = []
         self._cmd_pub = None
+        self._saliency_pub = None
         self._failsafe_timer = None
         self._dt: Optional[DtTracker] = None
         self._watchdog: Optional[InputWatchdog] = None
@@ -105,6 +114,7 @@ class ControllerNode(LifecycleNode):
             "nonfinite_outputs": 0,
             "state_resets": 0,
             "failsafe_commands": 0,
+            "saliency_images": 0,
         }
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(1.0, self._publish_diagnostics)
@@ -136,6 +146,9 @@ class ControllerNode(LifecycleNode):
         d("imu_timeout", 0.1, float_param("IMU age (s) that triggers hover (IMU policies)", 0.01, 10.0))
         d("odom_timeout", 0.25, float_param("odometry age (s) that triggers hover (goal policies)", 0.01, 10.0))
         d("torch_threads", 0, int_param("torch CPU threads; 0 keeps torch's default", 0, 256))
+        d("publish_saliency", False, ParameterDescriptor(
+            description="publish ~/saliency (sensor_msgs/Image, rgb8, policy input size): the frame with "
+                        "its VisualBackProp saliency, computed only while subscribed"))
 
     def _param(self, name: str) -> Any:
         return self.get_parameter(name).value
@@ -227,6 +240,8 @@ class ControllerNode(LifecycleNode):
     def _create_endpoints(self) -> None:
         cfg = self._policy.config
         self._cmd_pub = self.create_publisher(TwistStamped, "/cmd_vel", 10)
+        if self._param("publish_saliency"):
+            self._saliency_pub = self.create_publisher(Image, "~/saliency", SALIENCY_QOS)
         topic = str(self._param("image_topic"))
         transport = str(self._param("image_transport"))
         if transport == "compressed":
@@ -261,6 +276,9 @@ class ControllerNode(LifecycleNode):
         if self._cmd_pub is not None:
             self.destroy_publisher(self._cmd_pub)
             self._cmd_pub = None
+        if self._saliency_pub is not None:
+            self.destroy_publisher(self._saliency_pub)
+            self._saliency_pub = None
         self._policy = None
         self._state = None
         self._imu = self._odom = self._goal = None
@@ -333,6 +351,8 @@ class ControllerNode(LifecycleNode):
                 clamp_command(cmd, self._param("max_speed_xy"), self._param("max_speed_z"),
                               self._param("max_yaw_rate")), stamp)
         self._meter.record(time.perf_counter() - started)
+        if self._saliency_pub is not None and self._saliency_pub.get_subscription_count() > 0:
+            self._publish_saliency(image, msg.header)
 
     def _extra_inputs(self) -> dict:
         cfg = self._policy.config
@@ -414,6 +434,17 @@ class ControllerNode(LifecycleNode):
             return
         self._cmd_pub.publish(command_to_twist_stamped(cmd, stamp, CMD_FRAME))
         self.counters["commands"] += 1
+
+    def _publish_saliency(self, image: torch.Tensor, header: Any) -> None:
+        """The policy's input frame with its saliency over it, stamped like the camera frame.
+
+        After the command has gone out (and outside the step latency): one
+        more encoder pass, so it costs nothing while nobody looks.
+        """
+        saliency = visual_backprop(self._policy.encoder, image)[0]
+        frame = image[0].permute(1, 2, 0).to("cpu").numpy()
+        self._saliency_pub.publish(rgb_to_image_msg(overlay(frame, saliency), header.stamp, header.frame_id))
+        self.counters["saliency_images"] += 1
 
     def _publish_final_zero(self) -> None:
         """One zero command, waited on briefly so it is delivered before the publisher goes away."""
