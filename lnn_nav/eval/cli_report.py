@@ -1,0 +1,52 @@
+"""`lnn-nav report`: closed-loop benchmark results -> markdown report with charts, maps and the targets."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = "turn `lnn-nav eval` results into a report: success table, bar charts, maps, targets"
+DESCRIPTION = """\
+Read one or more results files written by `lnn-nav eval` (one per controller
+or per run; their cells merge) and write DIR/report.md with:
+  - the issue-8 targets, each stated as met, not met or not run, with numbers;
+  - success-rate tables (rows controllers, columns world x condition, 95%
+    Wilson intervals, OOD means per world and overall) and bar charts;
+  - the drop from in- to out-of-distribution per controller, liquid cores
+    against LSTM/GRU/CNN;
+  - collision rate, time to goal, path length relative to the expert (same
+    seeds) and obstacle clearance;
+  - top-down trajectory maps where the episodes carry tracks.
+
+Exit code 0 when the report is written (whether or not targets are met),
+2 when a results file is missing or not in the expected form.
+
+Example:
+  lnn-nav report reports/eval/cfc_ncp.json reports/eval/lstm.json --out reports/benchmark
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results", nargs="+", metavar="RESULTS.json", help="files written by `lnn-nav eval --out`")
+    parser.add_argument("--out", default="reports/benchmark", metavar="DIR", help="default: %(default)s")
+    parser.add_argument("--title", default="Closed-loop benchmark: liquid controllers vs baselines",
+                        help="report heading (default: %(default)s)")
+    parser.add_argument("--no-maps", action="store_true", help="skip the top-down trajectory maps (faster)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from lnn_nav.eval.report import ResultsError, check_targets, load_results, write_report
+
+    try:
+        cells = load_results(args.results)
+        if not cells:
+            raise ResultsError(f"no result cells in {', '.join(args.results)}")
+    except ResultsError as exc:
+        print(f"lnn-nav report: error: {exc}", file=sys.stderr)
+        return 2
+    path = write_report(cells, Path(args.out), title=args.title, maps=not args.no_maps)
+    for check in check_targets(cells):
+        print(f"{check.status:<8} {check.target}: {check.text}")
+    print(f"wrote {path}")
+    return 0

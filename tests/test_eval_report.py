@@ -1,0 +1,280 @@
+"""`lnn_nav.eval.report` and `lnn-nav report`: benchmark results -> tables, charts, maps and honest targets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lnn_nav.eval import cli_report
+from lnn_nav.eval.report import (
+    ResultsError,
+    check_targets,
+    degradation,
+    load_results,
+    metrics_table,
+    path_length_ratios,
+    plot_success_bars,
+    plot_tracks,
+    success_table,
+    write_report,
+)
+from lnn_nav.sim.presets import make_world
+
+N = 20
+SEEDS = list(range(1000, 1000 + N))
+
+# Successes out of N per controller and condition. Urban fall is run by nobody,
+# gru skips forest fog. Liquid cores lose 1-4 episodes out of distribution,
+# the baselines 7-9.
+LIQUID_ROBUST = {
+    "cfc_ncp": {("forest", "in_distribution"): 20, ("forest", "fall"): 18, ("forest", "fog"): 16,
+                ("urban", "in_distribution"): 19, ("urban", "fog"): 17},
+    "ltc": {("forest", "in_distribution"): 19, ("forest", "fall"): 18, ("forest", "fog"): 17,
+            ("urban", "in_distribution"): 18, ("urban", "fog"): 18},
+    "lstm": {("forest", "in_distribution"): 19, ("forest", "fall"): 12, ("forest", "fog"): 10,
+             ("urban", "in_distribution"): 19, ("urban", "fog"): 11},
+    "gru": {("forest", "in_distribution"): 18, ("forest", "fall"): 11,
+            ("urban", "in_distribution"): 18, ("urban", "fog"): 10},
+    "expert": {("forest", "in_distribution"): 20, ("forest", "fall"): 20, ("forest", "fog"): 20,
+               ("urban", "in_distribution"): 20, ("urban", "fog"): 20},
+}  # fmt: skip
+
+
+def _episodes(controller: str, world: str, successes: int, tracks: bool) -> list:
+    """Episode records as `lnn-nav eval` writes them; the expert's path on seed s is 100 + s - 1000 m,
+    every learner flies 1.2 x that, listed in reverse seed order so matching must go by seed."""
+    eps = []
+    route = make_world(world, SEEDS[0]) if tracks else None
+    start, goal = (np.asarray(route.start[:3]), np.asarray(route.goal[:3])) if route else (None, None)
+    for i, seed in enumerate(SEEDS):
+        outcome = "success" if i < successes else ("collision" if i % 2 else "timeout")
+        expert_path = 100.0 + seed - 1000
+        ep = {"kind": world, "seed": seed, "outcome": outcome, "frames": 300, "time": 20.0 + i % 3,
+              "path_length": expert_path * (1.0 if controller == "expert" else 1.2) if outcome == "success" else 7.0,
+              "bag": None, "expert_reachable": True, "min_clearance": 0.5 + 0.01 * i, "future_key": {"x": 1}}  # fmt: skip
+        if tracks:
+            ends = goal if outcome == "success" else (start + goal) / 2
+            ep["track"] = np.linspace(start, ends, 30).round(2).tolist()
+        eps.append(ep)
+    return eps[::-1] if controller != "expert" else eps
+
+
+def _results(table: dict, tracks: bool = False) -> dict:
+    """Results as `lnn-nav eval` writes them; ``tracks``: urban episodes carry one (urban maps draw fast)."""
+    cells = []
+    for controller, conditions in table.items():
+        for (world, preset), successes in conditions.items():
+            cells.append({"controller": controller, "world": world, "preset": preset, "episodes": N,
+                          "success_rate": successes / N, "ci95": [0, 1], "outcomes": {"success": successes},
+                          "episodes_detail": _episodes(controller, world, successes, tracks and world == "urban")})  # fmt: skip
+    return {"seconds": 1.0, "seeds": [SEEDS[0], SEEDS[-1]], "cells": cells}
+
+
+def _write(path: Path, data: dict) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.fixture()
+def cells(tmp_path):
+    return load_results([_write(tmp_path / "results.json", _results(LIQUID_ROBUST))])
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    cells = load_results([_write(out / "results.json", _results(LIQUID_ROBUST, tracks=True))])
+    path = write_report(cells, out / "report", extra_sections=[("Camera", "![camera](camera.gif)")])
+    return path, path.read_text()
+
+
+def _row(table: str, controller: str) -> dict:
+    lines = table.strip().splitlines()
+    header = [h.strip() for h in lines[0].strip("|").split("|")]
+    for line in lines[2:]:
+        values = [v.strip() for v in line.strip("|").split("|")]
+        if values[0] == controller:
+            return dict(zip(header, values))
+    raise AssertionError(f"no row {controller} in\n{table}")
+
+
+def test_success_table_has_controllers_as_rows_and_rates_with_wilson_intervals(cells):
+    table = success_table(cells)
+    assert [line.split("|")[1].strip() for line in table.splitlines()[2:]] == ["cfc-ncp", "ltc", "lstm", "gru", "expert"]
+    row = _row(table, "cfc-ncp")
+    assert row["forest in-dist"] == "100% [84–100]"  # Wilson 20/20
+    assert row["urban in-dist"] == "95% [76–99]"  # Wilson 19/20
+    assert row["forest fog"] == "80% [58–92]"
+
+
+def test_ood_means_average_the_conditions_per_world_and_overall(cells):
+    row = _row(success_table(cells), "cfc-ncp")
+    assert row["forest OOD mean"].startswith("85% [")  # (18 + 16) / 40
+    assert row["urban OOD mean"].startswith("85% [")  # 17 / 20
+    assert row["OOD mean"].startswith("85% [")  # (18 + 16 + 17) / 60
+    lstm = _row(success_table(cells), "lstm")
+    assert lstm["forest OOD mean"].startswith("55% [") and lstm["OOD mean"].startswith("55% [")
+
+
+def test_one_world_table_has_only_that_worlds_columns(cells):
+    header = success_table(cells, world="urban").splitlines()[0]
+    assert "urban fog" in header and "forest" not in header and header.count("OOD mean") == 1
+
+
+def test_a_condition_a_controller_skipped_reads_not_run(cells):
+    assert _row(success_table(cells), "gru")["forest fog"] == "not run"
+
+
+def test_targets_are_checked_against_the_numbers(cells):
+    checks = {c.target: c for c in check_targets(cells)}
+    assert checks["cfc-ncp ≥95% in distribution, forest"].status == "met"
+    urban = checks["cfc-ncp ≥95% in distribution, urban"]
+    assert urban.status == "met" and "interval reaches below 95%" in urban.text
+    assert checks["cfc-ncp ≥85% averaged over OOD conditions"].status == "met"
+    assert "not run: forest winter" in checks["cfc-ncp ≥85% averaged over OOD conditions"].text
+
+
+def test_liquid_degrading_less_is_stated_with_the_drops(cells):
+    drops, ood = degradation(cells)
+    # gru skipped forest fog, so the fair comparison uses forest fall and urban fog only.
+    assert ood == [("forest", "fall"), ("urban", "fog")]
+    by_name = {d.controller: d for d in drops}
+    assert by_name["cfc-ncp"].drop == pytest.approx((20 + 19) / 40 - (18 + 17) / 40)
+    assert by_name["lstm"].drop == pytest.approx((19 + 19) / 40 - (12 + 11) / 40)
+    check = check_targets(cells)[-1]
+    assert check.status == "met" and "Every liquid core lost less" in check.text
+    assert "cfc-ncp 97.5% → 87.5% (−10.0 pp)" in check.text and "lstm 95.0% → 57.5% (−37.5 pp)" in check.text
+
+
+def test_liquid_not_degrading_less_is_stated_plainly(tmp_path):
+    swapped = {**LIQUID_ROBUST, "ltc": {k: v - 8 if k[1] != "in_distribution" else v
+                                        for k, v in LIQUID_ROBUST["ltc"].items()}}  # fmt: skip
+    swapped["lstm"] = {k: 19 if k[1] == "in_distribution" else 17 for k in LIQUID_ROBUST["lstm"]}
+    cells = load_results([_write(tmp_path / "r.json", _results(swapped))])
+    check = check_targets(cells)[-1]
+    assert check.status == "not met"
+    assert "ltc" in check.text.split(":")[1] and "lost as much or more" in check.text
+
+
+def test_comparison_without_baselines_says_not_run(tmp_path):
+    only = {k: v for k, v in LIQUID_ROBUST.items() if k in ("cfc_ncp", "expert")}
+    cells = load_results([_write(tmp_path / "r.json", _results(only))])
+    check = check_targets(cells)[-1]
+    assert check.status == "not run" and "no baseline (lstm, gru, cnn) was run" in check.text
+
+
+def test_missing_flagship_is_reported_not_run(tmp_path):
+    cells = load_results([_write(tmp_path / "r.json", _results({"lstm": LIQUID_ROBUST["lstm"]}))])
+    statuses = {c.target: c.status for c in check_targets(cells)}
+    assert set(statuses.values()) == {"not run"}
+
+
+def test_path_length_is_relative_to_the_expert_on_the_same_seeds(cells):
+    ratio, pairs = path_length_ratios(cells)[("cfc-ncp", "forest", "fog")]
+    assert ratio == pytest.approx(1.2) and pairs == 16  # failed flights (7 m) are left out
+    assert path_length_ratios(cells)[("expert", "urban", "fog")] == (pytest.approx(1.0), 20)
+    assert "| forest fog | cfc-ncp | 20 | 80% | 10% | 20.9 | 1.20 (16) |" in metrics_table(cells)
+
+
+def test_metrics_without_expert_or_clearance_show_a_dash(tmp_path):
+    data = _results({"lstm": LIQUID_ROBUST["lstm"]})
+    for cell in data["cells"]:
+        for ep in cell["episodes_detail"]:
+            del ep["min_clearance"], ep["path_length"]
+    row = [line for line in metrics_table(load_results([_write(tmp_path / "r.json", data)])).splitlines()
+           if "forest fall" in line][0]  # fmt: skip
+    assert row.endswith("| — | — |")
+
+
+def test_files_per_controller_merge_and_rerun_seeds_are_refused(tmp_path):
+    a = _write(tmp_path / "a.json", _results({"cfc_ncp": LIQUID_ROBUST["cfc_ncp"]}))
+    b = _write(tmp_path / "b.json", _results({"lstm": LIQUID_ROBUST["lstm"]}))
+    cells = load_results([a, b])
+    assert {c["controller"] for c in cells} == {"cfc-ncp", "lstm"}
+    with pytest.raises(ResultsError, match="same seeds"):
+        load_results([a, a])
+
+
+def test_runs_on_different_seeds_pool_their_episodes(tmp_path):
+    first = _results({"lstm": {("forest", "fog"): 10}})
+    second = _results({"lstm": {("forest", "fog"): 20}})
+    for ep in second["cells"][0]["episodes_detail"]:
+        ep["seed"] += N
+    cells = load_results([_write(tmp_path / "1.json", first), _write(tmp_path / "2.json", second)])
+    assert len(cells) == 1 and cells[0]["episodes"] == 2 * N and cells[0]["success_rate"] == 0.75
+
+
+def test_bar_chart_is_a_real_image(cells, tmp_path):
+    path = plot_success_bars(cells, tmp_path / "bars.png")
+    image = np.asarray(Image.open(path).convert("L"))
+    assert image.shape[0] > 300 and image.shape[1] > 600 and image.std() > 10
+
+
+def test_plot_tracks_draws_the_world_with_the_tracks(tmp_path):
+    world = make_world("urban", 1000)
+    straight = np.linspace(world.start[:3], world.goal[:3], 40)
+    half = straight[:20]
+    path = plot_tracks("urban", 1000, "fog", {"expert": straight, "cfc-ncp": half}, tmp_path / "map.png",
+                       outcomes={"expert": "success", "cfc-ncp": "collision"})  # fmt: skip
+    image = np.asarray(Image.open(path).convert("L"))
+    assert image.shape[0] > 300 and image.std() > 10
+    with pytest.raises(ValueError, match="track 'bad'"):
+        plot_tracks("urban", 1000, "fog", {"bad": np.zeros(5)}, tmp_path / "bad.png")
+
+
+def test_report_embeds_charts_maps_seeds_and_extra_sections(report):
+    path, text = report
+    for name in ("success_rates.png", "in_vs_ood.png"):
+        assert f"]({name})" in text and (path.parent / name).stat().st_size > 10_000
+    maps = sorted(p.name for p in path.parent.glob("map_*.png"))
+    # The first seed on which the controllers' outcomes differ: fog 1010 (gru's first failure), in-dist 1018.
+    assert maps == ["map_urban_fog_1010.png", "map_urban_in_distribution_1018.png"]
+    assert all(f"]({m})" in text for m in maps)
+    assert "20 episodes on held-out seeds 1000–1019" in text
+    assert "## Camera" in text and text.index("## Camera") > text.index("## Not run")
+
+
+def test_report_says_what_was_not_run(report):
+    _, text = report
+    assert "Controllers not run: cfc, cnn." in text
+    assert "urban fall" in text.split("Conditions not run")[1].splitlines()[0]
+    assert "Not run by gru: forest fog." in text
+
+
+def test_report_states_each_target_with_its_verdict(report):
+    _, text = report
+    assert "| cfc-ncp ≥95% in distribution, forest | ✅ **met** |" in text
+    assert "| liquid cores degrade less OOD than LSTM/GRU/CNN | ✅ **met** |" in text
+
+
+def _cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    cli_report.add_arguments(parser)
+    return cli_report.run(parser.parse_args(list(argv)))
+
+
+def test_cli_writes_the_report(tmp_path, capsys):
+    results = _write(tmp_path / "r.json", _results(LIQUID_ROBUST))
+    assert _cli(str(results), "--out", str(tmp_path / "out"), "--no-maps") == 0
+    assert (tmp_path / "out" / "report.md").is_file()
+    assert "met      cfc-ncp ≥95% in distribution, forest" in capsys.readouterr().out
+
+
+def test_cli_missing_file_exits_2_with_a_message(tmp_path, capsys):
+    assert _cli(str(tmp_path / "nope.json"), "--out", str(tmp_path / "out")) == 2
+    assert "no such results file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, message", [("{not json", "not valid JSON"),
+                                              ('{"cells": 3}', "expected an object with a 'cells' list"),
+                                              ('{"cells": [{"world": "forest"}]}', "missing or non-text controller"),
+                                              ('{"cells": []}', "no result cells")])  # fmt: skip
+def test_cli_garbled_file_exits_2_with_a_message(tmp_path, capsys, content, message):
+    (tmp_path / "bad.json").write_text(content)
+    assert _cli(str(tmp_path / "bad.json"), "--out", str(tmp_path / "out")) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
