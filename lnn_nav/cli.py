@@ -34,6 +34,7 @@ MODULE_COMMANDS: tuple[tuple[str, str], ...] = (
     ("replay", "lnn_nav.data.replay_cli"),
     ("export", "lnn_nav.export_cli"),
     ("eval", "lnn_nav.eval.cli_eval"),
+    ("report", "lnn_nav.eval.cli_report"),
 )
 
 # Subcommands that arrive with later work. Listed so users know what is

@@ -1,11 +1,20 @@
-"""`lnn-nav demo`: what the package can do today, shown end to end, and what is coming.
+"""`lnn-nav demo`: the shipped liquid controller flying closed loop, over ROS 2, with a report.
 
-The closed-loop flight of the learned controller (shipped checkpoint, ROS 2
-graph, benchmark report) needs the nodes and a trained controller, which land
-with later issues. Until then this runs the liquid model library for real
-(saying plainly that the policy is untrained and its frames synthetic) and
-flies the privileged expert through a forest and an urban world of the
-embedded simulator.
+Steps (each printed as it happens):
+
+1. load the shipped CfC-NCP controller (``models/cfc_ncp.safetensors``);
+2. fly it through the ROS 2 graph (``sim_node`` + ``controller_node`` as
+   separate processes over DDS on loopback, as ``lnn-nav fly`` does) in a
+   forest and an urban world, in distribution and out of distribution (fog);
+3. fly the same seeds in-process, where the camera frames are kept: top-down
+   maps, onboard-camera GIFs with a VisualBackProp saliency overlay, and the
+   liquid core's neuron traces over the flight;
+4. a small benchmark on held-out worlds against one baseline (the shipped
+   LSTM when present) and the expert, written up by :mod:`lnn_nav.eval.report`;
+5. the batch-1 step latency table.
+
+Everything lands in ``--out`` (``reports/demo``): ``README.md`` (start
+there), ``benchmark/report.md``, PNGs, GIFs, ``summary.json``.
 """
 
 from __future__ import annotations
@@ -13,19 +22,19 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import List
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
 from .eval.latency import format_table, step_latency_table
 from .eval.plots import plot_neuron_traces, plot_wiring
-from .models import LiquidPolicy, PolicyConfig, load_policy, save_policy
+from .models import load_policy
 
-COMING = [
-    "rosbag recording, dataset building, imitation training, a shipped controller (issue: imitation learning)",
-    "closed-loop flight of the shipped CfC-NCP controller and the liquid-vs-baseline report (issue: benchmark and demo)",
-]
+#: Shipped controllers, relative to the share (or source) directory.
+SHIPPED = {"cfc-ncp": "models/cfc_ncp.safetensors", "lstm": "models/lstm.safetensors"}
+#: (world, preset, held-out seed) flown through the ROS 2 graph.
+ROS_FLIGHTS = (("forest", "in_distribution", 1003), ("urban", "in_distribution", 1003), ("forest", "fog", 1004))
 
 
 class _Progress:
@@ -34,221 +43,211 @@ class _Progress:
 
     def __call__(self, text: str) -> None:
         self.done += 1
-        print(f"[{self.done}/{self.total}] {text}  ({time.perf_counter() - self.start:.1f} s)", flush=True)
+        print(f"[{self.done}/{self.total}] {text}  ({time.perf_counter() - self.start:.0f} s)", flush=True)
 
 
-def synthetic_flight_inputs(steps: int, height: int, width: int, seed: int = 0):
-    """Frames of a drifting striped pattern at jittery ~15 Hz, with one dropped-frame gap.
+def shipped_model(name: str = "cfc-ncp") -> Optional[Path]:
+    """Path of a shipped checkpoint (installed share directory first, then the source tree), or None."""
+    from .nodes.fly import SetupError, share_path
 
-    Not a simulator: a stand-in that exercises irregular Δt honestly. Returns
-    (uint8 frames ``[T, 3, H, W]``, Δt ``[T]`` in seconds).
-    """
-    rng = np.random.default_rng(seed)
-    dt = 1.0 / 15.0 * rng.uniform(0.7, 1.3, size=steps)
-    dt[steps // 2] = 0.4  # a dropped-frame gap: Δt is an input, not a constant
-    t = np.cumsum(dt)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    frames = np.empty((steps, 3, height, width), dtype=np.uint8)
-    for k in range(steps):
-        phase = 2.0 * t[k]
-        stripes = 0.5 + 0.5 * np.sin(xx / 6.0 + phase) * np.cos(yy / 11.0 - 0.5 * phase)
-        frames[k, 0] = (255 * stripes).astype(np.uint8)
-        frames[k, 1] = (255 * (1.0 - stripes) * (yy / height)).astype(np.uint8)
-        frames[k, 2] = (255 * stripes * (xx / width)).astype(np.uint8)
-    return torch.from_numpy(frames), torch.from_numpy(dt.astype(np.float32))
+    try:
+        return share_path(SHIPPED[name])
+    except SetupError:
+        return None
 
 
-def run_demo(out_dir: Path, threads: int = 1, latency_iters: int = 500) -> int:
+class PolicyPilot:
+    """A checkpoint as an in-process pilot for :func:`lnn_nav.sim.episode.fly_episode`; keeps its core state."""
+
+    def __init__(self, path: Path) -> None:
+        from .models.inputs import policy_inputs
+
+        self.policy = load_policy(path).eval()
+        self._inputs = policy_inputs
+        self.state: Any = None
+        self.states: List[np.ndarray] = []
+
+    def __call__(self, obs: Dict[str, np.ndarray], env: Any) -> np.ndarray:
+        dt = 1.0 / env.config.control_hz
+        with torch.inference_mode():
+            image, extras = self._inputs(self.policy.config, obs["image"][None], obs["goal"][None], obs["imu"][None])
+            cmd, self.state = self.policy.step(image, dt, self.state, **extras)
+        core_state = self.state[0] if isinstance(self.state, tuple) else self.state
+        self.states.append(core_state[0].numpy().copy())
+        return cmd[0].double().numpy()
+
+
+def run_demo(out_dir: Path, threads: int = 1, latency_iters: int = 500, episodes: int = 10,
+             ros_flights: Sequence = ROS_FLIGHTS) -> int:  # fmt: skip
+    """The demo; ``episodes`` per world and controller in the benchmark. Returns an exit code."""
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    progress = _Progress(8)
-    print("lnn_nav demo: the liquid model library, the embedded simulator and the ROS 2 closed loop.")
-    print("NOTE: no trained controller ships yet, so the learned policy here is untrained; "
-          "see 'coming' below.\n", flush=True)
-
-    policy = LiquidPolicy(PolicyConfig()).eval()
+    torch.set_num_threads(threads)
+    progress = _Progress(6)
+    print("lnn_nav demo: the shipped CfC-NCP liquid controller flying closed loop in the embedded simulator.",
+          flush=True)  # fmt: skip
+    model = shipped_model("cfc-ncp")
+    if model is None:
+        print("lnn-nav demo: error: the shipped controller models/cfc_ncp.safetensors is missing "
+              "(regenerate it with `make reproduce`)")  # fmt: skip
+        return 2
+    policy = load_policy(model).eval()
     wiring = policy.core.wiring
     n_params = sum(p.numel() for p in policy.parameters())
-    progress(f"built the default CfC-NCP policy (untrained): {n_params} parameters, {wiring!r}")
+    progress(f"loaded {model.name}: {n_params} parameters, core {wiring!r}, input "
+             f"{policy.config.encoder.width}x{policy.config.encoder.height} RGB + goal, "
+             f"{model.stat().st_size / 1024:.0f} KiB")  # fmt: skip
 
-    ckpt = out_dir / "policy_untrained.safetensors"
-    save_policy(policy, ckpt, metadata={"note": "untrained, made by lnn-nav demo"})
-    reloaded = load_policy(ckpt)
-    progress(f"saved and reloaded the checkpoint ({ckpt.stat().st_size / 1024:.0f} KiB, safetensors)")
+    ros = _ros_flights(out_dir, model, ros_flights)
+    progress("through the ROS 2 graph (sim_node + controller_node processes): " + "; ".join(
+        f"{f['world']} {f['preset']} seed {f['seed']} -> {f['outcome']}" for f in ros))  # fmt: skip
 
-    cfg = policy.config.encoder
-    frames, dt = synthetic_flight_inputs(60, cfg.height, cfg.width)
-    with torch.inference_mode():
-        seq_cmd, _ = reloaded(frames.unsqueeze(0), dt.unsqueeze(0))
-        state, step_cmds, traces = None, [], []
-        for k in range(frames.shape[0]):
-            cmd, state = policy.step(frames[k : k + 1], dt[k : k + 1], state)
-            step_cmds.append(cmd)
-            traces.append(state[0].clone())
-    step_cmd = torch.cat(step_cmds).unsqueeze(0)
-    parity = (step_cmd - seq_cmd).abs().max().item()
-    progress(f"60 frames at irregular Δt: onboard step() vs sequence forward() max |Δ| = {parity:.2e}")
+    local = _local_flights(out_dir, model, ros_flights)
+    same = sum(a["outcome"] == b["outcome"] for a, b in zip(ros, local))
+    progress(f"the same seeds in-process (maps, saliency GIFs, neuron traces): {same}/{len(ros)} outcomes "
+             "as through ROS")  # fmt: skip
 
-    # Layer-ordered state -> neuron type labels for the trace plot.
-    order = [n for layer in wiring.layers for n in layer]
-    labels = [wiring.neuron_type(n) for n in order]
-    plot_wiring(wiring, out_dir / "wiring.png", f"default policy core: {wiring!r}")
-    plot_neuron_traces(
-        np.cumsum(dt.numpy()),
-        torch.stack(traces).numpy(),
-        labels,
-        out_dir / "neuron_traces.png",
-        "CfC-NCP neuron states over synthetic frames (untrained weights; Δt gap at mid-sequence)",
-    )
-    progress("plotted the wiring and the neuron traces")
-
-    flights = _expert_flights(out_dir)
-    progress("flew the privileged expert in the embedded simulator: " + "; ".join(
-        f"{f['world']} seed {f['seed']} {f['outcome']} in {f['time_s']:.1f} s" for f in flights))
-
-    ros_flights = _ros_flights(out_dir, ckpt)
-    progress("flew through the ROS 2 graph (separate node processes): " + "; ".join(
-        f"{f['pilot']} -> {f.get('outcome', 'no outcome')}" for f in ros_flights))
+    bench_dir = out_dir / "benchmark"
+    cells, report_path = _benchmark(bench_dir, model, episodes)
+    progress("benchmark on held-out worlds: " + "; ".join(
+        f"{c['controller']} {c['world']} {c['success_rate']:.0%}" for c in cells))  # fmt: skip
 
     rows = step_latency_table(iters=latency_iters, repeats=3, threads=threads)
     table = format_table(rows)
     progress(f"measured batch-1 step latency on {threads} thread(s)")
 
-    commands = step_cmd[0].numpy()
-    report = _report(n_params, wiring, parity, table, commands, threads, flights, ros_flights)
-    (out_dir / "README.md").write_text(report)
-    (out_dir / "summary.json").write_text(
-        json.dumps(
-            {
-                "policy_parameters": n_params,
-                "step_vs_sequence_max_abs_diff": parity,
-                "latency_us": {r.name: {"ours": r.ours_us, "reference": r.reference_us} for r in rows},
-                "expert_flights": flights,
-                "ros_graph_flights": ros_flights,
-                "learned_controller_closed_loop": "not available yet",
-            },
-            indent=2,
-        )
-    )
-    progress(f"wrote {out_dir / 'README.md'}")
+    plot_wiring(wiring, out_dir / "wiring.png", f"shipped controller core: {wiring!r}")
+    summary = {"model": str(model), "parameters": n_params, "ros_graph_flights": ros, "in_process_flights": local,
+               "benchmark": [{k: c[k] for k in ("controller", "world", "preset", "episodes", "success_rate", "ci95")}
+                             for c in cells],
+               "latency_us": {r.name: {"ours": r.ours_us, "reference": r.reference_us} for r in rows}}  # fmt: skip
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out_dir / "README.md").write_text(_readme(model, n_params, wiring, ros, local, cells, report_path, table, episodes))
+    progress(f"wrote {out_dir / 'README.md'} and {report_path}")
     print("\n" + table)
-    print("\nComing (not available yet):")
-    for item in COMING:
-        print(f"  - {item}")
     return 0
 
 
-def _expert_flights(out_dir: Path) -> List[dict]:
-    """The privileged expert through one forest and one urban world, with map and camera GIF."""
-    from .sim.camera import CameraConfig
-    from .sim.env import NavigationEnv
-    from .sim.episode import ExpertPilot, fly_episode
-    from .sim.expert import PrivilegedExpert
-    from .sim.presets import make_world
-
-    flights = []
-    for kind, seed in (("forest", 3), ("urban", 5)):
-        world = make_world(kind, seed)
-        env = NavigationEnv(kind=kind, camera=CameraConfig(), max_episode_time=120.0)
-        try:
-            record = fly_episode(env, ExpertPilot(), world=world, frame_stride=2)
-        finally:
-            env.close()
-        record.save_pictures(out_dir, f"expert_{kind}", PrivilegedExpert(world).path(world.start[:2]))
-        flights.append({"world": kind, "seed": seed, "outcome": record.outcome, "time_s": record.time,
-                        "path_length_m": record.path_length})  # fmt: skip
-    return flights
-
-
-def _ros_flights(out_dir: Path, untrained_ckpt: Path) -> List[dict]:
-    """sim_node + a pilot node as separate processes over DDS (loopback), as `lnn-nav fly` runs them."""
+def _ros_flights(out_dir: Path, model: Path, flights: Sequence) -> List[dict]:
     from .nodes.fly import SetupError, fly_over_ros
 
-    runs = [
-        ("expert_node", dict(world="forest", seed=3, expert=True)),
-        # The untrained policy: shows the controller node in the loop, not flying skill.
-        ("controller_node (untrained policy)", dict(world="forest", seed=3, model=str(untrained_ckpt), max_episode_time=6.0)),
-    ]
     results = []
-    for pilot, kwargs in runs:
+    for world, preset, seed in flights:
         try:
-            outcome = fly_over_ros(timeout=180.0, log_dir=str(out_dir / "ros_logs"), **kwargs)
+            outcome = fly_over_ros(world, seed=seed, preset=preset, model=str(model), timeout=240.0,
+                                   log_dir=str(out_dir / "ros_logs"))  # fmt: skip
         except SetupError as err:
             outcome = {"outcome": f"setup error: {err}"}
-        results.append({"pilot": pilot, **(outcome or {"outcome": "no outcome within 180 s"})})
+        results.append({"world": world, "preset": preset, "seed": seed,
+                        **(outcome or {"outcome": "no outcome within 240 s"})})  # fmt: skip
     return results
 
 
-def _report(
-    n_params: int,
-    wiring,
-    parity: float,
-    table: str,
-    commands: np.ndarray,
-    threads: int,
-    flights: List[dict],
-    ros_flights: List[dict],
-) -> str:
+def _local_flights(out_dir: Path, model: Path, flights: Sequence) -> List[dict]:
+    """The ROS flights again in-process: same worlds, frames kept for pictures."""
+    from .eval.saliency import saliency_overlays
+    from .sim.camera import CameraConfig
+    from .sim.env import NavigationEnv
+    from .sim.episode import fly_episode
+    from .sim.presets import make_world
+    from .sim.viz import write_gif
+
+    results = []
+    for k, (world_kind, preset, seed) in enumerate(flights):
+        world = make_world(world_kind, seed, preset)
+        env = NavigationEnv(kind=world_kind, preset=preset, camera=CameraConfig())
+        pilot = PolicyPilot(model)
+        try:
+            record = fly_episode(env, pilot, world=world, frame_stride=1)
+        finally:
+            env.close()
+        name = f"cfc_ncp_{world_kind}_{preset}"
+        pictures = record.save_pictures(out_dir, name)
+        # The camera GIF with what the encoder attends to, every second frame.
+        overlays = saliency_overlays(pilot.policy, np.stack(record.frames[::2]))
+        write_gif(list(overlays), out_dir / f"{name}_saliency.gif")
+        if k == 0:
+            order = [n for layer in pilot.policy.core.wiring.layers for n in layer]
+            labels = [pilot.policy.core.wiring.neuron_type(n) for n in order]
+            times = np.arange(len(pilot.states)) / env.config.control_hz
+            plot_neuron_traces(times, np.stack(pilot.states), labels, out_dir / "neuron_traces.png",
+                               f"CfC-NCP neuron states, {world_kind} seed {seed} ({record.outcome})")  # fmt: skip
+        results.append({"world": world_kind, "preset": preset, "seed": seed, "outcome": record.outcome,
+                        "time": record.time, "path_length": record.path_length,
+                        "pictures": {k2: str(v.name) for k2, v in pictures.items()}})  # fmt: skip
+    return results
+
+
+def _benchmark(out_dir: Path, model: Path, episodes: int) -> tuple:
+    from .eval.closed_loop import eval_seeds, evaluate
+    from .eval.report import load_results, write_report
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seeds = eval_seeds(episodes)
+    controllers = [("cfc-ncp", str(model))]
+    baseline = shipped_model("lstm")
+    if baseline is not None:
+        controllers.append(("lstm", str(baseline)))
+    controllers.append(("expert", None))
+    cells = []
+    for name, path in controllers:
+        for world in ("forest", "urban"):
+            cell = evaluate(path, world, seeds, envs=min(8, episodes), workers=2, name=name)
+            cells.append({**cell.summary(), "episodes_detail": cell.episodes})
+    results = out_dir / "results.json"
+    results.write_text(json.dumps({"seeds": [seeds[0], seeds[-1]], "cells": cells}))
+    report = write_report(load_results([results]), out_dir, title="Demo benchmark (small): held-out worlds")
+    return cells, report
+
+
+def _readme(model: Path, n_params: int, wiring: Any, ros: List[dict], local: List[dict], cells: List[dict],
+            report_path: Path, table: str, episodes: int) -> str:  # fmt: skip
     ros_rows = "\n".join(
-        f"| {f['pilot']} | {f.get('world', '-')} | {f.get('seed', '-')} | {f['outcome']} | "
-        f"{f.get('time', float('nan')):.1f} |" for f in ros_flights
-    )
-    coming = "\n".join(f"- {item}" for item in COMING)
-    flight_rows = "\n".join(
-        f"| {f['world']} | {f['seed']} | {f['outcome']} | {f['time_s']:.1f} | {f['path_length_m']:.1f} |" for f in flights
-    )
-    lo, hi = commands.min(axis=0), commands.max(axis=0)
-    ranges = ", ".join(f"{n} [{a:+.2f}, {b:+.2f}]" for n, a, b in zip(("vx", "vy", "vz", "yaw_rate"), lo, hi))
+        f"| {f['world']} | {f['preset']} | {f['seed']} | {f['outcome']} | {f.get('time', float('nan')):.1f} | "
+        f"{g['outcome']} |" for f, g in zip(ros, local))  # fmt: skip
+    bench_rows = "\n".join(
+        f"| {c['controller']} | {c['world']} | {c['episodes']} | {c['success_rate']:.0%} "
+        f"[{c['ci95'][0]:.0%}–{c['ci95'][1]:.0%}] |" for c in cells)  # fmt: skip
+    pics = "\n\n".join(
+        f"**{g['world']} {g['preset']} (seed {g['seed']}): {g['outcome']}**\n\n"
+        f"![map]({g['pictures']['map']}) ![camera with saliency](cfc_ncp_{g['world']}_{g['preset']}_saliency.gif)"
+        for g in local)  # fmt: skip
     return f"""# lnn_nav demo report
 
-**Status: closed-loop flight of the learned controller is not available yet.**
-This report shows the liquid model library working end to end and the
-embedded simulator flown by the privileged expert. The policy is
-**untrained** and its camera frames are **synthetic** (a drifting pattern at
-jittery ~15 Hz with one 0.4 s gap), so its commands mean nothing for flight;
-they show shapes, bounds and timing.
-
-## Embedded simulator: the privileged expert
-
-The expert plans on ground truth (every obstacle, the exact pose) and flies
-the same quadrotor model, flight controller and Warp camera the learned
-controller will fly.
-
-| world | seed | outcome | time (s) | path (m) |
-| --- | ---: | --- | ---: | ---: |
-{flight_rows}
-
-![forest map](expert_forest_map.png) ![urban map](expert_urban_map.png)
-
-Onboard camera: `expert_forest_camera.gif`, `expert_urban_camera.gif`.
+The shipped CfC-NCP controller (`{model.name}`, {n_params} parameters, core
+{wiring!r}) flies from its camera and the goal direction, closed loop, in the
+embedded simulator. It was trained by behaviour cloning on expert flights
+recorded as rosbag2, then DAgger (see the repository README, "Training").
 
 ## Through the ROS 2 graph
 
-`sim_node` and a pilot node as separate processes over Fast DDS (loopback),
-exactly as `lnn-nav fly` runs them; the untrained policy is in the loop to
-show the controller node working, not to fly well (a timeout or collision is
-the expected outcome).
+`sim_node` and `controller_node` as separate processes over Fast DDS on
+loopback, exactly as `lnn-nav fly` runs them; then the same worlds in-process
+(where frames are kept for the pictures below). Held-out worlds (seeds 1000+)
+that no training flight used. Noise (IMU, wind gusts, camera) is drawn
+independently in the two runs, so an outcome may differ on a marginal world.
 
-| pilot | world | seed | outcome | sim time (s) |
-| --- | --- | ---: | --- | ---: |
+| world | conditions | seed | outcome (ROS) | sim time (s) | outcome (in-process) |
+| --- | --- | ---: | --- | ---: | --- |
 {ros_rows}
 
-## Policy
-
-- default `LiquidPolicy`: CNN encoder (96×128 RGB) → CfC on {wiring!r} → bounded head
-- {n_params} parameters; checkpoint `policy_untrained.safetensors` (config + tensors, no code on load)
-- onboard `step()` and training `forward()` agree on the same 60 frames: max |Δ| = {parity:.2e}
-- command ranges over the 60 frames: {ranges}
-
-![wiring](wiring.png)
+{pics}
 
 ![neuron traces](neuron_traces.png)
 
-## Batch-1 step latency ({threads} CPU thread(s), this machine, this run)
+![wiring](wiring.png)
+
+## Small benchmark ({episodes} held-out worlds per cell)
+
+| controller | world | episodes | success [95% CI] |
+| --- | --- | ---: | --- |
+{bench_rows}
+
+Full write-up with charts and maps: [`{report_path.parent.name}/{report_path.name}`]({report_path.parent.name}/{report_path.name}).
+The full benchmark (100 worlds per cell, out-of-distribution conditions, all
+baselines) is `lnn-nav eval` + `lnn-nav report` (README, "Benchmark").
+
+## Batch-1 step latency (this machine, this run)
 
 {table}
-
-## Coming
-
-{coming}
 """

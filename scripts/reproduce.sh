@@ -15,7 +15,7 @@ MODELS=${MODELS:-cfc-ncp}
 EPISODES=${EPISODES:-160}        # demonstrations per world kind
 EPOCHS=${EPOCHS:-15}             # behaviour cloning
 DAGGER_ROUNDS=${DAGGER_ROUNDS:-2}
-DAGGER_EPISODES=${DAGGER_EPISODES:-40}
+DAGGER_EPISODES=${DAGGER_EPISODES:-"80 40"}  # forest urban
 DAGGER_EPOCHS=${DAGGER_EPOCHS:-4}
 EVAL_EPISODES=${EVAL_EPISODES:-100}
 LNN=${LNN:-.venv/bin/lnn-nav}
@@ -37,8 +37,8 @@ for model in $MODELS; do
   final="$OUT/runs/$name/bc/best.safetensors"
   if [ "$DAGGER_ROUNDS" -gt 0 ]; then
     $LNN dagger --init "$final" --data "$OUT/ds/demos" --out "$OUT/runs/$name/dagger" \
-      --rounds "$DAGGER_ROUNDS" --episodes "$DAGGER_EPISODES" --epochs "$DAGGER_EPOCHS" \
-      --train-options '{"threads": 2, "batch_size": 8}'
+      --rounds "$DAGGER_ROUNDS" --episodes $DAGGER_EPISODES --epochs "$DAGGER_EPOCHS" \
+      --train-options '{"threads": 2, "batch_size": 8, "lr": 1e-3}'
     final="$OUT/runs/$name/dagger/round_${DAGGER_ROUNDS}/run/best.safetensors"
   fi
   mkdir -p "$OUT/models"

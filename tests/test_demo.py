@@ -1,36 +1,44 @@
-"""`lnn-nav demo` and the latency tools run end to end and say what they are."""
+"""`lnn-nav demo` flies the shipped controller end to end and writes an honest report; latency tools."""
 
 from __future__ import annotations
 
 import json
 
-import torch
+import pytest
 
-from lnn_nav.demo import run_demo, synthetic_flight_inputs
+from lnn_nav.demo import run_demo, shipped_model
 from lnn_nav.eval.latency import format_table, step_latency_table
+from lnn_nav.models import load_policy
 
 
-def test_demo_writes_an_honest_report(tmp_path, capsys):
-    assert run_demo(tmp_path, threads=1, latency_iters=5) == 0
-    report = (tmp_path / "README.md").read_text()
-    assert "not available yet" in report and "untrained" in report and "synthetic" in report
-    for name in ("wiring.png", "neuron_traces.png", "policy_untrained.safetensors", "expert_forest_map.png",
-                 "expert_urban_camera.gif"):
-        assert (tmp_path / name).stat().st_size > 0
+def test_shipped_controllers_load_and_are_small():
+    path = shipped_model("cfc-ncp")
+    assert path is not None, "models/cfc_ncp.safetensors must ship with the package"
+    assert path.stat().st_size < 2_000_000
+    policy = load_policy(path)
+    assert policy.config.core == "cfc-ncp" and policy.config.use_goal
+
+
+@pytest.mark.slow
+def test_demo_flies_the_shipped_controller_and_writes_a_report(tmp_path, capsys):
+    flights = (("forest", "in_distribution", 1003),)
+    assert run_demo(tmp_path, threads=1, latency_iters=5, episodes=2, ros_flights=flights) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["step_vs_sequence_max_abs_diff"] < 1e-5
-    assert summary["learned_controller_closed_loop"] == "not available yet"
-    assert {f["world"] for f in summary["expert_flights"]} == {"forest", "urban"}
-    assert summary["ros_graph_flights"][0]["outcome"] == "success"  # the expert through the graph
-    assert summary["ros_graph_flights"][1]["outcome"] in ("success", "collision", "out_of_bounds", "timeout")
-    assert all(f["outcome"] == "success" for f in summary["expert_flights"])
-    assert "Coming (not available yet)" in capsys.readouterr().out
-
-
-def test_synthetic_inputs_have_irregular_dt_and_a_gap():
-    frames, dt = synthetic_flight_inputs(20, 24, 32)
-    assert frames.shape == (20, 3, 24, 32) and frames.dtype == torch.uint8
-    assert dt.std() > 0 and dt.max() == torch.tensor(0.4)
+    (ros,) = summary["ros_graph_flights"]
+    assert ros["outcome"] in ("success", "collision", "out_of_bounds", "timeout"), ros
+    (local,) = summary["in_process_flights"]
+    assert local["outcome"] in ("success", "collision", "out_of_bounds", "timeout")
+    cells = summary["benchmark"]
+    assert {(c["controller"], c["world"]) for c in cells} >= {("cfc-ncp", "forest"), ("cfc-ncp", "urban"),
+                                                              ("expert", "forest"), ("expert", "urban")}
+    assert all(c["episodes"] == 2 for c in cells)
+    readme = (tmp_path / "README.md").read_text()
+    assert "Through the ROS 2 graph" in readme and "cfc_ncp.safetensors" in readme
+    for name in ("wiring.png", "neuron_traces.png", "cfc_ncp_forest_in_distribution_map.png",
+                 "cfc_ncp_forest_in_distribution_saliency.gif", "benchmark/report.md"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    out = capsys.readouterr().out
+    assert "[6/6]" in out
 
 
 def test_latency_table_pairs_each_imported_model_with_ncps():

@@ -35,21 +35,27 @@ class SetupError(RuntimeError):
     """The run could not start or a node died before the episode ended."""
 
 
-def config_path(name: str) -> Path:
-    """``config/<name>`` from the installed share directory, else from the source tree."""
+def share_path(relative: str) -> Path:
+    """``relative`` (e.g. ``config/sim.yaml``, ``models/cfc_ncp.safetensors``) in the installed share
+    directory, else in the source tree."""
     candidates: List[Path] = []
     try:
         from ament_index_python.packages import get_package_share_directory
 
-        candidates.append(Path(get_package_share_directory(PACKAGE_NAME)) / "config" / name)
+        candidates.append(Path(get_package_share_directory(PACKAGE_NAME)) / relative)
     except Exception:  # noqa: BLE001 - not installed through ament, or no workspace sourced
         pass
-    candidates.append(Path(sys.prefix) / "share" / PACKAGE_NAME / "config" / name)
-    candidates.append(Path(__file__).resolve().parents[2] / "config" / name)
+    candidates.append(Path(sys.prefix) / "share" / PACKAGE_NAME / relative)
+    candidates.append(Path(__file__).resolve().parents[2] / relative)
     for path in candidates:
         if path.is_file():
             return path
-    raise SetupError(f"parameter file {name} not found; looked in: {', '.join(str(c) for c in candidates)}")
+    raise SetupError(f"{relative} not found; looked in: {', '.join(str(c) for c in candidates)}")
+
+
+def config_path(name: str) -> Path:
+    """``config/<name>`` from the installed share directory, else from the source tree."""
+    return share_path(f"config/{name}")
 
 
 def node_command(module: str, params_file: Optional[Path], params: Dict[str, object]) -> List[str]:

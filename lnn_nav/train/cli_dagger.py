@@ -28,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", nargs="+", required=True, metavar="DIR", help="demonstration dataset folder(s)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--rounds", type=int, default=2, help="default: %(default)s")
-    parser.add_argument("--episodes", type=int, default=40, help="roll-outs per world kind and round (default: %(default)s)")
+    parser.add_argument("--episodes", type=int, nargs="+", default=[40], metavar="N",
+                        help="roll-outs per round: one number for every world kind, or one per --worlds entry "
+                        "(default: 40)")
     parser.add_argument("--worlds", nargs="+", choices=("forest", "urban"), default=["forest", "urban"])
     parser.add_argument("--epochs", type=int, default=4, help="training epochs per round (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="roll-out worker processes (default: %(default)s)")
@@ -43,8 +45,12 @@ def run(args: argparse.Namespace) -> int:
     from lnn_nav.models.errors import CheckpointError
     from lnn_nav.train.dagger import DaggerConfig, run_dagger
 
+    if len(args.episodes) not in (1, len(args.worlds)):
+        print("lnn-nav dagger: error: give one --episodes number, or one per --worlds entry", file=sys.stderr)
+        return 2
+    episodes = dict(zip(args.worlds, args.episodes)) if len(args.episodes) > 1 else args.episodes[0]
     try:
-        cfg = DaggerConfig(init=args.init, data=args.data, out=args.out, rounds=args.rounds, episodes=args.episodes,
+        cfg = DaggerConfig(init=args.init, data=args.data, out=args.out, rounds=args.rounds, episodes=episodes,
                            worlds=args.worlds, epochs=args.epochs, workers=args.workers, envs=args.envs,
                            train_overrides=json.loads(args.train_options))  # fmt: skip
         result = run_dagger(cfg, progress=not args.no_progress)

@@ -32,7 +32,7 @@ class DaggerConfig:
     data: List[str]  # dataset folders of the demonstrations
     out: str
     rounds: int = 2
-    episodes: int = 40  # per world kind and round
+    episodes: Any = 40  # per world kind and round: one number, or {kind: number}
     worlds: List[str] = field(default_factory=lambda: ["forest", "urban"])
     epochs: int = 4
     workers: int = 2
@@ -61,7 +61,8 @@ def run_dagger(cfg: DaggerConfig, log: Callable[[str], None] = print, progress: 
         outcome: Dict[str, Dict[str, int]] = {}
         for kind in cfg.worlds:
             first = DAGGER_SEED_BASE[kind] + 10_000 * r
-            seeds = list(range(first, first + cfg.episodes))
+            count = cfg.episodes[kind] if isinstance(cfg.episodes, dict) else int(cfg.episodes)
+            seeds = list(range(first, first + count))
             check_training_seeds(seeds)
             bar = tqdm(total=len(seeds), desc=f"round {r} roll-outs {kind}", unit="episode", disable=not progress)
             job = FlightJob(kind=kind, seeds=seeds, out_dir=str(round_dir / "bags" / kind), learner=current,
