@@ -15,7 +15,7 @@ from lnn_nav.data.bags import BagWriter, open_bag
 from lnn_nav.data.cdr import read_image, read_stamped
 from lnn_nav.data.dataset import DatasetConfig, DatasetError, SequenceDataset, build_dataset, find_bags
 from lnn_nav.data.errors import BagError, MissingTopicError
-from lnn_nav.data.flights import FlightJob, fly_episodes
+from lnn_nav.data.flights import DEMO_EXPERT, FlightJob, fly_episodes
 from lnn_nav.sim.presets import check_training_seeds
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "rosbag2-samples"
@@ -61,6 +61,11 @@ def test_collected_episode_bags_have_the_topics_a_drone_records(demos: tuple[Pat
             img_stamps = [x.message.header.stamp.nanosec + NS * x.message.header.stamp.sec
                           for x in bag.messages([m.TOPIC_IMAGE])]  # fmt: skip
             assert cmd_stamps == img_stamps
+            # The recorded label is the demonstrating expert's, at its cruise speed (not the flown noisy command).
+            speeds = [np.hypot(x.message.twist.linear.x, x.message.twist.linear.y)
+                      for x in bag.messages([m.TOPIC_CMD])]  # fmt: skip
+            # (the per-axis slew limit can overshoot the speed by a hair while turning)
+            assert 0.8 * DEMO_EXPERT["cruise_speed"] < max(speeds) <= 1.02 * DEMO_EXPERT["cruise_speed"]
 
 
 def test_fast_cdr_readers_match_rosbags(demos: tuple[Path, list]) -> None:
@@ -212,6 +217,11 @@ def test_cli_collect_and_dataset(tmp_path: Path) -> None:
                               "1000", "--episodes", "1", "--out", str(tmp_path / "x")],
                              capture_output=True, text=True)  # fmt: skip
     assert refused.returncode == 2 and "held-out evaluation seeds" in refused.stderr
+    too_fast = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "collect", "--world", "forest", "--episodes",
+                               "1", "--expert-speed", "9", "--out", str(tmp_path / "x")],
+                              capture_output=True, text=True)  # fmt: skip
+    assert too_fast.returncode == 2 and "--expert-speed" in too_fast.stderr and "max_speed" in too_fast.stderr
+    assert not (tmp_path / "x").exists()  # refused before anything is written
     missing = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "dataset", str(tmp_path / "nope"), "--out",
                               str(tmp_path / "ds")], capture_output=True, text=True)  # fmt: skip
     assert missing.returncode == 2 and "no such bag" in missing.stderr

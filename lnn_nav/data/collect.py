@@ -11,6 +11,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, List
 
+from lnn_nav.data.flights import DEMO_EXPERT
+
 HELP = "collect expert demonstrations in the simulator, one rosbag2 per episode"
 DESCRIPTION = """\
 The privileged expert flies seeded worlds of the embedded simulator and every
@@ -52,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage (default: %(default)s)")
     parser.add_argument("--camera", type=int, nargs=2, default=(128, 96), metavar=("W", "H"),
                         help="camera resolution (default: 128 96, as the simulator node)")
+    parser.add_argument("--expert-speed", type=float, default=None, metavar="V",
+                        help="expert cruise speed in m/s (default: %s, what DAgger and eval also use)"
+                        % DEMO_EXPERT["cruise_speed"])
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (one bag per episode)")
 
 
@@ -59,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from lnn_nav.data.flights import FlightJob, fly_episodes, summarize
+    from lnn_nav.sim.expert import ExpertConfig
     from lnn_nav.sim.presets import TRAIN_SEED_BASE, check_training_seeds
 
     if args.episodes < 1 or args.workers < 1 or args.envs < 1:
@@ -73,9 +79,17 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"lnn-nav collect: error: {err}", file=sys.stderr)
         return 2
+    expert = dict(DEMO_EXPERT)
+    if args.expert_speed is not None:
+        expert["cruise_speed"] = args.expert_speed
+    try:
+        ExpertConfig(**expert)
+    except ValueError as err:
+        print(f"lnn-nav collect: error: --expert-speed: {err}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    job = FlightJob(kind=args.world, seeds=seeds, out_dir=str(out), randomize_conditions=not args.no_randomize,
+    job = FlightJob(expert=expert, kind=args.world, seeds=seeds, out_dir=str(out), randomize_conditions=not args.no_randomize,
                     envs=args.envs, noise=args.noise, keep_failures=args.keep_failures, storage=args.storage,
                     camera_width=args.camera[0], camera_height=args.camera[1], rng_seed=first)  # fmt: skip
     started = time.perf_counter()
