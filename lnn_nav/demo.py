@@ -129,18 +129,11 @@ def run_demo(out_dir: Path, threads: int = 1, latency_iters: int = 500, episodes
 
 
 def _ros_flights(out_dir: Path, model: Path, flights: Sequence) -> List[dict]:
-    from .nodes.fly import SetupError, fly_over_ros
+    from .eval.ros_agreement import fly_seed_over_ros
 
-    results = []
-    for world, preset, seed in flights:
-        try:
-            outcome = fly_over_ros(world, seed=seed, preset=preset, model=str(model), timeout=240.0,
-                                   log_dir=str(out_dir / "ros_logs"))  # fmt: skip
-        except SetupError as err:
-            outcome = {"outcome": f"setup error: {err}"}
-        results.append({"world": world, "preset": preset, "seed": seed,
-                        **(outcome or {"outcome": "no outcome within 240 s"})})  # fmt: skip
-    return results
+    return [{"world": world, "preset": preset, "seed": seed,
+             **fly_seed_over_ros(world, seed, preset, str(model), timeout=240.0, log_dir=str(out_dir / "ros_logs"))}
+            for world, preset, seed in flights]  # fmt: skip
 
 
 def _local_flights(out_dir: Path, model: Path, flights: Sequence) -> List[dict]:

@@ -278,3 +278,41 @@ def test_cli_garbled_file_exits_2_with_a_message(tmp_path, capsys, content, mess
     (tmp_path / "bad.json").write_text(content)
     assert _cli(str(tmp_path / "bad.json"), "--out", str(tmp_path / "out")) == 2
     assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def _with_ros(data: dict, controller: str, world: str, flights: dict) -> dict:
+    """``data`` with a `--ros-episodes` block on one cell: ``flights`` maps seed -> the graph's outcome."""
+    for cell in data["cells"]:
+        if (cell["controller"], cell["world"], cell["preset"]) == (controller, world, "in_distribution"):
+            local = {e["seed"]: e["outcome"] for e in cell["episodes_detail"]}
+            cell["ros"] = {"episodes": [{"seed": s, "ros_outcome": o, "inprocess_outcome": local[s],
+                                         "agree": o == local[s]} for s, o in flights.items()],
+                           "notes": ["not the same noise"]}  # fmt: skip
+    return data
+
+
+def test_report_states_ros_graph_agreement_and_names_each_disagreement(tmp_path, capsys):
+    # cfc_ncp succeeds on seeds 1000-1019 in forest: the graph crashing on 1001 is one disagreement.
+    data = _with_ros(_results(LIQUID_ROBUST), "cfc_ncp", "forest", {1000: "success", 1001: "collision"})
+    results = _write(tmp_path / "r.json", _with_ros(data, "expert", "forest", {1000: "success"}))
+    assert _cli(str(results), "--out", str(tmp_path / "out"), "--no-maps") == 0
+    assert "ROS 2 graph: 2/3 outcomes as in-process (1 disagree)" in capsys.readouterr().out
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "## Through the ROS 2 graph" in text and "- not the same noise" in text
+    assert "| cfc-ncp | forest in-dist | 1000–1001 | 1/2 | 1001: ROS collision, in-process success |" in text
+    assert "| expert | forest in-dist | 1000 | 1/1 | none |" in text
+
+
+def test_report_without_ros_checks_has_no_ros_section(report):
+    assert "ROS 2 graph" not in report[1]
+
+
+def test_ros_checks_of_two_runs_pool_like_their_episodes(tmp_path):
+    first, second = (_results({"expert": {("forest", "in_distribution"): N}}) for _ in range(2))
+    for e in second["cells"][0]["episodes_detail"]:
+        e["seed"] += N
+    _with_ros(first, "expert", "forest", {1000: "success"})
+    _with_ros(second, "expert", "forest", {1000 + N: "timeout"})
+    (cell,) = load_results([_write(tmp_path / "a.json", first), _write(tmp_path / "b.json", second)])
+    assert (cell["ros"]["agreements"], cell["ros"]["flown"]) == (1, 2)
+    assert cell["ros"]["notes"] == ["not the same noise"]

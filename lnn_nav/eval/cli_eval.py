@@ -7,6 +7,10 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, Sequence
+
+if TYPE_CHECKING:
+    from lnn_nav.eval.closed_loop import CellResult
 
 HELP = "closed-loop benchmark: success rates on held-out worlds, in and out of distribution"
 DESCRIPTION = """\
@@ -16,8 +20,23 @@ embedded simulator on the first --episodes held-out evaluation worlds
 in-process. Prints a success-rate table with 95% Wilson intervals and writes
 every episode's outcome and the summary to --out (JSON).
 
+--ros-episodes K flies the first K seeds of every cell once more through the
+ROS 2 graph, as `lnn-nav fly` does: sim_node and the controller node (or
+expert_node for `expert`) as separate processes over DDS on loopback, same
+seed, preset, checkpoint, camera, control rate and command limits. Each
+cell's JSON gains a `ros` block (per seed: ros_outcome, inprocess_outcome,
+agree) and the table a column `ros agree A/K`. Agreement is of the outcome,
+not of the trajectory: the graph runs the simulator on its own clock, draws
+its own IMU/wind/camera noise and carries commands over DDS, so a world the
+controller barely passes or fails can end differently; every disagreement is
+printed and kept. expert_node plans with the default expert, not the slower
+demonstrating expert the benchmark flies, so for `expert` only the outcome is
+comparable. Graph flights run one at a time after each cell; node logs go
+next to --out in ros_logs/.
+
 Example:
   lnn-nav eval --model models/cfc_ncp.safetensors expert --world forest urban --episodes 100
+  lnn-nav eval --model models/cfc_ncp.safetensors expert --world forest --episodes 20 --ros-episodes 3
 """
 
 
@@ -32,19 +51,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="default: %(default)s")
     parser.add_argument("--envs", type=int, default=16, help="drones flown at once (default: %(default)s)")
     parser.add_argument("--out", default="reports/eval/results.json", metavar="PATH", help="default: %(default)s")
+    parser.add_argument("--ros-episodes", type=int, default=0, metavar="K",
+                        help="also fly the first K seeds of each cell through the ROS 2 graph and report whether "
+                        "the outcomes agree (default: %(default)s)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from lnn_nav.eval.closed_loop import eval_seeds, evaluate
+    from lnn_nav.eval.ros_agreement import graph_unavailable
     from lnn_nav.sim.presets import presets_for
 
     for model in args.model:
         if model != "expert" and not Path(model).is_file():
             print(f"lnn-nav eval: error: checkpoint not found: {model}", file=sys.stderr)
             return 2
+    if not 0 <= args.ros_episodes <= args.episodes:
+        print(f"lnn-nav eval: error: --ros-episodes must be between 0 and --episodes ({args.episodes}), "
+              f"got {args.ros_episodes}", file=sys.stderr)  # fmt: skip
+        return 2
+    if args.ros_episodes:
+        # Before the in-process flights, which may take hours: a graph that cannot start fails now.
+        reason = graph_unavailable()
+        if reason is not None:
+            print(f"lnn-nav eval: error: --ros-episodes needs the ROS 2 graph: {reason}", file=sys.stderr)
+            return 2
     seeds = eval_seeds(args.episodes)
+    out = Path(args.out)
     cells = []
     started = time.perf_counter()
     for model in args.model:
@@ -57,13 +91,35 @@ def run(args: argparse.Namespace) -> int:
                                 workers=args.workers, on_result=lambda _r: bar.update(1),
                                 name=model if model == "expert" else Path(model).stem)  # fmt: skip
                 bar.close()
-                cells.append(cell)
-                s = cell.summary()
-                print(f"{s['controller']:<24} {world:<7} {preset:<16} success {cell.successes}/{s['episodes']} "
-                      f"({s['success_rate']:.0%}, 95% CI {s['ci95'][0]:.0%}-{s['ci95'][1]:.0%})  {s['outcomes']}")  # fmt: skip
-    out = Path(args.out)
+                entry = {**cell.summary(), "episodes_detail": cell.episodes}
+                ros_column = ""
+                if args.ros_episodes:
+                    entry["ros"] = ros = _fly_over_ros(model, cell, seeds[: args.ros_episodes], out.parent)
+                    ros_column = f"  ros agree {ros['agreements']}/{ros['flown']}"
+                cells.append(entry)
+                print(f"{entry['controller']:<24} {world:<7} {preset:<16} success {cell.successes}/"
+                      f"{entry['episodes']} ({entry['success_rate']:.0%}, 95% CI {entry['ci95'][0]:.0%}-"
+                      f"{entry['ci95'][1]:.0%})  {entry['outcomes']}{ros_column}")  # fmt: skip
+                for e in entry.get("ros", {}).get("episodes", []):
+                    if not e["agree"]:
+                        why = f"  ({e['error'].splitlines()[0]}; logs in {e['logs']})" if "error" in e else ""
+                        print(f"    seed {e['seed']}: ROS graph {e['ros_outcome']}, in-process "
+                              f"{e['inprocess_outcome']}{why}")  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"seconds": time.perf_counter() - started, "seeds": [seeds[0], seeds[-1]],
-                               "cells": [{**c.summary(), "episodes_detail": c.episodes} for c in cells]}, indent=1))  # fmt: skip
+                               "ros_episodes": args.ros_episodes, "cells": cells}, indent=1))  # fmt: skip
     print(f"wrote {out}")
     return 0
+
+
+def _fly_over_ros(model: str, cell: CellResult, seeds: Sequence[int], out_dir: Path) -> Dict[str, Any]:
+    """The cell's first ``seeds`` through the ROS 2 graph; its ``ros`` block (one progress line per flight)."""
+    from lnn_nav.eval.ros_agreement import check_cell_over_ros
+
+    def report(flight: Dict[str, Any]) -> None:
+        print(f"  ROS 2 graph: {cell.controller} {cell.kind} {cell.preset} seed {flight['seed']} -> "
+              f"{flight['outcome']}", flush=True)  # fmt: skip
+
+    logs = out_dir / "ros_logs" / cell.controller
+    return check_cell_over_ros(None if model == "expert" else model, cell.kind, cell.preset, seeds, cell.episodes,
+                               logs, on_flight=report)  # fmt: skip

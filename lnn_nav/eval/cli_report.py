@@ -17,7 +17,9 @@ or per run; their cells merge) and write DIR/report.md with:
     against LSTM/GRU/CNN;
   - collision rate, time to goal, path length relative to the expert (same
     seeds) and obstacle clearance;
-  - top-down trajectory maps where the episodes carry tracks.
+  - top-down trajectory maps where the episodes carry tracks;
+  - where `lnn-nav eval --ros-episodes` ran, how many outcomes through the
+    ROS 2 graph agree with the in-process ones, and which seeds differ.
 
 Exit code 0 when the report is written (whether or not targets are met),
 2 when a results file is missing or not in the expected form.
@@ -36,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lnn_nav.eval.report import ResultsError, check_targets, load_results, write_report
+    from lnn_nav.eval.report import ResultsError, check_targets, load_results, ros_agreement_line, write_report
 
     try:
         cells = load_results(args.results)
@@ -48,5 +50,8 @@ def run(args: argparse.Namespace) -> int:
     path = write_report(cells, Path(args.out), title=args.title, maps=not args.no_maps)
     for check in check_targets(cells):
         print(f"{check.status:<8} {check.target}: {check.text}")
+    ros = ros_agreement_line(cells)
+    if ros is not None:
+        print(ros)
     print(f"wrote {path}")
     return 0

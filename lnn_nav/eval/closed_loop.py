@@ -67,6 +67,25 @@ class CellResult:
                 "mean_min_clearance": _mean([e.get("min_clearance") for e in self.episodes])}  # fmt: skip
 
 
+def eval_job(
+    checkpoint: Optional[str],
+    kind: str,
+    seeds: Sequence[int],
+    preset: str = "in_distribution",
+    envs: int = 16,
+    max_episode_time: float = 60.0,
+    keep_tracks: bool = True,
+) -> FlightJob:
+    """The flights of one evaluation cell: the preset's fixed conditions, no DART noise, nothing recorded.
+
+    Also the one place that says which camera, control rate and episode limit
+    the evaluation flies, for runs that must match it (the ROS 2 graph check).
+    """
+    return FlightJob(kind=kind, seeds=list(seeds), out_dir="", preset=preset,
+                     randomize_conditions=False, envs=envs, noise=0.0, learner=checkpoint, record=False,
+                     max_episode_time=max_episode_time, rng_seed=12345, keep_tracks=keep_tracks)  # fmt: skip
+
+
 def evaluate(
     checkpoint: Optional[str],
     kind: str,
@@ -80,8 +99,6 @@ def evaluate(
     keep_tracks: bool = True,
 ) -> CellResult:
     """Fly ``checkpoint`` (the expert when None) on ``seeds``; every episode's outcome."""
-    job = FlightJob(kind=kind, seeds=list(seeds), out_dir="", preset=preset,
-                    randomize_conditions=False, envs=envs, noise=0.0, learner=checkpoint, record=False,
-                    max_episode_time=max_episode_time, rng_seed=12345, keep_tracks=keep_tracks)  # fmt: skip
+    job = eval_job(checkpoint, kind, seeds, preset, envs, max_episode_time, keep_tracks)
     results = fly_episodes(job, workers=workers, on_result=on_result)
     return CellResult(name or (checkpoint or "expert"), kind, preset, results)

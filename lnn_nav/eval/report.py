@@ -42,6 +42,8 @@ _PRESET_LABELS = {IN_DIST: "in-dist", "dense_forest": "dense", "gusty_wind": "gu
 _COLOURS = {"cfc-ncp": "#1f5fa8", "cfc": "#4fa3d9", "ltc": "#2e9d4d", "lstm": "#e8882b", "gru": "#c8453c",
             "cnn": "#8c5ab4", "expert": "#8a8a8a"}  # fmt: skip
 _FAILED_FLIGHT = ("collision", "out_of_bounds")
+#: ``ros_outcome`` of a graph flight that ended without an outcome (lnn_nav.eval.ros_agreement).
+_NO_GRAPH_OUTCOME = ("setup_error", "no_outcome")
 
 Cell = Dict[str, Any]
 Condition = Tuple[str, str]  # (world, preset)
@@ -124,11 +126,24 @@ def _normalise_cell(raw: Any, where: str) -> Cell:
             raise ResultsError(f"{where}: needs 'episodes_detail', or 'episodes' with 'success_rate' or 'outcomes'")
         if "success" not in outcomes:
             outcomes = {**outcomes, "success": round(raw["success_rate"] * n)}
+    if "ros" in raw:
+        cell["ros"] = _normalise_ros(raw["ros"], where)
     successes = int(outcomes.get("success", 0))
     cell.update(episodes=n, successes=successes, success_rate=successes / n if n else 0.0,
                 ci95=list(wilson_interval(successes, n)), outcomes=outcomes,
                 collision_rate=sum(outcomes.get(o, 0) for o in _FAILED_FLIGHT) / n if n else 0.0)  # fmt: skip
     return cell
+
+
+def _normalise_ros(raw: Any, where: str) -> Dict[str, Any]:
+    """A cell's ``ros`` block (`lnn-nav eval --ros-episodes`), its counts recomputed from its episodes."""
+    episodes = raw.get("episodes") if isinstance(raw, dict) else None
+    keys = ("seed", "ros_outcome", "inprocess_outcome")
+    if not isinstance(episodes, list) or not all(isinstance(e, dict) and all(k in e for k in keys) for e in episodes):
+        raise ResultsError(f"{where}: 'ros' must hold an 'episodes' list, each with {', '.join(keys)}")
+    episodes = [{**e, "agree": e["ros_outcome"] == e["inprocess_outcome"]} for e in episodes]
+    return {**raw, "episodes": episodes, "flown": len(episodes), "agreements": sum(e["agree"] for e in episodes),
+            "errors": sum(e["ros_outcome"] in _NO_GRAPH_OUTCOME for e in episodes)}  # fmt: skip
 
 
 def _merge(a: Cell, b: Cell) -> Cell:
@@ -141,6 +156,12 @@ def _merge(a: Cell, b: Cell) -> Cell:
     if overlap:
         raise ResultsError(f"{name} was flown on the same seeds ({_seed_text(overlap)}) in {a['sources'][0]} "
                            f"and {b['sources'][0]}; pass only one of the runs")  # fmt: skip
+    ros = [c["ros"] for c in (a, b) if "ros" in c]
+    if len(ros) == 2:  # the graph checks of both runs (on their own, disjoint seeds) pool too
+        notes = list(dict.fromkeys(ros[0].get("notes", []) + ros[1].get("notes", [])))
+        a = {**a, "ros": {**ros[0], "episodes": ros[0]["episodes"] + ros[1]["episodes"], "notes": notes}}
+    elif ros:
+        a = {**a, "ros": ros[0]}
     merged = _normalise_cell({**a, "episodes_detail": da + db}, name)
     merged["sources"] = a["sources"] + b["sources"]
     merged.pop("seed_range", None)
@@ -644,6 +665,61 @@ def _map_choices(cells: Sequence[Cell]) -> List[Tuple[str, str, int, Dict[str, A
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# ROS 2 graph agreement
+
+
+def ros_agreement(cells: Sequence[Cell]) -> Optional[Tuple[int, int, int]]:
+    """``(agreements, flown, errors)`` over every cell's ROS 2 graph check, or None when no cell has one."""
+    blocks = [c["ros"] for c in cells if "ros" in c]
+    if not blocks:
+        return None
+    return sum(b["agreements"] for b in blocks), sum(b["flown"] for b in blocks), sum(b["errors"] for b in blocks)
+
+
+def ros_agreement_line(cells: Sequence[Cell]) -> Optional[str]:
+    """One line for the terminal, or None when no cell was checked through the graph."""
+    total = ros_agreement(cells)
+    if total is None:
+        return None
+    agree, flown, errors = total
+    text = f"ROS 2 graph: {agree}/{flown} outcomes as in-process"
+    if agree < flown:
+        text += f" ({flown - agree} disagree{f', {errors} without a graph outcome' if errors else ''})"
+    return text
+
+
+def ros_agreement_section(cells: Sequence[Cell]) -> Optional[str]:
+    """Graph flights against in-process flights of the same seeds: a table and what still differs."""
+    checked = [c for c in cells if "ros" in c]
+    if not checked:
+        return None
+    index = _index(checked)
+    rows = []
+    for name in controllers_in(checked):
+        for world, preset in conditions_in(checked):
+            cell = index.get((name, world, preset))
+            if cell is None:
+                continue
+            ros = cell["ros"]
+            differ = [f"{e['seed']}: ROS {e['ros_outcome']}, in-process {e['inprocess_outcome']}"
+                      for e in ros["episodes"] if not e["agree"]]  # fmt: skip
+            rows.append([name, condition_label(world, preset), _seed_text([e["seed"] for e in ros["episodes"]]),
+                         f"{ros['agreements']}/{ros['flown']}", "; ".join(differ) or "none"])  # fmt: skip
+    agree, flown, _ = ros_agreement(cells) or (0, 0, 0)
+    notes = list(dict.fromkeys(n for c in checked for n in c["ros"].get("notes", [])))
+    text = ("The first seeds of each cell flown again through the ROS 2 graph (`sim_node` and the controller "
+            "node or `expert_node` as separate processes over DDS, as `lnn-nav fly` runs them), against the "
+            f"in-process episode of the same seed: {agree}/{flown} outcomes agree. Agreement is of the outcome "
+            "only: the two runs do not share the noise (below), so a world the controller barely passes or fails "
+            "can end either way. Disagreements on worlds it passes reliably in-process would point at the "
+            "graph itself (transport, timing, message conversion).\n\n")  # fmt: skip
+    text += _markdown(["controller", "condition", "seeds", "agree", "disagreements (seed: outcomes)"], rows, left=5)
+    if notes:
+        text += "\nWhat is and is not the same between the two:\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    return text
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # The report
 
 
@@ -771,6 +847,9 @@ def write_report(
                 md.append(f"No map for {condition_label(world, preset)} seed {seed}: {exc}.\n")
                 continue
             md.append(f"![{condition_label(world, preset)}, seed {seed}]({name})\n")
+    ros = ros_agreement_section(cells)
+    if ros is not None:
+        md += ["## Through the ROS 2 graph\n", ros]
     md += ["## Not run\n", _not_run_section(cells)]
     sections = extra_sections.items() if isinstance(extra_sections, Mapping) else (extra_sections or [])
     for heading, body in sections:

@@ -153,8 +153,15 @@ def fly_over_ros(
     max_episode_time: Optional[float] = None,
     camera_size: Optional[tuple] = None,
     log_dir: Optional[str] = None,
+    sim_params: Optional[Dict[str, object]] = None,
+    pilot_params: Optional[Dict[str, object]] = None,
 ) -> Optional[dict]:
     """Fly one episode through the graph; the outcome dict, or None if none came within ``timeout``.
+
+    ``sim_params`` and ``pilot_params`` are ROS parameters for ``sim_node``
+    and the pilot node that override their YAML and the arguments above: a
+    caller comparing against another run (``lnn-nav eval --ros-episodes``)
+    pins the control rate, camera and command limits that run used.
 
     Raises :class:`SetupError` when the run cannot start or a node dies early.
     The children are always stopped before this returns or raises.
@@ -169,15 +176,17 @@ def fly_over_ros(
     logs.mkdir(parents=True, exist_ok=True)
     children = Children(logs)
     try:
-        sim_params: Dict[str, object] = {"world": world, "seed": seed, "preset": preset}
+        sim_args: Dict[str, object] = {"world": world, "seed": seed, "preset": preset}
         if max_episode_time is not None:
-            sim_params["max_episode_time"] = float(max_episode_time)
+            sim_args["max_episode_time"] = float(max_episode_time)
         if camera_size is not None:
-            sim_params["camera_width"], sim_params["camera_height"] = camera_size
-        children.start("sim_node", node_command("sim_node", config_path("sim.yaml"), sim_params), env)
+            sim_args["camera_width"], sim_args["camera_height"] = camera_size
+        sim_args.update(sim_params or {})
+        children.start("sim_node", node_command("sim_node", config_path("sim.yaml"), sim_args), env)
         if expert:
             pilot = node_command("expert_node", config_path("expert.yaml"),
-                                 {"world": world, "seed": seed, "preset": preset, "fly": True})  # fmt: skip
+                                 {"world": world, "seed": seed, "preset": preset, "fly": True,
+                                  **(pilot_params or {})})  # fmt: skip
             children.start("expert_node", pilot, env)
         else:
             try:
@@ -187,7 +196,8 @@ def fly_over_ros(
             # Simulation time: the controller's input timeouts then count simulated seconds,
             # which stand still while the lockstep simulator waits for it.
             pilot = node_command("controller", controller_yaml,
-                                 {"model_path": str(Path(model).resolve()), "use_sim_time": True})  # fmt: skip
+                                 {"model_path": str(Path(model).resolve()), "use_sim_time": True,
+                                  **(pilot_params or {})})  # fmt: skip
             children.start("controller", pilot, env)
         print(f"lnn-nav fly: {world} seed {seed} ({preset}), pilot "
               f"{'expert' if expert else model}; node logs in {logs}", file=sys.stderr)  # fmt: skip

@@ -1,0 +1,207 @@
+"""The in-process benchmark checked against the ROS 2 graph: the same seeds flown as `lnn-nav fly` flies them.
+
+`lnn-nav eval` flies controllers batched in one process; a deployed
+controller runs as a node fed over DDS. :func:`check_cell_over_ros` flies the
+first seeds of an evaluation cell again through the graph (``sim_node`` and
+the ``controller`` node, or ``expert_node``, as separate processes, via
+:func:`lnn_nav.nodes.fly.fly_over_ros`) and compares the outcome categories
+(success, collision, out_of_bounds, timeout) seed by seed.
+
+What "agree" means: same world (same seed and preset, the preset's fixed
+conditions), camera, control rate, episode limit and command limits. It is
+not the same noise realisation, and not the same computation step for step:
+see :func:`known_differences`. A world the controller barely gets through
+(or barely fails) can therefore end differently; such seeds are reported as
+disagreements, never hidden.
+"""
+
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
+
+from lnn_nav.data.flights import FlightJob
+from lnn_nav.eval.closed_loop import eval_job
+
+#: ``ros_outcome`` of a graph flight that ended without an episode outcome.
+SETUP_ERROR = "setup_error"
+NO_OUTCOME = "no_outcome"
+
+#: Wall seconds one graph flight may take. A 60 s (simulated) episode in lockstep runs
+#: in well under this on a busy 2-core machine; more means the graph is stuck.
+ROS_TIMEOUT_S = 600.0
+
+
+def fly_seed_over_ros(
+    world: str,
+    seed: int,
+    preset: str,
+    model: Optional[str],
+    timeout: float = ROS_TIMEOUT_S,
+    log_dir: Optional[str] = None,
+    **options: Any,
+) -> Dict[str, Any]:
+    """One flight through the ROS 2 graph (``expert_node`` when ``model`` is None); its outcome dict.
+
+    Never None and never raising :class:`~lnn_nav.nodes.fly.SetupError`: a
+    run that could not start, or lost a node, has ``outcome`` ``setup_error``
+    and one that produced no outcome in ``timeout`` wall seconds
+    ``no_outcome``, each with the reason in ``error`` (a batch of flights goes
+    on after one of them fails). ``options`` go to :func:`fly_over_ros`.
+    """
+    from lnn_nav.nodes.fly import SetupError, fly_over_ros
+
+    try:
+        result = fly_over_ros(world, seed=seed, preset=preset, model=model, expert=model is None,
+                              timeout=timeout, log_dir=log_dir, **options)  # fmt: skip
+    except SetupError as err:
+        return {"outcome": SETUP_ERROR, "seed": seed, "error": str(err)}
+    if result is None:
+        return {"outcome": NO_OUTCOME, "seed": seed, "error": f"no outcome within {timeout:g} s (wall clock)"}
+    return result
+
+
+def graph_unavailable() -> Optional[str]:
+    """Why graph flights cannot run here (no rclpy, no node configs), or None when they can."""
+    from lnn_nav.nodes.fly import SetupError, config_path
+
+    try:
+        import rclpy  # noqa: F401
+    except ImportError as err:
+        return f"rclpy cannot be imported ({err}); install ROS 2 (the ros-jazzy-* wheels or apt)"
+    try:
+        config_path("sim.yaml")
+        config_path("expert.yaml")
+    except SetupError as err:
+        return str(err)
+    return None
+
+
+def graph_params(job: FlightJob, expert: bool) -> Dict[str, Dict[str, object]]:
+    """``sim_params`` and ``pilot_params`` that make a graph flight fly as ``job``'s in-process flights do."""
+    from lnn_nav.sim.flight_controller import ControllerGains
+
+    sim: Dict[str, object] = {
+        "control_hz": float(job.control_hz), "camera_width": int(job.camera_width),
+        "camera_height": int(job.camera_height), "max_episode_time": float(job.max_episode_time),
+        "imu_noise": True, "lockstep": True, "end_on_outcome": True,
+    }  # fmt: skip
+    if expert:
+        return {"sim_params": sim, "pilot_params": {"control_hz": float(job.control_hz)}}
+    gains = ControllerGains()
+    # In-process the policy's raw command goes to the simulated flight controller, which clamps
+    # it to its own limits; the node's tighter deployment clamp (config/controller.yaml) would
+    # cut commands the benchmark flies, so the graph gets the flight controller's limits.
+    # The first frame's dt is one control period, as in-process (the node's default assumes 30 Hz).
+    pilot: Dict[str, object] = {
+        "expected_rate": float(job.control_hz), "max_speed_xy": float(gains.max_horizontal_speed),
+        "max_speed_z": float(gains.max_vertical_speed), "max_yaw_rate": float(gains.max_yaw_rate),
+        "torch_threads": int(job.learner_threads),
+    }  # fmt: skip
+    return {"sim_params": sim, "pilot_params": pilot}
+
+
+def known_differences(expert: bool) -> List[str]:
+    """What still differs between a graph flight and the in-process flight of the same seed."""
+    notes = [
+        "same world, preset conditions, camera, control rate, episode limit and command limits as in-process",
+        "not the same noise: sim_node draws IMU noise, wind gusts and camera noise from a generator seeded "
+        "by the world seed, the batched benchmark from one generator shared by a worker's drones",
+        "sim_node steps in lockstep on the command that answers each frame, delivered over DDS; a command "
+        "later than sim_node's command_timeout (wall clock) is replaced by the last one",
+    ]
+    if expert:
+        from lnn_nav.data.flights import DEMO_EXPERT
+        from lnn_nav.sim.expert import ExpertConfig
+
+        default = ExpertConfig()
+        demo = ExpertConfig(**DEMO_EXPERT)
+        notes.append(
+            f"expert_node plans with the default expert (cruise {default.cruise_speed:g} m/s, clearance weight "
+            f"{default.clearance_weight:g}); the in-process benchmark flies the demonstrating expert (cruise "
+            f"{demo.cruise_speed:g} m/s, clearance weight {demo.clearance_weight:g}): expert_node has no "
+            "parameters for these, so the two experts fly different paths through the same world")  # fmt: skip
+    else:
+        notes.append("the controller node takes the goal from the latest odometry it has received and hovers "
+                     "until odometry and goal have arrived; in-process both come with the frame")  # fmt: skip
+    return notes
+
+
+def compare_outcomes(inprocess: Sequence[Mapping[str, Any]], ros: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
+    """Seed by seed, the graph flights ``ros`` against the in-process episodes of the same seeds.
+
+    ``agree`` is outcome equality; a graph flight without an outcome
+    (``setup_error``, ``no_outcome``) does not agree and is also counted in
+    ``errors``, so a broken graph is not mistaken for a controller that
+    behaves differently.
+    """
+    by_seed = {e["seed"]: e for e in inprocess}
+    episodes = []
+    for flight in ros:
+        seed = flight["seed"]
+        if seed not in by_seed:
+            raise ValueError(f"graph flight on seed {seed} has no in-process episode; flown seeds: {sorted(by_seed)}")
+        local = by_seed[seed]
+        entry: Dict[str, Any] = {"seed": seed, "ros_outcome": flight["outcome"], "inprocess_outcome": local["outcome"],
+                                 "agree": flight["outcome"] == local["outcome"],
+                                 "ros_time": flight.get("time"), "inprocess_time": local.get("time")}  # fmt: skip
+        for key in ("error", "logs"):
+            if key in flight:
+                entry[key] = flight[key]
+        episodes.append(entry)
+    return {"flown": len(episodes), "agreements": sum(e["agree"] for e in episodes),
+            "errors": sum(e["ros_outcome"] in (SETUP_ERROR, NO_OUTCOME) for e in episodes),
+            "episodes": episodes}  # fmt: skip
+
+
+def check_cell_over_ros(
+    checkpoint: Optional[str],
+    kind: str,
+    preset: str,
+    seeds: Sequence[int],
+    inprocess: Sequence[Mapping[str, Any]],
+    log_root: Path,
+    max_episode_time: float = 60.0,
+    timeout: float = ROS_TIMEOUT_S,
+    on_flight: Optional[Callable[[Dict[str, Any]], None]] = None,
+) -> Dict[str, Any]:
+    """Fly ``seeds`` of a cell through the graph (the expert when ``checkpoint`` is None); the cell's ``ros`` block.
+
+    ``inprocess``: the cell's in-process episodes (``CellResult.episodes``).
+    Node logs of each flight stay under ``log_root/<world>_<preset>_<seed>``.
+    """
+    expert = checkpoint is None
+    job = eval_job(checkpoint, kind, seeds, preset, max_episode_time=max_episode_time)
+    params = graph_params(job, expert)
+    flights = []
+    with _sigterm_unwinds():
+        for seed in seeds:
+            logs = log_root / f"{kind}_{preset}_{seed}"
+            flight = fly_seed_over_ros(kind, seed, preset, checkpoint, timeout=timeout, log_dir=str(logs), **params)
+            flight = {**flight, "seed": seed, "logs": str(logs)}
+            flights.append(flight)
+            if on_flight is not None:
+                on_flight(flight)
+    return {**compare_outcomes(inprocess, flights), "pilot": "expert_node" if expert else "controller",
+            "notes": known_differences(expert)}  # fmt: skip
+
+
+@contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt meanwhile, so fly_over_ros still stops its node processes (each in its
+    own session, out of reach of a signal to this one)."""
+
+    def _terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous, installed = signal.signal(signal.SIGTERM, _terminate), True
+    except ValueError:  # not the main thread, where alone Python handles signals
+        previous, installed = None, False
+    try:
+        yield
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, previous)
