@@ -15,7 +15,8 @@ from lnn_nav.data.bags import BagWriter, open_bag
 from lnn_nav.data.cdr import read_image, read_stamped
 from lnn_nav.data.dataset import DatasetConfig, DatasetError, SequenceDataset, build_dataset, find_bags
 from lnn_nav.data.errors import BagError, MissingTopicError
-from lnn_nav.data.flights import DEMO_EXPERT, FlightJob, fly_episodes
+from lnn_nav.data.flights import FlightJob, fly_episodes
+from lnn_nav.sim.expert import DEMO_EXPERT
 from lnn_nav.sim.presets import check_training_seeds
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "rosbag2-samples"

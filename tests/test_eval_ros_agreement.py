@@ -61,7 +61,7 @@ def test_graph_flies_the_evaluations_camera_rate_episode_limit_and_command_limit
 
 
 def test_the_expert_comparison_says_the_node_flies_a_different_expert():
-    assert any("expert_node plans with the default expert" in n for n in known_differences(expert=True))
+    assert any("expert_node flies the demonstrating expert" in n for n in known_differences(expert=True))
     assert not any("expert_node" in n for n in known_differences(expert=False))
 
 

@@ -194,9 +194,21 @@ def test_expert_node_flies_the_simulator_to_the_goal_through_the_graph(graph):
     node = rclpy.create_node("test_outcome", context=context)
     node.create_subscription(String, "/sim_node/outcome", lambda m: outcomes.append(json.loads(m.data)), LATCHED_QOS)
     executor.add_node(node)
-    assert spin_until(lambda: outcomes, timeout=40.0)
+    assert spin_until(lambda: outcomes, timeout=60.0)
     assert outcomes[0]["outcome"] == "success"
     assert outcomes[0]["path_length"] > 10.0
+
+
+def test_expert_node_flies_the_demonstrating_expert_and_refuses_bad_parameters(graph):
+    from lnn_nav.sim.expert import DEMO_EXPERT
+
+    context, executor, _ = graph
+    expert = ExpertNode(context=context, parameter_overrides=[Parameter("seed", value=3)])
+    assert expert.expert.config.cruise_speed == DEMO_EXPERT["cruise_speed"]
+    assert expert.expert.config.clearance_weight == DEMO_EXPERT["clearance_weight"]
+    expert.destroy_node()
+    with pytest.raises(ValueError, match="expert_node: bad parameter.*cruise_speed"):
+        ExpertNode(context=context, parameter_overrides=[Parameter("cruise_speed", value=9.0)])
 
 
 def test_expert_node_replans_in_the_world_the_simulator_publishes(graph):

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, List
 
-from lnn_nav.data.flights import DEMO_EXPERT
+from lnn_nav.sim.expert import DEMO_EXPERT
 
 HELP = "collect expert demonstrations in the simulator, one rosbag2 per episode"
 DESCRIPTION = """\

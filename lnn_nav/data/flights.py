@@ -32,13 +32,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from lnn_nav.sim.expert import DEMO_EXPERT
+
 _NS = 1_000_000_000
 #: First frame's stamp: the simulator node's clock also starts at 1 s (0 reads as "unset").
 FIRST_STAMP_NS = _NS
-
-
-#: ``ExpertConfig`` overrides of the demonstrating/labelling expert (see ``FlightJob.expert``).
-DEMO_EXPERT: Dict[str, Any] = {"clearance_weight": 1.0, "cruise_speed": 2.0}
 
 
 @dataclass
@@ -64,14 +62,7 @@ class FlightJob:
     rng_seed: int = 0
     record: bool = True  # False: fly and report only (closed-loop evaluation)
     world_overrides: Dict[str, Any] = field(default_factory=dict)  # make_world options (e.g. a small forest)
-    # ExpertConfig fields. The demonstrating expert keeps a lighter clearance cost than the
-    # default (6): its paths then bend only round obstacles the camera can see, so a
-    # learner can tell from the image why it turns (with 6 the global plan detours round
-    # far clusters and the labels are largely unpredictable from onboard). Still 40/40
-    # forest and urban held-out worlds at 1.0.
-    # It also cruises at 2 m/s rather than 3: a learner reacts a few frames late, and at
-    # 3 m/s that lag alone crashed it. Flying the shipped 3 m/s CfC-NCP with its horizontal
-    # command scaled by 0.6 raised forest success from 13/40 to 26/40 (same seeds).
+    # ExpertConfig fields: the demonstrating expert (see DEMO_EXPERT for why it differs from the default).
     expert: Dict[str, Any] = field(default_factory=lambda: dict(DEMO_EXPERT))
     keep_tracks: bool = False  # put each episode's trajectory in its result (maps in reports)
 

@@ -113,16 +113,8 @@ def known_differences(expert: bool) -> List[str]:
         "later than sim_node's command_timeout (wall clock) is replaced by the last one",
     ]
     if expert:
-        from lnn_nav.data.flights import DEMO_EXPERT
-        from lnn_nav.sim.expert import ExpertConfig
-
-        default = ExpertConfig()
-        demo = ExpertConfig(**DEMO_EXPERT)
-        notes.append(
-            f"expert_node plans with the default expert (cruise {default.cruise_speed:g} m/s, clearance weight "
-            f"{default.clearance_weight:g}); the in-process benchmark flies the demonstrating expert (cruise "
-            f"{demo.cruise_speed:g} m/s, clearance weight {demo.clearance_weight:g}): expert_node has no "
-            "parameters for these, so the two experts fly different paths through the same world")  # fmt: skip
+        notes.append("expert_node flies the demonstrating expert (its default parameters), as in-process; it "
+                     "plans from the odometry it receives rather than the simulator state")  # fmt: skip
     else:
         notes.append("the controller node takes the goal from the latest odometry it has received and hovers "
                      "until odometry and goal have arrived; in-process both come with the frame")  # fmt: skip

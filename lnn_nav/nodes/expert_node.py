@@ -35,7 +35,7 @@ from std_msgs.msg import String
 from lnn_nav.nodes.conversions import command_to_twist_stamped, stamp_to_seconds
 from lnn_nav.nodes.sim_node import LATCHED_QOS
 from lnn_nav.nodes.runtime import run_node
-from lnn_nav.sim.expert import PrivilegedExpert
+from lnn_nav.sim.expert import DEMO_EXPERT, ExpertConfig, PrivilegedExpert
 from lnn_nav.sim.presets import make_world
 from lnn_nav.sim.world import WorldSpec
 
@@ -47,6 +47,9 @@ PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "world_topic": ("/sim_node/world", "latched WorldSpec JSON from the simulator; empty: do not listen"),
     "fly": (False, "also publish the commands on /cmd_vel (the expert flies the drone)"),
     "control_hz": (15.0, "expected odometry rate; Δt for the command slew limit when stamps give none"),
+    # The demonstrating expert by default, so the node flies and labels as `lnn-nav collect` and DAgger do.
+    "cruise_speed": (DEMO_EXPERT["cruise_speed"], "cruise speed (m/s)"),
+    "clearance_weight": (DEMO_EXPERT["clearance_weight"], "cost of flying close to obstacles in the plan"),
 }
 
 
@@ -68,7 +71,12 @@ class ExpertNode(Node):
             world = WorldSpec.load(p["world_file"])
         else:
             world = make_world(p["world"], int(p["seed"]), p["preset"])
-        self.expert = PrivilegedExpert(world)
+        try:
+            self.expert_config = ExpertConfig(cruise_speed=float(p["cruise_speed"]),
+                                              clearance_weight=float(p["clearance_weight"]))  # fmt: skip
+        except ValueError as err:
+            raise ValueError(f"expert_node: bad parameter: {err}") from err
+        self.expert = PrivilegedExpert(world, self.expert_config)
         self.last_stamp: Optional[float] = None
         self.pub_expert = self.create_publisher(TwistStamped, "expert/cmd_vel", 10)
         self.pub_cmd = self.create_publisher(TwistStamped, "/cmd_vel", 10) if p["fly"] else None
@@ -87,7 +95,7 @@ class ExpertNode(Node):
             return
         if world.to_dict() == self.expert.world.to_dict():
             return
-        self.expert = PrivilegedExpert(world)
+        self.expert = PrivilegedExpert(world, self.expert_config)
         self.last_stamp = None
         self.get_logger().info(f"planning in the simulator's {world.kind} world seed {world.seed}")
 
