@@ -253,9 +253,11 @@ def fly_worker(job: FlightJob, progress: Optional[Any] = None) -> List[Dict[str,
             for i in np.flatnonzero(active):
                 if learner is not None and not job.record:
                     continue  # evaluation: no labels needed
-                if learner is not None:
-                    # Label from the drone's actual velocity: what the expert would command *here*.
-                    experts[i]._last = quad.state.velocity[i : i + 1].copy()
+                # With a learner flying, the expert still slews from its *own* previous label,
+                # as in a demonstration. Slewing from the drone's actual velocity instead (tried)
+                # makes every label "current velocity + 0.2 m/s towards the plan": a learner that
+                # cannot see its velocity learns to hold course, and DAgger rounds got worse
+                # (forest roll-out success 40/60 -> 24/60 after one such round).
                 labels[i] = experts[i].command(pos[i : i + 1], yaw[i : i + 1], dt)[0]
             if learner is not None:
                 flown = learner(obs, dt)

@@ -2,8 +2,8 @@
 
 Round ``r``: the current controller flies fresh training worlds in the
 embedded simulator while the privileged expert labels every visited state
-(the command it would give there, slewing from the drone's actual
-velocity); those flights are written as rosbag2 like any recording, turned
+(the command it would give there, slew-limited from its own previous
+label as in a demonstration); those flights are written as rosbag2 like any recording, turned
 into a dataset, and the controller is retrained on everything so far,
 starting from its previous weights. Behaviour cloning alone only sees the
 expert's own states; after a few rounds the data covers the states the
