@@ -5,18 +5,21 @@
 Rows: batch-1 step on one CPU thread (AutoNCP(19,4) and a 64-unit dense CfC),
 sequence forward+backward at B=32, T=64, and on CUDA also the batch-1 step,
 the graph-replayed core step and the full graph-captured controller step.
-Ratios are reference time / fused time (> 1: fused is faster).
+Ratios are reference time / fused time (> 1: fused is faster). The repeats
+of the cases compared in one row are interleaved, so on a shared or loaded
+machine a burst of load falls on all of them alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, ContextManager, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -27,20 +30,38 @@ FEATURES = 32
 Row = Tuple[str, float, Optional[float], Optional[float]]  # name, fused, ours-reference, ncps (µs)
 
 
+Case = Tuple[Callable[[], object], int, Callable[[], ContextManager]]  # fn, calls per repeat, context
+
+
+def case(fn: Callable[[], object], iters: int,
+         context: Callable[[], ContextManager] = contextlib.nullcontext) -> Case:
+    """``iters`` calls of ``fn`` per repeat, each repeat inside ``context()``."""
+    return fn, max(1, iters), context
+
+
+def timed_together(cases: Sequence[Case], device: str, repeats: int = 5) -> List[float]:
+    """Per case, the median over repeats of the mean microseconds per call; repeats interleaved."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    for fn, iters, context in cases:
+        with context():
+            for _ in range(max(3, iters // 20)):
+                fn()
+    sync()
+    samples: List[List[float]] = [[] for _ in cases]
+    for _ in range(repeats):
+        for (fn, iters, context), out in zip(cases, samples):
+            with context():
+                start = time.perf_counter()
+                for _ in range(iters):
+                    fn()
+                sync()
+                out.append((time.perf_counter() - start) / iters * 1e6)
+    return [statistics.median(s) for s in samples]
+
+
 def timed(fn: Callable[[], object], iters: int, device: str, repeats: int = 5) -> float:
     """Median over repeats of the mean microseconds per call."""
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    for _ in range(max(3, iters // 20)):
-        fn()
-    sync()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        sync()
-        samples.append((time.perf_counter() - start) / iters * 1e6)
-    return statistics.median(samples)
+    return timed_together([case(fn, iters)], device, repeats)[0]
 
 
 def _models(device: str):
@@ -65,10 +86,11 @@ def step_rows(device: str, iters: int) -> List[Row]:
         h = ours.initial_state(1, device=torch.device(device))
         dt = torch.tensor([0.05], device=device)
         with torch.inference_mode():
-            fused_us = timed(lambda: ours.step(x, h, dt), iters, device)
-            with reference():
-                ref_us = timed(lambda: ours.step(x, h, dt), iters // 5, device)
-            ncps_us = timed(lambda: theirs(x.unsqueeze(1), h, dt.view(1, 1)), iters // 5, device)
+            fused_us, ref_us, ncps_us = timed_together([
+                case(lambda: ours.step(x, h, dt), iters),
+                case(lambda: ours.step(x, h, dt), iters // 5, reference),
+                case(lambda: theirs(x.unsqueeze(1), h, dt.view(1, 1)), iters // 5),
+            ], device)  # fmt: skip
         rows.append((f"{name}: step, batch 1", fused_us, ref_us, ncps_us))
         if device == "cuda":
             rows.append((f"{name}: step, batch 1, CUDA graph replay", graphed_core_step(ours, x, h, dt, iters),
@@ -102,10 +124,9 @@ def sequence_rows(device: str, iters: int, batch: int = 32, steps: int = 64) -> 
             y, _ = theirs(x)
             y.sum().backward()
 
-        fused_us = timed(ours_fn, iters, device, repeats=3)
-        with reference():
-            ref_us = timed(ours_fn, iters, device, repeats=3)
-        ncps_us = timed(ncps_fn, iters, device, repeats=3)
+        fused_us, ref_us, ncps_us = timed_together(
+            [case(ours_fn, iters), case(ours_fn, iters, reference), case(ncps_fn, iters)], device, repeats=3
+        )
         rows.append((f"{name}: sequence fwd+bwd B={batch} T={steps}", fused_us, ref_us, ncps_us))
     return rows
 

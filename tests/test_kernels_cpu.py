@@ -76,6 +76,50 @@ def test_sequence_outputs_and_gradients_match_reference(kind, mode, batch, steps
         torch.testing.assert_close(got, want, **TOL)
 
 
+@pytest.mark.parametrize("kind", ["autoncp", "dense-deep-proj"])
+def test_long_sequence_gradients_match_reference(kind):
+    # 3 x 100 (sample, step) pairs: more than the backward gathers before one
+    # weight-gradient matrix product, so the partial flushes are exercised.
+    core = _core(kind, "default")
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(3, 100, 6, generator=gen, requires_grad=True)
+    h0 = torch.randn(3, core.state_size, generator=gen, requires_grad=True)
+    ts = torch.rand(3, 100, generator=gen)
+    (y, h, grads), (y_ref, h_ref, grads_ref) = _both_paths(
+        core, lambda: _sequence_loss_and_grads(core, x, h0, ts)
+    )
+    torch.testing.assert_close(y, y_ref, **TOL)
+    torch.testing.assert_close(h, h_ref, **TOL)
+    for got, want in zip(grads, grads_ref):
+        torch.testing.assert_close(got, want, **TOL)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_saturated_activations_match_reference(mode):
+    # Pre-activations far into tanh's and the sigmoid's flat tails, where the
+    # kernels' float32 tanh is clamped.
+    core = _core("dense", mode).eval()
+    with torch.no_grad():
+        for p in core.parameters():
+            p.mul_(20.0)
+    x, h = torch.randn(4, 6) * 10, torch.randn(4, core.state_size) * 10
+    with torch.inference_mode():
+        (out, new_h), (out_ref, new_h_ref) = _both_paths(core, lambda: core.step(x, h, 0.3))
+    torch.testing.assert_close(out, out_ref, **TOL)
+    torch.testing.assert_close(new_h, new_h_ref, **TOL)
+
+
+def test_wide_cells_at_large_batches_take_the_reference_path_for_sequences_and_their_steps():
+    core = CfC(32, 64, backbone_units=128)  # 45k multiply-adds per step and sample
+    macs = fused._plan(core).layout.macs_per_step
+    small = fused.CPU_PER_SAMPLE_MAX_BATCH_MACS // macs
+    for batch, fused_expected in ((small, True), (small + 1, False)):
+        x, ts, h = torch.randn(batch, 2, 32), torch.ones(batch, 2, 1), core.initial_state(batch)
+        assert (fused.try_run_sequence(core, x, h, ts) is not None) == fused_expected
+        # The reference sequence loop steps through cell_step: that must not fuse either.
+        assert (fused.try_cell_step(core, x[:, 0], h, ts[:, 0]) is not None) == fused_expected
+
+
 def test_timespan_gradient_matches_reference():
     core = _core("dense", "default")
     x = torch.randn(2, 4, 6)

@@ -25,12 +25,17 @@ _reference_forced = os.environ.get("LNN_NAV_REFERENCE", "") not in ("", "0")
 _cpu_ext: Optional[ModuleType] = None  # cached after the first successful load (hot path)
 _PLAN_ATTR = "_fused_plan"
 # The CPU sequence kernel works sample by sample (matrix-vector products with
-# the weights in cache). For wide dense cells at training batch sizes the
-# reference's batched matrix products win instead (measured: 64-unit CfC with
-# a 128-unit backbone, B=32, T=64, fwd+bwd: 62 ms fused vs 41 ms reference on
-# one thread), so those sequences stay on the reference path on the CPU.
-CPU_PER_SAMPLE_MAX_MACS = 16384
-CPU_BATCHED_GEMM_BATCH = 8
+# the weights in cache), so its time grows with batch x cell size, while the
+# reference's per-step Python overhead is shared by the whole batch: beyond
+# about 3M multiply-adds per step (batch x macs_per_step) the reference's
+# batched matrix products win. Measured fwd+bwd, T=64, one thread, fused vs
+# reference: 64-unit dense CfC (128-unit backbone, 45k MACs) 1.6x at B=32,
+# 1.25x at B=48, 1.1x at B=64; 128 units (86k MACs) 2.3x at B=16, 1.0x at B=32.
+# Sequences past the bound (with a margin) stay on the reference path, and so
+# do their steps: the reference loop over cell_step must not run the fused
+# kernels one step at a time, the slowest choice of all (measured at B=32: 126
+# ms, against 33 ms reference).
+CPU_PER_SAMPLE_MAX_BATCH_MACS = 2_000_000
 
 
 def set_reference(force: bool) -> None:
@@ -79,13 +84,14 @@ class FusedPlan:
             self._cpu_plan = ext.Plan(self.layout.meta, self.params)
         return self._cpu_plan
 
-    def cpu_step(self, ext: ModuleType, x: Tensor, h: Tensor, dt: Optional[Tensor], dt_value: float):
-        cpp = self.cpu_plan(ext)
-        result = ext.step(x, h, dt, dt_value, cpp)
+    def cpu_step(self, ext: ModuleType, x: Tensor, h: Tensor, dt: Optional[Tensor],
+                 dt_value: float) -> Optional[Tuple[Tensor, Tensor]]:
+        cpp = self._cpu_plan if self._cpu_plan is not None else self.cpu_plan(ext)
+        result = ext.step(x, h, dt, dt_value, cpp)  # (out, h), () or (None,): see cfc_cpu.cpp
         if len(result) == 1:  # parameters changed since the last pack
             cpp.set_packed(self.packed())
             result = ext.step(x, h, dt, dt_value, cpp)
-        return (result[0], result[1]) if result else None
+        return result if result else None
 
     def needs_grad(self, *tensors: Tensor) -> bool:
         if not torch.is_grad_enabled():
@@ -138,9 +144,18 @@ def _extension(device: torch.device) -> Optional[ModuleType]:
 
 def _active() -> bool:
     # Tracing and compiling (TorchScript, torch.export, ONNX) see the reference
-    # ops, which every exporter understands.
-    return not (_reference_forced or torch.jit.is_tracing() or torch.jit.is_scripting()
-                or torch.compiler.is_compiling())  # fmt: skip
+    # ops, which every exporter understands. This runs on every onboard step,
+    # where its cost shows (a batch-1 step takes a few µs): is_compiling comes
+    # first, being a constant under torch.compile, so the tracing query is
+    # never traced; torch._C._is_tracing is torch.jit.is_tracing without its
+    # Python wrapper (is_scripting, always False in Python, as this module is
+    # never scripted).
+    return not (_reference_forced or torch.compiler.is_compiling() or torch._C._is_tracing())
+
+
+def _per_sample_pays(plan: FusedPlan, x: Tensor) -> bool:
+    """Whether the fused kernels beat the reference's batched matrix products for this batch."""
+    return x.device.type != "cpu" or x.shape[0] * plan.layout.macs_per_step <= CPU_PER_SAMPLE_MAX_BATCH_MACS
 
 
 def try_step(core: nn.Module, x: Tensor, state, dt) -> Optional[Tuple[Tensor, Tensor]]:
@@ -171,7 +186,7 @@ def try_cell_step(core: nn.Module, x: Tensor, h: Tensor, ts: Tensor) -> Optional
     if not _active():
         return None
     plan = _plan(core)
-    if plan is None or _extension(x.device) is None:
+    if plan is None or _extension(x.device) is None or not _per_sample_pays(plan, x):
         return None
     if plan.needs_grad(x, h, ts):
         states = torch.ops.lnn_nav.cfc_sequence(
@@ -195,8 +210,7 @@ def try_run_sequence(core: nn.Module, x: Tensor, h0: Tensor, ts: Tensor) -> Opti
         return None
     if x.dtype != plan.params[0].dtype or h0.dtype != x.dtype:
         return None
-    if x.device.type == "cpu" and x.shape[0] >= CPU_BATCHED_GEMM_BATCH and \
-            plan.layout.macs_per_step > CPU_PER_SAMPLE_MAX_MACS:  # fmt: skip
+    if not _per_sample_pays(plan, x):
         return None
     if plan.needs_grad(x, h0, ts):
         packed = plan.layout.pack(with_proj=False)

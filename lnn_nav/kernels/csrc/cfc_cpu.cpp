@@ -4,10 +4,14 @@
 // Work is per sample: the recurrent weights are small enough to stay in cache,
 // so matrix-vector products in plain loops beat calling a BLAS per step. The
 // input projection of layer 0 for all steps is one matrix product done by the
-// caller (lnn_nav/kernels/ops.py), which hands it in as P.
+// caller (lnn_nav/kernels/ops.py), which hands it in as P; the backward pass
+// gathers the weight gradients of many (sample, step) pairs into one BLAS
+// matrix product (GatheredGrads). A batch-1 step allocates nothing but its
+// output, and its element-wise math vectorises (see cfc_math.h).
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
+#include <c10/util/SmallVector.h>
 
 #include <algorithm>
 #include <cmath>
@@ -29,110 +33,297 @@ CfCLayout layout_from(const std::vector<int64_t>& meta, const at::Tensor& packed
   return lay;
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define LNN_NAV_X86_CLONES 1
+#if defined(__GNUC__) || defined(__clang__)
 #define LNN_ALWAYS_INLINE inline __attribute__((always_inline))
+#define LNN_FLATTEN __attribute__((flatten))
+#define LNN_NOINLINE __attribute__((noinline))
 #else
 #define LNN_ALWAYS_INLINE inline
+#define LNN_FLATTEN
+#define LNN_NOINLINE
+#endif
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LNN_NAV_X86_CLONES 1
 #endif
 
-// out[o] += sum_{i in [r0, r1)} v[i] * Wt[i, o]  (Wt is [rows, O], row-major).
-// Four rows per pass, so `out` is loaded and stored a quarter as often.
+// out[o] += sum_{i in [r0, r1)} v[i] * Wt[i, o] for o in [0, O)  (Wt row-major,
+// ld values per row). Four rows per pass, so `out` is loaded and stored a
+// quarter as often. No reduction across lanes: each output is its own lane.
 template <typename T>
-LNN_ALWAYS_INLINE void mv_acc_body(const T* __restrict Wt, int O, const T* __restrict v, int r0,
-                                   int r1, T* __restrict out) {
+LNN_ALWAYS_INLINE void mv_acc(const T* __restrict Wt, int64_t ld, int O, const T* __restrict v, int r0,
+                              int r1, T* __restrict out) {
   int i = r0;
   for (; i + 4 <= r1; i += 4) {
     const T v0 = v[i], v1 = v[i + 1], v2 = v[i + 2], v3 = v[i + 3];
-    const T* __restrict w0 = Wt + static_cast<int64_t>(i) * O;
-    const T* __restrict w1 = w0 + O;
-    const T* __restrict w2 = w1 + O;
-    const T* __restrict w3 = w2 + O;
+    const T* __restrict w0 = Wt + i * ld;
+    const T* __restrict w1 = w0 + ld;
+    const T* __restrict w2 = w1 + ld;
+    const T* __restrict w3 = w2 + ld;
 #pragma omp simd
     for (int o = 0; o < O; ++o) out[o] += v0 * w0[o] + v1 * w1[o] + v2 * w2[o] + v3 * w3[o];
   }
   for (; i < r1; ++i) {
     const T vi = v[i];
-    const T* __restrict row = Wt + static_cast<int64_t>(i) * O;
+    const T* __restrict row = Wt + i * ld;
 #pragma omp simd
     for (int o = 0; o < O; ++o) out[o] += vi * row[o];
   }
 }
 
-// Weight gradient and input gradient of one matrix product for one sample.
-template <typename T>
-LNN_ALWAYS_INLINE void mt_body(const T* __restrict W, T* __restrict gW, int O, const T* __restrict z,
-                               int r0, int r1, const T* __restrict d, T* __restrict dz) {
-  for (int i = r0; i < r1; ++i) {
-    const T zi = z[i];
-    const T* __restrict row = W + static_cast<int64_t>(i) * O;
-    T* __restrict grow = gW + static_cast<int64_t>(i) * O;
-    T acc = T(0);
-#pragma omp simd reduction(+ : acc)
-    for (int o = 0; o < O; ++o) {
-      grow[o] += zi * d[o];
-      acc += row[o] * d[o];
-    }
-    dz[i] = acc;
-  }
-}
-
-template <typename T>
-void mv_acc_generic(const T* Wt, int O, const T* v, int r0, int r1, T* out) {
-  mv_acc_body(Wt, O, v, r0, r1, out);
-}
-template <typename T>
-void mt_generic(const T* W, T* gW, int O, const T* z, int r0, int r1, const T* d, T* dz) {
-  mt_body(W, gW, O, z, r0, r1, d, dz);
-}
-
-#ifdef LNN_NAV_X86_CLONES
-// The same loops built for AVX2+FMA, picked at run time: the library stays
-// loadable on any x86-64 while using the wide units where they exist.
-template <typename T>
-__attribute__((target("avx2,fma"))) void mv_acc_avx2(const T* Wt, int O, const T* v, int r0, int r1,
-                                                     T* out) {
-  mv_acc_body(Wt, O, v, r0, r1, out);
-}
-template <typename T>
-__attribute__((target("avx2,fma"))) void mt_avx2(const T* W, T* gW, int O, const T* z, int r0, int r1,
-                                                 const T* d, T* dz) {
-  mt_body(W, gW, O, z, r0, r1, d, dz);
-}
-const bool kHasAvx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#endif
-
-template <typename T>
-inline void mv_acc(const T* Wt, int O, const T* v, int r0, int r1, T* out) {
-#ifdef LNN_NAV_X86_CLONES
-  if (kHasAvx2) return mv_acc_avx2(Wt, O, v, r0, r1, out);
-#endif
-  mv_acc_generic(Wt, O, v, r0, r1, out);
-}
-
-template <typename T>
-inline void mt(const T* W, T* gW, int O, const T* z, int r0, int r1, const T* d, T* dz) {
-#ifdef LNN_NAV_X86_CLONES
-  if (kHasAvx2) return mt_avx2(W, gW, O, z, r0, r1, d, dz);
-#endif
-  mt_generic(W, gW, O, z, r0, r1, d, dz);
-}
-
-// Backward of one matrix product u = Wt^T z + b for one sample. With `ext`, the
-// rows [0, r0) and the bias belong to the input projection, whose gradients
-// the caller computes for all steps at once from dP.
-template <typename T>
-inline void matrix_backward(const T* __restrict W, T* __restrict gW, T* __restrict gb, int O,
-                            const T* __restrict z, int width, const T* __restrict d, int r0,
-                            T* __restrict dP, T* __restrict dz) {
-  if (dP != nullptr) {
-    std::copy(d, d + O, dP);
-  } else {
+// The element-wise passes, one loop per activation and cell mode (the switch
+// outside the loop), so each loop vectorises (see tanh_rational in cfc_math.h).
+template <int Act, typename T>
+LNN_ALWAYS_INLINE void act_forward_as(const T* __restrict u, int n, T* __restrict z) {
 #pragma omp simd
-    for (int o = 0; o < O; ++o) gb[o] += d[o];
+  for (int o = 0; o < n; ++o) z[o] = act_fwd(Act, u[o]);
+}
+
+template <typename T>
+LNN_ALWAYS_INLINE void act_forward(int act, const T* u, int n, T* z) {
+  switch (act) {
+    case kLecunTanh: return act_forward_as<kLecunTanh>(u, n, z);
+    case kTanh: return act_forward_as<kTanh>(u, n, z);
+    case kRelu: return act_forward_as<kRelu>(u, n, z);
+    case kSilu: return act_forward_as<kSilu>(u, n, z);
+    default: return act_forward_as<kGelu>(u, n, z);
   }
-  for (int i = 0; i < r0; ++i) dz[i] = T(0);
-  mt(W, gW, O, z, r0, width, d, dz);
+}
+
+// d[o] = g[o] * act'(u[o]).
+template <int Act, typename T>
+LNN_ALWAYS_INLINE void act_backward_as(const T* __restrict g, const T* __restrict u, const T* __restrict z,
+                                       int n, T* __restrict d) {
+#pragma omp simd
+  for (int o = 0; o < n; ++o) d[o] = g[o] * act_grad(Act, u[o], z[o]);
+}
+
+template <typename T>
+LNN_ALWAYS_INLINE void act_backward(int act, const T* g, const T* u, const T* z, int n, T* d) {
+  switch (act) {
+    case kLecunTanh: return act_backward_as<kLecunTanh>(g, u, z, n, d);
+    case kTanh: return act_backward_as<kTanh>(g, u, z, n, d);
+    case kRelu: return act_backward_as<kRelu>(g, u, z, n, d);
+    case kSilu: return act_backward_as<kSilu>(g, u, z, n, d);
+    default: return act_backward_as<kGelu>(g, u, z, n, d);
+  }
+}
+
+// New states of a layer's n neurons; A and w_tau are read in pure mode only.
+template <int Mode, typename T>
+LNN_ALWAYS_INLINE void cells_forward_as(const T* __restrict pre, int n, T ts, const T* __restrict A,
+                                        const T* __restrict w_tau, T* __restrict hnew) {
+#pragma omp simd
+  for (int k = 0; k < n; ++k) {
+    hnew[k] = cell_fwd(Mode, pre, n, k, ts, Mode == kPure ? A[k] : T(0), Mode == kPure ? w_tau[k] : T(0));
+  }
+}
+
+template <typename T>
+LNN_ALWAYS_INLINE void cells_forward(int mode, const T* pre, int n, T ts, const T* A, const T* w_tau,
+                                     T* hnew) {
+  switch (mode) {
+    case kDefault: return cells_forward_as<kDefault>(pre, n, ts, A, w_tau, hnew);
+    case kNoGate: return cells_forward_as<kNoGate>(pre, n, ts, A, w_tau, hnew);
+    default: return cells_forward_as<kPure>(pre, n, ts, A, w_tau, hnew);
+  }
+}
+
+// Backward of cells_forward: writes dpre and, in pure mode, the parameter
+// gradients gA and gw; returns d/d ts.
+template <int Mode, typename T>
+LNN_ALWAYS_INLINE T cells_backward_as(const T* __restrict pre, int n, T ts, const T* __restrict g,
+                                      const T* __restrict A, const T* __restrict w_tau, T* __restrict dpre,
+                                      T* __restrict gA, T* __restrict gw) {
+  T dts = T(0);
+#pragma omp simd reduction(+ : dts)
+  for (int k = 0; k < n; ++k) {
+    T a_grad, w_grad;
+    dts += cell_bwd(Mode, pre, n, k, ts, g[k], Mode == kPure ? A[k] : T(0), Mode == kPure ? w_tau[k] : T(0),
+                    dpre, &a_grad, &w_grad);
+    if (Mode == kPure) {
+      gA[k] = a_grad;
+      gw[k] = w_grad;
+    }
+  }
+  return dts;
+}
+
+template <typename T>
+LNN_ALWAYS_INLINE T cells_backward(int mode, const T* pre, int n, T ts, const T* g, const T* A,
+                                   const T* w_tau, T* dpre, T* gA, T* gw) {
+  switch (mode) {
+    case kDefault: return cells_backward_as<kDefault>(pre, n, ts, g, A, w_tau, dpre, gA, gw);
+    case kNoGate: return cells_backward_as<kNoGate>(pre, n, ts, g, A, w_tau, dpre, gA, gw);
+    default: return cells_backward_as<kPure>(pre, n, ts, g, A, w_tau, dpre, gA, gw);
+  }
+}
+
+// Runs `body` with everything it calls inlined into one function (flatten),
+// on x86-64 compiled twice more, for AVX2+FMA and for AVX-512, and picked at
+// run time: the library loads on any x86-64 and uses the widest units there
+// are (measured, 64-unit dense step on a Xeon with AVX-512: the 512-bit build
+// takes 12% less time than the AVX2 one; the matrix-vector products are bound
+// by how fast the weights stream from L2). Elsewhere (aarch64, where NEON is
+// the baseline) the one build is vectorised.
+template <typename F>
+LNN_FLATTEN void run_generic(const F& body) {
+  body();
+}
+#ifdef LNN_NAV_X86_CLONES
+template <typename F>
+__attribute__((target("avx2,fma"), flatten)) void run_avx2(const F& body) {
+  body();
+}
+// GCC otherwise keeps to 256-bit vectors even where AVX-512 is enabled.
+template <typename F>
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512"), flatten))
+void run_avx512(const F& body) {
+  body();
+}
+// __builtin_cpu_supports also checks that the OS saves the wide registers.
+const bool kHasAvx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+const bool kHasAvx512 = kHasAvx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+#endif
+
+template <typename F>
+inline void run_vectorised(const F& body) {
+#ifdef LNN_NAV_X86_CLONES
+  if (kHasAvx512) return run_avx512(body);
+  if (kHasAvx2) return run_avx2(body);
+#endif
+  run_generic(body);
+}
+
+// Calls fn(l, j, weight offset, bias offset, rows, cols) for every matrix
+// product of the cell (layer l, backbone j < nb, heads at j == nb), each
+// weight [rows, cols].
+template <typename F>
+void for_each_matrix(const CfCLayout& L, const F& fn) {
+  for (int l = 0; l < L.num_layers; ++l) {
+    const LayerLayout& ly = L.layers[l];
+    for (int j = 0; j < ly.nb; ++j) fn(l, j, ly.bb_w[j], ly.bb_b[j], ly.bb_in[j], ly.bu);
+    fn(l, ly.nb, ly.head_w, ly.head_b, ly.head_in, L.heads * ly.n);
+  }
+}
+
+// The packed parameters with each weight matrix transposed at its own offset,
+// so the backward pass gets its input gradients (W d) with the same contiguous,
+// vectorised loop as the forward pass rather than a dot product per row.
+// Made once per backward call; it costs less than one sample's step.
+at::Tensor transposed_weights(const CfCLayout& L, const at::Tensor& packed) {
+  at::Tensor out = packed.clone();
+  for_each_matrix(L, [&](int, int, int64_t offset, int64_t, int rows, int cols) {
+    const int64_t size = static_cast<int64_t>(rows) * cols;
+    const at::Tensor weight = packed.narrow(0, offset, size).view({rows, cols});
+    out.narrow(0, offset, size).view({cols, rows}).copy_(weight.t());
+  });
+  return out;
+}
+
+// Parameter gradients of a sequence, gathered rather than added pair by pair:
+// for up to kRows (sample, step) pairs each matrix product's input row z and
+// output gradient d are kept (and, in pure mode, each layer's A and w_tau
+// gradients), then dW += Z^T D is one BLAS matrix product and the bias and
+// A, w_tau gradients are column sums. Adding z d^T for every pair read and
+// wrote all of dW each time, which bounded the backward pass by memory
+// traffic; and the column sums (ATen's cascade summation) keep float32 sums
+// over long sequences accurate where adding one pair at a time drifted.
+template <typename T>
+struct GatheredGrads {
+  static constexpr int kRows = 256;
+  // One row per gathered pair of one gradient (or matrix product input).
+  struct Rows {
+    at::Tensor rows;  // [kRows, width]
+    T* data = nullptr;
+    int width = 0;
+    void init(int w, const at::TensorOptions& options) {
+      width = w;
+      rows = at::empty({kRows, w}, options);
+      data = rows.template data_ptr<T>();
+    }
+    T* row(int i) const { return data + static_cast<int64_t>(i) * width; }
+    at::Tensor first(int count) const { return rows.narrow(0, 0, count); }
+  };
+  struct Product {
+    at::Tensor weight_grad;  // [rows, cols] view of the packed gradient
+    at::Tensor bias_grad;    // undefined where the caller owns it (the input projection)
+    Rows z, d;
+  };
+  struct PureLayer {
+    at::Tensor a_grad, w_grad;
+    Rows a, w;
+  };
+  Product products[kMaxLayers * (kMaxBackbone + 1)];
+  PureLayer pure[kMaxLayers];
+  int first[kMaxLayers] = {0};  // layer l's products: backbone 0..nb-1, then heads
+  int num_products = 0, num_pure = 0;
+  int count = 0;
+
+  GatheredGrads(const CfCLayout& L, const at::Tensor& gpk) {
+    const auto options = gpk.options();
+    for_each_matrix(L, [&](int l, int j, int64_t w_off, int64_t b_off, int rows, int cols) {
+      if (j == 0) first[l] = num_products;
+      Product& p = products[num_products++];
+      p.weight_grad = gpk.narrow(0, w_off, static_cast<int64_t>(rows) * cols).view({rows, cols});
+      // Layer 0's first product is fed P: the caller owns its bias gradient
+      // (and that of the x rows, whose z entries are zero here).
+      if (!(l == 0 && j == 0)) p.bias_grad = gpk.narrow(0, b_off, cols);
+      p.z.init(rows, options);
+      p.d.init(cols, options);
+    });
+    if (L.mode == kPure) {
+      for (int l = 0; l < L.num_layers; ++l) {
+        const LayerLayout& ly = L.layers[l];
+        PureLayer& q = pure[num_pure++];
+        q.a_grad = gpk.narrow(0, ly.pure_a, ly.n);
+        q.w_grad = gpk.narrow(0, ly.pure_w, ly.n);
+        q.a.init(ly.n, options);
+        q.w.init(ly.n, options);
+      }
+    }
+  }
+  // Where layer l's product j keeps the current pair's z and d.
+  T* z_row(int l, int j) const { return products[first[l] + j].z.row(count); }
+  T* d_row(int l, int j) const { return products[first[l] + j].d.row(count); }
+  // Where layer l keeps the current pair's A and w_tau gradients (pure mode).
+  T* a_row(int l) const { return num_pure ? pure[l].a.row(count) : nullptr; }
+  T* w_row(int l) const { return num_pure ? pure[l].w.row(count) : nullptr; }
+
+  void next_pair() {
+    if (++count == kRows) flush();
+  }
+  // Out of line: ATen and BLAS are called from here, not from the vectorised clones.
+  LNN_NOINLINE void flush() {
+    if (count == 0) return;
+    for (int m = 0; m < num_products; ++m) {
+      Product& p = products[m];
+      p.weight_grad.addmm_(p.z.first(count).t(), p.d.first(count));
+      if (p.bias_grad.defined()) p.bias_grad.add_(p.d.first(count).sum(0));
+    }
+    for (int l = 0; l < num_pure; ++l) {
+      pure[l].a_grad.add_(pure[l].a.first(count).sum(0));
+      pure[l].w_grad.add_(pure[l].w.first(count).sum(0));
+    }
+    count = 0;
+  }
+};
+
+// Backward of one matrix product u = Wt^T z + b for one sample: the input
+// gradient dz = Wt d (from W, Wt transposed: see transposed_weights), and z
+// and d kept for the weight and bias gradients. With `dP`, the rows [0, r0)
+// and the bias belong to the input projection, whose gradients the caller
+// computes for all steps at once from dP.
+template <typename T>
+LNN_ALWAYS_INLINE void matrix_backward(const T* __restrict W, int O, const T* __restrict z, int width,
+                                       const T* __restrict d, int r0, T* __restrict dP, T* __restrict dz,
+                                       T* __restrict z_row, T* __restrict d_row) {
+  if (dP != nullptr) std::copy(d, d + O, dP);
+  std::fill(z_row, z_row + r0, T(0));
+  std::copy(z + r0, z + width, z_row + r0);
+  std::copy(d, d + O, d_row);
+  std::fill(dz, dz + width, T(0));
+  mv_acc(W + r0, width, width - r0, d, 0, O, dz + r0);
 }
 
 // One CfC layer for one sample. `P` (layer 0 of a sequence) replaces the x rows
@@ -154,8 +345,8 @@ void layer_forward(const CfCLayout& L, const LayerLayout& ly, const T* pk, const
     T* u = scr + ly.s_u[j];
     T* zb = scr + ly.s_zb[j];
     std::copy_n(P != nullptr ? P : pk + ly.bb_b[j], ly.bu, u);
-    mv_acc(pk + ly.bb_w[j], ly.bu, zin, r0, width, u);
-    for (int o = 0; o < ly.bu; ++o) zb[o] = act_fwd(L.act, u[o]);
+    mv_acc(pk + ly.bb_w[j], ly.bu, ly.bu, zin, r0, width, u);
+    act_forward(L.act, u, ly.bu, zb);
     P = nullptr;
     r0 = 0;
     zin = zb;
@@ -164,45 +355,34 @@ void layer_forward(const CfCLayout& L, const LayerLayout& ly, const T* pk, const
   const int hn = L.heads * ly.n;
   T* pre = scr + ly.s_pre;
   std::copy_n(P != nullptr ? P : pk + ly.head_b, hn, pre);
-  mv_acc(pk + ly.head_w, hn, zin, r0, width, pre);
-  const bool pure = L.mode == kPure;
-  for (int k = 0; k < ly.n; ++k) {
-    hnew[k] = cell_fwd(L.mode, pre, ly.n, k, ts, pure ? pk[ly.pure_a + k] : T(0),
-                       pure ? pk[ly.pure_w + k] : T(0));
-  }
+  mv_acc(pk + ly.head_w, hn, hn, zin, r0, width, pre);
+  cells_forward(L.mode, pre, ly.n, ts, pk + ly.pure_a, pk + ly.pure_w, hnew);
 }
 
 // Backward of layer_forward (its scratch must hold that step's activations).
 // g: d loss / d new layer state. Adds into gx (feed-forward input; null for a
-// layer 0 fed by P, whose gradient goes to dP) and gh (previous layer state).
+// layer 0 fed by P, whose gradient goes to dP) and gh (previous layer state);
+// the parameter gradients go to `grads`. pkt: the packed parameters with every
+// weight matrix transposed (see transposed_weights), for the input gradients.
 template <typename T>
-T layer_backward(const CfCLayout& L, const LayerLayout& ly, const T* pk, T ts, const T* scr,
-                 const T* g, T* gpk, T* gx, T* gh, T* dP, T* bufA, T* bufB) {
-  const bool pure = L.mode == kPure;
-  const T* pre = scr + ly.s_pre;
-  T dts = T(0);
-  for (int k = 0; k < ly.n; ++k) {
-    T gA, gw;
-    dts += cell_bwd(L.mode, pre, ly.n, k, ts, g[k], pure ? pk[ly.pure_a + k] : T(0),
-                    pure ? pk[ly.pure_w + k] : T(0), bufA, &gA, &gw);
-    if (pure) {
-      gpk[ly.pure_a + k] += gA;
-      gpk[ly.pure_w + k] += gw;
-    }
-  }
+T layer_backward(const CfCLayout& L, int l, const T* pk, const T* pkt, T ts, const T* scr, const T* g,
+                 GatheredGrads<T>& grads, T* gx, T* gh, T* dP, T* bufA, T* bufB) {
+  const LayerLayout& ly = L.layers[l];
+  const T dts = cells_backward(L.mode, scr + ly.s_pre, ly.n, ts, g, pk + ly.pure_a, pk + ly.pure_w, bufA,
+                               grads.a_row(l), grads.w_row(l));
   const T* z0 = scr + ly.s_z0;
   const T* zin = ly.nb > 0 ? scr + ly.s_zb[ly.nb - 1] : z0;
   const bool head_ext = dP != nullptr && ly.nb == 0;
-  matrix_backward(pk + ly.head_w, gpk + ly.head_w, gpk + ly.head_b, L.heads * ly.n, zin, ly.head_in,
-                  bufA, head_ext ? ly.in : 0, head_ext ? dP : nullptr, bufB);
+  matrix_backward(pkt + ly.head_w, L.heads * ly.n, zin, ly.head_in, bufA, head_ext ? ly.in : 0,
+                  head_ext ? dP : nullptr, bufB, grads.z_row(l, ly.nb), grads.d_row(l, ly.nb));
   for (int j = ly.nb - 1; j >= 0; --j) {
     const T* u = scr + ly.s_u[j];
     const T* zb = scr + ly.s_zb[j];
-    for (int o = 0; o < ly.bu; ++o) bufA[o] = bufB[o] * act_grad(L.act, u[o], zb[o]);
+    act_backward(L.act, bufB, u, zb, ly.bu, bufA);
     const T* input = j > 0 ? scr + ly.s_zb[j - 1] : z0;
     const bool ext = dP != nullptr && j == 0;
-    matrix_backward(pk + ly.bb_w[j], gpk + ly.bb_w[j], gpk + ly.bb_b[j], ly.bu, input, ly.bb_in[j],
-                    bufA, ext ? ly.in : 0, ext ? dP : nullptr, bufB);
+    matrix_backward(pkt + ly.bb_w[j], ly.bu, input, ly.bb_in[j], bufA, ext ? ly.in : 0,
+                    ext ? dP : nullptr, bufB, grads.z_row(l, j), grads.d_row(l, j));
   }
   if (gx != nullptr) {
     for (int i = 0; i < ly.in; ++i) gx[i] += bufB[i];
@@ -264,34 +444,36 @@ T read_dt(const at::Tensor& d, int64_t b) {
                                         : static_cast<T>(d.const_data_ptr<float>()[offset]);
 }
 
-// One onboard step without autograd. Returns {} (not an error) whenever the
-// inputs are not the plain case, so the caller takes the reference path, which
-// raises the package's documented errors for bad input; {undefined} when the
-// packed parameters are stale (the caller repacks and calls again).
-std::vector<at::Tensor> step(const at::Tensor& x, const at::Tensor& h,
-                             const c10::optional<at::Tensor>& dt, double dt_value, const Plan& plan) {
+// One onboard step without autograd: the tuple (out, new h). Returns () (not
+// an error) whenever the inputs are not the plain case, so the caller takes the
+// reference path, which raises the package's documented errors for bad input;
+// (None,) when the packed parameters are stale (the caller repacks and calls
+// again). A tuple, not a list: the caller hands it on as it is.
+py::tuple step(const at::Tensor& x, const at::Tensor& h, const c10::optional<at::Tensor>& dt,
+               double dt_value, const Plan& plan) {
   const CfCLayout& L = plan.L;
-  if (plan.stale()) return {at::Tensor()};
+  if (plan.stale()) return py::make_tuple(py::none());
   const at::Tensor& packed = plan.packed;
   const auto dtype = packed.scalar_type();
   if (!same_cpu_float(x, dtype) || !same_cpu_float(h, dtype) || x.dim() != 2 || h.dim() != 2 ||
       x.size(1) != L.input_size || h.size(0) != x.size(0) || h.size(1) != L.state_size ||
       !x.is_contiguous() || !h.is_contiguous())
-    return {};
+    return py::tuple();
   const int64_t B = x.size(0);
   if (dt.has_value()) {
     const at::Tensor& d = *dt;
     const bool shape_ok = d.dim() == 0 || (d.dim() == 1 && d.size(0) == B) ||
                           (d.dim() == 2 && d.size(0) == B && d.size(1) == 1);
     const bool type_ok = d.scalar_type() == at::kFloat || d.scalar_type() == at::kDouble;
-    if (!shape_ok || !type_ok || !d.device().is_cpu() || d.layout() != at::kStrided) return {};
+    if (!shape_ok || !type_ok || !d.device().is_cpu() || d.layout() != at::kStrided) return py::tuple();
   } else if (!std::isfinite(dt_value) || dt_value < 0) {
-    return {};
+    return py::tuple();
   }
   at::Tensor hnew = at::empty({B, L.state_size}, x.options());
   bool ok = true;
   AT_DISPATCH_FLOATING_TYPES(dtype, "lnn_nav_cfc_step", [&] {
-    std::vector<scalar_t> ts(B);
+    // Inline buffers: a heap allocation costs a sizeable part of a batch-1 step.
+    c10::SmallVector<scalar_t, 8> ts(B);
     for (int64_t b = 0; b < B; ++b) {
       ts[b] = dt.has_value() ? read_dt<scalar_t>(*dt, b) : static_cast<scalar_t>(dt_value);
       // NaN fails both comparisons: a bad Δt must not poison the state.
@@ -306,14 +488,16 @@ std::vector<at::Tensor> step(const at::Tensor& x, const at::Tensor& h,
     // Small batches run inline: a thread hand-off costs more than the step.
     const int64_t grain = B * L.scratch < 16384 ? B : 1;
     at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
-      std::vector<scalar_t> scr(L.scratch);
-      for (int64_t b = b0; b < b1; ++b) {
-        step_sample(L, pk, xp + b * L.input_size, static_cast<const scalar_t*>(nullptr), hp + b * S,
-                    ts[b], scr.data(), out + b * S);
-      }
+      c10::SmallVector<scalar_t, 1024> scr(L.scratch);
+      run_vectorised([&] {
+        for (int64_t b = b0; b < b1; ++b) {
+          step_sample(L, pk, xp + b * L.input_size, static_cast<const scalar_t*>(nullptr), hp + b * S,
+                      ts[b], scr.data(), out + b * S);
+        }
+      });
     });
   });
-  if (!ok) return {};
+  if (!ok) return py::tuple();
   at::Tensor result;
   if (L.proj > 0) {
     const at::Tensor w = packed.narrow(0, L.proj_w, static_cast<int64_t>(L.out_len) * L.proj)
@@ -325,7 +509,7 @@ std::vector<at::Tensor> step(const at::Tensor& x, const at::Tensor& h,
   } else {
     result = hnew.narrow(1, L.out_start, L.out_len);
   }
-  return {result, hnew};
+  return py::make_tuple(result, hnew);
 }
 
 void check_sequence(const at::Tensor& P, const at::Tensor& h0, const at::Tensor& ts,
@@ -358,13 +542,15 @@ at::Tensor seq_forward(const at::Tensor& P, const at::Tensor& h0, const at::Tens
     scalar_t* st = states.data_ptr<scalar_t>();
     at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       std::vector<scalar_t> scr(L.scratch);
-      for (int64_t b = b0; b < b1; ++b) {
-        for (int64_t t = 0; t < T; ++t) {
-          const scalar_t* hprev = t == 0 ? hp + b * S : st + (b * T + t - 1) * S;
-          step_sample(L, pk, static_cast<const scalar_t*>(nullptr), pp + (b * T + t) * L.u0, hprev,
-                      tp[b * T + t], scr.data(), st + (b * T + t) * S);
+      run_vectorised([&] {
+        for (int64_t b = b0; b < b1; ++b) {
+          for (int64_t t = 0; t < T; ++t) {
+            const scalar_t* hprev = t == 0 ? hp + b * S : st + (b * T + t - 1) * S;
+            step_sample(L, pk, static_cast<const scalar_t*>(nullptr), pp + (b * T + t) * L.u0, hprev,
+                        tp[b * T + t], scr.data(), st + (b * T + t) * S);
+          }
         }
-      }
+      });
     });
   });
   return states;
@@ -392,8 +578,10 @@ std::vector<at::Tensor> seq_backward(const at::Tensor& grad_states, const at::Te
   const int threads = at::get_num_threads();
   // One gradient buffer per worker thread, summed at the end: no atomics.
   at::Tensor gbuf = at::zeros({threads, L.packed_size}, packed.options());
+  const at::Tensor packed_t = transposed_weights(L, packed);
   AT_DISPATCH_FLOATING_TYPES(packed.scalar_type(), "lnn_nav_cfc_seq_backward", [&] {
     const scalar_t* pk = packed.data_ptr<scalar_t>();
+    const scalar_t* pkt = packed_t.data_ptr<scalar_t>();
     const scalar_t* pp = P.data_ptr<scalar_t>();
     const scalar_t* hp = h0.data_ptr<scalar_t>();
     const scalar_t* tp = ts.data_ptr<scalar_t>();
@@ -402,36 +590,40 @@ std::vector<at::Tensor> seq_backward(const at::Tensor& grad_states, const at::Te
     scalar_t* dPp = dP.data_ptr<scalar_t>();
     scalar_t* dhp = dh0.data_ptr<scalar_t>();
     scalar_t* dtp = dts.data_ptr<scalar_t>();
-    scalar_t* gb = gbuf.data_ptr<scalar_t>();
     at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-      scalar_t* gpk = gb + static_cast<int64_t>(at::get_thread_num()) * L.packed_size;
+      // Layer 0 always takes P here, as GatheredGrads expects.
+      GatheredGrads<scalar_t> grads(L, gbuf.select(0, at::get_thread_num()));
       std::vector<scalar_t> scr(L.scratch), g(S), carry(S, scalar_t(0));
       std::vector<scalar_t> bufA(L.max_width), bufB(L.max_width), hl(S);
-      for (int64_t b = b0; b < b1; ++b) {
-        std::fill(carry.begin(), carry.end(), scalar_t(0));
-        for (int64_t t = T - 1; t >= 0; --t) {
-          const int64_t bt = b * T + t;
-          for (int s = 0; s < S; ++s) g[s] = gsp[bt * S + s] + carry[s];
+      run_vectorised([&] {
+        for (int64_t b = b0; b < b1; ++b) {
           std::fill(carry.begin(), carry.end(), scalar_t(0));
-          const scalar_t* hprev = t == 0 ? hp + b * S : st + (bt - 1) * S;
-          const scalar_t* hnew = st + bt * S;
-          const scalar_t tsb = tp[bt];
-          scalar_t dt_acc = scalar_t(0);
-          for (int l = L.num_layers - 1; l >= 0; --l) {
-            const LayerLayout& ly = L.layers[l];
-            // Recompute this layer's activations (its inputs are stored states).
-            layer_forward(L, ly, pk, l == 0 ? nullptr : hnew + L.layers[l - 1].state_off,
-                          hprev + ly.state_off, tsb, l == 0 ? pp + bt * L.u0 : nullptr, scr.data(),
-                          hl.data());
-            dt_acc += layer_backward(L, ly, pk, tsb, scr.data(), g.data() + ly.state_off, gpk,
-                                     l == 0 ? nullptr : g.data() + L.layers[l - 1].state_off,
-                                     carry.data() + ly.state_off, l == 0 ? dPp + bt * L.u0 : nullptr,
-                                     bufA.data(), bufB.data());
+          for (int64_t t = T - 1; t >= 0; --t) {
+            const int64_t bt = b * T + t;
+            for (int s = 0; s < S; ++s) g[s] = gsp[bt * S + s] + carry[s];
+            std::fill(carry.begin(), carry.end(), scalar_t(0));
+            const scalar_t* hprev = t == 0 ? hp + b * S : st + (bt - 1) * S;
+            const scalar_t* hnew = st + bt * S;
+            const scalar_t tsb = tp[bt];
+            scalar_t dt_acc = scalar_t(0);
+            for (int l = L.num_layers - 1; l >= 0; --l) {
+              const LayerLayout& ly = L.layers[l];
+              // Recompute this layer's activations (its inputs are stored states).
+              layer_forward(L, ly, pk, l == 0 ? nullptr : hnew + L.layers[l - 1].state_off,
+                            hprev + ly.state_off, tsb, l == 0 ? pp + bt * L.u0 : nullptr, scr.data(),
+                            hl.data());
+              dt_acc += layer_backward(L, l, pk, pkt, tsb, scr.data(), g.data() + ly.state_off, grads,
+                                       l == 0 ? nullptr : g.data() + L.layers[l - 1].state_off,
+                                       carry.data() + ly.state_off, l == 0 ? dPp + bt * L.u0 : nullptr,
+                                       bufA.data(), bufB.data());
+            }
+            dtp[bt] = dt_acc;
+            grads.next_pair();
           }
-          dtp[bt] = dt_acc;
+          std::copy(carry.begin(), carry.end(), dhp + b * S);
         }
-        std::copy(carry.begin(), carry.end(), dhp + b * S);
-      }
+      });
+      grads.flush();
     });
   });
   return {dP, dh0, dts, gbuf.sum(0)};
@@ -447,7 +639,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def("set_packed", &lnn_nav::Plan::set_packed)
       .def_property_readonly("stale", &lnn_nav::Plan::stale);
   m.def("step", &lnn_nav::step,
-        "one fused CfC step: [out, h] , [] for the reference path, [None] when the plan is stale",
+        "one fused CfC step: (out, h), () for the reference path, (None,) when the plan is stale",
         py::arg("x"), py::arg("h"), py::arg("dt"), py::arg("dt_value"), py::arg("plan"));
   m.def("seq_forward", &lnn_nav::seq_forward, "fused CfC sequence forward -> states [B, T, S]");
   m.def("seq_backward", &lnn_nav::seq_backward, "gradients of seq_forward (recompute)");
