@@ -206,6 +206,40 @@ def test_dataset_reader_detects_a_truncated_copy(tmp_path: Path) -> None:
         SequenceDataset(tmp_path)
 
 
+def _tiny_episode(seed: int, frames: int) -> "_Episode":
+    from lnn_nav.data.flights import _Episode
+
+    ep = _Episode(seed, json.dumps({"seed": seed}), np.array([10.0, 0.0, 2.0]))
+    for _ in range(frames):
+        ep.rgb.append(np.zeros((4, 6, 3), np.uint8))
+        ep.imu.append(np.zeros(6))
+        ep.quat.append(np.array([1.0, 0.0, 0.0, 0.0]))
+        for lst in (ep.pos, ep.vel, ep.rates):
+            lst.append(np.zeros(3))
+        ep.label.append(np.zeros(4))
+    return ep
+
+
+def test_episode_bag_flown_again_replaces_the_old_one(tmp_path: Path) -> None:
+    # A DAgger round or collect re-run after a crash writes the same episode name again; it must replace
+    # the earlier bag (it once failed renaming .partial onto it: "Directory not empty").
+    from lnn_nav.data.flights import write_episode_bag
+
+    path = tmp_path / "forest_300001_r2"
+    write_episode_bag(path, _tiny_episode(300_001, 3), "collision", control_hz=15.0)
+    write_episode_bag(path, _tiny_episode(300_001, 5), "success", control_hz=15.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no .partial left behind
+    with open_bag(path) as bag:
+        assert bag.topics()[m.TOPIC_IMAGE].count == 5
+        assert json.loads(next(bag.messages([m.TOPIC_OUTCOME])).message.data)["outcome"] == "success"
+    # Anything at that path that is not a bag folder is the user's: refused, left as it was.
+    other = tmp_path / "forest_300002"
+    other.write_text("notes")
+    with pytest.raises(FileExistsError, match="not a bag folder"):
+        write_episode_bag(other, _tiny_episode(300_002, 2), "success", control_hz=15.0)
+    assert other.read_text() == "notes"
+
+
 def test_evaluation_seeds_are_refused_for_training() -> None:
     check_training_seeds([100_000, 5])
     with pytest.raises(ValueError, match="held-out evaluation seeds"):

@@ -140,6 +140,12 @@ def write_episode_bag(path: Path, ep: _Episode, outcome: str, control_hz: float,
             bag.write(m.TOPIC_CMD, t, m.twist_stamped(ep.label[k], t))
         end = t0 + len(ep.rgb) * period
         bag.write(m.TOPIC_OUTCOME, end, m.string(json.dumps({"outcome": outcome, "seed": ep.seed})))
+    # A bag of the same name is this episode flown before (a DAgger round or a collect re-run after
+    # a crash): seeds fix the episode, so the new one replaces it. Only a bag folder is replaced.
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists():
+        raise FileExistsError(f"{path} exists and is not a bag folder; not replacing it")
     tmp.rename(path)
 
 
