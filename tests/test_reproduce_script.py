@@ -1,0 +1,75 @@
+"""scripts/reproduce.sh issues commands the real `lnn-nav` parser accepts, chaining the right checkpoints.
+
+The full chain takes hours (README, "Training"); here `lnn-nav` is replaced by a recorder that parses
+every command with the real argument parser and creates the files the real command would leave, so a
+renamed option or a broken hand-over between stages fails in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+RECORDER = r'''
+import json, sys
+from pathlib import Path
+from lnn_nav.cli import build_parser
+
+argv = sys.argv[1:]
+args = build_parser().parse_args(argv)  # exits 2 on an option the real CLI does not know
+with open(sys.argv[0] + ".log", "a") as log:
+    log.write(json.dumps(argv) + "\n")
+if args.command == "train":
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "best.safetensors").write_text("train " + " ".join(argv))
+elif args.command == "dagger":
+    run = Path(args.out) / f"round_{args.rounds}" / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "best.safetensors").write_text("dagger from " + args.init)
+'''
+
+
+def _run(tmp_path: Path, **env: str) -> list[list[str]]:
+    fake = tmp_path / "lnn_nav_recorder.py"
+    fake.write_text(RECORDER)
+    lnn = tmp_path / "lnn"
+    lnn.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{fake}" "$@"\n')
+    lnn.chmod(0o755)
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "reproduce.sh")], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "LNN": str(lnn), "OUT": str(tmp_path / "out"), **env}, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in (tmp_path / "lnn_nav_recorder.py.log").read_text().splitlines()]
+
+
+def _opt(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def test_reproduce_chain_parses_and_hands_checkpoints_on(tmp_path: Path) -> None:
+    calls = _run(tmp_path)
+    commands = [c[0] for c in calls]
+    assert commands == ["collect"] * 2 + ["dataset"] + ["collect"] * 2 + ["dataset"] + \
+        ["train", "dagger", "train", "eval"] + ["train", "train", "eval"]  # fmt: skip
+    speeds = [_opt(c, "--expert-speed") for c in calls if c[0] == "collect"]
+    assert speeds == ["3.0", "3.0", "2.0", "2.0"]
+    out = tmp_path / "out"
+    # CfC-NCP: BC -> DAgger from the BC weights -> fine-tune from the last DAgger round -> shipped file evaluated.
+    bc, dagger, ft, ev = calls[6:10]
+    assert _opt(dagger, "--init") == _opt(bc, "--out") + "/best.safetensors"
+    assert _opt(ft, "--init") == _opt(dagger, "--out") + "/round_2/run/best.safetensors"
+    assert _opt(ft, "--data") == str(out / "ds" / "demos_2ms") and _opt(bc, "--data") == str(out / "ds" / "demos_3ms")
+    assert _opt(ev, "--model") == str(out / "models" / "cfc_ncp.safetensors")
+    assert (out / "models" / "cfc_ncp.safetensors").read_text().startswith("train ")
+    # The LSTM baseline: BC on the same data, fine-tuned the same way, no DAgger.
+    lstm_bc, lstm_ft = calls[10:12]
+    assert _opt(lstm_bc, "--model") == "lstm" and _opt(lstm_ft, "--init") == _opt(lstm_bc, "--out") + "/best.safetensors"
+
+
+def test_reproduce_stage1_only(tmp_path: Path) -> None:
+    calls = _run(tmp_path, STAGE2="0", MODELS="cfc-ncp", DAGGER_ROUNDS="0")
+    assert [c[0] for c in calls] == ["collect", "collect", "dataset", "train", "eval"]
