@@ -14,6 +14,7 @@ from lnn_nav.eval import cli_report
 from lnn_nav.eval.report import (
     ResultsError,
     check_targets,
+    controller_core,
     degradation,
     load_results,
     metrics_table,
@@ -316,3 +317,13 @@ def test_ros_checks_of_two_runs_pool_like_their_episodes(tmp_path):
     (cell,) = load_results([_write(tmp_path / "a.json", first), _write(tmp_path / "b.json", second)])
     assert (cell["ros"]["agreements"], cell["ros"]["flown"]) == (1, 2)
     assert cell["ros"]["notes"] == ["not the same noise"]
+
+
+def test_eval_names_a_run_checkpoint_by_its_folder():
+    from lnn_nav.eval.cli_eval import controller_name
+
+    assert controller_name("expert") == "expert"
+    assert controller_name("models/cfc_ncp.safetensors") == "cfc_ncp"
+    assert controller_name("runs/gru_bc/best.safetensors") == "gru_bc"
+    assert controller_name("runs/lstm_ft/last.safetensors") == "lstm_ft"
+    assert controller_core(controller_name("runs/cfc_ncp_ft/best.safetensors")) == "cfc-ncp"

@@ -18,7 +18,11 @@ Fly each controller (checkpoints, or `expert` for the privileged expert) in the
 embedded simulator on the first --episodes held-out evaluation worlds
 (seeds 1000+, never used for training) of each --world and --preset, batched
 in-process. Prints a success-rate table with 95% Wilson intervals and writes
-every episode's outcome and the summary to --out (JSON).
+every episode's outcome and the summary to --out (JSON). A controller is
+named by its checkpoint's file name (cfc_ncp.safetensors -> cfc_ncp), a
+training run's best/last file by the run folder (runs/gru_bc/best.safetensors
+-> gru_bc); `lnn-nav report` knows the core from a name starting cfc_ncp,
+cfc, ltc, lstm, gru or cnn.
 
 --ros-episodes K flies the first K seeds of every cell once more through the
 ROS 2 graph, as `lnn-nav fly` does: sim_node and the controller node (or
@@ -38,6 +42,18 @@ Example:
   lnn-nav eval --model models/cfc_ncp.safetensors expert --world forest urban --episodes 100
   lnn-nav eval --model models/cfc_ncp.safetensors expert --world forest --episodes 20 --ros-episodes 3
 """
+
+#: Checkpoint names a training run writes (``runs/cfc_ncp_ft/best.safetensors``): they say nothing of the model.
+_RUN_FILE_STEMS = ("best", "last")
+
+
+def controller_name(model: str) -> str:
+    """The controller's name in results: ``expert``, else the checkpoint's stem, or its run folder's
+    name for a run's ``best``/``last`` file (the report finds the core from that name: ``cfc_ncp_ft``)."""
+    if model == "expert":
+        return model
+    path = Path(model)
+    return path.parent.name if path.stem in _RUN_FILE_STEMS and path.parent.name else path.stem
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,10 +102,10 @@ def run(args: argparse.Namespace) -> int:
             for preset in args.preset:
                 if preset not in presets_for(world):
                     continue
-                bar = tqdm(total=len(seeds), desc=f"{Path(model).stem} {world} {preset}", unit="episode")
+                bar = tqdm(total=len(seeds), desc=f"{controller_name(model)} {world} {preset}", unit="episode")
                 cell = evaluate(None if model == "expert" else model, world, seeds, preset, envs=args.envs,
                                 workers=args.workers, on_result=lambda _r: bar.update(1),
-                                name=model if model == "expert" else Path(model).stem)  # fmt: skip
+                                name=controller_name(model))  # fmt: skip
                 bar.close()
                 entry = {**cell.summary(), "episodes_detail": cell.episodes}
                 ros_column = ""
