@@ -14,7 +14,7 @@
 # Fixed seeds throughout (worlds, noise, training). Finished stages are skipped on a
 # re-run (the collect/dataset outputs, the training runs resume). Stage times measured
 # on the 2-core CPU build machine are in the README ("Training"); the whole chain for
-# CfC-NCP + LSTM takes about 3.5 hours there. The shipped files came out of this chain
+# CfC-NCP + LSTM takes about 2.5 hours there. The shipped files came out of this chain
 # run stage by stage over several sessions while the code evolved (the DAgger labels
 # were velocity-anchored then), so a re-run gives comparable, not bit-identical, models.
 set -euo pipefail
