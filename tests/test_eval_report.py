@@ -327,3 +327,30 @@ def test_eval_names_a_run_checkpoint_by_its_folder():
     assert controller_name("runs/gru_bc/best.safetensors") == "gru_bc"
     assert controller_name("runs/lstm_ft/last.safetensors") == "lstm_ft"
     assert controller_core(controller_name("runs/cfc_ncp_ft/best.safetensors")) == "cfc-ncp"
+
+
+def test_wilson_interval_contains_the_rate_even_at_0_and_100_percent():
+    from lnn_nav.eval.closed_loop import wilson_interval
+
+    # Rounding put 0/11's lower bound at 1e-17 and 21/21's upper at 1 - 1e-16.
+    for n in range(1, 201):
+        for k in (0, 1, n // 2, n - 1, n):
+            lo, hi = wilson_interval(k, n)
+            assert 0.0 <= lo <= k / n <= hi <= 1.0, (k, n, lo, hi)
+    assert wilson_interval(0, 11)[0] == 0.0 and wilson_interval(21, 21)[1] == 1.0
+
+
+def test_bar_chart_draws_cells_at_0_and_100_percent_with_any_episode_count(tmp_path):
+    # 21/21 and 0/11 had Wilson bounds a rounding error inside the rate: matplotlib
+    # refused the chart ("yerr must not contain negative values") and no report was written.
+    def cell(preset: str, n: int, successes: int) -> dict:
+        eps = [{"kind": "forest", "seed": 1000 + i, "outcome": "success" if i < successes else "collision",
+                "frames": 10, "time": 1.0, "path_length": 1.0, "bag": None} for i in range(n)]  # fmt: skip
+        return {"controller": "cfc_ncp", "world": "forest", "preset": preset, "episodes": n,
+                "success_rate": successes / n, "ci95": [0, 1], "episodes_detail": eps}  # fmt: skip
+
+    data = {"seconds": 1.0, "cells": [cell("in_distribution", 21, 21), cell("fog", 11, 0)]}
+    cells = load_results([_write(tmp_path / "r.json", data)])
+    path = plot_success_bars(cells, tmp_path / "bars.png")
+    assert np.asarray(Image.open(path).convert("L")).std() > 10
+    assert _row(success_table(cells), "cfc-ncp")["forest in-dist"] == "100% [85–100]"

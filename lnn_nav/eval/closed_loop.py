@@ -30,7 +30,9 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # At 0 % and 100 % the bound is exactly p in exact arithmetic; rounding can
+    # put it a hair inside (0/11 gave lo 1e-17), which made a negative error bar.
+    return (min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half)))
 
 
 def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
