@@ -354,3 +354,15 @@ def test_bar_chart_draws_cells_at_0_and_100_percent_with_any_episode_count(tmp_p
     path = plot_success_bars(cells, tmp_path / "bars.png")
     assert np.asarray(Image.open(path).convert("L")).std() > 10
     assert _row(success_table(cells), "cfc-ncp")["forest in-dist"] == "100% [85–100]"
+
+
+def test_committed_benchmark_report_matches_the_committed_results():
+    # docs/benchmark/report.md is what the README shows; it must be rebuilt when models/eval/ changes.
+    root = Path(__file__).resolve().parents[1]
+    results = sorted((root / "models" / "eval").glob("*.json"))
+    assert results, "models/eval/ holds the shipped controllers' results"
+    cells = load_results(results)
+    committed = (root / "docs" / "benchmark" / "report.md").read_text()
+    for world in ("forest", "urban"):
+        hint = f"{world} table differs; rebuild: lnn-nav report models/eval/*.json --out docs/benchmark --no-maps"
+        assert success_table(cells, world=world) in committed, hint
