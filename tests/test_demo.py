@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from lnn_nav.demo import run_demo, shipped_model
 from lnn_nav.eval.latency import format_table, step_latency_table
 from lnn_nav.models import load_policy
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
 def test_shipped_controllers_load_and_are_small():
@@ -17,6 +20,23 @@ def test_shipped_controllers_load_and_are_small():
     assert path.stat().st_size < 2_000_000
     policy = load_policy(path)
     assert policy.config.core == "cfc-ncp" and policy.config.use_goal
+
+
+@pytest.mark.parametrize("path", sorted(MODELS.glob("*.safetensors")), ids=lambda p: p.stem)
+def test_every_shipped_checkpoint_is_small_and_flies_a_step(path):
+    # The baselines ship beside the CfC-NCP; a file named for one core must hold that core.
+    import torch
+
+    assert path.stat().st_size < 2_000_000
+    policy = load_policy(path).eval()
+    assert policy.config.core == path.stem.replace("_", "-")
+    enc = policy.config.encoder
+    goal = torch.tensor([[1.0, 0.0, 0.0, 0.5]]) if policy.config.use_goal else None
+    imu = torch.zeros(1, 6) if policy.config.use_imu else None
+    with torch.no_grad():
+        cmd, _ = policy.step(torch.rand(1, enc.in_channels, enc.height, enc.width), 1 / 30, None, imu=imu, goal=goal)
+    assert cmd.shape == (1, 4) and torch.isfinite(cmd).all()
+    assert (cmd.abs() <= torch.tensor(policy.config.command_scale)).all()
 
 
 @pytest.mark.slow
