@@ -29,14 +29,14 @@ ROS 2 graph, as `lnn-nav fly` does: sim_node and the controller node (or
 expert_node for `expert`) as separate processes over DDS on loopback, same
 seed, preset, checkpoint, camera, control rate and command limits. Each
 cell's JSON gains a `ros` block (per seed: ros_outcome, inprocess_outcome,
-agree) and the table a column `ros agree A/K`. Agreement is of the outcome,
-not of the trajectory: the graph runs the simulator on its own clock, draws
-its own IMU/wind/camera noise and carries commands over DDS, so a world the
-controller barely passes or fails can end differently; every disagreement is
-printed and kept. expert_node plans with the default expert, not the slower
-demonstrating expert the benchmark flies, so for `expert` only the outcome is
-comparable. Graph flights run one at a time after each cell; node logs go
-next to --out in ros_logs/.
+agree) and the table a column `ros agree A/K`. Both fly the same noise
+(wind, IMU and camera noise come from a stream seeded by the world seed, in
+a batch or alone); the graph runs the policy one frame at a time and carries
+commands over DDS, so float rounding differs and a world the controller
+barely passes or fails can still end differently: every disagreement is
+printed and kept. expert_node flies the demonstrating expert, as the
+benchmark does. Graph flights run one at a time after each cell; node logs
+go next to --out in ros_logs/.
 
 Example:
   lnn-nav eval --model models/cfc_ncp.safetensors expert --world forest urban --episodes 100

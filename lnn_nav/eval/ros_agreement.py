@@ -8,11 +8,11 @@ the ``controller`` node, or ``expert_node``, as separate processes, via
 (success, collision, out_of_bounds, timeout) seed by seed.
 
 What "agree" means: same world (same seed and preset, the preset's fixed
-conditions), camera, control rate, episode limit and command limits. It is
-not the same noise realisation, and not the same computation step for step:
-see :func:`known_differences`. A world the controller barely gets through
-(or barely fails) can therefore end differently; such seeds are reported as
-disagreements, never hidden.
+conditions), camera, control rate, episode limit, command limits and noise
+(each drone's noise stream is seeded by its world seed). It is not the same
+computation step for step: see :func:`known_differences`. A world the
+controller barely gets through (or barely fails) can therefore end
+differently; such seeds are reported as disagreements, never hidden.
 """
 
 from __future__ import annotations
@@ -107,8 +107,10 @@ def known_differences(expert: bool) -> List[str]:
     """What still differs between a graph flight and the in-process flight of the same seed."""
     notes = [
         "same world, preset conditions, camera, control rate, episode limit and command limits as in-process",
-        "not the same noise: sim_node draws IMU noise, wind gusts and camera noise from a generator seeded "
-        "by the world seed, the batched benchmark from one generator shared by a worker's drones",
+        "the same noise: wind gusts, IMU and camera noise come from one stream per drone seeded by the world "
+        "seed (lnn_nav.sim.noise), in sim_node as in the batched benchmark",
+        "not the same arithmetic: the benchmark runs the policy batched, the node one frame at a time "
+        "(float32 results differ in the last bits, which a marginal world can amplify)",
         "sim_node steps in lockstep on the command that answers each frame, delivered over DDS; a command "
         "later than sim_node's command_timeout (wall clock) is replaced by the last one",
     ]

@@ -147,6 +147,7 @@ class SimNode(Node):
         self.period_ns = int(round(_NS_PER_S / config.control_hz))
         self.world: WorldSpec = world
         self.batch = FlightBatch(1, config, np.random.default_rng(self.seed), world_source=lambda rng: self.world)
+        self._last_obs: Optional[Dict[str, np.ndarray]] = None
 
         self.pub_image = self.create_publisher(Image, "/camera/image_raw", 10)
         self.pub_info = self.create_publisher(CameraInfo, "/camera/camera_info", 10)
@@ -193,7 +194,6 @@ class SimNode(Node):
         return make_world(str(self.params["world"]), seed, str(self.params["preset"]))
 
     def _start_episode(self) -> None:
-        self.batch.reseed(np.random.default_rng(self.world.seed))
         self.batch.reset(np.array([0]), [self.world])
         self.clock_ns += self.period_ns  # a fresh stamp: no command of the last episode matches
         self.command[:] = 0.0
@@ -272,7 +272,7 @@ class SimNode(Node):
         if self.command_sim_ns < 0 and self.batch.time[0] == 0.0:
             # Nobody has answered yet this episode: hold the start, offer the frame again.
             if waited >= START_REOFFER_S:
-                self._publish_frame()
+                self._publish_frame(fresh=False)
             return
         if waited < float(self.params["command_timeout"]):
             return
@@ -297,9 +297,15 @@ class SimNode(Node):
             self._finish(outcome)
 
     # -- publishing --------------------------------------------------------------
-    def _publish_frame(self) -> None:
-        """Publish clock, camera, IMU, odometry and tf for the current state, all with one stamp."""
-        obs = self.batch.observe()
+    def _publish_frame(self, fresh: bool = True) -> None:
+        """Publish clock, camera, IMU, odometry and tf for the current state, all with one stamp.
+
+        ``fresh=False`` offers the last frame again as it was: observing anew would draw camera and
+        IMU noise again and put this episode's noise out of step with the same seed flown in-process.
+        """
+        if fresh or self._last_obs is None:
+            self._last_obs = self.batch.observe()
+        obs = self._last_obs
         stamp = _stamp(self.clock_ns)
         self.pub_clock.publish(Clock(clock=stamp))
         quad = self.batch.quad

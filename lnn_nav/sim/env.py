@@ -35,6 +35,7 @@ from .collision import CollisionChecker
 from .dynamics import rotate_inverse
 from .flight_controller import Quadrotor
 from .imu import ImuModel
+from .noise import DroneStreams
 from .presets import make_world, sample_training_conditions
 from .render import RenderPool
 from .wind import WindModel
@@ -111,18 +112,22 @@ class FlightBatch:
         # LRU cache would thrash with more envs than cache slots).
         self.checkers: List[CollisionChecker] = [CollisionChecker(w) for w in self.worlds]
         # One wind model, one wind per drone: each from its own world's conditions.
-        self.quad = Quadrotor(num_envs, wind=WindModel.from_conditions([w.conditions for w in self.worlds], num_envs, rng))
-        self.imu = ImuModel(num_drones=num_envs, rng=rng) if config.imu_noise else ImuModel.ideal(num_envs)
+        # Wind, IMU and camera noise: one stream per drone, re-seeded from the world seed at each
+        # episode start (lnn_nav.sim.noise), so an episode does not depend on the batch it flies in.
+        self.noise = DroneStreams(num_envs, rng)
+        for i, world in enumerate(self.worlds):
+            self.noise.seed(i, world.seed)
+        self.quad = Quadrotor(num_envs, wind=WindModel.from_conditions([w.conditions for w in self.worlds], num_envs,
+                                                                       self.noise))  # fmt: skip
+        self.imu = ImuModel(num_drones=num_envs, rng=self.noise) if config.imu_noise else ImuModel.ideal(num_envs)
         self.renderer = RenderPool(self.worlds, config.camera, workers=config.render_workers)
         self.time = np.zeros(num_envs)
         self.goal = np.zeros((num_envs, 3))
         self.done = np.zeros(num_envs, dtype=bool)
 
     def reseed(self, rng: np.random.Generator) -> None:
-        """Draw worlds, wind, IMU and camera noise from ``rng`` from now on (reset(seed=...))."""
+        """Draw new worlds from ``rng`` from now on (reset(seed=...)); noise follows each world's seed."""
         self.rng = rng
-        self.imu.rng = rng
-        self.quad.wind.rng = rng
 
     # -- worlds ---------------------------------------------------------------
     def _next_world(self) -> WorldSpec:
@@ -140,6 +145,7 @@ class FlightBatch:
         for k, i in enumerate(indices):
             world = worlds[k] if worlds is not None else self._next_world()
             self.worlds[i] = world
+            self.noise.seed(int(i), world.seed)
             self.checkers[i] = CollisionChecker(world)
             self.renderer.set_world(int(i), world)
         self.quad.wind.set_conditions(indices, [self.worlds[i].conditions for i in indices])
@@ -187,7 +193,7 @@ class FlightBatch:
         images = self.renderer.render(self.quad.position, self.quad.quaternion)
         rgb = images.rgb
         for i, world in enumerate(self.worlds):
-            rgb[i] = apply_camera_effects(rgb[i], world.conditions, self.rng)
+            rgb[i] = apply_camera_effects(rgb[i], world.conditions, self.noise[i])
         rotation = self.quad.state.rotation
         goal_body = rotate_inverse(rotation, self.goal - self.quad.position)
         imu = self.imu.measure(self.quad.specific_force, self.quad.body_rates, self.control_dt)
@@ -264,10 +270,15 @@ class NavigationVectorEnv(VectorEnv):
         batch = self.batch
         actions = np.array(actions, dtype=np.float64).reshape(self.num_envs, 4)
         resetting = np.flatnonzero(self._autoreset)
-        if len(resetting):
-            batch.reset(resetting)
-            actions[resetting] = 0.0  # next-step autoreset: this step's action is ignored there
+        actions[resetting] = 0.0  # next-step autoreset: this step's action is ignored there
         out = batch.step(actions)
+        if len(resetting):
+            # Reset after the step, so a new episode starts from its world's start (time 0), as the
+            # first episodes and sim_node's do, not one hover period later.
+            batch.reset(resetting)
+            start = self._infos()
+            for key in ("success", "collision", "out_of_bounds", "distance_to_goal", "time"):
+                out[key][resetting] = start[key][resetting]
         for key in ("reward", "terminated", "truncated"):
             out[key][resetting] = 0.0 if key == "reward" else False
         self._autoreset = out["terminated"] | out["truncated"]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 
+from lnn_nav.sim.noise import DroneStreams
 from lnn_nav.sim.wind import RngLike
 
 
@@ -57,7 +58,7 @@ class ImuModel:
         self.noise_std = np.array([accel_noise_std] * 3 + [gyro_noise_std] * 3)
         self.bias_std = np.array([accel_bias_std] * 3 + [gyro_bias_std] * 3)
         self.bias_walk = np.array([accel_bias_walk] * 3 + [gyro_bias_walk] * 3)
-        self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        self.rng = rng if isinstance(rng, (np.random.Generator, DroneStreams)) else np.random.default_rng(rng)
         self.bias = np.zeros((self.num_drones, 6))
         self.reset()
 
@@ -69,8 +70,7 @@ class ImuModel:
     def reset(self, indices: Optional[np.ndarray] = None) -> None:
         """Draw new turn-on biases (all drones, or ``indices``)."""
         idx = slice(None) if indices is None else np.asarray(indices)
-        n = len(self.bias[idx])
-        self.bias[idx] = self.bias_std * self.rng.standard_normal((n, 6))
+        self.bias[idx] = self.bias_std * self._normal(idx)
 
     def measure(self, specific_force_body: np.ndarray, angular_velocity_body: np.ndarray, dt: float) -> np.ndarray:
         """One reading per drone, ``[N, 6]``, after the bias has walked for ``dt`` seconds."""
@@ -82,8 +82,14 @@ class ImuModel:
             axis=1,
         )  # fmt: skip
         if self.bias_walk.any():
-            self.bias = self.bias + self.bias_walk * math.sqrt(dt) * self.rng.standard_normal(truth.shape)
+            self.bias = self.bias + self.bias_walk * math.sqrt(dt) * self._normal(slice(None))
         reading = truth + self.bias
         if self.noise_std.any():
-            reading = reading + self.noise_std * self.rng.standard_normal(truth.shape)
+            reading = reading + self.noise_std * self._normal(slice(None))
         return reading
+
+    def _normal(self, idx: Union[slice, np.ndarray]) -> np.ndarray:
+        """``[drones in idx, 6]`` standard normals, from each drone's own stream when the IMU has them."""
+        if isinstance(self.rng, DroneStreams):
+            return self.rng.standard_normal(idx, 6)
+        return self.rng.standard_normal((len(self.bias[idx]), 6))

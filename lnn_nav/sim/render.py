@@ -374,13 +374,18 @@ def _surface_normal(
 def _texture(
     mat: int,
     item: int,
+    local: int,
     p: wp.vec3,
     n: wp.vec3,
     dist: float,
     base: wp.vec3,
     cyl: wp.array2d(dtype=float),
 ) -> wp.vec3:
-    """Procedural variation of the base colour, fixed to the world point (no shimmer as the camera moves)."""
+    """Procedural variation of the base colour, fixed to the world point (no shimmer as the camera moves).
+
+    ``local``: the primitive's index within its own world, so a trunk or facade looks the same whichever
+    other worlds share the batch (``item``'s index runs over all loaded worlds).
+    """
     # Fine grain aliases into flicker far away, so it fades out with distance.
     fine = wp.clamp(1.0 - dist / 30.0, 0.0, 1.0)
     i = item >> 2
@@ -392,9 +397,9 @@ def _texture(
         return wp.vec3(base[0] * f * (0.9 + 0.2 * patches), base[1] * f, base[2] * f * (1.1 - 0.2 * patches))
     if mat == _MAT_BARK and (item & 3) == _KIND_CYLINDER:
         angle = wp.atan2(p[1] - cyl[i, 1], p[0] - cyl[i, 0])
-        wobble = _value_noise(p[2] * 1.5, float(i), 4)
+        wobble = _value_noise(p[2] * 1.5, float(local), 4)
         ridges = 0.5 + 0.5 * wp.sin(angle * 9.0 + 4.0 * wobble)
-        grain = _hash(int(wp.floor(p[2] * 12.0)), i, 5) - 0.5
+        grain = _hash(int(wp.floor(p[2] * 12.0)), local, 5) - 0.5
         return base * (0.7 + 0.45 * ridges + 0.2 * fine * grain)
     if mat == _MAT_LEAVES or mat == _MAT_UNDERGROWTH:
         speck = _hash(int(wp.floor(p[0] * 7.0)), int(wp.floor(p[1] * 7.0)), int(wp.floor(p[2] * 7.0)))
@@ -408,7 +413,7 @@ def _texture(
         storey = p[2] / 3.2
         fu = bay - wp.floor(bay)
         fv = storey - wp.floor(storey)
-        lit = _hash(int(wp.floor(bay)), int(wp.floor(storey)), i)
+        lit = _hash(int(wp.floor(bay)), int(wp.floor(storey)), local)
         if mat == _MAT_CONCRETE:
             if fu > 0.22 and fu < 0.78 and fv > 0.3 and fv < 0.85:
                 return wp.vec3(0.10, 0.13, 0.18) * (0.7 + 0.8 * lit)
@@ -511,9 +516,11 @@ def _render_kernel(
         seg[e, v, u] = wp.uint8(0)
     else:
         mat = int(_MAT_GROUND)
+        local = int(0)
         if best_item != _ITEM_GROUND:
             kind = best_item & 3
             i = best_item >> 2
+            local = i - grid_i[w, 4 + kind]  # grid_i[w, 4:7]: the world's first cylinder, box, sphere
             if kind == _KIND_CYLINDER:
                 mat = cyl_mat[i]
             elif kind == _KIND_BOX:
@@ -527,7 +534,7 @@ def _render_kernel(
             n = _surface_normal(best_item, p, cyl, box, sph)
             if wp.dot(n, d) > 0.0:
                 n = -n  # seen from inside (camera within a canopy): light the face we see
-            tex = _texture(mat, best_item, p, n, best_t, base, cyl)
+            tex = _texture(mat, best_item, local, p, n, best_t, base, cyl)
             light = wp.max(wp.dot(n, sun_dir[w]), 0.0)
             col = wp.cw_mul(tex, wp.vec3(ambient[w]) + sun_rgb[w] * light)
         f = wp.exp(-fog * best_t)
@@ -797,7 +804,7 @@ class Renderer:
             (x0, y0, nx, ny), zr, start, items, item_z = build_grid(world, codes, cs)
             grid_f.append([x0, y0, cs, 1.0 / cs])
             grid_z.append(zr)
-            grid_i.append([nx, ny, n_cells, n_faces])
+            grid_i.append([nx, ny, n_cells, n_faces, n_cyl, n_box, n_sph])
             starts.append((start[:-1] if nx else start[:0]) + n_items)
             items_all.append(items)
             items_z.append(item_z)
@@ -836,7 +843,7 @@ class Renderer:
 
         self._arrays = {
             "grid_f": arr(grid_f, wp.vec4),
-            "grid_i": arr(grid_i, int, 4),
+            "grid_i": arr(grid_i, int, 7),
             "grid_z": arr(grid_z, wp.vec2),
             "cell_start": arr(np.concatenate(starts), int),
             "cell_items": arr(np.concatenate(items_all), int),

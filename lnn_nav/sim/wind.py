@@ -6,9 +6,11 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from lnn_nav.sim.noise import DroneStreams
 from lnn_nav.sim.world import Conditions
 
-RngLike = Union[np.random.Generator, int, None]
+#: A generator shared by all drones, a seed for one, or one stream per drone (:class:`DroneStreams`).
+RngLike = Union[np.random.Generator, DroneStreams, int, None]
 
 
 class WindModel:
@@ -46,7 +48,7 @@ class WindModel:
             raise ValueError(f"vertical_ratio must be >= 0, got {vertical_ratio}")
         self.num_drones = int(num_drones)
         self.vertical_ratio = float(vertical_ratio)
-        self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        self.rng = rng if isinstance(rng, (np.random.Generator, DroneStreams)) else np.random.default_rng(rng)
         self.mean = np.zeros((self.num_drones, 3))
         self.gust_std = np.zeros(self.num_drones)
         self.gust_tau = np.ones(self.num_drones)
@@ -100,6 +102,11 @@ class WindModel:
         if not self._axis_std[idx].any():
             self.gust[idx] = 0.0
             return
+        if isinstance(self.rng, DroneStreams):
+            # Per-drone streams: only a gusty drone draws, as it would flying alone.
+            for i in self.rng.rows(idx):
+                self.gust[i] = self._axis_std[i] * self.rng[i].standard_normal(3) if self._axis_std[i].any() else 0.0
+            return
         self.gust[idx] = self._axis_std[idx] * self.rng.standard_normal(self.gust[idx].shape)
 
     def current(self) -> np.ndarray:
@@ -111,5 +118,11 @@ class WindModel:
         if self.gust_std.any():
             decay = np.exp(-dt / self.gust_tau)[:, None]
             scale = self._axis_std * np.sqrt(1.0 - decay * decay)
-            self.gust = self.gust * decay + scale * self.rng.standard_normal((self.num_drones, 3))
+            if isinstance(self.rng, DroneStreams):
+                shocks = np.zeros((self.num_drones, 3))
+                for i in np.flatnonzero(self.gust_std > 0):
+                    shocks[i] = self.rng[i].standard_normal(3)
+            else:
+                shocks = self.rng.standard_normal((self.num_drones, 3))
+            self.gust = self.gust * decay + scale * shocks
         return self.mean + self.gust
