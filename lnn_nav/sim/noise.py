@@ -13,7 +13,7 @@ behind the ROS 2 graph.
 
 from __future__ import annotations
 
-from typing import Iterable, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -56,14 +56,13 @@ class DroneStreams:
 
     def standard_normal(self, indices: Indices, width: int) -> np.ndarray:
         """``[len(indices), width]`` standard normals, row k from drone ``indices[k]``'s own stream."""
-        return stack_rows((self.streams[i].standard_normal(width) for i in self.rows(indices)), width)
+        rows = self.rows(indices)
+        out = np.empty((len(rows), width))
+        for k, i in enumerate(rows):
+            out[k] = self.streams[i].standard_normal(width)
+        return out
 
 
 def world_noise_rng(world_seed: int) -> np.random.Generator:
     """The generator a drone's wind, IMU and camera noise come from in the world of ``world_seed``."""
     return np.random.default_rng([int(world_seed) & 0xFFFFFFFFFFFFFFFF, NOISE_KEY])
-
-
-def stack_rows(rows: Iterable[np.ndarray], width: int) -> np.ndarray:
-    out: Tuple[np.ndarray, ...] = tuple(rows)
-    return np.stack(out) if out else np.zeros((0, width))
