@@ -42,7 +42,9 @@ def generate_launch_description():
         Node(
             package="lnn_nav", executable="controller_node", name="controller_node", output="screen",
             parameters=[os.path.join(config, "controller.yaml"),
-                        {"model_path": LaunchConfiguration("model_path"), "use_sim_time": True}],
+                        # The simulator stamps a step's odometry and image alike: run each frame with its own.
+                        {"model_path": LaunchConfiguration("model_path"), "use_sim_time": True,
+                         "sync_inputs": True}],
             condition=UnlessCondition(use_expert),
         ),
         Node(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -54,27 +54,6 @@ def shipped_model(name: str = "cfc-ncp") -> Optional[Path]:
         return share_path(SHIPPED[name])
     except SetupError:
         return None
-
-
-class PolicyPilot:
-    """A checkpoint as an in-process pilot for :func:`lnn_nav.sim.episode.fly_episode`; keeps its core state."""
-
-    def __init__(self, path: Path) -> None:
-        from .models.inputs import policy_inputs
-
-        self.policy = load_policy(path).eval()
-        self._inputs = policy_inputs
-        self.state: Any = None
-        self.states: List[np.ndarray] = []
-
-    def __call__(self, obs: Dict[str, np.ndarray], env: Any) -> np.ndarray:
-        dt = 1.0 / env.config.control_hz
-        with torch.inference_mode():
-            image, extras = self._inputs(self.policy.config, obs["image"][None], obs["goal"][None], obs["imu"][None])
-            cmd, self.state = self.policy.step(image, dt, self.state, **extras)
-        core_state = self.state[0] if isinstance(self.state, tuple) else self.state
-        self.states.append(core_state[0].numpy().copy())
-        return cmd[0].double().numpy()
 
 
 def run_demo(out_dir: Path, threads: int = 1, latency_iters: int = 500, episodes: int = 10,
@@ -138,35 +117,24 @@ def _ros_flights(out_dir: Path, model: Path, flights: Sequence) -> List[dict]:
 
 def _local_flights(out_dir: Path, model: Path, flights: Sequence) -> List[dict]:
     """The ROS flights again in-process: same worlds, frames kept for pictures."""
-    from .eval.saliency import saliency_overlays
-    from .sim.camera import CameraConfig
-    from .sim.env import NavigationEnv
-    from .sim.episode import fly_episode
-    from .sim.presets import make_world
-    from .sim.viz import write_gif
+    from .eval.camera import fly_with_camera, write_saliency_gif
 
     results = []
     for k, (world_kind, preset, seed) in enumerate(flights):
-        world = make_world(world_kind, seed, preset)
-        env = NavigationEnv(kind=world_kind, preset=preset, camera=CameraConfig())
-        pilot = PolicyPilot(model)
-        try:
-            record = fly_episode(env, pilot, world=world, frame_stride=1)
-        finally:
-            env.close()
+        flight = fly_with_camera(model, world_kind, seed, preset)
         name = f"cfc_ncp_{world_kind}_{preset}"
-        pictures = record.save_pictures(out_dir, name)
+        pictures = flight.record.save_pictures(out_dir, name)
         # The camera GIF with what the encoder attends to, every second frame.
-        overlays = saliency_overlays(pilot.policy, np.stack(record.frames[::2]))
-        write_gif(list(overlays), out_dir / f"{name}_saliency.gif")
+        write_saliency_gif(flight, out_dir / f"{name}_saliency.gif", stride=2)
         if k == 0:
-            order = [n for layer in pilot.policy.core.wiring.layers for n in layer]
-            labels = [pilot.policy.core.wiring.neuron_type(n) for n in order]
-            times = np.arange(len(pilot.states)) / env.config.control_hz
-            plot_neuron_traces(times, np.stack(pilot.states), labels, out_dir / "neuron_traces.png",
-                               f"CfC-NCP neuron states, {world_kind} seed {seed} ({record.outcome})")  # fmt: skip
-        results.append({"world": world_kind, "preset": preset, "seed": seed, "outcome": record.outcome,
-                        "time": record.time, "path_length": record.path_length,
+            wiring = flight.policy.core.wiring
+            order = [n for layer in wiring.layers for n in layer]
+            labels = [wiring.neuron_type(n) for n in order]
+            times = np.arange(len(flight.states)) / flight.control_hz
+            plot_neuron_traces(times, flight.states, labels, out_dir / "neuron_traces.png",
+                               f"CfC-NCP neuron states, {world_kind} seed {seed} ({flight.outcome})")  # fmt: skip
+        results.append({"world": world_kind, "preset": preset, "seed": seed, "outcome": flight.outcome,
+                        "time": flight.time, "path_length": flight.path_length,
                         "pictures": {k2: str(v.name) for k2, v in pictures.items()}})  # fmt: skip
     return results
 
@@ -217,8 +185,9 @@ recorded as rosbag2, then DAgger (see the repository README, "Training").
 `sim_node` and `controller_node` as separate processes over Fast DDS on
 loopback, exactly as `lnn-nav fly` runs them; then the same worlds in-process
 (where frames are kept for the pictures below). Held-out worlds (seeds 1000+)
-that no training flight used. Noise (IMU, wind gusts, camera) is drawn
-independently in the two runs, so an outcome may differ on a marginal world.
+that no training flight used. Both runs fly the same noise (IMU, wind gusts,
+camera: one stream per drone, seeded by the world) and the same inputs
+(the controller runs each frame with the odometry stamped with it).
 
 | world | conditions | seed | outcome (ROS) | sim time (s) | outcome (in-process) |
 | --- | --- | ---: | --- | ---: | --- |

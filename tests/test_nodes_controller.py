@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -452,3 +453,112 @@ def test_sigint_stops_the_controller_process_within_3_s_with_exit_code_0(tmp_pat
             proc.kill()
             proc.communicate()
         peer.close()
+
+
+def _goal_graph(tmp_path, graph_factory, **params):
+    """A goal policy's controller with a latched goal 10 m ahead; its odometry publisher and the policy."""
+    from geometry_msgs.msg import PoseStamped
+    from nav_msgs.msg import Odometry
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    torch.manual_seed(0)
+    policy = LiquidPolicy(PolicyConfig(encoder=EncoderConfig(height=48, width=64), use_goal=True)).eval()
+    path = str(save_policy(policy, tmp_path / "goal.safetensors"))
+    g = graph_factory(path, image_timeout=5.0, odom_timeout=5.0, expected_rate=15.0, **params)
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    goal = PoseStamped()
+    goal.header.frame_id = "odom"
+    goal.pose.position.x, goal.pose.position.z = 10.0, 1.0
+    goal_pub = g.peer.create_publisher(PoseStamped, "/goal_pose", latched)
+    goal_pub.publish(goal)
+    odom_pub = g.peer.create_publisher(Odometry, "/odom", 10)
+    g.wait_connected()
+    assert g.wait_for(lambda: odom_pub.get_subscription_count() > 0 and g.node._goal is not None, 5.0)
+    return g, odom_pub, policy, goal
+
+
+def _twist_values(cmd: TwistStamped) -> np.ndarray:
+    t = cmd.twist
+    return np.array([t.linear.x, t.linear.y, t.linear.z, t.angular.z])
+
+
+def test_sync_inputs_runs_a_frame_with_the_odometry_stamped_with_it(tmp_path, graph_factory):
+    """DDS may hand the frame over before the odometry of the same step: with sync_inputs the frame
+    waits for it, and the command is the policy's answer to exactly that pose."""
+    from lnn_nav.nodes.controller_logic import clamp_command
+    from lnn_nav.nodes.conversions import goal_input, odometry_msg, preprocess_for_policy
+
+    g, odom_pub, policy, goal = _goal_graph(tmp_path, graph_factory, sync_inputs=True, sync_timeout=1.0,
+                                            max_speed_xy=50.0, max_speed_z=20.0, max_yaw_rate=10.0)
+    old = odometry_msg([0, 0, 1], [1, 0, 0, 0], [0, 0, 0], [0, 0, 0], _stamp(-1))
+    yaw = math.pi / 2  # the new pose faces left: the goal is to its right
+    new = odometry_msg([2, 1, 1], [math.cos(yaw / 2), 0, 0, math.sin(yaw / 2)], [0, 0, 0], [0, 0, 0], _stamp(0))
+    odom_pub.publish(old)
+    assert g.wait_for(lambda: g.node._odom is not None, 5.0)
+    g.send(0)
+    assert g.wait_for(lambda: g.node._pending is not None, 5.0)
+    time.sleep(0.3)
+    assert g.commands_for(0) == []  # held: the odometry at hand is older than the frame
+    odom_pub.publish(new)
+    assert g.wait_for(lambda: g.commands_for(0), 5.0)
+
+    def expected(odom) -> np.ndarray:
+        image = preprocess_for_policy(FRAME, 48, 64)
+        goal_t = torch.from_numpy(goal_input(odom, goal)).reshape(1, -1)
+        with torch.inference_mode():
+            cmd, _ = policy.step(image, 1.0 / 15.0, None, goal=goal_t)
+        return clamp_command(cmd[0].double().numpy(), 50.0, 20.0, 10.0)
+
+    got = _twist_values(g.commands_for(0)[0])
+    np.testing.assert_allclose(got, expected(new), rtol=0, atol=1e-6)
+    assert not np.allclose(got, expected(old), atol=1e-4)  # the test tells the two poses apart
+    assert g.node.counters["unsynced_frames"] == 0
+
+
+def test_sync_inputs_runs_a_frame_without_its_odometry_after_sync_timeout_and_counts_it(tmp_path, graph_factory):
+    from lnn_nav.nodes.conversions import odometry_msg
+
+    g, odom_pub, _, _ = _goal_graph(tmp_path, graph_factory, sync_inputs=True, sync_timeout=0.2)
+    odom_pub.publish(odometry_msg([0, 0, 1], [1, 0, 0, 0], [0, 0, 0], [0, 0, 0], _stamp(0)))
+    assert g.wait_for(lambda: g.node._odom is not None, 5.0)
+    assert not _is_zero(g.send_and_wait(0))  # odometry stamped with the frame: runs at once
+    assert g.node.counters["unsynced_frames"] == 0
+    g.send(1)  # no odometry stamped 1 ever comes
+    assert g.wait_for(lambda: g.commands_for(1), 5.0)
+    assert not _is_zero(g.commands_for(1)[0])  # ran with the latest odometry, not a hover
+    assert g.node.counters["unsynced_frames"] == 1
+
+
+def test_without_sync_inputs_a_frame_runs_at_once_with_the_latest_odometry(tmp_path, graph_factory):
+    from lnn_nav.nodes.conversions import odometry_msg
+
+    g, odom_pub, _, _ = _goal_graph(tmp_path, graph_factory)
+    odom_pub.publish(odometry_msg([0, 0, 1], [1, 0, 0, 0], [0, 0, 0], [0, 0, 0], _stamp(-1)))
+    assert g.wait_for(lambda: g.node._odom is not None, 5.0)
+    assert not _is_zero(g.send_and_wait(0))
+    assert g.node._pending is None and g.node.counters["unsynced_frames"] == 0
+
+
+def test_while_frames_arrive_each_is_answered_and_the_failsafe_timer_adds_no_hover(tmp_path, graph_factory):
+    """A goal policy without its goal: every frame gets a hover stamped with the frame; the timer flags the
+    fail-safe but publishes nothing of its own (stamped with the current simulated time, a lockstep
+    simulator would take it for the answer to its frame)."""
+    from nav_msgs.msg import Odometry
+
+    from lnn_nav.nodes.conversions import odometry_msg
+
+    torch.manual_seed(0)
+    policy = LiquidPolicy(PolicyConfig(encoder=EncoderConfig(height=48, width=64), use_goal=True))
+    path = str(save_policy(policy, tmp_path / "goal.safetensors"))
+    g = graph_factory(path, image_timeout=5.0, odom_timeout=5.0, failsafe_rate_hz=50.0)
+    odom_pub = g.peer.create_publisher(Odometry, "/odom", 10)
+    g.wait_connected()
+    assert g.wait_for(lambda: odom_pub.get_subscription_count() > 0, 5.0)
+    odom_pub.publish(odometry_msg([0, 0, 1], [1, 0, 0, 0], [0, 0, 0], [0, 0, 0], _stamp(0)))
+    for i in range(5):
+        assert _is_zero(g.send_and_wait(i))
+    time.sleep(0.3)  # 15 fail-safe timer periods
+    frames = {_key(_stamp(i)) for i in range(5)}
+    assert all(_key(c.header.stamp) in frames for c in g.snapshot())
+    assert g.node._failsafe_active and "goal: nothing received yet" in g.node._failsafe_reason
+    assert g.node.counters["failsafe_commands"] == 0

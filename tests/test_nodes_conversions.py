@@ -253,6 +253,16 @@ def test_watchdog_reports_stale_and_missing_inputs():
     assert dog.stale(600_000_000)[0].startswith("camera: no data for 0.30 s")
 
 
+def test_watchdog_armed_before_the_clock_runs_counts_from_its_first_reading():
+    # Simulated time reads 0 until the first /clock; a simulator starting at 1000 s must not read as
+    # 1000 s without a frame (the hover that followed answered the lockstep simulator's first frame).
+    dog = InputWatchdog({"camera": 0.25, "odom": 0.25})
+    dog.arm(None)
+    assert dog.stale(1_000_000_000_000) == []
+    assert dog.stale_inputs(1_000_300_000_000) == {"camera": "camera: nothing received yet",
+                                                   "odom": "odom: nothing received yet"}  # fmt: skip
+
+
 def test_clamp_keeps_horizontal_direction_and_bounds_each_axis():
     out = clamp_command(np.array([3.0, 4.0, -2.0, 5.0]), 2.0, 1.0, 0.5)
     np.testing.assert_allclose(out, [1.2, 1.6, -1.0, 0.5])

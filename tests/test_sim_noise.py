@@ -113,3 +113,38 @@ def test_vector_env_starts_an_autoreset_episode_at_its_world_start():
     starts = np.array([w.start[:3] for w in env.worlds])
     np.testing.assert_allclose(env.batch.quad.position, starts)
     env.close()
+
+
+@pytest.mark.parametrize("core", ["cfc-ncp", "lstm"])
+def test_the_in_process_learner_steps_each_drone_as_the_controller_node_does(tmp_path, core):
+    """Batched float32 arithmetic differs from batch-1 in the last bits, and a marginal world amplifies
+    them: each drone's command must be bit-identical to one policy.step on its own frame, the node's way."""
+    import torch
+
+    from lnn_nav.data.flights import _Learner
+    from lnn_nav.models import EncoderConfig, LiquidPolicy, PolicyConfig, save_policy
+    from lnn_nav.nodes.conversions import preprocess_for_policy
+    from lnn_nav.preprocess import goal_features
+    from tests.small_policies import CORE_OPTIONS, H, W
+
+    torch.manual_seed(0)
+    policy = LiquidPolicy(PolicyConfig(encoder=EncoderConfig(height=H, width=W), core=core, use_goal=True,
+                                       core_options=CORE_OPTIONS[core])).eval()  # fmt: skip
+    path = save_policy(policy, tmp_path / f"{core}.safetensors")
+    learner = _Learner(str(path), n=3, threads=1)
+    rng = np.random.default_rng(0)
+    states = [None] * 3
+    for step in range(5):
+        obs = {"image": rng.integers(0, 256, (3, 96, 128, 3), dtype=np.uint8),
+               "goal": rng.normal(size=(3, 3)).astype(np.float32) * 10, "imu": np.zeros((3, 6), np.float32)}
+        active = np.array([True, step != 2, True])  # a drone whose episode ended is skipped
+        batched = learner(obs, 1 / 15, active)
+        for i in range(3):
+            if not active[i]:
+                assert not batched[i].any()
+                continue
+            goal = torch.from_numpy(goal_features(obs["goal"][i])).reshape(1, -1)
+            with torch.inference_mode():
+                image = preprocess_for_policy(obs["image"][i], H, W)
+                alone, states[i] = policy.step(image, 1 / 15, states[i], goal=goal)
+            np.testing.assert_array_equal(batched[i], alone[0].double().numpy())

@@ -160,7 +160,16 @@ def _outcome(out: Dict[str, np.ndarray], i: int) -> str:
 
 
 class _Learner:
-    """A checkpoint flying N drones at once (batched ``policy.step``), state reset per episode."""
+    """A checkpoint flying N drones, state reset per episode; each drone stepped on its own.
+
+    One ``policy.step`` per drone, batch 1, as the controller node runs it:
+    a batched float32 convolution or matmul sums in another order than a
+    batch-1 one, and a marginal world amplifies the last bits (a batch of 10
+    LSTM forest episodes and the same seeds one at a time ended 2 of 10
+    differently). Stepping each drone alone makes an episode's outcome
+    independent of ``envs``, ``workers`` and its batch neighbours, and the
+    same as through the ROS 2 graph. It costs little: rendering dominates.
+    """
 
     def __init__(self, path: str, n: int, threads: int) -> None:
         import torch
@@ -179,27 +188,22 @@ class _Learner:
     def reset(self, i: int) -> None:
         self.fresh[i] = True
 
-    def __call__(self, obs: Dict[str, np.ndarray], dt: float) -> np.ndarray:
+    def __call__(self, obs: Dict[str, np.ndarray], dt: float, active: Optional[np.ndarray] = None) -> np.ndarray:
+        """Commands ``[N, 4]`` for the drones' observations; rows of drones not ``active`` are zero."""
         torch = self.torch
+        if self.state is None:
+            self.state = [None] * self.n
+        cmd = np.zeros((self.n, 4))
         with torch.inference_mode():
             image, extras = self.inputs(self.policy.config, obs["image"], obs["goal"], obs["imu"])
-            if self.state is None:
-                self.state = self.policy.initial_state(self.n)
-            if self.fresh.any():
-                idx = torch.from_numpy(np.flatnonzero(self.fresh))
-                fresh_state = self.policy.initial_state(len(idx))
-                self.state = _assign_state(self.state, idx, fresh_state)
-                self.fresh[:] = False
-            cmd, self.state = self.policy.step(image, dt, self.state, **extras)
-        return cmd.double().numpy()
-
-
-def _assign_state(state: Any, idx: Any, value: Any) -> Any:
-    if isinstance(state, tuple):
-        return tuple(_assign_state(s, idx, v) for s, v in zip(state, value))
-    state = state.clone()
-    state[idx] = value
-    return state
+            for i in range(self.n) if active is None else np.flatnonzero(active):
+                if self.fresh[i]:
+                    self.state[i] = self.policy.initial_state(1)
+                    self.fresh[i] = False
+                step = {k: v[i : i + 1] for k, v in extras.items()}
+                out, self.state[i] = self.policy.step(image[i : i + 1], dt, self.state[i], **step)
+                cmd[i] = out[0].double().numpy()
+        return cmd
 
 
 def fly_worker(job: FlightJob, progress: Optional[Any] = None) -> List[Dict[str, Any]]:
@@ -266,7 +270,7 @@ def fly_worker(job: FlightJob, progress: Optional[Any] = None) -> List[Dict[str,
                 # (forest roll-out success 40/60 -> 24/60 after one such round).
                 labels[i] = experts[i].command(pos[i : i + 1], yaw[i : i + 1], dt)[0]
             if learner is not None:
-                flown = learner(obs, dt)
+                flown = learner(obs, dt, active)
             else:
                 flown = labels + noise.sample()
             flown[~active] = 0.0

@@ -19,13 +19,18 @@ or per run; their cells merge) and write DIR/report.md with:
     seeds) and obstacle clearance;
   - top-down trajectory maps where the episodes carry tracks;
   - where `lnn-nav eval --ros-episodes` ran, how many outcomes through the
-    ROS 2 graph agree with the in-process ones, and which seeds differ.
+    ROS 2 graph agree with the in-process ones, and which seeds differ;
+  - with --camera CKPT..., each checkpoint flown again in-process on the
+    mapped worlds (per world: in distribution and the OOD condition where
+    controllers differ most) and its onboard camera written as a GIF, the
+    frame beside its VisualBackProp saliency (about 10-40 s per flight).
 
 Exit code 0 when the report is written (whether or not targets are met),
 2 when a results file is missing or not in the expected form.
 
 Example:
   lnn-nav report reports/eval/cfc_ncp.json reports/eval/lstm.json --out reports/benchmark
+  lnn-nav report models/eval/*.json --out docs/benchmark --camera models/cfc_ncp.safetensors
 """
 
 
@@ -35,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--title", default="Closed-loop benchmark: liquid controllers vs baselines",
                         help="report heading (default: %(default)s)")
     parser.add_argument("--no-maps", action="store_true", help="skip the top-down trajectory maps (faster)")
+    parser.add_argument("--camera", nargs="+", default=[], metavar="CKPT",
+                        help="checkpoints to fly again for onboard-camera GIFs with saliency (named as "
+                        "`lnn-nav eval` names them: cfc_ncp.safetensors -> cfc_ncp)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,7 +55,15 @@ def run(args: argparse.Namespace) -> int:
     except ResultsError as exc:
         print(f"lnn-nav report: error: {exc}", file=sys.stderr)
         return 2
-    path = write_report(cells, Path(args.out), title=args.title, maps=not args.no_maps)
+    from lnn_nav.eval.cli_eval import controller_name
+
+    missing = [c for c in args.camera if not Path(c).is_file()]
+    if missing:
+        print(f"lnn-nav report: error: checkpoint not found: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    cameras = {controller_name(c): c for c in args.camera}
+    path = write_report(cells, Path(args.out), title=args.title, maps=not args.no_maps, cameras=cameras,
+                        on_progress=lambda text: print(text, flush=True))  # fmt: skip
     for check in check_targets(cells):
         print(f"{check.status:<8} {check.target}: {check.text}")
     ros = ros_agreement_line(cells)

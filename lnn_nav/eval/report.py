@@ -665,6 +665,46 @@ def _map_choices(cells: Sequence[Cell]) -> List[Tuple[str, str, int, Dict[str, A
     return chosen
 
 
+def camera_worlds(cells: Sequence[Cell]) -> List[Tuple[str, str, int]]:
+    """(world, preset, seed) to film: the mapped worlds, or else each world's first in-distribution seed."""
+    chosen = [(world, preset, seed) for world, preset, seed, _, _ in _map_choices(cells)]
+    if chosen:
+        return chosen
+    for world in dict.fromkeys(w for w, _ in conditions_in(cells)):
+        seeds = [e.get("seed") for c in cells if (c["world"], c["preset"]) == (world, IN_DIST)
+                 for e in c.get("episodes_detail") or [] if isinstance(e.get("seed"), int)]  # fmt: skip
+        if seeds:
+            chosen.append((world, IN_DIST, min(seeds)))
+    return chosen
+
+
+def _camera_gifs(cells: Sequence[Cell], cameras: Mapping[str, Union[str, Path]], out: Path,
+                 on_progress: Optional[Any]) -> str:  # fmt: skip
+    from lnn_nav.eval.camera import camera_section, fly_with_camera, write_saliency_gif
+
+    worlds = camera_worlds(cells)
+    if not worlds:
+        return "No held-out seeds in the results to fly again.\n"
+    index = _index(cells)
+    flights, names, gifs, benchmark = [], [], [], []
+    for world, preset, seed in worlds:
+        for name, checkpoint in cameras.items():
+            flight = fly_with_camera(checkpoint, world, seed, preset)
+            gif = f"camera_{name}_{world}_{preset}_{seed}.gif"
+            # Every third control step, at the policy's input size, 64 colours: a minute of flight in
+            # about 1 MB (at camera size and full colour, 6 MB).
+            write_saliency_gif(flight, out / gif, stride=3, side_by_side=True, scale=1, input_size=True, colors=64)
+            cell = index.get((normalise_name(name), world, preset))
+            episode = next((e for e in (cell or {}).get("episodes_detail") or [] if e.get("seed") == seed), None)
+            flights.append(flight)
+            names.append(normalise_name(name))
+            gifs.append(gif)
+            benchmark.append(episode)
+            if on_progress is not None:
+                on_progress(f"camera: {name} {world} {preset} seed {seed} -> {flight.outcome}, wrote {gif}")
+    return camera_section(flights, names, gifs, benchmark)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # ROS 2 graph agreement
 
@@ -796,11 +836,16 @@ def write_report(
     extra_sections: Optional[Union[Mapping[str, str], Sequence[Tuple[str, str]]]] = None,
     title: str = "Closed-loop benchmark: liquid controllers vs baselines",
     maps: bool = True,
+    cameras: Optional[Mapping[str, Union[str, Path]]] = None,
+    on_progress: Optional[Any] = None,
 ) -> Path:
     """Write ``out_dir/report.md`` with its charts (and maps, when the episodes carry tracks); return its path.
 
-    ``extra_sections``: (heading, markdown) pairs appended at the end (the
-    demo adds its camera GIFs and saliency this way).
+    ``extra_sections``: (heading, markdown) pairs appended at the end.
+    ``cameras``: controller name -> checkpoint; each is flown again
+    in-process on the mapped worlds (:func:`camera_worlds`) and its onboard
+    camera with saliency written as a GIF. ``on_progress(text)`` hears of
+    each such flight.
     """
     if not cells:
         raise ResultsError("no result cells to report")
@@ -848,6 +893,8 @@ def write_report(
                 md.append(f"No map for {condition_label(world, preset)} seed {seed}: {exc}.\n")
                 continue
             md.append(f"![{condition_label(world, preset)}, seed {seed}]({name})\n")
+    if cameras:
+        md += ["## Onboard camera\n", _camera_gifs(cells, cameras, out, on_progress)]
     ros = ros_agreement_section(cells)
     if ros is not None:
         md += ["## Through the ROS 2 graph\n", ros]

@@ -1,13 +1,28 @@
 """The controller node: camera (+ IMU, + odometry and goal) -> liquid policy -> ``/cmd_vel``.
 
 A lifecycle node (``rclpy.lifecycle``). Configuring loads the checkpoint,
-activating starts commanding. A fail-safe timer, independent of the camera
-callback, publishes a zero twist (hover) whenever a required input goes
-stale, and ``~/enable`` (false) is an e-stop. With ``autostart`` (default)
-the node configures and activates itself, so a plain ``ros2 run`` flies.
-With ``publish_saliency`` it also publishes ``~/saliency``: the policy's
-input frame with its VisualBackProp saliency drawn over it
+activating starts commanding. Every camera frame is answered on ``/cmd_vel``
+with its own stamp: the policy's command, or a zero twist (hover) when a
+required input is stale or missing. A fail-safe timer, independent of the
+camera callback, publishes the hover when the camera itself goes quiet
+(while frames come it only logs: a hover of its own, stamped with the
+current simulated time, would pass for the answer to the frame a lockstep
+simulator waits on). ``~/enable`` (false) is an e-stop. With ``autostart``
+(default) the node configures and activates itself, so a plain ``ros2 run``
+flies. With ``publish_saliency`` it also publishes ``~/saliency``: the
+policy's input frame with its VisualBackProp saliency drawn over it
 (:mod:`lnn_nav.eval.saliency`), computed only while someone subscribes.
+
+Inputs arrive on separate topics, and DDS does not order one topic against
+another: a frame can be handled before the odometry stamped with it. By
+default a frame runs with the latest odometry/IMU at hand (a real drone's
+odometry is faster than its camera, so that is at most one odometry period
+old). With ``sync_inputs`` a frame waits until the goal, the odometry (goal
+policies) and the IMU (IMU policies) stamped at or after it have arrived,
+for at most ``sync_timeout`` wall seconds, then runs with what there is
+(counted in ``unsynced_frames``). The simulator stamps all of a step's
+messages alike, so a graph flight with ``sync_inputs`` sees exactly the
+inputs of the same step in-process.
 """
 
 from __future__ import annotations
@@ -15,7 +30,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from typing import Any, List, Optional
+from typing import Any, List, NamedTuple, Optional
 
 import numpy as np
 import rclpy
@@ -26,6 +41,7 @@ from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.duration import Duration
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import (
     DurabilityPolicy,
@@ -82,6 +98,16 @@ GOAL_QOS = QoSProfile(
 SALIENCY_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
 
 
+class _Frame(NamedTuple):
+    """A converted camera frame waiting for the inputs stamped with it (``sync_inputs``)."""
+
+    rgb: np.ndarray
+    header: Any
+    stamp_ns: int
+    received: float  # time.monotonic() at arrival
+    started: float  # time.perf_counter() at arrival: the step latency counts the wait
+
+
 class ControllerNode(LifecycleNode):
     """Runs a :class:`~lnn_nav.models.LiquidPolicy` on each camera frame and publishes ``/cmd_vel``."""
 
@@ -102,6 +128,9 @@ class ControllerNode(LifecycleNode):
         self._imu: Optional[np.ndarray] = None
         self._odom: Optional[Odometry] = None
         self._goal: Optional[PoseStamped] = None
+        self._imu_stamp_ns = -1
+        self._pending: Optional[_Frame] = None
+        self._sync_timer = None
         self._failsafe_reason = ""
         self._failsafe_active = False
         self._meter = RateMeter()
@@ -115,6 +144,8 @@ class ControllerNode(LifecycleNode):
             "state_resets": 0,
             "failsafe_commands": 0,
             "saliency_images": 0,
+            "unsynced_frames": 0,
+            "superseded_frames": 0,
         }
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(1.0, self._publish_diagnostics)
@@ -145,6 +176,11 @@ class ControllerNode(LifecycleNode):
         d("image_timeout", 0.25, float_param("camera age (s) that triggers hover", 0.01, 10.0))
         d("imu_timeout", 0.1, float_param("IMU age (s) that triggers hover (IMU policies)", 0.01, 10.0))
         d("odom_timeout", 0.25, float_param("odometry age (s) that triggers hover (goal policies)", 0.01, 10.0))
+        d("sync_inputs", False, ParameterDescriptor(
+            description="run each frame with the odometry/IMU stamped at or after it, waiting up to "
+                        "sync_timeout (true in lockstep simulation); false: the latest at hand"))
+        d("sync_timeout", 0.05, float_param("wall seconds a frame waits for its odometry/IMU (sync_inputs)",
+                                            0.001, 1.0))
         d("torch_threads", 0, int_param("torch CPU threads; 0 keeps torch's default", 0, 256))
         d("publish_saliency", False, ParameterDescriptor(
             description="publish ~/saliency (sensor_msgs/Image, rgb8, policy input size): the frame with "
@@ -209,7 +245,8 @@ class ControllerNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._reset_recurrent_state()
-        self._watchdog.arm(self._now_ns())
+        now = self._now_ns()
+        self._watchdog.arm(now if now > 0 else None)  # 0: simulated time before the first /clock
         self._failsafe_active = False
         self._active = True
         self.get_logger().info("active: publishing commands on /cmd_vel")
@@ -265,6 +302,11 @@ class ControllerNode(LifecycleNode):
                 self.create_subscription(PoseStamped, "/goal_pose", self._on_goal, GOAL_QOS))
         self._failsafe_timer = self.create_timer(
             1.0 / self._param("failsafe_rate_hz"), self._on_failsafe_timer)
+        if self._param("sync_inputs"):
+            # Wall time: under use_sim_time a lockstep simulator's clock stands still while it waits
+            # for this node's command, and a timer on it would never fire.
+            self._sync_timer = self.create_timer(min(self._param("sync_timeout"), 0.01), self._on_sync_timer,
+                                                 clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def _release(self) -> None:
         for sub in self._input_subs:
@@ -273,6 +315,11 @@ class ControllerNode(LifecycleNode):
         if self._failsafe_timer is not None:
             self.destroy_timer(self._failsafe_timer)
             self._failsafe_timer = None
+        if self._sync_timer is not None:
+            self.destroy_timer(self._sync_timer)
+            self._sync_timer = None
+        self._pending = None
+        self._imu_stamp_ns = -1
         if self._cmd_pub is not None:
             self.destroy_publisher(self._cmd_pub)
             self._cmd_pub = None
@@ -310,11 +357,54 @@ class ControllerNode(LifecycleNode):
             self.get_logger().warning(
                 f"dropped a camera frame: {err}", throttle_duration_sec=_WARN_EVERY_S)
             return
-        now_ns = self._now_ns()
-        self._watchdog.mark("camera", now_ns)
+        self._watchdog.mark("camera", self._now_ns())
         self.counters["frames"] += 1
-        stamp = msg.header.stamp
-        step = self._dt.update(stamp_to_nanoseconds(stamp))
+        frame = _Frame(rgb, msg.header, stamp_to_nanoseconds(msg.header.stamp), time.monotonic(), started)
+        if self._param("sync_inputs") and not self._inputs_reach(frame.stamp_ns):
+            if self._pending is not None:
+                # Only the newest frame matters; the older one never got its inputs in time.
+                self.counters["superseded_frames"] += 1
+            self._pending = frame
+            return
+        self._pending = None
+        self._run_frame(frame)
+
+    def _inputs_reach(self, stamp_ns: int) -> bool:
+        """Whether the goal is in and the odometry (goal policies) and IMU (IMU policies) at hand are stamped at or
+        after ``stamp_ns``."""
+        cfg = self._policy.config
+        if cfg.use_goal and self._goal is None:
+            return False  # latched, so on its way when the node has just started
+        if cfg.use_imu and self._imu_stamp_ns < stamp_ns:
+            return False
+        if cfg.use_goal and (self._odom is None or stamp_to_nanoseconds(self._odom.header.stamp) < stamp_ns):
+            return False
+        return True
+
+    def _run_pending(self, timed_out: bool = False) -> None:
+        """Run the waiting frame once its inputs are in (or, ``timed_out``, with the latest ones)."""
+        frame = self._pending
+        if frame is None or not self._active:
+            return
+        if not timed_out and not self._inputs_reach(frame.stamp_ns):
+            return
+        self._pending = None
+        if timed_out:
+            self.counters["unsynced_frames"] += 1
+            self.get_logger().warning(
+                f"no odometry/IMU stamped with the frame within sync_timeout={self._param('sync_timeout')} s; "
+                "running it with the latest inputs", throttle_duration_sec=_WARN_EVERY_S)  # fmt: skip
+        self._run_frame(frame)
+
+    def _on_sync_timer(self) -> None:
+        frame = self._pending
+        if frame is not None and time.monotonic() - frame.received >= self._param("sync_timeout"):
+            self._run_pending(timed_out=True)
+
+    def _run_frame(self, frame: _Frame) -> None:
+        rgb, started, stamp = frame.rgb, frame.started, frame.header.stamp
+        now_ns = self._now_ns()
+        step = self._dt.update(frame.stamp_ns)
         if step.reset is not None:
             self.get_logger().info(f"resetting the recurrent state: {step.reset}")
             self._state = None
@@ -352,7 +442,7 @@ class ControllerNode(LifecycleNode):
                               self._param("max_yaw_rate")), stamp)
         self._meter.record(time.perf_counter() - started)
         if self._saliency_pub is not None and self._saliency_pub.get_subscription_count() > 0:
-            self._publish_saliency(image, msg.header)
+            self._publish_saliency(image, frame.header)
 
     def _extra_inputs(self) -> dict:
         cfg = self._policy.config
@@ -372,30 +462,38 @@ class ControllerNode(LifecycleNode):
                                       throttle_duration_sec=_WARN_EVERY_S)
             return
         self._imu = values
+        self._imu_stamp_ns = stamp_to_nanoseconds(msg.header.stamp)
         self._watchdog.mark("imu", self._now_ns())
+        self._run_pending()
 
     def _on_odom(self, msg: Odometry) -> None:
         self._odom = msg
         self._watchdog.mark("odom", self._now_ns())
+        self._run_pending()
 
     def _on_goal(self, msg: PoseStamped) -> None:
         self._goal = msg
         self._watchdog.mark("goal", self._now_ns())
         p = msg.pose.position
         self.get_logger().info(f"new goal ({p.x:.2f}, {p.y:.2f}, {p.z:.2f}) in {msg.header.frame_id!r}")
+        self._run_pending()
 
     def _on_failsafe_timer(self) -> None:
         if not self._active:
             return
-        stale = self._watchdog.stale(self._now_ns())
+        stale = self._watchdog.stale_inputs(self._now_ns())
         if stale:
-            reason = "; ".join(stale)
+            reason = "; ".join(stale.values())
             if not self._failsafe_active:
                 self.get_logger().warning(f"fail-safe: hovering (zero command): {reason}")
             self._failsafe_active = True
             self._failsafe_reason = reason
-            self.counters["failsafe_commands"] += 1
-            self._publish_command(_ZERO, self.get_clock().now().to_msg())
+            if "camera" in stale:
+                # While frames come, each one is answered (with a hover when an input is missing);
+                # a hover of the timer's own, stamped with the current (simulated) time, would
+                # read as the answer to the frame a lockstep simulator is waiting on.
+                self.counters["failsafe_commands"] += 1
+                self._publish_command(_ZERO, self.get_clock().now().to_msg())
         elif self._failsafe_active:
             self._failsafe_active = False
             self.get_logger().info("fail-safe cleared: inputs are fresh again, resuming")

@@ -69,11 +69,17 @@ class InputWatchdog:
     def __init__(self, timeouts: Mapping[str, Optional[float]]) -> None:
         self.timeouts = dict(timeouts)
         self._last_ns: Dict[str, Optional[int]] = {name: None for name in self.timeouts}
-        self._armed_ns = 0
+        self._armed_ns: Optional[int] = 0
 
-    def arm(self, now_ns: int) -> None:
-        """Start watching at ``now_ns``, forgetting earlier arrivals."""
-        self._armed_ns = int(now_ns)
+    def arm(self, now_ns: Optional[int]) -> None:
+        """Start watching at ``now_ns``, forgetting earlier arrivals.
+
+        ``None``: the clock is not running yet (simulated time reads 0 until
+        the first ``/clock``); the wait for a first input starts at the first
+        :meth:`stale` call instead, not at time 0, which would make the
+        simulator's start time count as waiting.
+        """
+        self._armed_ns = None if now_ns is None else int(now_ns)
         self._last_ns = {name: None for name in self.timeouts}
 
     def mark(self, name: str, now_ns: int) -> None:
@@ -81,17 +87,23 @@ class InputWatchdog:
 
     def stale(self, now_ns: int) -> List[str]:
         """Descriptions of each stale input, e.g. ``"camera: no data for 0.31 s (timeout 0.25 s)"``."""
-        out = []
+        return list(self.stale_inputs(now_ns).values())
+
+    def stale_inputs(self, now_ns: int) -> Dict[str, str]:
+        """Each stale input's name -> its description (as :meth:`stale`)."""
+        if self._armed_ns is None:
+            self._armed_ns = int(now_ns)
+        out = {}
         for name, timeout in self.timeouts.items():
             last = self._last_ns[name]
             if last is None:
                 waited = (now_ns - self._armed_ns) / _NS_PER_S
                 if timeout is None or waited > timeout:
-                    out.append(f"{name}: nothing received yet")
+                    out[name] = f"{name}: nothing received yet"
                 continue
             age = (now_ns - last) / _NS_PER_S
             if timeout is not None and age > timeout:
-                out.append(f"{name}: no data for {age:.2f} s (timeout {timeout} s)")
+                out[name] = f"{name}: no data for {age:.2f} s (timeout {timeout} s)"
         return out
 
 

@@ -24,8 +24,10 @@ from lnn_nav.data.images import (  # noqa: F401 - re-exported: the nodes' conver
     image_msg_to_rgb,
 )
 from lnn_nav.models.inputs import resize_rgb
-from lnn_nav.models.policy import COMMAND_SIZE, GOAL_SIZE, IMU_SIZE
+from lnn_nav.models.policy import COMMAND_SIZE, IMU_SIZE
+from lnn_nav.preprocess import goal_features
 from lnn_nav.sim.camera import CameraConfig, quat_to_matrix
+from lnn_nav.sim.dynamics import rotate_inverse
 
 #: Image encodings accepted by :func:`image_msg_to_rgb`, with their channel count.
 _NS_PER_S = 1_000_000_000
@@ -181,14 +183,11 @@ def goal_input(odom: Odometry, goal: PoseStamped) -> np.ndarray:
             f"{odom.header.frame_id!r}; publish the goal in the odometry frame"
         )
     p, g, o = odom.pose.pose.position, goal.pose.position, odom.pose.pose.orientation
-    r_world_body = quat_to_matrix(np.array([o.w, o.x, o.y, o.z]))[0]
-    delta_body = r_world_body.T @ np.array([g.x - p.x, g.y - p.y, g.z - p.z])
-    distance = float(np.linalg.norm(delta_body))
-    direction = delta_body / distance if distance > 1e-9 else np.zeros(3)
-    out = np.empty(GOAL_SIZE, dtype=np.float32)
-    out[:3] = direction
-    out[3] = distance
-    return out
+    r_world_body = quat_to_matrix(np.array([o.w, o.x, o.y, o.z]))
+    delta_body = rotate_inverse(r_world_body, np.array([[g.x - p.x, g.y - p.y, g.z - p.z]]))[0]
+    # The simulator's float32 body vector through the same goal_features as in-process and in
+    # training: the graph then feeds the policy the very bits the batched benchmark does.
+    return goal_features(delta_body.astype(np.float32))
 
 
 def preprocess_for_policy(rgb: np.ndarray, height: int, width: int) -> torch.Tensor:

@@ -194,10 +194,13 @@ def fly_over_ros(
             except SetupError:
                 controller_yaml = None
             # Simulation time: the controller's input timeouts then count simulated seconds,
-            # which stand still while the lockstep simulator waits for it.
+            # which stand still while the lockstep simulator waits for it. sim_node stamps a step's
+            # odometry and image alike; sync_inputs runs each frame with its own odometry, as
+            # in-process (without it, DDS may hand over the frame before that odometry). The
+            # simulator waits for the answer anyway, so a busy machine may take up to a second.
             pilot = node_command("controller", controller_yaml,
                                  {"model_path": str(Path(model).resolve()), "use_sim_time": True,
-                                  **(pilot_params or {})})  # fmt: skip
+                                  "sync_inputs": True, "sync_timeout": 1.0, **(pilot_params or {})})  # fmt: skip
             children.start("controller", pilot, env)
         print(f"lnn-nav fly: {world} seed {seed} ({preset}), pilot "
               f"{'expert' if expert else model}; node logs in {logs}", file=sys.stderr)  # fmt: skip
