@@ -774,7 +774,9 @@ class BagReader:
             conns = [c for c in source.connections if wanted is None or c.topic in wanted]
             if conns:  # an empty selection would mean "all" to rosbags
                 streams.append(source.read(conns))
-        for conn, timestamp, data in heapq.merge(*streams, key=lambda m: m[1]):
+        # One storage file (most bags) is already in order: merging it costs as much as reading it.
+        merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda m: m[1])
+        for conn, timestamp, data in merged:
             yield RawBagMessage(conn.topic, conn.msgtype, timestamp, bytes(data))
 
     def messages(self, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:

@@ -21,7 +21,6 @@ Layout of a dataset folder::
 
 from __future__ import annotations
 
-import bisect
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -78,46 +77,55 @@ def _stamp_ns(msg: Any) -> int:
     return int(msg.header.stamp.sec) * _NS + int(msg.header.stamp.nanosec)
 
 
-class _AsOf:
-    """Time-sorted samples; ``at(t)``: latest at or before ``t`` and no older than ``max_age`` (or None)."""
+class _Stream:
+    """Samples of one topic as they come (:meth:`add`), then their fields as one array (:meth:`pick`);
+    :meth:`as_of` joins them to frame times (latest at or before, no older than ``max_age_ns``), all at once."""
 
     def __init__(self, max_age_ns: Optional[int]) -> None:
         self.max_age_ns = max_age_ns
         self.times: List[int] = []
-        self.values: List[Any] = []
+        self.rows: List[np.ndarray] = []
+        self.values = np.zeros((0, 0))
 
-    def add(self, t: int, value: Any) -> None:
-        if self.times and t < self.times[-1]:
-            k = bisect.bisect_right(self.times, t)
-            self.times.insert(k, t)
-            self.values.insert(k, value)
-        else:
-            self.times.append(t)
-            self.values.append(value)
+    def add(self, t: int, row: np.ndarray) -> None:
+        self.times.append(t)
+        self.rows.append(row)
 
-    def at(self, t: int) -> Optional[Any]:
-        k = bisect.bisect_right(self.times, t) - 1
-        if k < 0:
-            return None
-        if self.max_age_ns is not None and t - self.times[k] > self.max_age_ns:
-            return None
-        return self.values[k]
+    def pick(self, fields: List[int]) -> None:
+        """:attr:`values`: the rows' ``fields``, ``[N, len(fields)]`` float64."""
+        self.values = np.stack(self.rows)[:, fields] if self.rows else np.zeros((0, len(fields)))
+        self.rows = []
+
+    def as_of(self, frame_times: np.ndarray) -> np.ndarray:
+        """Per frame, the row of :attr:`values` of its sample, -1 where none is fresh enough."""
+        if not self.times:
+            return np.full(len(frame_times), -1, dtype=np.int64)
+        times = np.asarray(self.times, dtype=np.int64)
+        order = np.argsort(times, kind="stable")  # equal stamps: the one that came last wins
+        k = np.searchsorted(times[order], frame_times, side="right") - 1
+        found = k >= 0
+        index = np.where(found, order[np.maximum(k, 0)], -1)
+        if self.max_age_ns is not None:
+            stale = found & (frame_times - times[np.maximum(index, 0)] > self.max_age_ns)
+            index[stale] = -1
+        return index
 
 
 def _quat_rotate_inverse(q_wxyz: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Rotate world vector ``v`` into the body frame of orientation ``q`` (body -> world)."""
-    w, x, y, z = q_wxyz
-    r = np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])  # fmt: skip
-    return r.T @ v
+    """Rotate world vectors ``v`` ``[N, 3]`` into the body frames of orientations ``q`` ``[N, 4]`` (body -> world)."""
+    w, x, y, z = np.asarray(q_wxyz, dtype=np.float64).T
+    r = np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+    ], 1)  # fmt: skip
+    return np.einsum("nji,nj->ni", r, v)
 
 
-def _command_values(msgtype: str, v: np.ndarray) -> np.ndarray:
-    """``[vx, vy, vz, yaw_rate]`` from a twist's ``linear xyz, angular xyz``."""
-    return np.array([v[0], v[1], v[2], v[5]], dtype=np.float32)
+def _count(stats: BagStats, why: str, n: int) -> None:
+    """Count ``n`` dropped frames, if any (a zero ``drop`` records a note: a reader's recovery message)."""
+    if n:
+        stats.drop(why, n)
 
 
 def _deserialize(reader: BagReader, raw: bytes, msgtype: str, topic: str, t_recv: int) -> Any:
@@ -220,6 +228,12 @@ class _Writer:
 
 
 def _frames_of_bag(reader: BagReader, config: DatasetConfig, stats: BagStats) -> List[Dict[str, np.ndarray]]:
+    """A bag's frames, joined and cut into sequences.
+
+    Messages are read one by one (the bytes must be parsed anyway); the
+    as-of join, goal geometry and sequence cuts then run on whole arrays:
+    per-frame Python here cost more than reading the bag.
+    """
     from lnn_nav.preprocess import goal_features, resize_rgb
 
     topics = _check_topics(reader, config)
@@ -227,9 +241,12 @@ def _frames_of_bag(reader: BagReader, config: DatasetConfig, stats: BagStats) ->
     wanted = [image_topic, config.command_topic]
     optional = [t for t in (config.imu_topic, config.odom_topic, config.goal_topic) if t in topics]
     max_age = int(config.max_age * _NS)
-    commands, imus, odoms, goals = _AsOf(max_age), _AsOf(max_age), _AsOf(max_age), _AsOf(None)
+    commands, imus, odoms, goals = _Stream(max_age), _Stream(max_age), _Stream(max_age), _Stream(None)
+    odom_frames: List[str] = []
+    goal_frames: List[str] = []
     stamped_cmd = topics[config.command_topic].endswith("TwistStamped")
-    images: List[Tuple[int, np.ndarray]] = []
+    image_times: List[int] = []
+    images: List[np.ndarray] = []
     for topic, msgtype, t_recv, raw in reader.raw_messages(wanted + optional):
         if topic == image_topic:
             stats.frames_in += 1
@@ -241,69 +258,86 @@ def _frames_of_bag(reader: BagReader, config: DatasetConfig, stats: BagStats) ->
             except ImageConversionError as err:
                 stats.drop(f"undecodable image ({err})")
                 continue
-            images.append((_stamp_ns(msg), resize_rgb(rgb, config.height, config.width)))
+            image_times.append(_stamp_ns(msg))
+            images.append(resize_rgb(rgb, config.height, config.width))
             continue
         fast = read_stamped(raw, msgtype)
         if fast is None:
             fast = _stamped_slow(_deserialize(reader, raw, msgtype, topic, t_recv), msgtype)
         stamp, frame_id, v = fast
+        # The payload as read (a view); the fields are picked from the stacked arrays below.
         if topic == config.command_topic:
-            cmd = _command_values(msgtype, v)
-            if np.isfinite(cmd).all():
-                commands.add(stamp if stamped_cmd else t_recv, cmd)
-            else:
-                stats.drop("non-finite command")
+            commands.add(stamp if stamped_cmd else t_recv, v)
         elif topic == config.imu_topic:
-            imus.add(stamp, np.concatenate([v[25:28], v[13:16]]).astype(np.float32))
+            imus.add(stamp, v)
         elif topic == config.odom_topic:
-            odoms.add(stamp, (frame_id, v[0:3].copy(), np.array([v[6], v[3], v[4], v[5]])))
+            odoms.add(stamp, v)
+            odom_frames.append(frame_id)
         elif topic == config.goal_topic:
-            goals.add(stamp, (frame_id, v[0:3].copy()))
-    images.sort(key=lambda item: item[0])
-    sequences: List[Dict[str, np.ndarray]] = []
-    current: Dict[str, List[Any]] = {}
-    last_t: Optional[int] = None
-    intervals = np.diff([t for t, _ in images]) if len(images) > 1 else np.array([])
+            goals.add(stamp, v)
+            goal_frames.append(frame_id)
+    commands.pick([0, 1, 2, 5])  # linear xyz, angular z
+    imus.pick([25, 26, 27, 13, 14, 15])  # linear acceleration, angular velocity
+    odoms.pick([0, 1, 2, 6, 3, 4, 5])  # position, quaternion w x y z
+    goals.pick([0, 1, 2])
+    # A non-finite command is dropped on arrival: frames take the last good one before it.
+    finite = np.isfinite(commands.values.astype(np.float32)).all(axis=1)
+    if not finite.all():
+        stats.drop("non-finite command", int((~finite).sum()))
+        commands.times = [t for t, ok in zip(commands.times, finite) if ok]
+        commands.values = commands.values[finite]
+    order = np.argsort(np.asarray(image_times, dtype=np.int64), kind="stable")
+    times = np.asarray(image_times, dtype=np.int64)[order]
+    intervals = np.diff(times)
     nominal = float(np.median(intervals[intervals > 0])) / _NS if np.any(intervals > 0) else 1.0 / 15.0
 
-    def close() -> None:
-        if current and len(current["dt"]) >= config.min_sequence:
-            sequences.append({k: np.stack(v) for k, v in current.items()})
-        elif current:
-            stats.drop("sequence shorter than min_sequence", len(current["dt"]))
-        current.clear()
-
-    for t, frame in images:
-        cmd = commands.at(t)
-        if cmd is None:
-            stats.drop("no command within max_age")
+    cmd_i = commands.as_of(times)
+    keep = cmd_i >= 0
+    _count(stats, "no command within max_age", int((~keep).sum()))
+    goal_vec = np.zeros((len(times), 4), np.float32)
+    odom_i, goal_i = odoms.as_of(times), goals.as_of(times)
+    both = keep & (odom_i >= 0) & (goal_i >= 0)
+    if both.any():
+        o, g = odom_i[both], goal_i[both]
+        odom_frame, goal_frame = np.asarray(odom_frames, dtype=object)[o], np.asarray(goal_frames, dtype=object)[g]
+        clash = (odom_frame != "") & (goal_frame != "") & (odom_frame != goal_frame)
+        if clash.any():
+            k = int(np.argmax(clash))
+            raise DatasetError(f"{reader.path}: goal frame {goal_frame[k]!r} differs from odometry frame "
+                               f"{odom_frame[k]!r}")  # fmt: skip
+        pose = odoms.values[o]
+        goal_vec[both] = goal_features(_quat_rotate_inverse(pose[:, 3:7], goals.values[g] - pose[:, :3]))
+    if topics.get(config.goal_topic) is not None:
+        lost = keep & ~both
+        _count(stats, "no odometry/goal within max_age", int(lost.sum()))
+        keep &= both
+    kept = np.flatnonzero(keep)
+    t = times[kept]
+    step = np.diff(t)
+    repeated = np.concatenate([[False], step == 0])
+    _count(stats, "repeated frame stamp", int(repeated.sum()))
+    kept, t = kept[~repeated], t[~repeated]
+    gaps = np.concatenate([[0], np.diff(t)]) if len(t) else np.zeros(0, np.int64)
+    dt = gaps / _NS
+    cuts = np.flatnonzero(gaps > config.max_gap * _NS)
+    if len(t):
+        dt[0] = nominal
+    dt[cuts] = nominal  # a sequence starts with the nominal period
+    imu_i = imus.as_of(times)
+    imu_all, cmd_all = imus.values.astype(np.float32), commands.values.astype(np.float32)
+    sequences: List[Dict[str, np.ndarray]] = []
+    for part in np.split(np.arange(len(t)), cuts):
+        if len(part) < config.min_sequence:
+            if len(part):
+                stats.drop("sequence shorter than min_sequence", len(part))
             continue
-        imu = imus.at(t)
-        goal_vec = np.zeros(4, np.float32)
-        odom, goal = odoms.at(t), goals.at(t)
-        if odom is not None and goal is not None:
-            if odom[0] and goal[0] and odom[0] != goal[0]:
-                raise DatasetError(f"{reader.path}: goal frame {goal[0]!r} differs from odometry frame {odom[0]!r}")
-            goal_vec = goal_features(_quat_rotate_inverse(odom[2], goal[1] - odom[1]))
-        elif topics.get(config.goal_topic) is not None:
-            stats.drop("no odometry/goal within max_age")
-            continue
-        if last_t is not None and t - last_t > config.max_gap * _NS:
-            close()
-            last_t = None
-        dt = nominal if last_t is None else (t - last_t) / _NS
-        if dt <= 0:
-            stats.drop("repeated frame stamp")
-            continue
-        last_t = t
-        if not current:
-            current.update(image=[], command=[], goal=[], imu=[], dt=[])
-        current["image"].append(frame.transpose(2, 0, 1))
-        current["command"].append(cmd)
-        current["goal"].append(goal_vec)
-        current["imu"].append(imu if imu is not None else np.zeros(6, np.float32))
-        current["dt"].append(np.float32(dt))
-    close()
+        frames = kept[part]
+        imu = np.zeros((len(frames), 6), np.float32)
+        has_imu = imu_i[frames] >= 0
+        imu[has_imu] = imu_all[imu_i[frames][has_imu]]
+        sequences.append({"image": np.stack([images[order[i]].transpose(2, 0, 1) for i in frames]),
+                          "command": cmd_all[cmd_i[frames]], "goal": goal_vec[frames], "imu": imu,
+                          "dt": dt[part].astype(np.float32)})  # fmt: skip
     stats.frames_kept = sum(len(s["dt"]) for s in sequences)
     stats.sequences = len(sequences)
     return sequences

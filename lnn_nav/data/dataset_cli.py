@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import List, Sequence
 
 HELP = "turn rosbag2 recordings into training sequences"
 DESCRIPTION = """\
@@ -21,8 +22,11 @@ body-frame direction and distance from /odom to /goal_pose. Frames are resized
 to --size with the filter the controller node uses. Gaps over --max-gap split
 sequences; each frame keeps its own Δt.
 
-Prints, per run, the frames/s achieved and the raw read rate of `rosbags` on
-the first bag (the same bytes, no decoding) for comparison.
+Prints, per run, the frames/s achieved and, for comparison, the rate of a
+plain `rosbags` read (bytes only, no decoding, one process) of up to 8 of the
+same bags, measured in the same run after the conversion (so from the same
+warm page cache). benchmarks/dataset_throughput.py compares the two in one
+process each, interleaved.
 
 Example:
   lnn-nav dataset data/demos/forest data/demos/urban --out data/ds/bc
@@ -46,16 +50,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip bags that cannot be used (listed at the end) instead of stopping")
 
 
-def raw_read_rate(bag: Path) -> float:
-    """Messages/s of a plain `rosbags` read of ``bag`` (bytes only, no deserialisation)."""
+def raw_read_rate(bags: Sequence[Path]) -> float:
+    """Messages/s of a plain `rosbags` read of ``bags`` (bytes only, no deserialisation), opening included."""
     from rosbags.rosbag2 import Reader
 
     started = time.perf_counter()
     count = 0
-    with Reader(bag) as reader:
-        for _ in reader.messages():
-            count += 1
+    for bag in bags:
+        with Reader(bag) as reader:
+            for _ in reader.messages():
+                count += 1
     return count / max(time.perf_counter() - started, 1e-9)
+
+
+def reference_sample(bags: Sequence[Path], count: int = 8) -> List[Path]:
+    """Up to ``count`` of ``bags``, spread over the list (a folder of demonstrations runs easy to hard)."""
+    step = max(1, len(bags) // count)
+    return list(bags[::step][:count])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,14 +108,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"  dropped {n}: {why}")
     for bag, why in meta["skipped"].items():
         print(f"  skipped {bag}: {why}")
-    # Throughput against a plain rosbags read of the first bag (all its messages, bytes only).
+    # Throughput against a plain rosbags read of the same bags (a sample: all their messages, bytes only).
     total_messages = 0
     for b in bags:
         with open_bag(b) as reader:
             total_messages += reader.message_count
     rate = total_messages / max(meta["seconds"], 1e-9)
-    raw = raw_read_rate(bags[0])
-    print(f"throughput: {rate:.0f} messages/s ({meta['frames'] / max(meta['seconds'], 1e-9):.0f} frames/s, "
-          f"{meta['bytes_read'] / 1e6 / max(meta['seconds'], 1e-9):.0f} MB/s); plain rosbags read of "
-          f"{bags[0].name}: {raw:.0f} messages/s -> {rate / raw:.0%} of raw")  # fmt: skip
+    sample = reference_sample(bags)
+    raw = raw_read_rate(sample)
+    workers = min(args.workers, len(bags))
+    print(f"throughput: {rate:.0f} messages/s with {workers} worker(s) "
+          f"({meta['frames'] / max(meta['seconds'], 1e-9):.0f} frames/s, "
+          f"{meta['bytes_read'] / 1e6 / max(meta['seconds'], 1e-9):.0f} MB/s); plain rosbags read of {len(sample)} "
+          f"of the same bags in one process: {raw:.0f} messages/s -> {rate / raw:.0%} of raw")  # fmt: skip
     return 0 if meta["frames"] else 1

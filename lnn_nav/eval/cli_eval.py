@@ -31,12 +31,13 @@ seed, preset, checkpoint, camera, control rate and command limits. Each
 cell's JSON gains a `ros` block (per seed: ros_outcome, inprocess_outcome,
 agree) and the table a column `ros agree A/K`. Both fly the same noise
 (wind, IMU and camera noise come from a stream seeded by the world seed, in
-a batch or alone); the graph runs the policy one frame at a time and carries
-commands over DDS, so float rounding differs and a world the controller
-barely passes or fails can still end differently: every disagreement is
-printed and kept. expert_node flies the demonstrating expert, as the
-benchmark does. Graph flights run one at a time after each cell; node logs
-go next to --out in ros_logs/.
+a batch or alone) and the same arithmetic (each drone's policy stepped at
+batch 1 here, as the node steps it, on the odometry of the same step), so a
+graph flight repeats the in-process episode; only a command or odometry
+delayed past the nodes' timeouts on an overloaded machine can part them.
+Every disagreement is printed and kept. expert_node flies the demonstrating
+expert, as the benchmark does. Graph flights run one at a time after each
+cell; node logs go next to --out in ros_logs/.
 
 Example:
   lnn-nav eval --model models/cfc_ncp.safetensors expert --world forest urban --episodes 100

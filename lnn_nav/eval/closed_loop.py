@@ -1,7 +1,8 @@
 """Closed-loop evaluation in the embedded simulator: a checkpoint (or the expert) on held-out worlds.
 
-Batched in-process (several drones per worker, the learner stepped as one
-batch) on the held-out evaluation seeds, which no training data ever used.
+Batched in-process (several drones rendered and simulated together per
+worker, each drone's policy stepped at batch 1 as the controller node steps
+it) on the held-out evaluation seeds, which no training data ever used.
 """
 
 from __future__ import annotations

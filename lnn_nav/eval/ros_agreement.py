@@ -9,10 +9,13 @@ the ``controller`` node, or ``expert_node``, as separate processes, via
 
 What "agree" means: same world (same seed and preset, the preset's fixed
 conditions), camera, control rate, episode limit, command limits and noise
-(each drone's noise stream is seeded by its world seed). It is not the same
-computation step for step: see :func:`known_differences`. A world the
-controller barely gets through (or barely fails) can therefore end
-differently; such seeds are reported as disagreements, never hidden.
+(each drone's noise stream is seeded by its world seed), and the same
+arithmetic: the benchmark steps each drone's policy at batch 1, as the node
+does, and the node runs each frame with the odometry stamped with it
+(``sync_inputs``). A graph flight then repeats the in-process episode step
+for step. What can still part them is timing (:func:`known_differences`): a
+late command or a frame run without its odometry on an overloaded machine.
+Disagreements are reported, never hidden.
 """
 
 from __future__ import annotations
@@ -109,10 +112,12 @@ def known_differences(expert: bool) -> List[str]:
         "same world, preset conditions, camera, control rate, episode limit and command limits as in-process",
         "the same noise: wind gusts, IMU and camera noise come from one stream per drone seeded by the world "
         "seed (lnn_nav.sim.noise), in sim_node as in the batched benchmark",
-        "not the same arithmetic: the benchmark runs the policy batched, the node one frame at a time "
-        "(float32 results differ in the last bits, which a marginal world can amplify)",
+        "the same arithmetic: the benchmark steps each drone's policy at batch 1, as the node does, on the "
+        "same inputs (the node runs each frame with the odometry stamped with it: sync_inputs)",
         "sim_node steps in lockstep on the command that answers each frame, delivered over DDS; a command "
-        "later than sim_node's command_timeout (wall clock) is replaced by the last one",
+        "later than sim_node's command_timeout (2 s wall clock, logged) is replaced by the last one, and a "
+        "frame whose odometry takes over sync_timeout (1 s) runs with the previous one (counted in the "
+        "controller's diagnostics): only an overloaded machine parts the two flights",
     ]
     if expert:
         notes.append("expert_node flies the demonstrating expert (its default parameters), as in-process; it "
