@@ -108,11 +108,18 @@ def run_demo(out_dir: Path, threads: int = 1, latency_iters: int = 500, episodes
 
 
 def _ros_flights(out_dir: Path, model: Path, flights: Sequence) -> List[dict]:
-    from .eval.ros_agreement import fly_seed_over_ros
+    from .eval.closed_loop import eval_job
+    from .eval.ros_agreement import fly_seed_over_ros, graph_params
 
-    return [{"world": world, "preset": preset, "seed": seed,
-             **fly_seed_over_ros(world, seed, preset, str(model), timeout=240.0, log_dir=str(out_dir / "ros_logs"))}
-            for world, preset, seed in flights]  # fmt: skip
+    results = []
+    for world, preset, seed in flights:
+        # The benchmark's camera, rate and command limits: the in-process flight of the same seed
+        # (_local_flights) then repeats this one step for step.
+        params = graph_params(eval_job(str(model), world, [seed], preset), expert=False)
+        results.append({"world": world, "preset": preset, "seed": seed,
+                        **fly_seed_over_ros(world, seed, preset, str(model), timeout=240.0,
+                                            log_dir=str(out_dir / "ros_logs" / f"{world}_{preset}_{seed}"), **params)})
+    return results
 
 
 def _local_flights(out_dir: Path, model: Path, flights: Sequence) -> List[dict]:
