@@ -366,3 +366,37 @@ def test_committed_benchmark_report_matches_the_committed_results():
     for world in ("forest", "urban"):
         hint = f"{world} table differs; rebuild: lnn-nav report models/eval/*.json --out docs/benchmark --no-maps"
         assert success_table(cells, world=world) in committed, hint
+
+
+def test_results_as_csv_one_row_per_cell_and_per_episode(tmp_path):
+    import csv
+
+    from lnn_nav.eval.tables import write_results_csv
+
+    data = _results(LIQUID_ROBUST)
+    cell = data["cells"][0]
+    cell["ros"] = {"flown": 2, "agreements": 1, "errors": 0,
+                   "episodes": [{"seed": SEEDS[0], "ros_outcome": "success"}, {"seed": SEEDS[1], "ros_outcome": "timeout"}]}
+    cells_csv, episodes_csv = write_results_csv(data["cells"], tmp_path / "results.json")
+    assert (cells_csv.name, episodes_csv.name) == ("results.cells.csv", "results.episodes.csv")
+    rows = list(csv.DictReader(cells_csv.open()))
+    assert len(rows) == len(data["cells"])
+    first = rows[0]
+    assert (first["controller"], first["world"], first["preset"], first["episodes"], first["successes"]) == (
+        "cfc_ncp", "forest", "in_distribution", "20", "20")
+    assert (first["ros_flown"], first["ros_agreements"]) == ("2", "1")
+    assert rows[1]["ros_flown"] == ""
+    episodes = list(csv.DictReader(episodes_csv.open()))
+    assert len(episodes) == N * len(data["cells"])
+    by_seed = {int(e["seed"]): e for e in episodes[:N]}
+    assert by_seed[SEEDS[1]]["ros_outcome"] == "timeout" and by_seed[SEEDS[5]]["ros_outcome"] == ""
+    assert float(by_seed[SEEDS[0]]["path_length"]) == pytest.approx(120.0)
+
+
+def test_report_writes_its_cells_as_csv(report):
+    import csv
+
+    path, text = report
+    rows = list(csv.DictReader((path.parent / "cells.csv").open()))
+    assert {r["controller"] for r in rows} == {"cfc-ncp", "ltc", "lstm", "gru", "expert"}
+    assert "[`cells.csv`](cells.csv)" in text

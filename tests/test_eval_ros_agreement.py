@@ -90,3 +90,8 @@ def test_expert_flies_the_same_outcome_through_the_ros_graph_as_in_process(tmp_p
     assert (ros["agreements"], ros["flown"]) == (1, 1)
     assert "ros agree 1/1" in capsys.readouterr().out
     assert (tmp_path / "ros_logs" / "expert" / "forest_in_distribution_1000" / "sim_node.log").is_file()
+    # The same as CSV beside the JSON, the graph's outcome with the episode's.
+    episodes = (tmp_path / "results.episodes.csv").read_text().splitlines()
+    assert episodes[0].startswith("controller,world,preset,seed,outcome") and len(episodes) == 2
+    assert episodes[1].startswith("expert,forest,in_distribution,1000,success,") and episodes[1].endswith(",success")
+    assert (tmp_path / "results.cells.csv").read_text().splitlines()[1].endswith(",1,1")

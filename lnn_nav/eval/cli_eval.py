@@ -18,7 +18,9 @@ Fly each controller (checkpoints, or `expert` for the privileged expert) in the
 embedded simulator on the first --episodes held-out evaluation worlds
 (seeds 1000+, never used for training) of each --world and --preset, batched
 in-process. Prints a success-rate table with 95% Wilson intervals and writes
-every episode's outcome and the summary to --out (JSON). A controller is
+every episode's outcome and the summary to --out (JSON), and the same as CSV
+beside it (<out>.cells.csv, one row per cell; <out>.episodes.csv, one per
+episode). A controller is
 named by its checkpoint's file name (cfc_ncp.safetensors -> cfc_ncp), a
 training run's best/last file by the run folder (runs/gru_bc/best.safetensors
 -> gru_bc); `lnn-nav report` knows the core from a name starting cfc_ncp,
@@ -125,7 +127,10 @@ def run(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"seconds": time.perf_counter() - started, "seeds": [seeds[0], seeds[-1]],
                                "ros_episodes": args.ros_episodes, "cells": cells}, indent=1))  # fmt: skip
-    print(f"wrote {out}")
+    from lnn_nav.eval.tables import write_results_csv
+
+    tables = write_results_csv(cells, out)
+    print(f"wrote {out} and {', '.join(str(t) for t in tables)}")
     return 0
 
 

@@ -25,6 +25,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from lnn_nav.eval.closed_loop import wilson_interval
+from lnn_nav.eval.tables import CELL_COLUMNS, cell_rows, write_csv
 from lnn_nav.sim.presets import OOD_PRESETS, WORLD_KINDS, presets_for
 
 IN_DIST = "in_distribution"
@@ -839,7 +840,8 @@ def write_report(
     cameras: Optional[Mapping[str, Union[str, Path]]] = None,
     on_progress: Optional[Any] = None,
 ) -> Path:
-    """Write ``out_dir/report.md`` with its charts (and maps, when the episodes carry tracks); return its path.
+    """Write ``out_dir/report.md`` with its charts (and maps, when the episodes carry tracks) and
+    ``cells.csv`` (one row per cell); return the report's path.
 
     ``extra_sections``: (heading, markdown) pairs appended at the end.
     ``cameras``: controller name -> checkpoint; each is flown again
@@ -852,6 +854,7 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plot_success_bars(cells, out / "success_rates.png")
+    write_csv(cell_rows(cells), CELL_COLUMNS, out / "cells.csv")
     has_ood = any(c["preset"] != IN_DIST for c in cells)
     drops, ood = degradation(cells)
     if drops:
@@ -869,7 +872,8 @@ def write_report(
           _markdown(["target", "result", "numbers"], [[c.target, marks[c.status], c.text] for c in checks], left=3),
           "## Success rate\n",
           "Success rate with its 95% Wilson interval, `rate [low–high]`. OOD mean: the unweighted mean over the "
-          "out-of-distribution conditions run, its interval the per-condition intervals combined in quadrature.\n"]
+          "out-of-distribution conditions run, its interval the per-condition intervals combined in quadrature. "
+          "Every cell with its metrics as CSV: [`cells.csv`](cells.csv).\n"]
     for world in worlds:
         md += [f"### {world}\n", success_table(cells, world)]
     if len(worlds) > 1:
