@@ -254,7 +254,7 @@ def _frames_of_bag(reader: BagReader, config: DatasetConfig, stats: BagStats) ->
             if msg is None:
                 msg = _deserialize(reader, raw, msgtype, topic, t_recv)
             try:
-                rgb = image_msg_to_rgb(msg) if msgtype.endswith("/Image") else compressed_image_to_rgb(msg)
+                rgb = image_msg_to_rgb(msg, copy=False) if msgtype.endswith("/Image") else compressed_image_to_rgb(msg)
             except ImageConversionError as err:
                 stats.drop(f"undecodable image ({err})")
                 continue

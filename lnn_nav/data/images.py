@@ -20,8 +20,12 @@ class ImageConversionError(ValueError):
     """An image message that cannot be turned into an RGB array (bad encoding, size or data)."""
 
 
-def image_msg_to_rgb(msg: Any) -> np.ndarray:
-    """``sensor_msgs/Image`` -> uint8 ``[H, W, 3]`` RGB (a copy; rows may be padded in ``step``)."""
+def image_msg_to_rgb(msg: Any, copy: bool = True) -> np.ndarray:
+    """``sensor_msgs/Image`` -> uint8 ``[H, W, 3]`` RGB (rows may be padded in ``step``).
+
+    A copy, unless ``copy`` is False and the message is already rgb8: then a
+    read-only view of ``msg.data`` (for a caller that resizes it at once).
+    """
     encoding = msg.encoding.lower()
     if encoding not in SUPPORTED_ENCODINGS:
         raise ImageConversionError(
@@ -48,7 +52,7 @@ def image_msg_to_rgb(msg: Any) -> np.ndarray:
         )
     pixels = data.reshape(height, step)[:, :row_bytes].reshape(height, width, channels)
     if encoding == "rgb8":
-        return pixels.copy()
+        return pixels.copy() if copy else pixels
     if encoding == "bgr8":
         return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
     if encoding == "rgba8":
