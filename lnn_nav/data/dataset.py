@@ -202,7 +202,7 @@ class _Writer:
 
     def add_sequence(self, bag_index: int, frames: Dict[str, np.ndarray]) -> None:
         count = len(frames["dt"])
-        self.images.write(np.ascontiguousarray(frames["image"]).tobytes())
+        self.images.write(memoryview(np.ascontiguousarray(frames["image"])).cast("B"))  # no bytes copy
         for key in ("command", "goal", "imu", "dt"):
             self.columns[key].append(frames[key])
         self.columns["sequence"].append(np.full(count, len(self.seq_start), dtype=np.int32))
