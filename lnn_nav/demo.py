@@ -24,11 +24,10 @@ import time
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
-import numpy as np
 import torch
 
 from .eval.latency import format_table, step_latency_table
-from .eval.plots import plot_neuron_traces, plot_wiring
+from .eval.plots import plot_wiring
 from .models import load_policy
 
 #: Shipped controllers, relative to the share (or source) directory.
@@ -124,7 +123,7 @@ def _ros_flights(out_dir: Path, model: Path, flights: Sequence) -> List[dict]:
 
 def _local_flights(out_dir: Path, model: Path, flights: Sequence) -> List[dict]:
     """The ROS flights again in-process: same worlds, frames kept for pictures."""
-    from .eval.camera import fly_with_camera, write_saliency_gif
+    from .eval.camera import fly_with_camera, plot_core_traces, write_saliency_gif
 
     results = []
     for k, (world_kind, preset, seed) in enumerate(flights):
@@ -134,12 +133,8 @@ def _local_flights(out_dir: Path, model: Path, flights: Sequence) -> List[dict]:
         # The camera GIF with what the encoder attends to, every second frame.
         write_saliency_gif(flight, out_dir / f"{name}_saliency.gif", stride=2)
         if k == 0:
-            wiring = flight.policy.core.wiring
-            order = [n for layer in wiring.layers for n in layer]
-            labels = [wiring.neuron_type(n) for n in order]
-            times = np.arange(len(flight.states)) / flight.control_hz
-            plot_neuron_traces(times, flight.states, labels, out_dir / "neuron_traces.png",
-                               f"CfC-NCP neuron states, {world_kind} seed {seed} ({flight.outcome})")  # fmt: skip
+            plot_core_traces(flight, out_dir / "neuron_traces.png",
+                             f"CfC-NCP neuron states, {world_kind} seed {seed} ({flight.outcome})")  # fmt: skip
         results.append({"world": world_kind, "preset": preset, "seed": seed, "outcome": flight.outcome,
                         "time": flight.time, "path_length": flight.path_length,
                         "pictures": {k2: str(v.name) for k2, v in pictures.items()}})  # fmt: skip

@@ -75,7 +75,29 @@ def test_report_camera_flies_each_checkpoint_on_the_results_worlds(straight_flye
     assert gif.stat().st_size > 1000
     text = (out / "report.md").read_text()
     assert "## Onboard camera" in text and f'src="{gif.name}"' in text
+    traces = out / f"neurons_cfc_ncp_forest_in_distribution_{SEED}.png"
+    assert traces.stat().st_size > 10_000 and f"]({traces.name})" in text
     assert f"seed {SEED}: collision after" in text
     assert "the benchmark's episode of this seed: collision." in text
     assert "wrote camera_cfc_ncp_forest" in capsys.readouterr().out
     assert cli_report.run(parser.parse_args([str(results), "--out", str(out), "--camera", "nope.safetensors"])) == 2
+
+
+def test_core_traces_label_each_state_column_by_its_neuron_id(flight, tmp_path, monkeypatch):
+    # An NCP numbers its motor neurons first: labelling the columns in layer order (inter first) mislabels them.
+    from lnn_nav.eval import camera, plots
+
+    seen = {}
+
+    def capture(times, states, labels, path, title=""):
+        seen.update(times=times, states=states, labels=labels)
+        return path
+
+    monkeypatch.setattr(plots, "plot_neuron_traces", capture)
+    camera.plot_core_traces(flight, tmp_path / "traces.png")
+    wiring = flight.policy.core.wiring
+    assert seen["labels"] == [wiring.neuron_type(n) for n in range(wiring.units)]
+    assert seen["labels"][0] == "motor" and seen["states"].shape == (len(flight.frames), wiring.units)
+    assert seen["times"][1] == pytest.approx(1 / 15)
+    monkeypatch.undo()
+    assert camera.plot_core_traces(flight, tmp_path / "traces.png").stat().st_size > 10_000

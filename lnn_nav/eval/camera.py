@@ -130,6 +130,22 @@ def write_saliency_gif(
     return write_gif(list(overlays), Path(path), fps=fps, scale=scale, colors=colors)
 
 
+def plot_core_traces(flight: CameraFlight, path: Union[str, Path], title: str = "") -> Path:
+    """The recurrent core's state over the flight, one trace per neuron, grouped by NCP layer where wired.
+
+    Columns of the state are neuron ids; a wiring numbers its motor neurons
+    first, so labels go by id (``wiring.neuron_type(id)``), not by layer.
+    """
+    from .plots import plot_neuron_traces
+
+    wiring = getattr(flight.policy.core, "wiring", None)
+    units = flight.states.shape[1]
+    labels = [wiring.neuron_type(n) for n in range(units)] if wiring is not None else ["hidden"] * units
+    times = np.arange(len(flight.states)) / flight.control_hz
+    title = title or f"{flight.policy.config.core} state, {flight.world} {flight.preset} seed {flight.seed} ({flight.outcome})"
+    return plot_neuron_traces(times, flight.states, labels, Path(path), title)
+
+
 def camera_section(flights: Sequence[CameraFlight], names: Sequence[str], gifs: Sequence[str],
                    benchmark: Sequence[Optional[Dict[str, Any]]]) -> str:  # fmt: skip
     """Markdown for the report: each GIF with its controller, world and outcome, and the benchmark's episode."""
@@ -148,7 +164,10 @@ def camera_section(flights: Sequence[CameraFlight], names: Sequence[str], gifs: 
                 # policy, shared noise) or another checkpoint of the same name fly differently.
                 bench += " (results from other code or another checkpoint)"
         # Written at the policy's input size; shown four times larger (HTML: markdown cannot size a picture).
+        traces = gif.replace("camera_", "neurons_").replace(".gif", ".png")
         lines.append(f"**{name}**, {flight.world} {flight.preset}, seed {flight.seed}: {flight.outcome} after "
                      f"{flight.time:.1f} s{bench}.\n\n<img src=\"{gif}\" width=\"{4 * width}\" "
-                     f"alt=\"{name} camera, {flight.world} {flight.preset}\">\n")  # fmt: skip
+                     f"alt=\"{name} camera, {flight.world} {flight.preset}\">\n\n"
+                     f"<details><summary>its core's neuron states over the flight</summary>\n\n"
+                     f"![{name} neuron states]({traces})\n\n</details>\n")  # fmt: skip
     return "\n".join(lines)

@@ -681,7 +681,7 @@ def camera_worlds(cells: Sequence[Cell]) -> List[Tuple[str, str, int]]:
 
 def _camera_gifs(cells: Sequence[Cell], cameras: Mapping[str, Union[str, Path]], out: Path,
                  on_progress: Optional[Any]) -> str:  # fmt: skip
-    from lnn_nav.eval.camera import camera_section, fly_with_camera, write_saliency_gif
+    from lnn_nav.eval.camera import camera_section, fly_with_camera, plot_core_traces, write_saliency_gif
 
     worlds = camera_worlds(cells)
     if not worlds:
@@ -695,6 +695,7 @@ def _camera_gifs(cells: Sequence[Cell], cameras: Mapping[str, Union[str, Path]],
             # Every third control step, at the policy's input size, 64 colours: a minute of flight in
             # about 1 MB (at camera size and full colour, 6 MB).
             write_saliency_gif(flight, out / gif, stride=3, side_by_side=True, scale=1, input_size=True, colors=64)
+            plot_core_traces(flight, out / gif.replace("camera_", "neurons_").replace(".gif", ".png"))
             cell = index.get((normalise_name(name), world, preset))
             episode = next((e for e in (cell or {}).get("episodes_detail") or [] if e.get("seed") == seed), None)
             flights.append(flight)
