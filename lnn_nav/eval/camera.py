@@ -142,7 +142,8 @@ def plot_core_traces(flight: CameraFlight, path: Union[str, Path], title: str = 
     units = flight.states.shape[1]
     labels = [wiring.neuron_type(n) for n in range(units)] if wiring is not None else ["hidden"] * units
     times = np.arange(len(flight.states)) / flight.control_hz
-    title = title or f"{flight.policy.config.core} state, {flight.world} {flight.preset} seed {flight.seed} ({flight.outcome})"
+    title = title or (f"{flight.policy.config.core} state, {flight.world} {flight.preset} seed {flight.seed} "
+                      f"({flight.outcome})")
     return plot_neuron_traces(times, flight.states, labels, Path(path), title)
 
 

@@ -39,9 +39,9 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import (
     DurabilityPolicy,
@@ -305,7 +305,8 @@ class ControllerNode(LifecycleNode):
         if self._param("sync_inputs"):
             # Wall time: under use_sim_time a lockstep simulator's clock stands still while it waits
             # for this node's command, and a timer on it would never fire.
-            self._sync_timer = self.create_timer(min(self._param("sync_timeout"), 0.01), self._on_sync_timer,
+            period = max(self._param("sync_timeout") / 4, 0.005)  # a timed-out frame runs at most 25% late
+            self._sync_timer = self.create_timer(period, self._on_sync_timer,
                                                  clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def _release(self) -> None:
