@@ -282,3 +282,27 @@ def test_closed_loop_evaluation_of_the_expert_reports_outcomes_tracks_and_cleara
             assert e["min_clearance"] > 0.25  # never closer than the collision radius
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
     assert wilson_interval(5, 10)[0] < 0.5 < wilson_interval(5, 10)[1]
+
+
+def test_a_topics_messages_parse_as_one_array_exactly_as_one_by_one():
+    """read_stamped_many is read_stamped over a stream, and declines mixed layouts (the caller then goes one by one)."""
+    import numpy as np
+
+    pytest.importorskip("rclpy")
+    from rclpy.serialization import serialize_message
+
+    from lnn_nav.data.cdr import read_stamped, read_stamped_many
+    from lnn_nav.nodes.conversions import command_to_twist_stamped, odometry_msg, seconds_to_stamp
+
+    odoms = [serialize_message(odometry_msg([i, 2.0 * i, 1.5], [1, 0, 0, 0], [0.1 * i, 0, 0], [0, 0, 0.2],
+                                            seconds_to_stamp(10 + i / 15))) for i in range(6)]  # fmt: skip
+    stamps, frame_id, values = read_stamped_many(odoms, "nav_msgs/msg/Odometry")
+    for raw, stamp, row in zip(odoms, stamps, values):
+        one = read_stamped(raw, "nav_msgs/msg/Odometry")
+        assert (one.stamp_ns, one.frame_id) == (stamp, frame_id) and np.array_equal(one.values, row)
+    twists = [serialize_message(command_to_twist_stamped([1, 0, 0, 0.5], seconds_to_stamp(1), frame))
+              for frame in ("base_link", "base_link", "body", "base_lank")]  # fmt: skip
+    assert read_stamped_many(twists[:3], "geometry_msgs/msg/TwistStamped") is None  # another length
+    assert read_stamped_many(twists[:2] + twists[3:], "geometry_msgs/msg/TwistStamped") is None  # same length
+    assert read_stamped_many(twists[:2], "geometry_msgs/msg/TwistStamped")[1] == "base_link"
+    assert read_stamped_many([], "geometry_msgs/msg/TwistStamped") is None

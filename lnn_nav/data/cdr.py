@@ -15,7 +15,7 @@ header; the message starts with ``std_msgs/Header`` (stamp, frame_id).
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -92,6 +92,57 @@ def read_stamped(raw: bytes | memoryview, msgtype: str) -> Optional[Stamped]:
         return Stamped(stamp, frame, _doubles(buf, pos, count))
     except (struct.error, ValueError, UnicodeDecodeError):
         return None
+
+
+def _payload_offset(raw: bytes | memoryview, msgtype: str) -> Optional[Tuple[int, int]]:
+    """(byte offset in ``raw`` of the float64 payload, value count) for :func:`read_stamped`'s types, or None."""
+    raw = memoryview(raw)
+    if not _little(raw):
+        return None
+    buf = raw[4:]
+    try:
+        _, _, pos = _header(buf)
+        if msgtype == "nav_msgs/msg/Odometry":
+            _, pos = _string(buf, pos)
+            count = _ODOMETRY
+        else:
+            count = _AFTER_HEADER.get(msgtype)  # type: ignore[assignment]
+            if count is None:
+                return None
+    except (struct.error, ValueError, UnicodeDecodeError):
+        return None
+    start = 4 + ((pos + 7) & ~7)
+    return (start, count) if start + 8 * count <= len(raw) else None
+
+
+def read_stamped_many(raws: Sequence[bytes], msgtype: str) -> Optional[Tuple[np.ndarray, str, np.ndarray]]:
+    """:func:`read_stamped` of many messages of one topic at once: ``(stamps_ns [N], frame_id, values [N, K])``.
+
+    Only when they share one layout (same length, encapsulation, frame ids
+    and everything else before the payload: one publisher's stream), which
+    makes every field sit at the same offset; None otherwise, and the caller
+    reads them one by one. A topic's messages then cost one ``numpy`` view
+    instead of a parse each.
+    """
+    if not raws:
+        return None
+    size = len(raws[0])
+    if any(len(r) != size for r in raws):
+        return None
+    layout = _payload_offset(raws[0], msgtype)
+    first = read_stamped(raws[0], msgtype)
+    if layout is None or first is None:
+        return None
+    start, count = layout
+    rows = np.frombuffer(b"".join(raws), dtype=np.uint8).reshape(len(raws), size)
+    # Encapsulation (4 bytes) and everything between the stamp and the payload must match the first message.
+    same = np.concatenate([rows[:, :4], rows[:, 12:start]], axis=1)
+    if not (same == same[0]).all():
+        return None
+    sec = rows[:, 4:8].copy().view("<i4")[:, 0].astype(np.int64)
+    nsec = rows[:, 8:12].copy().view("<u4")[:, 0].astype(np.int64)
+    values = rows[:, start : start + 8 * count].copy().view("<f8")
+    return sec * 1_000_000_000 + nsec, first.frame_id, values
 
 
 def read_image(raw: bytes | memoryview) -> Optional[RawImage]:

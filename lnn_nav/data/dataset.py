@@ -30,7 +30,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from lnn_nav.data.bags import BagReader, open_bag
-from lnn_nav.data.cdr import Stamped, read_image, read_stamped
+from lnn_nav.data.cdr import Stamped, read_image, read_stamped, read_stamped_many
 from lnn_nav.data.errors import BagError, CorruptBagError, MissingTopicError
 from lnn_nav.data.images import ImageConversionError, compressed_image_to_rgb, image_msg_to_rgb
 
@@ -78,23 +78,17 @@ def _stamp_ns(msg: Any) -> int:
 
 
 class _Stream:
-    """Samples of one topic as they come (:meth:`add`), then their fields as one array (:meth:`pick`);
-    :meth:`as_of` joins them to frame times (latest at or before, no older than ``max_age_ns``), all at once."""
+    """One topic's samples (:meth:`load`); :meth:`as_of` joins them to frame times (latest at or before,
+    no older than ``max_age_ns``), all frames at once."""
 
     def __init__(self, max_age_ns: Optional[int]) -> None:
         self.max_age_ns = max_age_ns
         self.times: List[int] = []
-        self.rows: List[np.ndarray] = []
+        self.frame_ids: List[str] = []
         self.values = np.zeros((0, 0))
 
-    def add(self, t: int, row: np.ndarray) -> None:
-        self.times.append(t)
-        self.rows.append(row)
-
-    def pick(self, fields: List[int]) -> None:
-        """:attr:`values`: the rows' ``fields``, ``[N, len(fields)]`` float64."""
-        self.values = np.stack(self.rows)[:, fields] if self.rows else np.zeros((0, len(fields)))
-        self.rows = []
+    def load(self, times: Sequence[int], frame_ids: List[str], values: np.ndarray) -> None:
+        self.times, self.frame_ids, self.values = list(times), frame_ids, values
 
     def as_of(self, frame_times: np.ndarray) -> np.ndarray:
         """Per frame, the row of :attr:`values` of its sample, -1 where none is fresh enough."""
@@ -109,6 +103,25 @@ class _Stream:
             stale = found & (frame_times - times[np.maximum(index, 0)] > self.max_age_ns)
             index[stale] = -1
         return index
+
+
+def _parse_topic(reader: BagReader, topic: str, msgtype: str, t_recv: List[int],
+                 raws: List[bytes]) -> Tuple[List[int], List[str], np.ndarray]:  # fmt: skip
+    """A topic's messages -> (header stamps, frame ids, float64 payloads ``[N, K]``) in the
+    :func:`~lnn_nav.data.cdr.read_stamped` layout: all at once when they share a layout, else one by one."""
+    many = read_stamped_many(raws, msgtype)
+    if many is not None:
+        stamps, frame_id, values = many
+        return stamps.tolist(), [frame_id] * len(raws), values
+    stamps, frame_ids, rows = [], [], []
+    for t, raw in zip(t_recv, raws):
+        fast = read_stamped(raw, msgtype)
+        if fast is None:
+            fast = _stamped_slow(_deserialize(reader, raw, msgtype, topic, t), msgtype)
+        stamps.append(fast.stamp_ns)
+        frame_ids.append(fast.frame_id)
+        rows.append(fast.values)
+    return stamps, frame_ids, np.stack(rows)
 
 
 def _quat_rotate_inverse(q_wxyz: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -241,12 +254,12 @@ def _frames_of_bag(reader: BagReader, config: DatasetConfig, stats: BagStats) ->
     wanted = [image_topic, config.command_topic]
     optional = [t for t in (config.imu_topic, config.odom_topic, config.goal_topic) if t in topics]
     max_age = int(config.max_age * _NS)
-    commands, imus, odoms, goals = _Stream(max_age), _Stream(max_age), _Stream(max_age), _Stream(None)
-    odom_frames: List[str] = []
-    goal_frames: List[str] = []
     stamped_cmd = topics[config.command_topic].endswith("TwistStamped")
     image_times: List[int] = []
     images: List[np.ndarray] = []
+    # Other topics: their bytes now, parsed per topic after the loop (one array view when a topic's
+    # messages share a layout, as one publisher's do).
+    raw_of: Dict[str, Tuple[str, List[int], List[bytes]]] = {}
     for topic, msgtype, t_recv, raw in reader.raw_messages(wanted + optional):
         if topic == image_topic:
             stats.frames_in += 1
@@ -261,25 +274,25 @@ def _frames_of_bag(reader: BagReader, config: DatasetConfig, stats: BagStats) ->
             image_times.append(_stamp_ns(msg))
             images.append(resize_rgb(rgb, config.height, config.width))
             continue
-        fast = read_stamped(raw, msgtype)
-        if fast is None:
-            fast = _stamped_slow(_deserialize(reader, raw, msgtype, topic, t_recv), msgtype)
-        stamp, frame_id, v = fast
-        # The payload as read (a view); the fields are picked from the stacked arrays below.
-        if topic == config.command_topic:
-            commands.add(stamp if stamped_cmd else t_recv, v)
-        elif topic == config.imu_topic:
-            imus.add(stamp, v)
-        elif topic == config.odom_topic:
-            odoms.add(stamp, v)
-            odom_frames.append(frame_id)
-        elif topic == config.goal_topic:
-            goals.add(stamp, v)
-            goal_frames.append(frame_id)
-    commands.pick([0, 1, 2, 5])  # linear xyz, angular z
-    imus.pick([25, 26, 27, 13, 14, 15])  # linear acceleration, angular velocity
-    odoms.pick([0, 1, 2, 6, 3, 4, 5])  # position, quaternion w x y z
-    goals.pick([0, 1, 2])
+        entry = raw_of.setdefault(topic, (msgtype, [], []))
+        entry[1].append(t_recv)
+        entry[2].append(raw)
+
+    def stream(topic: str, fields: List[int], max_age_ns: Optional[int], receive_time: bool = False) -> _Stream:
+        out = _Stream(max_age_ns)
+        if topic in raw_of:
+            msgtype, t_recv, raws = raw_of[topic]
+            stamps, frame_ids, values = _parse_topic(reader, topic, msgtype, t_recv, raws)
+            out.load(t_recv if receive_time else stamps, frame_ids, values[:, fields])
+        else:
+            out.values = np.zeros((0, len(fields)))
+        return out
+
+    commands = stream(config.command_topic, [0, 1, 2, 5], max_age, receive_time=not stamped_cmd)  # linear, yaw rate
+    imus = stream(config.imu_topic, [25, 26, 27, 13, 14, 15], max_age)  # linear acceleration, angular velocity
+    odoms = stream(config.odom_topic, [0, 1, 2, 6, 3, 4, 5], max_age)  # position, quaternion w x y z
+    goals = stream(config.goal_topic, [0, 1, 2], None)
+    odom_frames, goal_frames = odoms.frame_ids, goals.frame_ids
     # A non-finite command is dropped on arrival: frames take the last good one before it.
     finite = np.isfinite(commands.values.astype(np.float32)).all(axis=1)
     if not finite.all():
