@@ -44,7 +44,7 @@ def generate_launch_description():
             parameters=[os.path.join(config, "controller.yaml"),
                         # The simulator stamps a step's odometry and image alike: run each frame with its own.
                         {"model_path": LaunchConfiguration("model_path"), "use_sim_time": True,
-                         "sync_inputs": True}],
+                         "sync_inputs": True, "sync_timeout": 1.0}],
             condition=UnlessCondition(use_expert),
         ),
         Node(
