@@ -562,3 +562,17 @@ def test_while_frames_arrive_each_is_answered_and_the_failsafe_timer_adds_no_hov
     assert all(_key(c.header.stamp) in frames for c in g.snapshot())
     assert g.node._failsafe_active and "goal: nothing received yet" in g.node._failsafe_reason
     assert g.node.counters["failsafe_commands"] == 0
+
+
+def test_a_goal_without_odometry_yet_is_answered_with_a_hover_not_a_crash(tmp_path, graph_factory):
+    """The watchdog calls a never-seen input stale only after its timeout; until then a frame must still
+    hover (this used to raise in the frame callback and stop the node's executor)."""
+    g, odom_pub, _, _ = _goal_graph(tmp_path, graph_factory)  # goal latched, odom_timeout 5 s, no odometry
+    for i in range(3):
+        assert _is_zero(g.send_and_wait(i))
+    assert g.node.counters["dropped_frames"] >= 3
+    from lnn_nav.nodes.conversions import odometry_msg
+
+    odom_pub.publish(odometry_msg([0, 0, 1], [1, 0, 0, 0], [0, 0, 0], [0, 0, 0], _stamp(3)))
+    assert g.wait_for(lambda: g.node._odom is not None, 5.0)
+    assert not _is_zero(g.send_and_wait(4))  # flies once the odometry is in

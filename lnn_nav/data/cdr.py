@@ -135,8 +135,14 @@ def read_stamped_many(raws: Sequence[bytes], msgtype: str) -> Optional[Tuple[np.
         return None
     start, count = layout
     rows = np.frombuffer(b"".join(raws), dtype=np.uint8).reshape(len(raws), size)
-    # Encapsulation (4 bytes) and everything between the stamp and the payload must match the first message.
-    same = np.concatenate([rows[:, :4], rows[:, 12:start]], axis=1)
+    # The encapsulation and the strings before the payload (frame id, Odometry's child frame id; length
+    # and bytes) must match the first message's. Padding is not compared: serialisers may leave garbage.
+    frame_end = 16 + int(rows[0, 12:16].view("<u4")[0])
+    keep = [np.arange(0, 4), np.arange(12, frame_end)]
+    if msgtype == "nav_msgs/msg/Odometry":
+        child = 4 + ((frame_end - 4 + 3) & ~3)
+        keep.append(np.arange(child, child + 4 + int(rows[0, child : child + 4].view("<u4")[0])))
+    same = rows[:, np.concatenate(keep)]
     if not (same == same[0]).all():
         return None
     sec = rows[:, 4:8].copy().view("<i4")[:, 0].astype(np.int64)

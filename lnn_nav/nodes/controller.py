@@ -446,8 +446,14 @@ class ControllerNode(LifecycleNode):
             self._publish_saliency(image, frame.header)
 
     def _extra_inputs(self) -> dict:
+        """The policy's IMU/goal inputs; ValueError (the frame is answered with a hover) while one has never
+        arrived: the watchdog calls a never-seen input stale only after its timeout, not before."""
         cfg = self._policy.config
         extras = {}
+        if cfg.use_imu and self._imu is None:
+            raise ValueError("no IMU sample received yet")
+        if cfg.use_goal and (self._odom is None or self._goal is None):
+            raise ValueError(f"no {'odometry' if self._odom is None else 'goal'} received yet")
         if cfg.use_imu:
             extras["imu"] = torch.from_numpy(self._imu).reshape(1, -1).to(self._device)
         if cfg.use_goal:
