@@ -33,19 +33,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def raw_read(bags: Sequence[Path]) -> tuple[int, float]:
-    """(messages, seconds) of a plain rosbags read of ``bags``, opening included."""
-    from rosbags.rosbag2 import Reader
-
-    started = time.perf_counter()
-    count = 0
-    for bag in bags:
-        with Reader(bag) as reader:
-            for _ in reader.messages():
-                count += 1
-    return count, time.perf_counter() - started
-
-
 def pipeline(bags: Sequence[Path], scratch: Path, workers: int = 1) -> tuple[int, float]:
     """(frames, seconds) of converting ``bags`` into a dataset, writing included."""
     from lnn_nav.data.dataset import DatasetConfig, build_dataset
@@ -84,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from lnn_nav.data.bags import open_bag
     from lnn_nav.data.dataset import find_bags
+    from lnn_nav.data.dataset_cli import raw_read
 
     with tempfile.TemporaryDirectory(prefix="lnn_nav_ds_bench_") as tmp:
         scratch = Path(tmp)

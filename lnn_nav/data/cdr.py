@@ -58,11 +58,6 @@ def _string(buf: memoryview, pos: int) -> Tuple[str, int]:
     return bytes(buf[pos + 4 : pos + 4 + max(n - 1, 0)]).decode(), pos + 4 + n
 
 
-def _doubles(buf: memoryview, pos: int, count: int) -> np.ndarray:
-    pos = (pos + 7) & ~7
-    return np.frombuffer(buf, dtype="<f8", count=count, offset=pos)
-
-
 #: float64 values read after the header, per type: what they hold.
 #: Imu: orientation xyzw, cov 9, angular velocity xyz, cov 9, linear acceleration xyz, cov 9.
 #: TwistStamped: linear xyz, angular xyz. PoseStamped: position xyz, orientation xyzw.
@@ -75,33 +70,13 @@ _AFTER_HEADER = {
 _ODOMETRY = 3 + 4 + 36 + 6 + 36
 
 
-def read_stamped(raw: bytes | memoryview, msgtype: str) -> Optional[Stamped]:
-    """Header stamp and float64 payload of an Imu/TwistStamped/PoseStamped/Odometry, or None."""
-    raw = memoryview(raw)
+def _stamped_layout(raw: memoryview, msgtype: str) -> Optional[Tuple[int, str, int, int]]:
+    """``(stamp_ns, frame_id, payload offset in raw, value count)`` of an Imu/TwistStamped/PoseStamped/Odometry."""
     if not _little(raw):
         return None
     buf = raw[4:]
     try:
         stamp, frame, pos = _header(buf)
-        if msgtype == "nav_msgs/msg/Odometry":
-            _, pos = _string(buf, pos)
-            return Stamped(stamp, frame, _doubles(buf, pos, _ODOMETRY))
-        count = _AFTER_HEADER.get(msgtype)
-        if count is None:
-            return None
-        return Stamped(stamp, frame, _doubles(buf, pos, count))
-    except (struct.error, ValueError, UnicodeDecodeError):
-        return None
-
-
-def _payload_offset(raw: bytes | memoryview, msgtype: str) -> Optional[Tuple[int, int]]:
-    """(byte offset in ``raw`` of the float64 payload, value count) for :func:`read_stamped`'s types, or None."""
-    raw = memoryview(raw)
-    if not _little(raw):
-        return None
-    buf = raw[4:]
-    try:
-        _, _, pos = _header(buf)
         if msgtype == "nav_msgs/msg/Odometry":
             _, pos = _string(buf, pos)
             count = _ODOMETRY
@@ -112,7 +87,17 @@ def _payload_offset(raw: bytes | memoryview, msgtype: str) -> Optional[Tuple[int
     except (struct.error, ValueError, UnicodeDecodeError):
         return None
     start = 4 + ((pos + 7) & ~7)
-    return (start, count) if start + 8 * count <= len(raw) else None
+    return (stamp, frame, start, count) if start + 8 * count <= len(raw) else None
+
+
+def read_stamped(raw: bytes | memoryview, msgtype: str) -> Optional[Stamped]:
+    """Header stamp and float64 payload of an Imu/TwistStamped/PoseStamped/Odometry, or None."""
+    raw = memoryview(raw)
+    layout = _stamped_layout(raw, msgtype)
+    if layout is None:
+        return None
+    stamp, frame, start, count = layout
+    return Stamped(stamp, frame, np.frombuffer(raw, dtype="<f8", count=count, offset=start))
 
 
 def read_stamped_many(raws: Sequence[bytes], msgtype: str) -> Optional[Tuple[np.ndarray, str, np.ndarray]]:
@@ -129,11 +114,10 @@ def read_stamped_many(raws: Sequence[bytes], msgtype: str) -> Optional[Tuple[np.
     size = len(raws[0])
     if any(len(r) != size for r in raws):
         return None
-    layout = _payload_offset(raws[0], msgtype)
-    first = read_stamped(raws[0], msgtype)
-    if layout is None or first is None:
+    layout = _stamped_layout(memoryview(raws[0]), msgtype)
+    if layout is None:
         return None
-    start, count = layout
+    _, frame_id, start, count = layout
     rows = np.frombuffer(b"".join(raws), dtype=np.uint8).reshape(len(raws), size)
     # The encapsulation and the strings before the payload (frame id, Odometry's child frame id; length
     # and bytes) must match the first message's. Padding is not compared: serialisers may leave garbage.
@@ -148,7 +132,7 @@ def read_stamped_many(raws: Sequence[bytes], msgtype: str) -> Optional[Tuple[np.
     sec = rows[:, 4:8].copy().view("<i4")[:, 0].astype(np.int64)
     nsec = rows[:, 8:12].copy().view("<u4")[:, 0].astype(np.int64)
     values = rows[:, start : start + 8 * count].copy().view("<f8")
-    return sec * 1_000_000_000 + nsec, first.frame_id, values
+    return sec * 1_000_000_000 + nsec, frame_id, values
 
 
 def read_image(raw: bytes | memoryview) -> Optional[RawImage]:

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 HELP = "turn rosbag2 recordings into training sequences"
 DESCRIPTION = """\
@@ -50,8 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip bags that cannot be used (listed at the end) instead of stopping")
 
 
-def raw_read_rate(bags: Sequence[Path]) -> float:
-    """Messages/s of a plain `rosbags` read of ``bags`` (bytes only, no deserialisation), opening included."""
+def raw_read(bags: Sequence[Path]) -> Tuple[int, float]:
+    """(messages, seconds) of a plain `rosbags` read of ``bags`` (bytes only, no deserialisation), opening included."""
     from rosbags.rosbag2 import Reader
 
     started = time.perf_counter()
@@ -60,7 +60,13 @@ def raw_read_rate(bags: Sequence[Path]) -> float:
         with Reader(bag) as reader:
             for _ in reader.messages():
                 count += 1
-    return count / max(time.perf_counter() - started, 1e-9)
+    return count, time.perf_counter() - started
+
+
+def raw_read_rate(bags: Sequence[Path]) -> float:
+    """Messages/s of :func:`raw_read`."""
+    count, seconds = raw_read(bags)
+    return count / max(seconds, 1e-9)
 
 
 def reference_sample(bags: Sequence[Path], count: int = 8) -> List[Path]:

@@ -147,15 +147,16 @@ def plot_core_traces(flight: CameraFlight, path: Union[str, Path], title: str = 
     return plot_neuron_traces(times, flight.states, labels, Path(path), title)
 
 
-def camera_section(flights: Sequence[CameraFlight], names: Sequence[str], gifs: Sequence[str],
+def camera_section(flights: Sequence[CameraFlight], names: Sequence[str], stems: Sequence[str],
                    benchmark: Sequence[Optional[Dict[str, Any]]]) -> str:  # fmt: skip
-    """Markdown for the report: each GIF with its controller, world and outcome, and the benchmark's episode."""
+    """Markdown for the report: each GIF (``camera_<stem>.gif``, traces ``neurons_<stem>.png``) with its
+    controller, world and outcome, and the benchmark's episode."""
     lines = ["Each controller flown once more in-process, with the camera kept, on the mapped worlds (without "
              "tracks in the results, each world's first held-out seed): "
              "left the frame as the policy gets it (resized to its input), right the same frame with its "
              "VisualBackProp saliency (which pixels the CNN encoder's features come from); 5 frames a second, "
              "in real time.\n"]  # fmt: skip
-    for flight, name, gif, episode in zip(flights, names, gifs, benchmark):
+    for flight, name, stem, episode in zip(flights, names, stems, benchmark):
         width = 2 * flight.policy.config.encoder.width + 2
         bench = ""
         if episode is not None:
@@ -165,7 +166,7 @@ def camera_section(flights: Sequence[CameraFlight], names: Sequence[str], gifs: 
                 # policy, shared noise) or another checkpoint of the same name fly differently.
                 bench += " (results from other code or another checkpoint)"
         # Written at the policy's input size; shown four times larger (HTML: markdown cannot size a picture).
-        traces = gif.replace("camera_", "neurons_").replace(".gif", ".png")
+        gif, traces = f"camera_{stem}.gif", f"neurons_{stem}.png"
         lines.append(f"**{name}**, {flight.world} {flight.preset}, seed {flight.seed}: {flight.outcome} after "
                      f"{flight.time:.1f} s{bench}.\n\n<img src=\"{gif}\" width=\"{4 * width}\" "
                      f"alt=\"{name} camera, {flight.world} {flight.preset}\">\n\n"

@@ -687,24 +687,25 @@ def _camera_gifs(cells: Sequence[Cell], cameras: Mapping[str, Union[str, Path]],
     if not worlds:
         return "No held-out seeds in the results to fly again.\n"
     index = _index(cells)
-    flights, names, gifs, benchmark = [], [], [], []
+    flights, names, stems, benchmark = [], [], [], []
     for world, preset, seed in worlds:
         for name, checkpoint in cameras.items():
             flight = fly_with_camera(checkpoint, world, seed, preset)
-            gif = f"camera_{name}_{world}_{preset}_{seed}.gif"
+            stem = f"{name}_{world}_{preset}_{seed}"
+            gif = f"camera_{stem}.gif"
             # Every third control step, at the policy's input size, 64 colours: a minute of flight in
             # about 1 MB (at camera size and full colour, 6 MB).
             write_saliency_gif(flight, out / gif, stride=3, side_by_side=True, scale=1, input_size=True, colors=64)
-            plot_core_traces(flight, out / gif.replace("camera_", "neurons_").replace(".gif", ".png"))
+            plot_core_traces(flight, out / f"neurons_{stem}.png")
             cell = index.get((normalise_name(name), world, preset))
             episode = next((e for e in (cell or {}).get("episodes_detail") or [] if e.get("seed") == seed), None)
             flights.append(flight)
             names.append(normalise_name(name))
-            gifs.append(gif)
+            stems.append(stem)
             benchmark.append(episode)
             if on_progress is not None:
                 on_progress(f"camera: {name} {world} {preset} seed {seed} -> {flight.outcome}, wrote {gif}")
-    return camera_section(flights, names, gifs, benchmark)
+    return camera_section(flights, names, stems, benchmark)
 
 
 # ---------------------------------------------------------------------------------------------------------------
