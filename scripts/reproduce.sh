@@ -5,11 +5,15 @@
 #      (CfC-NCP: then DAgger rounds with the expert labelling the learner's flights);
 #   2. expert demonstrations at 2 m/s (the speed the learners fly well) -> dataset ->
 #      fine-tune every model from step 1 on them;
-#   3. closed-loop success on held-out worlds (seeds 1000+).
+#   3. expert demonstrations at 2 m/s with the wider 0.8 m plan margin (the
+#      demonstrating expert's default since 2026-11-29; stages 1-2 keep the 0.6 m
+#      they were flown with) -> dataset -> fine-tune every model from step 2;
+#   4. closed-loop success on held-out worlds (seeds 1000+).
 #
 #   make reproduce                      # CfC-NCP and the LSTM baseline, into build/reproduce
 #   MODELS="cfc-ncp lstm gru" make reproduce
-#   STAGE2=0 make reproduce             # stop after step 1 (the older 3 m/s recipe)
+#   STAGE2=0 STAGE3=0 make reproduce    # stop after step 1 (the older 3 m/s recipe)
+#   STAGE3=0 make reproduce             # stop after step 2 (the 0.6 m margin recipe)
 #
 # Fixed seeds throughout (worlds, noise, training). Finished stages are skipped on a
 # re-run (the collect/dataset outputs, the training runs resume). Stage times measured
@@ -27,26 +31,28 @@ DAGGER_ROUNDS=${DAGGER_ROUNDS:-2}              # CfC-NCP only (the baselines are
 DAGGER_EPISODES=${DAGGER_EPISODES:-"80 40"}    # forest urban
 DAGGER_EPOCHS=${DAGGER_EPOCHS:-4}
 STAGE2=${STAGE2:-1}
+STAGE3=${STAGE3:-1}
 FT_EPOCHS=${FT_EPOCHS:-6}
 EVAL_EPISODES=${EVAL_EPISODES:-100}
 LNN=${LNN:-.venv/bin/lnn-nav}
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 
-collect() {  # speed, folder
+collect() {  # speed, plan margin, folder
   for world in forest urban; do
-    if [ ! -f "$OUT/$2/$world/collect.json" ]; then
+    if [ ! -f "$OUT/$3/$world/collect.json" ]; then
       $LNN collect --world "$world" --episodes "$EPISODES" --workers 2 --envs 8 --expert-speed "$1" \
-        --out "$OUT/$2/$world"
+        --expert-margin "$2" --out "$OUT/$3/$world"
     fi
   done
-  if [ ! -f "$OUT/ds/$2/meta.json" ]; then
-    $LNN dataset "$OUT/$2/forest" "$OUT/$2/urban" --out "$OUT/ds/$2"
+  if [ ! -f "$OUT/ds/$3/meta.json" ]; then
+    $LNN dataset "$OUT/$3/forest" "$OUT/$3/urban" --out "$OUT/ds/$3"
   fi
 }
 
 mkdir -p "$OUT/models"
-collect 3.0 demos_3ms
-[ "$STAGE2" = 1 ] && collect 2.0 demos_2ms
+collect 3.0 0.6 demos_3ms
+[ "$STAGE2" = 1 ] && collect 2.0 0.6 demos_2ms
+[ "$STAGE3" = 1 ] && collect 2.0 0.8 demos_2ms_m08
 for model in $MODELS; do
   name=${model//-/_}
   $LNN train --data "$OUT/ds/demos_3ms" --model "$model" --out "$OUT/runs/$name/bc" \
@@ -62,6 +68,11 @@ for model in $MODELS; do
     $LNN train --data "$OUT/ds/demos_2ms" --model "$model" --init "$final" --out "$OUT/runs/$name/ft_2ms" \
       --epochs "$FT_EPOCHS" --lr 1e-3 --batch-size 8 --threads 2 --seed 0
     final="$OUT/runs/$name/ft_2ms/best.safetensors"
+  fi
+  if [ "$STAGE3" = 1 ]; then
+    $LNN train --data "$OUT/ds/demos_2ms_m08" --model "$model" --init "$final" --out "$OUT/runs/$name/ft_m08" \
+      --epochs "$FT_EPOCHS" --lr 1e-3 --batch-size 8 --threads 2 --seed 0
+    final="$OUT/runs/$name/ft_m08/best.safetensors"
   fi
   cp "$final" "$OUT/models/$name.safetensors"
   $LNN eval --model "$OUT/models/$name.safetensors" --world forest urban --episodes "$EVAL_EPISODES" \

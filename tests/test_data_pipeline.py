@@ -256,6 +256,10 @@ def test_cli_collect_and_dataset(tmp_path: Path) -> None:
                                "1", "--expert-speed", "9", "--out", str(tmp_path / "x")],
                               capture_output=True, text=True)  # fmt: skip
     assert too_fast.returncode == 2 and "--expert-speed" in too_fast.stderr and "max_speed" in too_fast.stderr
+    negative = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "collect", "--world", "forest", "--episodes",
+                               "1", "--expert-margin", "-1", "--out", str(tmp_path / "x")],
+                              capture_output=True, text=True)  # fmt: skip
+    assert negative.returncode == 2 and "--expert-margin" in negative.stderr and "inflate" in negative.stderr
     assert not (tmp_path / "x").exists()  # refused before anything is written
     missing = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "dataset", str(tmp_path / "nope"), "--out",
                               str(tmp_path / "ds")], capture_output=True, text=True)  # fmt: skip

@@ -206,6 +206,7 @@ def test_expert_node_flies_the_demonstrating_expert_and_refuses_bad_parameters(g
     expert = ExpertNode(context=context, parameter_overrides=[Parameter("seed", value=3)])
     assert expert.expert.config.cruise_speed == DEMO_EXPERT["cruise_speed"]
     assert expert.expert.config.clearance_weight == DEMO_EXPERT["clearance_weight"]
+    assert expert.expert.config.inflate == DEMO_EXPERT["inflate"]
     expert.destroy_node()
     with pytest.raises(ValueError, match="expert_node: bad parameter.*cruise_speed"):
         ExpertNode(context=context, parameter_overrides=[Parameter("cruise_speed", value=9.0)])

@@ -53,23 +53,28 @@ def _opt(argv: list[str], name: str) -> str:
 def test_reproduce_chain_parses_and_hands_checkpoints_on(tmp_path: Path) -> None:
     calls = _run(tmp_path)
     commands = [c[0] for c in calls]
-    assert commands == ["collect"] * 2 + ["dataset"] + ["collect"] * 2 + ["dataset"] + \
-        ["train", "dagger", "train", "eval"] + ["train", "train", "eval"]  # fmt: skip
-    speeds = [_opt(c, "--expert-speed") for c in calls if c[0] == "collect"]
-    assert speeds == ["3.0", "3.0", "2.0", "2.0"]
+    assert commands == (["collect"] * 2 + ["dataset"]) * 3 + \
+        ["train", "dagger", "train", "train", "eval"] + ["train", "train", "train", "eval"]  # fmt: skip
+    collects = [c for c in calls if c[0] == "collect"]
+    assert [_opt(c, "--expert-speed") for c in collects] == ["3.0", "3.0", "2.0", "2.0", "2.0", "2.0"]
+    assert [_opt(c, "--expert-margin") for c in collects] == ["0.6", "0.6", "0.6", "0.6", "0.8", "0.8"]
     out = tmp_path / "out"
-    # CfC-NCP: BC -> DAgger from the BC weights -> fine-tune from the last DAgger round -> shipped file evaluated.
-    bc, dagger, ft, ev = calls[6:10]
+    # CfC-NCP: BC -> DAgger from the BC weights -> fine-tune from the last DAgger round -> fine-tune on the
+    # wide-margin demonstrations -> shipped file evaluated.
+    bc, dagger, ft, ft_m08, ev = calls[9:14]
     assert _opt(dagger, "--init") == _opt(bc, "--out") + "/best.safetensors"
     assert _opt(ft, "--init") == _opt(dagger, "--out") + "/round_2/run/best.safetensors"
-    assert _opt(ft, "--data") == str(out / "ds" / "demos_2ms") and _opt(bc, "--data") == str(out / "ds" / "demos_3ms")
+    assert _opt(ft_m08, "--init") == _opt(ft, "--out") + "/best.safetensors"
+    assert _opt(bc, "--data") == str(out / "ds" / "demos_3ms") and _opt(ft, "--data") == str(out / "ds" / "demos_2ms")
+    assert _opt(ft_m08, "--data") == str(out / "ds" / "demos_2ms_m08")
     assert _opt(ev, "--model") == str(out / "models" / "cfc_ncp.safetensors")
-    assert (out / "models" / "cfc_ncp.safetensors").read_text().startswith("train ")
-    # The LSTM baseline: BC on the same data, fine-tuned the same way, no DAgger.
-    lstm_bc, lstm_ft = calls[10:12]
+    assert (out / "models" / "cfc_ncp.safetensors").read_text() == "train " + " ".join(ft_m08)
+    # The LSTM baseline: BC on the same data, fine-tuned the same two ways, no DAgger.
+    lstm_bc, lstm_ft, lstm_m08 = calls[14:17]
     assert _opt(lstm_bc, "--model") == "lstm" and _opt(lstm_ft, "--init") == _opt(lstm_bc, "--out") + "/best.safetensors"
+    assert _opt(lstm_m08, "--init") == _opt(lstm_ft, "--out") + "/best.safetensors"
 
 
 def test_reproduce_stage1_only(tmp_path: Path) -> None:
-    calls = _run(tmp_path, STAGE2="0", MODELS="cfc-ncp", DAGGER_ROUNDS="0")
+    calls = _run(tmp_path, STAGE2="0", STAGE3="0", MODELS="cfc-ncp", DAGGER_ROUNDS="0")
     assert [c[0] for c in calls] == ["collect", "collect", "dataset", "train", "eval"]

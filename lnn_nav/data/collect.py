@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--expert-speed", type=float, default=None, metavar="V",
                         help="expert cruise speed in m/s (default: %s, what DAgger and eval also use)"
                         % DEMO_EXPERT["cruise_speed"])
+    parser.add_argument("--expert-margin", type=float, default=None, metavar="M",
+                        help="distance in m the expert's plan keeps between the drone's centre and obstacles "
+                        "(default: %s; the drone's radius is 0.25)" % DEMO_EXPERT["inflate"])
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (one bag per episode)")
 
 
@@ -80,13 +83,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"lnn-nav collect: error: {err}", file=sys.stderr)
         return 2
     expert = dict(DEMO_EXPERT)
-    if args.expert_speed is not None:
-        expert["cruise_speed"] = args.expert_speed
-    try:
-        ExpertConfig(**expert)
-    except ValueError as err:
-        print(f"lnn-nav collect: error: --expert-speed: {err}", file=sys.stderr)
-        return 2
+    for option, key, value in (("--expert-speed", "cruise_speed", args.expert_speed),
+                               ("--expert-margin", "inflate", args.expert_margin)):  # fmt: skip
+        if value is None:
+            continue
+        expert[key] = value
+        try:
+            ExpertConfig(**expert)
+        except ValueError as err:
+            print(f"lnn-nav collect: error: {option}: {err}", file=sys.stderr)
+            return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     job = FlightJob(expert=expert, kind=args.world, seeds=seeds, out_dir=str(out), randomize_conditions=not args.no_randomize,

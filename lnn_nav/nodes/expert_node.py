@@ -50,6 +50,7 @@ PARAMETERS: Dict[str, Tuple[Any, str]] = {
     # The demonstrating expert by default, so the node flies and labels as `lnn-nav collect` and DAgger do.
     "cruise_speed": (DEMO_EXPERT["cruise_speed"], "cruise speed (m/s)"),
     "clearance_weight": (DEMO_EXPERT["clearance_weight"], "cost of flying close to obstacles in the plan"),
+    "inflate": (DEMO_EXPERT["inflate"], "distance (m) the plan keeps between the drone's centre and obstacles"),
 }
 
 
@@ -73,7 +74,8 @@ class ExpertNode(Node):
             world = make_world(p["world"], int(p["seed"]), p["preset"])
         try:
             self.expert_config = ExpertConfig(cruise_speed=float(p["cruise_speed"]),
-                                              clearance_weight=float(p["clearance_weight"]))  # fmt: skip
+                                              clearance_weight=float(p["clearance_weight"]),
+                                              inflate=float(p["inflate"]))  # fmt: skip
         except ValueError as err:
             raise ValueError(f"expert_node: bad parameter: {err}") from err
         self.expert = PrivilegedExpert(world, self.expert_config)
