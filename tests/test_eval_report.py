@@ -356,16 +356,22 @@ def test_bar_chart_draws_cells_at_0_and_100_percent_with_any_episode_count(tmp_p
     assert _row(success_table(cells), "cfc-ncp")["forest in-dist"] == "100% [85–100]"
 
 
-def test_committed_benchmark_report_matches_the_committed_results():
+@pytest.mark.parametrize("sub", ["", "stage2"], ids=["shipped", "stage2"])
+def test_committed_benchmark_report_matches_the_committed_results(sub):
     # docs/benchmark/report.md is what the README shows; it must be rebuilt when models/eval/ changes.
+    # stage2/: the full in/out-of-distribution run of the previous (0.6 m margin) checkpoints.
     root = Path(__file__).resolve().parents[1]
-    results = sorted((root / "models" / "eval").glob("*.json"))
-    assert results, "models/eval/ holds the shipped controllers' results"
+    results = sorted((root / "models" / "eval" / sub).glob("*.json"))
+    assert results, f"models/eval/{sub} holds the controllers' results"
     cells = load_results(results)
-    committed = (root / "docs" / "benchmark" / "report.md").read_text()
+    report = root / "docs" / "benchmark" / sub / "report.md"
+    committed = report.read_text()
     for world in ("forest", "urban"):
-        hint = f"{world} table differs; rebuild: lnn-nav report models/eval/*.json --out docs/benchmark --no-maps"
+        hint = (f"{world} table differs; rebuild: lnn-nav report models/eval/{sub + '/' if sub else ''}*.json "
+                f"--out {report.parent.relative_to(root)} --no-maps")  # fmt: skip
         assert success_table(cells, world=world) in committed, hint
+    for source in results:
+        assert f"`{source.relative_to(root)}`" in committed, f"{report} does not name {source.name} as a source"
 
 
 def test_results_as_csv_one_row_per_cell_and_per_episode(tmp_path):

@@ -128,6 +128,27 @@ def test_expert_plan_avoids_obstacles_and_ends_at_the_goal():
     assert signed_distance(world, points).min() > 0.3
 
 
+@pytest.mark.parametrize("kind, seed", [("forest", 4), ("urban", 8)])
+def test_the_demonstrating_experts_plan_keeps_its_wider_margin(kind, seed):
+    # Learners copy the expert's passing distance with errors of tenths of a metre: the demonstrating
+    # expert plans 0.8 m from obstacles (0.55 m beyond the drone's 0.25 m radius), not the default 0.6.
+    from lnn_nav.sim.collision import signed_distance
+    from lnn_nav.sim.expert import DEMO_EXPERT, ExpertConfig
+
+    world = make_world(kind, seed)
+    default, demo = PrivilegedExpert(world, ExpertConfig()), PrivilegedExpert(world, ExpertConfig(**DEMO_EXPERT))
+    path = demo.path(world.start[:2])
+    assert np.linalg.norm(path[-1] - np.array(world.goal[:2])) < 0.5
+    inner = path[3:-3]  # the start and goal cells are cleared whatever the margin
+    clearance = signed_distance(world, np.column_stack([inner, np.full(len(inner), world.goal[2])]),
+                                include_ground=False).min()  # fmt: skip
+    assert DEMO_EXPERT["inflate"] == 0.8
+    assert clearance > DEMO_EXPERT["inflate"] - demo.config.resolution
+    assert demo.occupied.sum() > default.occupied.sum()  # more of the grid is off limits
+    with pytest.raises(ValueError, match="inflate"):
+        ExpertConfig(inflate=-0.1)
+
+
 def test_expert_labels_any_state_with_bounded_commands():
     world = make_world("urban", 6)
     expert = PrivilegedExpert(world)
