@@ -70,8 +70,8 @@ class ExpertConfig:
 #: to 26/40 forest successes on the same seeds). Its plan keeps 0.8 m from obstacles
 #: (inflate; 0.55 m of margin beyond the drone's radius) rather than 0.6: learners
 #: copy the expert's passing distance with errors of a few tenths of a metre, and with
-#: the 0.35 m margin most of their collisions were grazing a trunk or street pole at
-#: 40-70 degrees off the heading (the expert's own passes: 0.67 m median clearance;
+#: the 0.35 m margin most of their collisions grazed a trunk or street pole passing
+#: it, 8-86 degrees off the heading, median 42 (the expert's own passes: 0.67 m median clearance;
 #: the 2 m/s CfC-NCP's successful passes: 0.44 m). 1.0 m closed 9 of 40 forest worlds.
 DEMO_EXPERT: Dict[str, float] = {"clearance_weight": 1.0, "cruise_speed": 2.0, "inflate": 0.8}
 
