@@ -79,6 +79,7 @@ class EpisodeResult:
     expert_reachable: bool = True
     min_clearance: Optional[float] = None  # m, closest approach of the drone's centre to an obstacle surface
     track: Optional[List[List[float]]] = None  # xyz every 3rd control step (job.keep_tracks)
+    crash: Optional[Dict[str, Any]] = None  # collisions: what was hit, from where (lnn_nav.sim.forensics)
 
 
 @dataclass
@@ -93,6 +94,10 @@ class _Episode:
     vel: List[np.ndarray] = field(default_factory=list)
     rates: List[np.ndarray] = field(default_factory=list)
     label: List[np.ndarray] = field(default_factory=list)
+    # Every episode, recorded or not: the states and flown commands a crash report needs.
+    yaw: List[float] = field(default_factory=list)
+    world_vel: List[np.ndarray] = field(default_factory=list)
+    flown: List[np.ndarray] = field(default_factory=list)
 
 
 class _OUNoise:
@@ -212,6 +217,7 @@ def fly_worker(job: FlightJob, progress: Optional[Any] = None) -> List[Dict[str,
     from lnn_nav.sim.collision import signed_distance
     from lnn_nav.sim.env import EnvConfig, FlightBatch
     from lnn_nav.sim.expert import ExpertConfig, PrivilegedExpert
+    from lnn_nav.sim.forensics import crash_report
     from lnn_nav.sim.presets import make_world, sample_training_conditions
     from lnn_nav.sim.world import WorldSpec
 
@@ -276,7 +282,10 @@ def fly_worker(job: FlightJob, progress: Optional[Any] = None) -> List[Dict[str,
             flown[~active] = 0.0
             for i in np.flatnonzero(active):
                 ep = episodes[i]
-                if not job.record:  # only the track is needed
+                ep.yaw.append(float(yaw[i]))
+                ep.world_vel.append(quad.state.velocity[i].copy())
+                ep.flown.append(flown[i].copy())
+                if not job.record:  # only the track (and the crash report's states) are needed
                     ep.pos.append(pos[i].copy())
                     continue
                 ep.rgb.append(obs["image"][i].copy())
@@ -300,10 +309,14 @@ def fly_worker(job: FlightJob, progress: Optional[Any] = None) -> List[Dict[str,
                     write_episode_bag(out_dir / name, ep, outcome, job.control_hz, job.storage)
                     bag = name
                 clearance = float(signed_distance(batch.worlds[i], track, include_ground=False).min())
+                crash = None
+                if outcome == "collision":
+                    crash = crash_report(batch.worlds[i], np.array(ep.pos), np.array(ep.yaw), np.array(ep.world_vel),
+                                         np.array(ep.flown), track[-1], dt, experts[i], hfov_deg=camera.hfov_deg)  # fmt: skip
                 result = EpisodeResult(job.kind, ep.seed, outcome, len(ep.pos), float(out["time"][i]),
                                        float(np.linalg.norm(np.diff(track, axis=0), axis=1).sum()), bag,
                                        bool(experts[i].reachable), clearance,
-                                       np.round(track[::3], 2).tolist() if job.keep_tracks else None)  # fmt: skip
+                                       np.round(track[::3], 2).tolist() if job.keep_tracks else None, crash)  # fmt: skip
                 results.append(asdict(result))
                 if progress is not None:
                     progress.put(asdict(result))

@@ -20,7 +20,11 @@ embedded simulator on the first --episodes held-out evaluation worlds
 in-process. Prints a success-rate table with 95% Wilson intervals and writes
 every episode's outcome and the summary to --out (JSON), and the same as CSV
 beside it (<out>.cells.csv, one row per cell; <out>.episodes.csv, one per
-episode). A controller is
+episode). Every collision is diagnosed (lnn_nav/sim/forensics.py): what was
+hit, its bearing from the heading, the speed, and how long the privileged
+expert, asked at the learner's states of the last 2 s, would have turned
+otherwise; each crash episode carries a `crash` block, each cell prints a
+`crashes:` line, and `lnn-nav report` tabulates them. A controller is
 named by its checkpoint's file name (cfc_ncp.safetensors -> cfc_ncp), a
 training run's best/last file by the run folder (runs/gru_bc/best.safetensors
 -> gru_bc); `lnn-nav report` knows the core from a name starting cfc_ncp,
@@ -79,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from lnn_nav.eval.closed_loop import eval_seeds, evaluate
+    from lnn_nav.eval.crashes import crash_line
     from lnn_nav.eval.ros_agreement import graph_unavailable
     from lnn_nav.sim.presets import presets_for
 
@@ -119,6 +124,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{entry['controller']:<24} {world:<7} {preset:<16} success {cell.successes}/"
                       f"{entry['episodes']} ({entry['success_rate']:.0%}, 95% CI {entry['ci95'][0]:.0%}-"
                       f"{entry['ci95'][1]:.0%})  {entry['outcomes']}{ros_column}")  # fmt: skip
+                crashes = crash_line(entry)
+                if crashes:
+                    print(f"    {crashes}")
                 for e in entry.get("ros", {}).get("episodes", []):
                     if not e["agree"]:
                         why = f"  ({e['error'].splitlines()[0]}; logs in {e['logs']})" if "error" in e else ""

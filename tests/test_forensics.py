@@ -1,0 +1,136 @@
+"""Crash diagnosis: what was hit, from where, whether the expert disagreed; in eval results and the report."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lnn_nav.data.flights import FlightJob, fly_worker
+from lnn_nav.eval.crashes import crash_line, crash_reports, crash_table
+from lnn_nav.eval.report import condition_label, load_results, write_report
+from lnn_nav.sim.expert import DEMO_EXPERT, ExpertConfig, PrivilegedExpert
+from lnn_nav.sim.forensics import crash_report, nearest_obstacle, summarize_crashes
+from lnn_nav.sim.world import MATERIAL_ID, WorldSpec
+
+
+def _world() -> WorldSpec:
+    """A trunk at (10, 0), a building rotated 30 degrees at (10, 8), a bush at (0, -8)."""
+    return WorldSpec(
+        kind="forest", seed=7, bounds=(-20.0, 30.0, -20.0, 20.0), start=(-10.0, 0.0, 2.0, 0.0), goal=(25.0, 0.0, 2.0),
+        cylinders=[[10.0, 0.0, 0.0, 10.0, 0.3]], cylinder_materials=[MATERIAL_ID["bark"]],
+        boxes=[[10.0, 8.0, 3.0, 2.0, 1.0, 3.0, math.radians(30)]], box_materials=[MATERIAL_ID["concrete"]],
+        spheres=[[0.0, -8.0, 1.0, 0.5]], sphere_materials=[MATERIAL_ID["undergrowth"]],
+    )  # fmt: skip
+
+
+def test_nearest_obstacle_names_the_primitive_and_points_at_its_surface() -> None:
+    w = _world()
+    trunk = nearest_obstacle(w, np.array([9.5, 0.0, 2.0]))
+    assert (trunk["material"], trunk["shape"]) == ("bark", "cylinder")
+    assert trunk["size"] == pytest.approx(0.3) and trunk["distance"] == pytest.approx(0.2)
+    assert np.allclose(trunk["direction"], [1.0, 0.0, 0.0], atol=1e-4)
+    # The building's long side faces 30 degrees + 90: a point off that face sees the wall along its normal.
+    normal = np.array([-math.sin(math.radians(30)), math.cos(math.radians(30)), 0.0])
+    wall = nearest_obstacle(w, np.array([10.0, 8.0, 3.0]) - 1.3 * normal)
+    assert (wall["material"], wall["shape"]) == ("concrete", "box")
+    assert wall["size"] == pytest.approx(2.0)  # narrower horizontal width
+    assert wall["distance"] == pytest.approx(0.3) and np.allclose(wall["direction"], normal, atol=1e-4)
+    bush = nearest_obstacle(w, np.array([0.0, -7.2, 1.0]))
+    assert (bush["material"], bush["shape"]) == ("undergrowth", "sphere")
+    ground = nearest_obstacle(w, np.array([-10.0, 0.0, 0.1]))
+    assert ground["material"] == "ground" and ground["distance"] == pytest.approx(0.1)
+
+
+def _approach(yaw: float, speed: float, steps: int = 40, dt: float = 1 / 15):
+    """States of a drone sliding along +x up to the trunk, heading ``yaw``."""
+    x = np.linspace(9.7 - speed * dt * (steps - 1), 9.7, steps)
+    positions = np.column_stack([x, np.zeros(steps), np.full(steps, 2.0)])
+    velocities = np.tile([speed, 0.0, 0.0], (steps, 1))
+    return positions, np.full(steps, yaw), velocities
+
+
+def test_bearing_view_and_hovering_of_a_crash() -> None:
+    w = _world()
+    dt = 1 / 15
+    pos, yaw, vel = _approach(0.0, 2.0)
+    head_on = crash_report(w, pos, yaw, vel, np.zeros((len(pos), 4)), pos[-1] + [0.05, 0, 0], dt)
+    assert head_on["material"] == "bark" and head_on["bearing_heading"] == pytest.approx(0.0, abs=0.5)
+    assert head_on["in_view"] is True and head_on["hovering"] is False and head_on["speed"] == pytest.approx(2.0)
+    assert head_on["yaw_rate_gap"] is None  # no expert given
+    # Heading +90 (left), nearly stopped: the trunk is on the right, -90, outside a 90-degree camera.
+    pos, yaw, vel = _approach(math.pi / 2, 0.1)
+    side = crash_report(w, pos, yaw, vel, np.zeros((len(pos), 4)), pos[-1], dt)
+    assert side["bearing_heading"] == pytest.approx(-90.0, abs=0.5)
+    assert side["in_view"] is False and side["hovering"] is True
+    behind = crash_report(w, pos, np.full(len(pos), math.pi), vel, np.zeros((len(pos), 4)), pos[-1], dt)
+    assert abs(behind["bearing_heading"]) == pytest.approx(180.0, abs=0.5)
+    with pytest.raises(ValueError, match="same, non-zero"):
+        crash_report(w, pos, yaw[:-1], vel, np.zeros((len(pos), 4)), pos[-1], dt)
+
+
+def test_expert_disagreement_is_measured_against_fresh_expert_labels() -> None:
+    w = _world()
+    dt = 1 / 15
+    expert = PrivilegedExpert(w, ExpertConfig(**DEMO_EXPERT))
+    pos, yaw, vel = _approach(0.3, 1.5)
+    agreeing = np.empty((len(pos), 4))
+    for k in range(len(pos)):
+        expert.reset()
+        agreeing[k] = expert.command(pos[k : k + 1], yaw[k : k + 1], dt)[0]
+    same = crash_report(w, pos, yaw, vel, agreeing, pos[-1], dt, expert=expert)
+    assert same["yaw_rate_gap"] == pytest.approx(0.0, abs=1e-9) and same["disagreeing_seconds"] == 0.0
+    turned = agreeing + np.array([0.0, 0.0, 0.0, 1.0])
+    other = crash_report(w, pos, yaw, vel, turned, pos[-1], dt, expert=expert, window=2.0)
+    assert other["yaw_rate_gap"] == pytest.approx(1.0)
+    assert other["disagreeing_seconds"] == pytest.approx(2.0, abs=dt / 2)  # the whole window, 30 steps
+    s = summarize_crashes([same, other])
+    assert s["crashes"] == 2 and s["materials"] == {"bark": 2} and s["ahead"] == 2
+    assert (s["expert_disagreed"], s["expert_asked"]) == (1, 2)
+
+
+@pytest.fixture(scope="module")
+def crashed_flights() -> list:
+    """The expert, tuned to cut trunks close at 5 m/s in a dense forest, crashes in some of these worlds."""
+    job = FlightJob(kind="forest", seeds=[100_000, 100_001, 100_002, 100_003], out_dir="/nonexistent", record=False,
+                    noise=0.0, envs=4, camera_width=32, camera_height=24,
+                    expert={"inflate": 0.26, "clearance_weight": 0.0, "cruise_speed": 5.0, "lookahead": 6.0},
+                    world_overrides={"size": (64.0, 40.0), "density": 10.0})  # fmt: skip
+    return fly_worker(job)
+
+
+def test_every_collision_of_a_flight_carries_its_diagnosis(crashed_flights: list) -> None:
+    crashes = [r for r in crashed_flights if r["outcome"] == "collision"]
+    assert crashes, "the close-cutting expert was expected to hit a trunk"
+    for r in crashed_flights:
+        assert (r["crash"] is not None) == (r["outcome"] == "collision")
+    for r in crashes:
+        c = r["crash"]
+        assert c["material"] in ("bark", "leaves", "undergrowth", "ground")
+        assert -180.0 <= c["bearing_heading"] <= 180.0 and c["speed"] > 1.0
+        assert c["yaw_rate_gap"] is not None and 0.0 <= c["disagreeing_seconds"] <= 2.0
+        json.dumps(c)  # goes into the eval JSON as is
+
+
+def test_the_report_tabulates_the_crashes(crashed_flights: list, tmp_path: Path) -> None:
+    raw = {"controller": "expert", "world": "forest", "preset": "in_distribution", "episodes_detail": crashed_flights}
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"cells": [raw]}))
+    (cell,) = load_results([results])
+    n = sum(r["outcome"] == "collision" for r in crashed_flights)
+    assert len(crash_reports(cell)) == n
+    line = crash_line(cell)
+    assert line.startswith("crashes: ") and "contact ahead" in line and "expert disagreed >=1 s in" in line
+    row = crash_table([cell], condition_label).splitlines()[2].split(" | ")
+    assert row[0] == "| expert" and row[1] == "forest in-dist" and row[2] == str(n)
+    md = write_report([cell], tmp_path / "report", maps=False).read_text()
+    assert "## Why the crashes" in md and "![collisions by bearing](crash_bearings.png)" in md
+    assert (tmp_path / "report" / "crash_bearings.png").stat().st_size > 1000
+    # Results from before crash reports: said, not shown as zero crashes.
+    old = {**cell, "episodes_detail": [{k: v for k, v in r.items() if k != "crash"} for r in crashed_flights]}
+    assert crash_table([old], condition_label) is None and crash_line(old) is None
+    md = write_report([old], tmp_path / "old", maps=False).read_text()
+    assert "carry no crash reports" in md and not (tmp_path / "old" / "crash_bearings.png").exists()
