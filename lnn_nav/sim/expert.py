@@ -71,7 +71,7 @@ class ExpertConfig:
 #: (inflate; 0.55 m of margin beyond the drone's radius) rather than 0.6: learners
 #: copy the expert's passing distance with errors of a few tenths of a metre, and with
 #: the 0.35 m margin most of their collisions grazed a trunk or street pole passing
-#: it, 8-86 degrees off the heading, median 42 (the expert's own passes: 0.67 m median clearance;
+#: it, 8-87 degrees off the heading, median 51 (the expert's own passes: 0.67 m median clearance;
 #: the 2 m/s CfC-NCP's successful passes: 0.44 m). 1.0 m closed 9 of 40 forest worlds.
 DEMO_EXPERT: Dict[str, float] = {"clearance_weight": 1.0, "cruise_speed": 2.0, "inflate": 0.8}
 

@@ -17,7 +17,7 @@ collision this module measures, from the simulator's ground truth:
 
 These diagnoses are what turned the stage-2 training results into the
 0.8 m plan margin of :data:`lnn_nav.sim.expert.DEMO_EXPERT`: most forest
-collisions were grazing passes 8-86 degrees off the heading, not head-on
+collisions were grazing passes 8-87 degrees off the heading, not head-on
 flights.
 """
 
