@@ -60,12 +60,21 @@ def test_bearing_view_and_hovering_of_a_crash() -> None:
     head_on = crash_report(w, pos, yaw, vel, np.zeros((len(pos), 4)), pos[-1] + [0.05, 0, 0], dt)
     assert head_on["material"] == "bark" and head_on["bearing_heading"] == pytest.approx(0.0, abs=0.5)
     assert head_on["in_view"] is True and head_on["hovering"] is False and head_on["speed"] == pytest.approx(2.0)
-    assert head_on["yaw_rate_gap"] is None  # no expert given
+    assert head_on["yaw_rate_gap"] is None and head_on["expert_turning"] is None  # no expert given
+    assert (head_on["turning"], head_on["sliding"]) == (None, None)  # dead ahead: no side to turn to
     # Heading +90 (left), nearly stopped: the trunk is on the right, -90, outside a 90-degree camera.
     pos, yaw, vel = _approach(math.pi / 2, 0.1)
     side = crash_report(w, pos, yaw, vel, np.zeros((len(pos), 4)), pos[-1], dt)
     assert side["bearing_heading"] == pytest.approx(-90.0, abs=0.5)
     assert side["in_view"] is False and side["hovering"] is True
+    # The trunk is on the right: a left turn is away from it, a rightward slide (vy < 0) into it.
+    flown = np.tile([0.0, -0.4, 0.0, 0.6], (len(pos), 1))
+    moving = crash_report(w, pos, yaw, vel, flown, pos[-1], dt)
+    assert (moving["turning"], moving["sliding"]) == ("away", "towards")
+    flown[-3:] = [0.0, 0.0, 0.0, -0.6]  # only the last 0.5 s (8 steps) count: their mean is still a left turn
+    assert crash_report(w, pos, yaw, vel, flown, pos[-1], dt)["turning"] == "away"
+    flown[-8:] = [0.0, 0.0, 0.0, -0.6]
+    assert crash_report(w, pos, yaw, vel, flown, pos[-1], dt)["turning"] == "towards"
     behind = crash_report(w, pos, np.full(len(pos), math.pi), vel, np.zeros((len(pos), 4)), pos[-1], dt)
     assert abs(behind["bearing_heading"]) == pytest.approx(180.0, abs=0.5)
     with pytest.raises(ValueError, match="same, non-zero"):
@@ -89,6 +98,7 @@ def test_expert_disagreement_is_measured_against_fresh_expert_labels() -> None:
     assert other["disagreeing_seconds"] == pytest.approx(2.0, abs=dt / 2)  # the whole window, 30 steps
     s = summarize_crashes([same, other])
     assert s["crashes"] == 2 and s["materials"] == {"bark": 2} and s["ahead"] == 2
+    assert same["expert_turning"] == other["expert_turning"] in ("towards", "away", "straight")
     assert (s["expert_disagreed"], s["expert_asked"]) == (1, 2)
 
 

@@ -41,6 +41,11 @@ def _num(x: Optional[float], fmt: str) -> str:
     return "–" if x is None else format(x, fmt)
 
 
+def _sided(s: Dict[str, Any], key: str) -> str:
+    """``k/n`` over the crashes that have the turning/sliding fields (results before them: ``–``)."""
+    return f"{s[key]}/{s['sided']}" if s["sided"] else "–"
+
+
 def crash_line(cell: Cell) -> Optional[str]:
     """One console line summing up a cell's crashes (``None`` without any)."""
     reports = crash_reports(cell)
@@ -49,6 +54,8 @@ def crash_line(cell: Cell) -> Optional[str]:
     s = summarize_crashes(reports)
     line = (f"crashes: {_obstacles(s['materials'])}; contact ahead {s['ahead']}, 30-45 deg {s['side']}, "
             f"out of view {s['out_of_view']}; hovering {s['hovering']}")
+    if s["sided"]:
+        line += f"; turning into it {s['turning_towards']}, sliding into it {s['sliding_towards']}"
     if s["expert_asked"]:
         line += f"; expert disagreed >=1 s in {s['expert_disagreed']}/{s['expert_asked']}"
     return line
@@ -68,12 +75,14 @@ def crash_table(cells: Sequence[Cell], label: Any) -> Optional[str]:
         asked = s["expert_asked"]
         rows.append([cell["controller"], label(cell["world"], cell["preset"]), str(s["crashes"]),
                      _obstacles(s["materials"]), str(s["ahead"]), str(s["side"]), str(s["out_of_view"]),
-                     str(s["hovering"]), _num(s["median_speed"], ".1f"), _num(s["median_yaw_rate_gap"], ".2f"),
+                     str(s["hovering"]), _num(s["median_speed"], ".1f"), _sided(s, "turning_towards"),
+                     _sided(s, "sliding_towards"), _num(s["median_yaw_rate_gap"], ".2f"),
                      f"{s['expert_disagreed']}/{asked}" if asked else "–"])  # fmt: skip
     if not rows:
         return None
     header = ["controller", "condition", "crashes", "hit", "ahead ≤30°", "30–45°", "out of view >45°",
-              f"hovering <{HOVER_SPEED:g} m/s", "median speed (m/s)", "median yaw-rate gap (rad/s)",
+              f"hovering <{HOVER_SPEED:g} m/s", "median speed (m/s)", "turning into it", "sliding into it",
+              "median yaw-rate gap (rad/s)",
               "expert disagreed ≥1 s"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] * 4 + [" ---: "] * (len(header) - 4)) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -130,11 +139,13 @@ def crash_section(cells: Sequence[Cell], out: Path, label: Any, colour: Any) -> 
     text = [
         "Every collision, diagnosed from the simulator's ground truth (`lnn_nav/sim/forensics.py`): what was "
         "hit (the nearest obstacle at impact), where it touched relative to the heading (the camera sees "
-        "±45°), the horizontal speed, and the privileged expert asked for its command at each of the "
-        "learner's states over the last 2 s: the median gap between its yaw rate and the learner's, and "
-        f"how many crashes it disagreed (gap > {YAW_GAP:g} rad/s) for at least 1 of those 2 s. Contact "
-        "out of view or while hovering points at drift the camera cannot see; grazing contact at the edge "
-        "of view with the expert disagreeing points at late or missing avoidance.\n",
+        "±45°), the horizontal speed, whether over its last 0.5 s the controller was turning (yaw rate) or "
+        "sliding (lateral command) towards the side it touched (out of those with a side), and the "
+        "privileged expert asked for its command at each of the controller's states over the last 2 s: the "
+        "median gap between its yaw rate and the controller's, and in how many crashes it disagreed (gap > "
+        f"{YAW_GAP:g} rad/s) for at least 1 of those 2 s. Contact out of view while turning or sliding into "
+        "it is an obstacle just passed and forgotten; contact ahead with the expert disagreeing is late or "
+        "missing avoidance; contact while hovering is drift.\n",
         table,
     ]
     if chart is not None:

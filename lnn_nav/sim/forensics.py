@@ -10,6 +10,8 @@ collision this module measures, from the simulator's ground truth:
   heading (0 ahead, +90 left, ±180 behind; the camera sees ±hfov/2) and to
   its velocity, and the horizontal speed at impact (a drone under
   ``HOVER_SPEED`` was all but hovering: it drifted into something);
+* how: whether over its last half second the controller was turning
+  (yaw rate) or sliding (lateral command) towards the side it touched;
 * whether the controller had been told otherwise: the privileged expert is
   asked for its command at each of the learner's states over the last
   ``window`` seconds (a fresh command per state, no slew: the label DAgger
@@ -35,6 +37,12 @@ from .world import MATERIALS, WorldSpec
 HOVER_SPEED = 0.3
 #: Yaw-rate disagreement (rad/s) with the expert counted as "the expert would have turned otherwise".
 YAW_GAP = 0.5
+#: Turning / sliding towards the contact side is judged on the commands of the last TURN_WINDOW s;
+#: mean yaw rates (rad/s) and lateral speeds (m/s) inside the dead bands count as straight.
+TURN_WINDOW = 0.5
+TURN_DEAD_BAND = 0.1
+SLIDE_DEAD_BAND = 0.1
+HEAD_ON = 5.0
 
 
 def nearest_obstacle(world: WorldSpec, point: np.ndarray, include_ground: bool = True) -> Dict[str, Any]:
@@ -83,6 +91,19 @@ def _bearing(direction_xy: np.ndarray, angle: float) -> float:
     return (b + 180.0) % 360.0 - 180.0
 
 
+def _side(values: np.ndarray, bearing: Optional[float], dead_band: float) -> Optional[str]:
+    """``towards``/``away``/``straight``: the mean of a left-positive command against the contact side.
+
+    ``None`` for contact within ``HEAD_ON`` degrees of dead ahead (or straight down): no side to turn to.
+    """
+    if bearing is None or abs(bearing) < HEAD_ON:
+        return None
+    mean = float(np.mean(values))
+    if abs(mean) < dead_band:
+        return "straight"
+    return "towards" if (mean > 0) == (bearing > 0) else "away"
+
+
 def crash_report(
     world: WorldSpec,
     positions: np.ndarray,
@@ -126,10 +147,18 @@ def crash_report(
         "in_view": None if bearing_heading is None else abs(bearing_heading) <= hfov_deg / 2,
         "speed": round(speed, 3),
         "hovering": speed < HOVER_SPEED,
+        # Over the last TURN_WINDOW s: did the learner turn (yaw rate) or slide (vy, heading
+        # frame, left positive) towards the side it touched, as bearings are left positive.
+        "turning": None,
+        "sliding": None,
+        "expert_turning": None,
         "yaw_rate_gap": None,
         "lateral_gap": None,
         "disagreeing_seconds": None,
     }
+    last = commands[-max(1, int(round(TURN_WINDOW / dt))) :]
+    report["turning"] = _side(last[:, 3], bearing_heading, TURN_DEAD_BAND)
+    report["sliding"] = _side(last[:, 1], bearing_heading, SLIDE_DEAD_BAND)
     if expert is not None:
         steps = max(1, int(round(window / dt)))
         pos, yw, flown = positions[-steps:], yaws[-steps:], commands[-steps:]
@@ -138,6 +167,7 @@ def crash_report(
             expert.reset()  # a fresh label per state: what DAgger would ask for here
             labels[k] = expert.command(pos[k : k + 1], yw[k : k + 1], dt)[0]
         expert.reset()
+        report["expert_turning"] = _side(labels[-len(last) :, 3], bearing_heading, TURN_DEAD_BAND)
         yaw_gap = np.abs(labels[:, 3] - flown[:, 3])
         report["yaw_rate_gap"] = round(float(np.median(yaw_gap)), 3)
         report["lateral_gap"] = round(float(np.median(np.abs(labels[:, 1] - flown[:, 1]))), 3)
@@ -171,6 +201,10 @@ def summarize_crashes(reports: Sequence[Dict[str, Any]], hfov_deg: float = 90.0,
         "side": sum(30.0 < b <= hfov_deg / 2 for b in bearings),
         "out_of_view": sum(b > hfov_deg / 2 for b in bearings),
         "hovering": sum(bool(r.get("hovering")) for r in reports),
+        "turning_towards": sum(r.get("turning") == "towards" for r in reports),
+        "sliding_towards": sum(r.get("sliding") == "towards" for r in reports),
+        "expert_turning_away": sum(r.get("expert_turning") == "away" for r in reports),
+        "sided": sum(r.get("turning") is not None for r in reports),
         "median_bearing": median(bearings),
         "median_speed": median([r["speed"] for r in reports]),
         "median_yaw_rate_gap": median(gaps),
