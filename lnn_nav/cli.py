@@ -33,6 +33,7 @@ MODULE_COMMANDS: tuple[tuple[str, str], ...] = (
     ("record", "lnn_nav.data.record_cli"),
     ("replay", "lnn_nav.data.replay_cli"),
     ("export", "lnn_nav.export_cli"),
+    ("gain", "lnn_nav.gain_cli"),
     ("eval", "lnn_nav.eval.cli_eval"),
     ("report", "lnn_nav.eval.cli_report"),
 )

@@ -219,3 +219,49 @@ def test_load_state_into_a_differently_configured_policy_names_the_field(saved: 
         r"core_options.units=24 in the model",
     ):
         load_state_into(other, saved)
+
+
+def test_output_gain_sharpens_inside_the_bounds_and_travels_with_the_checkpoint(saved: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from lnn_nav.models.checkpoint import with_output_gain
+
+    plain = load_policy(saved)
+    gained_path = with_output_gain(saved, tmp_path / "gained.safetensors", (1.0, 1.5, 1.0, 2.0))
+    gained = load_policy(gained_path)
+    assert gained.config.output_gain == (1.0, 1.5, 1.0, 2.0)
+    assert read_checkpoint_info(gained_path)[1]["output_gain_of"] == str(saved)
+    images = torch.rand(2, 4, 3, H, W)
+    extras = {"imu": torch.randn(2, 4, IMU_SIZE), "goal": torch.randn(2, 4, GOAL_SIZE)}
+    timespans = torch.rand(2, 4)
+    with torch.no_grad():
+        a, _ = plain(images, timespans, **extras)
+        b, _ = gained(images, timespans, **extras)
+        # Same pre-activation: tanh(g * atanh(a / s)) * s, per command.
+        scale = plain.command_scale
+        gain = torch.tensor([1.0, 1.5, 1.0, 2.0])
+        assert torch.allclose(b, torch.tanh(gain * torch.atanh(a / scale)) * scale, atol=1e-5)
+        assert torch.equal(a[..., [0, 2]], b[..., [0, 2]])  # gain 1 changes nothing, bit for bit
+        assert (b.abs() <= scale).all()
+        # step (the node, eval) applies it as forward (training) does.
+        s, _ = gained.step(images[:, 0], timespans[:, 0], None, imu=extras["imu"][:, 0], goal=extras["goal"][:, 0])
+        assert torch.allclose(s, b[:, 0], atol=1e-6)
+    with pytest.raises(ValueError, match="output_gain needs 4 positive"):
+        with_output_gain(saved, tmp_path / "bad.safetensors", (1.0, -1.0, 1.0, 1.0))
+    same = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "gain", str(saved), "--gain", "1", "1", "1", "1",
+                           "--out", str(saved)], capture_output=True, text=True)  # fmt: skip
+    assert same.returncode == 2 and "--out must differ" in same.stderr
+
+
+def test_checkpoints_from_before_the_output_gain_load_with_gain_one(saved: Path) -> None:
+    def drop_gain(_tensors: Dict[str, torch.Tensor], header: Dict[str, str]) -> None:
+        config = json.loads(header["config"])
+        del config["output_gain"]
+        header["config"] = json.dumps(config)
+
+    rewrite(saved, drop_gain)
+    policy = load_policy(saved)
+    assert policy.config.output_gain == (1.0, 1.0, 1.0, 1.0)
+    load_state_into(LiquidPolicy(make_config()), saved)  # the absent field reads as its default
+    load_policy(saved, expected=make_config())

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -79,6 +80,20 @@ def save_policy(
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def with_output_gain(src: PathLike, dst: PathLike, gain: Sequence[float]) -> Path:
+    """Copy checkpoint ``src`` to ``dst`` with :attr:`PolicyConfig.output_gain` set to ``gain``.
+
+    The weights are untouched; the metadata keeps the source's and records
+    where the gain was applied (``output_gain_of``).
+    """
+    policy = load_policy(src)
+    _, metadata = read_checkpoint_info(src)
+    config = replace(policy.config, output_gain=tuple(gain))  # validates the gain
+    policy.config = config
+    policy.output_gain = torch.tensor(config.output_gain, dtype=policy.output_gain.dtype)
+    return save_policy(policy, dst, metadata={**metadata, "output_gain_of": str(src)})
 
 
 def read_checkpoint_info(path: PathLike) -> Tuple[PolicyConfig, Dict[str, Any]]:
@@ -182,9 +197,14 @@ def _policy_config(stored: Mapping[str, Any], path: Path) -> PolicyConfig:
         raise CheckpointError(f"checkpoint {path} has an invalid config: {err}") from err
 
 
+#: Policy config fields added after checkpoints had been shipped: absent from a file, they read as these.
+_LATER_DEFAULTS: Dict[str, Any] = {"output_gain": [1.0, 1.0, 1.0, 1.0]}
+
+
 def _check_config(
     stored: Mapping[str, Any], want: Mapping[str, Any], path: Path, whom: str
 ) -> None:
+    stored = {**_LATER_DEFAULTS, **stored}
     if stored.get("core") != want.get("core"):
         # Options of different core kinds are not comparable; the kind says it all.
         raise CheckpointError(

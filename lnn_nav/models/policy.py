@@ -28,7 +28,8 @@ class PolicyConfig:
     ``core`` is a :func:`~lnn_nav.models.factory.build_core` kind and
     ``core_options`` its keyword options (``units``, ``seed``, ...).
     ``command_scale`` bounds the output: ``|vx| <= s[0]``, ``|vy| <= s[1]``,
-    ``|vz| <= s[2]``, ``|yaw_rate| <= s[3]``.
+    ``|vz| <= s[2]``, ``|yaw_rate| <= s[3]``. ``output_gain`` ``g`` sharpens
+    it inside those bounds: ``tanh(g * head(y)) * s`` (see :meth:`LiquidPolicy._command`).
     """
 
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -37,6 +38,12 @@ class PolicyConfig:
     use_imu: bool = False
     use_goal: bool = False
     command_scale: Tuple[float, float, float, float] = (2.0, 1.0, 1.0, 1.0)
+    #: Behaviour cloning with a squared loss pulls a controller's commands towards
+    #: their mean, so a cloned controller steers less than its teacher (the crash
+    #: diagnosis of the shipped ones: it flew straight or turned away too gently
+    #: while the expert would have turned at full rate). A gain above 1, calibrated
+    #: in closed loop (`lnn-nav gain`), gives that back without leaving the envelope.
+    output_gain: Tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
     #: The goal distance enters the core as ``min(d, clip) / clip``: raw metres
     #: (up to ~100) would swamp the unit-scale features, and beyond a few metres
     #: only the direction matters for the next seconds of flight.
@@ -53,6 +60,11 @@ class PolicyConfig:
                 f"|yaw_rate|), got {self.command_scale}"
             )
         object.__setattr__(self, "command_scale", scale)
+        gain = tuple(float(g) for g in self.output_gain)
+        if len(gain) != COMMAND_SIZE or not all(0 < g < float("inf") for g in gain):
+            raise ValueError(f"output_gain needs {COMMAND_SIZE} positive, finite values (vx, vy, vz, yaw_rate), "
+                             f"got {self.output_gain}")  # fmt: skip
+        object.__setattr__(self, "output_gain", gain)
         if not self.goal_distance_clip > 0:
             raise ValueError(f"goal_distance_clip must be > 0 m, got {self.goal_distance_clip}")
 
@@ -72,6 +84,7 @@ class PolicyConfig:
             "use_imu": self.use_imu,
             "use_goal": self.use_goal,
             "command_scale": list(self.command_scale),
+            "output_gain": list(self.output_gain),
             "goal_distance_clip": self.goal_distance_clip,
         }
 
@@ -103,6 +116,8 @@ class LiquidPolicy(nn.Module):
         # A Linear even when the core already ends in 4 motor neurons: one uniform head.
         self.head = nn.Linear(self.core.output_size, COMMAND_SIZE)
         self.register_buffer("command_scale", torch.tensor(config.command_scale))
+        # Not in the state dict: the gain lives in the config, and checkpoints from before it still load.
+        self.register_buffer("output_gain", torch.tensor(config.output_gain), persistent=False)
 
     @classmethod
     def from_config(cls, config: PolicyConfig) -> "LiquidPolicy":
@@ -154,7 +169,7 @@ class LiquidPolicy(nn.Module):
 
     def _command(self, y: Tensor) -> Tensor:
         # tanh keeps every command inside the vehicle's envelope, whatever the core emits.
-        return torch.tanh(self.head(y)) * self.command_scale
+        return torch.tanh(self.head(y) * self.output_gain) * self.command_scale
 
     def _with_extras(
         self,
