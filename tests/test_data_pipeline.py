@@ -310,3 +310,56 @@ def test_a_topics_messages_parse_as_one_array_exactly_as_one_by_one():
     assert read_stamped_many(twists[:2] + twists[3:], "geometry_msgs/msg/TwistStamped") is None  # same length
     assert read_stamped_many(twists[:2], "geometry_msgs/msg/TwistStamped")[1] == "base_link"
     assert read_stamped_many([], "geometry_msgs/msg/TwistStamped") is None
+
+
+def test_flight_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
+    """A killed `lnn-nav eval`/`collect` runs no cleanup: its workers must notice and stop on their own."""
+    import os
+    import signal
+    import time
+
+    script = (
+        "from lnn_nav.data.flights import FlightJob, fly_episodes\n"
+        f"job = FlightJob(kind='forest', seeds=list(range(100_000, 100_040)), out_dir={str(tmp_path)!r}, record=False,"
+        " envs=2, camera_width=32, camera_height=24, world_overrides={'size': (64.0, 40.0)})\n"
+        "fly_episodes(job, workers=2)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script])
+
+    def children() -> list:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if entry.name.isdigit() and int(fields[1]) == parent.pid:
+                cmdline = (entry / "cmdline").read_bytes()
+                if b"spawn_main" in cmdline:
+                    found.append(int(entry.name))
+        return found
+
+    workers: list = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(children()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        workers = children()
+        assert len(workers) == 2, "the two flight workers never started"
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 20
+        alive = workers
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.5)
+            alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()
+                     and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]  # fmt: skip
+        assert not alive, f"workers {alive} kept flying after their parent was killed"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        for pid in children() + workers:  # whoever is left, even reparented
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

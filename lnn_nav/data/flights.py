@@ -23,8 +23,10 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing as mp
+import os
 import queue
 import shutil
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -335,7 +337,23 @@ def fly_worker(job: FlightJob, progress: Optional[Any] = None) -> List[Dict[str,
     return results
 
 
-def _worker_main(job: FlightJob, progress: Any, results: Any) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """Exit this worker once its parent is gone.
+
+    A parent killed by a signal runs no ``finally``, so it never terminates its
+    workers; they were reparented and flew on unseen, two CPUs' worth each.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _worker_main(job: FlightJob, progress: Any, results: Any, parent: int) -> None:
+    _exit_with_parent(parent)
     try:
         results.put(("ok", fly_worker(job, progress)))
     except BaseException as err:  # noqa: BLE001 - reported to the parent, which raises
@@ -367,7 +385,7 @@ def fly_episodes(
         for k, chunk in enumerate(c for c in chunks if c):
             sub = FlightJob(**{**asdict(job), "seeds": chunk, "rng_seed": job.rng_seed * 1000 + k,
                                "envs": max(1, job.envs // workers)})  # fmt: skip
-            p = ctx.Process(target=_worker_main, args=(sub, progress, outq), daemon=True)
+            p = ctx.Process(target=_worker_main, args=(sub, progress, outq, os.getpid()), daemon=True)
             p.start()
             procs.append(p)
         results, finished = [], 0
