@@ -61,12 +61,12 @@ def nearest_obstacle(world: WorldSpec, point: np.ndarray, include_ground: bool =
         if len(prims):
             d = sdf(p, table[None]).ravel()
             k = int(d.argmin())
-            candidates.append((float(d[k]), shape, k, table[k], int(materials[k]), sdf, prims[k]))
+            candidates.append((float(d[k]), shape, table[k], int(materials[k]), sdf, prims[k]))
     best = min(candidates, key=lambda c: c[0]) if candidates else None
     if best is None or (include_ground and float(p[0, 0, 2]) < best[0]):
         return {"shape": "ground", "material": "ground", "size": 0.0, "distance": float(p[0, 0, 2]),
                 "direction": [0.0, 0.0, -1.0]}  # fmt: skip
-    distance, shape, _, row, material, sdf, raw = best
+    distance, shape, row, material, sdf, raw = best
     eps = 1e-3
     grad = np.zeros(3)
     for axis in range(3):
@@ -138,6 +138,7 @@ def crash_report(
     flat = float(np.linalg.norm(towards)) < 1e-6  # straight down (ground) or degenerate
     bearing_heading = None if flat else round(_bearing(towards, yaw), 1)
     bearing_velocity = None if flat or speed < 1e-3 else round(_bearing(towards, math.atan2(velocity[1], velocity[0])), 1)
+    last = commands[-max(1, int(round(TURN_WINDOW / dt))) :]
     report: Dict[str, Any] = {
         "material": hit["material"],
         "shape": hit["shape"],
@@ -149,23 +150,20 @@ def crash_report(
         "hovering": speed < HOVER_SPEED,
         # Over the last TURN_WINDOW s: did the learner turn (yaw rate) or slide (vy, heading
         # frame, left positive) towards the side it touched, as bearings are left positive.
-        "turning": None,
-        "sliding": None,
+        "turning": _side(last[:, 3], bearing_heading, TURN_DEAD_BAND),
+        "sliding": _side(last[:, 1], bearing_heading, SLIDE_DEAD_BAND),
         "expert_turning": None,
         "yaw_rate_gap": None,
         "lateral_gap": None,
         "disagreeing_seconds": None,
     }
-    last = commands[-max(1, int(round(TURN_WINDOW / dt))) :]
-    report["turning"] = _side(last[:, 3], bearing_heading, TURN_DEAD_BAND)
-    report["sliding"] = _side(last[:, 1], bearing_heading, SLIDE_DEAD_BAND)
     if expert is not None:
         steps = max(1, int(round(window / dt)))
         pos, yw, flown = positions[-steps:], yaws[-steps:], commands[-steps:]
-        labels = np.empty_like(flown)
-        for k in range(len(pos)):
-            expert.reset()  # a fresh label per state: what DAgger would ask for here
-            labels[k] = expert.command(pos[k : k + 1], yw[k : k + 1], dt)[0]
+        # One vectorised call with no previous command: a fresh, unslewed label per
+        # state, what DAgger would ask for there.
+        expert.reset()
+        labels = expert.command(pos, yw, dt)
         expert.reset()
         report["expert_turning"] = _side(labels[-len(last) :, 3], bearing_heading, TURN_DEAD_BAND)
         yaw_gap = np.abs(labels[:, 3] - flown[:, 3])
