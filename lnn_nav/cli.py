@@ -35,6 +35,7 @@ MODULE_COMMANDS: tuple[tuple[str, str], ...] = (
     ("export", "lnn_nav.export_cli"),
     ("gain", "lnn_nav.gain_cli"),
     ("eval", "lnn_nav.eval.cli_eval"),
+    ("calibrate", "lnn_nav.eval.cli_calibrate"),
     ("report", "lnn_nav.eval.cli_report"),
 )
 

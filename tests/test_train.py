@@ -154,3 +154,48 @@ def test_dagger_round_flies_the_learner_labels_with_the_expert_and_retrains(data
     with open_bag(bags[0]) as bag:
         assert bag.topics()["/cmd_vel"].count == bag.topics()["/camera/image_raw"].count > 0
     assert Path(result["final"]).is_file() and (tmp_path / "dg" / "dagger.json").is_file()
+
+
+def test_steer_weight_pulls_an_ambiguous_frames_command_towards_its_turning_labels() -> None:
+    from lnn_nav.train.bc import _loss, frame_weights
+
+    scale = torch.tensor([4.0, 3.0, 1.0, 1.5])
+    # One camera view, four labels: three fly straight, one turns at 1.2 rad/s (the expert saw what the
+    # camera cannot). A constant command fitted by the loss is their (weighted) mean.
+    target = torch.tensor([[1.5, 0.0, 0.0, 0.0]] * 3 + [[1.5, 0.6, 0.0, 1.2]])
+    mask = torch.ones(4)
+    w = frame_weights(target, scale, 2.0)
+    assert torch.allclose(w, torch.tensor([1.0, 1.0, 1.0, 1.0 + 2.0 * (0.6 / 3.0 + 1.2 / 1.5)]))
+    fitted = {}
+    for beta in (0.0, 2.0):
+        pred = torch.zeros(4, requires_grad=True)
+        opt = torch.optim.SGD([pred], lr=2.0)
+        for _ in range(500):
+            opt.zero_grad()
+            _loss(pred.expand(4, 4), target, mask, scale, beta).backward()
+            opt.step()
+        fitted[beta] = pred.detach()
+    assert fitted[0.0][3] == pytest.approx(0.3, abs=1e-4)  # the plain mean: a quarter of the turn
+    assert fitted[2.0][3] == pytest.approx(1.2 * float(w[3]) / float(w.sum()), abs=1e-4)  # 0.6: half of it
+    # No weight is the plain masked mean, and a masked frame counts for nothing either way.
+    pred = torch.randn(2, 3, 4)
+    target = torch.randn(2, 3, 4)
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    plain = (((pred - target) / scale) ** 2).mean(-1)
+    assert torch.allclose(_loss(pred, target, mask, scale), (plain * mask).sum() / 3)
+    changed = target.clone()
+    changed[0, 2] += 10.0
+    assert torch.allclose(_loss(pred, target, mask, scale, 1.0), _loss(pred, changed, mask, scale, 1.0))
+
+
+def test_steer_weight_trains_and_is_validated(dataset: Path, tmp_path: Path) -> None:
+    summary = train(_cfg(dataset, tmp_path / "sw", epochs=1, steer_weight=1.5), progress=False, log=lambda _s: None)
+    assert np.isfinite(summary["best_val_loss"])
+    import json
+
+    assert json.loads((tmp_path / "sw" / "train_config.json").read_text())["steer_weight"] == 1.5
+    with pytest.raises(ValueError, match="steer_weight"):
+        _cfg(dataset, tmp_path / "bad", steer_weight=-1.0)
+    result = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "train", "--data", str(dataset), "--out",
+                             str(tmp_path / "o"), "--steer-weight", "nan"], capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2 and "steer_weight" in result.stderr

@@ -82,18 +82,20 @@ def save_policy(
     return path
 
 
-def with_output_gain(src: PathLike, dst: PathLike, gain: Sequence[float]) -> Path:
+def with_output_gain(
+    src: PathLike, dst: PathLike, gain: Sequence[float], metadata: Optional[Mapping[str, Any]] = None
+) -> Path:
     """Copy checkpoint ``src`` to ``dst`` with :attr:`PolicyConfig.output_gain` set to ``gain``.
 
-    The weights are untouched; the metadata keeps the source's and records
-    where the gain was applied (``output_gain_of``).
+    The weights are untouched; the metadata keeps the source's, records
+    where the gain was applied (``output_gain_of``) and adds ``metadata``.
     """
     policy = load_policy(src)
-    _, metadata = read_checkpoint_info(src)
+    _, stored = read_checkpoint_info(src)
     config = replace(policy.config, output_gain=tuple(gain))  # validates the gain
     policy.config = config
     policy.output_gain = torch.tensor(config.output_gain, dtype=policy.output_gain.dtype)
-    return save_policy(policy, dst, metadata={**metadata, "output_gain_of": str(src)})
+    return save_policy(policy, dst, metadata={**stored, "output_gain_of": str(src), **dict(metadata or {})})
 
 
 def read_checkpoint_info(path: PathLike) -> Tuple[PolicyConfig, Dict[str, Any]]:

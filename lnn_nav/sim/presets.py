@@ -129,6 +129,10 @@ def _check_kind(kind: str) -> None:
 EVAL_SEEDS: range = range(1000, 2000)
 #: Training worlds are drawn from here upwards.
 TRAIN_SEED_BASE: int = 100_000
+#: Calibration worlds (``lnn-nav calibrate``): deployment settings such as an
+#: output gain are chosen here, so the held-out seeds stay unseen by every
+#: choice, and no collect or DAgger default reaches them (100000+ to 400000+).
+CALIBRATION_SEED_BASE: int = 500_000
 
 
 def check_training_seeds(seeds: "list[int] | range") -> None:

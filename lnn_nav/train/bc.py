@@ -68,6 +68,10 @@ class TrainConfig:
     normalization: str = "group"  # encoder conv normalisation: GroupNorm leaves the mean-command plateau ~10x sooner
     max_steps_per_epoch: int = 0  # 0: one pass over the training sequences
     init: Optional[str] = None  # start from these weights (DAgger rounds)
+    # Frames weighted 1 + steer_weight * (|vy| + |yaw rate|) of the label, each in units of its command scale.
+    # Why: a squared loss pulls an ambiguous frame's command to the mean of its labels, and the learners
+    # under-steer past obstacles (crash diagnosis); weighting the turning frames pulls it back towards them.
+    steer_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_KINDS:
@@ -76,6 +80,8 @@ class TrainConfig:
             raise ValueError("window >= 2, batch_size >= 1 and epochs >= 1 are required")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not (math.isfinite(self.steer_weight) and self.steer_weight >= 0.0):
+            raise ValueError(f"steer_weight must be finite and >= 0, got {self.steer_weight}")
 
 
 class _Data:
@@ -204,10 +210,27 @@ def _reset_lanes(state: Any, fresh: Tensor, initial: Any) -> Any:
     return state.detach() * keep + initial * (1 - keep)
 
 
-def _loss(pred: Tensor, target: Tensor, mask: Tensor, scale: Tensor) -> Tensor:
-    """Mean squared error per command axis, each in units of its command scale, over unmasked frames."""
+#: The command axes ``steer_weight`` looks at: lateral velocity and yaw rate, the two that steer round obstacles.
+_STEER_AXES = (1, 3)
+
+
+def frame_weights(target: Tensor, scale: Tensor, steer_weight: float) -> Tensor:
+    """Per-frame loss weight ``1 + steer_weight * (|vy| / s_vy + |yaw rate| / s_yaw)`` of the labels."""
+    if steer_weight == 0.0:
+        return torch.ones(target.shape[:-1], dtype=target.dtype, device=target.device)
+    axes = list(_STEER_AXES)
+    return 1.0 + steer_weight * (target[..., axes].abs() / scale[axes]).sum(dim=-1)
+
+
+def _loss(pred: Tensor, target: Tensor, mask: Tensor, scale: Tensor, steer_weight: float = 0.0) -> Tensor:
+    """Weighted mean squared error per command axis, each in units of its command scale, over unmasked frames.
+
+    The weights' mean is divided out, so steer_weight 0 is the plain mean and the
+    loss stays in the same units whatever the weight.
+    """
     err = ((pred - target) / scale) ** 2
-    return (err.mean(dim=-1) * mask).sum() / mask.sum().clamp(min=1.0)
+    w = frame_weights(target, scale, steer_weight) * mask
+    return (err.mean(dim=-1) * w).sum() / w.sum().clamp(min=1e-12)
 
 
 def _to_tensors(batch: Dict[str, np.ndarray], device: torch.device) -> Dict[str, Tensor]:
@@ -216,11 +239,12 @@ def _to_tensors(batch: Dict[str, np.ndarray], device: torch.device) -> Dict[str,
 
 @torch.no_grad()
 def evaluate(policy: LiquidPolicy, data: _Data, indices: List[int], device: torch.device,
-             max_frames: int = 20000) -> float:  # fmt: skip
-    """Loss over whole validation sequences, each from a fresh state (as flown)."""
+             max_frames: int = 20000, steer_weight: float = 0.0) -> float:  # fmt: skip
+    """Loss over whole validation sequences, each from a fresh state (as flown), weighted as in training."""
     policy.eval()
     scale = policy.command_scale
-    total, frames = 0.0, 0
+    total, weight = 0.0, 0.0
+    frames = 0
     for i in indices:
         seq = data.sequences[i]
         f = _to_tensors(data.frames(seq, 0, seq[2]), device)
@@ -231,12 +255,14 @@ def evaluate(policy: LiquidPolicy, data: _Data, indices: List[int], device: torc
             extras["imu"] = f["imu"][None]
         pred, _ = policy(f["image"][None].float() / 255.0, f["dt"][None], None, **extras)
         err = ((pred[0] - f["command"]) / scale) ** 2
-        total += float(err.mean(dim=-1).sum())
+        w = frame_weights(f["command"], scale, steer_weight)
+        total += float((err.mean(dim=-1) * w).sum())
+        weight += float(w.sum())
         frames += seq[2]
         if frames >= max_frames:
             break
     policy.train()
-    return total / max(frames, 1)
+    return total / max(weight, 1e-12) if frames else 0.0
 
 
 def _distributed() -> Tuple[int, int]:
@@ -347,7 +373,7 @@ def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> Dict[str
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)
             pred, state = model(images, batch["dt"], state, **extras)
-            loss = _loss(pred, batch["command"], mask, scale)
+            loss = _loss(pred, batch["command"], mask, scale, cfg.steer_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = float(nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip))
@@ -365,7 +391,7 @@ def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> Dict[str
             t = torch.tensor([train_loss], device=device)
             torch.distributed.all_reduce(t)
             train_loss = float(t) / world
-        val_loss = evaluate(policy, data, val_idx, device) if val_idx else train_loss
+        val_loss = evaluate(policy, data, val_idx, device, steer_weight=cfg.steer_weight) if val_idx else train_loss
         improved = val_loss < best - 1e-6
         if improved:
             best, stale = val_loss, 0

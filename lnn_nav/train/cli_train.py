@@ -51,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-augment", action="store_true", help="no photometric augmentation")
     parser.add_argument("--use-imu", action="store_true", help="feed the IMU to the core too")
     parser.add_argument("--no-goal", action="store_true", help="do not feed the goal direction/distance")
+    parser.add_argument("--steer-weight", type=float, default=0.0, metavar="B",
+                        help="weight each frame 1 + B * (|vy| + |yaw rate|) of its label, in units of the command "
+                        "scale: turning frames count more, against a squared loss's pull towards the mean command "
+                        "(default: %(default)s, the plain mean)")
     parser.add_argument("--init", metavar="CKPT", help="start from these weights (e.g. the previous DAgger round)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
 
@@ -65,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
                           weight_decay=args.weight_decay, val_fraction=args.val_fraction, patience=args.patience,
                           seed=args.seed, threads=args.threads, augment=not args.no_augment,
                           use_goal=not args.no_goal, use_imu=args.use_imu,
-                          max_steps_per_epoch=args.max_steps_per_epoch, init=args.init)  # fmt: skip
+                          max_steps_per_epoch=args.max_steps_per_epoch, init=args.init,
+                          steer_weight=args.steer_weight)  # fmt: skip
         summary = train(cfg, progress=not args.no_progress)
     except (ValueError, DatasetError, FileNotFoundError, json.JSONDecodeError) as err:
         print(f"lnn-nav train: error: {err}", file=sys.stderr)
