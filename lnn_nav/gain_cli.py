@@ -16,7 +16,8 @@ Why: behaviour cloning with a squared loss pulls commands towards their mean.
 The crash diagnosis of `lnn-nav eval` shows it: the shipped controllers
 flew straight, or turned away too gently, past obstacles the expert would
 have turned away from at full rate. A gain above 1 gives some of that back.
-Calibrate it in closed loop on evaluation worlds, e.g.:
+To choose it per checkpoint, in closed loop on calibration worlds (not the
+held-out ones the benchmark flies), use `lnn-nav calibrate`. By hand:
 
   lnn-nav gain models/cfc_ncp.safetensors --gain 1 1.3 1 1.3 --out runs/cfc_ncp_g13.safetensors
   lnn-nav eval --model runs/cfc_ncp_g13.safetensors --world forest urban --episodes 100

@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="PATH", help="calibrated checkpoint to write (.safetensors)")
     parser.add_argument("--vx", type=float, nargs="+", default=[1.0], metavar="G",
                         help="forward-speed gains to try (default: %(default)s; below 1 slows the cruise, which "
-                        "timed out the CfC-NCP in 10-16 of 50 calibration worlds at 0.6)")
+                        "timed out the CfC-NCP in 15-16 of 50 calibration worlds at 0.6)")
     parser.add_argument("--turn", type=float, nargs="+", default=[1.0, 1.3, 1.6], metavar="G",
                         help="lateral-velocity and yaw-rate gains to try (default: %(default)s)")
     parser.add_argument("--world", nargs="+", choices=("forest", "urban"), default=["forest", "urban"])
