@@ -348,7 +348,12 @@ def _frames_of_bag(reader: BagReader, config: DatasetConfig, stats: BagStats) ->
         imu = np.zeros((len(frames), 6), np.float32)
         has_imu = imu_i[frames] >= 0
         imu[has_imu] = imu_all[imu_i[frames][has_imu]]
-        sequences.append({"image": np.stack([images[order[i]].transpose(2, 0, 1) for i in frames]),
+        # One copy straight into C order: np.stack of the transposed views is not C-contiguous, and the
+        # writer would copy it a second time.
+        image = np.empty((len(frames), 3, config.height, config.width), np.uint8)
+        for k, i in enumerate(frames):
+            image[k] = images[order[i]].transpose(2, 0, 1)
+        sequences.append({"image": image,
                           "command": cmd_all[cmd_i[frames]], "goal": goal_vec[frames], "imu": imu,
                           "dt": dt[part].astype(np.float32)})  # fmt: skip
     stats.frames_kept = sum(len(s["dt"]) for s in sequences)
