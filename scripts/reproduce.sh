@@ -7,7 +7,8 @@
 #      fine-tune every model from step 1 on them;
 #   3. expert demonstrations at 2 m/s with the wider 0.8 m plan margin (the
 #      demonstrating expert's default since 2026-11-29; stages 1-2 keep the 0.6 m
-#      they were flown with) -> dataset -> fine-tune every model from step 2;
+#      they were flown with) -> dataset -> fine-tune every model from step 2 with the
+#      steer-weighted loss (`--steer-weight`, README "Training the steering back in");
 #   4. closed-loop success on held-out worlds (seeds 1000+).
 #
 #   make reproduce                      # CfC-NCP and the LSTM baseline, into build/reproduce
@@ -33,6 +34,7 @@ DAGGER_EPOCHS=${DAGGER_EPOCHS:-4}
 STAGE2=${STAGE2:-1}
 STAGE3=${STAGE3:-1}
 FT_EPOCHS=${FT_EPOCHS:-6}
+STEER_WEIGHT=${STEER_WEIGHT:-6}  # stage 3: frames that turn count 1 + B*(|vy|/s_vy + |yaw rate|/s_yaw)
 EVAL_EPISODES=${EVAL_EPISODES:-100}
 LNN=${LNN:-.venv/bin/lnn-nav}
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
@@ -71,7 +73,7 @@ for model in $MODELS; do
   fi
   if [ "$STAGE3" = 1 ]; then
     $LNN train --data "$OUT/ds/demos_2ms_m08" --model "$model" --init "$final" --out "$OUT/runs/$name/ft_m08" \
-      --epochs "$FT_EPOCHS" --lr 1e-3 --batch-size 8 --threads 2 --seed 0
+      --epochs "$FT_EPOCHS" --lr 1e-3 --batch-size 8 --threads 2 --seed 0 --steer-weight "$STEER_WEIGHT"
     final="$OUT/runs/$name/ft_m08/best.safetensors"
   fi
   cp "$final" "$OUT/models/$name.safetensors"

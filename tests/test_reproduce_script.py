@@ -73,6 +73,9 @@ def test_reproduce_chain_parses_and_hands_checkpoints_on(tmp_path: Path) -> None
     lstm_bc, lstm_ft, lstm_m08 = calls[14:17]
     assert _opt(lstm_bc, "--model") == "lstm" and _opt(lstm_ft, "--init") == _opt(lstm_bc, "--out") + "/best.safetensors"
     assert _opt(lstm_m08, "--init") == _opt(lstm_ft, "--out") + "/best.safetensors"
+    # Only stage 3 weights the steering frames (the shipped recipe); stages 1-2 train on the plain loss.
+    assert [_opt(c, "--steer-weight") for c in (ft_m08, lstm_m08)] == ["6", "6"]
+    assert all("--steer-weight" not in c for c in (bc, ft, lstm_bc, lstm_ft))
 
 
 def test_reproduce_stage1_only(tmp_path: Path) -> None:
