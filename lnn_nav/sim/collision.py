@@ -20,7 +20,7 @@ _DUMMY_SPHERE = np.array([_FAR, _FAR, _FAR, 0.0])
 _CHUNK_ELEMENTS = 1 << 20
 
 
-def _cylinder_sd(p: np.ndarray, c: np.ndarray) -> np.ndarray:
+def cylinder_sd(p: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Exact signed distance to vertical capped cylinders ``x, y, z_min, z_max, r``.
 
     ``p`` ``[..., 1, 3]`` against ``c`` ``[..., K, 5]``; the capped-cylinder SDF
@@ -35,7 +35,7 @@ def _cylinder_sd(p: np.ndarray, c: np.ndarray) -> np.ndarray:
     return np.minimum(np.maximum(q_r, q_z), 0.0) + np.sqrt(out_r * out_r + out_z * out_z)
 
 
-def _box_sd(p: np.ndarray, b: np.ndarray) -> np.ndarray:
+def box_sd(p: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Exact signed distance to z-rotated boxes ``cx, cy, cz, hx, hy, hz, cos(yaw), sin(yaw)``.
 
     The point is rotated into the box frame, then the axis-aligned box SDF
@@ -51,12 +51,13 @@ def _box_sd(p: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(ox * ox + oy * oy + oz * oz) + inside
 
 
-def _sphere_sd(p: np.ndarray, s: np.ndarray) -> np.ndarray:
+def sphere_sd(p: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Exact signed distance to spheres ``x, y, z, r`` (``p`` ``[..., 1, 3]`` against ``s`` ``[..., K, 4]``)."""
     d = p[..., :3] - s[..., :3]
     return np.sqrt((d * d).sum(axis=-1)) - s[..., 3]
 
 
-def _box_table(boxes: np.ndarray) -> np.ndarray:
+def box_table(boxes: np.ndarray) -> np.ndarray:
     """``[M, 7]`` boxes with yaw replaced by its cosine and sine, ``[M, 8]``."""
     return np.concatenate([boxes[:, :6], np.cos(boxes[:, 6:7]), np.sin(boxes[:, 6:7])], axis=1)
 
@@ -76,15 +77,15 @@ def signed_distance(world: WorldSpec, points: np.ndarray, include_ground: bool =
     ``include_ground`` the ground plane too (distance ``z``). A point with
     nothing to measure against gets ``+inf``.
     """
-    return _all_primitives_distance(_points(points), world.cylinders, _box_table(world.boxes), world.spheres,
+    return _all_primitives_distance(_points(points), world.cylinders, box_table(world.boxes), world.spheres,
                                     include_ground)  # fmt: skip
 
 
 def _all_primitives_distance(
-    pts: np.ndarray, cylinders: np.ndarray, box_table: np.ndarray, spheres: np.ndarray, include_ground: bool
+    pts: np.ndarray, cylinders: np.ndarray, boxes: np.ndarray, spheres: np.ndarray, include_ground: bool
 ) -> np.ndarray:
     best = pts[:, 2].copy() if include_ground else np.full(len(pts), np.inf)
-    for sdf, prims in ((_cylinder_sd, cylinders), (_box_sd, box_table), (_sphere_sd, spheres)):
+    for sdf, prims in ((cylinder_sd, cylinders), (box_sd, boxes), (sphere_sd, spheres)):  # boxes: box_table rows
         if len(prims) == 0:
             continue
         chunk = max(1, _CHUNK_ELEMENTS // len(prims))
@@ -123,7 +124,7 @@ class CollisionChecker:
         self.ceiling = world.ceiling
         self.max_radius = float(max_radius)
         self.cell_size = float(cell_size)
-        boxes = _box_table(world.boxes)
+        boxes = box_table(world.boxes)
         self._geometry = (world.cylinders, boxes, world.spheres)
         self._source = (world.cylinders, world.boxes, world.spheres)  # pins the ids the cache compares
         footprints = [  # per family: primitive table, xy half extents
@@ -145,7 +146,7 @@ class CollisionChecker:
 
         self._families: List[Tuple[object, np.ndarray, np.ndarray]] = []
         for sdf, (prims, centre, half), dummy in zip(
-            (_cylinder_sd, _box_sd, _sphere_sd), footprints, (_DUMMY_CYLINDER, _DUMMY_BOX, _DUMMY_SPHERE)
+            (cylinder_sd, box_sd, sphere_sd), footprints, (_DUMMY_CYLINDER, _DUMMY_BOX, _DUMMY_SPHERE)
         ):
             if len(prims) == 0:
                 continue

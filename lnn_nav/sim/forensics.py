@@ -30,7 +30,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
-from .collision import _box_sd, _box_table, _cylinder_sd, _sphere_sd
+from .collision import box_sd, box_table, cylinder_sd, sphere_sd
 from .world import MATERIALS, WorldSpec
 
 #: Below this horizontal speed (m/s) at impact the drone was all but hovering.
@@ -54,9 +54,9 @@ def nearest_obstacle(world: WorldSpec, point: np.ndarray, include_ground: bool =
     p = np.asarray(point, dtype=np.float64).reshape(1, 1, 3)
     candidates = []
     for shape, prims, table, materials, sdf in (
-        ("cylinder", world.cylinders, world.cylinders, world.cylinder_materials, _cylinder_sd),
-        ("box", world.boxes, _box_table(world.boxes), world.box_materials, _box_sd),
-        ("sphere", world.spheres, world.spheres, world.sphere_materials, _sphere_sd),
+        ("cylinder", world.cylinders, world.cylinders, world.cylinder_materials, cylinder_sd),
+        ("box", world.boxes, box_table(world.boxes), world.box_materials, box_sd),
+        ("sphere", world.spheres, world.spheres, world.sphere_materials, sphere_sd),
     ):
         if len(prims):
             d = sdf(p, table[None]).ravel()
