@@ -54,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steer-weight", type=float, default=0.0, metavar="B",
                         help="weight each frame 1 + B * (|vy| + |yaw rate|) of its label, in units of the command "
                         "scale: turning frames count more, against a squared loss's pull towards the mean command "
-                        "(default: %(default)s, the plain mean)")
+                        "(default: %(default)s, the plain mean; the shipped controllers' last fine-tune used 6, "
+                        "scripts/reproduce.sh)")
     parser.add_argument("--init", metavar="CKPT", help="start from these weights (e.g. the previous DAgger round)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
 
