@@ -15,6 +15,7 @@
 #   MODELS="cfc-ncp lstm gru" make reproduce
 #   STAGE2=0 STAGE3=0 make reproduce    # stop after step 1 (the older 3 m/s recipe)
 #   STAGE3=0 make reproduce             # stop after step 2 (the 0.6 m margin recipe)
+#   STEER_WEIGHT=0 make reproduce       # stage 3 with the plain loss (the checkpoints before 2026-11-29 evening)
 #
 # Fixed seeds throughout (worlds, noise, training). Finished stages are skipped on a
 # re-run (the collect/dataset outputs, the training runs resume). Stage times measured
