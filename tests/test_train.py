@@ -70,6 +70,26 @@ def test_split_keeps_whole_sequences_apart() -> None:
     assert split_sequences(10, 0.2, seed=3) == (train_idx, val_idx)
 
 
+def test_augmentation_follows_the_batch_device_and_its_seed() -> None:
+    # The batch goes to the training device before augmentation: the per-lane
+    # parameters must follow it (a GPU run failed here with a device mismatch
+    # on 2026-11-29). "meta" stands in for a GPU on this CPU-only machine.
+    images = torch.randint(0, 256, (2, 3, 3, 8, 8), dtype=torch.uint8)
+
+    def run(device: str) -> torch.Tensor:
+        rng = np.random.default_rng(4)
+        augment = _Augment(2, rng, True, 0.02)
+        augment.redraw(0)
+        augment.redraw(1)
+        return augment(images.to(device), torch.Generator().manual_seed(9))
+
+    assert run("meta").device.type == "meta"
+    first, again = run("cpu"), run("cpu")
+    assert torch.equal(first, again)  # same seeds, same augmented batch
+    plain = images.float() / 255.0
+    assert not torch.allclose(first, plain, atol=1e-3) and float(first.min()) >= 0.0 and float(first.max()) <= 1.0
+
+
 def test_lanes_walk_sequences_in_order_and_mark_restarts(dataset: Path) -> None:
     data = _Data([str(dataset)])
     indices = list(range(len(data.sequences)))

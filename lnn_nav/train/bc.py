@@ -137,14 +137,17 @@ class _Augment:
         x = images.float().div_(255.0)
         if not self.enabled:
             return x
-        gain = torch.from_numpy(self.gain)[:, None, :, None, None]
-        contrast = torch.from_numpy(self.contrast)[:, None, None, None, None]
-        bias = torch.from_numpy(self.bias)[:, None, None, None, None]
+        device = x.device
+        gain = torch.from_numpy(self.gain).to(device)[:, None, :, None, None]
+        contrast = torch.from_numpy(self.contrast).to(device)[:, None, None, None, None]
+        bias = torch.from_numpy(self.bias).to(device)[:, None, None, None, None]
         mean = x.mean(dim=(2, 3, 4), keepdim=True)
         x = (x - mean) * contrast + mean
         x = x * gain + bias
         if self.noise > 0:
-            x = x + self.noise * torch.randn(x.shape, generator=generator)
+            # Drawn from the seeded CPU generator wherever the batch lives, so a
+            # seed gives the same noise on a GPU as on the CPU.
+            x = x + self.noise * torch.randn(x.shape, generator=generator).to(device, non_blocking=True)
         return x.clamp_(0.0, 1.0)
 
 
@@ -362,7 +365,7 @@ def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> Dict[str
         for _ in bar:
             raw, mask_np, fresh_np = batcher.next()
             batch = _to_tensors(raw, device)
-            images = augment(batch["image"], gen).to(device)
+            images = augment(batch["image"], gen)
             mask = torch.from_numpy(mask_np).to(device)
             state = _reset_lanes(state, torch.from_numpy(fresh_np).to(device), initial)
             extras = {}
