@@ -184,7 +184,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; with ``only`` (a MODULE_COMMANDS name), that one module command's module is imported.
+
+    Each module command pulls its own dependencies in at import (the simulator
+    for collect, torch for train, ...): `lnn-nav train` should not need the
+    simulator's packages installed, nor wait for them to import.
+    """
     parser = argparse.ArgumentParser(
         prog="lnn-nav",
         description=DESCRIPTION,
@@ -276,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(handler=cmd_info)
 
     for name, module_name in MODULE_COMMANDS:
+        if only is not None and name != only:
+            continue
         module = importlib.import_module(module_name)
         command = sub.add_parser(
             name, help=module.HELP, description=module.DESCRIPTION,
@@ -287,7 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # The command is the first word (the top level has only --help and --version).
+    first = argv[0] if argv else None
+    parser = build_parser(only=first if first in dict(MODULE_COMMANDS) else None)
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
     if handler is None:

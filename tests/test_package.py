@@ -119,6 +119,26 @@ def test_cli_module_commands_have_help():
         assert "usage: lnn-nav " + name in result.stdout
 
 
+def test_cli_imports_only_the_command_it_runs():
+    # `lnn-nav train` on a GPU machine without the simulator's packages
+    # (gymnasium, Warp) failed before anything ran: every command's module was
+    # imported to build the parser. Now only the one named is.
+    code = (
+        "import sys\n"
+        "from lnn_nav.cli import main\n"
+        "try:\n"
+        "    main(['train', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('LOADED', ' '.join(m for m in ('lnn_nav.sim', 'gymnasium', 'warp', 'lnn_nav.eval', 'rclpy')"
+        " if m in sys.modules))\n"
+    )
+    result = _run("-c", code)
+    assert result.returncode == 0, result.stderr
+    assert "usage: lnn-nav train" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "LOADED"
+
+
 def test_cli_info_reports_versions_and_optional_parts():
     result = _run("-m", "lnn_nav.cli", "info")
     assert result.returncode == 0, result.stderr
