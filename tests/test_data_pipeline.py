@@ -260,6 +260,10 @@ def test_cli_collect_and_dataset(tmp_path: Path) -> None:
                                "1", "--expert-margin", "-1", "--out", str(tmp_path / "x")],
                               capture_output=True, text=True)  # fmt: skip
     assert negative.returncode == 2 and "--expert-margin" in negative.stderr and "inflate" in negative.stderr
+    wide = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "collect", "--world", "forest", "--episodes",
+                           "1", "--camera-hfov", "180", "--out", str(tmp_path / "x")],
+                          capture_output=True, text=True)  # fmt: skip
+    assert wide.returncode == 2 and "--camera-hfov" in wide.stderr
     assert not (tmp_path / "x").exists()  # refused before anything is written
     missing = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "dataset", str(tmp_path / "nope"), "--out",
                               str(tmp_path / "ds")], capture_output=True, text=True)  # fmt: skip
@@ -363,3 +367,29 @@ def test_flight_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_camera_field_of_view_reaches_the_recorded_frames(tmp_path: Path) -> None:
+    # Same seed, no noise, a wider camera: the first recorded frame must differ
+    # (a wider view shrinks what is ahead), and the episode still records.
+    first = {}
+    for hfov in (90.0, 120.0):
+        out = tmp_path / f"h{hfov:.0f}"
+        job = FlightJob(kind="forest", seeds=[100_000], out_dir=str(out), envs=1, noise=0.0,
+                        world_overrides=SMALL_FOREST, camera_width=32, camera_height=24, camera_hfov=hfov,
+                        max_episode_time=1.0, keep_failures=True)  # fmt: skip
+        (result,) = fly_episodes(job, workers=1)
+        assert result["bag"], result
+        with open_bag(out / result["bag"]) as bag:
+            image = next(bag.messages([m.TOPIC_IMAGE])).message
+        assert (image.width, image.height) == (32, 24)
+        first[hfov] = bytes(image.data)
+    assert first[90.0] != first[120.0]
+
+
+def test_cli_eval_refuses_an_impossible_field_of_view(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    result = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "eval", "--model", "expert", "--episodes", "1",
+                             "--camera-hfov", "0", "--out", str(out)], capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2 and "--camera-hfov" in result.stderr
+    assert not out.exists()

@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage (default: %(default)s)")
     parser.add_argument("--camera", type=int, nargs=2, default=(128, 96), metavar=("W", "H"),
                         help="camera resolution (default: 128 96, as the simulator node)")
+    parser.add_argument("--camera-hfov", type=float, default=90.0, metavar="DEG",
+                        help="camera horizontal field of view in degrees (default: %(default)s, as the simulator "
+                        "node); fly the learner with the same value (`lnn-nav eval --camera-hfov`)")
     parser.add_argument("--expert-speed", type=float, default=None, metavar="V",
                         help="expert cruise speed in m/s (default: %s, what DAgger and eval also use)"
                         % DEMO_EXPERT["cruise_speed"])
@@ -72,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.episodes < 1 or args.workers < 1 or args.envs < 1:
         print("lnn-nav collect: error: --episodes, --workers and --envs must be >= 1", file=sys.stderr)
+        return 2
+    if not 0.0 < args.camera_hfov < 180.0:
+        print(f"lnn-nav collect: error: --camera-hfov must be in (0, 180) degrees, got {args.camera_hfov}",
+              file=sys.stderr)
         return 2
     first = args.first_seed
     if first is None:
@@ -97,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     job = FlightJob(expert=expert, kind=args.world, seeds=seeds, out_dir=str(out), randomize_conditions=not args.no_randomize,
                     envs=args.envs, noise=args.noise, keep_failures=args.keep_failures, storage=args.storage,
-                    camera_width=args.camera[0], camera_height=args.camera[1], rng_seed=first)  # fmt: skip
+                    camera_width=args.camera[0], camera_height=args.camera[1], camera_hfov=args.camera_hfov,
+                    rng_seed=first)  # fmt: skip
     started = time.perf_counter()
     bar = tqdm(total=len(seeds), unit="episode", desc=f"collect {args.world}")
     frames = [0]

@@ -55,6 +55,7 @@ class FlightJob:
     max_episode_time: float = 60.0
     camera_width: int = 128
     camera_height: int = 96
+    camera_hfov: float = 90.0  # deg, horizontal field of view
     noise: float = 0.5  # DART noise scale (1.0: 0.6 m/s lateral, 0.3 m/s forward, 0.4 rad/s yaw std)
     keep_failures: bool = False
     learner: Optional[str] = None
@@ -229,7 +230,7 @@ def fly_worker(job: FlightJob, progress: Optional[Any] = None) -> List[Dict[str,
     rng = np.random.default_rng(job.rng_seed)
     pending = list(job.seeds)
     n = max(1, min(job.envs, len(pending)))
-    camera = CameraConfig(width=job.camera_width, height=job.camera_height)
+    camera = CameraConfig(width=job.camera_width, height=job.camera_height, hfov_deg=job.camera_hfov)
     config = EnvConfig(kind=job.kind, preset=job.preset, camera=camera, control_hz=job.control_hz,
                        max_episode_time=job.max_episode_time, render_workers=1)  # fmt: skip
     dt = 1.0 / job.control_hz

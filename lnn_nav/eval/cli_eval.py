@@ -73,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, default=100, help="per cell (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="default: %(default)s")
     parser.add_argument("--envs", type=int, default=16, help="drones flown at once (default: %(default)s)")
+    parser.add_argument("--camera-hfov", type=float, default=90.0, metavar="DEG",
+                        help="camera horizontal field of view in degrees: the one the controller's "
+                        "demonstrations were collected with (default: %(default)s)")
     parser.add_argument("--out", default="reports/eval/results.json", metavar="PATH", help="default: %(default)s")
     parser.add_argument("--ros-episodes", type=int, default=0, metavar="K",
                         help="also fly the first K seeds of each cell through the ROS 2 graph and report whether "
@@ -91,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
         if model != "expert" and not Path(model).is_file():
             print(f"lnn-nav eval: error: checkpoint not found: {model}", file=sys.stderr)
             return 2
+    if not 0.0 < args.camera_hfov < 180.0:
+        print(f"lnn-nav eval: error: --camera-hfov must be in (0, 180) degrees, got {args.camera_hfov}",
+              file=sys.stderr)
+        return 2
     if not 0 <= args.ros_episodes <= args.episodes:
         print(f"lnn-nav eval: error: --ros-episodes must be between 0 and --episodes ({args.episodes}), "
               f"got {args.ros_episodes}", file=sys.stderr)  # fmt: skip
@@ -113,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
                 bar = tqdm(total=len(seeds), desc=f"{controller_name(model)} {world} {preset}", unit="episode")
                 cell = evaluate(None if model == "expert" else model, world, seeds, preset, envs=args.envs,
                                 workers=args.workers, on_result=lambda _r: bar.update(1),
-                                name=controller_name(model))  # fmt: skip
+                                name=controller_name(model), camera_hfov=args.camera_hfov)  # fmt: skip
                 bar.close()
                 entry = {**cell.summary(), "episodes_detail": cell.episodes}
                 ros_column = ""

@@ -78,6 +78,7 @@ def eval_job(
     envs: int = 16,
     max_episode_time: float = 60.0,
     keep_tracks: bool = True,
+    camera_hfov: float = 90.0,
 ) -> FlightJob:
     """The flights of one evaluation cell: the preset's fixed conditions, no DART noise, nothing recorded.
 
@@ -86,7 +87,8 @@ def eval_job(
     """
     return FlightJob(kind=kind, seeds=list(seeds), out_dir="", preset=preset,
                      randomize_conditions=False, envs=envs, noise=0.0, learner=checkpoint, record=False,
-                     max_episode_time=max_episode_time, rng_seed=12345, keep_tracks=keep_tracks)  # fmt: skip
+                     max_episode_time=max_episode_time, rng_seed=12345, keep_tracks=keep_tracks,
+                     camera_hfov=camera_hfov)  # fmt: skip
 
 
 def evaluate(
@@ -100,8 +102,9 @@ def evaluate(
     on_result: Optional[Callable[[Dict[str, Any]], None]] = None,
     name: Optional[str] = None,
     keep_tracks: bool = True,
+    camera_hfov: float = 90.0,
 ) -> CellResult:
     """Fly ``checkpoint`` (the expert when None) on ``seeds``; every episode's outcome."""
-    job = eval_job(checkpoint, kind, seeds, preset, envs, max_episode_time, keep_tracks)
+    job = eval_job(checkpoint, kind, seeds, preset, envs, max_episode_time, keep_tracks, camera_hfov)
     results = fly_episodes(job, workers=workers, on_result=on_result)
     return CellResult(name or (checkpoint or "expert"), kind, preset, results)
