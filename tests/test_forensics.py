@@ -102,6 +102,22 @@ def test_expert_disagreement_is_measured_against_fresh_expert_labels() -> None:
     assert (s["expert_disagreed"], s["expert_asked"]) == (1, 2)
 
 
+def test_crash_summary_takes_the_view_from_the_camera_that_flew() -> None:
+    # 50 degrees off the heading: outside a 90 degree camera, inside a 120 degree one.
+    def report(in_view):
+        r = {"material": "pole", "bearing_heading": 50.0, "speed": 1.0}
+        if in_view is not None:
+            r["in_view"] = in_view
+        return r
+
+    wide = summarize_crashes([report(True)])
+    assert (wide["side"], wide["out_of_view"]) == (1, 0)
+    narrow = summarize_crashes([report(False)])
+    assert (narrow["side"], narrow["out_of_view"]) == (0, 1)
+    old = summarize_crashes([report(None)], hfov_deg=120.0)  # reports from before in_view: the given camera
+    assert (old["side"], old["out_of_view"]) == (1, 0)
+
+
 @pytest.fixture(scope="module")
 def crashed_flights() -> list:
     """The expert, tuned to cut trunks close at 5 m/s in a dense forest, crashes in some of these worlds."""

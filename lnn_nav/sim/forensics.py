@@ -186,6 +186,10 @@ def summarize_crashes(reports: Sequence[Dict[str, Any]], hfov_deg: float = 90.0,
     for r in reports:
         materials[r["material"]] = materials.get(r["material"], 0) + 1
     bearings = [abs(r["bearing_heading"]) for r in reports if r.get("bearing_heading") is not None]
+    # A report knows whether its obstacle was in the camera's view (``in_view``,
+    # judged with the camera that flew); ``hfov_deg`` serves older reports.
+    in_view = [r["in_view"] if r.get("in_view") is not None else abs(r["bearing_heading"]) <= hfov_deg / 2
+               for r in reports if r.get("bearing_heading") is not None]  # fmt: skip
     gaps = [r["yaw_rate_gap"] for r in reports if r.get("yaw_rate_gap") is not None]
     disagreeing = [r["disagreeing_seconds"] for r in reports if r.get("disagreeing_seconds") is not None]
 
@@ -196,8 +200,8 @@ def summarize_crashes(reports: Sequence[Dict[str, Any]], hfov_deg: float = 90.0,
         "crashes": n,
         "materials": dict(sorted(materials.items(), key=lambda kv: (-kv[1], kv[0]))),
         "ahead": sum(b <= 30.0 for b in bearings),
-        "side": sum(30.0 < b <= hfov_deg / 2 for b in bearings),
-        "out_of_view": sum(b > hfov_deg / 2 for b in bearings),
+        "side": sum(b > 30.0 and seen for b, seen in zip(bearings, in_view)),
+        "out_of_view": sum(not seen for seen in in_view),
         "hovering": sum(bool(r.get("hovering")) for r in reports),
         "turning_towards": sum(r.get("turning") == "towards" for r in reports),
         "sliding_towards": sum(r.get("sliding") == "towards" for r in reports),
