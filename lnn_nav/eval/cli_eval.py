@@ -141,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
                               f"{e['inprocess_outcome']}{why}")  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"seconds": time.perf_counter() - started, "seeds": [seeds[0], seeds[-1]],
-                               "ros_episodes": args.ros_episodes, "cells": cells}, indent=1))  # fmt: skip
+                               "ros_episodes": args.ros_episodes, "camera_hfov": args.camera_hfov,
+                               "cells": cells}, indent=1))  # fmt: skip
     from lnn_nav.eval.tables import write_results_csv
 
     tables = write_results_csv(cells, out)
