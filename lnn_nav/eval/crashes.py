@@ -52,7 +52,7 @@ def crash_line(cell: Cell) -> Optional[str]:
     if not reports:
         return None
     s = summarize_crashes(reports)
-    line = (f"crashes: {_obstacles(s['materials'])}; contact ahead {s['ahead']}, 30-45 deg {s['side']}, "
+    line = (f"crashes: {_obstacles(s['materials'])}; contact ahead {s['ahead']}, 30 deg to edge of view {s['side']}, "
             f"out of view {s['out_of_view']}; hovering {s['hovering']}")
     if s["sided"]:
         line += f"; turning into it {s['turning_towards']}, sliding into it {s['sliding_towards']}"
@@ -80,7 +80,7 @@ def crash_table(cells: Sequence[Cell], label: Any) -> Optional[str]:
                      f"{s['expert_disagreed']}/{asked}" if asked else "–"])  # fmt: skip
     if not rows:
         return None
-    header = ["controller", "condition", "crashes", "hit", "ahead ≤30°", "30–45°", "out of view >45°",
+    header = ["controller", "condition", "crashes", "hit", "ahead ≤30°", "30° to edge of view", "out of view",
               f"hovering <{HOVER_SPEED:g} m/s", "median speed (m/s)", "turning into it", "sliding into it",
               "median yaw-rate gap (rad/s)",
               "expert disagreed ≥1 s"]  # fmt: skip
