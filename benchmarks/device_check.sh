@@ -14,11 +14,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-reports/device_check}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-# Built libraries stay off $OUT (they are large and only needed here).
-export LNN_NAV_KERNEL_CACHE=${LNN_NAV_KERNEL_CACHE:-/tmp/lnn_nav_kernel_cache}
-export MAX_JOBS=${MAX_JOBS:-$(nproc)}
+source benchmarks/device_env.sh
 
 step() { echo "== $1 ($(date +%T))" | tee -a "$OUT/summary.txt"; }
 
@@ -36,9 +32,6 @@ if [ -n "${WHEELS:-}" ]; then
     > "$OUT/pip.txt" 2>&1 || echo "offline install incomplete, see pip.txt" | tee -a "$OUT/summary.txt"
 fi
 
-# Build for this GPU only (the full arch list is CI's job).
-ARCH=$("$PY" -c "import torch; print('%d.%d' % torch.cuda.get_device_capability())" 2>/dev/null || echo "9.0")
-export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-$ARCH}
 step "build extensions (TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST)"
 LNN_NAV_KERNEL_VERBOSE=1 timeout 200 "$PY" -m lnn_nav.kernels.build --cuda > "$OUT/build.txt" 2>&1
 echo "build exit $?" | tee -a "$OUT/summary.txt"

@@ -17,12 +17,7 @@ PY=${PYTHON:-python3}
 DATA=${DATA:?DATA=<dataset folder>}
 EPOCHS=${EPOCHS:-6}
 mkdir -p "$OUT"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-export LNN_NAV_KERNEL_CACHE=${LNN_NAV_KERNEL_CACHE:-/tmp/lnn_nav_kernel_cache}
-export MAX_JOBS=${MAX_JOBS:-$(nproc)}
-ARCH=$("$PY" -c "import torch; print('%d.%d' % torch.cuda.get_device_capability())" 2>/dev/null || echo "9.0")
-export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-$ARCH}
+source benchmarks/device_env.sh
 RUNS=$(mktemp -d)
 summary() { echo "$*" | tee -a "$OUT/summary.txt"; }
 

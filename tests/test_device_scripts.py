@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ["benchmarks/device_check.sh", "benchmarks/device_train_check.sh"]
+SCRIPTS = ["benchmarks/device_check.sh", "benchmarks/device_train_check.sh", "benchmarks/device_env.sh"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
