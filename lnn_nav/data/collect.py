@@ -70,15 +70,17 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from lnn_nav.data.flights import FlightJob, fly_episodes, summarize
+    from lnn_nav.sim.camera import CameraConfig
     from lnn_nav.sim.expert import ExpertConfig
     from lnn_nav.sim.presets import TRAIN_SEED_BASE, check_training_seeds
 
     if args.episodes < 1 or args.workers < 1 or args.envs < 1:
         print("lnn-nav collect: error: --episodes, --workers and --envs must be >= 1", file=sys.stderr)
         return 2
-    if not 0.0 < args.camera_hfov < 180.0:
-        print(f"lnn-nav collect: error: --camera-hfov must be in (0, 180) degrees, got {args.camera_hfov}",
-              file=sys.stderr)
+    try:
+        CameraConfig(hfov_deg=args.camera_hfov)
+    except ValueError as err:
+        print(f"lnn-nav collect: error: --camera-hfov: {err}", file=sys.stderr)
         return 2
     first = args.first_seed
     if first is None:

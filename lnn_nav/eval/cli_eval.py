@@ -88,15 +88,17 @@ def run(args: argparse.Namespace) -> int:
     from lnn_nav.eval.closed_loop import eval_seeds, evaluate
     from lnn_nav.eval.crashes import crash_line
     from lnn_nav.eval.ros_agreement import graph_unavailable
+    from lnn_nav.sim.camera import CameraConfig
     from lnn_nav.sim.presets import presets_for
 
     for model in args.model:
         if model != "expert" and not Path(model).is_file():
             print(f"lnn-nav eval: error: checkpoint not found: {model}", file=sys.stderr)
             return 2
-    if not 0.0 < args.camera_hfov < 180.0:
-        print(f"lnn-nav eval: error: --camera-hfov must be in (0, 180) degrees, got {args.camera_hfov}",
-              file=sys.stderr)
+    try:
+        CameraConfig(hfov_deg=args.camera_hfov)
+    except ValueError as err:
+        print(f"lnn-nav eval: error: --camera-hfov: {err}", file=sys.stderr)
         return 2
     if not 0 <= args.ros_episodes <= args.episodes:
         print(f"lnn-nav eval: error: --ros-episodes must be between 0 and --episodes ({args.episodes}), "
