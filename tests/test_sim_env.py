@@ -204,3 +204,32 @@ def test_vector_env_renders_each_world_through_a_two_worker_pool():
     assert not np.array_equal(obs_pooled["depth"][0], obs_pooled["depth"][1])  # different worlds
     pooled.close()
     local.close()
+
+
+def test_a_yaw_deadband_labels_small_heading_errors_as_sideways_corrections():
+    # DAgger's labeller option: within the deadband the command slides along the plan
+    # instead of turning; beyond it the yaw law acts on the error past the band.
+    from lnn_nav.sim.expert import ExpertConfig
+
+    world = make_world("forest", 4)
+    plain = PrivilegedExpert(world, ExpertConfig())
+    banded = PrivilegedExpert(world, ExpertConfig(yaw_deadband=0.2))
+    position = np.array([[*world.start[:2], world.goal[2]]])
+    guess = float(np.arctan2(*(plain.path(world.start[:2])[3] - world.start[:2])[::-1]))
+    # The carrot's exact heading, from the plain law's yaw rate (gain 2.5, unclipped this close).
+    heading = guess + plain.command(position, np.array([guess]), 0.0)[0, 3] / 2.5
+    plain.reset()
+    for offset in (0.1, -0.1, 0.5):
+        yaw = np.array([heading + offset])
+        a = plain.command(position, yaw, 0.0)[0]
+        b = banded.command(position, yaw, 0.0)[0]
+        plain.reset(), banded.reset()
+        assert np.allclose(a[:3], b[:3])  # the same velocity: only the yaw law differs
+        assert a[3] == pytest.approx(-2.5 * offset)  # turn towards the plan...
+        assert np.sign(a[1]) == -np.sign(offset)  # ...while sliding towards it
+        if abs(offset) < 0.2:
+            assert b[3] == 0.0
+        else:
+            assert b[3] == pytest.approx(-2.5 * (offset - 0.2))
+    with pytest.raises(ValueError, match="yaw_deadband"):
+        ExpertConfig(yaw_deadband=-0.1)

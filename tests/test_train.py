@@ -165,7 +165,8 @@ def test_dagger_round_flies_the_learner_labels_with_the_expert_and_retrains(data
     cfg = DaggerConfig(init=str(tmp_path / "bc" / "best.safetensors"), data=[str(dataset)], out=str(tmp_path / "dg"),
                        rounds=1, episodes=2, worlds=["forest"], epochs=1, workers=1, envs=2,
                        train_overrides={"max_steps_per_epoch": 3, "threads": 1, "batch_size": 2, "window": 8},
-                       world_overrides={"size": (64.0, 40.0)})  # fmt: skip
+                       world_overrides={"size": (64.0, 40.0)},
+                       expert_overrides={"yaw_deadband": 3.0})  # fmt: skip
     result = run_dagger(cfg, log=lambda _s: None, progress=False)
     (round_info,) = result["rounds"]
     assert sum(round_info["rollout_outcomes"]["forest"].values()) == 2
@@ -173,7 +174,15 @@ def test_dagger_round_flies_the_learner_labels_with_the_expert_and_retrains(data
     assert [b.name for b in bags] == ["forest_310000_r1", "forest_310001_r1"]  # every roll-out kept, labelled
     with open_bag(bags[0]) as bag:
         assert bag.topics()["/cmd_vel"].count == bag.topics()["/camera/image_raw"].count > 0
+        yaw_labels = np.array([x.message.twist.angular.z for x in bag.messages(["/cmd_vel"])])
+    # The labelling expert's options reach the labels: a 3 rad deadband leaves only headings
+    # more than 172 degrees off the plan turning (the plain yaw law is never exactly 0 here).
+    assert np.mean(yaw_labels == 0.0) > 0.9
     assert Path(result["final"]).is_file() and (tmp_path / "dg" / "dagger.json").is_file()
+    with pytest.raises(ValueError, match="expert options"):
+        DaggerConfig(init="x", data=[], out="o", expert_overrides={"yaw_gian": 1.0})
+    with pytest.raises(ValueError, match="yaw_deadband"):
+        DaggerConfig(init="x", data=[], out="o", expert_overrides={"yaw_deadband": -1.0})
 
 
 def test_steer_weight_pulls_an_ambiguous_frames_command_towards_its_turning_labels() -> None:

@@ -49,6 +49,10 @@ class ExpertConfig:
     max_vertical_speed: float = 1.0
     yaw_gain: float = 2.5
     max_yaw_rate: float = 1.5
+    # Heading error (rad) the yaw law ignores; the velocity still points along the plan,
+    # so within it the command slides sideways instead of turning. 0 for demonstrations;
+    # a DAgger labeller option (see lnn_nav.train.dagger).
+    yaw_deadband: float = 0.0
     goal_slow_radius: float = 5.0
 
     def __post_init__(self) -> None:
@@ -58,6 +62,8 @@ class ExpertConfig:
             raise ValueError("resolution and lookahead must be > 0")
         if self.inflate < 0:
             raise ValueError(f"inflate must be >= 0 (m), got {self.inflate}")
+        if not 0 <= self.yaw_deadband < math.pi:
+            raise ValueError(f"yaw_deadband must be in [0, pi) rad, got {self.yaw_deadband}")
 
 
 #: ``ExpertConfig`` overrides of the expert that demonstrates and labels (``lnn-nav collect``,
@@ -253,7 +259,8 @@ class PrivilegedExpert:
             step = cfg.max_accel * dt
             v_world = self._last + np.clip(v_world - self._last, -step, step)
         self._last = v_world.copy()
-        yaw_rate = np.clip(cfg.yaw_gain * heading_error, -cfg.max_yaw_rate, cfg.max_yaw_rate)
+        turn = np.sign(heading_error) * np.maximum(np.abs(heading_error) - cfg.yaw_deadband, 0.0)
+        yaw_rate = np.clip(cfg.yaw_gain * turn, -cfg.max_yaw_rate, cfg.max_yaw_rate)
         c, s = np.cos(yaw), np.sin(yaw)
         return np.stack(
             [c * v_world[:, 0] + s * v_world[:, 1], -s * v_world[:, 0] + c * v_world[:, 1], v_world[:, 2], yaw_rate],

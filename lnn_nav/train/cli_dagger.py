@@ -37,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--envs", type=int, default=16, help="drones flown at once (default: %(default)s)")
     parser.add_argument("--train-options", default="{}", metavar="JSON",
                         help='TrainConfig overrides, e.g. \'{"lr": 1e-3, "threads": 2}\'')
+    parser.add_argument("--expert-options", default="{}", metavar="JSON",
+                        help="ExpertConfig fields of the labelling expert on top of the demonstrating one, e.g. "
+                        "'{\"yaw_deadband\": 0.15}' (rad of heading error labelled as a sideways correction "
+                        "rather than a turn)")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -52,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = DaggerConfig(init=args.init, data=args.data, out=args.out, rounds=args.rounds, episodes=episodes,
                            worlds=args.worlds, epochs=args.epochs, workers=args.workers, envs=args.envs,
-                           train_overrides=json.loads(args.train_options))  # fmt: skip
+                           train_overrides=json.loads(args.train_options),
+                           expert_overrides=json.loads(args.expert_options))  # fmt: skip
         result = run_dagger(cfg, progress=not args.no_progress)
     except (ValueError, BagError, CheckpointError, FileNotFoundError) as err:
         print(f"lnn-nav dagger: error: {err}", file=sys.stderr)

@@ -39,6 +39,22 @@ class DaggerConfig:
     envs: int = 16
     train_overrides: Dict[str, Any] = field(default_factory=dict)  # TrainConfig fields (lr, batch_size, ...)
     world_overrides: Dict[str, Any] = field(default_factory=dict)  # make_world options (tests: small worlds)
+    # ExpertConfig fields of the labelling expert, on top of the demonstrating expert's
+    # (DEMO_EXPERT), e.g. {"yaw_deadband": 0.15}.
+    expert_overrides: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from lnn_nav.sim.expert import ExpertConfig
+
+        try:
+            ExpertConfig(**self.labelling_expert())
+        except TypeError as err:  # an unknown field
+            raise ValueError(f"expert options: {err}") from None
+
+    def labelling_expert(self) -> Dict[str, Any]:
+        from lnn_nav.sim.expert import DEMO_EXPERT
+
+        return {**DEMO_EXPERT, **self.expert_overrides}
 
 
 def run_dagger(cfg: DaggerConfig, log: Callable[[str], None] = print, progress: bool = True) -> Dict[str, Any]:
@@ -67,7 +83,8 @@ def run_dagger(cfg: DaggerConfig, log: Callable[[str], None] = print, progress: 
             bar = tqdm(total=len(seeds), desc=f"round {r} roll-outs {kind}", unit="episode", disable=not progress)
             job = FlightJob(kind=kind, seeds=seeds, out_dir=str(round_dir / "bags" / kind), learner=current,
                             envs=cfg.envs, rng_seed=first, name_suffix=f"_r{r}",
-                            world_overrides=dict(cfg.world_overrides))  # fmt: skip
+                            world_overrides=dict(cfg.world_overrides),
+                            expert=cfg.labelling_expert())  # fmt: skip
             results = fly_episodes(job, workers=cfg.workers, on_result=lambda _r: bar.update(1))
             bar.close()
             _, frames, counts = summarize(results)
