@@ -47,7 +47,7 @@ def test_collected_episode_bags_have_the_topics_a_drone_records(demos: tuple[Pat
             topics = bag.topics()
             assert {t: i.msgtype for t, i in topics.items()} == m.SIM_TOPICS
             n = r["frames"]
-            for topic in (m.TOPIC_IMAGE, m.TOPIC_IMU, m.TOPIC_ODOM, m.TOPIC_CMD):
+            for topic in (m.TOPIC_IMAGE, m.TOPIC_CAMERA_INFO, m.TOPIC_IMU, m.TOPIC_ODOM, m.TOPIC_CMD):
                 assert topics[topic].count == n
             assert topics[m.TOPIC_GOAL].count == 1
             world = json.loads(next(bag.messages([m.TOPIC_WORLD])).message.data)
@@ -56,6 +56,9 @@ def test_collected_episode_bags_have_the_topics_a_drone_records(demos: tuple[Pat
             assert outcome == {"outcome": "success", "seed": r["seed"]}
             first = next(bag.messages([m.TOPIC_IMAGE])).message
             assert (first.encoding, first.width, first.height) == ("rgb8", 64, 48)
+            info = next(bag.messages([m.TOPIC_CAMERA_INFO])).message  # the 90-degree camera, as a driver reports it
+            assert (info.width, info.height, info.header.frame_id) == (64, 48, first.header.frame_id)
+            assert list(info.k) == pytest.approx([32.0, 0.0, 31.5, 0.0, 32.0, 23.5, 0.0, 0.0, 1.0])
             # The command answers the frame: same header stamp.
             cmd_stamps = [x.message.header.stamp.nanosec + NS * x.message.header.stamp.sec
                           for x in bag.messages([m.TOPIC_CMD])]  # fmt: skip
@@ -129,16 +132,23 @@ def test_dataset_from_demonstrations(demos: tuple[Path, list], tmp_path: Path) -
 
 
 def _write_bag(path: Path, frames: list[int], commands: list[tuple[int, float]], stamped: bool = True,
-               storage: str = "mcap") -> None:  # fmt: skip
-    """Frames at ``frames`` (ns stamps); commands ``(stamp, vx)``; Twist (unstamped) uses stamp as receive time."""
+               storage: str = "mcap", intrinsics: tuple | None = None) -> None:  # fmt: skip
+    """Frames at ``frames`` (ns stamps); commands ``(stamp, vx)``; Twist (unstamped) uses stamp as receive time.
+
+    ``intrinsics`` (fx, fy, cx, cy): a CameraInfo beside each frame.
+    """
     with BagWriter(path, storage=storage, typestore=m.STORE) as bag:
         bag.add_topic("/camera/image_raw", "sensor_msgs/msg/Image")
+        if intrinsics is not None:
+            bag.add_topic(m.TOPIC_CAMERA_INFO, "sensor_msgs/msg/CameraInfo")
         bag.add_topic("/cmd_vel", "geometry_msgs/msg/TwistStamped" if stamped else "geometry_msgs/msg/Twist")
         events = [(t, "img", k) for k, t in enumerate(frames)] + [(t, "cmd", v) for t, v in commands]
         for t, kind, value in sorted(events, key=lambda e: e[0]):
             if kind == "img":
                 rgb = np.full((12, 16, 3), value, np.uint8)
                 bag.write("/camera/image_raw", t, m.image(rgb, t))
+                if intrinsics is not None:
+                    bag.write(m.TOPIC_CAMERA_INFO, t, m.camera_info(16, 12, intrinsics, t))
             elif stamped:
                 bag.write("/cmd_vel", t, m.twist_stamped((value, 0, 0, 0), t))
             else:
@@ -384,7 +394,28 @@ def test_camera_field_of_view_reaches_the_recorded_frames(tmp_path: Path) -> Non
             image = next(bag.messages([m.TOPIC_IMAGE])).message
         assert (image.width, image.height) == (32, 24)
         first[hfov] = bytes(image.data)
+        # The bag's CameraInfo carries the camera into the dataset (and from there into the checkpoint).
+        meta = build_dataset([out / result["bag"]], tmp_path / f"ds{hfov:.0f}", DatasetConfig(height=12, width=16))
+        assert meta["camera_hfov_deg"] == pytest.approx(hfov)
+        assert SequenceDataset(tmp_path / f"ds{hfov:.0f}").camera_hfov_deg == pytest.approx(hfov)
     assert first[90.0] != first[120.0]
+    # One dataset, one camera: bags from both are refused, and nothing is left behind.
+    with pytest.raises(DatasetError, match="different fields of view: 90.0 deg .* and 120.0 deg"):
+        build_dataset(find_bags([tmp_path / "h90", tmp_path / "h120"]), tmp_path / "mixed", DatasetConfig())
+    assert not (tmp_path / "mixed" / "meta.json").exists()
+
+
+def test_dataset_camera_is_unknown_without_camera_info_or_with_an_uncalibrated_one(tmp_path: Path) -> None:
+    frames = [NS + k * 100_000_000 for k in range(10)]
+    cfg = DatasetConfig(height=12, width=16, min_sequence=2)
+    for name, intrinsics, expected in (("none", None, None), ("zeros", (0.0, 0.0, 0.0, 0.0), None),
+                                       ("wide", (8.0, 8.0, 7.5, 5.5), 90.0)):  # fmt: skip
+        _write_bag(tmp_path / name, frames, [(t, 1.0) for t in frames], intrinsics=intrinsics)
+        meta = build_dataset([tmp_path / name], tmp_path / f"ds_{name}", cfg)
+        assert meta["camera_hfov_deg"] == (pytest.approx(expected) if expected else None), name
+    # A bag without CameraInfo does not contradict one with it.
+    meta = build_dataset([tmp_path / "none", tmp_path / "wide"], tmp_path / "ds_both", cfg)
+    assert meta["camera_hfov_deg"] == pytest.approx(90.0)
 
 
 def test_cli_eval_refuses_an_impossible_field_of_view(tmp_path: Path) -> None:

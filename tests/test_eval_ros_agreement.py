@@ -47,11 +47,12 @@ def test_a_graph_flight_on_a_seed_the_cell_did_not_fly_is_an_error():
 
 
 def test_graph_flies_the_evaluations_camera_rate_episode_limit_and_command_limits():
-    job = eval_job("policy.safetensors", "forest", [1000], "fog", max_episode_time=45.0)
+    job = eval_job("policy.safetensors", "forest", [1000], "fog", max_episode_time=45.0, camera_hfov=120.0)
     params = graph_params(job, expert=False)
     sim, pilot = params["sim_params"], params["pilot_params"]
     assert (sim["camera_width"], sim["camera_height"], sim["control_hz"]) == (job.camera_width, job.camera_height,
                                                                              job.control_hz)  # fmt: skip
+    assert sim["camera_hfov"] == 120.0  # the lens too, or the graph flight would see another world
     assert sim["max_episode_time"] == 45.0 and sim["lockstep"] is True
     # The simulated flight controller's limits, not the node's tighter deployment ones.
     assert (pilot["max_speed_xy"], pilot["max_speed_z"]) == (6.0, 3.0)

@@ -20,14 +20,14 @@ import torch
 rclpy = pytest.importorskip("rclpy")
 
 from builtin_interfaces.msg import Time  # noqa: E402
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from geometry_msgs.msg import TwistStamped  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
-from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
 from lnn_nav.models import EncoderConfig, LiquidPolicy, PolicyConfig, save_policy  # noqa: E402
@@ -40,9 +40,9 @@ FRAME = np.random.default_rng(1).integers(0, 256, size=(48, 64, 3), dtype=np.uin
 BASE_S = 1000  # frame stamps far from the wall clock that stamps fail-safe commands
 
 
-def _policy_file(tmp_path, nan: bool = False):
+def _policy_file(tmp_path, nan: bool = False, camera_hfov_deg=None):
     torch.manual_seed(0)
-    policy = LiquidPolicy(PolicyConfig(encoder=EncoderConfig(height=48, width=64)))
+    policy = LiquidPolicy(PolicyConfig(encoder=EncoderConfig(height=48, width=64), camera_hfov_deg=camera_hfov_deg))
     if nan:
         with torch.no_grad():
             policy.head.weight.fill_(float("nan"))
@@ -285,6 +285,44 @@ def test_diagnostics_report_state_and_counters(tmp_path, graph_factory):
     for key in ("frame_rate_hz", "step_latency_mean_ms", "malformed_inputs",
                 "nonfinite_outputs", "last_failsafe_reason"):
         assert key in values
+
+
+def test_a_camera_other_than_the_trained_one_is_reported_in_the_log_and_diagnostics(tmp_path, graph_factory):
+    from lnn_nav.nodes.conversions import camera_info_msg
+    from lnn_nav.sim.camera import CameraConfig
+
+    g = graph_factory(_policy_file(tmp_path, camera_hfov_deg=90.0), image_timeout=5.0)
+    arrays: List[DiagnosticArray] = []
+    g.peer.create_subscription(DiagnosticArray, f"{g.ns}/diagnostics", arrays.append, 10)
+    info_pub = g.peer.create_publisher(CameraInfo, f"{g.ns}/camera/camera_info", 10)  # beside the image topic
+    g.wait_connected()
+    assert g.wait_for(lambda: info_pub.get_subscription_count() > 0, 10.0)
+
+    def status_after(hfov: float, frame: int):
+        arrays.clear()
+        info_pub.publish(camera_info_msg(CameraConfig(width=64, height=48, hfov_deg=hfov), _stamp(frame), "camera"))
+        g.send_and_wait(frame)
+        assert g.wait_for(lambda: len(arrays) >= 2, 5.0)
+        return arrays[-1].status[0]
+
+    wide = status_after(120.0, 0)
+    values = {kv.key: kv.value for kv in wide.values}
+    assert wide.level == DiagnosticStatus.WARN and wide.message.startswith("flying; camera field of view 120.0 deg")
+    assert "90.0 deg it was trained with" in values["camera_mismatch"]
+    same = status_after(90.0, 1)  # the right camera clears it
+    assert same.level == DiagnosticStatus.OK and same.message == "flying"
+    assert {kv.key: kv.value for kv in same.values}["camera_mismatch"] == ""
+
+
+def test_camera_mismatch_judges_the_field_of_view_of_camera_info():
+    from lnn_nav.nodes.controller_logic import camera_mismatch
+
+    fx90 = 32.0  # 64 px wide, 90 degrees
+    assert camera_mismatch(90.0, fx90, 64) is None
+    assert camera_mismatch(90.0, fx90 * 1.01, 64) is None  # 89.4 deg: within the 1 degree tolerance
+    assert "120.0 deg" in camera_mismatch(90.0, 32.0 / math.tan(math.radians(60.0)), 64)
+    assert camera_mismatch(90.0, 0.0, 64) is None  # an uncalibrated driver's K of zeros: cannot judge
+    assert camera_mismatch(None, 10.0, 64) is None  # a checkpoint that does not record its camera
 
 
 def test_saliency_image_arrives_with_the_frame_stamp_when_enabled(tmp_path, graph_factory):

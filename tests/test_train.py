@@ -22,12 +22,18 @@ from lnn_nav.train.cli_train import MODEL_KINDS as CLI_MODEL_KINDS
 NS = 1_000_000_000
 
 
-def _synthetic_bag(path: Path, frames: int, seed: int) -> None:
-    """Bright left half -> turn right, bright right half -> turn left: a command the image determines."""
+def _synthetic_bag(path: Path, frames: int, seed: int, hfov_deg: float | None = None) -> None:
+    """Bright left half -> turn right, bright right half -> turn left: a command the image determines.
+
+    ``hfov_deg``: a CameraInfo of that field of view beside each frame.
+    """
     rng = np.random.default_rng(seed)
     with BagWriter(path, typestore=m.STORE) as bag:
         for topic in ("/camera/image_raw", "/cmd_vel", "/odom", "/goal_pose"):
             bag.add_topic(topic, m.SIM_TOPICS[topic])
+        if hfov_deg is not None:
+            bag.add_topic(m.TOPIC_CAMERA_INFO, m.SIM_TOPICS[m.TOPIC_CAMERA_INFO])
+            fx = 16.0 / np.tan(np.radians(hfov_deg) / 2)
         bag.write("/goal_pose", NS, m.pose_stamped((20.0, 0.0, 2.0), NS))
         side = rng.integers(0, 2)
         for k in range(frames):
@@ -38,6 +44,8 @@ def _synthetic_bag(path: Path, frames: int, seed: int) -> None:
             rgb[:, :16] += np.uint8(150 * (side == 0))
             rgb[:, 16:] += np.uint8(150 * (side == 1))
             bag.write("/camera/image_raw", t, m.image(rgb, t))
+            if hfov_deg is not None:
+                bag.write(m.TOPIC_CAMERA_INFO, t, m.camera_info(32, 24, (fx, fx, 15.5, 11.5), t))
             bag.write("/odom", t, m.odometry((0.1 * k, 0, 2), (1, 0, 0, 0), (1, 0, 0), (0, 0, 0), t))
             bag.write("/cmd_vel", t, m.twist_stamped((1.5, 0.0, 0.0, -0.8 if side == 0 else 0.8), t))
 
@@ -88,6 +96,37 @@ def test_augmentation_follows_the_batch_device_and_its_seed() -> None:
     assert torch.equal(first, again)  # same seeds, same augmented batch
     plain = images.float() / 255.0
     assert not torch.allclose(first, plain, atol=1e-3) and float(first.min()) >= 0.0 and float(first.max()) <= 1.0
+
+
+def test_the_checkpoint_records_the_camera_of_its_bags_and_evaluation_flies_it(dataset: Path, tmp_path: Path) -> None:
+    from lnn_nav.data.flights import camera_hfov_for
+    from lnn_nav.eval.closed_loop import eval_job
+
+    for hfov in (90.0, 120.0):
+        _synthetic_bag(tmp_path / f"bag{hfov:.0f}", 40, seed=1, hfov_deg=hfov)
+        build_dataset([tmp_path / f"bag{hfov:.0f}"], tmp_path / f"ds{hfov:.0f}",
+                      DatasetConfig(height=24, width=32, min_sequence=4))  # fmt: skip
+    quick = dict(epochs=1, max_steps_per_epoch=2, val_fraction=0.0)
+    train(_cfg(tmp_path / "ds90", tmp_path / "r90", **quick), progress=False, log=lambda _s: None)
+    ckpt = str(tmp_path / "r90" / "best.safetensors")
+    assert load_policy(ckpt).config.camera_hfov_deg == pytest.approx(90.0)
+    assert eval_job(ckpt, "forest", [1000]).camera_hfov == pytest.approx(90.0)
+    assert camera_hfov_for(ckpt, 90.3) == (90.3, None)  # within half a degree: the same camera
+    hfov, warning = camera_hfov_for(ckpt, 120.0)  # flown as asked (a stress test), but said
+    assert hfov == 120.0 and "trained with a 90.0 deg camera and flies a 120.0 deg one" in warning
+    # A fine-tune on another camera's data: the result is that camera's, and the log says so.
+    lines: list = []
+    train(_cfg(tmp_path / "ds120", tmp_path / "r120", init=ckpt, **quick), progress=False, log=lines.append)
+    assert load_policy(tmp_path / "r120" / "best.safetensors").config.camera_hfov_deg == pytest.approx(120.0)
+    assert any("trained with a 90.0 deg camera on 120.0 deg data" in line for line in lines)
+    with pytest.raises(ValueError, match="different fields of view"):
+        _Data([str(tmp_path / "ds90"), str(tmp_path / "ds120")])
+    # Bags without CameraInfo: not recorded, and evaluation flies the simulator's 90 degrees.
+    train(_cfg(dataset, tmp_path / "plain", **quick), progress=False, log=lambda _s: None)
+    plain = str(tmp_path / "plain" / "best.safetensors")
+    assert load_policy(plain).config.camera_hfov_deg is None
+    assert camera_hfov_for(plain) == (90.0, None) == camera_hfov_for(None)
+    assert camera_hfov_for(plain, 120.0) == (120.0, None)  # nothing recorded to contradict
 
 
 def test_lanes_walk_sequences_in_order_and_mark_restarts(dataset: Path) -> None:

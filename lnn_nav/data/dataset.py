@@ -22,6 +22,7 @@ Layout of a dataset folder::
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ class DatasetConfig:
     imu_topic: str = "/imu/data"
     odom_topic: str = "/odom"
     goal_topic: str = "/goal_pose"
+    camera_info_topic: str = "/camera/camera_info"  # optional: the camera's field of view, for the checkpoint
     max_age: float = 0.1  # s: oldest command/IMU/odometry a frame may take
     max_gap: float = 0.5  # s: a longer gap between frames starts a new sequence
     min_sequence: int = 8  # frames; shorter pieces are dropped
@@ -66,6 +68,7 @@ class BagStats:
     frames_kept: int = 0
     dropped: Dict[str, int] = field(default_factory=dict)
     sequences: int = 0
+    camera_hfov_deg: Optional[float] = None  # from the bag's CameraInfo K, when it has one
 
     def drop(self, why: str, n: int = 1) -> None:
         self.dropped[why] = self.dropped.get(why, 0) + n
@@ -253,6 +256,9 @@ def _frames_of_bag(reader: BagReader, config: DatasetConfig, stats: BagStats) ->
     image_topic = topics["image"]
     wanted = [image_topic, config.command_topic]
     optional = [t for t in (config.imu_topic, config.odom_topic, config.goal_topic) if t in topics]
+    info_topic = config.camera_info_topic
+    if topics.get(info_topic) == "sensor_msgs/msg/CameraInfo":
+        stats.camera_hfov_deg = _camera_hfov(reader, info_topic)
     max_age = int(config.max_age * _NS)
     stamped_cmd = topics[config.command_topic].endswith("TwistStamped")
     image_times: List[int] = []
@@ -361,6 +367,36 @@ def _frames_of_bag(reader: BagReader, config: DatasetConfig, stats: BagStats) ->
     return sequences
 
 
+def _camera_hfov(reader: BagReader, topic: str) -> Optional[float]:
+    """Horizontal field of view (deg) from the first ``CameraInfo`` of ``topic``: ``2 atan(w / 2 fx)``.
+
+    An uncalibrated driver publishes ``K`` all zeros: that is "unknown", not an error.
+    """
+    for _topic, msgtype, t_recv, raw in reader.raw_messages([topic]):
+        msg = _deserialize(reader, raw, msgtype, topic, t_recv)
+        fx, width = float(msg.k[0]), int(msg.width)
+        if not (math.isfinite(fx) and fx > 0 and width > 0):
+            return None
+        return math.degrees(2.0 * math.atan(width / (2.0 * fx)))
+    return None
+
+
+def camera_hfov_of(stats: Sequence[BagStats], tolerance_deg: float = 0.5) -> Optional[float]:
+    """The one field of view the bags' CameraInfo report (None if none does); bags from different cameras are refused.
+
+    Bags without CameraInfo do not count against it (a recording that left the topic out).
+    """
+    known = [(s.camera_hfov_deg, s.bag) for s in stats if s.camera_hfov_deg is not None]
+    if not known:
+        return None
+    low, high = min(known), max(known)
+    if high[0] - low[0] > tolerance_deg:
+        raise DatasetError(f"bags from cameras with different fields of view: {low[0]:.1f} deg ({low[1]}) and "
+                           f"{high[0]:.1f} deg ({high[1]}); a controller sees through one camera, so build "
+                           "one dataset per camera")  # fmt: skip
+    return round(float(np.median([h for h, _ in known])), 3)
+
+
 def find_bags(paths: Iterable[str | Path]) -> List[Path]:
     """Bags named directly, or every rosbag2 directory (holding ``metadata.yaml``) or lone .mcap/.db3 below a folder."""
     found: List[Path] = []
@@ -439,6 +475,7 @@ def build_dataset(
             "sequences": len(writer.seq_start), "bags": [str(b) for b in bags],
             "stats": [asdict(s) for s in all_stats], "skipped": skipped,
             "seconds": elapsed, "bytes_read": read_bytes, "workers": workers,
+            "camera_hfov_deg": camera_hfov_of(all_stats),
         }  # fmt: skip
         writer.finish(meta)
         return meta
@@ -496,6 +533,8 @@ class SequenceDataset:
         self.images = np.memmap(self.path / "images.u8", np.uint8, "r", shape=(n, 3, self.height, self.width)) if n else np.zeros((0, 3, self.height, self.width), np.uint8)
         with np.load(self.path / "frames.npz") as f:
             self.command, self.goal, self.imu, self.dt = f["command"], f["goal"], f["imu"], f["dt"]
+        #: Horizontal field of view of the camera the bags recorded (deg), None where they had no CameraInfo.
+        self.camera_hfov_deg: Optional[float] = self.meta.get("camera_hfov_deg")
         with np.load(self.path / "sequences.npz") as s:
             self.seq_start, self.seq_length, self.seq_bag = s["start"], s["length"], s["bag"]
 

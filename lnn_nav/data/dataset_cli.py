@@ -114,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  dropped {n}: {why}")
     for bag, why in meta["skipped"].items():
         print(f"  skipped {bag}: {why}")
+    hfov = meta["camera_hfov_deg"]
+    print(f"camera: {hfov:.1f} deg horizontal field of view (CameraInfo; training records it in the checkpoint)"
+          if hfov is not None else "camera: field of view unknown (no CameraInfo in the bags)")
     # Throughput against a plain rosbags read of the same bags (a sample: all their messages, bytes only).
     total_messages = 0
     for b in bags:

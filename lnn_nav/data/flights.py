@@ -30,15 +30,20 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from lnn_nav.sim.expert import DEMO_EXPERT
 
+if TYPE_CHECKING:
+    from lnn_nav.sim.camera import CameraConfig
+
 _NS = 1_000_000_000
 #: First frame's stamp: the simulator node's clock also starts at 1 s (0 reads as "unset").
 FIRST_STAMP_NS = _NS
+#: The simulator's camera when nothing says otherwise (CameraConfig's default, the simulator node's).
+DEFAULT_CAMERA_HFOV = 90.0
 
 
 @dataclass
@@ -55,7 +60,7 @@ class FlightJob:
     max_episode_time: float = 60.0
     camera_width: int = 128
     camera_height: int = 96
-    camera_hfov: float = 90.0  # deg, horizontal field of view
+    camera_hfov: float = DEFAULT_CAMERA_HFOV  # deg, horizontal field of view (see camera_hfov_for)
     noise: float = 0.5  # DART noise scale (1.0: 0.6 m/s lateral, 0.3 m/s forward, 0.4 rad/s yaw std)
     keep_failures: bool = False
     learner: Optional[str] = None
@@ -125,8 +130,34 @@ class _OUNoise:
         return self.value
 
 
-def write_episode_bag(path: Path, ep: _Episode, outcome: str, control_hz: float, storage: str = "mcap") -> None:
-    """Write one episode's frames as a rosbag2 (topics of :mod:`lnn_nav.data.messages`)."""
+def camera_hfov_for(learner: Optional[str], requested: Optional[float] = None) -> Tuple[float, Optional[str]]:
+    """The camera (horizontal field of view, deg) to fly ``learner`` with, and a warning or None.
+
+    ``requested`` (a command-line value) wins; otherwise the camera the checkpoint
+    records (its training bags' CameraInfo), else :data:`DEFAULT_CAMERA_HFOV`.
+    The warning says when ``requested`` is not the camera the checkpoint was trained
+    with: legitimate as a stress test, a silent mistake otherwise.
+    """
+    trained: Optional[float] = None
+    if learner is not None:
+        from lnn_nav.models.checkpoint import read_checkpoint_info
+
+        trained = read_checkpoint_info(learner)[0].camera_hfov_deg
+    if requested is None:
+        return (trained if trained is not None else DEFAULT_CAMERA_HFOV), None
+    if trained is not None and abs(trained - requested) > 0.5:
+        return requested, (f"{learner} was trained with a {trained:.1f} deg camera and flies a "
+                           f"{requested:.1f} deg one")  # fmt: skip
+    return requested, None
+
+
+def write_episode_bag(path: Path, ep: _Episode, outcome: str, control_hz: float, storage: str = "mcap",
+                      camera: Optional["CameraConfig"] = None) -> None:
+    """Write one episode's frames as a rosbag2 (topics of :mod:`lnn_nav.data.messages`).
+
+    With ``camera``, each frame also gets its ``CameraInfo``, as from a camera driver:
+    the dataset reads the field of view from it and training records it in the checkpoint.
+    """
     from lnn_nav.data import messages as m
     from lnn_nav.data.bags import BagWriter
 
@@ -136,7 +167,8 @@ def write_episode_bag(path: Path, ep: _Episode, outcome: str, control_hz: float,
         shutil.rmtree(tmp)
     with BagWriter(tmp, storage=storage, typestore=m.STORE) as bag:
         for topic, msgtype in m.SIM_TOPICS.items():
-            bag.add_topic(topic, msgtype)
+            if topic != m.TOPIC_CAMERA_INFO or camera is not None:
+                bag.add_topic(topic, msgtype)
         t0 = FIRST_STAMP_NS
         bag.write(m.TOPIC_WORLD, t0, m.string(ep.world_json))
         bag.write(m.TOPIC_GOAL, t0, m.pose_stamped(ep.goal, t0))
@@ -145,6 +177,8 @@ def write_episode_bag(path: Path, ep: _Episode, outcome: str, control_hz: float,
             bag.write(m.TOPIC_IMU, t, m.imu(ep.imu[k], ep.quat[k], t))
             bag.write(m.TOPIC_ODOM, t, m.odometry(ep.pos[k], ep.quat[k], ep.vel[k], ep.rates[k], t))
             bag.write(m.TOPIC_IMAGE, t, m.image(ep.rgb[k], t))
+            if camera is not None:
+                bag.write(m.TOPIC_CAMERA_INFO, t, m.camera_info(camera.width, camera.height, camera.intrinsics(), t))
             bag.write(m.TOPIC_CMD, t, m.twist_stamped(ep.label[k], t))
         end = t0 + len(ep.rgb) * period
         bag.write(m.TOPIC_OUTCOME, end, m.string(json.dumps({"outcome": outcome, "seed": ep.seed})))
@@ -309,7 +343,7 @@ def fly_worker(job: FlightJob, progress: Optional[Any] = None) -> List[Dict[str,
                 name = f"{job.kind}_{ep.seed:06d}{job.name_suffix}"
                 bag = None
                 if keep and len(ep.rgb) > 1:
-                    write_episode_bag(out_dir / name, ep, outcome, job.control_hz, job.storage)
+                    write_episode_bag(out_dir / name, ep, outcome, job.control_hz, job.storage, camera)
                     bag = name
                 clearance = float(signed_distance(batch.worlds[i], track, include_ground=False).min())
                 crash = None

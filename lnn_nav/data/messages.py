@@ -8,6 +8,7 @@ tools cannot tell a simulated demonstration from a real flight:
 topic                   type                         stamp
 ======================  ===========================  =========================
 ``/camera/image_raw``   ``sensor_msgs/msg/Image``    frame time (rgb8)
+``/camera/camera_info`` ``sensor_msgs/msg/CameraInfo``  frame time (pinhole K, as a driver publishes)
 ``/imu/data``           ``sensor_msgs/msg/Imu``      frame time
 ``/odom``               ``nav_msgs/msg/Odometry``    frame time (``odom`` frame)
 ``/goal_pose``          ``geometry_msgs/msg/PoseStamped``  once, at the start
@@ -23,6 +24,7 @@ import numpy as np
 from rosbags.typesys import Stores, get_typestore
 
 TOPIC_IMAGE = "/camera/image_raw"
+TOPIC_CAMERA_INFO = "/camera/camera_info"
 TOPIC_IMU = "/imu/data"
 TOPIC_ODOM = "/odom"
 TOPIC_GOAL = "/goal_pose"
@@ -33,6 +35,7 @@ TOPIC_OUTCOME = "/sim_node/outcome"
 #: Topic -> type of a simulated recording.
 SIM_TOPICS: Dict[str, str] = {
     TOPIC_IMAGE: "sensor_msgs/msg/Image",
+    TOPIC_CAMERA_INFO: "sensor_msgs/msg/CameraInfo",
     TOPIC_IMU: "sensor_msgs/msg/Imu",
     TOPIC_ODOM: "nav_msgs/msg/Odometry",
     TOPIC_GOAL: "geometry_msgs/msg/PoseStamped",
@@ -58,6 +61,21 @@ def image(rgb: np.ndarray, stamp_ns: int, frame_id: str = "camera") -> Any:
     data = np.ascontiguousarray(rgb, dtype=np.uint8).reshape(-1)
     return _T["sensor_msgs/msg/Image"](header=header(stamp_ns, frame_id), height=h, width=w,
                                        encoding="rgb8", is_bigendian=0, step=w * 3, data=data)  # fmt: skip
+
+
+def camera_info(width: int, height: int, intrinsics: Sequence[float], stamp_ns: int,
+                frame_id: str = "camera") -> Any:
+    """``sensor_msgs/CameraInfo`` of an undistorted pinhole camera; ``intrinsics`` = ``(fx, fy, cx, cy)``.
+
+    The same fields as the simulator node's (:func:`lnn_nav.nodes.conversions.camera_info_msg`),
+    whose ``K`` the dataset reads the field of view from.
+    """
+    fx, fy, cx, cy = (float(v) for v in intrinsics)
+    return _T["sensor_msgs/msg/CameraInfo"](
+        header=header(stamp_ns, frame_id), height=int(height), width=int(width), distortion_model="plumb_bob",
+        d=np.zeros(5), k=np.array([fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]), r=np.eye(3).reshape(-1),
+        p=np.array([fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]), binning_x=0, binning_y=0,
+        roi=_T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
 
 
 def _vec3(v: Sequence[float]) -> Any:

@@ -80,7 +80,7 @@ def fly_with_camera(
 
     job = eval_job(str(checkpoint), world_kind, [seed], preset, envs=1, max_episode_time=max_episode_time)
     env = NavigationEnv(kind=world_kind, preset=preset, control_hz=job.control_hz,
-                        camera=CameraConfig(width=job.camera_width, height=job.camera_height),
+                        camera=CameraConfig(width=job.camera_width, height=job.camera_height, hfov_deg=job.camera_hfov),
                         max_episode_time=job.max_episode_time)  # fmt: skip
     threads = torch.get_num_threads()
     torch.set_num_threads(job.learner_threads)  # the benchmark's thread count: the same float arithmetic

@@ -73,9 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, default=100, help="per cell (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="default: %(default)s")
     parser.add_argument("--envs", type=int, default=16, help="drones flown at once (default: %(default)s)")
-    parser.add_argument("--camera-hfov", type=float, default=90.0, metavar="DEG",
-                        help="camera horizontal field of view in degrees: the one the controller's "
-                        "demonstrations were collected with (default: %(default)s)")
+    parser.add_argument("--camera-hfov", type=float, default=None, metavar="DEG",
+                        help="camera horizontal field of view in degrees (default: the camera each checkpoint "
+                        "records, i.e. its training bags' CameraInfo, else 90; a value that differs from the "
+                        "recorded one is flown with a warning)")
     parser.add_argument("--out", default="reports/eval/results.json", metavar="PATH", help="default: %(default)s")
     parser.add_argument("--ros-episodes", type=int, default=0, metavar="K",
                         help="also fly the first K seeds of each cell through the ROS 2 graph and report whether "
@@ -85,7 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from lnn_nav.data.flights import camera_hfov_for
     from lnn_nav.eval.closed_loop import eval_seeds, evaluate
+    from lnn_nav.models.errors import CheckpointError
     from lnn_nav.eval.crashes import crash_line
     from lnn_nav.eval.ros_agreement import graph_unavailable
     from lnn_nav.sim.camera import CameraConfig
@@ -96,10 +99,20 @@ def run(args: argparse.Namespace) -> int:
             print(f"lnn-nav eval: error: checkpoint not found: {model}", file=sys.stderr)
             return 2
     try:
-        CameraConfig(hfov_deg=args.camera_hfov)
+        if args.camera_hfov is not None:
+            CameraConfig(hfov_deg=args.camera_hfov)
     except ValueError as err:
         print(f"lnn-nav eval: error: --camera-hfov: {err}", file=sys.stderr)
         return 2
+    cameras: Dict[str, float] = {}
+    for model in args.model:
+        try:
+            cameras[model], warning = camera_hfov_for(None if model == "expert" else model, args.camera_hfov)
+        except CheckpointError as err:
+            print(f"lnn-nav eval: error: {err}", file=sys.stderr)
+            return 2
+        if warning:
+            print(f"lnn-nav eval: warning: {warning}", file=sys.stderr)
     if not 0 <= args.ros_episodes <= args.episodes:
         print(f"lnn-nav eval: error: --ros-episodes must be between 0 and --episodes ({args.episodes}), "
               f"got {args.ros_episodes}", file=sys.stderr)  # fmt: skip
@@ -122,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
                 bar = tqdm(total=len(seeds), desc=f"{controller_name(model)} {world} {preset}", unit="episode")
                 cell = evaluate(None if model == "expert" else model, world, seeds, preset, envs=args.envs,
                                 workers=args.workers, on_result=lambda _r: bar.update(1),
-                                name=controller_name(model), camera_hfov=args.camera_hfov)  # fmt: skip
+                                name=controller_name(model), camera_hfov=cameras[model])  # fmt: skip
                 bar.close()
                 entry = {**cell.summary(), "episodes_detail": cell.episodes}
                 ros_column = ""

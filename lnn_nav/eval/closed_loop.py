@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from lnn_nav.data.flights import FlightJob, fly_episodes
+from lnn_nav.data.flights import DEFAULT_CAMERA_HFOV, FlightJob, camera_hfov_for, fly_episodes
 from lnn_nav.sim.presets import EVAL_SEEDS
 
 
@@ -47,6 +47,7 @@ class CellResult:
     kind: str
     preset: str
     episodes: List[Dict[str, Any]]
+    camera_hfov: float = DEFAULT_CAMERA_HFOV  # deg, the camera the cell flew
 
     @property
     def successes(self) -> int:
@@ -67,7 +68,8 @@ class CellResult:
                 "success_rate": self.rate, "ci95": [lo, hi], "outcomes": counts,
                 "collision_rate": (counts.get("collision", 0) + counts.get("out_of_bounds", 0)) / max(n, 1),
                 "mean_time_to_goal": sum(e["time"] for e in done) / len(done) if done else None,
-                "mean_min_clearance": _mean([e.get("min_clearance") for e in self.episodes])}  # fmt: skip
+                "mean_min_clearance": _mean([e.get("min_clearance") for e in self.episodes]),
+                "camera_hfov": self.camera_hfov}  # fmt: skip
 
 
 def eval_job(
@@ -78,13 +80,16 @@ def eval_job(
     envs: int = 16,
     max_episode_time: float = 60.0,
     keep_tracks: bool = True,
-    camera_hfov: float = 90.0,
+    camera_hfov: Optional[float] = None,
 ) -> FlightJob:
     """The flights of one evaluation cell: the preset's fixed conditions, no DART noise, nothing recorded.
 
     Also the one place that says which camera, control rate and episode limit
     the evaluation flies, for runs that must match it (the ROS 2 graph check).
+    ``camera_hfov`` None: the camera the checkpoint was trained with (:func:`camera_hfov_for`).
     """
+    if camera_hfov is None:
+        camera_hfov, _ = camera_hfov_for(checkpoint)
     return FlightJob(kind=kind, seeds=list(seeds), out_dir="", preset=preset,
                      randomize_conditions=False, envs=envs, noise=0.0, learner=checkpoint, record=False,
                      max_episode_time=max_episode_time, rng_seed=12345, keep_tracks=keep_tracks,
@@ -102,9 +107,9 @@ def evaluate(
     on_result: Optional[Callable[[Dict[str, Any]], None]] = None,
     name: Optional[str] = None,
     keep_tracks: bool = True,
-    camera_hfov: float = 90.0,
+    camera_hfov: Optional[float] = None,
 ) -> CellResult:
     """Fly ``checkpoint`` (the expert when None) on ``seeds``; every episode's outcome."""
     job = eval_job(checkpoint, kind, seeds, preset, envs, max_episode_time, keep_tracks, camera_hfov)
     results = fly_episodes(job, workers=workers, on_result=on_result)
-    return CellResult(name or (checkpoint or "expert"), kind, preset, results)
+    return CellResult(name or (checkpoint or "expert"), kind, preset, results, job.camera_hfov)

@@ -88,7 +88,8 @@ def graph_params(job: FlightJob, expert: bool) -> Dict[str, Dict[str, object]]:
 
     sim: Dict[str, object] = {
         "control_hz": float(job.control_hz), "camera_width": int(job.camera_width),
-        "camera_height": int(job.camera_height), "max_episode_time": float(job.max_episode_time),
+        "camera_height": int(job.camera_height), "camera_hfov": float(job.camera_hfov),
+        "max_episode_time": float(job.max_episode_time),
         "imu_noise": True, "lockstep": True, "end_on_outcome": True,
     }  # fmt: skip
     if expert:

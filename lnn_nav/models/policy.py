@@ -48,6 +48,11 @@ class PolicyConfig:
     #: (up to ~100) would swamp the unit-scale features, and beyond a few metres
     #: only the direction matters for the next seconds of flight.
     goal_distance_clip: float = 10.0
+    #: Horizontal field of view (deg) of the camera the training bags recorded (their
+    #: CameraInfo). A controller flown through another lens sees obstacles at other
+    #: bearings and sizes; evaluation flies this camera and the controller node warns on
+    #: a mismatch. None: not recorded (checkpoints from before it, bags without CameraInfo).
+    camera_hfov_deg: Optional[float] = None
 
     def __post_init__(self) -> None:
         if isinstance(self.encoder, Mapping):
@@ -67,6 +72,11 @@ class PolicyConfig:
         object.__setattr__(self, "output_gain", gain)
         if not self.goal_distance_clip > 0:
             raise ValueError(f"goal_distance_clip must be > 0 m, got {self.goal_distance_clip}")
+        if self.camera_hfov_deg is not None:
+            hfov = float(self.camera_hfov_deg)
+            if not 0 < hfov < 180:
+                raise ValueError(f"camera_hfov_deg must be in (0, 180) degrees, got {self.camera_hfov_deg}")
+            object.__setattr__(self, "camera_hfov_deg", hfov)
 
     @property
     def core_input_size(self) -> int:
@@ -86,6 +96,8 @@ class PolicyConfig:
             "command_scale": list(self.command_scale),
             "output_gain": list(self.output_gain),
             "goal_distance_clip": self.goal_distance_clip,
+            # Left out when unknown: a checkpoint without it reads back the same.
+            **({"camera_hfov_deg": self.camera_hfov_deg} if self.camera_hfov_deg is not None else {}),
         }
 
     @classmethod

@@ -51,14 +51,14 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import CompressedImage, Image, Imu
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu
 from std_srvs.srv import SetBool, Trigger
 
 from lnn_nav.eval.saliency import overlay, visual_backprop
 from lnn_nav.models import CheckpointError, LiquidPolicy, load_policy
 from lnn_nav.models.core import State
 
-from .controller_logic import DtTracker, InputWatchdog, RateMeter, clamp_command
+from .controller_logic import DtTracker, InputWatchdog, RateMeter, camera_mismatch, clamp_command
 from .conversions import (
     ImageConversionError,
     command_to_twist_stamped,
@@ -133,6 +133,7 @@ class ControllerNode(LifecycleNode):
         self._sync_timer = None
         self._failsafe_reason = ""
         self._failsafe_active = False
+        self._camera_mismatch: Optional[str] = None
         self._meter = RateMeter()
         self._meter_since = time.monotonic()
         self.counters = {
@@ -167,6 +168,9 @@ class ControllerNode(LifecycleNode):
             description="camera topic; with image_transport=compressed, <image_topic>/compressed"))
         d("image_transport", "raw", ParameterDescriptor(
             description="raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage)"))
+        d("camera_info_topic", "", ParameterDescriptor(
+            description="sensor_msgs/CameraInfo checked against the camera the checkpoint records; "
+                        "empty: camera_info beside image_topic"))
         d("expected_rate", 30.0, float_param("nominal camera rate (Hz): dt of first frames", 1.0, 1000.0))
         d("max_dt", 0.5, float_param("frame gap (s) above which the recurrent state resets", 0.001, 10.0))
         d("max_speed_xy", 2.0, float_param("horizontal speed limit (m/s)", 0.0, 50.0))
@@ -292,6 +296,9 @@ class ControllerNode(LifecycleNode):
             sub = self.create_subscription(
                 Image, topic, lambda m: self._on_image(m, image_msg_to_rgb), SENSOR_QOS)
         self._input_subs = [sub]
+        if cfg.camera_hfov_deg is not None:
+            info_topic = str(self._param("camera_info_topic")) or f"{topic.rsplit('/', 1)[0]}/camera_info"
+            self._input_subs.append(self.create_subscription(CameraInfo, info_topic, self._on_camera_info, SENSOR_QOS))
         if cfg.use_imu:
             self._input_subs.append(
                 self.create_subscription(Imu, "/imu/data", self._on_imu, SENSOR_QOS))
@@ -461,6 +468,14 @@ class ControllerNode(LifecycleNode):
             extras["goal"] = torch.from_numpy(goal).reshape(1, -1).to(self._device)
         return extras
 
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        problem = camera_mismatch(self._policy.config.camera_hfov_deg, float(msg.k[0]), int(msg.width))
+        if problem and problem != self._camera_mismatch:
+            self.get_logger().warning(f"{problem}: the policy's commands are not to be trusted with this camera")
+        elif problem:
+            self.get_logger().warning(problem, throttle_duration_sec=_WARN_EVERY_S)
+        self._camera_mismatch = problem
+
     def _on_imu(self, msg: Imu) -> None:
         values = imu_msg_to_array(msg)
         if not np.all(np.isfinite(values)):
@@ -575,6 +590,8 @@ class ControllerNode(LifecycleNode):
             status.level, status.message = DiagnosticStatus.WARN, "e-stop: commanding zero"
         elif self._active and self._failsafe_active:
             status.level, status.message = DiagnosticStatus.ERROR, f"fail-safe hover: {self._failsafe_reason}"
+        elif self._active and self._camera_mismatch:
+            status.level, status.message = DiagnosticStatus.WARN, f"flying; {self._camera_mismatch}"
         elif self._active:
             status.level, status.message = DiagnosticStatus.OK, "flying"
         else:
@@ -587,6 +604,7 @@ class ControllerNode(LifecycleNode):
             "step_latency_max_ms": f"{max_lat * 1e3:.2f}",
             "failsafe_active": str(self._failsafe_active),
             "last_failsafe_reason": self._failsafe_reason,
+            "camera_mismatch": self._camera_mismatch or "",
             **{k: str(v) for k, v in self.counters.items()},
         }
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]

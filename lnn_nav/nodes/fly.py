@@ -181,6 +181,16 @@ def fly_over_ros(
             sim_args["max_episode_time"] = float(max_episode_time)
         if camera_size is not None:
             sim_args["camera_width"], sim_args["camera_height"] = camera_size
+        if model is not None:
+            from lnn_nav.models.checkpoint import read_checkpoint_info
+            from lnn_nav.models.errors import CheckpointError
+
+            try:
+                hfov = read_checkpoint_info(model)[0].camera_hfov_deg
+            except CheckpointError as err:
+                raise SetupError(str(err)) from err
+            if hfov is not None:  # the camera it was trained with (else sim.yaml's)
+                sim_args["camera_hfov"] = float(hfov)
         sim_args.update(sim_params or {})
         children.start("sim_node", node_command("sim_node", config_path("sim.yaml"), sim_args), env)
         if expert:

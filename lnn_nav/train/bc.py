@@ -25,7 +25,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -93,6 +93,12 @@ class _Data:
         if len(sizes) != 1:
             raise ValueError(f"datasets have different image sizes {sorted(sizes)}; rebuild them with one --size")
         self.height, self.width = sizes.pop()
+        cameras = {d.camera_hfov_deg for d in self.sets if d.camera_hfov_deg is not None}
+        if max(cameras, default=0.0) - min(cameras, default=0.0) > 0.5:
+            raise ValueError(f"datasets come from cameras with different fields of view "
+                             f"({', '.join(f'{c:.1f}' for c in sorted(cameras))} deg); train one controller per camera")  # fmt: skip
+        #: The training camera's horizontal field of view (deg), recorded in the checkpoint; None if unknown.
+        self.camera_hfov_deg: Optional[float] = min(cameras) if cameras else None
         self.sequences: List[Tuple[int, int, int]] = [
             (k, int(s), int(n)) for k, d in enumerate(self.sets) for s, n in zip(d.seq_start, d.seq_length)
         ]
@@ -197,11 +203,12 @@ class LaneBatcher:
         return out, mask, fresh
 
 
-def _build_policy(cfg: TrainConfig, height: int, width: int) -> LiquidPolicy:
+def _build_policy(cfg: TrainConfig, height: int, width: int, camera_hfov_deg: Optional[float]) -> LiquidPolicy:
     encoder = EncoderConfig(height=height, width=width, feature_dim=cfg.feature_dim, output_activation="tanh",
                             normalization=cfg.normalization)
     config = PolicyConfig(encoder=encoder, core=cfg.model, core_options=dict(cfg.core_options),
-                          use_imu=cfg.use_imu, use_goal=cfg.use_goal, command_scale=cfg.command_scale)  # fmt: skip
+                          use_imu=cfg.use_imu, use_goal=cfg.use_goal, command_scale=cfg.command_scale,
+                          camera_hfov_deg=camera_hfov_deg)  # fmt: skip
     return LiquidPolicy(config)
 
 
@@ -302,9 +309,16 @@ def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> Dict[str
         if (enc.height, enc.width) != (data.height, data.width):
             raise ValueError(f"{cfg.init} takes {enc.width}x{enc.height} images; the datasets hold "
                              f"{data.width}x{data.height}")  # fmt: skip
+        trained_with = policy.config.camera_hfov_deg
+        if data.camera_hfov_deg is not None and data.camera_hfov_deg != trained_with:
+            # The result is trained for the data's camera, whatever the start saw.
+            if rank == 0 and trained_with is not None:
+                log(f"fine-tuning a controller trained with a {trained_with:.1f} deg camera on "
+                    f"{data.camera_hfov_deg:.1f} deg data; the new checkpoint records {data.camera_hfov_deg:.1f} deg")
+            policy.config = replace(policy.config, camera_hfov_deg=data.camera_hfov_deg)
         policy = policy.to(device)
     else:
-        policy = _build_policy(cfg, data.height, data.width).to(device)
+        policy = _build_policy(cfg, data.height, data.width, data.camera_hfov_deg).to(device)
     model: nn.Module = policy
     if world > 1:
         model = nn.parallel.DistributedDataParallel(policy, device_ids=[local_rank] if device.type == "cuda" else None)

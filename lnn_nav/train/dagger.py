@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from lnn_nav.data.dataset import DatasetConfig, build_dataset, find_bags
-from lnn_nav.data.flights import FlightJob, fly_episodes, summarize
+from lnn_nav.data.flights import FlightJob, camera_hfov_for, fly_episodes, summarize
 from lnn_nav.sim.presets import check_training_seeds
 
 #: DAgger worlds come from here (collect uses 100000+ and 200000+): never the evaluation seeds.
@@ -83,8 +83,8 @@ def run_dagger(cfg: DaggerConfig, log: Callable[[str], None] = print, progress: 
             bar = tqdm(total=len(seeds), desc=f"round {r} roll-outs {kind}", unit="episode", disable=not progress)
             job = FlightJob(kind=kind, seeds=seeds, out_dir=str(round_dir / "bags" / kind), learner=current,
                             envs=cfg.envs, rng_seed=first, name_suffix=f"_r{r}",
-                            world_overrides=dict(cfg.world_overrides),
-                            expert=cfg.labelling_expert())  # fmt: skip
+                            world_overrides=dict(cfg.world_overrides), expert=cfg.labelling_expert(),
+                            camera_hfov=camera_hfov_for(current)[0])  # the camera it was trained with  # fmt: skip
             results = fly_episodes(job, workers=cfg.workers, on_result=lambda _r: bar.update(1))
             bar.close()
             _, frames, counts = summarize(results)
