@@ -416,6 +416,13 @@ def test_dataset_camera_is_unknown_without_camera_info_or_with_an_uncalibrated_o
     # A bag without CameraInfo does not contradict one with it.
     meta = build_dataset([tmp_path / "none", tmp_path / "wide"], tmp_path / "ds_both", cfg)
     assert meta["camera_hfov_deg"] == pytest.approx(90.0)
+    # The command line says which camera it found, from the topic it is told.
+    for topic, says in (("/camera/camera_info", "camera: 90.0 deg horizontal field of view"),
+                        ("/other/camera_info", "camera: field of view unknown")):  # fmt: skip
+        out = tmp_path / f"cli{len(says)}"
+        run = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "dataset", str(tmp_path / "wide"), "--out", str(out),
+                              "--size", "16", "12", "--camera-info-topic", topic], capture_output=True, text=True)  # fmt: skip
+        assert run.returncode == 0 and says in run.stdout, run.stdout + run.stderr
 
 
 def test_cli_eval_refuses_an_impossible_field_of_view(tmp_path: Path) -> None:

@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--imu-topic", default="/imu/data", help="default: %(default)s")
     parser.add_argument("--odom-topic", default="/odom", help="default: %(default)s")
     parser.add_argument("--goal-topic", default="/goal_pose", help="default: %(default)s")
+    parser.add_argument("--camera-info-topic", default="/camera/camera_info",
+                        help="sensor_msgs/CameraInfo giving the camera's field of view, which training records in "
+                        "the checkpoint (optional; default: %(default)s)")
     parser.add_argument("--max-age", type=float, default=0.1, metavar="S", help="default: %(default)s s")
     parser.add_argument("--max-gap", type=float, default=0.5, metavar="S", help="default: %(default)s s")
     parser.add_argument("--workers", type=int, default=2, help="bag-decoding processes (default: %(default)s)")
@@ -84,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = DatasetConfig(height=args.size[1], width=args.size[0], image_topic=args.image_topic,
                            command_topic=args.command_topic, imu_topic=args.imu_topic, odom_topic=args.odom_topic,
-                           goal_topic=args.goal_topic, max_age=args.max_age, max_gap=args.max_gap)  # fmt: skip
+                           goal_topic=args.goal_topic, camera_info_topic=args.camera_info_topic,
+                           max_age=args.max_age, max_gap=args.max_gap)  # fmt: skip
     try:
         bags = find_bags(args.bags)
     except DatasetError as err:
