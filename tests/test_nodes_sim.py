@@ -207,9 +207,15 @@ def test_expert_node_flies_the_demonstrating_expert_and_refuses_bad_parameters(g
     assert expert.expert.config.cruise_speed == DEMO_EXPERT["cruise_speed"]
     assert expert.expert.config.clearance_weight == DEMO_EXPERT["clearance_weight"]
     assert expert.expert.config.inflate == DEMO_EXPERT["inflate"]
+    assert expert.expert.config.yaw_deadband == 0.0
     expert.destroy_node()
+    banded = ExpertNode(context=context, parameter_overrides=[Parameter("yaw_deadband", value=0.15)])
+    assert banded.expert.config.yaw_deadband == 0.15  # a DAgger labeller over the graph
+    banded.destroy_node()
     with pytest.raises(ValueError, match="expert_node: bad parameter.*cruise_speed"):
         ExpertNode(context=context, parameter_overrides=[Parameter("cruise_speed", value=9.0)])
+    with pytest.raises(ValueError, match="expert_node: bad parameter.*yaw_deadband"):
+        ExpertNode(context=context, parameter_overrides=[Parameter("yaw_deadband", value=-0.1)])
 
 
 def test_expert_node_replans_in_the_world_the_simulator_publishes(graph):

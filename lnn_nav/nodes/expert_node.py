@@ -51,6 +51,8 @@ PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "cruise_speed": (DEMO_EXPERT["cruise_speed"], "cruise speed (m/s)"),
     "clearance_weight": (DEMO_EXPERT["clearance_weight"], "cost of flying close to obstacles in the plan"),
     "inflate": (DEMO_EXPERT["inflate"], "distance (m) the plan keeps between the drone's centre and obstacles"),
+    "yaw_deadband": (0.0, "heading error (rad) labelled as a sideways correction rather than a turn "
+                          "(a DAgger labeller option, as lnn-nav dagger --expert-options)"),
 }
 
 
@@ -75,7 +77,8 @@ class ExpertNode(Node):
         try:
             self.expert_config = ExpertConfig(cruise_speed=float(p["cruise_speed"]),
                                               clearance_weight=float(p["clearance_weight"]),
-                                              inflate=float(p["inflate"]))  # fmt: skip
+                                              inflate=float(p["inflate"]),
+                                              yaw_deadband=float(p["yaw_deadband"]))  # fmt: skip
         except ValueError as err:
             raise ValueError(f"expert_node: bad parameter: {err}") from err
         self.expert = PrivilegedExpert(world, self.expert_config)
