@@ -356,8 +356,9 @@ def test_bar_chart_draws_cells_at_0_and_100_percent_with_any_episode_count(tmp_p
     assert _row(success_table(cells), "cfc-ncp")["forest in-dist"] == "100% [85–100]"
 
 
-@pytest.mark.parametrize("sub", ["", "stage2", "stage3", "gain13", "calibrated", "steer", "fov120"],
-                         ids=["shipped", "stage2", "stage3", "gain13", "calibrated", "steer", "fov120"])  # fmt: skip
+@pytest.mark.parametrize("sub", ["", "stage2", "stage3", "gain13", "calibrated", "steer", "fov120", "dagger", "more_data"],
+                         ids=["shipped", "stage2", "stage3", "gain13", "calibrated", "steer", "fov120", "dagger",
+                              "more_data"])  # fmt: skip
 def test_committed_benchmark_report_matches_the_committed_results(sub):
     # docs/benchmark/report.md is what the README shows; it must be rebuilt when models/eval/ changes.
     # stage2/: the full in/out-of-distribution run of the 0.6 m-margin checkpoints;
@@ -365,7 +366,9 @@ def test_committed_benchmark_report_matches_the_committed_results(sub):
     # gain13/: the stage-3 checkpoints flown with an output gain of 1.3 on vy and yaw rate (`lnn-nav gain`);
     # calibrated/: each with the gain `lnn-nav calibrate` chose on calibration worlds (tables/ holds the choices);
     # steer/: the `lnn-nav train --steer-weight B` sweep (B = 6 is what ships);
-    # fov120/: the CfC-NCP fine-tuned on and flown with a 120 degree camera (`--camera-hfov 120`).
+    # fov120/: the CfC-NCP fine-tuned on and flown with a 120 degree camera (`--camera-hfov 120`);
+    # dagger/: a DAgger round on the shipped CfC-NCP with the yaw-deadband labeller;
+    # more_data/: the CfC-NCP's stage-3 fine-tune on twice the demonstrations.
     root = Path(__file__).resolve().parents[1]
     results = sorted((root / "models" / "eval" / sub).glob("*.json"))
     assert results, f"models/eval/{sub} holds the controllers' results"
