@@ -130,7 +130,46 @@ def cmd_info(args: argparse.Namespace) -> int:
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
-    return 0
+    status = 0
+    for path in args.checkpoint:
+        try:
+            lines = describe_checkpoint(path)
+        except (OSError, ValueError) as err:  # CheckpointError is a ValueError
+            print(f"lnn-nav info: error: {path}: {err}", file=sys.stderr)
+            status = 2
+            continue
+        print(f"\ncheckpoint {path}")
+        for key, value in lines:
+            print(f"  {key:<9}  {value}")
+    return status
+
+
+def describe_checkpoint(path: str) -> list:
+    """``(field, text)`` rows of what a checkpoint's header says (no weights loaded)."""
+    from lnn_nav.models.checkpoint import read_checkpoint_info
+
+    config, meta = read_checkpoint_info(path)
+    enc, opts = config.encoder, config.core_options
+    inputs = [f"{enc.width}x{enc.height} camera"] + ["goal"] * config.use_goal + ["IMU"] * config.use_imu
+    camera = (f"{config.camera_hfov_deg:.1f} deg horizontal field of view (from its training bags' CameraInfo)"
+              if config.camera_hfov_deg is not None else "not recorded (flown with the simulator's 90 deg)")
+    scale = ", ".join(f"{k} {v:g}" for k, v in zip(("vx", "vy", "vz", "yaw rate"), config.command_scale))
+    rows = [("core", f"{config.core}" + (f" ({opts['units']} units)" if "units" in opts else "")),
+            ("inputs", " + ".join(inputs)),
+            ("camera", camera),
+            ("commands", f"at most {scale} (m/s, rad/s); output gain {' '.join(f'{g:g}' for g in config.output_gain)}")]
+    if meta:
+        trained = []
+        if "epoch" in meta:
+            trained.append(f"epoch {meta['epoch']}")
+        if "val_loss" in meta:
+            trained.append(f"validation loss {float(meta['val_loss']):.4f}")
+        if meta.get("trained_on"):
+            trained.append(f"on {', '.join(map(str, meta['trained_on']))}")
+        if "output_gain_of" in meta:
+            trained.append(f"gain applied to {meta['output_gain_of']}")
+        rows.append(("trained", "; ".join(trained) or "no training record"))
+    return rows
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -277,8 +316,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "info",
         help="print versions and which optional parts (ROS, Warp) are usable",
         description="Print package and dependency versions, whether rclpy and "
-        "Warp import, and where the share directory is.",
+        "Warp import, and where the share directory is; then, for each checkpoint "
+        "given, what its header says: core, inputs, the camera it was trained "
+        "with, command bounds and gain, and its training record.",
     )
+    info.add_argument("checkpoint", nargs="*", metavar="CKPT", help=".safetensors checkpoints to describe")
     info.set_defaults(handler=cmd_info)
 
     for name, module_name in MODULE_COMMANDS:
