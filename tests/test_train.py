@@ -117,12 +117,15 @@ def test_the_checkpoint_records_the_camera_of_its_bags_and_evaluation_flies_it(d
     # A fine-tune on another camera's data: the result is that camera's, and the log says so.
     lines: list = []
     train(_cfg(tmp_path / "ds120", tmp_path / "r120", init=ckpt, **quick), progress=False, log=lines.append)
+    assert "camera: 120.0 deg horizontal field of view, recorded in the checkpoint" in lines
     assert load_policy(tmp_path / "r120" / "best.safetensors").config.camera_hfov_deg == pytest.approx(120.0)
     assert any("trained with a 90.0 deg camera on 120.0 deg data" in line for line in lines)
     with pytest.raises(ValueError, match="different fields of view"):
         _Data([str(tmp_path / "ds90"), str(tmp_path / "ds120")])
     # Bags without CameraInfo: not recorded, and evaluation flies the simulator's 90 degrees.
-    train(_cfg(dataset, tmp_path / "plain", **quick), progress=False, log=lambda _s: None)
+    lines = []
+    train(_cfg(dataset, tmp_path / "plain", **quick), progress=False, log=lines.append)
+    assert any(line.startswith("camera: unknown (no CameraInfo") for line in lines)
     plain = str(tmp_path / "plain" / "best.safetensors")
     assert load_policy(plain).config.camera_hfov_deg is None
     assert camera_hfov_for(plain) == (90.0, None) == camera_hfov_for(None)
