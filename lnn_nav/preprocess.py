@@ -6,8 +6,24 @@ paying for torch. :mod:`lnn_nav.models.inputs` builds policy tensors on top.
 
 from __future__ import annotations
 
+import math
+from typing import Optional
+
 import cv2
 import numpy as np
+
+#: Fields of view closer than this (deg) are one camera: datasets and checkpoints agree.
+SAME_CAMERA_DEG = 0.5
+
+
+def hfov_from_intrinsics(fx: float, width: int) -> Optional[float]:
+    """Horizontal field of view (deg) of a pinhole camera, ``2 atan(width / 2 fx)``, from ``CameraInfo`` ``K``.
+
+    None when it cannot be told: an uncalibrated driver publishes ``K`` all zeros.
+    """
+    if not (math.isfinite(fx) and fx > 0 and width > 0):
+        return None
+    return math.degrees(2.0 * math.atan(width / (2.0 * fx)))
 
 
 def resize_rgb(rgb: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -22,7 +22,6 @@ Layout of a dataset folder::
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -368,32 +367,31 @@ def _frames_of_bag(reader: BagReader, config: DatasetConfig, stats: BagStats) ->
 
 
 def _camera_hfov(reader: BagReader, topic: str) -> Optional[float]:
-    """Horizontal field of view (deg) from the first ``CameraInfo`` of ``topic``: ``2 atan(w / 2 fx)``.
+    """Horizontal field of view (deg) from the first ``CameraInfo`` of ``topic``; None if its ``K`` cannot tell."""
+    from lnn_nav.preprocess import hfov_from_intrinsics
 
-    An uncalibrated driver publishes ``K`` all zeros: that is "unknown", not an error.
-    """
     for _topic, msgtype, t_recv, raw in reader.raw_messages([topic]):
         msg = _deserialize(reader, raw, msgtype, topic, t_recv)
-        fx, width = float(msg.k[0]), int(msg.width)
-        if not (math.isfinite(fx) and fx > 0 and width > 0):
-            return None
-        return math.degrees(2.0 * math.atan(width / (2.0 * fx)))
+        return hfov_from_intrinsics(float(msg.k[0]), int(msg.width))
     return None
 
 
-def camera_hfov_of(stats: Sequence[BagStats], tolerance_deg: float = 0.5) -> Optional[float]:
-    """The one field of view the bags' CameraInfo report (None if none does); bags from different cameras are refused.
+def one_camera(cameras: Iterable[Tuple[Optional[float], str]]) -> Optional[float]:
+    """The one field of view of ``(hfov or None, source)`` pairs (None if none is known); two cameras are refused.
 
-    Bags without CameraInfo do not count against it (a recording that left the topic out).
+    Sources that do not know their camera (no CameraInfo) do not count against it.
+    Used for the bags of a dataset and for the datasets of a training run.
     """
-    known = [(s.camera_hfov_deg, s.bag) for s in stats if s.camera_hfov_deg is not None]
+    from lnn_nav.preprocess import SAME_CAMERA_DEG
+
+    known = [(h, src) for h, src in cameras if h is not None]
     if not known:
         return None
     low, high = min(known), max(known)
-    if high[0] - low[0] > tolerance_deg:
-        raise DatasetError(f"bags from cameras with different fields of view: {low[0]:.1f} deg ({low[1]}) and "
-                           f"{high[0]:.1f} deg ({high[1]}); a controller sees through one camera, so build "
-                           "one dataset per camera")  # fmt: skip
+    if high[0] - low[0] > SAME_CAMERA_DEG:
+        raise DatasetError(f"sources from cameras with different fields of view: {low[0]:.1f} deg ({low[1]}) and "
+                           f"{high[0]:.1f} deg ({high[1]}); a controller sees through one camera, so build one "
+                           "dataset, and train one controller, per camera")  # fmt: skip
     return round(float(np.median([h for h, _ in known])), 3)
 
 
@@ -475,7 +473,7 @@ def build_dataset(
             "sequences": len(writer.seq_start), "bags": [str(b) for b in bags],
             "stats": [asdict(s) for s in all_stats], "skipped": skipped,
             "seconds": elapsed, "bytes_read": read_bytes, "workers": workers,
-            "camera_hfov_deg": camera_hfov_of(all_stats),
+            "camera_hfov_deg": one_camera((st.camera_hfov_deg, st.bag) for st in all_stats),
         }  # fmt: skip
         writer.finish(meta)
         return meta

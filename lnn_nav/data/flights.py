@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 import numpy as np
 
+from lnn_nav.preprocess import SAME_CAMERA_DEG
 from lnn_nav.sim.expert import DEMO_EXPERT
 
 if TYPE_CHECKING:
@@ -145,7 +146,7 @@ def camera_hfov_for(learner: Optional[str], requested: Optional[float] = None) -
         trained = read_checkpoint_info(learner)[0].camera_hfov_deg
     if requested is None:
         return (trained if trained is not None else DEFAULT_CAMERA_HFOV), None
-    if trained is not None and abs(trained - requested) > 0.5:
+    if trained is not None and abs(trained - requested) > SAME_CAMERA_DEG:
         return requested, (f"{learner} was trained with a {trained:.1f} deg camera and flies a "
                            f"{requested:.1f} deg one")  # fmt: skip
     return requested, None

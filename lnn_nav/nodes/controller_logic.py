@@ -12,6 +12,8 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from lnn_nav.preprocess import hfov_from_intrinsics
+
 _NS_PER_S = 1_000_000_000
 
 
@@ -145,14 +147,12 @@ def camera_mismatch(trained_hfov_deg: Optional[float], fx: float, width: int,
                     tolerance_deg: float = 1.0) -> Optional[str]:
     """Why the camera a ``CameraInfo`` describes is not the one the policy was trained with, or None.
 
-    The horizontal field of view is ``2 atan(width / 2 fx)``. A policy flown through
+    The horizontal field of view is :func:`~lnn_nav.preprocess.hfov_from_intrinsics`. A policy flown through
     another lens sees obstacles at other bearings and sizes and steers wrong without
     any input being stale or malformed, so the node says so. An uncalibrated driver's
     ``K`` of zeros, or a policy that does not record its camera, cannot be judged.
     """
-    if trained_hfov_deg is None or not (math.isfinite(fx) and fx > 0 and width > 0):
-        return None
-    hfov = math.degrees(2.0 * math.atan(width / (2.0 * fx)))
-    if abs(hfov - trained_hfov_deg) <= tolerance_deg:
+    hfov = hfov_from_intrinsics(fx, width)
+    if trained_hfov_deg is None or hfov is None or abs(hfov - trained_hfov_deg) <= tolerance_deg:
         return None
     return f"camera field of view {hfov:.1f} deg (CameraInfo) differs from the {trained_hfov_deg:.1f} deg it was trained with"

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lnn_nav.data.dataset import SequenceDataset
+from lnn_nav.data.dataset import SequenceDataset, one_camera
 from lnn_nav.models.checkpoint import load_policy, save_policy
 from lnn_nav.models.encoder import EncoderConfig
 from lnn_nav.models.policy import LiquidPolicy, PolicyConfig
@@ -93,12 +93,8 @@ class _Data:
         if len(sizes) != 1:
             raise ValueError(f"datasets have different image sizes {sorted(sizes)}; rebuild them with one --size")
         self.height, self.width = sizes.pop()
-        cameras = {d.camera_hfov_deg for d in self.sets if d.camera_hfov_deg is not None}
-        if max(cameras, default=0.0) - min(cameras, default=0.0) > 0.5:
-            raise ValueError(f"datasets come from cameras with different fields of view "
-                             f"({', '.join(f'{c:.1f}' for c in sorted(cameras))} deg); train one controller per camera")  # fmt: skip
         #: The training camera's horizontal field of view (deg), recorded in the checkpoint; None if unknown.
-        self.camera_hfov_deg: Optional[float] = min(cameras) if cameras else None
+        self.camera_hfov_deg = one_camera((d.camera_hfov_deg, str(d.path)) for d in self.sets)
         self.sequences: List[Tuple[int, int, int]] = [
             (k, int(s), int(n)) for k, d in enumerate(self.sets) for s, n in zip(d.seq_start, d.seq_length)
         ]
