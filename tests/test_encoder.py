@@ -95,3 +95,21 @@ def test_tanh_output_bounds_features_and_round_trips():
     assert EncoderConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="output_activation"):
         EncoderConfig(output_activation="relu")
+
+
+@pytest.mark.parametrize("normalization", ["none", "group"])
+def test_resized_encoder_keeps_the_convolutions_and_resamples_the_bottleneck(normalization: str) -> None:
+    torch.manual_seed(0)
+    small = ConvEncoder(EncoderConfig(height=48, width=64, normalization=normalization, feature_dim=12))
+    big = small.resized(96, 128)
+    assert (big.config.height, big.config.width) == (96, 128) and small.config.height == 48  # a copy
+    assert big.config.output_hw() == (6, 8) and small.config.output_hw() == (3, 4)
+    for a, b in zip(small.convs.parameters(), big.convs.parameters()):
+        assert torch.equal(a, b)
+    # The bottleneck reads a last map that is the old one upsampled 2x (nearest) as the old one.
+    last = torch.randn(5, small.config.channels[-1], 3, 4)
+    finer = torch.nn.functional.interpolate(last, scale_factor=2, mode="nearest")
+    torch.testing.assert_close(big.bottleneck(finer.flatten(1)), small.bottleneck(last.flatten(1)))
+    assert big(torch.rand(2, 3, 96, 128)).shape == (2, 12)
+    with pytest.raises(ValueError, match=r"\[B, 3, 96, 128\]"):
+        big(torch.rand(2, 3, 48, 64))

@@ -132,6 +132,28 @@ def test_the_checkpoint_records_the_camera_of_its_bags_and_evaluation_flies_it(d
     assert camera_hfov_for(plain, 120.0) == (120.0, None)  # nothing recorded to contradict
 
 
+def test_a_checkpoint_fine_tunes_on_frames_of_another_size(dataset: Path, tmp_path: Path) -> None:
+    # A 32x24 controller continues on 64x48 frames of the same bags: it trains, says so, and the
+    # result takes 64x48 frames; its convolutions start from the 32x24 ones.
+    root = dataset.parent
+    build_dataset([root / f"bag{k}" for k in range(6)], tmp_path / "ds64",
+                  DatasetConfig(height=48, width=64, min_sequence=4))  # fmt: skip
+    quick = dict(epochs=1, max_steps_per_epoch=2, val_fraction=0.0)
+    train(_cfg(dataset, tmp_path / "small", **quick), progress=False, log=lambda _s: None)
+    small = str(tmp_path / "small" / "best.safetensors")
+    lines: list = []
+    train(_cfg(tmp_path / "ds64", tmp_path / "big", init=small, lr=1e-9, **quick), progress=False, log=lines.append)
+    assert any("was trained on 32x24 frames; the datasets hold 64x48" in line for line in lines)
+    start, result = load_policy(small), load_policy(tmp_path / "big" / "best.safetensors")
+    enc = result.config.encoder
+    assert (enc.width, enc.height) == (64, 48) and result.config.core == start.config.core
+    # lr 1e-9: the weights are still (to float precision) the ones carried over.
+    torch.testing.assert_close(result.encoder.convs[0][0].weight, start.encoder.convs[0][0].weight)
+    command, _ = result.step(torch.rand(1, 3, 48, 64), torch.tensor([1 / 15]), result.initial_state(1),
+                             goal=torch.tensor([[1.0, 0.0, 0.0, 20.0]]))  # fmt: skip
+    assert command.shape == (1, 4) and torch.isfinite(command).all()
+
+
 def test_lanes_walk_sequences_in_order_and_mark_restarts(dataset: Path) -> None:
     data = _Data([str(dataset)])
     indices = list(range(len(data.sequences)))

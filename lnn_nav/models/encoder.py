@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, List, Mapping, Tuple
 
 import torch
@@ -133,6 +133,30 @@ class ConvEncoder(nn.Module):
         last = self.feature_maps(images)[-1]
         features = self.bottleneck(self.dropout(last.flatten(1)))
         return torch.tanh(features) if self.config.output_activation == "tanh" else features
+
+    def resized(self, height: int, width: int) -> "ConvEncoder":
+        """A copy of this encoder for ``height`` x ``width`` frames, to fine-tune at another resolution.
+
+        The convolutions are size-agnostic and are copied as they are. The bottleneck
+        reads the flattened last map, whose grid changes with the frame; its weights
+        are resampled onto the new grid (nearest) and scaled by the ratio of the grid
+        areas, so a last map that is a whole-number nearest upsampling of the old one
+        gives the same features. Why: a controller trained on small frames is a far better start for
+        finer frames (thin poles a few pixels wide) than random weights, and
+        fine-tuning from it costs a fraction of training the chain again.
+        """
+        cfg = replace(self.config, height=int(height), width=int(width))
+        new = ConvEncoder(cfg).to(self.mean.device)
+        (h0, w0), (h1, w1) = self.config.output_hw(), cfg.output_hw()
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith("bottleneck.weight")}
+        old = self.bottleneck.weight.detach()
+        grid = old.reshape(old.shape[0], -1, h0, w0)
+        if (h1, w1) != (h0, w0):
+            grid = nn.functional.interpolate(grid, size=(h1, w1), mode="nearest")
+            grid = grid * (h0 * w0) / (h1 * w1)
+        state["bottleneck.weight"] = grid.reshape(old.shape[0], -1).contiguous()
+        new.load_state_dict(state)
+        return new
 
     def _to_float(self, images: Tensor) -> Tensor:
         cfg = self.config

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
@@ -134,6 +134,11 @@ class LiquidPolicy(nn.Module):
     @classmethod
     def from_config(cls, config: PolicyConfig) -> "LiquidPolicy":
         return cls(config)
+
+    def resize_input(self, height: int, width: int) -> None:
+        """Take ``height`` x ``width`` frames from now on (see :meth:`ConvEncoder.resized`); the core is untouched."""
+        self.encoder = self.encoder.resized(height, width)
+        self.config = replace(self.config, encoder=self.encoder.config)
 
     def initial_state(self, batch_size: int, device: Optional[torch.device] = None) -> State:
         return self.core.initial_state(batch_size, device=device, dtype=self.head.weight.dtype)

@@ -303,8 +303,12 @@ def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> Dict[str
         policy = load_policy(cfg.init)
         enc = policy.config.encoder
         if (enc.height, enc.width) != (data.height, data.width):
-            raise ValueError(f"{cfg.init} takes {enc.width}x{enc.height} images; the datasets hold "
-                             f"{data.width}x{data.height}")  # fmt: skip
+            # Fine-tune at the data's resolution: same convolutions, bottleneck resampled.
+            if rank == 0:
+                log(f"{cfg.init} was trained on {enc.width}x{enc.height} frames; the datasets hold "
+                    f"{data.width}x{data.height}: resampling its encoder's bottleneck to fine-tune at "
+                    f"{data.width}x{data.height}")  # fmt: skip
+            policy.resize_input(data.height, data.width)
         trained_with = policy.config.camera_hfov_deg
         if data.camera_hfov_deg is not None and data.camera_hfov_deg != trained_with:
             # The result is trained for the data's camera, whatever the start saw.

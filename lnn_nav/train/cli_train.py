@@ -56,7 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "scale: turning frames count more, against a squared loss's pull towards the mean command "
                         "(default: %(default)s, the plain mean; the shipped controllers' last fine-tune used 6, "
                         "scripts/reproduce.sh)")
-    parser.add_argument("--init", metavar="CKPT", help="start from these weights (e.g. the previous DAgger round)")
+    parser.add_argument("--init", metavar="CKPT",
+                        help="start from these weights (e.g. the previous DAgger round); one trained on "
+                        "frames of another size continues at the dataset's size, its encoder's bottleneck "
+                        "resampled (README: \"Training at a finer resolution\")")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
 
 
