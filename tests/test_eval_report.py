@@ -357,9 +357,9 @@ def test_bar_chart_draws_cells_at_0_and_100_percent_with_any_episode_count(tmp_p
 
 
 @pytest.mark.parametrize("sub", ["", "stage2", "stage3", "gain13", "calibrated", "steer", "fov120", "dagger", "more_data",
-                                 "res128", "window64"],
+                                 "res128", "window64", "margin10"],
                          ids=["shipped", "stage2", "stage3", "gain13", "calibrated", "steer", "fov120", "dagger",
-                              "more_data", "res128", "window64"])  # fmt: skip
+                              "more_data", "res128", "window64", "margin10"])  # fmt: skip
 def test_committed_benchmark_report_matches_the_committed_results(sub):
     # docs/benchmark/report.md is what the README shows; it must be rebuilt when models/eval/ changes.
     # stage2/: the full in/out-of-distribution run of the 0.6 m-margin checkpoints;
@@ -371,7 +371,8 @@ def test_committed_benchmark_report_matches_the_committed_results(sub):
     # dagger/: a DAgger round on the shipped CfC-NCP with the yaw-deadband labeller;
     # more_data/: the CfC-NCP's stage-3 fine-tune on twice the demonstrations;
     # res128/: the CfC-NCP's stage-3 fine-tune at 128x96 frames from the 64x48 stage-2 checkpoint;
-    # window64/: the same fine-tune at 64x48 with 64-frame truncated-BPTT windows instead of 32.
+    # window64/: the same fine-tune at 64x48 with 64-frame truncated-BPTT windows instead of 32;
+    # margin10/: fine-tunes on demonstrations with a 1.0 m plan margin (from stage 2, and from the shipped one).
     root = Path(__file__).resolve().parents[1]
     results = sorted((root / "models" / "eval" / sub).glob("*.json"))
     assert results, f"models/eval/{sub} holds the controllers' results"
