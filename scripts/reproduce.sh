@@ -16,6 +16,9 @@
 #   STAGE2=0 STAGE3=0 make reproduce    # stop after step 1 (the older 3 m/s recipe)
 #   STAGE3=0 make reproduce             # stop after step 2 (the 0.6 m margin recipe)
 #   STEER_WEIGHT=0 make reproduce       # stage 3 with the plain loss (the checkpoints before 2026-11-29 evening)
+#   SIZE="128 96" HFOV=120 OUT=build/r128 make reproduce   # another input size / camera, trained from
+#                                       # stage 1 (not by fine-tune: README "Training at a finer resolution");
+#                                       # use a new OUT, finished stages are reused
 #
 # Fixed seeds throughout (worlds, noise, training). Finished stages are skipped on a
 # re-run (the collect/dataset outputs, the training runs resume). Stage times measured
@@ -37,6 +40,8 @@ STAGE3=${STAGE3:-1}
 FT_EPOCHS=${FT_EPOCHS:-6}
 STEER_WEIGHT=${STEER_WEIGHT:-6}  # stage 3: frames that turn count 1 + B*(|vy|/s_vy + |yaw rate|/s_yaw)
 EVAL_EPISODES=${EVAL_EPISODES:-100}
+SIZE=${SIZE:-"64 48"}            # image size the datasets store and the encoder takes (W H)
+HFOV=${HFOV:-90}                 # camera horizontal field of view (deg); the checkpoints record it
 LNN=${LNN:-.venv/bin/lnn-nav}
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 
@@ -44,11 +49,11 @@ collect() {  # speed, plan margin, folder
   for world in forest urban; do
     if [ ! -f "$OUT/$3/$world/collect.json" ]; then
       $LNN collect --world "$world" --episodes "$EPISODES" --workers 2 --envs 8 --expert-speed "$1" \
-        --expert-margin "$2" --out "$OUT/$3/$world"
+        --expert-margin "$2" --camera-hfov "$HFOV" --out "$OUT/$3/$world"
     fi
   done
   if [ ! -f "$OUT/ds/$3/meta.json" ]; then
-    $LNN dataset "$OUT/$3/forest" "$OUT/$3/urban" --out "$OUT/ds/$3"
+    $LNN dataset "$OUT/$3/forest" "$OUT/$3/urban" --size $SIZE --out "$OUT/ds/$3"
   fi
 }
 

@@ -81,3 +81,17 @@ def test_reproduce_chain_parses_and_hands_checkpoints_on(tmp_path: Path) -> None
 def test_reproduce_stage1_only(tmp_path: Path) -> None:
     calls = _run(tmp_path, STAGE2="0", STAGE3="0", MODELS="cfc-ncp", DAGGER_ROUNDS="0")
     assert [c[0] for c in calls] == ["collect", "collect", "dataset", "train", "eval"]
+
+
+def test_reproduce_at_another_size_and_camera(tmp_path: Path) -> None:
+    # Every demonstration flies the camera asked for and every dataset stores the size asked for;
+    # by default 90 degrees and 64x48, what the shipped controllers were made with.
+    (tmp_path / "default").mkdir()
+    (tmp_path / "wide").mkdir()
+    default = _run(tmp_path / "default", STAGE2="0", STAGE3="0", MODELS="cfc-ncp", DAGGER_ROUNDS="0")
+    assert [_opt(c, "--camera-hfov") for c in default if c[0] == "collect"] == ["90", "90"]
+    assert [c[c.index("--size") + 1:c.index("--size") + 3] for c in default if c[0] == "dataset"] == [["64", "48"]]
+    calls = _run(tmp_path / "wide", SIZE="128 96", HFOV="120", MODELS="cfc-ncp", DAGGER_ROUNDS="0")
+    collects, datasets = [c for c in calls if c[0] == "collect"], [c for c in calls if c[0] == "dataset"]
+    assert len(collects) == 6 and {_opt(c, "--camera-hfov") for c in collects} == {"120"}
+    assert len(datasets) == 3 and all(c[c.index("--size") + 1:c.index("--size") + 3] == ["128", "96"] for c in datasets)
