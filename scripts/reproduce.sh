@@ -18,7 +18,7 @@
 #   STEER_WEIGHT=0 make reproduce       # stage 3 with the plain loss (the checkpoints before 2026-11-29 evening)
 #   SIZE="128 96" HFOV=120 OUT=build/r128 make reproduce   # another input size / camera, trained from
 #                                       # stage 1 (not by fine-tune: README "Training at a finer resolution");
-#                                       # use a new OUT, finished stages are reused
+#                                       # use a new OUT: finished stages in an old one are reused as they are
 #
 # Fixed seeds throughout (worlds, noise, training). Finished stages are skipped on a
 # re-run (the collect/dataset outputs, the training runs resume). Stage times measured

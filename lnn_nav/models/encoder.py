@@ -141,9 +141,9 @@ class ConvEncoder(nn.Module):
         reads the flattened last map, whose grid changes with the frame; its weights
         are resampled onto the new grid (nearest) and scaled by the ratio of the grid
         areas, so a last map that is a whole-number nearest upsampling of the old one
-        gives the same features. Why: a controller trained on small frames is a far better start for
-        finer frames (thin poles a few pixels wide) than random weights, and
-        fine-tuning from it costs a fraction of training the chain again.
+        gives the same features. Why: a trained controller can then continue at another
+        resolution without training its whole chain again (README, "Training at a finer
+        resolution", records how far six epochs of that got).
         """
         cfg = replace(self.config, height=int(height), width=int(width))
         new = ConvEncoder(cfg).to(self.mean.device)
