@@ -146,13 +146,14 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def describe_checkpoint(path: str) -> list:
     """``(field, text)`` rows of what a checkpoint's header says (no weights loaded)."""
+    from lnn_nav.data.flights import DEFAULT_CAMERA_HFOV
     from lnn_nav.models.checkpoint import read_checkpoint_info
 
     config, meta = read_checkpoint_info(path)
     enc, opts = config.encoder, config.core_options
     inputs = [f"{enc.width}x{enc.height} camera"] + ["goal"] * config.use_goal + ["IMU"] * config.use_imu
     camera = (f"{config.camera_hfov_deg:.1f} deg horizontal field of view (from its training bags' CameraInfo)"
-              if config.camera_hfov_deg is not None else "not recorded (flown with the simulator's 90 deg)")
+              if config.camera_hfov_deg is not None else f"not recorded (flown with the simulator's {DEFAULT_CAMERA_HFOV:g} deg)")
     scale = ", ".join(f"{k} {v:g}" for k, v in zip(("vx", "vy", "vz", "yaw rate"), config.command_scale))
     rows = [("core", f"{config.core}" + (f" ({opts['units']} units)" if "units" in opts else "")),
             ("inputs", " + ".join(inputs)),

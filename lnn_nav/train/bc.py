@@ -368,10 +368,12 @@ def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> Dict[str
         log(f"{cfg.model}: {sum(p.numel() for p in policy.parameters())} parameters; "
             f"{len(train_idx)} training / {len(val_idx)} validation sequences, {total_frames} training frames; "
             f"{steps_per_epoch} steps/epoch of {frames_per_step} frames; {world} process(es) on {device}")  # fmt: skip
+        from lnn_nav.data.flights import DEFAULT_CAMERA_HFOV  # what evaluation flies a checkpoint without one
+
         hfov = policy.config.camera_hfov_deg
         log(f"camera: {hfov:.1f} deg horizontal field of view, recorded in the checkpoint" if hfov is not None else
             "camera: unknown (no CameraInfo in the datasets' bags); the checkpoint records none and is flown "
-            "with 90 deg in simulation")  # fmt: skip
+            f"with {DEFAULT_CAMERA_HFOV:g} deg in simulation")  # fmt: skip
     state = policy.initial_state(cfg.batch_size, device=device)
     initial = policy.initial_state(cfg.batch_size, device=device)
     started = time.perf_counter()
