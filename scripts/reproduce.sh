@@ -7,8 +7,10 @@
 #      fine-tune every model from step 1 on them;
 #   3. expert demonstrations at 2 m/s with the wider 0.8 m plan margin (the
 #      demonstrating expert's default since 2026-11-29; stages 1-2 keep the 0.6 m
-#      they were flown with) -> dataset -> fine-tune every model from step 2 with the
-#      steer-weighted loss (`--steer-weight`, README "Training the steering back in");
+#      they were flown with) and, in urban, the street-centred plan (the default since
+#      2026-11-30; stages 1-2 keep the light clearance cost, --expert-clearance 1 0.8)
+#      -> dataset -> fine-tune every model from step 2 with the steer-weighted loss
+#      (`--steer-weight`, README "Training the steering back in");
 #   4. closed-loop success on held-out worlds (seeds 1000+).
 #
 #   make reproduce                      # CfC-NCP and the LSTM baseline, into build/reproduce
@@ -45,22 +47,27 @@ HFOV=${HFOV:-90}                 # camera horizontal field of view (deg); the ch
 LNN=${LNN:-.venv/bin/lnn-nav}
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 
-collect() {  # speed, plan margin, folder
+# The light clearance cost every expert planned with before the street-centred urban one.
+LIGHT_CLEARANCE="1.0 0.8"
+
+collect() {  # speed, plan margin, folder, then any more collect options
+  local speed=$1 margin=$2 folder=$3
+  shift 3
   for world in forest urban; do
-    if [ ! -f "$OUT/$3/$world/collect.json" ]; then
-      $LNN collect --world "$world" --episodes "$EPISODES" --workers 2 --envs 8 --expert-speed "$1" \
-        --expert-margin "$2" --camera-hfov "$HFOV" --out "$OUT/$3/$world"
+    if [ ! -f "$OUT/$folder/$world/collect.json" ]; then
+      $LNN collect --world "$world" --episodes "$EPISODES" --workers 2 --envs 8 --expert-speed "$speed" \
+        --expert-margin "$margin" --camera-hfov "$HFOV" "$@" --out "$OUT/$folder/$world"
     fi
   done
-  if [ ! -f "$OUT/ds/$3/meta.json" ]; then
-    $LNN dataset "$OUT/$3/forest" "$OUT/$3/urban" --size $SIZE --out "$OUT/ds/$3"
+  if [ ! -f "$OUT/ds/$folder/meta.json" ]; then
+    $LNN dataset "$OUT/$folder/forest" "$OUT/$folder/urban" --size $SIZE --out "$OUT/ds/$folder"
   fi
 }
 
 mkdir -p "$OUT/models"
-collect 3.0 0.6 demos_3ms
-[ "$STAGE2" = 1 ] && collect 2.0 0.6 demos_2ms
-[ "$STAGE3" = 1 ] && collect 2.0 0.8 demos_2ms_m08
+collect 3.0 0.6 demos_3ms --expert-clearance $LIGHT_CLEARANCE
+[ "$STAGE2" = 1 ] && collect 2.0 0.6 demos_2ms --expert-clearance $LIGHT_CLEARANCE
+[ "$STAGE3" = 1 ] && collect 2.0 0.8 demos_2ms_m08_street
 for model in $MODELS; do
   name=${model//-/_}
   $LNN train --data "$OUT/ds/demos_3ms" --model "$model" --out "$OUT/runs/$name/bc" \
@@ -69,6 +76,7 @@ for model in $MODELS; do
   if [ "$model" = cfc-ncp ] && [ "$DAGGER_ROUNDS" -gt 0 ]; then
     $LNN dagger --init "$final" --data "$OUT/ds/demos_3ms" --out "$OUT/runs/$name/dagger" \
       --rounds "$DAGGER_ROUNDS" --episodes $DAGGER_EPISODES --epochs "$DAGGER_EPOCHS" \
+      --expert-options "{\"clearance_weight\": ${LIGHT_CLEARANCE% *}, \"clearance_scale\": ${LIGHT_CLEARANCE#* }}" \
       --train-options '{"threads": 2, "batch_size": 8, "lr": 1e-3}'
     final="$OUT/runs/$name/dagger/round_${DAGGER_ROUNDS}/run/best.safetensors"
   fi
@@ -78,9 +86,9 @@ for model in $MODELS; do
     final="$OUT/runs/$name/ft_2ms/best.safetensors"
   fi
   if [ "$STAGE3" = 1 ]; then
-    $LNN train --data "$OUT/ds/demos_2ms_m08" --model "$model" --init "$final" --out "$OUT/runs/$name/ft_m08" \
+    $LNN train --data "$OUT/ds/demos_2ms_m08_street" --model "$model" --init "$final" --out "$OUT/runs/$name/ft_m08_street" \
       --epochs "$FT_EPOCHS" --lr 1e-3 --batch-size 8 --threads 2 --seed 0 --steer-weight "$STEER_WEIGHT"
-    final="$OUT/runs/$name/ft_m08/best.safetensors"
+    final="$OUT/runs/$name/ft_m08_street/best.safetensors"
   fi
   cp "$final" "$OUT/models/$name.safetensors"
   $LNN eval --model "$OUT/models/$name.safetensors" --world forest urban --episodes "$EVAL_EPISODES" \

@@ -270,6 +270,10 @@ def test_cli_collect_and_dataset(tmp_path: Path) -> None:
                                "1", "--expert-margin", "-1", "--out", str(tmp_path / "x")],
                               capture_output=True, text=True)  # fmt: skip
     assert negative.returncode == 2 and "--expert-margin" in negative.stderr and "inflate" in negative.stderr
+    flat = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "collect", "--world", "urban", "--episodes",
+                           "1", "--expert-clearance", "8", "0", "--out", str(tmp_path / "x")],
+                          capture_output=True, text=True)  # fmt: skip
+    assert flat.returncode == 2 and "--expert-clearance" in flat.stderr and "clearance_scale" in flat.stderr
     wide = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "collect", "--world", "forest", "--episodes",
                            "1", "--camera-hfov", "180", "--out", str(tmp_path / "x")],
                           capture_output=True, text=True)  # fmt: skip

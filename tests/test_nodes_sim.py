@@ -200,7 +200,7 @@ def test_expert_node_flies_the_simulator_to_the_goal_through_the_graph(graph):
 
 
 def test_expert_node_flies_the_demonstrating_expert_and_refuses_bad_parameters(graph):
-    from lnn_nav.sim.expert import DEMO_EXPERT
+    from lnn_nav.sim.expert import DEMO_EXPERT, demo_expert
 
     context, executor, _ = graph
     expert = ExpertNode(context=context, parameter_overrides=[Parameter("seed", value=3)])
@@ -209,6 +209,13 @@ def test_expert_node_flies_the_demonstrating_expert_and_refuses_bad_parameters(g
     assert expert.expert.config.inflate == DEMO_EXPERT["inflate"]
     assert expert.expert.config.yaw_deadband == 0.0
     expert.destroy_node()
+    # The urban expert plans with its own clearance cost; a parameter set explicitly wins.
+    urban = ExpertNode(context=context, parameter_overrides=[Parameter("world", value="urban"),
+                                                             Parameter("inflate", value=0.7)])  # fmt: skip
+    assert urban.expert.config.clearance_weight == demo_expert("urban")["clearance_weight"]
+    assert urban.expert.config.clearance_scale == demo_expert("urban")["clearance_scale"]
+    assert urban.expert.config.inflate == 0.7
+    urban.destroy_node()
     banded = ExpertNode(context=context, parameter_overrides=[Parameter("yaw_deadband", value=0.15)])
     assert banded.expert.config.yaw_deadband == 0.15  # a DAgger labeller over the graph
     banded.destroy_node()

@@ -58,6 +58,10 @@ def test_reproduce_chain_parses_and_hands_checkpoints_on(tmp_path: Path) -> None
     collects = [c for c in calls if c[0] == "collect"]
     assert [_opt(c, "--expert-speed") for c in collects] == ["3.0", "3.0", "2.0", "2.0", "2.0", "2.0"]
     assert [_opt(c, "--expert-margin") for c in collects] == ["0.6", "0.6", "0.6", "0.6", "0.8", "0.8"]
+    # Stages 1-2 keep the light clearance cost they were flown with; stage 3 takes each world's
+    # demonstrating expert (in urban the street-centred plan).
+    light = ["--expert-clearance", "1.0", "0.8"]
+    assert [" ".join(light) in " ".join(c) for c in collects] == [True] * 4 + [False] * 2
     out = tmp_path / "out"
     # CfC-NCP: BC -> DAgger from the BC weights -> fine-tune from the last DAgger round -> fine-tune on the
     # wide-margin demonstrations -> shipped file evaluated.
@@ -66,7 +70,8 @@ def test_reproduce_chain_parses_and_hands_checkpoints_on(tmp_path: Path) -> None
     assert _opt(ft, "--init") == _opt(dagger, "--out") + "/round_2/run/best.safetensors"
     assert _opt(ft_m08, "--init") == _opt(ft, "--out") + "/best.safetensors"
     assert _opt(bc, "--data") == str(out / "ds" / "demos_3ms") and _opt(ft, "--data") == str(out / "ds" / "demos_2ms")
-    assert _opt(ft_m08, "--data") == str(out / "ds" / "demos_2ms_m08")
+    assert _opt(ft_m08, "--data") == str(out / "ds" / "demos_2ms_m08_street")
+    assert json.loads(_opt(dagger, "--expert-options")) == {"clearance_weight": 1.0, "clearance_scale": 0.8}
     assert _opt(ev, "--model") == str(out / "models" / "cfc_ncp.safetensors")
     assert (out / "models" / "cfc_ncp.safetensors").read_text() == "train " + " ".join(ft_m08)
     # The LSTM baseline: BC on the same data, fine-tuned the same two ways, no DAgger.

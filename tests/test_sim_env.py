@@ -128,6 +128,32 @@ def test_expert_plan_avoids_obstacles_and_ends_at_the_goal():
     assert signed_distance(world, points).min() > 0.3
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_urban_demonstrating_expert_keeps_to_the_street_centre_clear_of_poles(seed):
+    # Poles stand on the sidewalks and the centre line is kept free of them; the forest's light
+    # clearance cost cut corners past them, the urban expert's wide cost keeps to the centre.
+    from lnn_nav.data.flights import FlightJob
+    from lnn_nav.sim.expert import DEMO_EXPERT, ExpertConfig, demo_expert
+    from lnn_nav.sim.world import MATERIAL_ID
+
+    world = make_world("urban", seed)
+    poles = world.cylinders[np.asarray(world.cylinder_materials) == MATERIAL_ID["pole"]]
+
+    def closest_pole(expert: dict) -> float:
+        path = PrivilegedExpert(world, ExpertConfig(**expert)).path(world.start[:2])
+        assert np.linalg.norm(path[-1] - np.array(world.goal[:2])) < 0.5
+        return float((np.linalg.norm(path[:, None] - poles[None, :, :2], axis=-1) - poles[None, :, 4]).min())
+
+    assert demo_expert("forest") == DEMO_EXPERT
+    assert demo_expert("urban")["clearance_weight"] > DEMO_EXPERT["clearance_weight"]
+    assert closest_pole(demo_expert("forest")) < 1.0
+    assert closest_pole(demo_expert("urban")) > 4.0
+    # Flights, collections and DAgger labels get the expert of their world kind unless told otherwise.
+    assert FlightJob(kind="urban", seeds=[seed], out_dir="unused").expert == demo_expert("urban")
+    assert FlightJob(kind="forest", seeds=[seed], out_dir="unused").expert == DEMO_EXPERT
+    assert FlightJob(kind="urban", seeds=[seed], out_dir="unused", expert={"inflate": 1.0}).expert == {"inflate": 1.0}
+
+
 @pytest.mark.parametrize("kind, seed", [("forest", 4), ("urban", 8)])
 def test_the_demonstrating_experts_plan_keeps_its_wider_margin(kind, seed):
     # Learners copy the expert's passing distance with errors of tenths of a metre: the demonstrating

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, List
 
-from lnn_nav.sim.expert import DEMO_EXPERT
+from lnn_nav.sim.expert import DEMO_EXPERT, ExpertConfig, demo_expert
 
 HELP = "collect expert demonstrations in the simulator, one rosbag2 per episode"
 DESCRIPTION = """\
@@ -31,7 +31,8 @@ into the flown command while the clean expert command is recorded (DART), so
 the data shows recoveries. Worlds come from seeds --first-seed onwards; the
 held-out evaluation seeds (1000-1999) are refused. Failed expert episodes are
 not written unless --keep-failures. An index (collect.json) lists every
-episode and its outcome.
+episode and its outcome. The urban expert keeps to the centre of the street,
+clear of poles and parked cars (see --expert-clearance).
 
 Example:
   lnn-nav collect --world forest --episodes 200 --workers 2 --out data/demos/forest
@@ -63,6 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--expert-margin", type=float, default=None, metavar="M",
                         help="distance in m the expert's plan keeps between the drone's centre and obstacles "
                         "(default: %s; the drone's radius is 0.25)" % DEMO_EXPERT["inflate"])
+    forest, urban = (ExpertConfig(**demo_expert(kind)) for kind in ("forest", "urban"))
+    parser.add_argument("--expert-clearance", type=float, nargs=2, default=None, metavar=("WEIGHT", "SCALE"),
+                        help="the plan's cost of passing close to obstacles: its weight and the distance in m "
+                        f"over which it falls off (default: {forest.clearance_weight:g} {forest.clearance_scale:g} "
+                        f"in forest; {urban.clearance_weight:g} {urban.clearance_scale:g} in urban, which keeps the "
+                        "expert on the street's centre line)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (one bag per episode)")
 
 
@@ -91,9 +98,12 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"lnn-nav collect: error: {err}", file=sys.stderr)
         return 2
-    expert = dict(DEMO_EXPERT)
+    expert = demo_expert(args.world)
+    clearance = args.expert_clearance or (None, None)
     for option, key, value in (("--expert-speed", "cruise_speed", args.expert_speed),
-                               ("--expert-margin", "inflate", args.expert_margin)):  # fmt: skip
+                               ("--expert-margin", "inflate", args.expert_margin),
+                               ("--expert-clearance", "clearance_weight", clearance[0]),
+                               ("--expert-clearance", "clearance_scale", clearance[1])):  # fmt: skip
         if value is None:
             continue
         expert[key] = value

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 import numpy as np
 
 from lnn_nav.preprocess import SAME_CAMERA_DEG
-from lnn_nav.sim.expert import DEMO_EXPERT
+from lnn_nav.sim.expert import demo_expert
 
 if TYPE_CHECKING:
     from lnn_nav.sim.camera import CameraConfig
@@ -71,9 +71,14 @@ class FlightJob:
     rng_seed: int = 0
     record: bool = True  # False: fly and report only (closed-loop evaluation)
     world_overrides: Dict[str, Any] = field(default_factory=dict)  # make_world options (e.g. a small forest)
-    # ExpertConfig fields: the demonstrating expert (see DEMO_EXPERT for why it differs from the default).
-    expert: Dict[str, Any] = field(default_factory=lambda: dict(DEMO_EXPERT))
+    # ExpertConfig fields; None: the demonstrating expert of the world kind (demo_expert; see
+    # DEMO_EXPERT for why it differs from the default).
+    expert: Optional[Dict[str, Any]] = None
     keep_tracks: bool = False  # put each episode's trajectory in its result (maps in reports)
+
+    def __post_init__(self) -> None:
+        if self.expert is None:
+            self.expert = demo_expert(self.kind)
 
 
 @dataclass

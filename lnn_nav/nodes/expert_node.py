@@ -35,9 +35,15 @@ from std_msgs.msg import String
 from lnn_nav.nodes.conversions import command_to_twist_stamped, stamp_to_seconds
 from lnn_nav.nodes.sim_node import LATCHED_QOS
 from lnn_nav.nodes.runtime import run_node
-from lnn_nav.sim.expert import DEMO_EXPERT, ExpertConfig, PrivilegedExpert
+from lnn_nav.sim.expert import ExpertConfig, PrivilegedExpert, demo_expert
 from lnn_nav.sim.presets import make_world
 from lnn_nav.sim.world import WorldSpec
+
+#: Value of a plan parameter that means "the demonstrating expert's for the world kind" (demo_expert):
+#: the urban expert plans with another clearance cost than the forest's, and the world can change
+#: kind with the simulator's.
+USE_DEMO = -1.0
+_PLAN_PARAMETERS = ("cruise_speed", "clearance_weight", "clearance_scale", "inflate")
 
 PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "world": ("forest", "world kind: forest or urban (as the simulator's)"),
@@ -47,10 +53,15 @@ PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "world_topic": ("/sim_node/world", "latched WorldSpec JSON from the simulator; empty: do not listen"),
     "fly": (False, "also publish the commands on /cmd_vel (the expert flies the drone)"),
     "control_hz": (15.0, "expected odometry rate; Δt for the command slew limit when stamps give none"),
-    # The demonstrating expert by default, so the node flies and labels as `lnn-nav collect` and DAgger do.
-    "cruise_speed": (DEMO_EXPERT["cruise_speed"], "cruise speed (m/s)"),
-    "clearance_weight": (DEMO_EXPERT["clearance_weight"], "cost of flying close to obstacles in the plan"),
-    "inflate": (DEMO_EXPERT["inflate"], "distance (m) the plan keeps between the drone's centre and obstacles"),
+    # The demonstrating expert of the world kind by default (USE_DEMO), so the node flies and
+    # labels as `lnn-nav collect` and DAgger do.
+    "cruise_speed": (USE_DEMO, "cruise speed (m/s); -1: the demonstrating expert's"),
+    "clearance_weight": (USE_DEMO, "cost of flying close to obstacles in the plan; -1: the demonstrating "
+                                   "expert's for the world kind"),
+    "clearance_scale": (USE_DEMO, "distance (m) over which that cost falls off; -1: the demonstrating "
+                                  "expert's for the world kind"),
+    "inflate": (USE_DEMO, "distance (m) the plan keeps between the drone's centre and obstacles; -1: the "
+                          "demonstrating expert's"),
     "yaw_deadband": (0.0, "heading error (rad) labelled as a sideways correction rather than a turn "
                           "(a DAgger labeller option, as lnn-nav dagger --expert-options)"),
 }
@@ -74,14 +85,7 @@ class ExpertNode(Node):
             world = WorldSpec.load(p["world_file"])
         else:
             world = make_world(p["world"], int(p["seed"]), p["preset"])
-        try:
-            self.expert_config = ExpertConfig(cruise_speed=float(p["cruise_speed"]),
-                                              clearance_weight=float(p["clearance_weight"]),
-                                              inflate=float(p["inflate"]),
-                                              yaw_deadband=float(p["yaw_deadband"]))  # fmt: skip
-        except ValueError as err:
-            raise ValueError(f"expert_node: bad parameter: {err}") from err
-        self.expert = PrivilegedExpert(world, self.expert_config)
+        self.expert = PrivilegedExpert(world, self.expert_config(world.kind))
         self.last_stamp: Optional[float] = None
         self.pub_expert = self.create_publisher(TwistStamped, "expert/cmd_vel", 10)
         self.pub_cmd = self.create_publisher(TwistStamped, "/cmd_vel", 10) if p["fly"] else None
@@ -92,6 +96,15 @@ class ExpertNode(Node):
             f"expert for {world.kind} world seed {world.seed}" + (", flying on /cmd_vel" if p["fly"] else "")
         )
 
+    def expert_config(self, kind: str) -> ExpertConfig:
+        """The expert for worlds of ``kind``: the demonstrating expert's, with the parameters set explicitly."""
+        p = self.params
+        explicit = {name: float(p[name]) for name in _PLAN_PARAMETERS if float(p[name]) != USE_DEMO}
+        try:
+            return ExpertConfig(**{**demo_expert(kind), **explicit, "yaw_deadband": float(p["yaw_deadband"])})
+        except ValueError as err:
+            raise ValueError(f"expert_node: bad parameter: {err}") from err
+
     def _on_world(self, msg: String) -> None:
         try:
             world = WorldSpec.from_dict(json.loads(msg.data))
@@ -100,7 +113,12 @@ class ExpertNode(Node):
             return
         if world.to_dict() == self.expert.world.to_dict():
             return
-        self.expert = PrivilegedExpert(world, self.expert_config)
+        try:
+            config = self.expert_config(world.kind)
+        except ValueError as err:
+            self.get_logger().error(f"ignoring the simulator's {world.kind} world: {err}")
+            return
+        self.expert = PrivilegedExpert(world, config)
         self.last_stamp = None
         self.get_logger().info(f"planning in the simulator's {world.kind} world seed {world.seed}")
 

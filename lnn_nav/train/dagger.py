@@ -40,21 +40,22 @@ class DaggerConfig:
     train_overrides: Dict[str, Any] = field(default_factory=dict)  # TrainConfig fields (lr, batch_size, ...)
     world_overrides: Dict[str, Any] = field(default_factory=dict)  # make_world options (tests: small worlds)
     # ExpertConfig fields of the labelling expert, on top of the demonstrating expert's
-    # (DEMO_EXPERT), e.g. {"yaw_deadband": 0.15}.
+    # of each world kind (demo_expert), e.g. {"yaw_deadband": 0.15}.
     expert_overrides: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from lnn_nav.sim.expert import ExpertConfig
 
         try:
-            ExpertConfig(**self.labelling_expert())
+            for kind in self.worlds:
+                ExpertConfig(**self.labelling_expert(kind))
         except TypeError as err:  # an unknown field
             raise ValueError(f"expert options: {err}") from None
 
-    def labelling_expert(self) -> Dict[str, Any]:
-        from lnn_nav.sim.expert import DEMO_EXPERT
+    def labelling_expert(self, kind: str) -> Dict[str, Any]:
+        from lnn_nav.sim.expert import demo_expert
 
-        return {**DEMO_EXPERT, **self.expert_overrides}
+        return {**demo_expert(kind), **self.expert_overrides}
 
 
 def run_dagger(cfg: DaggerConfig, log: Callable[[str], None] = print, progress: bool = True) -> Dict[str, Any]:
@@ -83,7 +84,7 @@ def run_dagger(cfg: DaggerConfig, log: Callable[[str], None] = print, progress: 
             bar = tqdm(total=len(seeds), desc=f"round {r} roll-outs {kind}", unit="episode", disable=not progress)
             job = FlightJob(kind=kind, seeds=seeds, out_dir=str(round_dir / "bags" / kind), learner=current,
                             envs=cfg.envs, rng_seed=first, name_suffix=f"_r{r}",
-                            world_overrides=dict(cfg.world_overrides), expert=cfg.labelling_expert(),
+                            world_overrides=dict(cfg.world_overrides), expert=cfg.labelling_expert(kind),
                             camera_hfov=camera_hfov_for(current)[0])  # the camera it was trained with  # fmt: skip
             results = fly_episodes(job, workers=cfg.workers, on_result=lambda _r: bar.update(1))
             bar.close()
