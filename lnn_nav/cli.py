@@ -260,8 +260,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         help="fly the privileged expert in embedded-simulator worlds; save maps and camera GIFs",
         description="Fly the privileged expert through seeded forest or urban worlds of the "
         "embedded simulator (no ROS needed) and write a top-down map, an onboard-camera GIF "
-        "and a JSON line per episode. The learned controller flies here once the ROS 2 "
-        "closed loop and a trained checkpoint exist.",
+        "and a JSON line per episode. It flies the expert at its default tuning (ExpertConfig: "
+        "3 m/s); `lnn-nav collect` records the demonstrating expert of each world kind. A trained "
+        "controller flies with `lnn-nav fly` (one episode over the ROS 2 graph) or `lnn-nav eval` "
+        "(many, in-process).",
     )
     sim.add_argument("--world", choices=("forest", "urban"), default="forest", help="world kind (default: %(default)s)")
     sim.add_argument("--seed", type=int, nargs="+", default=[0], metavar="N", help="world seed(s) (default: 0)")

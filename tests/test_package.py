@@ -152,12 +152,17 @@ def test_cli_info_describes_checkpoints_and_their_camera(tmp_path):
     wide = save_policy(LiquidPolicy(PolicyConfig(encoder=EncoderConfig(height=24, width=32), core="lstm",
                                                  core_options={"units": 8}, use_goal=True, camera_hfov_deg=120.0)),
                        tmp_path / "wide.safetensors", {"epoch": 3, "val_loss": 0.5, "trained_on": ["ds120"]})  # fmt: skip
-    result = _run("-m", "lnn_nav.cli", "info", str(wide), str(REPO / "models" / "cfc_ncp.safetensors"))
+    # A checkpoint trained before cameras were recorded (the shipped ones until 2026-11-30).
+    old = save_policy(LiquidPolicy(PolicyConfig(encoder=EncoderConfig(height=24, width=32), core="lstm",
+                                                core_options={"units": 8}, use_goal=True)),
+                      tmp_path / "old.safetensors")  # fmt: skip
+    result = _run("-m", "lnn_nav.cli", "info", str(wide), str(old), str(REPO / "models" / "cfc_ncp.safetensors"))
     assert result.returncode == 0, result.stderr
-    wide_part, shipped_part = result.stdout.split("checkpoint ")[1:]
+    wide_part, old_part, shipped_part = result.stdout.split("checkpoint ")[1:]
     assert "lstm (8 units)" in wide_part and "32x24 camera + goal" in wide_part
     assert "120.0 deg horizontal field of view" in wide_part and "epoch 3; validation loss 0.5000; on ds120" in wide_part
-    assert "not recorded (flown with the simulator's 90 deg)" in shipped_part  # trained before cameras were recorded
+    assert "not recorded (flown with the simulator's 90 deg)" in old_part
+    assert "cfc-ncp (19 units)" in shipped_part and "64x48 camera + goal" in shipped_part
     (tmp_path / "bad.safetensors").write_bytes(b"not a checkpoint")
     bad = _run("-m", "lnn_nav.cli", "info", str(tmp_path / "bad.safetensors"))
     assert bad.returncode == 2 and "bad.safetensors" in bad.stderr
