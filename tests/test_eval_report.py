@@ -357,9 +357,9 @@ def test_bar_chart_draws_cells_at_0_and_100_percent_with_any_episode_count(tmp_p
 
 
 @pytest.mark.parametrize("sub", ["", "stage2", "stage3", "gain13", "calibrated", "steer", "fov120", "dagger", "more_data",
-                                 "res128", "window64", "margin10", "pre_street"],
+                                 "res128", "window64", "margin10", "pre_street", "lookahead6"],
                          ids=["shipped", "stage2", "stage3", "gain13", "calibrated", "steer", "fov120", "dagger",
-                              "more_data", "res128", "window64", "margin10", "pre_street"])  # fmt: skip
+                              "more_data", "res128", "window64", "margin10", "pre_street", "lookahead6"])  # fmt: skip
 def test_committed_benchmark_report_matches_the_committed_results(sub):
     # docs/benchmark/report.md is what the README shows; it must be rebuilt when models/eval/ changes.
     # stage2/: the full in/out-of-distribution run of the 0.6 m-margin checkpoints;
@@ -374,7 +374,8 @@ def test_committed_benchmark_report_matches_the_committed_results(sub):
     # window64/: the same fine-tune at 64x48 with 64-frame truncated-BPTT windows instead of 32;
     # margin10/: fine-tunes on demonstrations with a 1.0 m plan margin (from stage 2, and from the then shipped one);
     # pre_street/: the checkpoints shipped until 2026-11-30 (steer weight 6), in and out of distribution, before
-    # the street-centred urban demonstrations.
+    # the street-centred urban demonstrations;
+    # lookahead6/: the shipped CfC-NCP recipe on urban demonstrations whose expert also looks 6 m ahead, not 3.
     root = Path(__file__).resolve().parents[1]
     results = sorted((root / "models" / "eval" / sub).glob("*.json"))
     assert results, f"models/eval/{sub} holds the controllers' results"
