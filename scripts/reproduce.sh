@@ -47,8 +47,10 @@ HFOV=${HFOV:-90}                 # camera horizontal field of view (deg); the ch
 LNN=${LNN:-.venv/bin/lnn-nav}
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 
-# The light clearance cost every expert planned with before the street-centred urban one.
-LIGHT_CLEARANCE="1.0 0.8"
+# The light clearance cost (weight, fall-off in m) every expert planned with before the
+# street-centred urban one.
+LIGHT_WEIGHT=1.0
+LIGHT_SCALE=0.8
 
 collect() {  # speed, plan margin, folder, then any more collect options
   local speed=$1 margin=$2 folder=$3
@@ -65,8 +67,8 @@ collect() {  # speed, plan margin, folder, then any more collect options
 }
 
 mkdir -p "$OUT/models"
-collect 3.0 0.6 demos_3ms --expert-clearance $LIGHT_CLEARANCE
-[ "$STAGE2" = 1 ] && collect 2.0 0.6 demos_2ms --expert-clearance $LIGHT_CLEARANCE
+collect 3.0 0.6 demos_3ms --expert-clearance $LIGHT_WEIGHT $LIGHT_SCALE
+[ "$STAGE2" = 1 ] && collect 2.0 0.6 demos_2ms --expert-clearance $LIGHT_WEIGHT $LIGHT_SCALE
 [ "$STAGE3" = 1 ] && collect 2.0 0.8 demos_2ms_m08_street
 for model in $MODELS; do
   name=${model//-/_}
@@ -76,7 +78,7 @@ for model in $MODELS; do
   if [ "$model" = cfc-ncp ] && [ "$DAGGER_ROUNDS" -gt 0 ]; then
     $LNN dagger --init "$final" --data "$OUT/ds/demos_3ms" --out "$OUT/runs/$name/dagger" \
       --rounds "$DAGGER_ROUNDS" --episodes $DAGGER_EPISODES --epochs "$DAGGER_EPOCHS" \
-      --expert-options "{\"clearance_weight\": ${LIGHT_CLEARANCE% *}, \"clearance_scale\": ${LIGHT_CLEARANCE#* }}" \
+      --expert-options "{\"clearance_weight\": $LIGHT_WEIGHT, \"clearance_scale\": $LIGHT_SCALE}" \
       --train-options '{"threads": 2, "batch_size": 8, "lr": 1e-3}'
     final="$OUT/runs/$name/dagger/round_${DAGGER_ROUNDS}/run/best.safetensors"
   fi
