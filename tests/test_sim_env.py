@@ -175,6 +175,31 @@ def test_the_demonstrating_experts_plan_keeps_its_wider_margin(kind, seed):
         ExpertConfig(inflate=-0.1)
 
 
+def test_a_longer_yaw_lookahead_turns_the_heading_before_the_drone_leaves_the_plan():
+    # Standing on the plan, facing along it: where the plan is straight for the next few metres but
+    # turns within 6 m, the heading look-ahead swings the camera into the turn already, while the
+    # velocity (what decides where the drone flies) is the same as without it.
+    from lnn_nav.sim.expert import ExpertConfig, demo_expert
+
+    world = make_world("urban", 200000)
+    base = PrivilegedExpert(world, ExpertConfig(**demo_expert("urban")))
+    lead = PrivilegedExpert(world, ExpertConfig(**{**demo_expert("urban"), "yaw_lookahead": 6.0}))
+    path = base.path(world.start[:2])
+    along = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))])
+    ahead = np.minimum(np.searchsorted(along, along + 0.5), len(path) - 1)[:-1]
+    tangent = path[ahead] - path[:-1]
+    pos = np.column_stack([path[:-1], np.full(len(tangent), world.goal[2])])
+    yaw = np.arctan2(tangent[:, 1], tangent[:, 0])
+    near_goal = np.linalg.norm(path[:-1] - np.array(world.goal[:2]), axis=1) < 6.0
+    cmd_base, cmd_lead = base.command(pos, yaw, 0.0), lead.command(pos, yaw, 0.0)
+    np.testing.assert_allclose(cmd_lead[:, :3], cmd_base[:, :3])
+    early = (np.abs(cmd_base[:, 3]) < 0.05) & (np.abs(cmd_lead[:, 3]) > 0.3) & ~near_goal
+    assert early.sum() >= 5  # the plan's turns show in the heading command metres earlier
+    assert not ((np.abs(cmd_lead[:, 3]) < 0.05) & (np.abs(cmd_base[:, 3]) > 0.3)).any()  # and never later
+    with pytest.raises(ValueError, match="yaw_lookahead"):
+        ExpertConfig(yaw_lookahead=0.0)
+
+
 def test_expert_labels_any_state_with_bounded_commands():
     world = make_world("urban", 6)
     expert = PrivilegedExpert(world)

@@ -40,6 +40,10 @@ class ExpertConfig:
     cruise_speed: float = 3.0
     max_speed: float = 6.0
     lookahead: float = 3.0
+    # Look-ahead of the heading alone (m); None: ``lookahead``. Longer, the camera swings
+    # towards a turn while the drone still tracks the plan at ``lookahead``, so the turn
+    # shows in the image and the yaw command before the drone cuts the corner.
+    yaw_lookahead: Optional[float] = None
     resolution: float = 0.25
     inflate: float = 0.6  # drone collision radius (0.25) + 0.35 m margin
     clearance_weight: float = 6.0
@@ -60,6 +64,8 @@ class ExpertConfig:
             raise ValueError(f"cruise_speed must be in (0, max_speed={self.max_speed}], got {self.cruise_speed}")
         if self.resolution <= 0 or self.lookahead <= 0:
             raise ValueError("resolution and lookahead must be > 0")
+        if self.yaw_lookahead is not None and not self.yaw_lookahead > 0:
+            raise ValueError(f"yaw_lookahead must be > 0 (m) or None, got {self.yaw_lookahead}")
         if self.inflate < 0:
             raise ValueError(f"inflate must be >= 0 (m), got {self.inflate}")
         if self.clearance_weight < 0 or self.clearance_scale <= 0:
@@ -197,8 +203,8 @@ class PrivilegedExpert:
         return nearest
 
     # -- tracking -------------------------------------------------------------
-    def _carrot(self, xy: np.ndarray, flat: np.ndarray) -> np.ndarray:
-        """The farthest point up to ``lookahead`` along the plan that the drone sees in a straight line.
+    def _carrot(self, xy: np.ndarray, flat: np.ndarray, lookahead: float) -> np.ndarray:
+        """The farthest point up to ``lookahead`` (m) along the plan that the drone sees in a straight line.
 
         Aiming at a fixed look-ahead point would cut corners round trunks; the
         line-of-sight test against the inflated grid keeps the straight flight
@@ -206,7 +212,7 @@ class PrivilegedExpert:
         """
         cfg = self.config
         ny = self.shape[1]
-        hops = max(1, int(round(cfg.lookahead / cfg.resolution)))
+        hops = max(1, int(round(lookahead / cfg.resolution)))
         chain = [flat]
         for _ in range(hops):
             chain.append(self.next_hop[chain[-1]])
@@ -224,6 +230,16 @@ class PrivilegedExpert:
         pick = np.maximum(first_blocked - 1, 0)
         return points[np.arange(len(xy)), pick]
 
+
+    def _towards_carrot(self, xy: np.ndarray, flat: np.ndarray, lookahead: float, goal: np.ndarray,
+                        dist_goal: np.ndarray) -> np.ndarray:
+        """Unit vectors ``[N, 2]`` from ``xy`` to the carrot ``lookahead`` ahead; the goal itself once nearer."""
+        carrot = self._carrot(xy, flat, lookahead)
+        # Close to the goal, aim at the goal itself rather than a grid cell centre.
+        carrot[dist_goal < lookahead] = goal
+        direction = carrot - xy
+        norm = np.linalg.norm(direction, axis=1, keepdims=True)
+        return np.divide(direction, norm, out=np.zeros_like(direction), where=norm > 1e-6)
 
     def reset(self) -> None:
         """Forget the previous command (the slew limit starts fresh)."""
@@ -248,19 +264,14 @@ class PrivilegedExpert:
         cells = self._free_cell(self._cell(position[:, :2]))
         ny = self.shape[1]
         flat = cells[:, 0] * ny + cells[:, 1]
-        carrot = self._carrot(position[:, :2], flat)
         goal = np.asarray(self.world.goal[:2])
-        to_goal = goal - position[:, :2]
-        dist_goal = np.linalg.norm(to_goal, axis=1)
-        # Close to the goal, aim at the goal itself rather than a grid cell centre.
-        near = dist_goal < cfg.lookahead
-        carrot[near] = goal
-        direction = carrot - position[:, :2]
-        norm = np.linalg.norm(direction, axis=1, keepdims=True)
-        direction = np.divide(direction, norm, out=np.zeros_like(direction), where=norm > 1e-6)
-
-        heading = np.arctan2(direction[:, 1], direction[:, 0])
-        heading_error = _wrap(heading - yaw)
+        dist_goal = np.linalg.norm(goal - position[:, :2], axis=1)
+        direction = self._towards_carrot(position[:, :2], flat, cfg.lookahead, goal, dist_goal)
+        heading_error = _wrap(np.arctan2(direction[:, 1], direction[:, 0]) - yaw)
+        yaw_error = heading_error
+        if cfg.yaw_lookahead is not None and cfg.yaw_lookahead != cfg.lookahead:
+            ahead = self._towards_carrot(position[:, :2], flat, cfg.yaw_lookahead, goal, dist_goal)
+            yaw_error = _wrap(np.arctan2(ahead[:, 1], ahead[:, 0]) - yaw)
         speed = np.full(n, cfg.cruise_speed)
         speed = np.minimum(speed, cfg.cruise_speed * np.clip(dist_goal / cfg.goal_slow_radius, 0.3, 1.0))
         # Turn first, then fly: keeps the camera pointed along the flight path.
@@ -277,7 +288,7 @@ class PrivilegedExpert:
             step = cfg.max_accel * dt
             v_world = self._last + np.clip(v_world - self._last, -step, step)
         self._last = v_world.copy()
-        turn = np.sign(heading_error) * np.maximum(np.abs(heading_error) - cfg.yaw_deadband, 0.0)
+        turn = np.sign(yaw_error) * np.maximum(np.abs(yaw_error) - cfg.yaw_deadband, 0.0)
         yaw_rate = np.clip(cfg.yaw_gain * turn, -cfg.max_yaw_rate, cfg.max_yaw_rate)
         c, s = np.cos(yaw), np.sin(yaw)
         return np.stack(
