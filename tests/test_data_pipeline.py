@@ -256,6 +256,30 @@ def test_evaluation_seeds_are_refused_for_training() -> None:
         check_training_seeds([999, 1000])
 
 
+def test_collect_builds_the_expert_from_the_worlds_demonstrator_then_the_options() -> None:
+    import argparse
+
+    from lnn_nav.data.collect import add_arguments, expert_from_args
+    from lnn_nav.sim.expert import demo_expert
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+
+    def expert(*argv: str) -> dict:
+        return expert_from_args(parser.parse_args(["--out", "unused", *argv]))
+
+    assert expert("--world", "urban") == demo_expert("urban")
+    tuned = expert("--world", "urban", "--expert-speed", "1.5", "--expert-options", '{"yaw_lookahead": 6, "lookahead": 4}')
+    assert tuned == {**demo_expert("urban"), "cruise_speed": 1.5, "yaw_lookahead": 6, "lookahead": 4}
+    # The JSON is applied last: it wins over the dedicated options.
+    assert expert("--world", "forest", "--expert-margin", "1.0", "--expert-options", '{"inflate": 0.9}')["inflate"] == 0.9
+    for bad, message in (('{"lookahead": -1}', "lookahead"), ('{"no_such_field": 1}', "no_such_field"),
+                         ("[4.5]", "JSON object"), ("{lookahead: 4}", "--expert-options")):  # fmt: skip
+        with pytest.raises(ValueError, match="--expert-options") as err:
+            expert("--world", "forest", "--expert-options", bad)
+        assert message in str(err.value)
+
+
 @needs_samples
 def test_cli_collect_and_dataset(tmp_path: Path) -> None:
     refused = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "collect", "--world", "forest", "--first-seed",
@@ -274,6 +298,10 @@ def test_cli_collect_and_dataset(tmp_path: Path) -> None:
                            "1", "--expert-clearance", "8", "0", "--out", str(tmp_path / "x")],
                           capture_output=True, text=True)  # fmt: skip
     assert flat.returncode == 2 and "--expert-clearance" in flat.stderr and "clearance_scale" in flat.stderr
+    unknown = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "collect", "--world", "urban", "--episodes", "1",
+                              "--expert-options", '{"look_ahead": 6}', "--out", str(tmp_path / "x")],
+                             capture_output=True, text=True)  # fmt: skip
+    assert unknown.returncode == 2 and "--expert-options" in unknown.stderr and "look_ahead" in unknown.stderr
     wide = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "collect", "--world", "forest", "--episodes",
                            "1", "--camera-hfov", "180", "--out", str(tmp_path / "x")],
                           capture_output=True, text=True)  # fmt: skip

@@ -70,7 +70,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"over which it falls off (default: {forest.clearance_weight:g} {forest.clearance_scale:g} "
                         f"in forest; {urban.clearance_weight:g} {urban.clearance_scale:g} in urban, which keeps the "
                         "expert on the street's centre line)")
+    parser.add_argument("--expert-options", default=None, metavar="JSON",
+                        help="any other ExpertConfig fields on top of the world's demonstrating expert, applied "
+                        "last, e.g. '{\"lookahead\": 4.5}' (as lnn-nav dagger --expert-options)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (one bag per episode)")
+
+
+def expert_from_args(args: argparse.Namespace) -> Dict[str, Any]:
+    """``ExpertConfig`` fields of the expert that flies: the world's demonstrating expert, then the options.
+
+    Raises ``ValueError`` naming the option at fault (a bad value, bad JSON, an unknown field).
+    """
+    expert = demo_expert(args.world)
+    clearance = args.expert_clearance or (None, None)
+    for option, key, value in (("--expert-speed", "cruise_speed", args.expert_speed),
+                               ("--expert-margin", "inflate", args.expert_margin),
+                               ("--expert-clearance", "clearance_weight", clearance[0]),
+                               ("--expert-clearance", "clearance_scale", clearance[1]),
+                               ("--expert-options", None, args.expert_options)):  # fmt: skip
+        if value is None:
+            continue
+        try:
+            if key is None:
+                options = json.loads(value)
+                if not isinstance(options, dict):
+                    raise ValueError(f"expected a JSON object of ExpertConfig fields, got {value!r}")
+                expert.update(options)
+            else:
+                expert[key] = value
+            ExpertConfig(**expert)
+        except (ValueError, TypeError) as err:  # TypeError: a field ExpertConfig does not have
+            raise ValueError(f"{option}: {err}") from None
+    return expert
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,7 +109,6 @@ def run(args: argparse.Namespace) -> int:
 
     from lnn_nav.data.flights import FlightJob, fly_episodes, summarize
     from lnn_nav.sim.camera import CameraConfig
-    from lnn_nav.sim.expert import ExpertConfig
     from lnn_nav.sim.presets import TRAIN_SEED_BASE, check_training_seeds
 
     if args.episodes < 1 or args.workers < 1 or args.envs < 1:
@@ -98,20 +128,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"lnn-nav collect: error: {err}", file=sys.stderr)
         return 2
-    expert = demo_expert(args.world)
-    clearance = args.expert_clearance or (None, None)
-    for option, key, value in (("--expert-speed", "cruise_speed", args.expert_speed),
-                               ("--expert-margin", "inflate", args.expert_margin),
-                               ("--expert-clearance", "clearance_weight", clearance[0]),
-                               ("--expert-clearance", "clearance_scale", clearance[1])):  # fmt: skip
-        if value is None:
-            continue
-        expert[key] = value
-        try:
-            ExpertConfig(**expert)
-        except ValueError as err:
-            print(f"lnn-nav collect: error: {option}: {err}", file=sys.stderr)
-            return 2
+    try:
+        expert = expert_from_args(args)
+    except ValueError as err:
+        print(f"lnn-nav collect: error: {err}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     job = FlightJob(expert=expert, kind=args.world, seeds=seeds, out_dir=str(out), randomize_conditions=not args.no_randomize,
