@@ -208,6 +208,7 @@ def test_expert_node_flies_the_demonstrating_expert_and_refuses_bad_parameters(g
     assert expert.expert.config.clearance_weight == DEMO_EXPERT["clearance_weight"]
     assert expert.expert.config.inflate == DEMO_EXPERT["inflate"]
     assert expert.expert.config.yaw_deadband == 0.0
+    assert expert.expert.config.yaw_lookahead == demo_expert("forest").get("yaw_lookahead")
     expert.destroy_node()
     # The urban expert plans with its own clearance cost; a parameter set explicitly wins.
     urban = ExpertNode(context=context, parameter_overrides=[Parameter("world", value="urban"),
@@ -215,7 +216,11 @@ def test_expert_node_flies_the_demonstrating_expert_and_refuses_bad_parameters(g
     assert urban.expert.config.clearance_weight == demo_expert("urban")["clearance_weight"]
     assert urban.expert.config.clearance_scale == demo_expert("urban")["clearance_scale"]
     assert urban.expert.config.inflate == 0.7
+    assert urban.expert.config.yaw_lookahead == demo_expert("urban").get("yaw_lookahead")
     urban.destroy_node()
+    turning = ExpertNode(context=context, parameter_overrides=[Parameter("yaw_lookahead", value=5.0)])
+    assert turning.expert.config.yaw_lookahead == 5.0
+    turning.destroy_node()
     banded = ExpertNode(context=context, parameter_overrides=[Parameter("yaw_deadband", value=0.15)])
     assert banded.expert.config.yaw_deadband == 0.15  # a DAgger labeller over the graph
     banded.destroy_node()

@@ -39,11 +39,11 @@ from lnn_nav.sim.expert import ExpertConfig, PrivilegedExpert, demo_expert
 from lnn_nav.sim.presets import make_world
 from lnn_nav.sim.world import WorldSpec
 
-#: Value of a plan parameter that means "the demonstrating expert's for the world kind" (demo_expert):
+#: Value of a tuning parameter that means "the demonstrating expert's for the world kind" (demo_expert):
 #: the urban expert plans with another clearance cost than the forest's, and the world can change
 #: kind with the simulator's.
 USE_DEMO = -1.0
-_PLAN_PARAMETERS = ("cruise_speed", "clearance_weight", "clearance_scale", "inflate")
+_DEMO_PARAMETERS = ("cruise_speed", "clearance_weight", "clearance_scale", "inflate", "yaw_lookahead")
 
 PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "world": ("forest", "world kind: forest or urban (as the simulator's)"),
@@ -62,6 +62,8 @@ PARAMETERS: Dict[str, Tuple[Any, str]] = {
                                   "expert's for the world kind"),
     "inflate": (USE_DEMO, "distance (m) the plan keeps between the drone's centre and obstacles; -1: the "
                           "demonstrating expert's"),
+    "yaw_lookahead": (USE_DEMO, "distance (m) along the plan the heading looks ahead (the flight path "
+                                "tracks the plan 3 m ahead); -1: the demonstrating expert's"),
     "yaw_deadband": (0.0, "heading error (rad) labelled as a sideways correction rather than a turn "
                           "(a DAgger labeller option, as lnn-nav dagger --expert-options)"),
 }
@@ -99,7 +101,7 @@ class ExpertNode(Node):
     def expert_config(self, kind: str) -> ExpertConfig:
         """The expert for worlds of ``kind``: the demonstrating expert's, with the parameters set explicitly."""
         p = self.params
-        explicit = {name: float(p[name]) for name in _PLAN_PARAMETERS if float(p[name]) != USE_DEMO}
+        explicit = {name: float(p[name]) for name in _DEMO_PARAMETERS if float(p[name]) != USE_DEMO}
         try:
             return ExpertConfig(**{**demo_expert(kind), **explicit, "yaw_deadband": float(p["yaw_deadband"])})
         except ValueError as err:
