@@ -8,7 +8,8 @@ a clearance cost that keeps the path away from trunks and walls; Dijkstra on
 the 8-connected grid (scipy). Track: follow the field's next-hop chain a
 fixed look-ahead distance and fly towards that carrot at cruise speed, slowing
 for turns and near the goal; yaw follows the direction of travel so the
-forward camera sees where the drone flies.
+forward camera sees where the drone flies (or a carrot farther along the plan,
+``yaw_lookahead``, so the camera turns into a bend before the drone does).
 
 The command is ``[vx, vy, vz, yaw_rate]`` in the heading frame (body FLU
 rotated by yaw only), the convention of :mod:`lnn_nav.sim.flight_controller`.
@@ -229,7 +230,6 @@ class PrivilegedExpert:
         first_blocked = np.where(blocked[:, 1:].any(axis=1), blocked[:, 1:].argmax(axis=1) + 1, hops)
         pick = np.maximum(first_blocked - 1, 0)
         return points[np.arange(len(xy)), pick]
-
 
     def _towards_carrot(self, xy: np.ndarray, flat: np.ndarray, lookahead: float, goal: np.ndarray,
                         dist_goal: np.ndarray) -> np.ndarray:
