@@ -63,7 +63,7 @@ PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "inflate": (USE_DEMO, "distance (m) the plan keeps between the drone's centre and obstacles; -1: the "
                           "demonstrating expert's"),
     "yaw_lookahead": (USE_DEMO, "distance (m) along the plan the heading looks ahead (the flight path "
-                                "tracks the plan 3 m ahead); -1: the demonstrating expert's"),
+                                f"tracks the plan {ExpertConfig.lookahead:g} m ahead); -1: the demonstrating expert's"),
     "yaw_deadband": (0.0, "heading error (rad) labelled as a sideways correction rather than a turn "
                           "(a DAgger labeller option, as lnn-nav dagger --expert-options)"),
 }
