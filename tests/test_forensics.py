@@ -1,4 +1,5 @@
-"""Crash diagnosis: what was hit, from where, whether the expert disagreed; in eval results and the report."""
+"""Crash and timeout diagnosis: what was hit, from where, whether the expert disagreed; where a timed-out
+track left the plan and what it cost; in eval results and the report."""
 
 from __future__ import annotations
 
@@ -11,9 +12,17 @@ import pytest
 
 from lnn_nav.data.flights import FlightJob, fly_worker
 from lnn_nav.eval.crashes import crash_line, crash_reports, crash_table
+from lnn_nav.eval.timeouts import timeout_line, timeout_reports, timeout_table
 from lnn_nav.eval.report import condition_label, load_results, write_report
 from lnn_nav.sim.expert import DEMO_EXPERT, ExpertConfig, PrivilegedExpert
-from lnn_nav.sim.forensics import crash_report, nearest_obstacle, summarize_crashes
+from lnn_nav.sim.forensics import (
+    MISSED_TURN,
+    crash_report,
+    nearest_obstacle,
+    summarize_crashes,
+    summarize_timeouts,
+    timeout_report,
+)
 from lnn_nav.sim.world import MATERIAL_ID, WorldSpec
 
 
@@ -160,3 +169,94 @@ def test_the_report_tabulates_the_crashes(crashed_flights: list, tmp_path: Path)
     assert crash_table([old], condition_label) is None and crash_line(old) is None
     md = write_report([old], tmp_path / "old", maps=False).read_text()
     assert "carry no crash reports" in md and not (tmp_path / "old" / "crash_bearings.png").exists()
+
+
+def _polyline(points: list, step: float) -> np.ndarray:
+    """Points every ``step`` m along the polyline through ``points`` ``[(x, y), ...]``."""
+    out = [np.asarray(points[0], dtype=float)]
+    for a, b in zip(points[:-1], points[1:]):
+        a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        n = max(1, int(round(np.linalg.norm(b - a) / step)))
+        out += [a + (b - a) * k / n for k in range(1, n + 1)]
+    return np.array(out)
+
+
+def test_a_timeout_on_the_plan_is_slow_not_lost() -> None:
+    world = _world()
+    expert = PrivilegedExpert(world, ExpertConfig(**DEMO_EXPERT))
+    plan = expert.path(world.start[:2])
+    half = plan[: len(plan) // 2]
+    r = timeout_report(world, half, 0.1, expert)
+    assert r["kind"] == "on_plan" and r["left_plan_at"] is None and r["detour"] is None
+    assert r["plan_length"] == pytest.approx(np.linalg.norm(np.diff(plan, axis=0), axis=1).sum(), abs=0.1)
+    assert r["plan_left"] == pytest.approx(r["plan_length"] / 2, abs=1.0)
+    # 0.25 m per 0.1 s: never under the hovering speed; the same track standing still at the end hovers.
+    assert r["hovering_seconds"] == 0.0
+    stuck = timeout_report(world, np.vstack([half, np.repeat(half[-1:], 20, axis=0)]), 0.1, expert)
+    assert stuck["hovering_seconds"] == pytest.approx(2.0) and stuck["kind"] == "on_plan"
+
+
+def test_flying_on_past_the_plan_is_a_missed_turn_with_the_goal_to_the_side() -> None:
+    world = _world()  # start (-10, 0), goal (25, 0); the plan passes the trunk at y = 2.9
+    expert = PrivilegedExpert(world, ExpertConfig(**DEMO_EXPERT))
+    plan = expert.path(world.start[:2])
+    k = int(np.argmax(plan[:, 0] >= -5.0))
+    # Along the plan to x = -5, then 3 m/s to the left (+y) for 8 s: away from a goal ahead.
+    dt = 0.1
+    corner = tuple(plan[k])
+    track = np.vstack([plan[:k], _polyline([corner, (corner[0], corner[1] + 24.0)], 3.0 * dt)])
+    r = timeout_report(world, track, dt, expert)
+    assert r["kind"] == "missed_turn"
+    i = int(round(r["left_plan_at"] / dt))
+    away = np.linalg.norm(plan[None] - track[:, None], axis=2).min(axis=1)
+    assert away[i] > 2.5 and away[i - 1] <= 2.5  # the first point more than OFF_PLAN from the plan
+    # Flying +y with the goal ahead-right: the bearing is the goal's angle less 90 degrees (left positive).
+    to_goal = np.array(world.goal[:2]) - track[i]
+    assert r["goal_bearing"] == pytest.approx(math.degrees(math.atan2(to_goal[1], to_goal[0])) - 90.0, abs=1.0)
+    assert r["goal_distance"] == pytest.approx(np.linalg.norm(to_goal), abs=0.1)
+    # The rest of the leg flown after leaving (about 21 m, under DETOUR_HORIZON), nearly all away from the goal.
+    assert MISSED_TURN <= r["detour"] < 2 * 21.5
+    # Heading for a point near the goal instead: no longer than the plan's way; another route.
+    other = np.vstack([plan[:k], _polyline([corner, (25.0, 8.0)], 3.0 * dt)])
+    r = timeout_report(world, other, dt, expert)
+    assert r["kind"] == "other_route" and r["detour"] < MISSED_TURN and abs(r["goal_bearing"]) < 30.0
+    with pytest.raises(ValueError, match="positions"):
+        timeout_report(world, other[:1], dt, expert)
+
+
+def test_timeouts_of_a_flight_carry_their_diagnosis_into_the_eval_console_and_report(tmp_path: Path) -> None:
+    # The expert given 3 s: every flight times out on its own plan.
+    job = FlightJob(kind="forest", seeds=[1000, 1001], out_dir="", record=False, noise=0.0, envs=2,
+                    camera_width=32, camera_height=24, max_episode_time=3.0, expert=dict(DEMO_EXPERT))  # fmt: skip
+    flights = fly_worker(job)
+    assert [r["outcome"] for r in flights] == ["timeout", "timeout"]
+    for r in flights:
+        t = r["timeout"]
+        assert t["kind"] == "on_plan" and 0.0 < t["plan_left"] < t["plan_length"] and r["crash"] is None
+        json.dumps(t)
+    raw = {"controller": "expert", "world": "forest", "preset": "in_distribution", "episodes_detail": flights}
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"cells": [raw]}))
+    (cell,) = load_results([results])
+    assert len(timeout_reports(cell)) == 2
+    assert timeout_line(cell).startswith("timeouts: missed turn 0, other route 0, on the plan 2;")
+    row = timeout_table([cell], condition_label).splitlines()[2].split(" | ")
+    assert row[:6] == ["| expert", "forest in-dist", "2", "0", "0", "2"]
+    md = write_report([cell], tmp_path / "report", maps=False).read_text()
+    assert "## Why the timeouts" in md and "| expert | forest in-dist | 2 |" in md
+    old = {**cell, "episodes_detail": [{k: v for k, v in r.items() if k != "timeout"} for r in flights]}
+    assert timeout_table([old], condition_label) is None and timeout_line(old) is None
+    assert "carry no timeout reports" in write_report([old], tmp_path / "old", maps=False).read_text()
+
+
+def test_timeout_summary_takes_goal_and_detour_from_the_missed_turns_only() -> None:
+    reports = [{"kind": "missed_turn", "detour": 30.0, "goal_distance": 10.0, "goal_bearing": -70.0, "plan_left": 40.0,
+                "hovering_seconds": 0.0},
+               {"kind": "missed_turn", "detour": 40.0, "goal_distance": 20.0, "goal_bearing": 80.0, "plan_left": 60.0,
+                "hovering_seconds": 1.0},
+               {"kind": "other_route", "detour": 2.0, "goal_distance": 50.0, "goal_bearing": 5.0, "plan_left": 10.0,
+                "hovering_seconds": 3.0}]  # fmt: skip
+    s = summarize_timeouts(reports)
+    assert (s["timeouts"], s["missed_turn"], s["other_route"], s["on_plan"]) == (3, 2, 1, 0)
+    assert (s["median_detour"], s["median_goal_distance"], s["median_goal_bearing"]) == (35.0, 15.0, 75.0)
+    assert (s["median_plan_left"], s["median_hovering"]) == (40.0, 1.0)

@@ -94,6 +94,7 @@ class EpisodeResult:
     min_clearance: Optional[float] = None  # m, closest approach of the drone's centre to an obstacle surface
     track: Optional[List[List[float]]] = None  # xyz every 3rd control step (job.keep_tracks)
     crash: Optional[Dict[str, Any]] = None  # collisions: what was hit, from where (lnn_nav.sim.forensics)
+    timeout: Optional[Dict[str, Any]] = None  # timeouts: where the track left the plan, the detour (forensics)
 
 
 @dataclass
@@ -260,7 +261,7 @@ def fly_worker(job: FlightJob, progress: Optional[Any] = None) -> List[Dict[str,
     from lnn_nav.sim.collision import signed_distance
     from lnn_nav.sim.env import EnvConfig, FlightBatch
     from lnn_nav.sim.expert import ExpertConfig, PrivilegedExpert
-    from lnn_nav.sim.forensics import crash_report
+    from lnn_nav.sim.forensics import crash_report, timeout_report
     from lnn_nav.sim.presets import make_world, sample_training_conditions
     from lnn_nav.sim.world import WorldSpec
 
@@ -356,10 +357,12 @@ def fly_worker(job: FlightJob, progress: Optional[Any] = None) -> List[Dict[str,
                 if outcome == "collision":
                     crash = crash_report(batch.worlds[i], np.array(ep.pos), np.array(ep.yaw), np.array(ep.world_vel),
                                          np.array(ep.flown), track[-1], dt, experts[i], hfov_deg=camera.hfov_deg)  # fmt: skip
+                timeout = timeout_report(batch.worlds[i], track, dt, experts[i]) if outcome == "timeout" else None
                 result = EpisodeResult(job.kind, ep.seed, outcome, len(ep.pos), float(out["time"][i]),
                                        float(np.linalg.norm(np.diff(track, axis=0), axis=1).sum()), bag,
                                        bool(experts[i].reachable), clearance,
-                                       np.round(track[::3], 2).tolist() if job.keep_tracks else None, crash)  # fmt: skip
+                                       np.round(track[::3], 2).tolist() if job.keep_tracks else None, crash,
+                                       timeout)  # fmt: skip
                 results.append(asdict(result))
                 if progress is not None:
                     progress.put(asdict(result))

@@ -24,7 +24,11 @@ episode). Every collision is diagnosed (lnn_nav/sim/forensics.py): what was
 hit, its bearing from the heading, the speed, and how long the privileged
 expert, asked at the learner's states of the last 2 s, would have turned
 otherwise; each crash episode carries a `crash` block, each cell prints a
-`crashes:` line, and `lnn-nav report` tabulates them. A controller is
+`crashes:` line, and `lnn-nav report` tabulates them. Every timeout is
+diagnosed against the expert's plan the same way: where the track left it,
+where the goal lay then, and the detour 8 s on (a missed turn, another
+route, or slow on the plan); a `timeout` block and a `timeouts:` line.
+A controller is
 named by its checkpoint's file name (cfc_ncp.safetensors -> cfc_ncp), a
 training run's best/last file by the run folder (runs/gru_bc/best.safetensors
 -> gru_bc); `lnn-nav report` knows the core from a name starting cfc_ncp,
@@ -90,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from lnn_nav.eval.closed_loop import eval_seeds, evaluate
     from lnn_nav.models.errors import CheckpointError
     from lnn_nav.eval.crashes import crash_line
+    from lnn_nav.eval.timeouts import timeout_line
     from lnn_nav.eval.ros_agreement import graph_unavailable
     from lnn_nav.sim.camera import CameraConfig
     from lnn_nav.sim.presets import presets_for
@@ -146,9 +151,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{entry['controller']:<24} {world:<7} {preset:<16} success {cell.successes}/"
                       f"{entry['episodes']} ({entry['success_rate']:.0%}, 95% CI {entry['ci95'][0]:.0%}-"
                       f"{entry['ci95'][1]:.0%})  {entry['outcomes']}{ros_column}")  # fmt: skip
-                crashes = crash_line(entry)
-                if crashes:
-                    print(f"    {crashes}")
+                for why in (crash_line(entry), timeout_line(entry)):
+                    if why:
+                        print(f"    {why}")
                 for e in entry.get("ros", {}).get("episodes", []):
                     if not e["agree"]:
                         why = f"  ({e['error'].splitlines()[0]}; logs in {e['logs']})" if "error" in e else ""

@@ -27,6 +27,7 @@ import numpy as np
 from lnn_nav.eval.closed_loop import wilson_interval
 from lnn_nav.eval.crashes import crash_section
 from lnn_nav.eval.tables import CELL_COLUMNS, cell_rows, write_csv
+from lnn_nav.eval.timeouts import timeout_section
 from lnn_nav.sim.presets import OOD_PRESETS, WORLD_KINDS, presets_for
 
 IN_DIST = "in_distribution"
@@ -888,6 +889,7 @@ def write_report(
             md.append("![in distribution vs OOD](in_vs_ood.png)\n")
     md += ["## Flight metrics\n", metrics_table(cells)]
     md += ["## Why the crashes\n", crash_section(cells, out, condition_label, _colour)]
+    md += ["## Why the timeouts\n", timeout_section(cells, condition_label)]
     if maps:
         md += ["## Trajectories\n"]
         choices = _map_choices(cells)

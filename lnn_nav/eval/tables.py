@@ -17,7 +17,7 @@ CELL_COLUMNS = ("controller", "world", "preset", "episodes", "successes", "succe
                 "collision_rate", "timeouts", "mean_time_to_goal", "mean_min_clearance", "ros_flown",
                 "ros_agreements")  # fmt: skip
 EPISODE_COLUMNS = ("controller", "world", "preset", "seed", "outcome", "time", "frames", "path_length",
-                   "min_clearance", "ros_outcome")  # fmt: skip
+                   "min_clearance", "ros_outcome", "timeout_kind", "detour")  # fmt: skip
 
 
 def _number(value: Any, digits: int = 4) -> Union[str, int, float]:
@@ -48,7 +48,8 @@ def cell_rows(cells: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
 
 
 def episode_rows(cells: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
-    """One row per episode, in :data:`EPISODE_COLUMNS`; ``ros_outcome`` where the seed was also flown over ROS."""
+    """One row per episode, in :data:`EPISODE_COLUMNS`; ``ros_outcome`` where the seed was also flown over ROS,
+    ``timeout_kind`` and ``detour`` (m) where a timeout was diagnosed."""
     rows = []
     for c in cells:
         ros = {e["seed"]: e["ros_outcome"] for e in (c.get("ros") or {}).get("episodes", [])}
@@ -58,6 +59,8 @@ def episode_rows(cells: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
                 "outcome": e.get("outcome"), "time": _number(e.get("time"), 3), "frames": e.get("frames", ""),
                 "path_length": _number(e.get("path_length"), 2), "min_clearance": _number(e.get("min_clearance"), 3),
                 "ros_outcome": ros.get(e.get("seed"), ""),
+                "timeout_kind": (e.get("timeout") or {}).get("kind", ""),
+                "detour": _number((e.get("timeout") or {}).get("detour")),
             })  # fmt: skip
     return rows
 

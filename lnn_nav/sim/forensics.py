@@ -21,6 +21,17 @@ These diagnoses are what turned the stage-2 training results into the
 0.8 m plan margin of :data:`lnn_nav.sim.expert.DEMO_EXPERT`: most forest
 collisions were grazing passes 8-87 degrees off the heading, not head-on
 flights.
+
+A timeout (the episode's time ran out short of the goal) is diagnosed
+against the expert's plan from the start (:func:`timeout_report`): where
+the track first strayed more than ``OFF_PLAN`` from it, where the goal lay
+then, and how much longer the way to the goal had become ``DETOUR_HORIZON``
+seconds later. A long detour is a missed turn (the drone flew on past the
+street or gap the plan takes); a short one another route; a track that
+never left the plan ran out of time on it (slow or hovering). Measured on
+the shipped CfC-NCP's urban timeouts (2026-11-30): 9 of 13 missed a turn
+(a 17-27 m detour 8 s on), in 5 of them with the goal 7-18 m away and
+63-85 degrees to the side.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ import math
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from .collision import box_sd, box_table, cylinder_sd, sphere_sd
 from .world import MATERIALS, WorldSpec
@@ -43,6 +55,15 @@ TURN_WINDOW = 0.5
 TURN_DEAD_BAND = 0.1
 SLIDE_DEAD_BAND = 0.1
 HEAD_ON = 5.0
+#: A track farther than this (m) from the expert's plan has left it.
+OFF_PLAN = 2.5
+#: The detour of a track that left the plan is measured this long (s) after it left. On the shipped CfC-NCP's
+#: urban timeouts, 8 s parted missed turns (16-27 m) from other routes (-11 to +4 m); at 4 s they overlap.
+DETOUR_HORIZON = 8.0
+#: A detour (m) at least this long is a missed turn; a shorter one, another route.
+MISSED_TURN = 10.0
+#: The direction of flight where the track left the plan is taken over this long (s) before.
+FLIGHT_DIRECTION_WINDOW = 0.5
 
 
 def nearest_obstacle(world: WorldSpec, point: np.ndarray, include_ground: bool = True) -> Dict[str, Any]:
@@ -212,4 +233,96 @@ def summarize_crashes(reports: Sequence[Dict[str, Any]], hfov_deg: float = 90.0,
         "median_yaw_rate_gap": median(gaps),
         "expert_disagreed": sum(d >= window / 2 for d in disagreeing),
         "expert_asked": len(disagreeing),
+    }
+
+
+def _length(points: np.ndarray) -> float:
+    """Length (m) of a polyline ``[P, 2]``."""
+    return float(np.linalg.norm(np.diff(points, axis=0), axis=1).sum()) if len(points) > 1 else 0.0
+
+
+def timeout_report(
+    world: WorldSpec,
+    positions: np.ndarray,
+    dt: float,
+    expert: Any,
+    off_plan: float = OFF_PLAN,
+    horizon: float = DETOUR_HORIZON,
+) -> Dict[str, Any]:
+    """Diagnose one timeout from the track ``positions`` ``[T, 2 or 3]`` (one per ``dt`` s, the last where time ran out).
+
+    ``expert`` is a :class:`~lnn_nav.sim.expert.PrivilegedExpert` of this
+    world; its plan from the world's start is the way the track is judged
+    against, and its plan from a point is the way left from there. Fields:
+
+    * ``kind``: ``missed_turn`` (left the plan and ``horizon`` s later the way
+      to the goal had grown by at least :data:`MISSED_TURN`), ``other_route``
+      (left it at a smaller cost) or ``on_plan`` (never left it: too slow);
+    * ``left_plan_at`` (s), and there ``goal_distance`` (m) and
+      ``goal_bearing`` (degrees from the direction of flight, left positive);
+    * ``detour``: flown over the ``horizon`` plus the way left after it, less
+      the way left when it strayed (m);
+    * ``plan_length`` (from the start), ``plan_left`` (from where time ran out)
+      and ``hovering_seconds`` (time under :data:`HOVER_SPEED`).
+    """
+    track = np.asarray(positions, dtype=np.float64)
+    if track.ndim != 2 or track.shape[1] not in (2, 3) or len(track) < 2:
+        raise ValueError("positions must be [T, 2] or [T, 3] with T >= 2")
+    track = track[:, :2]
+
+    def way_left(xy: np.ndarray) -> float:
+        return _length(expert.path((float(xy[0]), float(xy[1]))))
+
+    plan = expert.path((float(world.start[0]), float(world.start[1])))
+    away, _ = cKDTree(plan).query(track)
+    speed = np.linalg.norm(np.diff(track, axis=0), axis=1) / dt
+    report: Dict[str, Any] = {
+        "kind": "on_plan",
+        "left_plan_at": None,
+        "goal_distance": None,
+        "goal_bearing": None,
+        "detour": None,
+        "plan_length": round(_length(plan), 1),
+        "plan_left": round(way_left(track[-1]), 1),
+        "hovering_seconds": round(float((speed < HOVER_SPEED).sum() * dt), 2),
+    }
+    strayed = np.flatnonzero(away > off_plan)
+    if strayed.size == 0:
+        return report
+    i = int(strayed[0])
+    j = min(i + max(1, int(round(horizon / dt))), len(track) - 1)
+    detour = way_left(track[j]) + _length(track[i : j + 1]) - way_left(track[i])
+    flight = track[i] - track[max(i - max(1, int(round(FLIGHT_DIRECTION_WINDOW / dt))), 0)]
+    to_goal = np.asarray(world.goal[:2], dtype=np.float64) - track[i]
+    bearing = None
+    if float(np.linalg.norm(flight)) > 1e-6:
+        bearing = round(_bearing(to_goal, math.atan2(flight[1], flight[0])), 1)
+    report.update(kind="missed_turn" if detour >= MISSED_TURN else "other_route", left_plan_at=round(i * dt, 2),
+                  goal_distance=round(float(np.linalg.norm(to_goal)), 1), goal_bearing=bearing,
+                  detour=round(detour, 1))  # fmt: skip
+    return report
+
+
+def summarize_timeouts(reports: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """Counts and medians over a cell's timeout reports (for tables).
+
+    The goal's distance and bearing are the missed turns' (where the goal
+    input said "turn" and the drone did not); the rest are over all timeouts.
+    """
+
+    def median(xs: Sequence[Optional[float]]) -> Optional[float]:
+        xs = [x for x in xs if x is not None]
+        return float(np.median(xs)) if xs else None
+
+    missed = [r for r in reports if r.get("kind") == "missed_turn"]
+    return {
+        "timeouts": len(reports),
+        "missed_turn": len(missed),
+        "other_route": sum(r.get("kind") == "other_route" for r in reports),
+        "on_plan": sum(r.get("kind") == "on_plan" for r in reports),
+        "median_detour": median([r["detour"] for r in missed]),
+        "median_goal_distance": median([r["goal_distance"] for r in missed]),
+        "median_goal_bearing": median([abs(r["goal_bearing"]) for r in missed if r["goal_bearing"] is not None]),
+        "median_plan_left": median([r.get("plan_left") for r in reports]),
+        "median_hovering": median([r.get("hovering_seconds") for r in reports]),
     }
