@@ -221,6 +221,18 @@ def test_train_cli_reports_bad_data(tmp_path: Path) -> None:
     assert result.returncode == 2 and "not a dataset folder" in result.stderr
 
 
+@pytest.mark.parametrize("command, option", [("train", "--core-options"), ("dagger", "--train-options"),
+                                             ("dagger", "--expert-options")])  # fmt: skip
+@pytest.mark.parametrize("text, message", [("[1]", "expected a JSON object"), ("{units: 4}", "not valid JSON")])
+def test_json_options_are_refused_naming_the_option(tmp_path: Path, command: str, option: str, text: str,
+                                                    message: str) -> None:  # fmt: skip
+    need = ["--init", str(tmp_path / "x.safetensors")] if command == "dagger" else []
+    result = subprocess.run([sys.executable, "-m", "lnn_nav.cli", command, "--data", str(tmp_path), "--out",
+                             str(tmp_path / "o"), *need, option, text], capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2 and f"{option}: {message}" in result.stderr, result.stderr
+    assert not (tmp_path / "o").exists()
+
+
 def test_dagger_round_flies_the_learner_labels_with_the_expert_and_retrains(dataset: Path, tmp_path: Path) -> None:
     from lnn_nav.data.bags import open_bag
     from lnn_nav.train.dagger import DaggerConfig, run_dagger

@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, List
 
+from lnn_nav.options import json_object
 from lnn_nav.sim.expert import DEMO_EXPERT, ExpertConfig, demo_expert
 
 HELP = "collect expert demonstrations in the simulator, one rosbag2 per episode"
@@ -92,10 +93,7 @@ def expert_from_args(args: argparse.Namespace) -> Dict[str, Any]:
             continue
         try:
             if key is None:
-                options = json.loads(value)
-                if not isinstance(options, dict):
-                    raise ValueError(f"expected a JSON object of ExpertConfig fields, got {value!r}")
-                expert.update(options)
+                expert.update(json_object(value))
             else:
                 expert[key] = value
             ExpertConfig(**expert)

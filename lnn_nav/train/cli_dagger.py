@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 HELP = "DAgger: the learner flies, the expert labels, aggregate, retrain (N rounds)"
@@ -47,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from lnn_nav.data.errors import BagError
     from lnn_nav.models.errors import CheckpointError
+    from lnn_nav.options import json_object
     from lnn_nav.train.dagger import DaggerConfig, run_dagger
 
     if len(args.episodes) not in (1, len(args.worlds)):
@@ -56,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = DaggerConfig(init=args.init, data=args.data, out=args.out, rounds=args.rounds, episodes=episodes,
                            worlds=args.worlds, epochs=args.epochs, workers=args.workers, envs=args.envs,
-                           train_overrides=json.loads(args.train_options),
-                           expert_overrides=json.loads(args.expert_options))  # fmt: skip
+                           train_overrides=json_object(args.train_options, "--train-options"),
+                           expert_overrides=json_object(args.expert_options, "--expert-options"))  # fmt: skip
         result = run_dagger(cfg, progress=not args.no_progress)
     except (ValueError, BagError, CheckpointError, FileNotFoundError) as err:
         print(f"lnn-nav dagger: error: {err}", file=sys.stderr)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 HELP = "imitation training (behaviour cloning, truncated BPTT) from dataset folders"
@@ -65,10 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lnn_nav.data.dataset import DatasetError
+    from lnn_nav.options import json_object
     from lnn_nav.train.bc import TrainConfig, train
 
     try:
-        cfg = TrainConfig(data=args.data, out=args.out, model=args.model, core_options=json.loads(args.core_options),
+        cfg = TrainConfig(data=args.data, out=args.out, model=args.model,
+                          core_options=json_object(args.core_options, "--core-options"),
                           epochs=args.epochs, batch_size=args.batch_size, window=args.window, lr=args.lr,
                           weight_decay=args.weight_decay, val_fraction=args.val_fraction, patience=args.patience,
                           seed=args.seed, threads=args.threads, augment=not args.no_augment,
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                           max_steps_per_epoch=args.max_steps_per_epoch, init=args.init,
                           steer_weight=args.steer_weight)  # fmt: skip
         summary = train(cfg, progress=not args.no_progress)
-    except (ValueError, DatasetError, FileNotFoundError, json.JSONDecodeError) as err:
+    except (ValueError, DatasetError, FileNotFoundError) as err:
         print(f"lnn-nav train: error: {err}", file=sys.stderr)
         return 2
     print(f"best validation loss {summary['best_val_loss']:.4f} after {summary['epochs']} epochs "
