@@ -135,6 +135,20 @@ def test_types_defined_only_in_the_bag_are_deserialised(tmp_path: Path) -> None:
         assert "test_msgs/msg/Arrays" in bag.typestore.types
 
 
+def test_bags_without_types_of_their_own_share_one_typestore(tmp_path: Path) -> None:
+    # rosbags compiles a type's deserialiser once per typestore: one per bag paid it for every bag.
+    with open_bag(sample(tmp_path, "mcap_cdr_test")) as custom:
+        own = custom.typestore
+    for name in ("first", "second"):
+        with BagWriter(tmp_path / name) as bag:
+            bag.add_topic("/n", "std_msgs/msg/Int32")
+            bag.write("/n", 1, TS.types["std_msgs/msg/Int32"](data=1))
+    with open_bag(tmp_path / "first") as a, open_bag(tmp_path / "second") as b:
+        assert a.typestore is b.typestore is not own
+        assert "test_msgs/msg/Arrays" not in a.typestore.types  # the custom bag's types stayed in its own store
+        assert next(iter(b.messages())).message.data == 1
+
+
 def test_split_mcap_without_metadata_is_recovered_in_order(tmp_path: Path) -> None:
     path = sample(tmp_path, "mcap_multiple_files")
     expected = []

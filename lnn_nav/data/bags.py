@@ -22,6 +22,7 @@ install needed, so recorder, replay and dataset tools run on a workstation.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import logging
 import os
@@ -689,20 +690,33 @@ def _types_in_bag(
     return typs
 
 
+@functools.lru_cache(maxsize=None)
+def _shared_typestore(base: Stores) -> Typestore:
+    """One typestore per distribution for every bag that defines no types of its own.
+
+    rosbags compiles a message type's deserialiser once per typestore: a fresh
+    store per bag paid it again for every bag (CameraInfo: ~12 ms, a sixth of
+    converting a 40 s urban episode). Nothing registers types into it.
+    """
+    return get_typestore(base)
+
+
 def _reader_typestore(base: Typestore | Stores, connections: list[Connection], notes: list[str]) -> Typestore:
-    """A fresh typestore: ``base`` plus the types only the bag defines.
+    """``base`` plus the types only the bag defines (a fresh store then; else the shared one of ``base``).
 
     Types ``base`` knows keep its definitions (the definitions stored by some
     ``ros2 bag`` versions are partial); types it lacks (custom or test
     messages) are registered from the definitions stored in the bag.
     """
+    known = _shared_typestore(base).fielddefs if isinstance(base, Stores) else base.fielddefs
+    typs = {name: typ for name, typ in _types_in_bag(connections, notes, known).items() if name not in known}
+    if not typs and isinstance(base, Stores):
+        return _shared_typestore(base)
     if isinstance(base, Stores):
         store = get_typestore(base)
     else:
         store = get_typestore(Stores.EMPTY)
         store.register(dict(base.fielddefs))  # a copy: never mutate the caller's store
-    typs = {name: typ for name, typ in _types_in_bag(connections, notes, store.fielddefs).items()
-            if name not in store.fielddefs}
     if typs:
         try:
             store.register(typs)
