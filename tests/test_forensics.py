@@ -3,6 +3,7 @@ track left the plan and what it cost; in eval results and the report."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -14,6 +15,7 @@ from lnn_nav.data.flights import FlightJob, fly_worker
 from lnn_nav.eval.crashes import crash_line, crash_reports, crash_table
 from lnn_nav.eval.timeouts import timeout_line, timeout_reports, timeout_table
 from lnn_nav.eval.report import condition_label, load_results, write_report
+from lnn_nav.eval.tables import write_results_csv
 from lnn_nav.sim.expert import DEMO_EXPERT, ExpertConfig, PrivilegedExpert
 from lnn_nav.sim.forensics import (
     MISSED_TURN,
@@ -239,6 +241,9 @@ def test_timeouts_of_a_flight_carry_their_diagnosis_into_the_eval_console_and_re
     results.write_text(json.dumps({"cells": [raw]}))
     (cell,) = load_results([results])
     assert len(timeout_reports(cell)) == 2
+    _, episodes_csv = write_results_csv([raw], results)
+    rows = list(csv.DictReader(episodes_csv.open()))
+    assert [r["timeout_kind"] for r in rows] == ["on_plan", "on_plan"] and rows[0]["detour"] == ""
     assert timeout_line(cell).startswith("timeouts: missed turn 0, other route 0, on the plan 2;")
     row = timeout_table([cell], condition_label).splitlines()[2].split(" | ")
     assert row[:6] == ["| expert", "forest in-dist", "2", "0", "0", "2"]

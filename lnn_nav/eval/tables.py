@@ -17,7 +17,7 @@ CELL_COLUMNS = ("controller", "world", "preset", "episodes", "successes", "succe
                 "collision_rate", "timeouts", "mean_time_to_goal", "mean_min_clearance", "ros_flown",
                 "ros_agreements")  # fmt: skip
 EPISODE_COLUMNS = ("controller", "world", "preset", "seed", "outcome", "time", "frames", "path_length",
-                   "min_clearance", "ros_outcome", "timeout_kind", "detour")  # fmt: skip
+                   "min_clearance", "timeout_kind", "detour", "ros_outcome")  # fmt: skip
 
 
 def _number(value: Any, digits: int = 4) -> Union[str, int, float]:
