@@ -241,7 +241,7 @@ def test_timeouts_of_a_flight_carry_their_diagnosis_into_the_eval_console_and_re
     results.write_text(json.dumps({"cells": [raw]}))
     (cell,) = load_results([results])
     assert len(timeout_reports(cell)) == 2
-    _, episodes_csv = write_results_csv([raw], results)
+    _, episodes_csv = write_results_csv([cell], results)
     rows = list(csv.DictReader(episodes_csv.open()))
     assert [r["timeout_kind"] for r in rows] == ["on_plan", "on_plan"] and rows[0]["detour"] == ""
     assert timeout_line(cell).startswith("timeouts: missed turn 0, other route 0, on the plan 2;")
