@@ -81,7 +81,10 @@ def test_expert_flies_the_same_outcome_through_the_ros_graph_as_in_process(tmp_p
     code = _eval("--model", "expert", "--world", "forest", "--episodes", "1", "--ros-episodes", "1",
                  "--workers", "1", "--envs", "1", "--out", str(out))  # fmt: skip
     assert code == 0
-    (cell,) = json.loads(out.read_text())["cells"]
+    data = json.loads(out.read_text())
+    (cell,) = data["cells"]
+    # No --camera-hfov: null at the top; the camera each controller flew, by name, beside it.
+    assert data["camera_hfov"] is None and data["cameras"] == {"expert": cell["camera_hfov"]} == {"expert": 90.0}
     ros = cell["ros"]
     assert ros["pilot"] == "expert_node" and ros["errors"] == 0
     (flight,) = ros["episodes"]

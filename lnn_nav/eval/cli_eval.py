@@ -162,6 +162,9 @@ def run(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"seconds": time.perf_counter() - started, "seeds": [seeds[0], seeds[-1]],
                                "ros_episodes": args.ros_episodes, "camera_hfov": args.camera_hfov,
+                               # --camera-hfov as given (null: each checkpoint's own); the field of view
+                               # each controller flew, by name, as every cell also records it.
+                               "cameras": {controller_name(m): cameras[m] for m in args.model},
                                "cells": cells}, indent=1))  # fmt: skip
     from lnn_nav.eval.tables import write_results_csv
 
