@@ -357,10 +357,11 @@ def test_bar_chart_draws_cells_at_0_and_100_percent_with_any_episode_count(tmp_p
 
 
 @pytest.mark.parametrize("sub", ["", "stage2", "stage3", "gain13", "calibrated", "steer", "fov120", "dagger", "more_data",
-                                 "res128", "window64", "margin10", "pre_street", "lookahead6", "turn_timing"],
+                                 "res128", "window64", "margin10", "pre_street", "lookahead6", "turn_timing",
+                                 "street_ood"],
                          ids=["shipped", "stage2", "stage3", "gain13", "calibrated", "steer", "fov120", "dagger",
                               "more_data", "res128", "window64", "margin10", "pre_street", "lookahead6",
-                              "turn_timing"])  # fmt: skip
+                              "turn_timing", "street_ood"])  # fmt: skip
 def test_committed_benchmark_report_matches_the_committed_results(sub):
     # docs/benchmark/report.md is what the README shows; it must be rebuilt when models/eval/ changes.
     # stage2/: the full in/out-of-distribution run of the 0.6 m-margin checkpoints;
@@ -379,6 +380,7 @@ def test_committed_benchmark_report_matches_the_committed_results(sub):
     # lookahead6/: the shipped CfC-NCP recipe on urban demonstrations whose expert also looks 6 m ahead, not 3.
     # turn_timing/: the same recipe on other urban (and forest) demonstrations: twice as many, a 4.5 m look-ahead,
     # a heading that looks further ahead than the path (ExpertConfig.yaw_lookahead).
+    # street_ood/: the shipped CfC-NCP (street-centred urban demonstrations) out of distribution, 25 worlds a cell.
     root = Path(__file__).resolve().parents[1]
     results = sorted((root / "models" / "eval" / sub).glob("*.json"))
     assert results, f"models/eval/{sub} holds the controllers' results"
