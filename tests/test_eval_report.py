@@ -380,7 +380,7 @@ def test_committed_benchmark_report_matches_the_committed_results(sub):
     # lookahead6/: the shipped CfC-NCP recipe on urban demonstrations whose expert also looks 6 m ahead, not 3.
     # turn_timing/: the same recipe on other urban (and forest) demonstrations: twice as many, a 4.5 m look-ahead,
     # a heading that looks further ahead than the path (ExpertConfig.yaw_lookahead).
-    # street_ood/: the shipped CfC-NCP (street-centred urban demonstrations) out of distribution, 25 worlds a cell.
+    # street_ood/: the shipped CfC-NCP and LSTM (street-centred urban demonstrations) out of distribution, 25 a cell.
     root = Path(__file__).resolve().parents[1]
     results = sorted((root / "models" / "eval" / sub).glob("*.json"))
     assert results, f"models/eval/{sub} holds the controllers' results"
