@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from lnn_nav.eval.markdown import markdown_table, number_or_dash
 from lnn_nav.sim.forensics import HOVER_SPEED, YAW_GAP, summarize_crashes
 
 Cell = Dict[str, Any]
@@ -36,9 +37,6 @@ def _obstacles(materials: Dict[str, int]) -> str:
         named[name] = named.get(name, 0) + count
     return ", ".join(f"{name} {count}" for name, count in sorted(named.items(), key=lambda kv: (-kv[1], kv[0])))
 
-
-def _num(x: Optional[float], fmt: str) -> str:
-    return "–" if x is None else format(x, fmt)
 
 
 def _sided(s: Dict[str, Any], key: str) -> str:
@@ -75,8 +73,8 @@ def crash_table(cells: Sequence[Cell], label: Any) -> Optional[str]:
         asked = s["expert_asked"]
         rows.append([cell["controller"], label(cell["world"], cell["preset"]), str(s["crashes"]),
                      _obstacles(s["materials"]), str(s["ahead"]), str(s["side"]), str(s["out_of_view"]),
-                     str(s["hovering"]), _num(s["median_speed"], ".1f"), _sided(s, "turning_towards"),
-                     _sided(s, "sliding_towards"), _num(s["median_yaw_rate_gap"], ".2f"),
+                     str(s["hovering"]), number_or_dash(s["median_speed"], ".1f"), _sided(s, "turning_towards"),
+                     _sided(s, "sliding_towards"), number_or_dash(s["median_yaw_rate_gap"], ".2f"),
                      f"{s['expert_disagreed']}/{asked}" if asked else "–"])  # fmt: skip
     if not rows:
         return None
@@ -84,9 +82,7 @@ def crash_table(cells: Sequence[Cell], label: Any) -> Optional[str]:
               f"hovering <{HOVER_SPEED:g} m/s", "median speed (m/s)", "turning into it", "sliding into it",
               "median yaw-rate gap (rad/s)",
               "expert disagreed ≥1 s"]  # fmt: skip
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] * 4 + [" ---: "] * (len(header) - 4)) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    return markdown_table(header, rows, left=4)
 
 
 def plot_crash_bearings(cells: Sequence[Cell], path: Union[str, Path], colour: Any) -> Optional[Path]:

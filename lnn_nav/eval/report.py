@@ -26,6 +26,7 @@ import numpy as np
 
 from lnn_nav.eval.closed_loop import wilson_interval
 from lnn_nav.eval.crashes import crash_section
+from lnn_nav.eval.markdown import markdown_table
 from lnn_nav.eval.tables import CELL_COLUMNS, cell_rows, write_csv
 from lnn_nav.eval.timeouts import timeout_section
 from lnn_nav.sim.presets import OOD_PRESETS, WORLD_KINDS, presets_for
@@ -262,14 +263,6 @@ def ood_mean(cells: Sequence[Cell], controller: str, world: Optional[str] = None
 # Tables
 
 
-def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
-    """A GitHub markdown table; the first ``left`` columns (names) left-aligned, the numbers right-aligned."""
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join([" --- "] * left + [" ---: "] * (len(header) - left)) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 def success_table(cells: Sequence[Cell], world: Optional[str] = None) -> str:
     """Success rate with 95 % CI: rows controllers, columns conditions, an OOD mean per world and overall.
 
@@ -300,7 +293,7 @@ def success_table(cells: Sequence[Cell], world: Optional[str] = None) -> str:
                 rate = cell_rate(cell) if cell else None
             row.append(str(rate) if rate else "not run")
         rows.append(row)
-    return _markdown(["controller"] + [label for label, _ in columns], rows)
+    return markdown_table(["controller"] + [label for label, _ in columns], rows)
 
 
 def path_length_ratios(cells: Sequence[Cell]) -> Dict[Tuple[str, str, str], Tuple[float, int]]:
@@ -356,7 +349,7 @@ def metrics_table(cells: Sequence[Cell]) -> str:
                          if _is_number(clearance) else "—"])  # fmt: skip
     header = ["condition", "controller", "episodes", "success", "collision", "time to goal (s)",
               "path / expert (pairs)", "clearance (m)"]  # fmt: skip
-    return _markdown(header, rows, left=2)
+    return markdown_table(header, rows, left=2)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -759,7 +752,7 @@ def ros_agreement_section(cells: Sequence[Cell]) -> Optional[str]:
             "only: the two runs do not share the noise (below), so a world the controller barely passes or fails "
             "can end either way. Disagreements on worlds it passes reliably in-process would point at the "
             "graph itself (transport, timing, message conversion).\n\n")  # fmt: skip
-    text += _markdown(["controller", "condition", "seeds", "agree", "disagreements (seed: outcomes)"], rows, left=5)
+    text += markdown_table(["controller", "condition", "seeds", "agree", "disagreements (seed: outcomes)"], rows, left=5)
     if notes:
         text += "\nWhat is and is not the same between the two:\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
     return text
@@ -829,7 +822,7 @@ def _degradation_section(cells: Sequence[Cell], check: TargetCheck) -> str:
     if drops:
         rows = [[d.controller, f"{d.in_dist:.1%}", f"{d.ood:.1%}", _change(d.drop)]
                 for d in drops]  # fmt: skip
-        text += _markdown(["controller", "in distribution", "OOD mean", "change"], rows) + "\n"
+        text += markdown_table(["controller", "in distribution", "OOD mean", "change"], rows) + "\n"
     widths = [(c["ci95"][1] - c["ci95"][0]) / 2 for c in cells]
     return (text + f"{check.text}\n\nFor scale: the median 95% interval of a single cell here is "
             f"±{median(widths) * 100:.0f} points, so differences in drop of a few points are within the noise.\n")
@@ -873,7 +866,7 @@ def write_report(
           f"Sources: {', '.join(f'`{s}`' for s in sources) or 'in memory'}.\n",
           _seeds_section(cells),
           "## Targets (issue 8)\n",
-          _markdown(["target", "result", "numbers"], [[c.target, marks[c.status], c.text] for c in checks], left=3),
+          markdown_table(["target", "result", "numbers"], [[c.target, marks[c.status], c.text] for c in checks], left=3),
           "## Success rate\n",
           "Success rate with its 95% Wilson interval, `rate [low–high]`. OOD mean: the unweighted mean over the "
           "out-of-distribution conditions run, its interval the per-condition intervals combined in quadrature. "

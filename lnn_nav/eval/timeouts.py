@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence
 
+from lnn_nav.eval.markdown import markdown_table, number_or_dash
 from lnn_nav.sim.forensics import DETOUR_HORIZON, HOVER_SPEED, MISSED_TURN, OFF_PLAN, summarize_timeouts
 
 Cell = Dict[str, Any]
@@ -22,9 +23,6 @@ def timeout_reports(cell: Cell) -> List[Dict[str, Any]]:
     return [e["timeout"] for e in cell.get("episodes_detail") or [] if isinstance(e.get("timeout"), dict)]
 
 
-def _num(x: Optional[float], fmt: str) -> str:
-    return "–" if x is None else format(x, fmt)
-
 
 def timeout_line(cell: Cell) -> Optional[str]:
     """One console line summing up a cell's timeouts (``None`` without any)."""
@@ -34,10 +32,10 @@ def timeout_line(cell: Cell) -> Optional[str]:
     s = summarize_timeouts(reports)
     line = f"timeouts: missed turn {s['missed_turn']}"
     if s["missed_turn"]:
-        line += (f" (median detour {_num(s['median_detour'], '.0f')} m; goal {_num(s['median_goal_distance'], '.0f')} m "
-                 f"away, {_num(s['median_goal_bearing'], '.0f')} deg off the flight direction where it left the plan)")
+        line += (f" (median detour {number_or_dash(s['median_detour'], '.0f')} m; goal {number_or_dash(s['median_goal_distance'], '.0f')} m "
+                 f"away, {number_or_dash(s['median_goal_bearing'], '.0f')} deg off the flight direction where it left the plan)")
     line += (f", other route {s['other_route']}, on the plan {s['on_plan']}; median way left "
-             f"{_num(s['median_plan_left'], '.0f')} m, hovering {_num(s['median_hovering'], '.1f')} s")  # fmt: skip
+             f"{number_or_dash(s['median_plan_left'], '.0f')} m, hovering {number_or_dash(s['median_hovering'], '.1f')} s")  # fmt: skip
     return line
 
 
@@ -54,17 +52,15 @@ def timeout_table(cells: Sequence[Cell], label: Any) -> Optional[str]:
         s = summarize_timeouts(reports)
         rows.append([cell["controller"], label(cell["world"], cell["preset"]), str(s["timeouts"]),
                      str(s["missed_turn"]), str(s["other_route"]), str(s["on_plan"]),
-                     _num(s["median_detour"], ".0f"), _num(s["median_goal_distance"], ".0f"),
-                     _num(s["median_goal_bearing"], ".0f"), _num(s["median_plan_left"], ".0f"),
-                     _num(s["median_hovering"], ".1f")])  # fmt: skip
+                     number_or_dash(s["median_detour"], ".0f"), number_or_dash(s["median_goal_distance"], ".0f"),
+                     number_or_dash(s["median_goal_bearing"], ".0f"), number_or_dash(s["median_plan_left"], ".0f"),
+                     number_or_dash(s["median_hovering"], ".1f")])  # fmt: skip
     if not rows:
         return None
     header = ["controller", "condition", "timeouts", "missed turn", "other route", "on the plan",
               "missed turns: median detour (m)", "goal distance (m)", "goal bearing (°)",
               "median way left (m)", "median hovering (s)"]  # fmt: skip
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] * 2 + [" ---: "] * (len(header) - 2)) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    return markdown_table(header, rows, left=2)
 
 
 def timeout_section(cells: Sequence[Cell], label: Any) -> str:
