@@ -304,3 +304,32 @@ def test_steer_weight_trains_and_is_validated(dataset: Path, tmp_path: Path) -> 
     result = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "train", "--data", str(dataset), "--out",
                              str(tmp_path / "o"), "--steer-weight", "nan"], capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 2 and "steer_weight" in result.stderr
+
+
+def test_init_encoder_trains_a_new_core_on_a_trained_encoder(dataset: Path, tmp_path: Path) -> None:
+    # A 12-neuron CfC-NCP's encoder carries over to a wider (20-neuron) NCP and to an LSTM: the
+    # encoder weights are the source's (lr 1e-9), the core is the new kind and size, and the result flies.
+    quick = dict(epochs=1, max_steps_per_epoch=2, val_fraction=0.0)
+    train(_cfg(dataset, tmp_path / "small", **quick), progress=False, log=lambda _s: None)
+    source_path = str(tmp_path / "small" / "best.safetensors")
+    source = load_policy(source_path)
+    for name, model, options in (("wide", "cfc-ncp", {"units": 20}), ("lstm", "lstm", {"units": 16})):
+        lines: list = []
+        train(_cfg(dataset, tmp_path / name, model=model, core_options=options, init_encoder=source_path,
+                   lr=1e-9, feature_dim=4, **quick), progress=False, log=lines.append)  # fmt: skip
+        assert any(f"from {source_path} (a cfc-ncp controller); new {model} core" in line for line in lines)
+        result = load_policy(tmp_path / name / "best.safetensors")
+        # The source's encoder config wins over the training config's (feature_dim 4 asked, 8 kept).
+        assert result.config.encoder == source.config.encoder and result.config.encoder.feature_dim == 8
+        assert result.config.core == model and result.core.state_size == options["units"]
+        for ours, theirs in zip(result.encoder.state_dict().values(), source.encoder.state_dict().values()):
+            torch.testing.assert_close(ours, theirs)
+        command, _ = result.step(torch.rand(1, 3, 24, 32), torch.tensor([1 / 15]), result.initial_state(1),
+                                 goal=torch.tensor([[1.0, 0.0, 0.0, 20.0]]))  # fmt: skip
+        assert command.shape == (1, 4) and torch.isfinite(command).all()
+    with pytest.raises(ValueError, match="exclude each other"):
+        _cfg(dataset, tmp_path / "both", init=source_path, init_encoder=source_path)
+    result = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "train", "--data", str(dataset), "--out",
+                             str(tmp_path / "o"), "--init-encoder", str(tmp_path / "missing.safetensors")],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2 and "missing.safetensors" in result.stderr

@@ -68,6 +68,10 @@ class TrainConfig:
     normalization: str = "group"  # encoder conv normalisation: GroupNorm leaves the mean-command plateau ~10x sooner
     max_steps_per_epoch: int = 0  # 0: one pass over the training sequences
     init: Optional[str] = None  # start from these weights (DAgger rounds)
+    # Start only the camera encoder from this checkpoint; the core (model, core_options) and head are new.
+    # Why: the encoder is most of a controller's weights and of its training time; a new core (another
+    # kind, a wider NCP) can then be trained on a vision front end that already works.
+    init_encoder: Optional[str] = None
     # Frames weighted 1 + steer_weight * (|vy| + |yaw rate|) of the label, each in units of its command scale.
     # Why: a squared loss pulls an ambiguous frame's command to the mean of its labels, and the learners
     # under-steer past obstacles (crash diagnosis); weighting the turning frames pulls it back towards them.
@@ -82,6 +86,9 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if not (math.isfinite(self.steer_weight) and self.steer_weight >= 0.0):
             raise ValueError(f"steer_weight must be finite and >= 0, got {self.steer_weight}")
+        if self.init and self.init_encoder:
+            raise ValueError("init (the whole controller) and init_encoder (its camera encoder only) "
+                             "exclude each other; give one")
 
 
 class _Data:
@@ -208,6 +215,27 @@ def _build_policy(cfg: TrainConfig, height: int, width: int, camera_hfov_deg: Op
     return LiquidPolicy(config)
 
 
+def _policy_with_encoder(cfg: TrainConfig, height: int, width: int, camera_hfov_deg: Optional[float],
+                         log: Any) -> LiquidPolicy:
+    """A new controller (``cfg``'s core, head and inputs) whose encoder is ``cfg.init_encoder``'s, trained."""
+    source = load_policy(cfg.init_encoder)
+    encoder = source.encoder
+    enc = encoder.config
+    if (enc.height, enc.width) != (height, width):
+        log(f"{cfg.init_encoder}'s encoder was trained on {enc.width}x{enc.height} frames; the datasets hold "
+            f"{width}x{height}: resampling its bottleneck")  # fmt: skip
+        encoder = encoder.resized(height, width)
+    policy = _build_policy(replace(cfg, feature_dim=enc.feature_dim, normalization=enc.normalization),
+                           height, width, camera_hfov_deg)  # fmt: skip
+    # Same EncoderConfig as the source's (activation, channels, ... included), at the data's size.
+    policy.encoder = encoder
+    policy.config = replace(policy.config, encoder=encoder.config)
+    source_core = source.config.core
+    log(f"encoder ({sum(p.numel() for p in encoder.parameters())} parameters) from {cfg.init_encoder} "
+        f"(a {source_core} controller); new {cfg.model} core and head")
+    return policy
+
+
 def _reset_lanes(state: Any, fresh: Tensor, initial: Any) -> Any:
     """Detach ``state`` (truncate BPTT) and restart the lanes in ``fresh`` from ``initial``."""
     if isinstance(state, tuple):
@@ -317,6 +345,9 @@ def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> Dict[str
                     f"{data.camera_hfov_deg:.1f} deg data; the new checkpoint records {data.camera_hfov_deg:.1f} deg")
             policy.config = replace(policy.config, camera_hfov_deg=data.camera_hfov_deg)
         policy = policy.to(device)
+    elif cfg.init_encoder:
+        policy = _policy_with_encoder(cfg, data.height, data.width, data.camera_hfov_deg,
+                                      log if rank == 0 else (lambda _msg: None)).to(device)
     else:
         policy = _build_policy(cfg, data.height, data.width, data.camera_hfov_deg).to(device)
     model: nn.Module = policy

@@ -56,9 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: %(default)s, the plain mean; the shipped controllers' last fine-tune used 6, "
                         "scripts/reproduce.sh)")
     parser.add_argument("--init", metavar="CKPT",
-                        help="start from these weights (e.g. the previous DAgger round); one trained on "
+                        help="start from these weights (e.g. the previous DAgger round), keeping that checkpoint's own "
+                        "core (--model and --core-options are not used); one trained on "
                         "frames of another size continues at the dataset's size, its encoder's bottleneck "
                         "resampled (README: \"Training at a finer resolution\")")
+    parser.add_argument("--init-encoder", metavar="CKPT",
+                        help="start only the camera encoder from this checkpoint and train a new core "
+                        "(--model, --core-options) and head on it, e.g. a wider NCP on the shipped "
+                        "controller's vision (README: \"A wider NCP\"); not with --init")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
 
 
@@ -74,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                           weight_decay=args.weight_decay, val_fraction=args.val_fraction, patience=args.patience,
                           seed=args.seed, threads=args.threads, augment=not args.no_augment,
                           use_goal=not args.no_goal, use_imu=args.use_imu,
-                          max_steps_per_epoch=args.max_steps_per_epoch, init=args.init,
+                          max_steps_per_epoch=args.max_steps_per_epoch, init=args.init, init_encoder=args.init_encoder,
                           steer_weight=args.steer_weight)  # fmt: skip
         summary = train(cfg, progress=not args.no_progress)
     except (ValueError, DatasetError, FileNotFoundError) as err:
