@@ -463,3 +463,19 @@ def test_cli_eval_refuses_an_impossible_field_of_view(tmp_path: Path) -> None:
                              "--camera-hfov", "0", "--out", str(out)], capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 2 and "--camera-hfov" in result.stderr
     assert not out.exists()
+
+
+def test_cli_eval_seed_offset_flies_later_held_out_seeds_and_refuses_bad_ones(tmp_path: Path) -> None:
+    for offset, says in (("-1", "--seed-offset must be >= 0"), ("999", "only 1000 evaluation seeds exist")):
+        out = tmp_path / f"bad{offset}.json"
+        result = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "eval", "--model", "expert", "--episodes", "2",
+                                 "--seed-offset", offset, "--out", str(out)], capture_output=True, text=True)  # fmt: skip
+        assert result.returncode == 2 and says in result.stderr, result.stderr
+        assert not out.exists()
+    out = tmp_path / "r.json"
+    result = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "eval", "--model", "expert", "--world", "forest",
+                             "--episodes", "1", "--seed-offset", "100", "--workers", "1", "--envs", "1",
+                             "--out", str(out)], capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (cell,) = json.loads(out.read_text())["cells"]
+    assert [e["seed"] for e in cell["episodes_detail"]] == [1100]

@@ -75,6 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="conditions: in_distribution, fall, winter, dusk, fog, dense_forest, gusty_wind, "
                         "camera_noise (default: in_distribution)")
     parser.add_argument("--episodes", type=int, default=100, help="per cell (default: %(default)s)")
+    parser.add_argument("--seed-offset", type=int, default=0, metavar="K",
+                        help="skip the first K held-out seeds: --seed-offset 100 flies 1100+, a fresh set to "
+                        "confirm a checkpoint that was chosen by its results on 1000-1099 (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="default: %(default)s")
     parser.add_argument("--envs", type=int, default=16, help="drones flown at once (default: %(default)s)")
     parser.add_argument("--camera-hfov", type=float, default=None, metavar="DEG",
@@ -128,7 +131,13 @@ def run(args: argparse.Namespace) -> int:
         if reason is not None:
             print(f"lnn-nav eval: error: --ros-episodes needs the ROS 2 graph: {reason}", file=sys.stderr)
             return 2
-    seeds = eval_seeds(args.episodes)
+    try:
+        if args.seed_offset < 0:
+            raise ValueError(f"--seed-offset must be >= 0, got {args.seed_offset}")
+        seeds = eval_seeds(args.episodes, args.seed_offset)
+    except ValueError as err:
+        print(f"lnn-nav eval: error: {err}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     cells = []
     started = time.perf_counter()
