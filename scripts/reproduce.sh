@@ -11,12 +11,18 @@
 #      2026-11-30; stages 1-2 keep the light clearance cost, --expert-clearance 1 0.8)
 #      -> dataset -> fine-tune every model from step 2 with the steer-weighted loss
 #      (`--steer-weight`, README "Training the steering back in");
-#   4. closed-loop success on held-out worlds (seeds 1000+).
+#   4. urban demonstrations whose heading looks 6 m ahead (`yaw_lookahead`: the camera swings
+#      into the side street before the turn) on the stage-3 urban seeds and 160 more -> dataset
+#      -> every model's stage-3 camera encoder with a new core (the CfC-NCP 48 neurons wide
+#      instead of 19), trained 10 epochs on the stage-3 forest demonstrations plus those
+#      (`--init-encoder`, README "A new core on the trained encoder");
+#   5. closed-loop success on held-out worlds (seeds 1000+).
 #
 #   make reproduce                      # CfC-NCP and the LSTM baseline, into build/reproduce
 #   MODELS="cfc-ncp lstm gru" make reproduce
 #   STAGE2=0 STAGE3=0 make reproduce    # stop after step 1 (the older 3 m/s recipe)
 #   STAGE3=0 make reproduce             # stop after step 2 (the 0.6 m margin recipe)
+#   STAGE4=0 make reproduce             # stop after step 3 (the checkpoints shipped before 2026-11-30 evening)
 #   STEER_WEIGHT=0 make reproduce       # stage 3 with the plain loss (the checkpoints before 2026-11-29 evening)
 #   SIZE="128 96" HFOV=120 OUT=build/r128 make reproduce   # another input size / camera, trained from
 #                                       # stage 1 (not by fine-tune: README "Training at a finer resolution");
@@ -25,7 +31,8 @@
 # Fixed seeds throughout (worlds, noise, training). Finished stages are skipped on a
 # re-run (the collect/dataset outputs, the training runs resume). Stage times measured
 # on the 2-core CPU build machine are in the README ("Training"); the whole chain for
-# CfC-NCP + LSTM takes about 2.5 hours there. The shipped files came out of this chain
+# CfC-NCP + LSTM takes about 3.5 hours there (stage 4: two urban collections of ~5 min and a
+# 10-epoch training of ~13 min per model). The shipped files came out of this chain
 # run stage by stage over several sessions while the code evolved (the DAgger labels
 # were velocity-anchored then), so a re-run gives comparable, not bit-identical, models.
 set -euo pipefail
@@ -39,6 +46,9 @@ DAGGER_EPISODES=${DAGGER_EPISODES:-"80 40"}    # forest urban
 DAGGER_EPOCHS=${DAGGER_EPOCHS:-4}
 STAGE2=${STAGE2:-1}
 STAGE3=${STAGE3:-1}
+STAGE4=${STAGE4:-1}
+STAGE4_EPOCHS=${STAGE4_EPOCHS:-10}
+STAGE4_NCP_UNITS=${STAGE4_NCP_UNITS:-48}   # the stage-4 CfC-NCP's neurons (19 before)
 FT_EPOCHS=${FT_EPOCHS:-6}
 STEER_WEIGHT=${STEER_WEIGHT:-6}  # stage 3: frames that turn count 1 + B*(|vy|/s_vy + |yaw rate|/s_yaw)
 EVAL_EPISODES=${EVAL_EPISODES:-100}
@@ -66,10 +76,29 @@ collect() {  # speed, plan margin, folder, then any more collect options
   fi
 }
 
+stage4_data() {  # the stage-3 forest bags alone, and urban worlds flown with the heading 6 m ahead
+  local folder seed
+  if [ ! -f "$OUT/ds/m08_forest/meta.json" ]; then
+    $LNN dataset "$OUT/demos_2ms_m08_street/forest" --size $SIZE --out "$OUT/ds/m08_forest"
+  fi
+  for seed in 200000 200160; do
+    folder="$OUT/demos_2ms_heading6/urban_$seed"
+    if [ ! -f "$folder/collect.json" ]; then
+      $LNN collect --world urban --episodes "$EPISODES" --first-seed "$seed" --workers 2 --envs 8 --expert-speed 2.0 \
+        --expert-margin 0.8 --camera-hfov "$HFOV" --expert-options '{"yaw_lookahead": 6.0}' --out "$folder"
+    fi
+  done
+  if [ ! -f "$OUT/ds/heading6_urban/meta.json" ]; then
+    $LNN dataset "$OUT/demos_2ms_heading6/urban_200000" "$OUT/demos_2ms_heading6/urban_200160" --size $SIZE \
+      --out "$OUT/ds/heading6_urban"
+  fi
+}
+
 mkdir -p "$OUT/models"
 collect 3.0 0.6 demos_3ms --expert-clearance $LIGHT_WEIGHT $LIGHT_SCALE
 [ "$STAGE2" = 1 ] && collect 2.0 0.6 demos_2ms --expert-clearance $LIGHT_WEIGHT $LIGHT_SCALE
 [ "$STAGE3" = 1 ] && collect 2.0 0.8 demos_2ms_m08_street
+[ "$STAGE3" = 1 ] && [ "$STAGE4" = 1 ] && stage4_data
 for model in $MODELS; do
   name=${model//-/_}
   $LNN train --data "$OUT/ds/demos_3ms" --model "$model" --out "$OUT/runs/$name/bc" \
@@ -91,6 +120,14 @@ for model in $MODELS; do
     $LNN train --data "$OUT/ds/demos_2ms_m08_street" --model "$model" --init "$final" --out "$OUT/runs/$name/ft_m08_street" \
       --epochs "$FT_EPOCHS" --lr 1e-3 --batch-size 8 --threads 2 --seed 0 --steer-weight "$STEER_WEIGHT"
     final="$OUT/runs/$name/ft_m08_street/best.safetensors"
+  fi
+  if [ "$STAGE3" = 1 ] && [ "$STAGE4" = 1 ]; then
+    core_options='{}'
+    [ "$model" = cfc-ncp ] && core_options="{\"units\": $STAGE4_NCP_UNITS}"
+    $LNN train --data "$OUT/ds/m08_forest" "$OUT/ds/heading6_urban" --model "$model" --core-options "$core_options" \
+      --init-encoder "$final" --out "$OUT/runs/$name/heading6_new_core" --epochs "$STAGE4_EPOCHS" --lr 1e-3 \
+      --batch-size 8 --threads 2 --seed 0 --steer-weight "$STEER_WEIGHT"
+    final="$OUT/runs/$name/heading6_new_core/best.safetensors"
   fi
   cp "$final" "$OUT/models/$name.safetensors"
   $LNN eval --model "$OUT/models/$name.safetensors" --world forest urban --episodes "$EVAL_EPISODES" \

@@ -53,34 +53,54 @@ def _opt(argv: list[str], name: str) -> str:
 def test_reproduce_chain_parses_and_hands_checkpoints_on(tmp_path: Path) -> None:
     calls = _run(tmp_path)
     commands = [c[0] for c in calls]
-    assert commands == (["collect"] * 2 + ["dataset"]) * 3 + \
-        ["train", "dagger", "train", "train", "eval"] + ["train", "train", "train", "eval"]  # fmt: skip
+    assert commands == (["collect"] * 2 + ["dataset"]) * 3 + ["dataset", "collect", "collect", "dataset"] + \
+        ["train", "dagger", "train", "train", "train", "eval"] + ["train", "train", "train", "train", "eval"]  # fmt: skip
     collects = [c for c in calls if c[0] == "collect"]
-    assert [_opt(c, "--expert-speed") for c in collects] == ["3.0", "3.0", "2.0", "2.0", "2.0", "2.0"]
-    assert [_opt(c, "--expert-margin") for c in collects] == ["0.6", "0.6", "0.6", "0.6", "0.8", "0.8"]
-    # Stages 1-2 keep the light clearance cost they were flown with; stage 3 takes each world's
+    assert [_opt(c, "--expert-speed") for c in collects] == ["3.0", "3.0", "2.0", "2.0", "2.0", "2.0", "2.0", "2.0"]
+    assert [_opt(c, "--expert-margin") for c in collects] == ["0.6", "0.6", "0.6", "0.6", "0.8", "0.8", "0.8", "0.8"]
+    # Stages 1-2 keep the light clearance cost they were flown with; stages 3-4 take each world's
     # demonstrating expert (in urban the street-centred plan).
     light = ["--expert-clearance", "1.0", "0.8"]
-    assert [" ".join(light) in " ".join(c) for c in collects] == [True] * 4 + [False] * 2
+    assert [" ".join(light) in " ".join(c) for c in collects] == [True] * 4 + [False] * 4
     out = tmp_path / "out"
+    # Stage 4's data: the stage-3 forest bags alone, and two sets of urban worlds flown with the heading 6 m ahead.
+    forest_ds, urban_a, urban_b, urban_ds = calls[9:13]
+    assert forest_ds[1:2] == [str(out / "demos_2ms_m08_street" / "forest")]
+    assert [_opt(c, "--world") for c in (urban_a, urban_b)] == ["urban", "urban"]
+    assert [_opt(c, "--first-seed") for c in (urban_a, urban_b)] == ["200000", "200160"]
+    assert all(json.loads(_opt(c, "--expert-options")) == {"yaw_lookahead": 6.0} for c in (urban_a, urban_b))
+    assert urban_ds[1:3] == [_opt(urban_a, "--out"), _opt(urban_b, "--out")]
     # CfC-NCP: BC -> DAgger from the BC weights -> fine-tune from the last DAgger round -> fine-tune on the
-    # wide-margin demonstrations -> shipped file evaluated.
-    bc, dagger, ft, ft_m08, ev = calls[9:14]
+    # wide-margin demonstrations -> a new, wider core on that encoder -> shipped file evaluated.
+    bc, dagger, ft, ft_m08, new_core, ev = calls[13:19]
     assert _opt(dagger, "--init") == _opt(bc, "--out") + "/best.safetensors"
     assert _opt(ft, "--init") == _opt(dagger, "--out") + "/round_2/run/best.safetensors"
     assert _opt(ft_m08, "--init") == _opt(ft, "--out") + "/best.safetensors"
     assert _opt(bc, "--data") == str(out / "ds" / "demos_3ms") and _opt(ft, "--data") == str(out / "ds" / "demos_2ms")
     assert _opt(ft_m08, "--data") == str(out / "ds" / "demos_2ms_m08_street")
     assert json.loads(_opt(dagger, "--expert-options")) == {"clearance_weight": 1.0, "clearance_scale": 0.8}
+    assert _opt(new_core, "--init-encoder") == _opt(ft_m08, "--out") + "/best.safetensors"
+    assert "--init" not in new_core and json.loads(_opt(new_core, "--core-options")) == {"units": 48}
+    data = new_core[new_core.index("--data") + 1:new_core.index("--data") + 3]
+    assert data == [_opt(forest_ds, "--out"), _opt(urban_ds, "--out")]
     assert _opt(ev, "--model") == str(out / "models" / "cfc_ncp.safetensors")
-    assert (out / "models" / "cfc_ncp.safetensors").read_text() == "train " + " ".join(ft_m08)
-    # The LSTM baseline: BC on the same data, fine-tuned the same two ways, no DAgger.
-    lstm_bc, lstm_ft, lstm_m08 = calls[14:17]
+    assert (out / "models" / "cfc_ncp.safetensors").read_text() == "train " + " ".join(new_core)
+    # The LSTM baseline: BC on the same data, fine-tuned the same two ways, no DAgger, then its own new core
+    # (default size) on its own encoder, on the same data.
+    lstm_bc, lstm_ft, lstm_m08, lstm_new = calls[19:23]
     assert _opt(lstm_bc, "--model") == "lstm" and _opt(lstm_ft, "--init") == _opt(lstm_bc, "--out") + "/best.safetensors"
     assert _opt(lstm_m08, "--init") == _opt(lstm_ft, "--out") + "/best.safetensors"
-    # Only stage 3 weights the steering frames (the shipped recipe); stages 1-2 train on the plain loss.
-    assert [_opt(c, "--steer-weight") for c in (ft_m08, lstm_m08)] == ["6", "6"]
+    assert _opt(lstm_new, "--init-encoder") == _opt(lstm_m08, "--out") + "/best.safetensors"
+    assert json.loads(_opt(lstm_new, "--core-options")) == {} and _opt(lstm_new, "--model") == "lstm"
+    assert lstm_new[lstm_new.index("--data") + 1:lstm_new.index("--data") + 3] == data
+    # Stages 3-4 weight the steering frames (the shipped recipe); stages 1-2 train on the plain loss.
+    assert [_opt(c, "--steer-weight") for c in (ft_m08, new_core, lstm_m08, lstm_new)] == ["6"] * 4
     assert all("--steer-weight" not in c for c in (bc, ft, lstm_bc, lstm_ft))
+
+
+def test_reproduce_without_stage4_ships_stage3(tmp_path: Path) -> None:
+    calls = _run(tmp_path, STAGE4="0", MODELS="lstm")
+    assert [c[0] for c in calls] == (["collect"] * 2 + ["dataset"]) * 3 + ["train", "train", "train", "eval"]
 
 
 def test_reproduce_stage1_only(tmp_path: Path) -> None:
@@ -98,5 +118,5 @@ def test_reproduce_at_another_size_and_camera(tmp_path: Path) -> None:
     assert [c[c.index("--size") + 1:c.index("--size") + 3] for c in default if c[0] == "dataset"] == [["64", "48"]]
     calls = _run(tmp_path / "wide", SIZE="128 96", HFOV="120", MODELS="cfc-ncp", DAGGER_ROUNDS="0")
     collects, datasets = [c for c in calls if c[0] == "collect"], [c for c in calls if c[0] == "dataset"]
-    assert len(collects) == 6 and {_opt(c, "--camera-hfov") for c in collects} == {"120"}
-    assert len(datasets) == 3 and all(c[c.index("--size") + 1:c.index("--size") + 3] == ["128", "96"] for c in datasets)
+    assert len(collects) == 8 and {_opt(c, "--camera-hfov") for c in collects} == {"120"}
+    assert len(datasets) == 5 and all(c[c.index("--size") + 1:c.index("--size") + 3] == ["128", "96"] for c in datasets)
