@@ -358,10 +358,10 @@ def test_bar_chart_draws_cells_at_0_and_100_percent_with_any_episode_count(tmp_p
 
 @pytest.mark.parametrize("sub", ["", "stage2", "stage3", "gain13", "calibrated", "steer", "fov120", "dagger", "more_data",
                                  "res128", "window64", "margin10", "pre_street", "lookahead6", "turn_timing",
-                                 "street_ood"],
+                                 "street_ood", "street", "new_core"],
                          ids=["shipped", "stage2", "stage3", "gain13", "calibrated", "steer", "fov120", "dagger",
                               "more_data", "res128", "window64", "margin10", "pre_street", "lookahead6",
-                              "turn_timing", "street_ood"])  # fmt: skip
+                              "turn_timing", "street_ood", "street", "new_core"])  # fmt: skip
 def test_committed_benchmark_report_matches_the_committed_results(sub):
     # docs/benchmark/report.md is what the README shows; it must be rebuilt when models/eval/ changes.
     # stage2/: the full in/out-of-distribution run of the 0.6 m-margin checkpoints;
@@ -381,6 +381,9 @@ def test_committed_benchmark_report_matches_the_committed_results(sub):
     # turn_timing/: the same recipe on other urban (and forest) demonstrations: twice as many, a 4.5 m look-ahead,
     # a heading that looks further ahead than the path (ExpertConfig.yaw_lookahead).
     # street_ood/: the shipped CfC-NCP and LSTM (street-centred urban demonstrations) out of distribution, 25 a cell.
+    # street/: the six checkpoints shipped until 2026-11-30 evening (street-centred urban demonstrations, stage 3).
+    # new_core/: new CfC-NCP cores on the shipped encoder (`lnn-nav train --init-encoder`): 19 and 48 neurons,
+    # and 48 on twice the heading-6-m urban demonstrations (shipped), also on the fresh seeds 1100-1199.
     root = Path(__file__).resolve().parents[1]
     results = sorted((root / "models" / "eval" / sub).glob("*.json"))
     assert results, f"models/eval/{sub} holds the controllers' results"

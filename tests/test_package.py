@@ -162,7 +162,7 @@ def test_cli_info_describes_checkpoints_and_their_camera(tmp_path):
     assert "lstm (8 units)" in wide_part and "32x24 camera + goal" in wide_part
     assert "120.0 deg horizontal field of view" in wide_part and "epoch 3; validation loss 0.5000; on ds120" in wide_part
     assert "not recorded (flown with the simulator's 90 deg)" in old_part
-    assert "cfc-ncp (19 units)" in shipped_part and "64x48 camera + goal" in shipped_part
+    assert "cfc-ncp (48 units)" in shipped_part and "64x48 camera + goal" in shipped_part
     (tmp_path / "bad.safetensors").write_bytes(b"not a checkpoint")
     bad = _run("-m", "lnn_nav.cli", "info", str(tmp_path / "bad.safetensors"))
     assert bad.returncode == 2 and "bad.safetensors" in bad.stderr
