@@ -32,10 +32,13 @@ def timeout_line(cell: Cell) -> Optional[str]:
     s = summarize_timeouts(reports)
     line = f"timeouts: missed turn {s['missed_turn']}"
     if s["missed_turn"]:
-        line += (f" (median detour {number_or_dash(s['median_detour'], '.0f')} m; goal {number_or_dash(s['median_goal_distance'], '.0f')} m "
-                 f"away, {number_or_dash(s['median_goal_bearing'], '.0f')} deg off the flight direction where it left the plan)")
-    line += (f", other route {s['other_route']}, on the plan {s['on_plan']}; median way left "
-             f"{number_or_dash(s['median_plan_left'], '.0f')} m, hovering {number_or_dash(s['median_hovering'], '.1f')} s")  # fmt: skip
+        detour, distance = number_or_dash(s["median_detour"], ".0f"), number_or_dash(s["median_goal_distance"], ".0f")
+        bearing = number_or_dash(s["median_goal_bearing"], ".0f")
+        line += (f" (median detour {detour} m; goal {distance} m away, {bearing} deg off the flight direction "
+                 f"where it left the plan)")
+    left, hovering = number_or_dash(s["median_plan_left"], ".0f"), number_or_dash(s["median_hovering"], ".1f")
+    line += (f", other route {s['other_route']}, on the plan {s['on_plan']}; median way left {left} m, "
+             f"hovering {hovering} s")
     return line
 
 

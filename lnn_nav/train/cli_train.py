@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-encoder", metavar="CKPT",
                         help="start only the camera encoder from this checkpoint and train a new core "
                         "(--model, --core-options) and head on it, e.g. a wider NCP on the shipped "
-                        "controller's vision (README: \"A wider NCP\"); not with --init")
+                        "controller's vision (README: \"A new core on the trained encoder\"); not with --init")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
 
 
