@@ -466,7 +466,7 @@ def test_cli_eval_refuses_an_impossible_field_of_view(tmp_path: Path) -> None:
 
 
 def test_cli_eval_seed_offset_flies_later_held_out_seeds_and_refuses_bad_ones(tmp_path: Path) -> None:
-    for offset, says in (("-1", "--seed-offset must be >= 0"), ("999", "only 1000 evaluation seeds exist")):
+    for offset, says in (("-1", "seed offset must be >= 0"), ("999", "only 1000 evaluation seeds exist")):
         out = tmp_path / f"bad{offset}.json"
         result = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "eval", "--model", "expert", "--episodes", "2",
                                  "--seed-offset", offset, "--out", str(out)], capture_output=True, text=True)  # fmt: skip

@@ -340,6 +340,19 @@ def test_wilson_interval_contains_the_rate_even_at_0_and_100_percent():
     assert wilson_interval(0, 11)[0] == 0.0 and wilson_interval(21, 21)[1] == 1.0
 
 
+def test_eval_seeds_are_the_held_out_block_from_the_offset_and_refuse_a_negative_one():
+    from lnn_nav.eval.closed_loop import eval_seeds
+    from lnn_nav.sim.presets import EVAL_SEEDS
+
+    assert eval_seeds(3) == list(EVAL_SEEDS[:3])
+    assert eval_seeds(2, 100) == list(EVAL_SEEDS[100:102])
+    # Python would read -1 as "from the end" and fly the last seeds without a word.
+    with pytest.raises(ValueError, match="seed offset must be >= 0"):
+        eval_seeds(2, -1)
+    with pytest.raises(ValueError, match="only 1000 evaluation seeds exist"):
+        eval_seeds(2, len(EVAL_SEEDS) - 1)
+
+
 def test_bar_chart_draws_cells_at_0_and_100_percent_with_any_episode_count(tmp_path):
     # 21/21 and 0/11 had Wilson bounds a rounding error inside the rate: matplotlib
     # refused the chart ("yerr must not contain negative values") and no report was written.

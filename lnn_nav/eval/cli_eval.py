@@ -132,8 +132,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"lnn-nav eval: error: --ros-episodes needs the ROS 2 graph: {reason}", file=sys.stderr)
             return 2
     try:
-        if args.seed_offset < 0:
-            raise ValueError(f"--seed-offset must be >= 0, got {args.seed_offset}")
         seeds = eval_seeds(args.episodes, args.seed_offset)
     except ValueError as err:
         print(f"lnn-nav eval: error: {err}", file=sys.stderr)

@@ -17,6 +17,9 @@ from lnn_nav.sim.presets import EVAL_SEEDS
 
 def eval_seeds(count: int, offset: int = 0) -> List[int]:
     """The first ``count`` held-out evaluation seeds (after ``offset``)."""
+    if offset < 0:
+        # A negative slice start would count from the end and pick seeds silently.
+        raise ValueError(f"the seed offset must be >= 0, got {offset}")
     seeds = list(EVAL_SEEDS[offset : offset + count])
     if len(seeds) < count:
         raise ValueError(f"only {len(EVAL_SEEDS)} evaluation seeds exist; asked for {offset}+{count}")
