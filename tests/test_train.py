@@ -152,6 +152,19 @@ def test_a_checkpoint_fine_tunes_on_frames_of_another_size(dataset: Path, tmp_pa
     command, _ = result.step(torch.rand(1, 3, 48, 64), torch.tensor([1 / 15]), result.initial_state(1),
                              goal=torch.tensor([[1.0, 0.0, 0.0, 20.0]]))  # fmt: skip
     assert command.shape == (1, 4) and torch.isfinite(command).all()
+    # The same step serves --init-encoder: the 32x24 encoder under a new LSTM core, at 64x48.
+    lines = []
+    train(_cfg(tmp_path / "ds64", tmp_path / "lstm64", model="lstm", init_encoder=small, lr=1e-9, **quick),
+          progress=False, log=lines.append)  # fmt: skip
+    assert any("was trained on 32x24 frames; the datasets hold 64x48" in line for line in lines)
+    result = load_policy(tmp_path / "lstm64" / "best.safetensors")
+    enc = result.config.encoder
+    assert (enc.width, enc.height) == (64, 48) and result.config.core == "lstm"
+    assert enc.feature_dim == start.config.encoder.feature_dim
+    torch.testing.assert_close(result.encoder.convs[0][0].weight, start.encoder.convs[0][0].weight)
+    command, _ = result.step(torch.rand(1, 3, 48, 64), torch.tensor([1 / 15]), result.initial_state(1),
+                             goal=torch.tensor([[1.0, 0.0, 0.0, 20.0]]))  # fmt: skip
+    assert command.shape == (1, 4) and torch.isfinite(command).all()
 
 
 def test_lanes_walk_sequences_in_order_and_mark_restarts(dataset: Path) -> None:

@@ -215,24 +215,36 @@ def _build_policy(cfg: TrainConfig, height: int, width: int, camera_hfov_deg: Op
     return LiquidPolicy(config)
 
 
-def _policy_with_encoder(cfg: TrainConfig, height: int, width: int, camera_hfov_deg: Optional[float],
-                         log: Any) -> LiquidPolicy:
-    """A new controller (``cfg``'s core, head and inputs) whose encoder is ``cfg.init_encoder``'s, trained."""
+def _policy_with_encoder(cfg: TrainConfig, camera_hfov_deg: Optional[float], log: Any) -> LiquidPolicy:
+    """A new controller (``cfg``'s core, head and inputs) whose encoder is ``cfg.init_encoder``'s, trained.
+
+    At the source's frame size; :func:`_at_data_size` resamples it to the datasets'.
+    """
     source = load_policy(cfg.init_encoder)
     encoder = source.encoder
     enc = encoder.config
-    if (enc.height, enc.width) != (height, width):
-        log(f"{cfg.init_encoder}'s encoder was trained on {enc.width}x{enc.height} frames; the datasets hold "
-            f"{width}x{height}: resampling its bottleneck")  # fmt: skip
-        encoder = encoder.resized(height, width)
     policy = _build_policy(replace(cfg, feature_dim=enc.feature_dim, normalization=enc.normalization),
-                           height, width, camera_hfov_deg)  # fmt: skip
-    # Same EncoderConfig as the source's (activation, channels, ... included), at the data's size.
+                           enc.height, enc.width, camera_hfov_deg)  # fmt: skip
+    # Same EncoderConfig as the source's (activation, channels, ... included).
     policy.encoder = encoder
-    policy.config = replace(policy.config, encoder=encoder.config)
-    source_core = source.config.core
+    policy.config = replace(policy.config, encoder=enc)
     log(f"encoder ({sum(p.numel() for p in encoder.parameters())} parameters) from {cfg.init_encoder} "
-        f"(a {source_core} controller); new {cfg.model} core and head")
+        f"(a {source.config.core} controller); new {cfg.model} core and head")
+    return policy
+
+
+def _at_data_size(policy: LiquidPolicy, start: str, height: int, width: int, log: Any) -> LiquidPolicy:
+    """``policy``, taking the datasets' ``height`` x ``width`` frames.
+
+    A start trained at another size keeps its convolutions and has its encoder's
+    bottleneck resampled (:meth:`ConvEncoder.resized`), so training continues at
+    the data's resolution instead of starting the chain again.
+    """
+    enc = policy.config.encoder
+    if (enc.height, enc.width) != (height, width):
+        log(f"{start} was trained on {enc.width}x{enc.height} frames; the datasets hold {width}x{height}: "
+            f"resampling its encoder's bottleneck to train at {width}x{height}")  # fmt: skip
+        policy.resize_input(height, width)
     return policy
 
 
@@ -326,17 +338,10 @@ def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> Dict[str
     data = _Data(cfg.data)
     train_idx, val_idx = split_sequences(len(data.sequences), cfg.val_fraction, cfg.seed)
     shard = train_idx[rank::world]
+    quiet_log = log if rank == 0 else (lambda _msg: None)  # one process speaks
     if cfg.init:
         # Continue a trained controller (DAgger): its own architecture, whatever the config's defaults.
-        policy = load_policy(cfg.init)
-        enc = policy.config.encoder
-        if (enc.height, enc.width) != (data.height, data.width):
-            # Fine-tune at the data's resolution: same convolutions, bottleneck resampled.
-            if rank == 0:
-                log(f"{cfg.init} was trained on {enc.width}x{enc.height} frames; the datasets hold "
-                    f"{data.width}x{data.height}: resampling its encoder's bottleneck to fine-tune at "
-                    f"{data.width}x{data.height}")  # fmt: skip
-            policy.resize_input(data.height, data.width)
+        policy = _at_data_size(load_policy(cfg.init), cfg.init, data.height, data.width, quiet_log)
         trained_with = policy.config.camera_hfov_deg
         if data.camera_hfov_deg is not None and data.camera_hfov_deg != trained_with:
             # The result is trained for the data's camera, whatever the start saw.
@@ -346,8 +351,8 @@ def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> Dict[str
             policy.config = replace(policy.config, camera_hfov_deg=data.camera_hfov_deg)
         policy = policy.to(device)
     elif cfg.init_encoder:
-        policy = _policy_with_encoder(cfg, data.height, data.width, data.camera_hfov_deg,
-                                      log if rank == 0 else (lambda _msg: None)).to(device)
+        policy = _policy_with_encoder(cfg, data.camera_hfov_deg, quiet_log)
+        policy = _at_data_size(policy, cfg.init_encoder, data.height, data.width, quiet_log).to(device)
     else:
         policy = _build_policy(cfg, data.height, data.width, data.camera_hfov_deg).to(device)
     model: nn.Module = policy
