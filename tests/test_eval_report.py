@@ -396,7 +396,8 @@ def test_committed_benchmark_report_matches_the_committed_results(sub):
     # street_ood/: the shipped CfC-NCP and LSTM (street-centred urban demonstrations) out of distribution, 25 a cell.
     # street/: the six checkpoints shipped until 2026-11-30 evening (street-centred urban demonstrations, stage 3).
     # new_core/: new CfC-NCP cores on the shipped encoder (`lnn-nav train --init-encoder`): 19 and 48 neurons,
-    # and 48 on twice the heading-6-m urban demonstrations (shipped), also on the fresh seeds 1100-1199.
+    # and 48 on twice the heading-6-m urban demonstrations (shipped), also on the fresh seeds 1100-1199, and a
+    # second run of that recipe by reproduce.sh stage 4's own command.
     root = Path(__file__).resolve().parents[1]
     results = sorted((root / "models" / "eval" / sub).glob("*.json"))
     assert results, f"models/eval/{sub} holds the controllers' results"
