@@ -49,6 +49,7 @@ STAGE3=${STAGE3:-1}
 STAGE4=${STAGE4:-1}
 STAGE4_EPOCHS=${STAGE4_EPOCHS:-10}
 STAGE4_NCP_UNITS=${STAGE4_NCP_UNITS:-48}   # the stage-4 CfC-NCP's neurons (19 before)
+STAGE4_LTC_LR=${STAGE4_LTC_LR:-5e-3}       # the LTC's fresh core barely learns at 1e-3 in 10 epochs (README)
 FT_EPOCHS=${FT_EPOCHS:-6}
 STEER_WEIGHT=${STEER_WEIGHT:-6}  # stage 3: frames that turn count 1 + B*(|vy|/s_vy + |yaw rate|/s_yaw)
 EVAL_EPISODES=${EVAL_EPISODES:-100}
@@ -124,8 +125,10 @@ for model in $MODELS; do
   if [ "$STAGE3" = 1 ] && [ "$STAGE4" = 1 ]; then
     core_options='{}'
     [ "$model" = cfc-ncp ] && core_options="{\"units\": $STAGE4_NCP_UNITS}"
+    lr=1e-3
+    [ "$model" = ltc ] && lr=$STAGE4_LTC_LR
     $LNN train --data "$OUT/ds/m08_forest" "$OUT/ds/heading6_urban" --model "$model" --core-options "$core_options" \
-      --init-encoder "$final" --out "$OUT/runs/$name/heading6_new_core" --epochs "$STAGE4_EPOCHS" --lr 1e-3 \
+      --init-encoder "$final" --out "$OUT/runs/$name/heading6_new_core" --epochs "$STAGE4_EPOCHS" --lr "$lr" \
       --batch-size 8 --threads 2 --seed 0 --steer-weight "$STEER_WEIGHT"
     final="$OUT/runs/$name/heading6_new_core/best.safetensors"
   fi
