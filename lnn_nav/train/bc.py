@@ -345,9 +345,9 @@ def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> Dict[str
         trained_with = policy.config.camera_hfov_deg
         if data.camera_hfov_deg is not None and data.camera_hfov_deg != trained_with:
             # The result is trained for the data's camera, whatever the start saw.
-            if rank == 0 and trained_with is not None:
-                log(f"fine-tuning a controller trained with a {trained_with:.1f} deg camera on "
-                    f"{data.camera_hfov_deg:.1f} deg data; the new checkpoint records {data.camera_hfov_deg:.1f} deg")
+            if trained_with is not None:
+                quiet_log(f"fine-tuning a controller trained with a {trained_with:.1f} deg camera on "
+                          f"{data.camera_hfov_deg:.1f} deg data; the new checkpoint records {data.camera_hfov_deg:.1f} deg")
             policy.config = replace(policy.config, camera_hfov_deg=data.camera_hfov_deg)
         policy = policy.to(device)
     elif cfg.init_encoder:
