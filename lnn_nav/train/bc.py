@@ -347,7 +347,8 @@ def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> Dict[str
             # The result is trained for the data's camera, whatever the start saw.
             if trained_with is not None:
                 quiet_log(f"fine-tuning a controller trained with a {trained_with:.1f} deg camera on "
-                          f"{data.camera_hfov_deg:.1f} deg data; the new checkpoint records {data.camera_hfov_deg:.1f} deg")
+                          f"{data.camera_hfov_deg:.1f} deg data; the new checkpoint records "
+                          f"{data.camera_hfov_deg:.1f} deg")
             policy.config = replace(policy.config, camera_hfov_deg=data.camera_hfov_deg)
         policy = policy.to(device)
     elif cfg.init_encoder:
