@@ -52,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise", type=float, default=0.5, metavar="X",
                         help="noise-injection scale (0 = clean demonstrations only; default: %(default)s)")
     parser.add_argument("--no-randomize", action="store_true", help="fly the exact in-distribution conditions")
+    parser.add_argument("--randomize", choices=("narrow", "wide"), default="narrow", metavar="PROFILE",
+                        help="randomisation profile (lnn_nav.sim.presets.RANDOMIZATION): narrow (summer, midday, "
+                        "clear air) or wide (summer-to-fall palettes, morning to afternoon sun, light haze, more "
+                        "wind and camera artefacts); winter, preset fog and gusty wind stay beyond both "
+                        "(default: %(default)s)")
     parser.add_argument("--keep-failures", action="store_true", help="also write episodes the expert failed")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage (default: %(default)s)")
     parser.add_argument("--camera", type=int, nargs=2, default=(128, 96), metavar=("W", "H"),
@@ -134,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     job = FlightJob(expert=expert, kind=args.world, seeds=seeds, out_dir=str(out), randomize_conditions=not args.no_randomize,
+                    randomization=args.randomize,
                     envs=args.envs, noise=args.noise, keep_failures=args.keep_failures, storage=args.storage,
                     camera_width=args.camera[0], camera_height=args.camera[1], camera_hfov=args.camera_hfov,
                     rng_seed=first)  # fmt: skip

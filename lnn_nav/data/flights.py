@@ -56,6 +56,7 @@ class FlightJob:
     out_dir: str
     preset: str = "in_distribution"
     randomize_conditions: bool = True
+    randomization: str = "narrow"  # the lnn_nav.sim.presets.RANDOMIZATION profile randomize_conditions draws from
     envs: int = 8
     control_hz: float = 15.0
     max_episode_time: float = 60.0
@@ -280,7 +281,7 @@ def fly_worker(job: FlightJob, progress: Optional[Any] = None) -> List[Dict[str,
         world = make_world(job.kind, seed, job.preset, **job.world_overrides)
         if job.randomize_conditions:
             # Conditions from a generator seeded by the world seed: re-running a seed re-creates its episode.
-            conditions = sample_training_conditions(np.random.default_rng([seed, 7]))
+            conditions = sample_training_conditions(np.random.default_rng([seed, 7]), job.randomization)
             world = WorldSpec.from_dict({**world.to_dict(), "conditions": conditions.__dict__})
         return world
 

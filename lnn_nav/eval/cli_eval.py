@@ -73,11 +73,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--world", nargs="+", choices=("forest", "urban"), default=["forest", "urban"])
     parser.add_argument("--preset", nargs="+", default=["in_distribution"], metavar="NAME",
                         help="conditions: in_distribution, fall, winter, dusk, fog, dense_forest, gusty_wind, "
-                        "camera_noise (default: in_distribution)")
+                        "camera_noise; or a combination: fall_haze, winter_haze, morning_sun, fall_evening, "
+                        "light_fog, heavy_fog, moderate_wind (default: in_distribution)")
     parser.add_argument("--episodes", type=int, default=100, help="per cell (default: %(default)s)")
     parser.add_argument("--seed-offset", type=int, default=0, metavar="K",
                         help="skip the first K held-out seeds: --seed-offset 100 flies 1100+, a fresh set to "
                         "confirm a checkpoint that was chosen by its results on 1000-1099 (default: %(default)s)")
+    parser.add_argument("--calibration", action="store_true",
+                        help="fly calibration worlds (seeds 500000+) instead of the held-out ones: where recipes, "
+                        "epochs and gains are chosen, so the held-out seeds stay a test set")
     parser.add_argument("--workers", type=int, default=2, help="default: %(default)s")
     parser.add_argument("--envs", type=int, default=16, help="drones flown at once (default: %(default)s)")
     parser.add_argument("--camera-hfov", type=float, default=None, metavar="DEG",
@@ -100,8 +104,13 @@ def run(args: argparse.Namespace) -> int:
     from lnn_nav.eval.timeouts import timeout_line
     from lnn_nav.eval.ros_agreement import graph_unavailable
     from lnn_nav.sim.camera import CameraConfig
-    from lnn_nav.sim.presets import presets_for
+    from lnn_nav.sim.presets import ALL_PRESETS, COMBINATION_PRESETS, presets_for
 
+    unknown = [p for p in args.preset if p not in ALL_PRESETS]
+    if unknown:
+        print(f"lnn-nav eval: error: unknown preset(s) {', '.join(unknown)}; expected one of "
+              f"{', '.join(ALL_PRESETS)}", file=sys.stderr)  # fmt: skip
+        return 2
     for model in args.model:
         if model != "expert" and not Path(model).is_file():
             print(f"lnn-nav eval: error: checkpoint not found: {model}", file=sys.stderr)
@@ -132,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"lnn-nav eval: error: --ros-episodes needs the ROS 2 graph: {reason}", file=sys.stderr)
             return 2
     try:
-        seeds = eval_seeds(args.episodes, args.seed_offset)
+        seeds = eval_seeds(args.episodes, args.seed_offset, args.calibration)
     except ValueError as err:
         print(f"lnn-nav eval: error: {err}", file=sys.stderr)
         return 2
@@ -142,8 +151,8 @@ def run(args: argparse.Namespace) -> int:
     for model in args.model:
         for world in args.world:
             for preset in args.preset:
-                if preset not in presets_for(world):
-                    continue
+                if preset not in presets_for(world) and preset not in COMBINATION_PRESETS:
+                    continue  # dense_forest in an urban world: the preset does not apply there
                 bar = tqdm(total=len(seeds), desc=f"{controller_name(model)} {world} {preset}", unit="episode")
                 cell = evaluate(None if model == "expert" else model, world, seeds, preset, envs=args.envs,
                                 workers=args.workers, on_result=lambda _r: bar.update(1),
@@ -167,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
                         print(f"    seed {e['seed']}: ROS graph {e['ros_outcome']}, in-process "
                               f"{e['inprocess_outcome']}{why}")  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"seconds": time.perf_counter() - started, "seeds": [seeds[0], seeds[-1]],
+    out.write_text(json.dumps({"seconds": time.perf_counter() - started, "seeds": [seeds[0], seeds[-1]], "calibration": args.calibration,
                                "ros_episodes": args.ros_episodes, "camera_hfov": args.camera_hfov,
                                # --camera-hfov as given (null: each checkpoint's own); the field of view
                                # each controller flew, by name, as every cell also records it.

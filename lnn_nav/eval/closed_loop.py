@@ -12,17 +12,26 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from lnn_nav.data.flights import DEFAULT_CAMERA_HFOV, FlightJob, camera_hfov_for, fly_episodes
-from lnn_nav.sim.presets import EVAL_SEEDS
+from lnn_nav.sim.presets import CALIBRATION_SEED_BASE, EVAL_SEEDS
+
+#: Calibration worlds ``eval_seeds(..., calibration=True)`` draws from: as many as the held-out set.
+CALIBRATION_SEEDS: range = range(CALIBRATION_SEED_BASE, CALIBRATION_SEED_BASE + len(EVAL_SEEDS))
 
 
-def eval_seeds(count: int, offset: int = 0) -> List[int]:
-    """The first ``count`` held-out evaluation seeds (after ``offset``)."""
+def eval_seeds(count: int, offset: int = 0, calibration: bool = False) -> List[int]:
+    """The first ``count`` held-out evaluation seeds (after ``offset``), or calibration seeds (500000+).
+
+    Calibration worlds are where recipes, epochs and gains are chosen, so the
+    held-out seeds are flown once per final result.
+    """
     if offset < 0:
         # A negative slice start would count from the end and pick seeds silently.
         raise ValueError(f"the seed offset must be >= 0, got {offset}")
-    seeds = list(EVAL_SEEDS[offset : offset + count])
+    pool = CALIBRATION_SEEDS if calibration else EVAL_SEEDS
+    seeds = list(pool[offset : offset + count])
     if len(seeds) < count:
-        raise ValueError(f"only {len(EVAL_SEEDS)} evaluation seeds exist; asked for {offset}+{count}")
+        raise ValueError(f"only {len(pool)} {'calibration' if calibration else 'evaluation'} seeds exist; "
+                         f"asked for {offset}+{count}")
     return seeds
 
 

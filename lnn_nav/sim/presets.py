@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any, Dict, Tuple
 
 import numpy as np
@@ -40,39 +41,91 @@ CONDITION_PRESETS: Dict[str, Dict[str, Any]] = {
     "camera_noise": {**_IN_DISTRIBUTION, "camera_noise": 0.06, "camera_blur": 1.5, "exposure": 0.6},
 }
 
+#: Combinations and milder or stronger versions of the presets, for measuring
+#: whether a controller generalises beyond the named shifts (never trained or
+#: tuned on). Flown by ``lnn-nav eval --preset`` like the presets; the report
+#: keeps them in their own table.
+COMBINATION_PRESETS: Dict[str, Dict[str, Any]] = {
+    "fall_haze": {**CONDITION_PRESETS["fall"], "fog_density": 0.02},
+    "winter_haze": {**CONDITION_PRESETS["winter"], "fog_density": 0.02},
+    # 7.5 h: the sun 23 deg up in the east, long shadows, warm light.
+    "morning_sun": {**_IN_DISTRIBUTION, "time_of_day": 7.5},
+    "fall_evening": {**CONDITION_PRESETS["fall"], "time_of_day": 17.5},
+    "light_fog": {**_IN_DISTRIBUTION, "fog_density": 0.03},
+    "heavy_fog": {**_IN_DISTRIBUTION, "fog_density": 0.08},
+    "moderate_wind": {**_IN_DISTRIBUTION, "wind_mean": (1.5, -1.0), "gust_std": 1.0, "gust_tau": 1.5},
+}
+
 #: Presets that change the generator rather than the appearance: multiplier on the forest's tree density.
 DENSITY_SCALE: Dict[str, float] = {"dense_forest": 1.8}
 
 #: Out-of-distribution preset names, in report order.
 OOD_PRESETS: Tuple[str, ...] = ("fall", "winter", "dusk", "fog", "dense_forest", "gusty_wind", "camera_noise")
 
+#: Every name :func:`make_world` and ``lnn-nav eval --preset`` accept.
+ALL_PRESETS: Tuple[str, ...] = tuple(CONDITION_PRESETS) + tuple(COMBINATION_PRESETS)
+
 #: World kinds :func:`make_world` builds.
 WORLD_KINDS: Tuple[str, ...] = ("forest", "urban")
 
-#: The ranges :func:`sample_training_conditions` draws from (inclusive).
-TRAINING_RANGES: Dict[str, Tuple[float, float]] = {
-    "time_of_day": (10.0, 15.0),
-    "fog_density": (0.0, 0.005),
-    "wind_speed": (0.0, 1.0),
-    "gust_std": (0.0, 0.3),
-    "gust_tau": (1.5, 3.0),
-    "camera_noise": (0.0, 0.02),
-    "camera_blur": (0.0, 0.3),
-    "exposure": (0.9, 1.1),
+#: Training-time randomisation profiles: the ranges :func:`sample_training_conditions`
+#: draws from (inclusive). ``narrow`` is the recipe the controllers before the
+#: robust-flight recipe were trained with (summer, midday, clear air); ``wide``
+#: mixes the season palette from summer to fall, moves the sun from morning to
+#: afternoon, adds light haze, more wind and stronger camera artefacts. Both
+#: leave winter snow, fog at the preset's density, dusk, the gusty-wind preset,
+#: the dense forest and the camera_noise preset beyond them (see
+#: :func:`preset_coverage`).
+RANDOMIZATION: Dict[str, Dict[str, Tuple[float, float]]] = {
+    "narrow": {
+        "season_mix": (0.0, 0.0),
+        "time_of_day": (10.0, 15.0),
+        "fog_density": (0.0, 0.005),
+        "wind_speed": (0.0, 1.0),
+        "gust_std": (0.0, 0.3),
+        "gust_tau": (1.5, 3.0),
+        "camera_noise": (0.0, 0.02),
+        "camera_blur": (0.0, 0.3),
+        "exposure": (0.9, 1.1),
+    },
+    "wide": {
+        "season_mix": (0.0, 1.0),  # summer -> fall palette
+        "time_of_day": (8.5, 16.5),  # sun 36-60 deg up; dusk (19 h) and a 7 h sun stay beyond
+        "fog_density": (0.0, 0.015),  # haze: the fog preset (0.05 /m) is 3x denser
+        "wind_speed": (0.0, 1.5),
+        "gust_std": (0.0, 0.6),
+        "gust_tau": (1.0, 3.0),
+        "camera_noise": (0.0, 0.03),
+        "camera_blur": (0.0, 0.6),
+        "exposure": (0.8, 1.2),
+    },
 }
+RANDOMIZATION_PROFILES: Tuple[str, ...] = tuple(RANDOMIZATION)
+
+#: The profile `lnn-nav collect` randomises with unless told otherwise.
+DEFAULT_RANDOMIZATION: str = "narrow"
+
+#: The ranges the shipped controllers' demonstrations were drawn from.
+TRAINING_RANGES: Dict[str, Tuple[float, float]] = RANDOMIZATION[DEFAULT_RANDOMIZATION]
+
+#: Shifts that stay beyond every training profile and the training augmentation
+#: (``lnn_nav.train.bc``), so an out-of-distribution claim measured on them is on
+#: true shifts: the snow palette, fog at the preset's density, the gusty wind.
+TRUE_SHIFTS: Tuple[str, ...] = ("winter", "fog", "gusty_wind")
 
 
-def sample_training_conditions(rng: np.random.Generator) -> Conditions:
-    """Conditions for training-time randomisation, drawn around the in-distribution preset.
+def sample_training_conditions(rng: np.random.Generator, profile: str = DEFAULT_RANDOMIZATION) -> Conditions:
+    """Conditions for training-time randomisation, drawn from a :data:`RANDOMIZATION` profile.
 
-    Summer only, midday sun, at most a trace of fog, light wind from any
-    direction and mild camera artefacts: the out-of-distribution presets all
-    lie outside these ranges.
+    Summer (``wide``: blended towards fall), daytime sun, at most light haze,
+    light wind from any direction and mild camera artefacts.
     """
-    r = TRAINING_RANGES
+    if profile not in RANDOMIZATION:
+        raise ValueError(f"unknown randomisation profile {profile!r}; expected one of {', '.join(RANDOMIZATION)}")
+    r = RANDOMIZATION[profile]
     speed = rng.uniform(*r["wind_speed"])
     heading = rng.uniform(-math.pi, math.pi)
-    return Conditions(
+    conditions = Conditions(
         season="summer",
         time_of_day=float(rng.uniform(*r["time_of_day"])),
         fog_density=float(rng.uniform(*r["fog_density"])),
@@ -83,6 +136,44 @@ def sample_training_conditions(rng: np.random.Generator) -> Conditions:
         camera_blur=float(rng.uniform(*r["camera_blur"])),
         exposure=float(rng.uniform(*r["exposure"])),
     )
+    lo, hi = r["season_mix"]
+    if hi > 0.0:
+        # Drawn last, so the narrow profile's stream (and its recorded worlds) is unchanged.
+        conditions = replace(conditions, season_to="fall", season_mix=float(rng.uniform(lo, hi)))
+    return conditions
+
+
+def within_ranges(c: Conditions, ranges: Dict[str, Tuple[float, float]]) -> bool:
+    """Whether conditions ``c`` lie inside a randomisation profile's ranges (season: summer-fall blends)."""
+    def inside(name: str, value: float) -> bool:
+        lo, hi = ranges[name]
+        return lo - 1e-9 <= value <= hi + 1e-9
+
+    if c.season == "summer":
+        mix = c.season_mix if c.season_to == "fall" else (0.0 if c.season_mix == 0.0 else math.inf)
+    elif c.season == "fall":
+        mix = 1.0 - c.season_mix if c.season_to == "summer" else (1.0 if c.season_mix == 0.0 else math.inf)
+    else:
+        mix = math.inf
+    return (inside("season_mix", mix) and inside("time_of_day", c.time_of_day)
+            and inside("fog_density", c.fog_density) and inside("wind_speed", math.hypot(*c.wind_mean))
+            and inside("gust_std", c.gust_std) and inside("camera_noise", c.camera_noise)
+            and inside("camera_blur", c.camera_blur) and inside("exposure", c.exposure))  # fmt: skip
+
+
+def preset_coverage(preset: str, profile: str = DEFAULT_RANDOMIZATION) -> str:
+    """``"covered"`` if a training profile draws the preset's conditions, else ``"beyond"``.
+
+    Geometry presets (``dense_forest``) are beyond every profile: training
+    worlds use the generator's default density.
+    """
+    table = {**CONDITION_PRESETS, **COMBINATION_PRESETS}
+    if preset not in table:
+        raise ValueError(f"unknown preset '{preset}'; expected one of {', '.join(ALL_PRESETS)}")
+    if preset in DENSITY_SCALE:
+        return "beyond"
+    inside = within_ranges(Conditions(**table[preset]), RANDOMIZATION[profile])
+    return "covered" if inside else "beyond"
 
 
 def presets_for(kind: str) -> Tuple[str, ...]:
@@ -100,15 +191,15 @@ def make_world(kind: str, seed: int, preset: str = "in_distribution", **override
     appearance preset, so in- and out-of-distribution runs pair up.
     """
     _check_kind(kind)
-    if preset not in CONDITION_PRESETS:
-        raise ValueError(f"unknown preset '{preset}'; expected one of {', '.join(CONDITION_PRESETS)}")
+    if preset not in CONDITION_PRESETS and preset not in COMBINATION_PRESETS:
+        raise ValueError(f"unknown preset '{preset}'; expected one of {', '.join(ALL_PRESETS)}")
     if preset in DENSITY_SCALE and kind != "forest":
         raise ValueError(
             f"preset '{preset}' changes forest density and does not apply to '{kind}' worlds; "
             f"expected one of {', '.join(presets_for(kind))}"
         )
     kwargs = dict(overrides)
-    kwargs.setdefault("conditions", Conditions(**CONDITION_PRESETS[preset]))
+    kwargs.setdefault("conditions", Conditions(**{**CONDITION_PRESETS, **COMBINATION_PRESETS}[preset]))
     if preset in DENSITY_SCALE:
         base = kwargs.get("density", DEFAULT_TREE_DENSITY)
         kwargs["density"] = base * DENSITY_SCALE[preset]

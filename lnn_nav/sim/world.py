@@ -74,10 +74,14 @@ class Conditions:
     (1/m) of exponential fog; wind is ``wind_mean`` (m/s, world xy) plus gusts
     of standard deviation ``gust_std`` (m/s) with time constant ``gust_tau`` (s);
     camera knobs are additive pixel noise (std, in [0, 1] units), Gaussian
-    blur sigma (pixels) and an exposure gain.
+    blur sigma (pixels) and an exposure gain. ``season_mix`` in [0, 1] blends
+    the season's palette towards ``season_to``'s (0.5: half-way from summer
+    to fall), so appearance can vary continuously between the named seasons.
     """
 
     season: str = "summer"
+    season_to: str = "fall"
+    season_mix: float = 0.0
     time_of_day: float = 12.0
     fog_density: float = 0.0
     wind_mean: Tuple[float, float] = (0.0, 0.0)
@@ -90,6 +94,10 @@ class Conditions:
     def __post_init__(self) -> None:
         if self.season not in SEASON_PALETTES:
             raise ValueError(f"unknown season '{self.season}'; expected one of {', '.join(SEASONS)}")
+        if self.season_to not in SEASON_PALETTES:
+            raise ValueError(f"unknown season_to '{self.season_to}'; expected one of {', '.join(SEASONS)}")
+        if not 0.0 <= self.season_mix <= 1.0:
+            raise ValueError(f"season_mix must be in [0, 1], got {self.season_mix}")
         if not 0.0 <= self.time_of_day <= 24.0:
             raise ValueError(f"time_of_day must be in [0, 24] hours, got {self.time_of_day}")
         for name in ("fog_density", "gust_std", "camera_noise", "camera_blur"):
@@ -166,7 +174,15 @@ class WorldSpec:
     # -- views ----------------------------------------------------------------
     @property
     def palette(self) -> Dict[str, Tuple[float, float, float]]:
-        return SEASON_PALETTES[self.conditions.season]
+        """Base colours: the season's, blended ``season_mix`` of the way towards ``season_to``'s."""
+        c = self.conditions
+        base = SEASON_PALETTES[c.season]
+        if c.season_mix == 0.0:
+            return base
+        other = SEASON_PALETTES[c.season_to]
+        t = c.season_mix
+        return {name: tuple((1.0 - t) * a + t * b for a, b in zip(base[name], other[name]))  # type: ignore[misc]
+                for name in base}  # fmt: skip
 
     def material_colours(self) -> np.ndarray:
         """``[len(MATERIALS), 3]`` base colours for this world's season."""

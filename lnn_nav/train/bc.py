@@ -60,6 +60,10 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0  # torch intra-op threads (0: torch's default)
     augment: bool = True
+    # "basic": brightness, contrast, colour balance; "strong": also hue, saturation, gamma, light haze and
+    # blur (STRONG_AUGMENT). Why: a controller that sees only summer midday colours crashes in haze and
+    # at other seasons (the shipped CfC-NCP's urban fog was 0 %).
+    augment_profile: str = "basic"
     pixel_noise: float = 0.02
     use_goal: bool = True
     use_imu: bool = False
@@ -86,6 +90,9 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if not (math.isfinite(self.steer_weight) and self.steer_weight >= 0.0):
             raise ValueError(f"steer_weight must be finite and >= 0, got {self.steer_weight}")
+        if self.augment_profile not in AUGMENT_PROFILES:
+            raise ValueError(f"augment_profile must be one of {', '.join(AUGMENT_PROFILES)}, "
+                             f"got {self.augment_profile!r}")
         if self.init and self.init_encoder:
             raise ValueError("init (the whole controller) and init_encoder (its camera encoder only) "
                              "exclude each other; give one")
@@ -125,21 +132,79 @@ def split_sequences(n: int, val_fraction: float, seed: int) -> Tuple[List[int], 
     return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
 
 
-class _Augment:
-    """Photometric change fixed per lane's sequence, plus per-frame noise; images float [0, 1]."""
+#: Photometric augmentation profiles (``TrainConfig.augment_profile``).
+AUGMENT_PROFILES = ("basic", "strong")
 
-    def __init__(self, lanes: int, rng: np.random.Generator, enabled: bool, noise: float) -> None:
-        self.rng, self.enabled, self.noise = rng, enabled, noise
+#: The ``strong`` profile's ranges, drawn once per sequence (a camera's exposure and the air change slowly).
+#: Haze stays a uniform blend of at most 0.3 towards a sky colour: the fog preset (0.05 /m) veils a
+#: trunk 10-20 m away by 40-63 %, so it stays beyond what training sees (``lnn_nav.sim.presets.TRUE_SHIFTS``).
+STRONG_AUGMENT: Dict[str, Tuple[float, float]] = {
+    "exposure": (0.6, 1.4),  # log-uniform overall gain
+    "channel_gain": (0.85, 1.15),  # colour balance, per channel
+    "contrast": (0.6, 1.3),
+    "bias": (-0.06, 0.06),
+    "saturation": (0.4, 1.4),  # 0 (grayscale) with probability GRAYSCALE_P
+    "hue": (-0.5, 0.5),  # rad, rotation in the YIQ chroma plane
+    "gamma": (0.7, 1.4),  # log-uniform
+    "haze": (0.0, 0.3),  # blend towards a sky colour, with probability HAZE_P
+    "blur": (0.3, 1.0),  # Gaussian sigma (pixels), with probability BLUR_P
+    "noise": (0.0, 0.03),  # per-frame pixel noise std
+}
+GRAYSCALE_P, HAZE_P, BLUR_P = 0.1, 0.5, 0.3
+
+# RGB <-> YIQ (NTSC): luma plus a chroma plane in which a rotation turns the hue.
+_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
+
+
+class _Augment:
+    """Photometric change fixed per lane's sequence, plus per-frame noise; images float [0, 1].
+
+    ``basic``: brightness, contrast and colour balance. ``strong`` adds hue,
+    saturation (sometimes grayscale), gamma, a light haze towards a sky colour
+    and blur, all drawn per sequence (:data:`STRONG_AUGMENT`).
+    """
+
+    def __init__(self, lanes: int, rng: np.random.Generator, enabled: bool, noise: float,
+                 profile: str = "basic") -> None:  # fmt: skip
+        if profile not in AUGMENT_PROFILES:
+            raise ValueError(f"augment profile must be one of {', '.join(AUGMENT_PROFILES)}, got {profile!r}")
+        self.rng, self.enabled, self.noise, self.strong = rng, enabled, noise, profile == "strong"
         self.gain = np.ones((lanes, 3), np.float32)
         self.contrast = np.ones(lanes, np.float32)
         self.bias = np.zeros(lanes, np.float32)
+        self.colour = np.tile(np.eye(3, dtype=np.float32), (lanes, 1, 1))  # hue/saturation matrix per lane
+        self.gamma = np.ones(lanes, np.float32)
+        self.haze = np.zeros(lanes, np.float32)
+        self.haze_colour = np.full((lanes, 3), 0.75, np.float32)
+        self.blur = np.zeros(lanes, np.float32)
+        self.lane_noise = np.full(lanes, noise, np.float32)
 
     def redraw(self, lane: int) -> None:
         if not self.enabled:
             return
-        self.gain[lane] = self.rng.uniform(0.9, 1.1, 3) * self.rng.uniform(0.75, 1.25)
-        self.contrast[lane] = self.rng.uniform(0.75, 1.25)
-        self.bias[lane] = self.rng.uniform(-0.05, 0.05)
+        if not self.strong:
+            # The basic profile's draws, in their original order (a seed gives the runs it always gave).
+            self.gain[lane] = self.rng.uniform(0.9, 1.1, 3) * self.rng.uniform(0.75, 1.25)
+            self.contrast[lane] = self.rng.uniform(0.75, 1.25)
+            self.bias[lane] = self.rng.uniform(-0.05, 0.05)
+            return
+        r, a = self.rng, STRONG_AUGMENT
+        log_uniform = lambda lo, hi: math.exp(r.uniform(math.log(lo), math.log(hi)))  # noqa: E731
+        self.gain[lane] = r.uniform(*a["channel_gain"], 3) * log_uniform(*a["exposure"])
+        self.contrast[lane] = r.uniform(*a["contrast"])
+        self.bias[lane] = r.uniform(*a["bias"])
+        saturation = 0.0 if r.random() < GRAYSCALE_P else r.uniform(*a["saturation"])
+        hue = r.uniform(*a["hue"])
+        c, s = saturation * math.cos(hue), saturation * math.sin(hue)
+        chroma = np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+        self.colour[lane] = (_YIQ_TO_RGB @ chroma @ _RGB_TO_YIQ).astype(np.float32)
+        self.gamma[lane] = log_uniform(*a["gamma"])
+        self.haze[lane] = r.uniform(*a["haze"]) if r.random() < HAZE_P else 0.0
+        # Grey-blue to grey-white skies.
+        self.haze_colour[lane] = r.uniform(0.6, 0.9) + r.uniform(-0.04, 0.08) * np.array([-1.0, 0.0, 1.0])
+        self.blur[lane] = r.uniform(*a["blur"]) if r.random() < BLUR_P else 0.0
+        self.lane_noise[lane] = r.uniform(*a["noise"])
 
     def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
         """``images`` uint8 ``[B, T, 3, H, W]`` -> float ``[B, T, 3, H, W]``."""
@@ -147,17 +212,50 @@ class _Augment:
         if not self.enabled:
             return x
         device = x.device
-        gain = torch.from_numpy(self.gain).to(device)[:, None, :, None, None]
-        contrast = torch.from_numpy(self.contrast).to(device)[:, None, None, None, None]
-        bias = torch.from_numpy(self.bias).to(device)[:, None, None, None, None]
+
+        def lane(values: np.ndarray, *dims: int) -> Tensor:
+            return torch.from_numpy(values).to(device).view(values.shape[0], *dims)
+
+        if self.strong:
+            haze = lane(self.haze, 1, 1, 1, 1)
+            x = x * (1.0 - haze) + haze * lane(self.haze_colour, 1, 3, 1, 1)
+            # [B, 1, 3, 3] @ [B, T, 3, H*W]: a batched matmul (einsum took 30x longer here).
+            x = (lane(self.colour, 1, 3, 3) @ x.reshape(*x.shape[:3], -1)).reshape(x.shape)
+        gain = lane(self.gain, 1, 3, 1, 1)
+        contrast = lane(self.contrast, 1, 1, 1, 1)
+        bias = lane(self.bias, 1, 1, 1, 1)
         mean = x.mean(dim=(2, 3, 4), keepdim=True)
         x = (x - mean) * contrast + mean
         x = x * gain + bias
+        if self.strong:
+            x = x.clamp(0.0, 1.0).pow(lane(self.gamma, 1, 1, 1, 1))
+            x = _blur_lanes(x, self.blur)
         if self.noise > 0:
             # Drawn from the seeded CPU generator wherever the batch lives, so a
             # seed gives the same noise on a GPU as on the CPU.
-            x = x + self.noise * torch.randn(x.shape, generator=generator).to(device, non_blocking=True)
+            std = lane(self.lane_noise, 1, 1, 1, 1) if self.strong else self.noise
+            x = x + std * torch.randn(x.shape, generator=generator).to(device, non_blocking=True)
         return x.clamp_(0.0, 1.0)
+
+
+def _blur_lanes(x: Tensor, sigmas: np.ndarray) -> Tensor:
+    """Gaussian blur (separable, 5 taps, reflected edges) of each lane ``[T, 3, H, W]`` whose sigma > 0."""
+    if not (sigmas > 0).any():
+        return x
+    out = x.clone()
+    taps = torch.arange(-2, 3, dtype=x.dtype, device=x.device)
+    for b in np.flatnonzero(sigmas > 0):
+        k = torch.exp(-0.5 * (taps / float(sigmas[b])) ** 2)
+        k = k / k.sum()
+        frames = x[b]  # [T, 3, H, W]
+        c = frames.shape[1]
+        horizontal = k.view(1, 1, 1, 5).expand(c, 1, 1, 5)
+        vertical = k.view(1, 1, 5, 1).expand(c, 1, 5, 1)
+        y = nn.functional.pad(frames, (2, 2, 0, 0), mode="reflect")
+        y = nn.functional.conv2d(y, horizontal, groups=c)
+        y = nn.functional.pad(y, (0, 0, 2, 2), mode="reflect")
+        out[b] = nn.functional.conv2d(y, vertical, groups=c)
+    return out
 
 
 class LaneBatcher:
@@ -374,7 +472,7 @@ def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> Dict[str
         t = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
         return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
-    augment = _Augment(cfg.batch_size, rng, cfg.augment, cfg.pixel_noise)
+    augment = _Augment(cfg.batch_size, rng, cfg.augment, cfg.pixel_noise, cfg.augment_profile)
     batcher = LaneBatcher(data, shard, cfg.batch_size, cfg.window, rng, augment)
     start_epoch, step, best, stale = 0, 0, math.inf, 0
     history: List[Dict[str, Any]] = []
