@@ -29,7 +29,8 @@ from lnn_nav.eval.crashes import crash_section
 from lnn_nav.eval.markdown import markdown_table
 from lnn_nav.eval.tables import CELL_COLUMNS, cell_rows, write_csv
 from lnn_nav.eval.timeouts import timeout_section
-from lnn_nav.sim.presets import OOD_PRESETS, WORLD_KINDS, presets_for
+from lnn_nav.eval.training_seeds import seed_comparison_section
+from lnn_nav.sim.presets import OOD_PRESETS, TRUE_SHIFTS, WORLD_KINDS, presets_for
 
 IN_DIST = "in_distribution"
 LIQUID_CORES: Tuple[str, ...] = ("cfc-ncp", "cfc", "ltc")
@@ -848,6 +849,10 @@ def write_report(
     """
     if not cells:
         raise ResultsError("no result cells to report")
+    # Combinations and graded versions of the presets (COMBINATION_PRESETS) get their own table: the
+    # OOD means and targets stay over the named presets, so adding combinations never moves them.
+    combos = [c for c in cells if c["preset"] not in (IN_DIST,) + OOD_PRESETS]
+    cells = [c for c in cells if c["preset"] in (IN_DIST,) + OOD_PRESETS] or cells
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plot_success_bars(cells, out / "success_rates.png")
@@ -880,6 +885,16 @@ def write_report(
         md += ["## In distribution vs out of distribution\n", _degradation_section(cells, checks[-1])]
         if drops:
             md.append("![in distribution vs OOD](in_vs_ood.png)\n")
+    seeds = seed_comparison_section(cells, conditions_in(cells), condition_label, controller_core, LIQUID_CORES,
+                                    BASELINE_CORES, TRUE_SHIFTS)  # fmt: skip
+    if seeds is not None:
+        md += ["## Over training seeds\n", seeds]
+    if combos and combos is not cells:
+        md += ["## Combined and graded shifts\n",
+               "Conditions beyond the named presets, never trained or tuned on: combinations (fall with haze, "
+               "winter with haze, a fall evening) and milder or stronger versions (a low morning sun, light and "
+               "heavy fog, moderate wind). The mean column is over these conditions only.\n",
+               success_table(combos + [c for c in cells if c["preset"] == IN_DIST])]
     md += ["## Flight metrics\n", metrics_table(cells)]
     md += ["## Why the crashes\n", crash_section(cells, out, condition_label, _colour)]
     md += ["## Why the timeouts\n", timeout_section(cells, condition_label)]
