@@ -113,3 +113,24 @@ def test_resized_encoder_keeps_the_convolutions_and_resamples_the_bottleneck(nor
     assert big(torch.rand(2, 3, 96, 128)).shape == (2, 12)
     with pytest.raises(ValueError, match=r"\[B, 3, 96, 128\]"):
         big(torch.rand(2, 3, 48, 64))
+
+
+def test_frame_input_norm_cancels_global_brightness_contrast_and_colour_cast() -> None:
+    from dataclasses import replace as _replace
+
+    from lnn_nav.models.encoder import ConvEncoder, EncoderConfig
+
+    torch.manual_seed(0)
+    cfg = EncoderConfig(height=24, width=32, input_norm="frame")
+    encoder = ConvEncoder(cfg).eval()
+    frame = torch.rand(2, 3, 24, 32) * 0.6 + 0.2
+    shifted = frame * 0.7 + torch.tensor([0.05, 0.02, -0.03]).view(1, 3, 1, 1)  # darker, lower contrast, a cast
+    with torch.no_grad():
+        assert torch.allclose(encoder(frame), encoder(shifted), atol=1e-4)
+        fixed = ConvEncoder(_replace(cfg, input_norm="fixed")).eval()
+        fixed.load_state_dict(encoder.state_dict())
+        assert not torch.allclose(fixed(frame), fixed(shifted), atol=1e-3)
+        # A uniform frame (lens cap) stays finite.
+        assert torch.isfinite(encoder(torch.full((1, 3, 24, 32), 0.5))).all()
+    with pytest.raises(ValueError, match="input_norm"):
+        EncoderConfig(input_norm="auto")

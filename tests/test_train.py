@@ -340,6 +340,12 @@ def test_init_encoder_trains_a_new_core_on_a_trained_encoder(dataset: Path, tmp_
         command, _ = result.step(torch.rand(1, 3, 24, 32), torch.tensor([1 / 15]), result.initial_state(1),
                                  goal=torch.tensor([[1.0, 0.0, 0.0, 20.0]]))  # fmt: skip
         assert command.shape == (1, 4) and torch.isfinite(command).all()
+    # Switching the input normalisation keeps the trained weights and records the new one.
+    lines = []
+    train(_cfg(dataset, tmp_path / "frame", init_encoder=source_path, input_norm="frame", augment_profile="strong",
+               **quick), progress=False, log=lines.append)  # fmt: skip
+    assert any("input normalisation fixed -> frame" in line for line in lines)
+    assert load_policy(tmp_path / "frame" / "best.safetensors").config.encoder.input_norm == "frame"
     with pytest.raises(ValueError, match="exclude each other"):
         _cfg(dataset, tmp_path / "both", init=source_path, init_encoder=source_path)
     result = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "train", "--data", str(dataset), "--out",

@@ -10,6 +10,8 @@ import torch
 from torch import Tensor, nn
 
 NORMALIZATIONS = ("none", "batch", "group")
+#: How a frame is normalised before the first convolution (``EncoderConfig.input_norm``).
+INPUT_NORMS = ("fixed", "frame")
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,11 @@ class EncoderConfig:
     as a 6x8 map: the flatten stays small and the bottleneck does not dominate
     the parameter count, and images down to a few pixels remain valid.
     ``mean``/``std`` are per-channel normalisation applied to images in [0, 1]
-    (ImageNet statistics by default).
+    (ImageNet statistics by default). ``input_norm="frame"`` instead removes
+    each frame's own per-channel mean and divides by its standard deviation
+    (over all channels and pixels): a global brightness, contrast or colour
+    cast shift (dusk, exposure, haze) then leaves the first convolution's
+    input unchanged.
     """
 
     in_channels: int = 3
@@ -41,6 +47,7 @@ class EncoderConfig:
     output_activation: str = "none"
     mean: Tuple[float, ...] = (0.485, 0.456, 0.406)
     std: Tuple[float, ...] = (0.229, 0.224, 0.225)
+    input_norm: str = "fixed"
 
     def __post_init__(self) -> None:
         # JSON round trips hand back lists; keep the config hashable-looking and immutable.
@@ -62,6 +69,8 @@ class EncoderConfig:
                 f"normalization {self.normalization!r} is not supported; expected one of "
                 f"{', '.join(NORMALIZATIONS)}"
             )
+        if self.input_norm not in INPUT_NORMS:
+            raise ValueError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, got {self.input_norm!r}")
         if self.output_activation not in ("none", "tanh"):
             raise ValueError(f"output_activation must be 'none' or 'tanh', got {self.output_activation!r}")
         if not 0.0 <= self.dropout < 1.0:
@@ -122,7 +131,13 @@ class ConvEncoder(nn.Module):
 
     def feature_maps(self, images: Tensor) -> List[Tensor]:
         """Activations after each convolution block (input for VisualBackProp)."""
-        x = (self._to_float(images) - self.mean) / self.std
+        x = self._to_float(images)
+        if self.config.input_norm == "frame":
+            # Floor on the std: a uniform frame (lens cap, white-out) must not blow noise up to unit scale.
+            x = x - x.mean(dim=(2, 3), keepdim=True)
+            x = x / x.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp(min=0.02)
+        else:
+            x = (x - self.mean) / self.std
         maps = []
         for conv in self.convs:
             x = conv(x)

@@ -64,6 +64,9 @@ class TrainConfig:
     # blur (STRONG_AUGMENT). Why: a controller that sees only summer midday colours crashes in haze and
     # at other seasons (the shipped CfC-NCP's urban fog was 0 %).
     augment_profile: str = "basic"
+    # Encoder input normalisation ("fixed" mean/std, or "frame": each frame's own statistics; see
+    # EncoderConfig.input_norm). None: "fixed" for a new encoder, the source's with --init-encoder.
+    input_norm: Optional[str] = None
     pixel_noise: float = 0.02
     use_goal: bool = True
     use_imu: bool = False
@@ -306,7 +309,7 @@ class LaneBatcher:
 
 def _build_policy(cfg: TrainConfig, height: int, width: int, camera_hfov_deg: Optional[float]) -> LiquidPolicy:
     encoder = EncoderConfig(height=height, width=width, feature_dim=cfg.feature_dim, output_activation="tanh",
-                            normalization=cfg.normalization)
+                            normalization=cfg.normalization, input_norm=cfg.input_norm or "fixed")
     config = PolicyConfig(encoder=encoder, core=cfg.model, core_options=dict(cfg.core_options),
                           use_imu=cfg.use_imu, use_goal=cfg.use_goal, command_scale=cfg.command_scale,
                           camera_hfov_deg=camera_hfov_deg)  # fmt: skip
@@ -320,6 +323,10 @@ def _policy_with_encoder(cfg: TrainConfig, camera_hfov_deg: Optional[float], log
     """
     source = load_policy(cfg.init_encoder)
     encoder = source.encoder
+    if cfg.input_norm is not None and cfg.input_norm != encoder.config.input_norm:
+        # The trained convolutions adapt to the new input statistics during training.
+        log(f"encoder input normalisation {encoder.config.input_norm} -> {cfg.input_norm}")
+        encoder.config = replace(encoder.config, input_norm=cfg.input_norm)
     enc = encoder.config
     policy = _build_policy(replace(cfg, feature_dim=enc.feature_dim, normalization=enc.normalization),
                            enc.height, enc.width, camera_hfov_deg)  # fmt: skip

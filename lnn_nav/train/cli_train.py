@@ -52,6 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="photometric augmentation per sequence: basic (brightness, contrast, colour balance) "
                         "or strong (also hue, saturation/grayscale, gamma, light haze, blur; "
                         "lnn_nav.train.bc.STRONG_AUGMENT) (default: %(default)s)")
+    parser.add_argument("--input-norm", choices=("fixed", "frame"), default=None,
+                        help="encoder input normalisation: fixed (ImageNet mean/std) or frame (each frame's own "
+                        "mean and std, so global brightness/contrast/colour shifts cancel) (default: fixed for a "
+                        "new encoder, the source's with --init-encoder)")
     parser.add_argument("--use-imu", action="store_true", help="feed the IMU to the core too")
     parser.add_argument("--no-goal", action="store_true", help="do not feed the goal direction/distance")
     parser.add_argument("--steer-weight", type=float, default=0.0, metavar="B",
@@ -82,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
                           epochs=args.epochs, batch_size=args.batch_size, window=args.window, lr=args.lr,
                           weight_decay=args.weight_decay, val_fraction=args.val_fraction, patience=args.patience,
                           seed=args.seed, threads=args.threads, augment=not args.no_augment,
-                          augment_profile=args.augment,
+                          augment_profile=args.augment, input_norm=args.input_norm,
                           use_goal=not args.no_goal, use_imu=args.use_imu,
                           max_steps_per_epoch=args.max_steps_per_epoch, init=args.init, init_encoder=args.init_encoder,
                           steer_weight=args.steer_weight)  # fmt: skip
