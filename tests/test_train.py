@@ -214,6 +214,16 @@ def test_resume_continues_where_it_stopped(dataset: Path, tmp_path: Path) -> Non
     assert [h["epoch"] for h in summary["history"]] == [1, 2]
     with pytest.raises(ValueError, match="different training configuration"):
         train(_cfg(dataset, tmp_path / "r", epochs=3, lr=1e-4), progress=False, log=lambda _s: None)
+    # A resume file that would run code when unpickled is refused, not executed.
+    import pickle
+
+    class Payload:
+        def __reduce__(self):  # pragma: no cover - would run only if unpickled
+            return (print, ("code ran",))
+
+    (tmp_path / "r" / "resume.pt").write_bytes(pickle.dumps({"config": Payload()}))
+    with pytest.raises(ValueError, match="more than tensors and plain data"):
+        train(_cfg(dataset, tmp_path / "r", epochs=2), progress=False, log=lambda _s: None)
 
 
 def test_distributed_training_on_two_gloo_processes(dataset: Path, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ import csv
 import json
 import math
 import os
+import pickle
 import random
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -485,7 +486,13 @@ def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> Dict[str
     history: List[Dict[str, Any]] = []
     resume_path = out / "resume.pt"
     if resume_path.is_file():
-        saved = torch.load(resume_path, map_location=device, weights_only=False)
+        # weights_only: the file holds tensors, numbers, strings and the rng's state as plain dicts,
+        # so no code in it runs on load (a resume.pt from elsewhere is as safe as a checkpoint).
+        try:
+            saved = torch.load(resume_path, map_location=device, weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise ValueError(f"{resume_path} holds more than tensors and plain data ({err}); it was not written "
+                             "by this version of lnn-nav train: delete it to start over") from err
         if saved["config"] != _comparable(cfg):
             raise ValueError(f"{resume_path} was written by a different training configuration; "
                              f"use a new --out or delete it to start over")  # fmt: skip
