@@ -362,3 +362,22 @@ def test_init_encoder_trains_a_new_core_on_a_trained_encoder(dataset: Path, tmp_
                              str(tmp_path / "o"), "--init-encoder", str(tmp_path / "missing.safetensors")],
                             capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 2 and "missing.safetensors" in result.stderr
+
+
+def test_checkpoints_name_their_data_by_identity_not_path(dataset: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from lnn_nav.data.dataset import SequenceDataset
+    from lnn_nav.models.checkpoint import read_checkpoint_info
+
+    train(_cfg(dataset, tmp_path / "run", epochs=1, max_steps_per_epoch=1), progress=False, log=lambda _s: None)
+    _, meta = read_checkpoint_info(tmp_path / "run" / "best.safetensors")
+    (identity,) = meta["trained_on"]
+    assert identity.startswith("ds@") and len(identity.split("@")[1]) == 16
+    assert str(dataset.parent) not in identity  # no build-machine path
+    copy = tmp_path / "elsewhere" / "ds"
+    shutil.copytree(dataset, copy)
+    assert SequenceDataset(copy).identity() == identity  # the same data wherever it lies
+    with open(copy / "frames.npz", "ab") as fh:
+        fh.write(b"\0")
+    assert SequenceDataset(copy).identity() != identity  # any change to the content changes it

@@ -21,6 +21,7 @@ Layout of a dataset folder::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -538,6 +539,20 @@ class SequenceDataset:
 
     def __len__(self) -> int:
         return len(self.dt)
+
+    def identity(self) -> str:
+        """``<folder name>@<sha256 of its content, 16 hex digits>``: names the data, not where it lies.
+
+        Checkpoints record this, not a path: the same data built on another
+        machine or in another folder has the same digest, and any change to a
+        frame, label or sequence boundary changes it.
+        """
+        digest = hashlib.sha256()
+        for name in ("images.u8", "frames.npz", "sequences.npz"):
+            with open(self.path / name, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 22), b""):
+                    digest.update(block)
+        return f"{self.path.name}@{digest.hexdigest()[:16]}"
 
     @property
     def num_sequences(self) -> int:

@@ -442,6 +442,8 @@ def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> Dict[str
         out.mkdir(parents=True, exist_ok=True)
 
     data = _Data(cfg.data)
+    # Dataset identities (name + content digest), not this machine's paths, go into the checkpoints.
+    trained_on = [d.identity() for d in data.sets] if rank == 0 else []
     train_idx, val_idx = split_sequences(len(data.sequences), cfg.val_fraction, cfg.seed)
     shard = train_idx[rank::world]
     quiet_log = log if rank == 0 else (lambda _msg: None)  # one process speaks
@@ -573,7 +575,7 @@ def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> Dict[str
                "lr": lr_at(step), "seconds": time.perf_counter() - started}  # fmt: skip
         history.append(row)
         if rank == 0:
-            meta = {"trained_on": cfg.data, "epoch": epoch + 1, "val_loss": val_loss, "model": cfg.model}
+            meta = {"trained_on": trained_on, "epoch": epoch + 1, "val_loss": val_loss, "model": cfg.model}
             save_policy(policy, out / "last.safetensors", meta)
             if improved:
                 save_policy(policy, out / "best.safetensors", meta)
