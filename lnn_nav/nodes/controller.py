@@ -30,7 +30,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from typing import Any, List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import rclpy
@@ -98,6 +98,40 @@ GOAL_QOS = QoSProfile(
 SALIENCY_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
 
 
+# The node's built-in defaults; config/controller.yaml sets the same values (tests/test_node_defaults.py
+# holds them to it), so `ros2 run` without the YAML flies the same controller as with it.
+# name -> (default, description).
+PARAMETERS: Dict[str, Tuple[Any, str]] = {
+    "autostart": (True, "configure and activate at startup (false: wait for a lifecycle manager)"),
+    "model_path": ("", "policy checkpoint (.safetensors); empty builds an UNTRAINED default policy"),
+    "device": ("cpu", "torch device: cpu, cuda or cuda:N"),
+    "image_topic": ("/camera/image_raw", "camera topic; with image_transport=compressed, <image_topic>/compressed"),
+    "image_transport": ("raw", "raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage)"),
+    "camera_info_topic": ("", "sensor_msgs/CameraInfo checked against the camera the checkpoint records; "
+                              "empty: camera_info beside image_topic"),
+    "sync_inputs": (False, "run each frame with the odometry/IMU stamped at or after it, waiting up to "
+                           "sync_timeout (true in lockstep simulation); false: the latest at hand"),
+    "publish_saliency": (False, "publish ~/saliency (sensor_msgs/Image, rgb8, policy input size): the frame "
+                                "with its VisualBackProp saliency, computed only while subscribed"),
+}
+# name -> (default, descriptor with the allowed range).
+RANGED: Dict[str, Tuple[Any, ParameterDescriptor]] = {
+    "expected_rate": (30.0, float_param("nominal camera rate (Hz): dt of first frames", 1.0, 1000.0)),
+    "max_dt": (0.5, float_param("frame gap (s) above which the recurrent state resets", 0.001, 10.0)),
+    # The shipped controllers learned from an expert cruising at 3 m/s (then 2 m/s) and turning at up
+    # to 1.5 rad/s: lower limits make them fly unlike their training.
+    "max_speed_xy": (3.5, float_param("horizontal speed limit (m/s)", 0.0, 50.0)),
+    "max_speed_z": (1.0, float_param("vertical speed limit (m/s)", 0.0, 20.0)),
+    "max_yaw_rate": (1.5, float_param("yaw rate limit (rad/s)", 0.0, 10.0)),
+    "failsafe_rate_hz": (20.0, float_param("fail-safe check and hover publishing rate (Hz)", 1.0, 200.0)),
+    "image_timeout": (0.25, float_param("camera age (s) that triggers hover", 0.01, 10.0)),
+    "imu_timeout": (0.1, float_param("IMU age (s) that triggers hover (IMU policies)", 0.01, 10.0)),
+    "odom_timeout": (0.25, float_param("odometry age (s) that triggers hover (goal policies)", 0.01, 10.0)),
+    "sync_timeout": (0.05, float_param("wall seconds a frame waits for its odometry/IMU (sync_inputs)", 0.001, 1.0)),
+    "torch_threads": (0, int_param("torch CPU threads; 0 keeps torch's default", 0, 256)),
+}
+
+
 class _Frame(NamedTuple):
     """A converted camera frame waiting for the inputs stamped with it (``sync_inputs``)."""
 
@@ -158,37 +192,10 @@ class ControllerNode(LifecycleNode):
 
     # ----------------------------------------------------------------- parameters
     def _declare_parameters(self) -> None:
-        d = self.declare_parameter
-        d("autostart", True, ParameterDescriptor(
-            description="configure and activate at startup (false: wait for a lifecycle manager)"))
-        d("model_path", "", ParameterDescriptor(
-            description="policy checkpoint (.safetensors); empty builds an UNTRAINED default policy"))
-        d("device", "cpu", ParameterDescriptor(description="torch device: cpu, cuda or cuda:N"))
-        d("image_topic", "/camera/image_raw", ParameterDescriptor(
-            description="camera topic; with image_transport=compressed, <image_topic>/compressed"))
-        d("image_transport", "raw", ParameterDescriptor(
-            description="raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage)"))
-        d("camera_info_topic", "", ParameterDescriptor(
-            description="sensor_msgs/CameraInfo checked against the camera the checkpoint records; "
-                        "empty: camera_info beside image_topic"))
-        d("expected_rate", 30.0, float_param("nominal camera rate (Hz): dt of first frames", 1.0, 1000.0))
-        d("max_dt", 0.5, float_param("frame gap (s) above which the recurrent state resets", 0.001, 10.0))
-        d("max_speed_xy", 2.0, float_param("horizontal speed limit (m/s)", 0.0, 50.0))
-        d("max_speed_z", 1.0, float_param("vertical speed limit (m/s)", 0.0, 20.0))
-        d("max_yaw_rate", 1.0, float_param("yaw rate limit (rad/s)", 0.0, 10.0))
-        d("failsafe_rate_hz", 20.0, float_param("fail-safe check and hover publishing rate (Hz)", 1.0, 200.0))
-        d("image_timeout", 0.25, float_param("camera age (s) that triggers hover", 0.01, 10.0))
-        d("imu_timeout", 0.1, float_param("IMU age (s) that triggers hover (IMU policies)", 0.01, 10.0))
-        d("odom_timeout", 0.25, float_param("odometry age (s) that triggers hover (goal policies)", 0.01, 10.0))
-        d("sync_inputs", False, ParameterDescriptor(
-            description="run each frame with the odometry/IMU stamped at or after it, waiting up to "
-                        "sync_timeout (true in lockstep simulation); false: the latest at hand"))
-        d("sync_timeout", 0.05, float_param("wall seconds a frame waits for its odometry/IMU (sync_inputs)",
-                                            0.001, 1.0))
-        d("torch_threads", 0, int_param("torch CPU threads; 0 keeps torch's default", 0, 256))
-        d("publish_saliency", False, ParameterDescriptor(
-            description="publish ~/saliency (sensor_msgs/Image, rgb8, policy input size): the frame with "
-                        "its VisualBackProp saliency, computed only while subscribed"))
+        for name, (default, text) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=text))
+        for name, (default, descriptor) in RANGED.items():
+            self.declare_parameter(name, default, descriptor)
 
     def _param(self, name: str) -> Any:
         return self.get_parameter(name).value

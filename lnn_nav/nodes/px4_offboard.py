@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -47,6 +47,33 @@ PX4_MSGS_HINT = (
     "    cd ~/ros2_ws && colcon build --packages-select px4_msgs && source install/setup.bash\n"
     "then run `ros2 run lnn_nav px4_offboard_node` in that shell."
 )
+
+
+# The node's built-in defaults, equal to config/px4_offboard.yaml (tests/test_node_defaults.py holds them to it).
+# name -> (default, description, (low, high) or None); a module-level table, so that reading it needs
+# neither rclpy nor px4_msgs.
+PARAMETERS: Dict[str, Tuple[Any, str, Optional[Tuple[Any, Any]]]] = {
+    "rate_hz": (20.0, "heartbeat/setpoint rate (Hz); PX4 needs at least 2, use >= 10", (10.0, 250.0)),
+    "heartbeats_before_offboard": (10, "setpoints streamed before the offboard request (PX4 rejects offboard "
+                                       "without a stream)", (10, 1000)),
+    "request_interval": (1.0, "resend period (s) of mode/arm/land commands", (0.1, 10.0)),
+    "takeoff_altitude": (2.0, "climb (m) above the arming point before tracking", (0.2, 100.0)),
+    "takeoff_speed": (0.7, "climb rate (m/s) of the takeoff", (0.1, 5.0)),
+    "stale_timeout": (0.5, "command age (s) after which zero velocity is sent", (0.05, 10.0)),
+    "failsafe_timeout": (3.0, "command age (s) after which the failsafe action runs", (0.1, 60.0)),
+    "failsafe_action": ("hold", "hold (zero velocity, stay in offboard) or land (VEHICLE_CMD_NAV_LAND)", None),
+    "cmd_vel_topic": ("/cmd_vel", "geometry_msgs/TwistStamped heading-frame (FLU) velocity commands", None),
+    "offboard_control_mode_topic": ("/fmu/in/offboard_control_mode", "px4_msgs/OffboardControlMode topic", None),
+    "trajectory_setpoint_topic": ("/fmu/in/trajectory_setpoint", "px4_msgs/TrajectorySetpoint topic", None),
+    "vehicle_command_topic": ("/fmu/in/vehicle_command", "px4_msgs/VehicleCommand topic", None),
+    "vehicle_status_topic": ("/fmu/out/vehicle_status",
+                             "px4_msgs/VehicleStatus topic (PX4 >= v1.16: /fmu/out/vehicle_status_v1)", None),
+    "vehicle_odometry_topic": ("/fmu/out/vehicle_odometry", "px4_msgs/VehicleOdometry topic", None),
+    "target_system": (1, "MAVLink system id of the vehicle (MAV_SYS_ID)", (0, 255)),
+    "target_component": (1, "MAVLink component id of the autopilot", (0, 255)),
+    "source_system": (1, "MAVLink system id of this node", (0, 255)),
+    "source_component": (1, "MAVLink component id of this node", (0, 255)),
+}
 
 
 class Px4MsgsMissing(ImportError):
@@ -119,38 +146,14 @@ def _make_node_class() -> type:
 
         # ------------------------------------------------------------- parameters
         def _declare_parameters(self) -> None:
-            d = self.declare_parameter
-            d("rate_hz", 20.0, float_param("heartbeat/setpoint rate (Hz); PX4 needs at least 2, use >= 10",
-                                           10.0, 250.0))
-            d("heartbeats_before_offboard", 10, int_param(
-                "setpoints streamed before the offboard request (PX4 rejects offboard without a stream)",
-                10, 1000))
-            d("request_interval", 1.0, float_param("resend period (s) of mode/arm/land commands", 0.1, 10.0))
-            d("takeoff_altitude", 2.0, float_param("climb (m) above the arming point before tracking",
-                                                   0.2, 100.0))
-            d("takeoff_speed", 0.7, float_param("climb rate (m/s) of the takeoff", 0.1, 5.0))
-            d("stale_timeout", 0.5, float_param("command age (s) after which zero velocity is sent",
-                                                0.05, 10.0))
-            d("failsafe_timeout", 3.0, float_param("command age (s) after which the failsafe action runs",
-                                                   0.1, 60.0))
-            d("failsafe_action", "hold", ParameterDescriptor(
-                description="hold (zero velocity, stay in offboard) or land (VEHICLE_CMD_NAV_LAND)"))
-            d("cmd_vel_topic", "/cmd_vel", ParameterDescriptor(
-                description="geometry_msgs/TwistStamped heading-frame (FLU) velocity commands"))
-            d("offboard_control_mode_topic", "/fmu/in/offboard_control_mode", ParameterDescriptor(
-                description="px4_msgs/OffboardControlMode topic"))
-            d("trajectory_setpoint_topic", "/fmu/in/trajectory_setpoint", ParameterDescriptor(
-                description="px4_msgs/TrajectorySetpoint topic"))
-            d("vehicle_command_topic", "/fmu/in/vehicle_command", ParameterDescriptor(
-                description="px4_msgs/VehicleCommand topic"))
-            d("vehicle_status_topic", "/fmu/out/vehicle_status", ParameterDescriptor(
-                description="px4_msgs/VehicleStatus topic (PX4 >= v1.16: /fmu/out/vehicle_status_v1)"))
-            d("vehicle_odometry_topic", "/fmu/out/vehicle_odometry", ParameterDescriptor(
-                description="px4_msgs/VehicleOdometry topic"))
-            d("target_system", 1, int_param("MAVLink system id of the vehicle (MAV_SYS_ID)", 0, 255))
-            d("target_component", 1, int_param("MAVLink component id of the autopilot", 0, 255))
-            d("source_system", 1, int_param("MAVLink system id of this node", 0, 255))
-            d("source_component", 1, int_param("MAVLink component id of this node", 0, 255))
+            for name, (default, text, limits) in PARAMETERS.items():
+                if limits is None:
+                    descriptor = ParameterDescriptor(description=text)
+                elif isinstance(default, float):
+                    descriptor = float_param(text, *limits)
+                else:
+                    descriptor = int_param(text, *limits)
+                self.declare_parameter(name, default, descriptor)
 
         def _param(self, name: str) -> Any:
             return self.get_parameter(name).value
