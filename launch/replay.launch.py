@@ -80,7 +80,8 @@ def generate_launch_description():
         DeclareLaunchArgument("controller", default_value="false",
                               description="true: run the controller open loop on the replayed inputs"),
         DeclareLaunchArgument("model_path", default_value="",
-                              description="controller checkpoint (.safetensors), with controller:=true"),
+                              description="controller checkpoint (.safetensors), with controller:=true; "
+                                          "empty: the shipped CfC-NCP"),
         DeclareLaunchArgument("policy_cmd_topic", default_value="/cmd_vel_policy",
                               description="where the open-loop controller's commands go"),
         OpaqueFunction(function=_launch_setup),

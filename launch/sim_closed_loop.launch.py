@@ -33,7 +33,8 @@ def generate_launch_description():
         DeclareLaunchArgument("world", default_value="forest", description="forest or urban"),
         DeclareLaunchArgument("seed", default_value="0", description="world seed"),
         DeclareLaunchArgument("preset", default_value="in_distribution", description="conditions preset"),
-        DeclareLaunchArgument("model_path", default_value="", description="controller checkpoint (.safetensors)"),
+        DeclareLaunchArgument("model_path", default_value="",
+                              description="controller checkpoint (.safetensors); empty: the shipped CfC-NCP"),
         DeclareLaunchArgument("use_expert", default_value="false", description="fly the privileged expert instead"),
         Node(
             package="lnn_nav", executable="sim_node", name="sim_node", output="screen",

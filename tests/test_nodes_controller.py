@@ -273,6 +273,61 @@ def test_cuda_requested_without_cuda_fails_configure(tmp_path, graph_factory):
     assert g.node._policy is None
 
 
+def test_an_empty_model_path_flies_the_shipped_cfc_ncp_not_an_untrained_policy(graph_factory):
+    from lnn_nav.models import load_policy
+    from lnn_nav.nodes.controller import shipped_model_path
+
+    shipped = load_policy(shipped_model_path())
+    g = graph_factory("")
+    assert g.node._active and g.node._policy is not None
+    assert g.node._policy.config == shipped.config
+    for name, tensor in shipped.state_dict().items():
+        assert torch.equal(g.node._policy.state_dict()[name], tensor), name
+
+
+def test_an_untrained_policy_flies_only_with_allow_untrained(graph_factory):
+    # This test relies on an untrained policy: it asks for one with allow_untrained.
+    g = graph_factory("", allow_untrained=True, image_timeout=5.0)
+    assert g.node._active and g.node._policy.config == LiquidPolicy().config
+    g.wait_connected()
+    g.send_and_wait(0)
+
+
+def test_without_a_checkpoint_or_allow_untrained_the_node_refuses_and_never_commands(tmp_path):
+    """The shipped checkpoint missing (a broken install) and no model_path: an error naming what to set,
+    and exit code 1 (the test below: no /cmd_vel publisher is created)."""
+    ns = f"/t{uuid.uuid4().hex[:10]}"
+    script = ("import sys\n"
+              "import lnn_nav.nodes.controller as c\n"
+              "from lnn_nav.nodes.fly import SetupError\n"
+              "def missing():\n"
+              "    raise SetupError('models/cfc_ncp.safetensors not found; looked in: /nowhere')\n"
+              "c.shipped_model_path = missing\n"
+              "sys.exit(c.main())\n")
+    proc = subprocess.run([sys.executable, "-c", script, "--ros-args", "-r", f"/cmd_vel:={ns}/cmd_vel",
+                           "-r", f"/diagnostics:={ns}/diagnostics"],
+                          env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "model_path is empty and the shipped checkpoint is missing" in proc.stderr
+    assert "set model_path" in proc.stderr and "allow_untrained:=true" in proc.stderr
+    assert "UNTRAINED policy." not in proc.stderr  # never flew one
+    assert "Traceback" not in proc.stderr
+
+
+def test_without_a_checkpoint_configure_fails_and_creates_no_command_publisher(graph_factory, monkeypatch):
+    from lnn_nav.nodes import controller
+    from lnn_nav.nodes.fly import SetupError
+
+    def missing():
+        raise SetupError("models/cfc_ncp.safetensors not found; looked in: /nowhere")
+
+    monkeypatch.setattr(controller, "shipped_model_path", missing)
+    g = graph_factory("", autostart=False)
+    assert g.node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert g.node._policy is None and g.node._cmd_pub is None
+    assert g.peer.count_publishers(f"{g.ns}/cmd_vel") == 0
+
+
 def test_diagnostics_report_state_and_counters(tmp_path, graph_factory):
     g = graph_factory(_policy_file(tmp_path), image_timeout=5.0)
     arrays: List[DiagnosticArray] = []

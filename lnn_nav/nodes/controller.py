@@ -9,7 +9,11 @@ camera callback, publishes the hover when the camera itself goes quiet
 current simulated time, would pass for the answer to the frame a lockstep
 simulator waits on). ``~/enable`` (false) is an e-stop. With ``autostart``
 (default) the node configures and activates itself, so a plain ``ros2 run``
-flies. With ``publish_saliency`` it also publishes ``~/saliency``: the
+flies: the checkpoint ``model_path`` names, or with none the shipped CfC-NCP
+(``models/cfc_ncp.safetensors`` in the share directory, else the source
+tree's ``models/``). An untrained policy flies only with ``allow_untrained``;
+without a checkpoint and without it, configuring fails with an error and
+nothing is published. With ``publish_saliency`` it also publishes ``~/saliency``: the
 policy's input frame with its VisualBackProp saliency drawn over it
 (:mod:`lnn_nav.eval.saliency`), computed only while someone subscribes.
 
@@ -30,6 +34,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -70,10 +75,13 @@ from .conversions import (
     rgb_to_image_msg,
     stamp_to_nanoseconds,
 )
+from .fly import SetupError, share_path
 from .params import float_param, int_param
 from .runtime import ShutdownRequest, spin_until
 
 NODE_NAME = "controller_node"
+#: The checkpoint flown when model_path is empty, relative to the share (or source) directory.
+SHIPPED_MODEL = "models/cfc_ncp.safetensors"
 CMD_FRAME = "base_link"
 _WARN_EVERY_S = 5.0
 _ZERO = np.zeros(4)
@@ -103,7 +111,10 @@ SALIENCY_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=
 # name -> (default, description).
 PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "autostart": (True, "configure and activate at startup (false: wait for a lifecycle manager)"),
-    "model_path": ("", "policy checkpoint (.safetensors); empty builds an UNTRAINED default policy"),
+    "model_path": ("", "policy checkpoint (.safetensors); empty: the shipped CfC-NCP (models/cfc_ncp.safetensors "
+                       "in the package's share directory)"),
+    "allow_untrained": (False, "with an empty model_path, fly a freshly initialised, UNTRAINED policy instead "
+                               "of the shipped one (tests and demos only: its commands are meaningless)"),
     "device": ("cpu", "torch device: cpu, cuda or cuda:N"),
     "image_topic": ("/camera/image_raw", "camera topic; with image_transport=compressed, <image_topic>/compressed"),
     "image_transport": ("raw", "raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage)"),
@@ -130,6 +141,12 @@ RANGED: Dict[str, Tuple[Any, ParameterDescriptor]] = {
     "sync_timeout": (0.05, float_param("wall seconds a frame waits for its odometry/IMU (sync_inputs)", 0.001, 1.0)),
     "torch_threads": (0, int_param("torch CPU threads; 0 keeps torch's default", 0, 256)),
 }
+
+
+def shipped_model_path() -> Path:
+    """The shipped CfC-NCP checkpoint: in the installed share directory, else in the source tree (an
+    editable install); :class:`~lnn_nav.nodes.fly.SetupError` naming where it looked when absent."""
+    return share_path(SHIPPED_MODEL)
 
 
 class _Frame(NamedTuple):
@@ -218,18 +235,30 @@ class ControllerNode(LifecycleNode):
         if self._param("torch_threads") > 0:
             torch.set_num_threads(int(self._param("torch_threads")))
         model_path = str(self._param("model_path"))
-        if model_path:
+        if not model_path and self._param("allow_untrained"):
+            self.get_logger().warning(
+                "model_path is empty and allow_untrained is true: flying a freshly initialised, UNTRAINED "
+                "policy. Its commands are meaningless; use it for tests and demos only."
+            )
+            policy = LiquidPolicy().to(self._device).eval()
+        else:
+            if not model_path:
+                # No checkpoint named: the shipped one, never an untrained policy behind the user's back.
+                try:
+                    model_path = str(shipped_model_path())
+                except SetupError as err:
+                    self.get_logger().error(
+                        f"model_path is empty and the shipped checkpoint is missing ({err}): set model_path "
+                        f"to a .safetensors checkpoint, or allow_untrained:=true to fly an UNTRAINED policy "
+                        f"(tests and demos only); not commanding"
+                    )
+                    return TransitionCallbackReturn.FAILURE
+                self.get_logger().info(f"model_path is empty: flying the shipped controller {model_path}")
             try:
                 policy = load_policy(model_path, map_location=self._device)
             except CheckpointError as err:
                 self.get_logger().error(f"cannot load the policy: {err}")
                 return TransitionCallbackReturn.FAILURE
-        else:
-            self.get_logger().warning(
-                "model_path is empty: flying a freshly initialised, UNTRAINED policy. "
-                "Its commands are meaningless; use it for tests and demos only."
-            )
-            policy = LiquidPolicy().to(self._device).eval()
         self._policy = policy
         cfg = policy.config
         self._dt = DtTracker(1.0 / self._param("expected_rate"), self._param("max_dt"))
