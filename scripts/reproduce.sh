@@ -16,13 +16,21 @@
 #      -> every model's stage-3 camera encoder with a new core (the CfC-NCP 48 neurons wide
 #      instead of 19), trained 10 epochs on the stage-3 forest demonstrations plus those
 #      (`--init-encoder`, README "A new core on the trained encoder");
-#   5. closed-loop success on held-out worlds (seeds 1000+).
+#   5. the robust-flight recipe: demonstrations under the wide randomisation profile (summer-to-fall
+#      palettes, morning-to-afternoon sun, light haze, more wind and camera artefacts; `collect
+#      --randomize wide`) on the stage-3 forest seeds and the stage-4 urban ones (heading 6 m ahead)
+#      -> dataset -> every model's stage-4 camera encoder with a new core, 10 epochs with the strong
+#      per-sequence photometric augmentation (`train --augment strong`), once per training seed
+#      (TRAIN_SEEDS; the first is shipped, the others are for the comparison between cores);
+#   6. closed-loop success on held-out worlds (seeds 1000+).
 #
 #   make reproduce                      # CfC-NCP and the LSTM baseline, into build/reproduce
 #   MODELS="cfc-ncp lstm gru" make reproduce
 #   STAGE2=0 STAGE3=0 make reproduce    # stop after step 1 (the older 3 m/s recipe)
 #   STAGE3=0 make reproduce             # stop after step 2 (the 0.6 m margin recipe)
 #   STAGE4=0 make reproduce             # stop after step 3 (the checkpoints shipped before 2026-11-30 evening)
+#   STAGE5=0 make reproduce             # stop after step 4 (the checkpoints shipped before the robust recipe)
+#   TRAIN_SEEDS="0 1 2" MODELS="cfc-ncp cfc lstm cnn" make reproduce   # stage 5 three times per core
 #   STEER_WEIGHT=0 make reproduce       # stage 3 with the plain loss (the checkpoints before 2026-11-29 evening)
 #   SIZE="128 96" HFOV=120 OUT=build/r128 make reproduce   # another input size / camera, trained from
 #                                       # stage 1 (not by fine-tune: README "Training at a finer resolution");
@@ -50,6 +58,11 @@ STAGE4=${STAGE4:-1}
 STAGE4_EPOCHS=${STAGE4_EPOCHS:-10}
 STAGE4_NCP_UNITS=${STAGE4_NCP_UNITS:-48}   # the stage-4 CfC-NCP's neurons (19 before)
 STAGE4_LTC_LR=${STAGE4_LTC_LR:-5e-3}       # the LTC's fresh core barely learns at 1e-3 in 10 epochs (README)
+STAGE5=${STAGE5:-1}
+STAGE5_EPOCHS=${STAGE5_EPOCHS:-10}
+STAGE5_AUGMENT=${STAGE5_AUGMENT:-strong}       # train --augment
+STAGE5_INPUT_NORM=${STAGE5_INPUT_NORM:-fixed}  # train --input-norm
+TRAIN_SEEDS=${TRAIN_SEEDS:-0}                  # stage 5's training seeds; the first one's controller ships
 FT_EPOCHS=${FT_EPOCHS:-6}
 STEER_WEIGHT=${STEER_WEIGHT:-6}  # stage 3: frames that turn count 1 + B*(|vy|/s_vy + |yaw rate|/s_yaw)
 EVAL_EPISODES=${EVAL_EPISODES:-100}
@@ -95,11 +108,34 @@ stage4_data() {  # the stage-3 forest bags alone, and urban worlds flown with th
   fi
 }
 
+stage5_data() {  # the stage-3 forest seeds and the stage-4 urban ones, flown under the wide randomisation
+  local folder seed
+  if [ ! -f "$OUT/demos_wide/forest/collect.json" ]; then
+    $LNN collect --world forest --episodes "$EPISODES" --workers 2 --envs 8 --expert-speed 2.0 --expert-margin 0.8 \
+      --camera-hfov "$HFOV" --randomize wide --out "$OUT/demos_wide/forest"
+  fi
+  for seed in 200000 200160; do
+    folder="$OUT/demos_wide/urban_$seed"
+    if [ ! -f "$folder/collect.json" ]; then
+      $LNN collect --world urban --episodes "$EPISODES" --first-seed "$seed" --workers 2 --envs 8 --expert-speed 2.0 \
+        --expert-margin 0.8 --camera-hfov "$HFOV" --randomize wide --expert-options '{"yaw_lookahead": 6.0}' \
+        --out "$folder"
+    fi
+  done
+  if [ ! -f "$OUT/ds/wide_forest/meta.json" ]; then
+    $LNN dataset "$OUT/demos_wide/forest" --size $SIZE --out "$OUT/ds/wide_forest"
+  fi
+  if [ ! -f "$OUT/ds/wide_urban/meta.json" ]; then
+    $LNN dataset "$OUT/demos_wide/urban_200000" "$OUT/demos_wide/urban_200160" --size $SIZE --out "$OUT/ds/wide_urban"
+  fi
+}
+
 mkdir -p "$OUT/models"
 collect 3.0 0.6 demos_3ms --expert-clearance $LIGHT_WEIGHT $LIGHT_SCALE
 [ "$STAGE2" = 1 ] && collect 2.0 0.6 demos_2ms --expert-clearance $LIGHT_WEIGHT $LIGHT_SCALE
 [ "$STAGE3" = 1 ] && collect 2.0 0.8 demos_2ms_m08_street
 [ "$STAGE3" = 1 ] && [ "$STAGE4" = 1 ] && stage4_data
+[ "$STAGE3" = 1 ] && [ "$STAGE4" = 1 ] && [ "$STAGE5" = 1 ] && stage5_data
 for model in $MODELS; do
   name=${model//-/_}
   $LNN train --data "$OUT/ds/demos_3ms" --model "$model" --out "$OUT/runs/$name/bc" \
@@ -131,6 +167,19 @@ for model in $MODELS; do
       --init-encoder "$final" --out "$OUT/runs/$name/heading6_new_core" --epochs "$STAGE4_EPOCHS" --lr "$lr" \
       --batch-size 8 --threads 2 --seed 0 --steer-weight "$STEER_WEIGHT"
     final="$OUT/runs/$name/heading6_new_core/best.safetensors"
+    if [ "$STAGE5" = 1 ]; then
+      encoder=$final
+      for seed in $TRAIN_SEEDS; do
+        $LNN train --data "$OUT/ds/wide_forest" "$OUT/ds/wide_urban" --model "$model" --core-options "$core_options" \
+          --init-encoder "$encoder" --out "$OUT/runs/$name/robust_s$seed" --epochs "$STAGE5_EPOCHS" --lr "$lr" \
+          --batch-size 8 --threads 2 --seed "$seed" --steer-weight "$STEER_WEIGHT" --augment "$STAGE5_AUGMENT" \
+          --input-norm "$STAGE5_INPUT_NORM"
+        mkdir -p "$OUT/models/seeds"
+        cp "$OUT/runs/$name/robust_s$seed/best.safetensors" "$OUT/models/seeds/${name}_s$seed.safetensors"
+      done
+      first=${TRAIN_SEEDS%% *}
+      final="$OUT/runs/$name/robust_s$first/best.safetensors"
+    fi
   fi
   cp "$final" "$OUT/models/$name.safetensors"
   $LNN eval --model "$OUT/models/$name.safetensors" --world forest urban --episodes "$EVAL_EPISODES" \

@@ -54,14 +54,18 @@ def test_reproduce_chain_parses_and_hands_checkpoints_on(tmp_path: Path) -> None
     calls = _run(tmp_path)
     commands = [c[0] for c in calls]
     assert commands == (["collect"] * 2 + ["dataset"]) * 3 + ["dataset", "collect", "collect", "dataset"] + \
-        ["train", "dagger", "train", "train", "train", "eval"] + ["train", "train", "train", "train", "eval"]  # fmt: skip
+        ["collect"] * 3 + ["dataset"] * 2 + \
+        ["train", "dagger", "train", "train", "train", "train", "eval"] + ["train"] * 5 + ["eval"]  # fmt: skip
     collects = [c for c in calls if c[0] == "collect"]
-    assert [_opt(c, "--expert-speed") for c in collects] == ["3.0", "3.0", "2.0", "2.0", "2.0", "2.0", "2.0", "2.0"]
-    assert [_opt(c, "--expert-margin") for c in collects] == ["0.6", "0.6", "0.6", "0.6", "0.8", "0.8", "0.8", "0.8"]
-    # Stages 1-2 keep the light clearance cost they were flown with; stages 3-4 take each world's
+    assert [_opt(c, "--expert-speed") for c in collects] == ["3.0", "3.0"] + ["2.0"] * 9
+    assert [_opt(c, "--expert-margin") for c in collects] == ["0.6"] * 4 + ["0.8"] * 7
+    # Stages 1-2 keep the light clearance cost they were flown with; stages 3-5 take each world's
     # demonstrating expert (in urban the street-centred plan).
     light = ["--expert-clearance", "1.0", "0.8"]
-    assert [" ".join(light) in " ".join(c) for c in collects] == [True] * 4 + [False] * 4
+    assert [" ".join(light) in " ".join(c) for c in collects] == [True] * 4 + [False] * 7
+    # Only stage 5 widens the randomisation; the earlier stages keep the profile they were recorded with.
+    assert [_opt(c, "--randomize") if "--randomize" in c else "narrow" for c in collects] == ["narrow"] * 8 + \
+        ["wide"] * 3  # fmt: skip
     out = tmp_path / "out"
     # Stage 4's data: the stage-3 forest bags alone, and two sets of urban worlds flown with the heading 6 m ahead.
     forest_ds, urban_a, urban_b, urban_ds = calls[9:13]
@@ -72,7 +76,12 @@ def test_reproduce_chain_parses_and_hands_checkpoints_on(tmp_path: Path) -> None
     assert urban_ds[1:3] == [_opt(urban_a, "--out"), _opt(urban_b, "--out")]
     # CfC-NCP: BC -> DAgger from the BC weights -> fine-tune from the last DAgger round -> fine-tune on the
     # wide-margin demonstrations -> a new, wider core on that encoder -> shipped file evaluated.
-    bc, dagger, ft, ft_m08, new_core, ev = calls[13:19]
+    wide_forest, wide_a, wide_b, wide_forest_ds, wide_urban_ds = calls[13:18]
+    assert _opt(wide_forest, "--world") == "forest" and "--first-seed" not in wide_forest  # the stage-3 forest seeds
+    assert [_opt(c, "--first-seed") for c in (wide_a, wide_b)] == ["200000", "200160"]
+    assert all(json.loads(_opt(c, "--expert-options")) == {"yaw_lookahead": 6.0} for c in (wide_a, wide_b))
+    assert wide_urban_ds[1:3] == [_opt(wide_a, "--out"), _opt(wide_b, "--out")]
+    bc, dagger, ft, ft_m08, new_core, robust, ev = calls[18:25]
     assert _opt(dagger, "--init") == _opt(bc, "--out") + "/best.safetensors"
     assert _opt(ft, "--init") == _opt(dagger, "--out") + "/round_2/run/best.safetensors"
     assert _opt(ft_m08, "--init") == _opt(ft, "--out") + "/best.safetensors"
@@ -83,18 +92,25 @@ def test_reproduce_chain_parses_and_hands_checkpoints_on(tmp_path: Path) -> None
     assert "--init" not in new_core and json.loads(_opt(new_core, "--core-options")) == {"units": 48}
     data = new_core[new_core.index("--data") + 1:new_core.index("--data") + 3]
     assert data == [_opt(forest_ds, "--out"), _opt(urban_ds, "--out")]
+    # Stage 5: a new core on the stage-4 encoder, on the wide-randomisation data, with the strong augmentation.
+    assert _opt(robust, "--init-encoder") == _opt(new_core, "--out") + "/best.safetensors"
+    assert robust[robust.index("--data") + 1:robust.index("--data") + 3] == [_opt(wide_forest_ds, "--out"),
+                                                                             _opt(wide_urban_ds, "--out")]  # fmt: skip
+    assert _opt(robust, "--augment") == "strong" and _opt(robust, "--seed") == "0"
+    assert json.loads(_opt(robust, "--core-options")) == {"units": 48}
     assert _opt(ev, "--model") == str(out / "models" / "cfc_ncp.safetensors")
-    assert (out / "models" / "cfc_ncp.safetensors").read_text() == "train " + " ".join(new_core)
+    assert (out / "models" / "cfc_ncp.safetensors").read_text() == "train " + " ".join(robust)
     # The LSTM baseline: BC on the same data, fine-tuned the same two ways, no DAgger, then its own new core
     # (default size) on its own encoder, on the same data.
-    lstm_bc, lstm_ft, lstm_m08, lstm_new = calls[19:23]
+    lstm_bc, lstm_ft, lstm_m08, lstm_new, lstm_robust = calls[25:30]
     assert _opt(lstm_bc, "--model") == "lstm" and _opt(lstm_ft, "--init") == _opt(lstm_bc, "--out") + "/best.safetensors"
     assert _opt(lstm_m08, "--init") == _opt(lstm_ft, "--out") + "/best.safetensors"
     assert _opt(lstm_new, "--init-encoder") == _opt(lstm_m08, "--out") + "/best.safetensors"
     assert json.loads(_opt(lstm_new, "--core-options")) == {} and _opt(lstm_new, "--model") == "lstm"
     assert lstm_new[lstm_new.index("--data") + 1:lstm_new.index("--data") + 3] == data
+    assert _opt(lstm_robust, "--init-encoder") == _opt(lstm_new, "--out") + "/best.safetensors"
     # Stages 3-4 weight the steering frames (the shipped recipe); stages 1-2 train on the plain loss.
-    assert [_opt(c, "--steer-weight") for c in (ft_m08, new_core, lstm_m08, lstm_new)] == ["6"] * 4
+    assert [_opt(c, "--steer-weight") for c in (ft_m08, new_core, robust, lstm_m08, lstm_new, lstm_robust)] == ["6"] * 6
     assert all("--steer-weight" not in c for c in (bc, ft, lstm_bc, lstm_ft))
 
 
@@ -103,16 +119,29 @@ def test_reproduce_without_stage4_ships_stage3(tmp_path: Path) -> None:
     assert [c[0] for c in calls] == (["collect"] * 2 + ["dataset"]) * 3 + ["train", "train", "train", "eval"]
 
 
+def test_reproduce_stage5_trains_once_per_training_seed_and_ships_the_first(tmp_path: Path) -> None:
+    calls = _run(tmp_path, MODELS="cnn", TRAIN_SEEDS="0 1 2")
+    robust = [c for c in calls if c[0] == "train" and "--augment" in c]
+    assert [_opt(c, "--seed") for c in robust] == ["0", "1", "2"]
+    assert len({_opt(c, "--init-encoder") for c in robust}) == 1  # every seed on the same stage-4 encoder
+    out = tmp_path / "out" / "models"
+    assert sorted(p.name for p in (out / "seeds").iterdir()) == [f"cnn_s{k}.safetensors" for k in range(3)]
+    assert (out / "cnn.safetensors").read_text() == "train " + " ".join(robust[0])
+    (tmp_path / "off").mkdir()
+    calls = _run(tmp_path / "off", MODELS="cnn", STAGE5="0")
+    assert not any("--randomize" in c or "--augment" in c for c in calls)
+
+
 def test_reproduce_stage4_trains_the_ltc_core_at_its_own_learning_rate(tmp_path: Path) -> None:
     # At 1e-3 the LTC's fresh core was still far from the others' validation loss after 10 epochs
     # (0.0248 against 0.015-0.019) and flew 38% / 24%; at 5e-3 it reached 0.0199 (README).
     calls = _run(tmp_path, MODELS="ltc lstm")
-    new_cores = [c for c in calls if c[0] == "train" and "--init-encoder" in c]
+    new_cores = [c for c in calls if c[0] == "train" and "--init-encoder" in c and "--augment" not in c]
     assert [(_opt(c, "--model"), _opt(c, "--lr")) for c in new_cores] == [("ltc", "5e-3"), ("lstm", "1e-3")]
     assert json.loads(_opt(new_cores[0], "--core-options")) == {}
     (tmp_path / "again").mkdir()
     calls = _run(tmp_path / "again", MODELS="ltc", STAGE4_LTC_LR="2e-3")
-    assert [_opt(c, "--lr") for c in calls if c[0] == "train" and "--init-encoder" in c] == ["2e-3"]
+    assert [_opt(c, "--lr") for c in calls if c[0] == "train" and "--init-encoder" in c] == ["2e-3", "2e-3"]
 
 
 def test_reproduce_stage1_only(tmp_path: Path) -> None:
@@ -130,5 +159,5 @@ def test_reproduce_at_another_size_and_camera(tmp_path: Path) -> None:
     assert [c[c.index("--size") + 1:c.index("--size") + 3] for c in default if c[0] == "dataset"] == [["64", "48"]]
     calls = _run(tmp_path / "wide", SIZE="128 96", HFOV="120", MODELS="cfc-ncp", DAGGER_ROUNDS="0")
     collects, datasets = [c for c in calls if c[0] == "collect"], [c for c in calls if c[0] == "dataset"]
-    assert len(collects) == 8 and {_opt(c, "--camera-hfov") for c in collects} == {"120"}
-    assert len(datasets) == 5 and all(c[c.index("--size") + 1:c.index("--size") + 3] == ["128", "96"] for c in datasets)
+    assert len(collects) == 11 and {_opt(c, "--camera-hfov") for c in collects} == {"120"}
+    assert len(datasets) == 7 and all(c[c.index("--size") + 1:c.index("--size") + 3] == ["128", "96"] for c in datasets)
