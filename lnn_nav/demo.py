@@ -180,7 +180,7 @@ def _readme(model: Path, n_params: int, wiring: Any, ros: List[dict], local: Lis
 The shipped CfC-NCP controller (`{model.name}`, {n_params} parameters, core
 {wiring!r}) flies from its camera and the goal direction, closed loop, in the
 embedded simulator. It was trained by behaviour cloning on expert flights
-recorded as rosbag2, then DAgger (see the repository README, "Training").
+recorded as rosbag2, then DAgger (see docs/training.md in the repository).
 
 ## Through the ROS 2 graph
 
@@ -209,7 +209,7 @@ camera: one stream per drone, seeded by the world) and the same inputs
 
 Full write-up with charts and maps: [`{report_path.parent.name}/{report_path.name}`]({report_path.parent.name}/{report_path.name}).
 The full benchmark (100 worlds per cell, out-of-distribution conditions, all
-baselines) is `lnn-nav eval` + `lnn-nav report` (README, "Benchmark").
+baselines) is `lnn-nav eval` + `lnn-nav report` (docs/evaluation.md).
 
 ## Batch-1 step latency (this machine, this run)
 

@@ -13,7 +13,7 @@ Export one controller step of a policy checkpoint for deployment:
   outputs cmd [B, 4] (vx, vy, vz, yaw_rate; FLU), state_out [B, S]
 Feed state_out back as the next state_in (zeros at the start of a flight).
 The ONNX file is checked against PyTorch with onnxruntime unless --no-check.
-For a TensorRT engine on a Jetson, see README "Fused kernels and export"."""
+For a TensorRT engine on a Jetson, see docs/deploy.md."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -10,12 +10,12 @@
 #      they were flown with) and, in urban, the street-centred plan (the default since
 #      2026-11-30; stages 1-2 keep the light clearance cost, --expert-clearance 1 0.8)
 #      -> dataset -> fine-tune every model from step 2 with the steer-weighted loss
-#      (`--steer-weight`, README "Training the steering back in");
+#      (`--steer-weight`, docs/experiments.md "Training the steering back in");
 #   4. urban demonstrations whose heading looks 6 m ahead (`yaw_lookahead`: the camera swings
 #      into the side street before the turn) on the stage-3 urban seeds and 160 more -> dataset
 #      -> every model's stage-3 camera encoder with a new core (the CfC-NCP 48 neurons wide
 #      instead of 19), trained 10 epochs on the stage-3 forest demonstrations plus those
-#      (`--init-encoder`, README "A new core on the trained encoder");
+#      (`--init-encoder`, docs/experiments.md "A new core on the trained encoder");
 #   5. the robust-flight recipe: demonstrations under the wide randomisation profile (summer-to-fall
 #      palettes, morning-to-afternoon sun, light haze, more wind and camera artefacts; `collect
 #      --randomize wide`) on the stage-3 forest seeds and the stage-4 urban ones (heading 6 m ahead)
@@ -33,12 +33,12 @@
 #   TRAIN_SEEDS="0 1 2" MODELS="cfc-ncp cfc lstm cnn" make reproduce   # stage 5 three times per core
 #   STEER_WEIGHT=0 make reproduce       # stage 3 with the plain loss (the checkpoints before 2026-11-29 evening)
 #   SIZE="128 96" HFOV=120 OUT=build/r128 make reproduce   # another input size / camera, trained from
-#                                       # stage 1 (not by fine-tune: README "Training at a finer resolution");
+#                                       # stage 1 (not by fine-tune: docs/experiments.md "Training at a finer resolution");
 #                                       # use a new OUT: finished stages in an old one are reused as they are
 #
 # Fixed seeds throughout (worlds, noise, training). Finished stages are skipped on a
 # re-run (the collect/dataset outputs, the training runs resume). Stage times measured
-# on the 2-core CPU build machine are in the README ("Training"); the whole chain for
+# on the 2-core CPU build machine are in docs/training.md; the whole chain for
 # CfC-NCP + LSTM takes about 3.5 hours there (stage 4: two urban collections of ~5 min and a
 # 10-epoch training of ~13 min per model). The shipped files came out of this chain
 # run stage by stage over several sessions while the code evolved (the DAgger labels
@@ -57,7 +57,7 @@ STAGE3=${STAGE3:-1}
 STAGE4=${STAGE4:-1}
 STAGE4_EPOCHS=${STAGE4_EPOCHS:-10}
 STAGE4_NCP_UNITS=${STAGE4_NCP_UNITS:-48}   # the stage-4 CfC-NCP's neurons (19 before)
-STAGE4_LTC_LR=${STAGE4_LTC_LR:-5e-3}       # the LTC's fresh core barely learns at 1e-3 in 10 epochs (README)
+STAGE4_LTC_LR=${STAGE4_LTC_LR:-5e-3}       # the LTC's fresh core barely learns at 1e-3 in 10 epochs (docs/experiments.md)
 STAGE5=${STAGE5:-1}
 STAGE5_EPOCHS=${STAGE5_EPOCHS:-10}
 STAGE5_AUGMENT=${STAGE5_AUGMENT:-strong}       # train --augment

@@ -157,7 +157,7 @@ class ConvEncoder(nn.Module):
         are resampled onto the new grid (nearest) and scaled by the ratio of the grid
         areas, so a last map that is a whole-number nearest upsampling of the old one
         gives the same features. Why: a trained controller can then continue at another
-        resolution without training its whole chain again (README, "Training at a finer
+        resolution without training its whole chain again (docs/experiments.md, "Training at a finer
         resolution", records how far six epochs of that got).
         """
         cfg = replace(self.config, height=int(height), width=int(width))

@@ -67,11 +67,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start from these weights (e.g. the previous DAgger round), keeping that checkpoint's own "
                         "core (--model and --core-options are not used); one trained on "
                         "frames of another size continues at the dataset's size, its encoder's bottleneck "
-                        "resampled (README: \"Training at a finer resolution\")")
+                        "resampled (docs/experiments.md: \"Training at a finer resolution\")")
     parser.add_argument("--init-encoder", metavar="CKPT",
                         help="start only the camera encoder from this checkpoint and train a new core "
                         "(--model, --core-options) and head on it, e.g. a wider NCP on the shipped "
-                        "controller's vision (README: \"A new core on the trained encoder\"); not with --init")
+                        "controller's vision (docs/experiments.md: \"A new core on the trained encoder\"); not with --init")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
 
 
