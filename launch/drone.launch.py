@@ -2,31 +2,54 @@
 
     ros2 launch lnn_nav drone.launch.py model_path:=/path/policy.safetensors image_topic:=/camera/color/image_raw
 
-Parameters come from config/controller.yaml; model_path and device
-override it, and the controller's /camera/image_raw is remapped to
-image_topic. Pair it with a camera driver and the PX4 offboard bridge. The
-`launch` package comes with a ROS install (not as a pip wheel).
+Parameters come from config/controller.yaml; model_path, device,
+image_topic and camera_info_topic override it. The controller checks the
+camera's ``sensor_msgs/CameraInfo`` against the camera the checkpoint
+was trained with; camera_info_topic empty (the default) takes it beside
+image_topic, as image_transport does (``/camera/color/image_raw`` ->
+``/camera/color/camera_info``). Pair it with a camera driver and the PX4
+offboard bridge. The `launch` package comes with a ROS install (not as a
+pip wheel).
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from lnn_nav.nodes.controller_logic import camera_info_topic
+
+
+def controller_overrides(model_path: str, device: str, image_topic: str, info_topic: str = "") -> dict:
+    """The controller's parameters the launch arguments set over config/controller.yaml."""
+    return {"model_path": model_path, "device": device, "image_topic": image_topic,
+            "camera_info_topic": info_topic or camera_info_topic(image_topic)}
+
+
+def _launch_setup(context, *args, **kwargs):
+    config = os.path.join(get_package_share_directory("lnn_nav"), "config", "controller.yaml")
+    arg = lambda name: LaunchConfiguration(name).perform(context).strip()  # noqa: E731
+    # Parameters, not a remapping of /camera/image_raw: a remapping would miss the compressed transport's
+    # <image_topic>/compressed and the camera_info the node derives from its image_topic parameter.
+    overrides = controller_overrides(arg("model_path"), arg("device"), arg("image_topic"), arg("camera_info_topic"))
+    return [
+        Node(
+            package="lnn_nav", executable="controller_node", name="controller_node", output="screen",
+            parameters=[config, overrides],
+        ),
+    ]
+
 
 def generate_launch_description():
-    config = os.path.join(get_package_share_directory("lnn_nav"), "config", "controller.yaml")
     return LaunchDescription([
         DeclareLaunchArgument("model_path", description="controller checkpoint (.safetensors)"),
         DeclareLaunchArgument("image_topic", default_value="/camera/image_raw", description="camera image topic"),
+        DeclareLaunchArgument("camera_info_topic", default_value="",
+                              description="camera's sensor_msgs/CameraInfo topic; empty: camera_info beside "
+                                          "image_topic (as image_transport derives it)"),
         DeclareLaunchArgument("device", default_value="cpu", description="torch device: cpu or cuda"),
-        Node(
-            package="lnn_nav", executable="controller_node", name="controller_node", output="screen",
-            parameters=[config, {"model_path": LaunchConfiguration("model_path"),
-                                 "device": LaunchConfiguration("device")}],
-            remappings=[("/camera/image_raw", LaunchConfiguration("image_topic"))],
-        ),
+        OpaqueFunction(function=_launch_setup),
     ])

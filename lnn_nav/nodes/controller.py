@@ -63,7 +63,14 @@ from lnn_nav.eval.saliency import overlay, visual_backprop
 from lnn_nav.models import CheckpointError, LiquidPolicy, load_policy
 from lnn_nav.models.core import State
 
-from .controller_logic import DtTracker, InputWatchdog, RateMeter, camera_mismatch, clamp_command
+from .controller_logic import (
+    DtTracker,
+    InputWatchdog,
+    RateMeter,
+    camera_info_topic,
+    camera_mismatch,
+    clamp_command,
+)
 from .conversions import (
     ImageConversionError,
     command_to_twist_stamped,
@@ -333,8 +340,11 @@ class ControllerNode(LifecycleNode):
                 Image, topic, lambda m: self._on_image(m, image_msg_to_rgb), SENSOR_QOS)
         self._input_subs = [sub]
         if cfg.camera_hfov_deg is not None:
-            info_topic = str(self._param("camera_info_topic")) or f"{topic.rsplit('/', 1)[0]}/camera_info"
+            info_topic = str(self._param("camera_info_topic")) or camera_info_topic(topic)
             self._input_subs.append(self.create_subscription(CameraInfo, info_topic, self._on_camera_info, SENSOR_QOS))
+            self.get_logger().info(
+                f"checking the camera against the {cfg.camera_hfov_deg:g} deg it was trained with: CameraInfo on "
+                f"{self.resolve_topic_name(info_topic)}")
         if cfg.use_imu:
             self._input_subs.append(
                 self.create_subscription(Imu, "/imu/data", self._on_imu, SENSOR_QOS))

@@ -156,3 +156,17 @@ def camera_mismatch(trained_hfov_deg: Optional[float], fx: float, width: int,
     if trained_hfov_deg is None or hfov is None or abs(hfov - trained_hfov_deg) <= tolerance_deg:
         return None
     return f"camera field of view {hfov:.1f} deg (CameraInfo) differs from the {trained_hfov_deg:.1f} deg it was trained with"
+
+
+def camera_info_topic(image_topic: str) -> str:
+    """The ``sensor_msgs/CameraInfo`` topic of a camera's image topic, as image_transport derives it
+    (``getCameraInfoTopic``): ``camera_info`` in the image topic's namespace.
+
+    ``/camera/color/image_raw`` -> ``/camera/color/camera_info``; ``/image`` -> ``/camera_info``; a
+    relative ``image_raw`` -> ``camera_info`` (resolved in the node's namespace, as the image topic is).
+    """
+    topic = image_topic.strip()
+    if not topic or topic.endswith("/"):
+        raise ValueError(f"not an image topic name: {image_topic!r}")
+    namespace, slash, _ = topic.rpartition("/")
+    return f"{namespace}/camera_info" if slash else "camera_info"
