@@ -11,12 +11,14 @@ PACKAGE_NAME = "lnn_nav"
 # Top-level folders installed under share/lnn_nav/ with their layout kept
 # (launch files, parameter YAML, Gazebo/PX4 assets, shipped checkpoints).
 SHARE_DIRS = ("launch", "config", "sim", "models")
+# Evaluation results stay in the source tree: a robot needs the checkpoints, not their benchmark files.
+SHARE_EXCLUDED = (os.path.join("models", "eval"),)
 
 
 def share_data_files(
-    top_dirs: tuple[str, ...] = SHARE_DIRS, root: str | None = None
+    top_dirs: tuple[str, ...] = SHARE_DIRS, root: str | None = None, excluded: tuple[str, ...] = SHARE_EXCLUDED
 ) -> list[tuple[str, list[str]]]:
-    """Map every file under ``top_dirs`` to share/lnn_nav/<relative dir>.
+    """Map every file under ``top_dirs`` (but ``excluded`` folders) to share/lnn_nav/<relative dir>.
 
     A folder that does not exist (yet) is skipped, so the package builds
     before launch files, configs or checkpoints land.
@@ -28,7 +30,11 @@ def share_data_files(
         if not os.path.isdir(top_path):
             continue
         for dirpath, dirnames, filenames in os.walk(top_path):
-            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+            dirnames[:] = sorted(
+                d
+                for d in dirnames
+                if d != "__pycache__" and os.path.relpath(os.path.join(dirpath, d), root) not in excluded
+            )
             files = sorted(
                 os.path.relpath(os.path.join(dirpath, name), root)
                 for name in filenames

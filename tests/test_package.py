@@ -166,3 +166,18 @@ def test_cli_info_describes_checkpoints_and_their_camera(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"not a checkpoint")
     bad = _run("-m", "lnn_nav.cli", "info", str(tmp_path / "bad.safetensors"))
     assert bad.returncode == 2 and "bad.safetensors" in bad.stderr
+
+
+def test_the_package_installs_checkpoints_but_not_their_evaluation_results() -> None:
+    # A robot needs models/*.safetensors in share/, not the benchmark JSON beside them. setup.py's own
+    # definitions are executed without its setup() call.
+    import ast
+
+    root = Path(__file__).resolve().parents[1]
+    tree = ast.parse((root / "setup.py").read_text())
+    keep = [n for n in tree.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Call))]
+    namespace: dict = {"__file__": str(root / "setup.py")}
+    exec(compile(ast.Module(body=keep, type_ignores=[]), "setup.py", "exec"), namespace)
+    installed = {f for _, files in namespace["DATA_FILES"] for f in files}
+    assert "models/cfc_ncp.safetensors" in installed and "launch/drone.launch.py" in installed
+    assert not [f for f in installed if f.startswith("models/eval")]
