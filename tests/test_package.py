@@ -181,3 +181,99 @@ def test_the_package_installs_checkpoints_but_not_their_evaluation_results() -> 
     installed = {f for _, files in namespace["DATA_FILES"] for f in files}
     assert "models/cfc_ncp.safetensors" in installed and "launch/drone.launch.py" in installed
     assert not [f for f in installed if f.startswith("models/eval")]
+
+
+# ----------------------------------------------------------------------------- runtime dependencies
+
+#: Import name -> the package.xml <exec_depend> (rosdep key or ROS package) that provides it.
+IMPORT_KEYS = {
+    "numpy": "python3-numpy",
+    "cv2": "python3-opencv",
+    "yaml": "python3-yaml",
+    "torch": "python3-pytorch-pip",
+    "scipy": "python3-scipy",
+    "tqdm": "python3-tqdm",
+    "rosbags": "python3-rosbags-pip",
+    "gymnasium": "python3-gymnasium-pip",
+    "launch": "launch",
+    "launch_ros": "launch_ros",
+    "ament_index_python": "ament_index_python",
+    **{ros: ros for ros in ("rclpy", "rcl_interfaces", "builtin_interfaces", "sensor_msgs", "geometry_msgs",
+                            "nav_msgs", "std_msgs", "std_srvs", "diagnostic_msgs", "rosgraph_msgs", "tf2_msgs")},
+}
+#: Import name -> pip package, for those rosdep has no key for: package.xml names them in a comment.
+PIP_ONLY = {"safetensors": "safetensors", "warp": "warp-lang"}
+#: Imported, but not a dependency to declare, and why.
+NOT_DECLARED = {
+    "px4_msgs": "built from source in the colcon workspace for the vehicle's PX4 version; px4_offboard_node "
+                "explains and exits without it",
+    "ncps": "only lnn_nav.models.from_ncps (importing ncps-trained models), imported lazily, never by a node",
+    "backports": "backports.zstd, a dependency of rosbags (Python < 3.14)",
+    "compression": "compression.zstd, the standard library's from Python 3.14",
+}
+
+
+def _imported_modules(path: Path, package: str):
+    import ast
+
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
+            else:
+                base = node.module
+            yield base
+            yield from (f"{base}.{alias.name}" for alias in node.names)
+
+
+def _lnn_nav_file(name: str):
+    path = REPO.joinpath(*name.split("."))
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py"), name.rpartition(".")[0]
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py", name
+    return None
+
+
+def third_party_imports_of_the_nodes_and_launch_files() -> dict:
+    """Top-level third-party module -> a file importing it: every import (lazy ones too) of
+    lnn_nav/nodes/ and launch/, following imports of lnn_nav's own modules."""
+    found: dict = {}
+    todo = [(p, "lnn_nav.nodes") for p in sorted((REPO / "lnn_nav" / "nodes").glob("*.py"))]
+    todo += [(p, "launch") for p in sorted((REPO / "launch").glob("*.py"))]
+    seen = set()
+    while todo:
+        path, package = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in _imported_modules(path, package):
+            top = name.partition(".")[0]
+            if top == "lnn_nav":
+                if (target := _lnn_nav_file(name)) is not None:
+                    todo.append(target)
+            elif top not in sys.stdlib_module_names and top != "__future__":
+                found.setdefault(top, path.relative_to(REPO).as_posix())
+    return found
+
+
+def test_every_third_party_module_the_nodes_and_launch_files_import_is_in_package_xml(package_xml):
+    import re
+
+    declared = {e.text.strip() for e in package_xml.iter("exec_depend")}
+    comments = "\n".join(re.findall(r"<!--(.*?)-->", (REPO / "package.xml").read_text(), re.S))
+    imports = third_party_imports_of_the_nodes_and_launch_files()
+    assert {"safetensors", "rosbags", "gymnasium", "warp", "launch_ros"} <= set(imports)  # the walk reaches them
+    unknown = {m: f for m, f in imports.items() if m not in {**IMPORT_KEYS, **PIP_ONLY, **NOT_DECLARED}}
+    assert not unknown, f"imports with no package.xml key mapped here (add to IMPORT_KEYS and package.xml): {unknown}"
+    missing = {m: IMPORT_KEYS[m] for m in imports if m in IMPORT_KEYS and IMPORT_KEYS[m] not in declared}
+    assert not missing, f"package.xml lacks <exec_depend> for (import: key): {missing}"
+    for module, pip_name in PIP_ONLY.items():
+        if module in imports:
+            assert f"pip: {pip_name} " in comments, f"package.xml does not say {pip_name} comes from pip"
+    setup = (REPO / "setup.py").read_text()
+    for pip_name in PIP_ONLY.values():
+        assert f'"{pip_name}"' in setup, f"setup.py does not install {pip_name}"
