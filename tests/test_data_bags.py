@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -21,10 +22,8 @@ from lnn_nav.data import (
     require_topics,
 )
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rosbag2-samples"
-if not SAMPLES.is_dir():
-    SAMPLES = Path("/work/shared/data/rosbag2-samples")
-pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason="rosbag2 samples not present")
+# Real `ros2 bag record` recordings, vendored (tests/data/rosbag2-samples/README.md says where they are from).
+SAMPLES = Path(__file__).resolve().parent / "data" / "rosbag2-samples"
 
 TS = get_typestore(Stores.ROS2_JAZZY)
 Header = TS.types["std_msgs/msg/Header"]
@@ -38,12 +37,21 @@ TwistStamped = TS.types["geometry_msgs/msg/TwistStamped"]
 
 
 def sample(tmp_path: Path, name: str) -> Path:
-    """A private copy of a shared sample (the shared folder is read-only)."""
+    """A private copy of a sample (tests never write into the vendored recordings)."""
     dst = tmp_path / name
     shutil.copytree(SAMPLES / name, dst)
     for path in [dst, *dst.iterdir()]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     return dst
+
+
+def test_the_ros2_bag_samples_are_vendored_so_a_clean_clone_runs_these_tests() -> None:
+    # They used to be read from ../shared, and every test here skipped silently without it (CI's clean clone).
+    assert SAMPLES.is_relative_to(Path(__file__).resolve().parent)
+    listed = set(re.findall(r"^\| (\w+) \|", (SAMPLES / "README.md").read_text(), re.M)) - {"folder"}
+    assert listed >= {"mcap_talker", "sqlite3_talker", "mcap_cdr_test", "mcap_multiple_files", "empty_bag"}
+    for name in listed:
+        assert any((SAMPLES / name).glob("*.mcap")) or any((SAMPLES / name).glob("*.db3")), name
 
 
 def header(stamp_ns: int, frame: str) -> object:

@@ -29,9 +29,8 @@ from lnn_nav.nodes.recorder_node import RecorderNode  # noqa: E402
 from lnn_nav.nodes.replay_node import ReplayNode, parse_remaps, wall_offset_ns  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT.parent / "shared" / "data" / "rosbag2-samples"
-if not SAMPLES.is_dir():
-    SAMPLES = Path("/work/shared/data/rosbag2-samples")
+# Real `ros2 bag record` recordings, vendored (tests/data/rosbag2-samples/README.md says where they are from).
+SAMPLES = ROOT / "tests" / "data" / "rosbag2-samples"
 TOPICS = {"/camera/image_raw": Image, "/imu/data": Imu, "/cmd_vel": TwistStamped}
 T0 = 1_700_000_000_000_000_000
 
@@ -305,8 +304,6 @@ def test_replay_loops_until_stopped(graph, tmp_path: Path) -> None:
 
 
 def test_replay_of_a_bag_recorded_by_ros2_bag(graph, tmp_path: Path) -> None:
-    if not SAMPLES.is_dir():
-        pytest.skip("rosbag2 samples not present")
     context, executor, spin_until = graph
     talk = Listener(context, executor, "/topic", String)
     replay = make_replay(context, executor, SAMPLES / "mcap_talker", topics=["/topic"], rate=20.0)
@@ -317,8 +314,6 @@ def test_replay_of_a_bag_recorded_by_ros2_bag(graph, tmp_path: Path) -> None:
 
 
 def test_replay_skips_types_that_are_not_installed_and_says_which(graph, tmp_path: Path) -> None:
-    if not SAMPLES.is_dir():
-        pytest.skip("rosbag2 samples not present")
     context, executor, _ = graph
     with pytest.raises(ValueError, match=r"nothing to replay.*/array_topic: .*test_msgs/msg/Arrays.*'test_msgs'"):
         make_replay(context, executor, SAMPLES / "mcap_cdr_test")
@@ -419,8 +414,6 @@ def test_a_killed_recorder_leaves_a_bag_that_reads_up_to_its_last_flush(graph, t
 
 
 def test_lnn_nav_replay_plays_a_ros2_bag_recording_and_exits(graph, tmp_path: Path) -> None:
-    if not SAMPLES.is_dir():
-        pytest.skip("rosbag2 samples not present")
     context, executor, spin_until = graph
     talk = Listener(context, executor, "/chatter", String)
     process = subprocess.Popen(
