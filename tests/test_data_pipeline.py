@@ -311,6 +311,68 @@ def test_cli_collect_and_dataset(tmp_path: Path) -> None:
     assert talker.returncode == 2 and "std_msgs/msg/String" in talker.stderr
 
 
+def _write_chunked_bag(path: Path, chunks: int = 4, frames_per_chunk: int = 20) -> list[int]:
+    """A camera + command bag written by the project's BagWriter, flushed into ``chunks`` MCAP chunks; the file's
+    size after each chunk."""
+    sizes = []
+    with BagWriter(path, typestore=m.STORE) as bag:
+        bag.add_topic("/camera/image_raw", "sensor_msgs/msg/Image")
+        bag.add_topic("/cmd_vel", "geometry_msgs/msg/TwistStamped")
+        for c in range(chunks):
+            for k in range(frames_per_chunk):
+                t = NS + (c * frames_per_chunk + k) * 100_000_000
+                bag.write("/camera/image_raw", t, m.image(np.full((12, 16, 3), k, np.uint8), t))
+                bag.write("/cmd_vel", t + 20_000_000, m.twist_stamped((1.0, 0, 0, 0), t + 20_000_000))
+            bag.flush()
+            sizes.append((path / f"{path.name}.mcap").stat().st_size)
+    return sizes
+
+
+def _cut(file: Path, size: int) -> None:
+    with file.open("r+b") as handle:
+        handle.truncate(size)
+
+
+def _dataset_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lnn_nav.cli", "dataset", *args], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+
+
+def test_cli_dataset_reads_an_mcap_cut_short_up_to_its_last_complete_chunk_and_says_what_was_lost(
+        tmp_path: Path) -> None:  # fmt: skip
+    """A copy interrupted or a disk filled: metadata.yaml intact, the MCAP file cut inside its third chunk."""
+    bag = tmp_path / "cut"
+    sizes = _write_chunked_bag(bag)
+    file = bag / "cut.mcap"
+    assert yaml_listed_files(bag) == ["cut.mcap"]
+    _cut(file, (sizes[1] + sizes[2]) // 2)
+    done = _dataset_cli(str(bag), "--out", str(tmp_path / "ds"))
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "Traceback" not in out and "ReaderError" not in out
+    assert "cut.mcap is truncated or damaged" in out and "recovered 80 messages" in out
+    assert "80 of 160 messages (per metadata.yaml) are lost" in out
+    assert "39 frames in 1 sequences from 1 bags (40 camera frames read)" in out
+    assert len(SequenceDataset(tmp_path / "ds").images) == 39
+
+
+def test_cli_dataset_refuses_an_mcap_cut_before_its_first_complete_chunk_naming_the_file(tmp_path: Path) -> None:
+    bag = tmp_path / "cut"
+    sizes = _write_chunked_bag(bag)
+    _cut(bag / "cut.mcap", sizes[0] // 2)
+    done = _dataset_cli(str(bag), "--out", str(tmp_path / "ds"))
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"lnn-nav dataset: error: {bag / 'cut.mcap'} is truncated or damaged" in done.stderr
+    assert not (tmp_path / "ds" / "meta.json").exists()  # no dataset; the same --out works once the bag is fixed
+
+
+def yaml_listed_files(bag: Path) -> list:
+    import yaml
+
+    return yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]["relative_file_paths"]
+
+
 def test_closed_loop_evaluation_of_the_expert_reports_outcomes_tracks_and_clearance() -> None:
     from lnn_nav.eval.closed_loop import evaluate, eval_seeds, wilson_interval
 

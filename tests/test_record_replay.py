@@ -431,6 +431,48 @@ def test_lnn_nav_replay_plays_a_ros2_bag_recording_and_exits(graph, tmp_path: Pa
     assert [m.data for m in talk.messages] == [f"Hello, world! {k}" for k in range(10)]
 
 
+def _cut_twist_bag(path: Path, cut_chunk: int) -> Path:
+    """A bag of 4 chunks of 10 TwistStamped + 10 Imu (the project's writer, metadata.yaml intact) whose MCAP file is
+    cut in the middle of chunk ``cut_chunk`` (0-based): a copy interrupted, a disk filled."""
+    sizes = []
+    with BagWriter(path) as bag:
+        bag.add_topic("/cmd_vel", "geometry_msgs/msg/TwistStamped")
+        bag.add_topic("/imu/data", "sensor_msgs/msg/Imu")
+        for k in range(40):
+            t = T0 + k * 10_000_000
+            bag.write_raw("/cmd_vel", t, serialize_message(TwistStamped()))
+            bag.write_raw("/imu/data", t + 1, serialize_message(sample_message(Imu, k)))
+            if k % 10 == 9:
+                bag.flush()
+                sizes.append((path / f"{path.name}.mcap").stat().st_size)
+    before = sizes[cut_chunk - 1] if cut_chunk else 0
+    with (path / f"{path.name}.mcap").open("r+b") as handle:
+        handle.truncate((before + sizes[cut_chunk]) // 2)
+    return path
+
+
+def test_lnn_nav_replay_plays_an_mcap_cut_short_up_to_its_last_complete_chunk_and_says_what_was_lost(
+        tmp_path: Path) -> None:  # fmt: skip
+    bag = _cut_twist_bag(tmp_path / "cut", cut_chunk=3)
+    result = subprocess.run(lnn_nav("replay", str(bag), "--rate", "10", "--remap", "/cmd_vel:=/cut_cmd_vel",
+                                    "/imu/data:=/cut_imu"),
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "Traceback" not in out and "ReaderError" not in out
+    assert "cut.mcap is truncated or damaged" in out and "recovered 60 messages" in out
+    assert "20 of 80 messages (per metadata.yaml) are lost" in out
+    assert "replayed 60 messages" in out
+
+
+def test_lnn_nav_replay_refuses_an_mcap_cut_before_its_first_complete_chunk_naming_the_file(tmp_path: Path) -> None:
+    bag = _cut_twist_bag(tmp_path / "cut", cut_chunk=0)
+    result = subprocess.run(lnn_nav("replay", str(bag)), cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"lnn-nav replay: error: {bag / 'cut.mcap'} is truncated or damaged" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
