@@ -384,3 +384,41 @@ def test_what_was_flushed_survives_a_killed_writer(tmp_path: Path, storage: str,
     assert len(read) == 50
     for (_, sent), got in zip(written, read):
         assert_msg_equal(sent, got.message)
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one_file", "split"])
+def test_a_bag_written_in_a_temporary_folder_names_its_files_for_where_it_ends_up(tmp_path: Path, split: bool) -> None:
+    tmp = tmp_path / "flight_7.partial"
+    with BagWriter(tmp, name="flight_7", max_bytes=200 if split else 0) as bag:
+        bag.add_topic("/cmd_vel", "geometry_msgs/msg/Twist")
+        for k in range(6):
+            bag.write("/cmd_vel", 1_000 + k, Twist(linear=Vector3(x=float(k), y=0.0, z=0.0),
+                                                  angular=Vector3(x=0.0, y=0.0, z=0.0)))
+    final = tmp.rename(tmp_path / "flight_7")
+    names = [p.name for p in sorted(final.glob("*.mcap"))]
+    if split:
+        assert len(names) > 1 and names == [f"flight_7_{i}.mcap" for i in range(len(names))]
+    else:
+        assert names == ["flight_7.mcap"]
+    metadata = yaml.safe_load((final / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert metadata["relative_file_paths"] == names and [f["path"] for f in metadata["files"]] == names
+    with open_bag(final) as reader:
+        assert not reader.notes and reader.message_count == 6
+
+
+def test_a_bag_collected_the_old_way_keeps_its_partial_file_name_and_stays_readable(tmp_path: Path) -> None:
+    """Before the fix, `lnn-nav collect` left forest_N/forest_N.partial.mcap, listed so in metadata.yaml."""
+    with BagWriter(tmp_path / "forest_3.partial") as bag:
+        bag.add_topic("/cmd_vel", "geometry_msgs/msg/Twist")
+        bag.write("/cmd_vel", 1_000, Twist(linear=Vector3(x=1.0, y=0.0, z=0.0), angular=Vector3(x=0.0, y=0.0, z=0.0)))
+    old = (tmp_path / "forest_3.partial").rename(tmp_path / "forest_3")
+    assert [p.name for p in old.glob("*.mcap")] == ["forest_3.partial.mcap"]
+    with open_bag(old) as reader:
+        assert not reader.notes and reader.message_count == 1
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "..", "."])
+def test_a_bag_file_name_must_be_a_plain_name(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ValueError, match="plain file name"):
+        BagWriter(tmp_path / "bag", name=name)
+

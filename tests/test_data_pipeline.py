@@ -34,6 +34,22 @@ def demos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
     return out, results
 
 
+def test_a_finished_episode_bag_does_not_keep_its_temporary_name(demos: tuple[Path, list]) -> None:
+    """Written as forest_100000.partial/ and moved into place: its file was forest_100000.partial.mcap, so listed."""
+    import yaml
+
+    out, results = demos
+    for r in results:
+        if not r["bag"]:
+            continue
+        bag = out / r["bag"]
+        assert sorted(p.name for p in bag.iterdir()) == sorted([f"{bag.name}.mcap", "metadata.yaml"])
+        info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        assert info["relative_file_paths"] == [f"{bag.name}.mcap"]
+        assert [f["path"] for f in info["files"]] == [f"{bag.name}.mcap"]
+    assert not list(out.rglob("*partial*"))
+
+
 def test_collected_episode_bags_have_the_topics_a_drone_records(demos: tuple[Path, list]) -> None:
     out, results = demos
     assert [r["seed"] for r in results] == [100_000, 100_001]

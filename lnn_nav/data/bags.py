@@ -161,6 +161,9 @@ class BagWriter:
     current one past either limit (size counts message bytes, so a file ends
     up slightly larger than ``max_bytes``: index and summary come on top).
     Without limits the single file is ``NAME.mcap`` (or ``.db3``) as before.
+    ``NAME`` is the directory's name unless ``name`` is given: a bag written in
+    a temporary directory (``forest_7.partial``) and moved into place when
+    complete names its files after where it ends up (``forest_7/forest_7.mcap``).
 
     ``compression`` (zstd throughout):
 
@@ -187,6 +190,7 @@ class BagWriter:
         compression: str = "none",
         max_bytes: int = 0,
         max_duration_ns: int = 0,
+        name: str | None = None,
     ) -> None:
         if storage not in STORAGES:
             raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
@@ -205,6 +209,9 @@ class BagWriter:
                 f"max_duration_ns={max_duration_ns}"
             )
         self.path = Path(path)
+        self.name = self.path.name if name is None else str(name)
+        if not self.name or Path(self.name).name != self.name or self.name in (".", ".."):
+            raise ValueError(f"name must be a plain file name (no folders), got {name!r}")
         self.storage = storage
         self.version = version
         self.compression = compression
@@ -364,7 +371,7 @@ class BagWriter:
     # -- storage files
     def _start_part(self) -> None:
         index = len(self._parts)
-        name = f"{self.path.name}_{index}" if self._split else self.path.name
+        name = f"{self.name}_{index}" if self._split else self.name
         suffix = ".mcap" if self.storage == "mcap" else ".db3"
         mode = CompressionMode.STORAGE if self.compression == "chunk" else CompressionMode.NONE
         self._storage = _open_storage(self.storage, self.path / f"{name}{suffix}", mode)

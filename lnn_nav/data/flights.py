@@ -173,7 +173,9 @@ def write_episode_bag(path: Path, ep: _Episode, outcome: str, control_hz: float,
     tmp = path.with_name(path.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
-    with BagWriter(tmp, storage=storage, typestore=m.STORE) as bag:
+    # Written under a temporary name and moved into place when complete; its file is named for where it ends
+    # up (path/path.mcap, as metadata.yaml lists it), so a finished bag does not look unfinished.
+    with BagWriter(tmp, storage=storage, typestore=m.STORE, name=path.name) as bag:
         for topic, msgtype in m.SIM_TOPICS.items():
             if topic != m.TOPIC_CAMERA_INFO or camera is not None:
                 bag.add_topic(topic, msgtype)
