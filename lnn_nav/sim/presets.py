@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Any, Dict, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -12,7 +12,7 @@ from lnn_nav.sim.forest import DEFAULT_TREE_DENSITY, generate_forest
 from lnn_nav.sim.urban import generate_urban
 from lnn_nav.sim.world import Conditions, WorldSpec
 
-_IN_DISTRIBUTION: Dict[str, Any] = {
+_IN_DISTRIBUTION: dict[str, Any] = {
     "season": "summer",
     "time_of_day": 12.5,
     "fog_density": 0.0,
@@ -27,7 +27,7 @@ _IN_DISTRIBUTION: Dict[str, Any] = {
 #: ``Conditions`` keyword arguments per preset. Every out-of-distribution
 #: preset moves one axis beyond the range :func:`sample_training_conditions`
 #: draws from, so an evaluation under it measures that one shift.
-CONDITION_PRESETS: Dict[str, Dict[str, Any]] = {
+CONDITION_PRESETS: dict[str, dict[str, Any]] = {
     "in_distribution": dict(_IN_DISTRIBUTION),
     "fall": {**_IN_DISTRIBUTION, "season": "fall"},
     "winter": {**_IN_DISTRIBUTION, "season": "winter"},
@@ -45,7 +45,7 @@ CONDITION_PRESETS: Dict[str, Dict[str, Any]] = {
 #: whether a controller generalises beyond the named shifts (never trained or
 #: tuned on). Flown by ``lnn-nav eval --preset`` like the presets; the report
 #: keeps them in their own table.
-COMBINATION_PRESETS: Dict[str, Dict[str, Any]] = {
+COMBINATION_PRESETS: dict[str, dict[str, Any]] = {
     "fall_haze": {**CONDITION_PRESETS["fall"], "fog_density": 0.02},
     "winter_haze": {**CONDITION_PRESETS["winter"], "fog_density": 0.02},
     # 7.5 h: the sun 23 deg up in the east, long shadows, warm light.
@@ -57,16 +57,16 @@ COMBINATION_PRESETS: Dict[str, Dict[str, Any]] = {
 }
 
 #: Presets that change the generator rather than the appearance: multiplier on the forest's tree density.
-DENSITY_SCALE: Dict[str, float] = {"dense_forest": 1.8}
+DENSITY_SCALE: dict[str, float] = {"dense_forest": 1.8}
 
 #: Out-of-distribution preset names, in report order.
-OOD_PRESETS: Tuple[str, ...] = ("fall", "winter", "dusk", "fog", "dense_forest", "gusty_wind", "camera_noise")
+OOD_PRESETS: tuple[str, ...] = ("fall", "winter", "dusk", "fog", "dense_forest", "gusty_wind", "camera_noise")
 
 #: Every name :func:`make_world` and ``lnn-nav eval --preset`` accept.
-ALL_PRESETS: Tuple[str, ...] = tuple(CONDITION_PRESETS) + tuple(COMBINATION_PRESETS)
+ALL_PRESETS: tuple[str, ...] = tuple(CONDITION_PRESETS) + tuple(COMBINATION_PRESETS)
 
 #: World kinds :func:`make_world` builds.
-WORLD_KINDS: Tuple[str, ...] = ("forest", "urban")
+WORLD_KINDS: tuple[str, ...] = ("forest", "urban")
 
 #: Training-time randomisation profiles: the ranges :func:`sample_training_conditions`
 #: draws from (inclusive). ``narrow`` is the recipe the controllers before the
@@ -76,7 +76,7 @@ WORLD_KINDS: Tuple[str, ...] = ("forest", "urban")
 #: leave winter snow, fog at the preset's density, dusk, the gusty-wind preset,
 #: the dense forest and the camera_noise preset beyond them (see
 #: :func:`preset_coverage`).
-RANDOMIZATION: Dict[str, Dict[str, Tuple[float, float]]] = {
+RANDOMIZATION: dict[str, dict[str, tuple[float, float]]] = {
     "narrow": {
         "season_mix": (0.0, 0.0),
         "time_of_day": (10.0, 15.0),
@@ -100,18 +100,18 @@ RANDOMIZATION: Dict[str, Dict[str, Tuple[float, float]]] = {
         "exposure": (0.8, 1.2),
     },
 }
-RANDOMIZATION_PROFILES: Tuple[str, ...] = tuple(RANDOMIZATION)
+RANDOMIZATION_PROFILES: tuple[str, ...] = tuple(RANDOMIZATION)
 
 #: The profile `lnn-nav collect` randomises with unless told otherwise.
 DEFAULT_RANDOMIZATION: str = "narrow"
 
 #: The ranges the shipped controllers' demonstrations were drawn from.
-TRAINING_RANGES: Dict[str, Tuple[float, float]] = RANDOMIZATION[DEFAULT_RANDOMIZATION]
+TRAINING_RANGES: dict[str, tuple[float, float]] = RANDOMIZATION[DEFAULT_RANDOMIZATION]
 
 #: Shifts that stay beyond every training profile and the training augmentation
 #: (``lnn_nav.train.bc``), so an out-of-distribution claim measured on them is on
 #: true shifts: the snow palette, fog at the preset's density, the gusty wind.
-TRUE_SHIFTS: Tuple[str, ...] = ("winter", "fog", "gusty_wind")
+TRUE_SHIFTS: tuple[str, ...] = ("winter", "fog", "gusty_wind")
 
 
 def sample_training_conditions(rng: np.random.Generator, profile: str = DEFAULT_RANDOMIZATION) -> Conditions:
@@ -143,8 +143,9 @@ def sample_training_conditions(rng: np.random.Generator, profile: str = DEFAULT_
     return conditions
 
 
-def within_ranges(c: Conditions, ranges: Dict[str, Tuple[float, float]]) -> bool:
+def within_ranges(c: Conditions, ranges: dict[str, tuple[float, float]]) -> bool:
     """Whether conditions ``c`` lie inside a randomisation profile's ranges (season: summer-fall blends)."""
+
     def inside(name: str, value: float) -> bool:
         lo, hi = ranges[name]
         return lo - 1e-9 <= value <= hi + 1e-9
@@ -155,10 +156,16 @@ def within_ranges(c: Conditions, ranges: Dict[str, Tuple[float, float]]) -> bool
         mix = 1.0 - c.season_mix if c.season_to == "summer" else (1.0 if c.season_mix == 0.0 else math.inf)
     else:
         mix = math.inf
-    return (inside("season_mix", mix) and inside("time_of_day", c.time_of_day)
-            and inside("fog_density", c.fog_density) and inside("wind_speed", math.hypot(*c.wind_mean))
-            and inside("gust_std", c.gust_std) and inside("camera_noise", c.camera_noise)
-            and inside("camera_blur", c.camera_blur) and inside("exposure", c.exposure))  # fmt: skip
+    return (
+        inside("season_mix", mix)
+        and inside("time_of_day", c.time_of_day)
+        and inside("fog_density", c.fog_density)
+        and inside("wind_speed", math.hypot(*c.wind_mean))
+        and inside("gust_std", c.gust_std)
+        and inside("camera_noise", c.camera_noise)
+        and inside("camera_blur", c.camera_blur)
+        and inside("exposure", c.exposure)
+    )
 
 
 def preset_coverage(preset: str, profile: str = DEFAULT_RANDOMIZATION) -> str:
@@ -176,7 +183,7 @@ def preset_coverage(preset: str, profile: str = DEFAULT_RANDOMIZATION) -> str:
     return "covered" if inside else "beyond"
 
 
-def presets_for(kind: str) -> Tuple[str, ...]:
+def presets_for(kind: str) -> tuple[str, ...]:
     """Preset names that apply to a world kind (``dense_forest`` only to forests)."""
     _check_kind(kind)
     return tuple(p for p in CONDITION_PRESETS if kind == "forest" or p not in DENSITY_SCALE)
@@ -226,7 +233,7 @@ TRAIN_SEED_BASE: int = 100_000
 CALIBRATION_SEED_BASE: int = 500_000
 
 
-def check_training_seeds(seeds: "list[int] | range") -> None:
+def check_training_seeds(seeds: list[int] | range) -> None:
     """Raise ``ValueError`` if any seed is a held-out evaluation seed."""
     bad = [s for s in seeds if s in EVAL_SEEDS]
     if bad:
