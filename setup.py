@@ -36,9 +36,7 @@ def share_data_files(
                 if d != "__pycache__" and os.path.relpath(os.path.join(dirpath, d), root) not in excluded
             )
             files = sorted(
-                os.path.relpath(os.path.join(dirpath, name), root)
-                for name in filenames
-                if not name.endswith(".pyc")
+                os.path.relpath(os.path.join(dirpath, name), root) for name in filenames if not name.endswith(".pyc")
             )
             if files:
                 rel_dir = os.path.relpath(dirpath, root)

@@ -26,8 +26,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -45,16 +45,22 @@ def pipeline(bags: Sequence[Path], scratch: Path, workers: int = 1) -> tuple[int
     return meta["frames"], seconds
 
 
-def collect(scratch: Path, episodes: int) -> List[Path]:
+def collect(scratch: Path, episodes: int) -> list[Path]:
     """Demonstration bags as `lnn-nav collect --world forest` writes them (training seeds)."""
-    from lnn_nav.sim.expert import DEMO_EXPERT
     from lnn_nav.data.flights import FlightJob, fly_episodes
+    from lnn_nav.sim.expert import DEMO_EXPERT
     from lnn_nav.sim.presets import TRAIN_SEED_BASE
 
     out = scratch / "demos"
     seeds = list(range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + episodes))
-    job = FlightJob(expert=dict(DEMO_EXPERT), kind="forest", seeds=seeds, out_dir=str(out), keep_failures=True,
-                    rng_seed=TRAIN_SEED_BASE)  # fmt: skip
+    job = FlightJob(
+        expert=dict(DEMO_EXPERT),
+        kind="forest",
+        seeds=seeds,
+        out_dir=str(out),
+        keep_failures=True,
+        rng_seed=TRAIN_SEED_BASE,
+    )
     print(f"collecting {episodes} forest demonstrations into {out} ...", flush=True)
     fly_episodes(job, workers=2)
     return sorted(p for p in out.iterdir() if (p / "metadata.yaml").is_file())
@@ -65,8 +71,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("folder", nargs="?", help="folder of rosbag2 recordings (default: collect 12 first)")
     parser.add_argument("--bags", type=int, default=20, help="bags used (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=5, help="runs of each, interleaved (default: %(default)s)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
-                        help="pipeline worker counts to time; the first is held to the target (default: 1 2)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="pipeline worker counts to time; the first is held to the target (default: 1 2)",
+    )
     args = parser.parse_args(argv)
 
     from lnn_nav.data.bags import open_bag
@@ -81,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             with open_bag(bag) as reader:
                 messages += reader.message_count
         raw_read(bags)  # warm the page cache for both
-        raw_s: List[float] = []
+        raw_s: list[float] = []
         pipe_s: dict = {w: [] for w in args.workers}
         frames = 0
         for _ in range(args.repeats):
@@ -97,11 +108,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{'plain rosbags read, 1 process':<32}{raw_rate:>12.0f}{'':>10}{min(raw_s):>8.2f}-{max(raw_s):.2f}")
         for workers, runs in pipe_s.items():
             rate = messages / statistics.median(runs)
-            print(f"{f'lnn-nav dataset, {workers} worker(s)':<32}{rate:>12.0f}{frames / statistics.median(runs):>10.0f}"
-                  f"{min(runs):>8.2f}-{max(runs):.2f}{rate / raw_rate:>8.0%}")  # fmt: skip
+            print(
+                f"{f'lnn-nav dataset, {workers} worker(s)':<32}{rate:>12.0f}{frames / statistics.median(runs):>10.0f}"
+                f"{min(runs):>8.2f}-{max(runs):.2f}{rate / raw_rate:>8.0%}"
+            )
         one = messages / statistics.median(pipe_s[args.workers[0]]) / raw_rate
-        print(f"target: the pipeline at >= 50% of the raw read; with {args.workers[0]} worker(s) {one:.0%}: "
-              f"{'met' if one >= 0.5 else 'NOT met'}")
+        print(
+            f"target: the pipeline at >= 50% of the raw read; with {args.workers[0]} worker(s) {one:.0%}: "
+            f"{'met' if one >= 0.5 else 'NOT met'}"
+        )
     return 0
 
 

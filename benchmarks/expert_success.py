@@ -57,14 +57,18 @@ def main(argv: list[str] | None = None) -> int:
             hit, out = checkers[i].check(quad.position[i : i + 1], quad.params.collision_radius)
             if hit[0] or out[0]:
                 done[i] = True
-                outcome[i] = f"{'collision' if hit[0] else 'out_of_bounds'} at {t:.1f} s, {np.round(quad.position[i], 1)}"
+                outcome[i] = (
+                    f"{'collision' if hit[0] else 'out_of_bounds'} at {t:.1f} s, {np.round(quad.position[i], 1)}"
+                )
             elif np.linalg.norm(quad.position[i] - goals[i]) < SUCCESS_RADIUS:
                 done[i], outcome[i] = True, "success"
         if done.all():
             break
     successes = outcome.count("success")
-    print(f"{args.world} ({args.preset}), seeds {seeds[0]}-{seeds[-1]}: expert success {successes}/{n} "
-          f"({100.0 * successes / n:.1f} %), {time.perf_counter() - start:.0f} s")  # fmt: skip
+    print(
+        f"{args.world} ({args.preset}), seeds {seeds[0]}-{seeds[-1]}: expert success {successes}/{n} "
+        f"({100.0 * successes / n:.1f} %), {time.perf_counter() - start:.0f} s"
+    )
     for seed, text in zip(seeds, outcome):
         if text != "success":
             print(f"  seed {seed}: {text}")

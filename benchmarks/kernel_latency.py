@@ -18,28 +18,28 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, ContextManager, List, Optional, Sequence, Tuple
+from typing import ContextManager
 
 import torch
 
 from lnn_nav.kernels import reference, why_not_fused
-from lnn_nav.models import CfC, LiquidPolicy, PolicyConfig, from_ncps
+from lnn_nav.models import LiquidPolicy, PolicyConfig, from_ncps
 
 FEATURES = 32
-Row = Tuple[str, float, Optional[float], Optional[float]]  # name, fused, ours-reference, ncps (µs)
+Row = tuple[str, float, float | None, float | None]  # name, fused, ours-reference, ncps (µs)
 
 
-Case = Tuple[Callable[[], object], int, Callable[[], ContextManager]]  # fn, calls per repeat, context
+Case = tuple[Callable[[], object], int, Callable[[], ContextManager]]  # fn, calls per repeat, context
 
 
-def case(fn: Callable[[], object], iters: int,
-         context: Callable[[], ContextManager] = contextlib.nullcontext) -> Case:
+def case(fn: Callable[[], object], iters: int, context: Callable[[], ContextManager] = contextlib.nullcontext) -> Case:
     """``iters`` calls of ``fn`` per repeat, each repeat inside ``context()``."""
     return fn, max(1, iters), context
 
 
-def timed_together(cases: Sequence[Case], device: str, repeats: int = 5) -> List[float]:
+def timed_together(cases: Sequence[Case], device: str, repeats: int = 5) -> list[float]:
     """Per case, the median over repeats of the mean microseconds per call; repeats interleaved."""
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     for fn, iters, context in cases:
@@ -47,7 +47,7 @@ def timed_together(cases: Sequence[Case], device: str, repeats: int = 5) -> List
             for _ in range(max(3, iters // 20)):
                 fn()
     sync()
-    samples: List[List[float]] = [[] for _ in cases]
+    samples: list[list[float]] = [[] for _ in cases]
     for _ in range(repeats):
         for (fn, iters, context), out in zip(cases, samples):
             with context():
@@ -69,15 +69,17 @@ def _models(device: str):
     import ncps.wirings as ncps_wirings
 
     torch.manual_seed(0)
-    for name, theirs in (("CfC AutoNCP(19,4)", ncps_torch.CfC(FEATURES, ncps_wirings.AutoNCP(19, 4))),
-                         ("CfC dense 64 units", ncps_torch.CfC(FEATURES, 64))):  # fmt: skip
+    for name, theirs in (
+        ("CfC AutoNCP(19,4)", ncps_torch.CfC(FEATURES, ncps_wirings.AutoNCP(19, 4))),
+        ("CfC dense 64 units", ncps_torch.CfC(FEATURES, 64)),
+    ):
         theirs = theirs.to(device)
         ours = from_ncps(theirs)
         assert why_not_fused(ours.cpu()) is None, why_not_fused(ours)
         yield name, theirs, ours.to(device)
 
 
-def step_rows(device: str, iters: int) -> List[Row]:
+def step_rows(device: str, iters: int) -> list[Row]:
     rows = []
     for name, theirs, ours in _models(device):
         theirs.eval()
@@ -86,15 +88,19 @@ def step_rows(device: str, iters: int) -> List[Row]:
         h = ours.initial_state(1, device=torch.device(device))
         dt = torch.tensor([0.05], device=device)
         with torch.inference_mode():
-            fused_us, ref_us, ncps_us = timed_together([
-                case(lambda: ours.step(x, h, dt), iters),
-                case(lambda: ours.step(x, h, dt), iters // 5, reference),
-                case(lambda: theirs(x.unsqueeze(1), h, dt.view(1, 1)), iters // 5),
-            ], device)  # fmt: skip
+            fused_us, ref_us, ncps_us = timed_together(
+                [
+                    case(lambda: ours.step(x, h, dt), iters),
+                    case(lambda: ours.step(x, h, dt), iters // 5, reference),
+                    case(lambda: theirs(x.unsqueeze(1), h, dt.view(1, 1)), iters // 5),
+                ],
+                device,
+            )
         rows.append((f"{name}: step, batch 1", fused_us, ref_us, ncps_us))
         if device == "cuda":
-            rows.append((f"{name}: step, batch 1, CUDA graph replay", graphed_core_step(ours, x, h, dt, iters),
-                          None, None))  # fmt: skip
+            rows.append(
+                (f"{name}: step, batch 1, CUDA graph replay", graphed_core_step(ours, x, h, dt, iters), None, None)
+            )
     return rows
 
 
@@ -109,7 +115,7 @@ def graphed_core_step(core, x, h, dt, iters: int) -> float:
     return timed(graph.replay, iters, "cuda")
 
 
-def sequence_rows(device: str, iters: int, batch: int = 32, steps: int = 64) -> List[Row]:
+def sequence_rows(device: str, iters: int, batch: int = 32, steps: int = 64) -> list[Row]:
     rows = []
     for name, theirs, ours in _models(device):
         theirs.train()
@@ -131,7 +137,7 @@ def sequence_rows(device: str, iters: int, batch: int = 32, steps: int = 64) -> 
     return rows
 
 
-def controller_rows(iters: int) -> List[Row]:
+def controller_rows(iters: int) -> list[Row]:
     from lnn_nav.kernels.cuda_graph import GraphedPolicyStep
 
     torch.manual_seed(0)
@@ -143,26 +149,36 @@ def controller_rows(iters: int) -> List[Row]:
     state = policy.initial_state(1, device=torch.device("cuda"))
     with torch.inference_mode():
         eager_us = timed(lambda: policy.step(image, 0.05, state), iters // 5, "cuda")
-    return [(f"policy cfc-ncp {cfg.height}x{cfg.width}: full step, CUDA graph (eager in 'ours ref')",
-             graph_us, eager_us, None)]  # fmt: skip
+    return [
+        (
+            f"policy cfc-ncp {cfg.height}x{cfg.width}: full step, CUDA graph (eager in 'ours ref')",
+            graph_us,
+            eager_us,
+            None,
+        )
+    ]
 
 
-def format_rows(rows: List[Row]) -> str:
-    def num(v: Optional[float]) -> str:
+def format_rows(rows: list[Row]) -> str:
+    def num(v: float | None) -> str:
         return "-" if v is None else f"{v:.1f}"
 
-    def ratio(ref: Optional[float], fused: float) -> str:
+    def ratio(ref: float | None, fused: float) -> str:
         return "-" if ref is None else f"{ref / fused:.1f}x"
 
-    lines = ["| case | fused (µs) | our reference (µs) | ncps 1.0.1 (µs) | vs reference | vs ncps |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    lines = [
+        "| case | fused (µs) | our reference (µs) | ncps 1.0.1 (µs) | vs reference | vs ncps |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for name, fused_us, ref_us, ncps_us in rows:
-        lines.append(f"| {name} | {num(fused_us)} | {num(ref_us)} | {num(ncps_us)} | "
-                     f"{ratio(ref_us, fused_us)} | {ratio(ncps_us, fused_us)} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {num(fused_us)} | {num(ref_us)} | {num(ncps_us)} | "
+            f"{ratio(ref_us, fused_us)} | {ratio(ncps_us, fused_us)} |"
+        )
     return "\n".join(lines)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="cpu")
     parser.add_argument("--iters", type=int, default=2000, help="calls per timing repeat for steps")
@@ -177,8 +193,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         if device == "cuda" and not torch.cuda.is_available():
             print("no CUDA device: skipping the CUDA rows", file=sys.stderr)
             continue
-        where = torch.cuda.get_device_name() if device == "cuda" else \
-            f"{platform.machine()} {platform.processor()}, {args.threads} thread(s)"  # fmt: skip
+        where = (
+            torch.cuda.get_device_name()
+            if device == "cuda"
+            else f"{platform.machine()} {platform.processor()}, {args.threads} thread(s)"
+        )
         rows = step_rows(device, args.iters) + sequence_rows(device, args.seq_iters)
         if device == "cuda":
             rows += controller_rows(args.iters)

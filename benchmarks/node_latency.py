@@ -31,7 +31,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -95,9 +94,9 @@ class Children:
     """Child processes that are always stopped on exit: SIGINT, then SIGKILL after a grace period."""
 
     def __init__(self) -> None:
-        self.procs: List[subprocess.Popen] = []
+        self.procs: list[subprocess.Popen] = []
 
-    def start(self, cmd: List[str], **kwargs) -> subprocess.Popen:
+    def start(self, cmd: list[str], **kwargs) -> subprocess.Popen:
         proc = subprocess.Popen(cmd, start_new_session=True, **kwargs)
         self.procs.append(proc)
         return proc
@@ -118,13 +117,13 @@ class Children:
         self.procs = []
 
 
-def measure_rate(rate: float, seconds: float, model: Path, children: Children) -> Dict[str, float]:
+def measure_rate(rate: float, seconds: float, model: Path, children: Children) -> dict[str, float]:
     """One controller + camera run at ``rate`` Hz; latencies of the commands received here."""
     import rclpy
     from geometry_msgs.msg import TwistStamped
     from rclpy.executors import SingleThreadedExecutor
 
-    latencies: List[float] = []
+    latencies: list[float] = []
     frames_from_ns = [float("inf")]  # commands stamped earlier are fail-safe hovers, not frame answers
     context = rclpy.context.Context()
     rclpy.init(context=context)
@@ -144,11 +143,29 @@ def measure_rate(rate: float, seconds: float, model: Path, children: Children) -
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     controller = children.start(
-        [sys.executable, "-m", "lnn_nav.nodes.controller", "--ros-args",
-         "-p", f"model_path:={model}", "-p", "torch_threads:=1", "-p", f"expected_rate:={rate}",
-         "-p", f"image_topic:={IMAGE_TOPIC}", "-p", "image_timeout:=10.0",
-         "-p", "failsafe_rate_hz:=1.0", "-r", f"/cmd_vel:={CMD_TOPIC}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "lnn_nav.nodes.controller",
+            "--ros-args",
+            "-p",
+            f"model_path:={model}",
+            "-p",
+            "torch_threads:=1",
+            "-p",
+            f"expected_rate:={rate}",
+            "-p",
+            f"image_topic:={IMAGE_TOPIC}",
+            "-p",
+            "image_timeout:=10.0",
+            "-p",
+            "failsafe_rate_hz:=1.0",
+            "-r",
+            f"/cmd_vel:={CMD_TOPIC}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60.0
         while node.count_publishers(CMD_TOPIC) == 0 and time.monotonic() < deadline:
@@ -158,7 +175,9 @@ def measure_rate(rate: float, seconds: float, model: Path, children: Children) -
         frames_from_ns[0] = clock.now().nanoseconds
         camera = children.start(
             [sys.executable, __file__, "--camera", str(rate), "--seconds", str(seconds)],
-            stdout=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         while camera.poll() is None:
             executor.spin_once(timeout_sec=0.05)
         sent = int(camera.stdout.read().split()[-1])
@@ -185,7 +204,7 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20.0, help="frames per rate for this long (default 20)")
     parser.add_argument("--rates", type=float, nargs="+", default=[30.0, 60.0], help="camera rates in Hz")
@@ -224,23 +243,31 @@ def main(argv: Optional[List[str]] = None) -> int:
         children.stop()
         signal.signal(signal.SIGTERM, previous)
 
-    header = (f"Camera -> /cmd_vel latency, {WIDTH}x{HEIGHT} rgb8, default policy, torch_threads 1, "
-              f"{args.seconds:g} s per rate, {os.cpu_count()} CPUs, {platform.machine()}, "
-              f"ROS_DOMAIN_ID {os.environ['ROS_DOMAIN_ID']}")
-    lines = ["| rate (Hz) | frames sent | commands | dropped | latency p50 (ms) | latency p99 (ms) "
-             "| policy.step p50 (ms) | overhead p50 (ms) |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    header = (
+        f"Camera -> /cmd_vel latency, {WIDTH}x{HEIGHT} rgb8, default policy, torch_threads 1, "
+        f"{args.seconds:g} s per rate, {os.cpu_count()} CPUs, {platform.machine()}, "
+        f"ROS_DOMAIN_ID {os.environ['ROS_DOMAIN_ID']}"
+    )
+    lines = [
+        "| rate (Hz) | frames sent | commands | dropped | latency p50 (ms) | latency p99 (ms) "
+        "| policy.step p50 (ms) | overhead p50 (ms) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for rate, r in rows:
-        lines.append(f"| {rate:g} | {r['sent']} | {r['received']} | {r['dropped']} | {r['p50']:.2f} "
-                     f"| {r['p99']:.2f} | {r['step_p50']:.2f} | {r['overhead']:.2f} |")
+        lines.append(
+            f"| {rate:g} | {r['sent']} | {r['received']} | {r['dropped']} | {r['p50']:.2f} "
+            f"| {r['p99']:.2f} | {r['step_p50']:.2f} | {r['overhead']:.2f} |"
+        )
     table = "\n".join(lines)
     verdicts = []
     for rate, r in rows:
         if rate == TARGET_RATE_HZ:
             ok = r["overhead"] <= TARGET_OVERHEAD_MS and r["dropped"] == 0
-            verdicts.append(f"{'PASS' if ok else 'FAIL'}: target at {rate:g} Hz is overhead <= "
-                            f"{TARGET_OVERHEAD_MS:g} ms and no drops (got {r['overhead']:.2f} ms, "
-                            f"{r['dropped']} dropped)")
+            verdicts.append(
+                f"{'PASS' if ok else 'FAIL'}: target at {rate:g} Hz is overhead <= "
+                f"{TARGET_OVERHEAD_MS:g} ms and no drops (got {r['overhead']:.2f} ms, "
+                f"{r['dropped']} dropped)"
+            )
     text = "\n\n".join([header, table, *verdicts])
     print(text)
     if args.out:

@@ -29,7 +29,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE_TOPIC, IMU_TOPIC = "/camera/image_raw", "/imu/data"
@@ -94,7 +93,7 @@ def publish(duration: float, best_effort: bool, report: Path) -> int:
     return 0
 
 
-def _proc_usage(pid: int) -> Dict[str, float]:
+def _proc_usage(pid: int) -> dict[str, float]:
     """CPU seconds and peak resident memory (MiB) of a live process, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -105,7 +104,7 @@ def _proc_usage(pid: int) -> Dict[str, float]:
     return {"cpu_s": cpu, "peak_rss_mib": peak}
 
 
-def check_bag(path: Path, published: Dict[str, int]) -> Dict[str, Dict[str, int]]:
+def check_bag(path: Path, published: dict[str, int]) -> dict[str, dict[str, int]]:
     """Per topic: written, lost (sequence numbers missing), duplicated."""
     from lnn_nav.data import open_bag
 
@@ -114,8 +113,12 @@ def check_bag(path: Path, published: Dict[str, int]) -> Dict[str, Dict[str, int]
         for topic, sent in published.items():
             seen = [int(m.message.header.frame_id) for m in bag.messages([topic])]
             unique = set(seen)
-            result[topic] = {"published": sent, "written": len(seen),
-                             "lost": len(set(range(sent)) - unique), "duplicates": len(seen) - len(unique)}  # fmt: skip
+            result[topic] = {
+                "published": sent,
+                "written": len(seen),
+                "lost": len(set(range(sent)) - unique),
+                "duplicates": len(seen) - len(unique),
+            }
     return result
 
 
@@ -138,16 +141,32 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     bag, report = work / "bag", work / "published.json"
     recorder = subprocess.Popen(
-        [sys.executable, "-m", "lnn_nav.cli", "record", IMAGE_TOPIC, IMU_TOPIC, "-o", str(bag),
-         "-s", args.storage, "--compression", args.compression],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "lnn_nav.cli",
+            "record",
+            IMAGE_TOPIC,
+            IMU_TOPIC,
+            "-o",
+            str(bag),
+            "-s",
+            args.storage,
+            "--compression",
+            args.compression,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         publisher = subprocess.run(
-            [sys.executable, __file__, "--role", "publisher", "--duration", str(args.duration),
-             "--report", str(report)] + (["--best-effort"] if args.best_effort else []),
-            cwd=ROOT, timeout=args.duration + 120,
-        )  # fmt: skip
+            [sys.executable, __file__, "--role", "publisher", "--duration", str(args.duration), "--report", str(report)]
+            + (["--best-effort"] if args.best_effort else []),
+            cwd=ROOT,
+            timeout=args.duration + 120,
+        )
         time.sleep(0.5)
         usage = _proc_usage(recorder.pid)
     finally:
@@ -160,15 +179,21 @@ def main() -> int:
     rows = check_bag(bag, sent["counts"])
     size = sum(f.stat().st_size for f in bag.iterdir())
 
-    print(f"recorder throughput: {args.duration:g} s, 320x240 rgb8 @30 Hz + Imu @200 Hz, "
-          f"{'best effort' if args.best_effort else 'reliable'}, {args.storage}, compression {args.compression}")
+    print(
+        f"recorder throughput: {args.duration:g} s, 320x240 rgb8 @30 Hz + Imu @200 Hz, "
+        f"{'best effort' if args.best_effort else 'reliable'}, {args.storage}, compression {args.compression}"
+    )
     print(f"{'topic':<20}{'published':>10}{'written':>10}{'lost':>7}{'dup':>6}{'rate Hz':>10}")
     for topic, row in rows.items():
         rate = row["published"] / sent["elapsed"]
-        print(f"{topic:<20}{row['published']:>10}{row['written']:>10}{row['lost']:>7}{row['duplicates']:>6}{rate:>10.1f}")
-    print(f"bag {size / 2**20:.0f} MiB ({size / 2**20 / sent['elapsed']:.1f} MiB/s); recorder CPU "
-          f"{usage['cpu_s'] / sent['elapsed'] * 100:.0f}% of a core, peak RSS {usage['peak_rss_mib']:.0f} MiB; "
-          f"publisher at most {sent['late_max'] * 1000:.1f} ms behind schedule, all acked: {sent['acked']}")
+        print(
+            f"{topic:<20}{row['published']:>10}{row['written']:>10}{row['lost']:>7}{row['duplicates']:>6}{rate:>10.1f}"
+        )
+    print(
+        f"bag {size / 2**20:.0f} MiB ({size / 2**20 / sent['elapsed']:.1f} MiB/s); recorder CPU "
+        f"{usage['cpu_s'] / sent['elapsed'] * 100:.0f}% of a core, peak RSS {usage['peak_rss_mib']:.0f} MiB; "
+        f"publisher at most {sent['late_max'] * 1000:.1f} ms behind schedule, all acked: {sent['acked']}"
+    )
     lossless = all(r["lost"] == 0 and r["duplicates"] == 0 and r["written"] == r["published"] for r in rows.values())
     print("lossless" if lossless else "MESSAGES LOST")
     if not args.keep:

@@ -22,8 +22,9 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,7 @@ def forest_scene(seed: int = 0) -> WorldSpec:
     return generate_forest(seed, density=10.0)
 
 
-def camera_poses(world: WorldSpec, envs: int, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+def camera_poses(world: WorldSpec, envs: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Body poses at 2 m over the forest with random headings (positions [E, 3], quaternions wxyz [E, 4])."""
     rng = np.random.default_rng(seed)
     x0, x1, y0, y1 = world.bounds
@@ -82,9 +83,15 @@ def _pybullet_worker(conn: Any, world: WorldSpec) -> None:
             # Optical z is the viewing direction, optical -y is up.
             view = pb.computeViewMatrix(o.tolist(), (o + r[:, 2]).tolist(), (-r[:, 1]).tolist())
             pb.getCameraImage(
-                camera.width, camera.height, view, proj,
-                renderer=pb.ER_TINY_RENDERER, shadow=0, flags=pb.ER_NO_SEGMENTATION_MASK, physicsClientId=client,
-            )  # fmt: skip
+                camera.width,
+                camera.height,
+                view,
+                proj,
+                renderer=pb.ER_TINY_RENDERER,
+                shadow=0,
+                flags=pb.ER_NO_SEGMENTATION_MASK,
+                physicsClientId=client,
+            )
         conn.send("done")
     pb.disconnect(client)
 
@@ -171,7 +178,7 @@ def backend_line(world: WorldSpec, min_time: float) -> str:
     )
 
 
-def run(envs_list: Sequence[int], min_time: float) -> Tuple[str, List[Dict[str, float]], str]:
+def run(envs_list: Sequence[int], min_time: float) -> tuple[str, list[dict[str, float]], str]:
     from lnn_nav.sim.render import RenderPool
 
     world = forest_scene()
@@ -180,14 +187,15 @@ def run(envs_list: Sequence[int], min_time: float) -> Tuple[str, List[Dict[str, 
         f"Scene: forest seed 0, {len(world.cylinders)} cylinders + {len(world.spheres)} spheres + "
         f"{len(world.boxes)} boxes over {x1 - x0:.0f} x {y1 - y0:.0f} m, 90 deg hfov, cameras at 2 m, random headings"
     )
-    rows: List[Dict[str, float]] = []
+    rows: list[dict[str, float]] = []
     bullet = PyBulletPool(world, 2)
     try:
         for width, height in RESOLUTIONS:
             camera = CameraConfig(width=width, height=height)
-            with RenderPool(world, camera, workers=2, device="cpu") as pool2, RenderPool(
-                world, camera, workers=1, device="cpu"
-            ) as pool1:
+            with (
+                RenderPool(world, camera, workers=2, device="cpu") as pool2,
+                RenderPool(world, camera, workers=1, device="cpu") as pool1,
+            ):
                 for envs in envs_list:
                     pos, quat = camera_poses(world, envs)
                     ours2 = frames_per_second(lambda: pool2.render(pos, quat), envs, min_time)
@@ -200,7 +208,7 @@ def run(envs_list: Sequence[int], min_time: float) -> Tuple[str, List[Dict[str, 
     return scene, rows, backend_line(world, min_time)
 
 
-def env_steps(envs_list: Sequence[int], min_time: float) -> List[Dict[str, float]]:
+def env_steps(envs_list: Sequence[int], min_time: float) -> list[dict[str, float]]:
     """Full closed-loop env steps/s (physics at 400 Hz, collisions, IMU, 128x96 RGB+depth render).
 
     Zero commands (hover) so every env keeps flying for the whole timing; the
@@ -236,7 +244,7 @@ TABLE_HEAD = (
 )
 
 
-def format_row(r: Dict[str, float]) -> str:
+def format_row(r: dict[str, float]) -> str:
     per_core = r["width"] * r["height"] / 2 / 1e6  # Mrays/s per frame/s, over the 2 processes
     return (
         f"| {r['width']}x{r['height']} | {r['envs']} | {r['ours2']:.0f} | {r['ours1']:.0f} | {r['pybullet']:.0f} "
@@ -244,7 +252,7 @@ def format_row(r: Dict[str, float]) -> str:
     )
 
 
-def main(argv: List[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke run (~20 s): E = 1, 16 and short timings")
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
@@ -269,7 +277,8 @@ def main(argv: List[str] | None = None) -> int:
     if args.out:
         table = "\n".join([TABLE_HEAD, *map(format_row, rows)])
         env_table = "\n".join(
-            [ENV_HEAD] + [f"| {r['envs']} | {r['env_steps_per_s']:.0f} | {r['realtime_factor']:.1f} |" for r in env_rows]
+            [ENV_HEAD]
+            + [f"| {r['envs']} | {r['env_steps_per_s']:.0f} | {r['realtime_factor']:.1f} |" for r in env_rows]
         )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(

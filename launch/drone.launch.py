@@ -15,18 +15,22 @@ pip wheel).
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from launch import LaunchDescription
 from lnn_nav.nodes.controller_logic import camera_info_topic
 
 
 def controller_overrides(model_path: str, device: str, image_topic: str, info_topic: str = "") -> dict:
     """The controller's parameters the launch arguments set over config/controller.yaml."""
-    return {"model_path": model_path, "device": device, "image_topic": image_topic,
-            "camera_info_topic": info_topic or camera_info_topic(image_topic)}
+    return {
+        "model_path": model_path,
+        "device": device,
+        "image_topic": image_topic,
+        "camera_info_topic": info_topic or camera_info_topic(image_topic),
+    }
 
 
 def _launch_setup(context, *args, **kwargs):
@@ -37,19 +41,27 @@ def _launch_setup(context, *args, **kwargs):
     overrides = controller_overrides(arg("model_path"), arg("device"), arg("image_topic"), arg("camera_info_topic"))
     return [
         Node(
-            package="lnn_nav", executable="controller_node", name="controller_node", output="screen",
+            package="lnn_nav",
+            executable="controller_node",
+            name="controller_node",
+            output="screen",
             parameters=[config, overrides],
         ),
     ]
 
 
 def generate_launch_description():
-    return LaunchDescription([
-        DeclareLaunchArgument("model_path", description="controller checkpoint (.safetensors)"),
-        DeclareLaunchArgument("image_topic", default_value="/camera/image_raw", description="camera image topic"),
-        DeclareLaunchArgument("camera_info_topic", default_value="",
-                              description="camera's sensor_msgs/CameraInfo topic; empty: camera_info beside "
-                                          "image_topic (as image_transport derives it)"),
-        DeclareLaunchArgument("device", default_value="cpu", description="torch device: cpu or cuda"),
-        OpaqueFunction(function=_launch_setup),
-    ])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument("model_path", description="controller checkpoint (.safetensors)"),
+            DeclareLaunchArgument("image_topic", default_value="/camera/image_raw", description="camera image topic"),
+            DeclareLaunchArgument(
+                "camera_info_topic",
+                default_value="",
+                description="camera's sensor_msgs/CameraInfo topic; empty: camera_info beside "
+                "image_topic (as image_transport derives it)",
+            ),
+            DeclareLaunchArgument("device", default_value="cpu", description="torch device: cpu or cuda"),
+            OpaqueFunction(function=_launch_setup),
+        ]
+    )

@@ -18,10 +18,11 @@ import os
 import re
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from launch import LaunchDescription
 
 # Arguments passed on as string parameters when not empty.
 STRING_ARGS = ("output", "exclude", "storage", "compression")
@@ -40,26 +41,41 @@ def _launch_setup(context, *args, **kwargs):
     overrides["use_sim_time"] = arg("use_sim_time").lower() in TRUE
     return [
         Node(
-            package="lnn_nav", executable="recorder_node", name="recorder_node", output="screen",
+            package="lnn_nav",
+            executable="recorder_node",
+            name="recorder_node",
+            output="screen",
             parameters=[config, overrides],
         ),
     ]
 
 
 def generate_launch_description():
-    return LaunchDescription([
-        DeclareLaunchArgument("output", default_value="",
-                              description="bag directory to create (empty: rosbag2_YYYY_MM_DD-HH_MM_SS)"),
-        DeclareLaunchArgument("topics", default_value="",
-                              description="topics to record, space or comma separated (empty: recorder.yaml's)"),
-        DeclareLaunchArgument("all_topics", default_value="",
-                              description="true: every topic on the graph (empty: recorder.yaml's)"),
-        DeclareLaunchArgument("exclude", default_value="",
-                              description="regular expression of topics not to record"),
-        DeclareLaunchArgument("storage", default_value="", description="mcap or sqlite3 (empty: recorder.yaml's)"),
-        DeclareLaunchArgument("compression", default_value="",
-                              description="none, chunk, message or file (empty: recorder.yaml's)"),
-        DeclareLaunchArgument("use_sim_time", default_value="false",
-                              description="stamp messages with /clock time (recording a simulation)"),
-        OpaqueFunction(function=_launch_setup),
-    ])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                "output", default_value="", description="bag directory to create (empty: rosbag2_YYYY_MM_DD-HH_MM_SS)"
+            ),
+            DeclareLaunchArgument(
+                "topics",
+                default_value="",
+                description="topics to record, space or comma separated (empty: recorder.yaml's)",
+            ),
+            DeclareLaunchArgument(
+                "all_topics", default_value="", description="true: every topic on the graph (empty: recorder.yaml's)"
+            ),
+            DeclareLaunchArgument(
+                "exclude", default_value="", description="regular expression of topics not to record"
+            ),
+            DeclareLaunchArgument("storage", default_value="", description="mcap or sqlite3 (empty: recorder.yaml's)"),
+            DeclareLaunchArgument(
+                "compression", default_value="", description="none, chunk, message or file (empty: recorder.yaml's)"
+            ),
+            DeclareLaunchArgument(
+                "use_sim_time",
+                default_value="false",
+                description="stamp messages with /clock time (recording a simulation)",
+            ),
+            OpaqueFunction(function=_launch_setup),
+        ]
+    )

@@ -19,10 +19,11 @@ import os
 import re
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from launch import LaunchDescription
 
 TRUE = ("true", "1", "yes")
 FLOAT_ARGS = ("rate", "start_offset", "delay")
@@ -49,40 +50,63 @@ def _launch_setup(context, *args, **kwargs):
         overrides["publish_clock"] = arg("publish_clock").lower() in TRUE
     actions = [
         Node(
-            package="lnn_nav", executable="replay_node", name="replay_node", output="screen",
+            package="lnn_nav",
+            executable="replay_node",
+            name="replay_node",
+            output="screen",
             parameters=[os.path.join(config, "replay.yaml"), overrides],
             on_exit=Shutdown(reason="replay finished"),
         ),
     ]
     if with_controller:
-        actions.append(Node(
-            package="lnn_nav", executable="controller_node", name="controller_node", output="screen",
-            parameters=[os.path.join(config, "controller.yaml"),
-                        {"model_path": arg("model_path"), "use_sim_time": True}],
-            remappings=[("/cmd_vel", arg("policy_cmd_topic"))],
-        ))
+        actions.append(
+            Node(
+                package="lnn_nav",
+                executable="controller_node",
+                name="controller_node",
+                output="screen",
+                parameters=[
+                    os.path.join(config, "controller.yaml"),
+                    {"model_path": arg("model_path"), "use_sim_time": True},
+                ],
+                remappings=[("/cmd_vel", arg("policy_cmd_topic"))],
+            )
+        )
     return actions
 
 
 def generate_launch_description():
-    return LaunchDescription([
-        DeclareLaunchArgument("bag", description="rosbag2 directory, or a single .mcap/.db3 file"),
-        DeclareLaunchArgument("rate", default_value="", description="playback speed factor (empty: replay.yaml's)"),
-        DeclareLaunchArgument("start_offset", default_value="", description="seconds into the recording to start"),
-        DeclareLaunchArgument("delay", default_value="", description="wall seconds before the first message"),
-        DeclareLaunchArgument("loop", default_value="", description="true: start again after the last message"),
-        DeclareLaunchArgument("topics", default_value="",
-                              description="bag topics to replay, space or comma separated (empty: all)"),
-        DeclareLaunchArgument("remap", default_value="",
-                              description="FROM:=TO entries, space separated: publish bag topic FROM on TO"),
-        DeclareLaunchArgument("publish_clock", default_value="",
-                              description="true: publish /clock with the recorded time"),
-        DeclareLaunchArgument("controller", default_value="false",
-                              description="true: run the controller open loop on the replayed inputs"),
-        DeclareLaunchArgument("model_path", default_value="",
-                              description="controller checkpoint (.safetensors), with controller:=true; "
-                                          "empty: the shipped CfC-NCP"),
-        DeclareLaunchArgument("policy_cmd_topic", default_value="/cmd_vel_policy",
-                              description="where the open-loop controller's commands go"),
-        OpaqueFunction(function=_launch_setup),
-    ])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument("bag", description="rosbag2 directory, or a single .mcap/.db3 file"),
+            DeclareLaunchArgument("rate", default_value="", description="playback speed factor (empty: replay.yaml's)"),
+            DeclareLaunchArgument("start_offset", default_value="", description="seconds into the recording to start"),
+            DeclareLaunchArgument("delay", default_value="", description="wall seconds before the first message"),
+            DeclareLaunchArgument("loop", default_value="", description="true: start again after the last message"),
+            DeclareLaunchArgument(
+                "topics", default_value="", description="bag topics to replay, space or comma separated (empty: all)"
+            ),
+            DeclareLaunchArgument(
+                "remap", default_value="", description="FROM:=TO entries, space separated: publish bag topic FROM on TO"
+            ),
+            DeclareLaunchArgument(
+                "publish_clock", default_value="", description="true: publish /clock with the recorded time"
+            ),
+            DeclareLaunchArgument(
+                "controller",
+                default_value="false",
+                description="true: run the controller open loop on the replayed inputs",
+            ),
+            DeclareLaunchArgument(
+                "model_path",
+                default_value="",
+                description="controller checkpoint (.safetensors), with controller:=true; empty: the shipped CfC-NCP",
+            ),
+            DeclareLaunchArgument(
+                "policy_cmd_topic",
+                default_value="/cmd_vel_policy",
+                description="where the open-loop controller's commands go",
+            ),
+            OpaqueFunction(function=_launch_setup),
+        ]
+    )

@@ -14,12 +14,13 @@ one, `lnn-nav fly` runs the same graph.
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
+
+from launch import LaunchDescription
 
 
 def generate_launch_description():
@@ -29,28 +30,48 @@ def generate_launch_description():
     preset = LaunchConfiguration("preset")
     use_expert = LaunchConfiguration("use_expert")
     world_params = {"world": world, "seed": seed, "preset": preset}
-    return LaunchDescription([
-        DeclareLaunchArgument("world", default_value="forest", description="forest or urban"),
-        DeclareLaunchArgument("seed", default_value="0", description="world seed"),
-        DeclareLaunchArgument("preset", default_value="in_distribution", description="conditions preset"),
-        DeclareLaunchArgument("model_path", default_value="",
-                              description="controller checkpoint (.safetensors); empty: the shipped CfC-NCP"),
-        DeclareLaunchArgument("use_expert", default_value="false", description="fly the privileged expert instead"),
-        Node(
-            package="lnn_nav", executable="sim_node", name="sim_node", output="screen",
-            parameters=[os.path.join(config, "sim.yaml"), world_params],
-        ),
-        Node(
-            package="lnn_nav", executable="controller_node", name="controller_node", output="screen",
-            parameters=[os.path.join(config, "controller.yaml"),
-                        # The simulator stamps a step's odometry and image alike: run each frame with its own.
-                        {"model_path": LaunchConfiguration("model_path"), "use_sim_time": True,
-                         "sync_inputs": True, "sync_timeout": 1.0}],
-            condition=UnlessCondition(use_expert),
-        ),
-        Node(
-            package="lnn_nav", executable="expert_node", name="expert_node", output="screen",
-            parameters=[os.path.join(config, "expert.yaml"), world_params, {"fly": True, "use_sim_time": True}],
-            condition=IfCondition(use_expert),
-        ),
-    ])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument("world", default_value="forest", description="forest or urban"),
+            DeclareLaunchArgument("seed", default_value="0", description="world seed"),
+            DeclareLaunchArgument("preset", default_value="in_distribution", description="conditions preset"),
+            DeclareLaunchArgument(
+                "model_path",
+                default_value="",
+                description="controller checkpoint (.safetensors); empty: the shipped CfC-NCP",
+            ),
+            DeclareLaunchArgument("use_expert", default_value="false", description="fly the privileged expert instead"),
+            Node(
+                package="lnn_nav",
+                executable="sim_node",
+                name="sim_node",
+                output="screen",
+                parameters=[os.path.join(config, "sim.yaml"), world_params],
+            ),
+            Node(
+                package="lnn_nav",
+                executable="controller_node",
+                name="controller_node",
+                output="screen",
+                parameters=[
+                    os.path.join(config, "controller.yaml"),
+                    # The simulator stamps a step's odometry and image alike: run each frame with its own.
+                    {
+                        "model_path": LaunchConfiguration("model_path"),
+                        "use_sim_time": True,
+                        "sync_inputs": True,
+                        "sync_timeout": 1.0,
+                    },
+                ],
+                condition=UnlessCondition(use_expert),
+            ),
+            Node(
+                package="lnn_nav",
+                executable="expert_node",
+                name="expert_node",
+                output="screen",
+                parameters=[os.path.join(config, "expert.yaml"), world_params, {"fly": True, "use_sim_time": True}],
+                condition=IfCondition(use_expert),
+            ),
+        ]
+    )

@@ -6,8 +6,8 @@ import argparse
 import importlib
 import importlib.metadata
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 PACKAGE_NAME = "lnn_nav"
 
@@ -115,6 +115,7 @@ def _probe_import(module: str) -> str:
 def cmd_info(args: argparse.Namespace) -> int:
     try:
         import torch
+
         torch_text = f"{torch.__version__} (CUDA available: {torch.cuda.is_available()})"
     except ImportError as exc:
         torch_text = f"not available ({exc})"
@@ -152,13 +153,18 @@ def describe_checkpoint(path: str) -> list:
     config, meta = read_checkpoint_info(path)
     enc, opts = config.encoder, config.core_options
     inputs = [f"{enc.width}x{enc.height} camera"] + ["goal"] * config.use_goal + ["IMU"] * config.use_imu
-    camera = (f"{config.camera_hfov_deg:.1f} deg horizontal field of view (from its training bags' CameraInfo)"
-              if config.camera_hfov_deg is not None else f"not recorded (flown with the simulator's {DEFAULT_CAMERA_HFOV:g} deg)")
+    camera = (
+        f"{config.camera_hfov_deg:.1f} deg horizontal field of view (from its training bags' CameraInfo)"
+        if config.camera_hfov_deg is not None
+        else f"not recorded (flown with the simulator's {DEFAULT_CAMERA_HFOV:g} deg)"
+    )
     scale = ", ".join(f"{k} {v:g}" for k, v in zip(("vx", "vy", "vz", "yaw rate"), config.command_scale))
-    rows = [("core", f"{config.core}" + (f" ({opts['units']} units)" if "units" in opts else "")),
-            ("inputs", " + ".join(inputs)),
-            ("camera", camera),
-            ("commands", f"at most {scale} (m/s, rad/s); output gain {' '.join(f'{g:g}' for g in config.output_gain)}")]
+    rows = [
+        ("core", f"{config.core}" + (f" ({opts['units']} units)" if "units" in opts else "")),
+        ("inputs", " + ".join(inputs)),
+        ("camera", camera),
+        ("commands", f"at most {scale} (m/s, rad/s); output gain {' '.join(f'{g:g}' for g in config.output_gain)}"),
+    ]
     if meta:
         trained = []
         if "epoch" in meta:
@@ -188,8 +194,15 @@ def cmd_sim(args: argparse.Namespace) -> int:
 def cmd_fly(args: argparse.Namespace) -> int:
     from lnn_nav.nodes.fly import run_fly
 
-    return run_fly(args.world, seed=args.seed, preset=args.ood, model=args.model, expert=args.expert,
-                   timeout=args.timeout, max_episode_time=args.max_episode_time)  # fmt: skip
+    return run_fly(
+        args.world,
+        seed=args.seed,
+        preset=args.ood,
+        model=args.model,
+        expert=args.expert,
+        timeout=args.timeout,
+        max_episode_time=args.max_episode_time,
+    )
 
 
 def cmd_export_world(args: argparse.Namespace) -> int:
@@ -246,11 +259,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         description="Run the end-to-end demo and write its outputs to --out.",
     )
     demo.add_argument(
-        "--out", default="reports/demo", metavar="DIR",
+        "--out",
+        default="reports/demo",
+        metavar="DIR",
         help="output folder (default: %(default)s)",
     )
     demo.add_argument(
-        "--threads", type=_positive_int, default=1, metavar="N",
+        "--threads",
+        type=_positive_int,
+        default=1,
+        metavar="N",
         help="torch intra-op threads (default: %(default)s)",
     )
     demo.set_defaults(handler=cmd_demo)
@@ -267,9 +285,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     sim.add_argument("--world", choices=("forest", "urban"), default="forest", help="world kind (default: %(default)s)")
     sim.add_argument("--seed", type=int, nargs="+", default=[0], metavar="N", help="world seed(s) (default: 0)")
-    sim.add_argument("--preset", default="in_distribution", metavar="NAME",
-                     help="conditions preset: in_distribution, fall, winter, dusk, fog, dense_forest, "
-                     "gusty_wind, camera_noise (default: %(default)s)")
+    sim.add_argument(
+        "--preset",
+        default="in_distribution",
+        metavar="NAME",
+        help="conditions preset: in_distribution, fall, winter, dusk, fog, dense_forest, "
+        "gusty_wind, camera_noise (default: %(default)s)",
+    )
     sim.add_argument("--out", default="reports/sim", metavar="DIR", help="output folder (default: %(default)s)")
     sim.add_argument("--no-pictures", action="store_true", help="skip the map and GIF (faster)")
     sim.set_defaults(handler=cmd_sim)
@@ -288,13 +310,27 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     pilot.add_argument("--model", metavar="PATH", help="controller checkpoint (.safetensors)")
     pilot.add_argument("--expert", action="store_true", help="fly the privileged expert instead of a model")
     fly.add_argument("--seed", type=int, default=0, metavar="N", help="world seed (default: %(default)s)")
-    fly.add_argument("--ood", default="in_distribution", metavar="PRESET",
-                     help="conditions preset: in_distribution, fall, winter, dusk, fog, dense_forest, "
-                     "gusty_wind, camera_noise (default: %(default)s)")
-    fly.add_argument("--timeout", type=float, default=300.0, metavar="S",
-                     help="wall-clock seconds to wait for the outcome (default: %(default)s)")
-    fly.add_argument("--max-episode-time", type=float, default=None, metavar="S",
-                     help="simulated seconds before the episode ends as timeout (default: config/sim.yaml)")
+    fly.add_argument(
+        "--ood",
+        default="in_distribution",
+        metavar="PRESET",
+        help="conditions preset: in_distribution, fall, winter, dusk, fog, dense_forest, "
+        "gusty_wind, camera_noise (default: %(default)s)",
+    )
+    fly.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="wall-clock seconds to wait for the outcome (default: %(default)s)",
+    )
+    fly.add_argument(
+        "--max-episode-time",
+        type=float,
+        default=None,
+        metavar="S",
+        help="simulated seconds before the episode ends as timeout (default: config/sim.yaml)",
+    )
     fly.set_defaults(handler=cmd_fly)
 
     export = sub.add_parser(
@@ -307,11 +343,21 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     export.add_argument("--world", choices=("forest", "urban"), required=True, help="world kind")
     export.add_argument("--seed", type=int, default=0, metavar="N", help="world seed (default: %(default)s)")
-    export.add_argument("--preset", default="in_distribution", metavar="NAME",
-                        help="conditions preset: in_distribution, fall, winter, dusk, fog, dense_forest, "
-                        "gusty_wind, camera_noise (default: %(default)s)")
-    export.add_argument("--size", type=float, nargs=2, default=None, metavar=("X", "Y"),
-                        help="forest only: patch size in metres (default: the generator's 100 60)")
+    export.add_argument(
+        "--preset",
+        default="in_distribution",
+        metavar="NAME",
+        help="conditions preset: in_distribution, fall, winter, dusk, fog, dense_forest, "
+        "gusty_wind, camera_noise (default: %(default)s)",
+    )
+    export.add_argument(
+        "--size",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("X", "Y"),
+        help="forest only: patch size in metres (default: the generator's 100 60)",
+    )
     export.add_argument("--out", required=True, metavar="PATH.sdf", help="SDF file to write")
     export.set_defaults(handler=cmd_export_world)
 
@@ -331,7 +377,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             continue
         module = importlib.import_module(module_name)
         command = sub.add_parser(
-            name, help=module.HELP, description=module.DESCRIPTION,
+            name,
+            help=module.HELP,
+            description=module.DESCRIPTION,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(command)

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any
 
 import torch
 
@@ -45,7 +46,7 @@ class _Progress:
         print(f"[{self.done}/{self.total}] {text}  ({time.perf_counter() - self.start:.0f} s)", flush=True)
 
 
-def shipped_model(name: str = "cfc-ncp") -> Optional[Path]:
+def shipped_model(name: str = "cfc-ncp") -> Path | None:
     """Path of a shipped checkpoint (installed share directory first, then the source tree), or None."""
     from .nodes.fly import SetupError, share_path
 
@@ -55,58 +56,77 @@ def shipped_model(name: str = "cfc-ncp") -> Optional[Path]:
         return None
 
 
-def run_demo(out_dir: Path, threads: int = 1, latency_iters: int = 500, episodes: int = 10,
-             ros_flights: Sequence = ROS_FLIGHTS) -> int:  # fmt: skip
+def run_demo(
+    out_dir: Path, threads: int = 1, latency_iters: int = 500, episodes: int = 10, ros_flights: Sequence = ROS_FLIGHTS
+) -> int:
     """The demo; ``episodes`` per world and controller in the benchmark. Returns an exit code."""
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     torch.set_num_threads(threads)
     progress = _Progress(6)
-    print("lnn_nav demo: the shipped CfC-NCP liquid controller flying closed loop in the embedded simulator.",
-          flush=True)  # fmt: skip
+    print(
+        "lnn_nav demo: the shipped CfC-NCP liquid controller flying closed loop in the embedded simulator.", flush=True
+    )
     model = shipped_model("cfc-ncp")
     if model is None:
-        print("lnn-nav demo: error: the shipped controller models/cfc_ncp.safetensors is missing "
-              "(regenerate it with `make reproduce`)")  # fmt: skip
+        print(
+            "lnn-nav demo: error: the shipped controller models/cfc_ncp.safetensors is missing "
+            "(regenerate it with `make reproduce`)"
+        )
         return 2
     policy = load_policy(model).eval()
     wiring = policy.core.wiring
     n_params = sum(p.numel() for p in policy.parameters())
-    progress(f"loaded {model.name}: {n_params} parameters, core {wiring!r}, input "
-             f"{policy.config.encoder.width}x{policy.config.encoder.height} RGB + goal, "
-             f"{model.stat().st_size / 1024:.0f} KiB")  # fmt: skip
+    progress(
+        f"loaded {model.name}: {n_params} parameters, core {wiring!r}, input "
+        f"{policy.config.encoder.width}x{policy.config.encoder.height} RGB + goal, "
+        f"{model.stat().st_size / 1024:.0f} KiB"
+    )
 
     ros = _ros_flights(out_dir, model, ros_flights)
-    progress("through the ROS 2 graph (sim_node + controller_node processes): " + "; ".join(
-        f"{f['world']} {f['preset']} seed {f['seed']} -> {f['outcome']}" for f in ros))  # fmt: skip
+    progress(
+        "through the ROS 2 graph (sim_node + controller_node processes): "
+        + "; ".join(f"{f['world']} {f['preset']} seed {f['seed']} -> {f['outcome']}" for f in ros)
+    )
 
     local = _local_flights(out_dir, model, ros_flights)
     same = sum(a["outcome"] == b["outcome"] for a, b in zip(ros, local))
-    progress(f"the same seeds in-process (maps, saliency GIFs, neuron traces): {same}/{len(ros)} outcomes "
-             "as through ROS")  # fmt: skip
+    progress(
+        f"the same seeds in-process (maps, saliency GIFs, neuron traces): {same}/{len(ros)} outcomes as through ROS"
+    )
 
     bench_dir = out_dir / "benchmark"
     cells, report_path = _benchmark(bench_dir, model, episodes)
-    progress("benchmark on held-out worlds: " + "; ".join(
-        f"{c['controller']} {c['world']} {c['success_rate']:.0%}" for c in cells))  # fmt: skip
+    progress(
+        "benchmark on held-out worlds: "
+        + "; ".join(f"{c['controller']} {c['world']} {c['success_rate']:.0%}" for c in cells)
+    )
 
     rows = step_latency_table(iters=latency_iters, repeats=3, threads=threads)
     table = format_table(rows)
     progress(f"measured batch-1 step latency on {threads} thread(s)")
 
     plot_wiring(wiring, out_dir / "wiring.png", f"shipped controller core: {wiring!r}")
-    summary = {"model": str(model), "parameters": n_params, "ros_graph_flights": ros, "in_process_flights": local,
-               "benchmark": [{k: c[k] for k in ("controller", "world", "preset", "episodes", "success_rate", "ci95")}
-                             for c in cells],
-               "latency_us": {r.name: {"ours": r.ours_us, "reference": r.reference_us} for r in rows}}  # fmt: skip
+    summary = {
+        "model": str(model),
+        "parameters": n_params,
+        "ros_graph_flights": ros,
+        "in_process_flights": local,
+        "benchmark": [
+            {k: c[k] for k in ("controller", "world", "preset", "episodes", "success_rate", "ci95")} for c in cells
+        ],
+        "latency_us": {r.name: {"ours": r.ours_us, "reference": r.reference_us} for r in rows},
+    }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out_dir / "README.md").write_text(_readme(model, n_params, wiring, ros, local, cells, report_path, table, episodes))
+    (out_dir / "README.md").write_text(
+        _readme(model, n_params, wiring, ros, local, cells, report_path, table, episodes)
+    )
     progress(f"wrote {out_dir / 'README.md'} and {report_path}")
     print("\n" + table)
     return 0
 
 
-def _ros_flights(out_dir: Path, model: Path, flights: Sequence) -> List[dict]:
+def _ros_flights(out_dir: Path, model: Path, flights: Sequence) -> list[dict]:
     from .eval.closed_loop import eval_job
     from .eval.ros_agreement import fly_seed_over_ros, graph_params
 
@@ -115,13 +135,26 @@ def _ros_flights(out_dir: Path, model: Path, flights: Sequence) -> List[dict]:
         # The benchmark's camera, rate and command limits: the in-process flight of the same seed
         # (_local_flights) then repeats this one step for step.
         params = graph_params(eval_job(str(model), world, [seed], preset), expert=False)
-        results.append({"world": world, "preset": preset, "seed": seed,
-                        **fly_seed_over_ros(world, seed, preset, str(model), timeout=240.0,
-                                            log_dir=str(out_dir / "ros_logs" / f"{world}_{preset}_{seed}"), **params)})
+        results.append(
+            {
+                "world": world,
+                "preset": preset,
+                "seed": seed,
+                **fly_seed_over_ros(
+                    world,
+                    seed,
+                    preset,
+                    str(model),
+                    timeout=240.0,
+                    log_dir=str(out_dir / "ros_logs" / f"{world}_{preset}_{seed}"),
+                    **params,
+                ),
+            }
+        )
     return results
 
 
-def _local_flights(out_dir: Path, model: Path, flights: Sequence) -> List[dict]:
+def _local_flights(out_dir: Path, model: Path, flights: Sequence) -> list[dict]:
     """The ROS flights again in-process: same worlds, frames kept for pictures."""
     from .eval.camera import fly_with_camera, plot_core_traces, write_saliency_gif
 
@@ -133,11 +166,22 @@ def _local_flights(out_dir: Path, model: Path, flights: Sequence) -> List[dict]:
         # The camera GIF with what the encoder attends to, every second frame.
         write_saliency_gif(flight, out_dir / f"{name}_saliency.gif", stride=2)
         if k == 0:
-            plot_core_traces(flight, out_dir / "neuron_traces.png",
-                             f"CfC-NCP neuron states, {world_kind} seed {seed} ({flight.outcome})")  # fmt: skip
-        results.append({"world": world_kind, "preset": preset, "seed": seed, "outcome": flight.outcome,
-                        "time": flight.time, "path_length": flight.path_length,
-                        "pictures": {k2: str(v.name) for k2, v in pictures.items()}})  # fmt: skip
+            plot_core_traces(
+                flight,
+                out_dir / "neuron_traces.png",
+                f"CfC-NCP neuron states, {world_kind} seed {seed} ({flight.outcome})",
+            )
+        results.append(
+            {
+                "world": world_kind,
+                "preset": preset,
+                "seed": seed,
+                "outcome": flight.outcome,
+                "time": flight.time,
+                "path_length": flight.path_length,
+                "pictures": {k2: str(v.name) for k2, v in pictures.items()},
+            }
+        )
     return results
 
 
@@ -163,18 +207,32 @@ def _benchmark(out_dir: Path, model: Path, episodes: int) -> tuple:
     return cells, report
 
 
-def _readme(model: Path, n_params: int, wiring: Any, ros: List[dict], local: List[dict], cells: List[dict],
-            report_path: Path, table: str, episodes: int) -> str:  # fmt: skip
+def _readme(
+    model: Path,
+    n_params: int,
+    wiring: Any,
+    ros: list[dict],
+    local: list[dict],
+    cells: list[dict],
+    report_path: Path,
+    table: str,
+    episodes: int,
+) -> str:
     ros_rows = "\n".join(
         f"| {f['world']} | {f['preset']} | {f['seed']} | {f['outcome']} | {f.get('time', float('nan')):.1f} | "
-        f"{g['outcome']} |" for f, g in zip(ros, local))  # fmt: skip
+        f"{g['outcome']} |"
+        for f, g in zip(ros, local)
+    )
     bench_rows = "\n".join(
         f"| {c['controller']} | {c['world']} | {c['episodes']} | {c['success_rate']:.0%} "
-        f"[{c['ci95'][0]:.0%}–{c['ci95'][1]:.0%}] |" for c in cells)  # fmt: skip
+        f"[{c['ci95'][0]:.0%}–{c['ci95'][1]:.0%}] |"
+        for c in cells
+    )
     pics = "\n\n".join(
         f"**{g['world']} {g['preset']} (seed {g['seed']}): {g['outcome']}**\n\n"
         f"![map]({g['pictures']['map']}) ![camera with saliency](cfc_ncp_{g['world']}_{g['preset']}_saliency.gif)"
-        for g in local)  # fmt: skip
+        for g in local
+    )
     return f"""# lnn_nav demo report
 
 The shipped CfC-NCP controller (`{model.name}`, {n_params} parameters, core

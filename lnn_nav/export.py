@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import warnings
 from pathlib import Path
-from typing import Dict, List, Tuple, Union
+from typing import Union
 
 import torch
 from torch import Tensor, nn
@@ -42,7 +42,7 @@ class PolicyStep(nn.Module):
         self.policy = policy.eval()
         self.state_size = int(state.shape[1])
 
-    def forward(self, image: Tensor, dt: Tensor, state_in: Tensor, *extras: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(self, image: Tensor, dt: Tensor, state_in: Tensor, *extras: Tensor) -> tuple[Tensor, Tensor]:
         policy = self.policy
         extras_iter = iter(extras)
         imu = next(extras_iter) if policy.config.use_imu else None
@@ -58,17 +58,20 @@ def _cpu_copy(policy: LiquidPolicy) -> LiquidPolicy:
     return copy.deepcopy(policy).cpu().float().eval()
 
 
-def input_names(policy: LiquidPolicy) -> List[str]:
+def input_names(policy: LiquidPolicy) -> list[str]:
     names = ["image", "dt", "state_in"]
     return names + ["imu"] * policy.config.use_imu + ["goal"] * policy.config.use_goal
 
 
-def example_inputs(policy: LiquidPolicy, batch: int = 1) -> Tuple[Tensor, ...]:
+def example_inputs(policy: LiquidPolicy, batch: int = 1) -> tuple[Tensor, ...]:
     """Inputs of the exported step: a mid-grey frame, Δt = 0.05 s, a zero state."""
     enc = policy.config.encoder
     step = PolicyStep(policy)
-    inputs = [torch.full((batch, enc.in_channels, enc.height, enc.width), 0.5),
-              torch.full((batch,), 0.05), torch.zeros(batch, step.state_size)]  # fmt: skip
+    inputs = [
+        torch.full((batch, enc.in_channels, enc.height, enc.width), 0.5),
+        torch.full((batch,), 0.05),
+        torch.zeros(batch, step.state_size),
+    ]
     if policy.config.use_imu:
         inputs.append(torch.zeros(batch, 6))
     if policy.config.use_goal:
@@ -82,17 +85,22 @@ def export_onnx(policy: LiquidPolicy, path: PathLike, opset: int = 17, dynamic_b
     path.parent.mkdir(parents=True, exist_ok=True)
     policy = _cpu_copy(policy)
     names = input_names(policy)
-    axes: Dict[str, Dict[int, str]] = {n: {0: "batch"} for n in [*names, "cmd", "state_out"]}
+    axes: dict[str, dict[int, str]] = {n: {0: "batch"} for n in [*names, "cmd", "state_out"]}
     with reference(), torch.no_grad(), warnings.catch_warnings():
         # The TorchScript-based exporter needs no extra package (the
         # torch.export-based one needs onnxscript); its deprecation and tracer
         # notes say nothing about this fixed-shape, loop-free step.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            PolicyStep(policy), example_inputs(policy), str(path), dynamo=False,
-            input_names=names, output_names=["cmd", "state_out"], opset_version=opset,
+            PolicyStep(policy),
+            example_inputs(policy),
+            str(path),
+            dynamo=False,
+            input_names=names,
+            output_names=["cmd", "state_out"],
+            opset_version=opset,
             dynamic_axes=axes if dynamic_batch else None,
-        )  # fmt: skip
+        )
     return path
 
 
@@ -128,6 +136,7 @@ def check_onnx(policy: LiquidPolicy, path: PathLike, steps: int = 5, seed: int =
         feed = {n: t.numpy() for n, t in zip(names, inputs)}
         feed["state_in"] = state_onnx.numpy() if isinstance(state_onnx, Tensor) else state_onnx
         cmd_onnx, state_onnx = session.run(["cmd", "state_out"], feed)
-        worst = max(worst, float(np.abs(cmd_onnx - cmd.numpy()).max()),
-                    float(np.abs(state_onnx - state_torch.numpy()).max()))  # fmt: skip
+        worst = max(
+            worst, float(np.abs(cmd_onnx - cmd.numpy()).max()), float(np.abs(state_onnx - state_torch.numpy()).max())
+        )
     return worst

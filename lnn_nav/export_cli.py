@@ -18,13 +18,21 @@ For a TensorRT engine on a Jetson, see docs/deploy.md."""
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="policy checkpoint (.safetensors)")
-    parser.add_argument("--out", required=True, metavar="PREFIX",
-                        help="output path without extension: writes PREFIX.onnx and/or PREFIX.pt")
-    parser.add_argument("--format", choices=("onnx", "torchscript", "both"), default="both",
-                        help="what to write (default: %(default)s)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="PREFIX",
+        help="output path without extension: writes PREFIX.onnx and/or PREFIX.pt",
+    )
+    parser.add_argument(
+        "--format", choices=("onnx", "torchscript", "both"), default="both", help="what to write (default: %(default)s)"
+    )
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default: %(default)s)")
-    parser.add_argument("--static-batch", action="store_true",
-                        help="fix the batch size at 1 (some TensorRT versions build faster engines)")
+    parser.add_argument(
+        "--static-batch",
+        action="store_true",
+        help="fix the batch size at 1 (some TensorRT versions build faster engines)",
+    )
     parser.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
 
 

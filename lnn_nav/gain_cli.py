@@ -28,8 +28,14 @@ kernels) applies the gain; training from the copy (--init) trains through it."""
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="policy checkpoint (.safetensors)")
-    parser.add_argument("--gain", type=float, nargs=4, required=True, metavar=("VX", "VY", "VZ", "YAW"),
-                        help="per-command gain, each > 0 (1 1 1 1: unchanged)")
+    parser.add_argument(
+        "--gain",
+        type=float,
+        nargs=4,
+        required=True,
+        metavar=("VX", "VY", "VZ", "YAW"),
+        help="per-command gain, each > 0 (1 1 1 1: unchanged)",
+    )
     parser.add_argument("--out", required=True, metavar="PATH", help="checkpoint to write (.safetensors)")
 
 
@@ -47,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         print(f"lnn-nav gain: error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {out} (output gain vx {args.gain[0]:g}, vy {args.gain[1]:g}, vz {args.gain[2]:g}, "
-          f"yaw rate {args.gain[3]:g})")
+    print(
+        f"wrote {out} (output gain vx {args.gain[0]:g}, vy {args.gain[1]:g}, vz {args.gain[2]:g}, "
+        f"yaw rate {args.gain[3]:g})"
+    )
     return 0

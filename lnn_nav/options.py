@@ -7,10 +7,10 @@ way, naming the option, instead of a bare ``json`` or ``TypeError`` message.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Optional
+from typing import Any
 
 
-def json_object(text: str, option: Optional[str] = None) -> Dict[str, Any]:
+def json_object(text: str, option: str | None = None) -> dict[str, Any]:
     """The JSON object in ``text``; ``ValueError`` (prefixed with ``option`` when given) for anything else."""
     prefix = f"{option}: " if option else ""
     try:

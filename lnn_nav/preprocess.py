@@ -7,7 +7,6 @@ paying for torch. :mod:`lnn_nav.models.inputs` builds policy tensors on top.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import cv2
 import numpy as np
@@ -16,7 +15,7 @@ import numpy as np
 SAME_CAMERA_DEG = 0.5
 
 
-def hfov_from_intrinsics(fx: float, width: int) -> Optional[float]:
+def hfov_from_intrinsics(fx: float, width: int) -> float | None:
     """Horizontal field of view (deg) of a pinhole camera, ``2 atan(width / 2 fx)``, from ``CameraInfo`` ``K``.
 
     None when it cannot be told: an uncalibrated driver publishes ``K`` all zeros.

@@ -12,6 +12,4 @@ import time
 # domain (1..101 is valid for the default port mapping on Linux) unless the
 # caller pinned one.
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ.setdefault(
-    "ROS_DOMAIN_ID", str(random.Random(os.getpid() ^ time.time_ns()).randint(1, 101))
-)
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid() ^ time.time_ns()).randint(1, 101)))

@@ -44,8 +44,12 @@ def test_calibration_worlds_are_neither_held_out_nor_empty() -> None:
 
 
 def test_the_grid_sharpens_lateral_velocity_and_yaw_rate_together() -> None:
-    assert gain_grid([1.0, 0.6], [1.0, 1.3]) == [(1.0, 1.0, 1.0, 1.0), (1.0, 1.3, 1.0, 1.3),
-                                                 (0.6, 1.0, 1.0, 1.0), (0.6, 1.3, 1.0, 1.3)]  # fmt: skip
+    assert gain_grid([1.0, 0.6], [1.0, 1.3]) == [
+        (1.0, 1.0, 1.0, 1.0),
+        (1.0, 1.3, 1.0, 1.3),
+        (0.6, 1.0, 1.0, 1.0),
+        (0.6, 1.3, 1.0, 1.3),
+    ]
     assert gain_grid([1.0, 1.0], [1.3, 1.3]) == [(1.0, 1.3, 1.0, 1.3)]
     for bad in ([0.0], [-1.0], [float("nan")]):
         with pytest.raises(ValueError, match="finite and > 0"):
@@ -68,8 +72,16 @@ def test_the_most_successes_win_and_a_tie_goes_to_the_smaller_change() -> None:
 
 def test_every_candidate_flies_the_same_calibration_worlds_with_its_gain(slow_flyer: Path) -> None:
     flights = []
-    candidates = calibrate(str(slow_flyer), [UNITY, (3.0, 1.0, 1.0, 1.0)], ["forest"], 2, envs=2, workers=1,
-                           max_episode_time=3.0, on_result=flights.append)  # fmt: skip
+    candidates = calibrate(
+        str(slow_flyer),
+        [UNITY, (3.0, 1.0, 1.0, 1.0)],
+        ["forest"],
+        2,
+        envs=2,
+        workers=1,
+        max_episode_time=3.0,
+        on_result=flights.append,
+    )
     assert len(flights) == 4
     plain, fast = candidates
     assert [f["seed"] for f in plain.flights] == [f["seed"] for f in fast.flights] == calibration_seeds(2)
@@ -84,9 +96,33 @@ def test_every_candidate_flies_the_same_calibration_worlds_with_its_gain(slow_fl
 
 def test_the_cli_writes_the_chosen_gain_with_its_table(slow_flyer: Path, tmp_path: Path) -> None:
     out = tmp_path / "calibrated.safetensors"
-    run = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "calibrate", str(slow_flyer), "--out", str(out),
-                          "--vx", "1", "--turn", "1", "1.5", "--world", "urban", "--episodes", "1", "--workers", "1",
-                          "--envs", "1"], capture_output=True, text=True, timeout=600)  # fmt: skip
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lnn_nav.cli",
+            "calibrate",
+            str(slow_flyer),
+            "--out",
+            str(out),
+            "--vx",
+            "1",
+            "--turn",
+            "1",
+            "1.5",
+            "--world",
+            "urban",
+            "--episodes",
+            "1",
+            "--workers",
+            "1",
+            "--envs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr
     table = json.loads(out.with_name("calibrated.calibration.json").read_text())
     assert [c["gain"] for c in table["candidates"]] == [[1, 1, 1, 1], [1, 1.5, 1, 1.5]]
@@ -102,8 +138,9 @@ def test_the_cli_writes_the_chosen_gain_with_its_table(slow_flyer: Path, tmp_pat
 
 def test_the_cli_refuses_bad_requests_before_flying(slow_flyer: Path, tmp_path: Path) -> None:
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "lnn_nav.cli", "calibrate", *args], capture_output=True,
-                              text=True, timeout=120)  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "lnn_nav.cli", "calibrate", *args], capture_output=True, text=True, timeout=120
+        )
 
     missing = cli(str(tmp_path / "nope.safetensors"), "--out", str(tmp_path / "x.safetensors"))
     assert missing.returncode == 2 and "not found" in missing.stderr

@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Dict
 
 import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+from small_policies import CORE_OPTIONS, H, W
 
-from lnn_nav.models.encoder import EncoderConfig
-from lnn_nav.models.errors import CheckpointError
-from lnn_nav.models.factory import CORE_KINDS
 from lnn_nav.models.checkpoint import (
     load_policy,
     load_state_into,
     read_checkpoint_info,
     save_policy,
 )
+from lnn_nav.models.encoder import EncoderConfig
+from lnn_nav.models.errors import CheckpointError
+from lnn_nav.models.factory import CORE_KINDS
 from lnn_nav.models.policy import GOAL_SIZE, IMU_SIZE, LiquidPolicy, PolicyConfig
-from small_policies import CORE_OPTIONS, H, W
 
 
 def make_config(kind: str = "cfc-ncp", **options) -> PolicyConfig:
@@ -34,7 +34,7 @@ def make_config(kind: str = "cfc-ncp", **options) -> PolicyConfig:
     )
 
 
-def rewrite(path: Path, edit: Callable[[Dict[str, torch.Tensor], Dict[str, str]], None]) -> None:
+def rewrite(path: Path, edit: Callable[[dict[str, torch.Tensor], dict[str, str]], None]) -> None:
     """Re-save a checkpoint after ``edit`` changed its tensors and/or header in place."""
     with safe_open(str(path), framework="pt") as handle:
         header = handle.metadata()
@@ -57,8 +57,7 @@ def test_round_trip_reproduces_the_outputs_exactly(kind: str, tmp_path: Path) ->
     extras = {"imu": torch.randn(2, 3, IMU_SIZE), "goal": torch.randn(2, 3, GOAL_SIZE)}
     timespans = torch.rand(2, 3)
     with torch.no_grad():
-        assert torch.equal(policy(images, timespans, **extras)[0],
-                           loaded(images, timespans, **extras)[0])  # fmt: skip
+        assert torch.equal(policy(images, timespans, **extras)[0], loaded(images, timespans, **extras)[0])
 
 
 def test_a_float64_checkpoint_loads_in_float64(tmp_path: Path) -> None:
@@ -70,8 +69,9 @@ def test_a_float64_checkpoint_loads_in_float64(tmp_path: Path) -> None:
 
 def test_user_metadata_and_config_are_stored(tmp_path: Path) -> None:
     config = make_config("gru")
-    path = save_policy(LiquidPolicy(config), tmp_path / "p.safetensors",
-                       metadata={"run": "forest-07", "git_commit": "abc123"})  # fmt: skip
+    path = save_policy(
+        LiquidPolicy(config), tmp_path / "p.safetensors", metadata={"run": "forest-07", "git_commit": "abc123"}
+    )
     stored, metadata = read_checkpoint_info(path)
     assert metadata == {"run": "forest-07", "git_commit": "abc123"}
     assert stored.core == "gru" and stored.core_options["units"] == 16
@@ -153,9 +153,7 @@ def test_config_with_a_different_core_size_names_tensor_and_shapes(tmp_path: Pat
         header["config"] = json.dumps(config)
 
     rewrite(path, grow)
-    with pytest.raises(
-        CheckpointError, match=r"has shape \[\d+, 16\] in the file, the model expects \[\d+, 32\]"
-    ):
+    with pytest.raises(CheckpointError, match=r"has shape \[\d+, 16\] in the file, the model expects \[\d+, 32\]"):
         load_policy(path)
 
 
@@ -169,8 +167,7 @@ def test_expected_config_mismatch_names_the_field(tmp_path: Path) -> None:
 
 
 def test_expected_config_mismatch_in_the_encoder_names_the_nested_field(saved: Path) -> None:
-    expected = PolicyConfig(encoder=EncoderConfig(height=96, width=W), core="cfc-ncp",
-                            use_imu=True, use_goal=True)  # fmt: skip
+    expected = PolicyConfig(encoder=EncoderConfig(height=96, width=W), core="cfc-ncp", use_imu=True, use_goal=True)
     with pytest.raises(
         CheckpointError,
         match="encoder.height=48 in the file, encoder.height=96 in the expected config",
@@ -179,9 +176,7 @@ def test_expected_config_mismatch_in_the_encoder_names_the_nested_field(saved: P
 
 
 def test_expected_config_with_another_core_kind_names_both(saved: Path) -> None:
-    with pytest.raises(
-        CheckpointError, match="holds a 'cfc-ncp' core but the expected config has 'lstm'"
-    ):
+    with pytest.raises(CheckpointError, match="holds a 'cfc-ncp' core but the expected config has 'lstm'"):
         load_policy(saved, expected=make_config("lstm"))
 
 
@@ -249,13 +244,16 @@ def test_output_gain_sharpens_inside_the_bounds_and_travels_with_the_checkpoint(
         assert torch.allclose(s, b[:, 0], atol=1e-6)
     with pytest.raises(ValueError, match="output_gain needs 4 positive"):
         with_output_gain(saved, tmp_path / "bad.safetensors", (1.0, -1.0, 1.0, 1.0))
-    same = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "gain", str(saved), "--gain", "1", "1", "1", "1",
-                           "--out", str(saved)], capture_output=True, text=True)  # fmt: skip
+    same = subprocess.run(
+        [sys.executable, "-m", "lnn_nav.cli", "gain", str(saved), "--gain", "1", "1", "1", "1", "--out", str(saved)],
+        capture_output=True,
+        text=True,
+    )
     assert same.returncode == 2 and "--out must differ" in same.stderr
 
 
 def test_checkpoints_from_before_the_output_gain_load_with_gain_one(saved: Path) -> None:
-    def drop_gain(_tensors: Dict[str, torch.Tensor], header: Dict[str, str]) -> None:
+    def drop_gain(_tensors: dict[str, torch.Tensor], header: dict[str, str]) -> None:
         config = json.loads(header["config"])
         del config["output_gain"]
         header["config"] = json.dumps(config)

@@ -61,8 +61,13 @@ def header(stamp_ns: int, frame: str) -> object:
 def image(stamp_ns: int, seed: int, size: int = 8) -> object:
     rng = np.random.default_rng(seed)
     return Image(
-        header=header(stamp_ns, "camera"), height=size, width=size, encoding="rgb8",
-        is_bigendian=0, step=size * 3, data=rng.integers(0, 256, size * size * 3, dtype=np.uint8),
+        header=header(stamp_ns, "camera"),
+        height=size,
+        width=size,
+        encoding="rgb8",
+        is_bigendian=0,
+        step=size * 3,
+        data=rng.integers(0, 256, size * size * 3, dtype=np.uint8),
     )
 
 
@@ -101,9 +106,7 @@ def assert_msg_equal(a: object, b: object) -> None:
 
 
 def test_mcap_and_sqlite3_talker_hold_the_same_recording(tmp_path: Path) -> None:
-    with open_bag(sample(tmp_path, "mcap_talker")) as mcap, open_bag(
-        sample(tmp_path, "sqlite3_talker")
-    ) as sqlite:
+    with open_bag(sample(tmp_path, "mcap_talker")) as mcap, open_bag(sample(tmp_path, "sqlite3_talker")) as sqlite:
         assert mcap.storage == "mcap" and sqlite.storage == "sqlite3"
         assert mcap.topics() == sqlite.topics()
         assert mcap.topics()["/topic"] == ("std_msgs/msg/String", 10)
@@ -324,9 +327,16 @@ def write_imu_and_images(bag: BagWriter, n: int, period_ns: int = 100_000_000) -
 
 @pytest.mark.parametrize(
     ("storage", "compression"),
-    [("mcap", "none"), ("mcap", "chunk"), ("mcap", "message"), ("mcap", "file"),
-     ("sqlite3", "none"), ("sqlite3", "message"), ("sqlite3", "file")],
-)  # fmt: skip
+    [
+        ("mcap", "none"),
+        ("mcap", "chunk"),
+        ("mcap", "message"),
+        ("mcap", "file"),
+        ("sqlite3", "none"),
+        ("sqlite3", "message"),
+        ("sqlite3", "file"),
+    ],
+)
 def test_split_by_duration_gives_one_file_per_period_all_read_back(
     tmp_path: Path, storage: str, compression: str
 ) -> None:
@@ -335,9 +345,7 @@ def test_split_by_duration_gives_one_file_per_period_all_read_back(
         written = write_imu_and_images(bag, 35)  # 3.5 s at 10 Hz
         assert bag.counts == {"/camera/image_raw": 35, "/imu": 35}
     ext = {"mcap": ".mcap", "sqlite3": ".db3"}[storage] + (".zstd" if compression == "file" else "")
-    assert sorted(p.name for p in path.iterdir()) == sorted(
-        [f"split_{i}{ext}" for i in range(4)] + ["metadata.yaml"]
-    )
+    assert sorted(p.name for p in path.iterdir()) == sorted([f"split_{i}{ext}" for i in range(4)] + ["metadata.yaml"])
     with open_bag(path) as bag:
         assert bag.notes == [] and bag.message_count == 70
         read = list(bag.messages())
@@ -392,8 +400,11 @@ def test_a_bag_written_in_a_temporary_folder_names_its_files_for_where_it_ends_u
     with BagWriter(tmp, name="flight_7", max_bytes=200 if split else 0) as bag:
         bag.add_topic("/cmd_vel", "geometry_msgs/msg/Twist")
         for k in range(6):
-            bag.write("/cmd_vel", 1_000 + k, Twist(linear=Vector3(x=float(k), y=0.0, z=0.0),
-                                                  angular=Vector3(x=0.0, y=0.0, z=0.0)))
+            bag.write(
+                "/cmd_vel",
+                1_000 + k,
+                Twist(linear=Vector3(x=float(k), y=0.0, z=0.0), angular=Vector3(x=0.0, y=0.0, z=0.0)),
+            )
     final = tmp.rename(tmp_path / "flight_7")
     names = [p.name for p in sorted(final.glob("*.mcap"))]
     if split:
@@ -421,4 +432,3 @@ def test_a_bag_collected_the_old_way_keeps_its_partial_file_name_and_stays_reada
 def test_a_bag_file_name_must_be_a_plain_name(tmp_path: Path, name: str) -> None:
     with pytest.raises(ValueError, match="plain file name"):
         BagWriter(tmp_path / "bag", name=name)
-

@@ -28,8 +28,16 @@ NS = 1_000_000_000
 @pytest.fixture(scope="module")
 def demos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
     out = tmp_path_factory.mktemp("demos")
-    job = FlightJob(kind="forest", seeds=[100_000, 100_001], out_dir=str(out), envs=2, noise=0.5,
-                    world_overrides=SMALL_FOREST, camera_width=64, camera_height=48)  # fmt: skip
+    job = FlightJob(
+        kind="forest",
+        seeds=[100_000, 100_001],
+        out_dir=str(out),
+        envs=2,
+        noise=0.5,
+        world_overrides=SMALL_FOREST,
+        camera_width=64,
+        camera_height=48,
+    )
     results = fly_episodes(job, workers=1)
     return out, results
 
@@ -74,14 +82,15 @@ def test_collected_episode_bags_have_the_topics_a_drone_records(demos: tuple[Pat
             assert (info.width, info.height, info.header.frame_id) == (64, 48, first.header.frame_id)
             assert list(info.k) == pytest.approx([32.0, 0.0, 31.5, 0.0, 32.0, 23.5, 0.0, 0.0, 1.0])
             # The command answers the frame: same header stamp.
-            cmd_stamps = [x.message.header.stamp.nanosec + NS * x.message.header.stamp.sec
-                          for x in bag.messages([m.TOPIC_CMD])]  # fmt: skip
-            img_stamps = [x.message.header.stamp.nanosec + NS * x.message.header.stamp.sec
-                          for x in bag.messages([m.TOPIC_IMAGE])]  # fmt: skip
+            cmd_stamps = [
+                x.message.header.stamp.nanosec + NS * x.message.header.stamp.sec for x in bag.messages([m.TOPIC_CMD])
+            ]
+            img_stamps = [
+                x.message.header.stamp.nanosec + NS * x.message.header.stamp.sec for x in bag.messages([m.TOPIC_IMAGE])
+            ]
             assert cmd_stamps == img_stamps
             # The recorded label is the demonstrating expert's, at its cruise speed (not the flown noisy command).
-            speeds = [np.hypot(x.message.twist.linear.x, x.message.twist.linear.y)
-                      for x in bag.messages([m.TOPIC_CMD])]  # fmt: skip
+            speeds = [np.hypot(x.message.twist.linear.x, x.message.twist.linear.y) for x in bag.messages([m.TOPIC_CMD])]
             # (the per-axis slew limit can overshoot the speed by a hair while turning)
             assert 0.8 * DEMO_EXPERT["cruise_speed"] < max(speeds) <= 1.02 * DEMO_EXPERT["cruise_speed"]
 
@@ -97,25 +106,43 @@ def test_fast_cdr_readers_match_rosbags(demos: tuple[Path, list]) -> None:
             if raw.topic == m.TOPIC_IMAGE:
                 fast = read_image(raw.rawdata)
                 assert (fast.stamp_ns, fast.height, fast.width, fast.encoding, fast.step) == (
-                    stamp, msg.height, msg.width, msg.encoding, msg.step)
+                    stamp,
+                    msg.height,
+                    msg.width,
+                    msg.encoding,
+                    msg.step,
+                )
                 assert bytes(fast.data) == msg.data.tobytes()
                 continue
             fast = read_stamped(raw.rawdata, raw.msgtype)
             assert fast.stamp_ns == stamp and fast.frame_id == msg.header.frame_id
             if raw.topic == m.TOPIC_IMU:
-                assert np.allclose(fast.values[25:28], [msg.linear_acceleration.x, msg.linear_acceleration.y,
-                                                        msg.linear_acceleration.z])  # fmt: skip
-                assert np.allclose(fast.values[13:16], [msg.angular_velocity.x, msg.angular_velocity.y,
-                                                        msg.angular_velocity.z])  # fmt: skip
+                assert np.allclose(
+                    fast.values[25:28],
+                    [msg.linear_acceleration.x, msg.linear_acceleration.y, msg.linear_acceleration.z],
+                )
+                assert np.allclose(
+                    fast.values[13:16], [msg.angular_velocity.x, msg.angular_velocity.y, msg.angular_velocity.z]
+                )
             elif raw.topic == m.TOPIC_ODOM:
                 p, o = msg.pose.pose.position, msg.pose.pose.orientation
                 assert np.allclose(fast.values[:7], [p.x, p.y, p.z, o.x, o.y, o.z, o.w])
-                assert np.allclose(fast.values[43:49], [msg.twist.twist.linear.x, msg.twist.twist.linear.y,
-                                                        msg.twist.twist.linear.z, msg.twist.twist.angular.x,
-                                                        msg.twist.twist.angular.y, msg.twist.twist.angular.z])  # fmt: skip
+                assert np.allclose(
+                    fast.values[43:49],
+                    [
+                        msg.twist.twist.linear.x,
+                        msg.twist.twist.linear.y,
+                        msg.twist.twist.linear.z,
+                        msg.twist.twist.angular.x,
+                        msg.twist.twist.angular.y,
+                        msg.twist.twist.angular.z,
+                    ],
+                )
             elif raw.topic == m.TOPIC_CMD:
                 t = msg.twist
-                assert np.allclose(fast.values, [t.linear.x, t.linear.y, t.linear.z, t.angular.x, t.angular.y, t.angular.z])
+                assert np.allclose(
+                    fast.values, [t.linear.x, t.linear.y, t.linear.z, t.angular.x, t.angular.y, t.angular.z]
+                )
             checked += 1
         assert checked > 10
     # Big-endian or foreign layouts are declined (the caller falls back to rosbags).
@@ -145,8 +172,14 @@ def test_dataset_from_demonstrations(demos: tuple[Path, list], tmp_path: Path) -
         build_dataset(find_bags([out]), tmp_path / "ds", DatasetConfig())
 
 
-def _write_bag(path: Path, frames: list[int], commands: list[tuple[int, float]], stamped: bool = True,
-               storage: str = "mcap", intrinsics: tuple | None = None) -> None:  # fmt: skip
+def _write_bag(
+    path: Path,
+    frames: list[int],
+    commands: list[tuple[int, float]],
+    stamped: bool = True,
+    storage: str = "mcap",
+    intrinsics: tuple | None = None,
+) -> None:
     """Frames at ``frames`` (ns stamps); commands ``(stamp, vx)``; Twist (unstamped) uses stamp as receive time.
 
     ``intrinsics`` (fx, fy, cx, cy): a CameraInfo beside each frame.
@@ -176,8 +209,9 @@ def test_as_of_join_takes_latest_command_never_a_future_one(tmp_path: Path) -> N
     # frame must take the *previous* frame's command. The first frame has none: dropped.
     commands = [(t + 20_000_000, float(k)) for k, t in enumerate(frames)]
     _write_bag(tmp_path / "b", frames, commands)
-    meta = build_dataset([tmp_path / "b"], tmp_path / "ds",
-                         DatasetConfig(height=12, width=16, max_age=0.15, min_sequence=2))  # fmt: skip
+    meta = build_dataset(
+        [tmp_path / "b"], tmp_path / "ds", DatasetConfig(height=12, width=16, max_age=0.15, min_sequence=2)
+    )
     ds = SequenceDataset(tmp_path / "ds")
     assert len(ds) == 11
     assert ds.command[:, 0].tolist() == [float(k) for k in range(11)]
@@ -189,7 +223,9 @@ def test_as_of_join_drops_frames_without_a_fresh_command_and_splits_on_gaps(tmp_
     frames = [NS + k * 100_000_000 for k in range(10)] + [NS + 3 * NS + k * 100_000_000 for k in range(10)]
     commands = [(t, 1.0) for t in frames[:10]] + [(frames[10] - 500_000_000, 2.0)] + [(t, 3.0) for t in frames[12:]]
     _write_bag(tmp_path / "b", frames, commands, stamped=False, storage="sqlite3")
-    meta = build_dataset([tmp_path / "b"], tmp_path / "ds", DatasetConfig(height=12, width=16, max_age=0.1, min_sequence=2))
+    meta = build_dataset(
+        [tmp_path / "b"], tmp_path / "ds", DatasetConfig(height=12, width=16, max_age=0.1, min_sequence=2)
+    )
     ds = SequenceDataset(tmp_path / "ds")
     # frames 10 and 11 only have the stale 2.0 command (0.5 s and 0.6 s old): dropped.
     assert meta["stats"][0]["dropped"] == {"no command within max_age": 2}
@@ -212,8 +248,12 @@ def test_dataset_refuses_bags_without_camera_or_command(tmp_path: Path) -> None:
     # --skip-bad: unusable bags are listed, the rest is converted.
     frames = [NS + k * 100_000_000 for k in range(10)]
     _write_bag(tmp_path / "good", frames, [(t, 1.0) for t in frames])
-    meta = build_dataset([SAMPLES / "mcap_talker", tmp_path / "good"], tmp_path / "d",
-                         DatasetConfig(height=12, width=16, min_sequence=2), skip_bad=True)  # fmt: skip
+    meta = build_dataset(
+        [SAMPLES / "mcap_talker", tmp_path / "good"],
+        tmp_path / "d",
+        DatasetConfig(height=12, width=16, min_sequence=2),
+        skip_bad=True,
+    )
     assert meta["frames"] == 10 and str(SAMPLES / "mcap_talker") in meta["skipped"]
 
 
@@ -229,7 +269,7 @@ def test_dataset_reader_detects_a_truncated_copy(tmp_path: Path) -> None:
         SequenceDataset(tmp_path)
 
 
-def _tiny_episode(seed: int, frames: int) -> "_Episode":
+def _tiny_episode(seed: int, frames: int) -> _Episode:
     from lnn_nav.data.flights import _Episode
 
     ep = _Episode(seed, json.dumps({"seed": seed}), np.array([10.0, 0.0, 2.0]))
@@ -282,48 +322,153 @@ def test_collect_builds_the_expert_from_the_worlds_demonstrator_then_the_options
         return expert_from_args(parser.parse_args(["--out", "unused", *argv]))
 
     assert expert("--world", "urban") == demo_expert("urban")
-    tuned = expert("--world", "urban", "--expert-speed", "1.5", "--expert-options", '{"yaw_lookahead": 6, "lookahead": 4}')
+    tuned = expert(
+        "--world", "urban", "--expert-speed", "1.5", "--expert-options", '{"yaw_lookahead": 6, "lookahead": 4}'
+    )
     assert tuned == {**demo_expert("urban"), "cruise_speed": 1.5, "yaw_lookahead": 6, "lookahead": 4}
     # The JSON is applied last: it wins over the dedicated options.
-    assert expert("--world", "forest", "--expert-margin", "1.0", "--expert-options", '{"inflate": 0.9}')["inflate"] == 0.9
-    for bad, message in (('{"lookahead": -1}', "lookahead"), ('{"no_such_field": 1}', "no_such_field"),
-                         ("[4.5]", "JSON object"), ("{lookahead: 4}", "--expert-options")):  # fmt: skip
+    assert (
+        expert("--world", "forest", "--expert-margin", "1.0", "--expert-options", '{"inflate": 0.9}')["inflate"] == 0.9
+    )
+    for bad, message in (
+        ('{"lookahead": -1}', "lookahead"),
+        ('{"no_such_field": 1}', "no_such_field"),
+        ("[4.5]", "JSON object"),
+        ("{lookahead: 4}", "--expert-options"),
+    ):
         with pytest.raises(ValueError, match="--expert-options") as err:
             expert("--world", "forest", "--expert-options", bad)
         assert message in str(err.value)
 
 
 def test_cli_collect_and_dataset(tmp_path: Path) -> None:
-    refused = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "collect", "--world", "forest", "--first-seed",
-                              "1000", "--episodes", "1", "--out", str(tmp_path / "x")],
-                             capture_output=True, text=True)  # fmt: skip
+    refused = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lnn_nav.cli",
+            "collect",
+            "--world",
+            "forest",
+            "--first-seed",
+            "1000",
+            "--episodes",
+            "1",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert refused.returncode == 2 and "held-out evaluation seeds" in refused.stderr
-    too_fast = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "collect", "--world", "forest", "--episodes",
-                               "1", "--expert-speed", "9", "--out", str(tmp_path / "x")],
-                              capture_output=True, text=True)  # fmt: skip
+    too_fast = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lnn_nav.cli",
+            "collect",
+            "--world",
+            "forest",
+            "--episodes",
+            "1",
+            "--expert-speed",
+            "9",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert too_fast.returncode == 2 and "--expert-speed" in too_fast.stderr and "max_speed" in too_fast.stderr
-    negative = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "collect", "--world", "forest", "--episodes",
-                               "1", "--expert-margin", "-1", "--out", str(tmp_path / "x")],
-                              capture_output=True, text=True)  # fmt: skip
+    negative = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lnn_nav.cli",
+            "collect",
+            "--world",
+            "forest",
+            "--episodes",
+            "1",
+            "--expert-margin",
+            "-1",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert negative.returncode == 2 and "--expert-margin" in negative.stderr and "inflate" in negative.stderr
-    flat = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "collect", "--world", "urban", "--episodes",
-                           "1", "--expert-clearance", "8", "0", "--out", str(tmp_path / "x")],
-                          capture_output=True, text=True)  # fmt: skip
+    flat = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lnn_nav.cli",
+            "collect",
+            "--world",
+            "urban",
+            "--episodes",
+            "1",
+            "--expert-clearance",
+            "8",
+            "0",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert flat.returncode == 2 and "--expert-clearance" in flat.stderr and "clearance_scale" in flat.stderr
-    unknown = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "collect", "--world", "urban", "--episodes", "1",
-                              "--expert-options", '{"look_ahead": 6}', "--out", str(tmp_path / "x")],
-                             capture_output=True, text=True)  # fmt: skip
+    unknown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lnn_nav.cli",
+            "collect",
+            "--world",
+            "urban",
+            "--episodes",
+            "1",
+            "--expert-options",
+            '{"look_ahead": 6}',
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert unknown.returncode == 2 and "--expert-options" in unknown.stderr and "look_ahead" in unknown.stderr
-    wide = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "collect", "--world", "forest", "--episodes",
-                           "1", "--camera-hfov", "180", "--out", str(tmp_path / "x")],
-                          capture_output=True, text=True)  # fmt: skip
+    wide = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lnn_nav.cli",
+            "collect",
+            "--world",
+            "forest",
+            "--episodes",
+            "1",
+            "--camera-hfov",
+            "180",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert wide.returncode == 2 and "--camera-hfov" in wide.stderr
     assert not (tmp_path / "x").exists()  # refused before anything is written
-    missing = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "dataset", str(tmp_path / "nope"), "--out",
-                              str(tmp_path / "ds")], capture_output=True, text=True)  # fmt: skip
+    missing = subprocess.run(
+        [sys.executable, "-m", "lnn_nav.cli", "dataset", str(tmp_path / "nope"), "--out", str(tmp_path / "ds")],
+        capture_output=True,
+        text=True,
+    )
     assert missing.returncode == 2 and "no such bag" in missing.stderr
-    talker = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "dataset", str(SAMPLES / "mcap_talker"), "--out",
-                             str(tmp_path / "ds")], capture_output=True, text=True)  # fmt: skip
+    talker = subprocess.run(
+        [sys.executable, "-m", "lnn_nav.cli", "dataset", str(SAMPLES / "mcap_talker"), "--out", str(tmp_path / "ds")],
+        capture_output=True,
+        text=True,
+    )
     assert talker.returncode == 2 and "std_msgs/msg/String" in talker.stderr
 
 
@@ -350,12 +495,14 @@ def _cut(file: Path, size: int) -> None:
 
 
 def _dataset_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lnn_nav.cli", "dataset", *args], capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "lnn_nav.cli", "dataset", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_dataset_reads_an_mcap_cut_short_up_to_its_last_complete_chunk_and_says_what_was_lost(
-        tmp_path: Path) -> None:  # fmt: skip
+    tmp_path: Path,
+) -> None:
     """A copy interrupted or a disk filled: metadata.yaml intact, the MCAP file cut inside its third chunk."""
     bag = tmp_path / "cut"
     sizes = _write_chunked_bag(bag)
@@ -390,7 +537,7 @@ def yaml_listed_files(bag: Path) -> list:
 
 
 def test_closed_loop_evaluation_of_the_expert_reports_outcomes_tracks_and_clearance() -> None:
-    from lnn_nav.eval.closed_loop import evaluate, eval_seeds, wilson_interval
+    from lnn_nav.eval.closed_loop import eval_seeds, evaluate, wilson_interval
 
     cell = evaluate(None, "forest", eval_seeds(2), envs=2, workers=1)
     s = cell.summary()
@@ -418,14 +565,20 @@ def test_a_topics_messages_parse_as_one_array_exactly_as_one_by_one():
     from lnn_nav.data.cdr import read_stamped, read_stamped_many
     from lnn_nav.nodes.conversions import command_to_twist_stamped, odometry_msg, seconds_to_stamp
 
-    odoms = [serialize_message(odometry_msg([i, 2.0 * i, 1.5], [1, 0, 0, 0], [0.1 * i, 0, 0], [0, 0, 0.2],
-                                            seconds_to_stamp(10 + i / 15))) for i in range(6)]  # fmt: skip
+    odoms = [
+        serialize_message(
+            odometry_msg([i, 2.0 * i, 1.5], [1, 0, 0, 0], [0.1 * i, 0, 0], [0, 0, 0.2], seconds_to_stamp(10 + i / 15))
+        )
+        for i in range(6)
+    ]
     stamps, frame_id, values = read_stamped_many(odoms, "nav_msgs/msg/Odometry")
     for raw, stamp, row in zip(odoms, stamps, values):
         one = read_stamped(raw, "nav_msgs/msg/Odometry")
         assert (one.stamp_ns, one.frame_id) == (stamp, frame_id) and np.array_equal(one.values, row)
-    twists = [serialize_message(command_to_twist_stamped([1, 0, 0, 0.5], seconds_to_stamp(1), frame))
-              for frame in ("base_link", "base_link", "body", "base_lank")]  # fmt: skip
+    twists = [
+        serialize_message(command_to_twist_stamped([1, 0, 0, 0.5], seconds_to_stamp(1), frame))
+        for frame in ("base_link", "base_link", "body", "base_lank")
+    ]
     assert read_stamped_many(twists[:3], "geometry_msgs/msg/TwistStamped") is None  # another length
     assert read_stamped_many(twists[:2] + twists[3:], "geometry_msgs/msg/TwistStamped") is None  # same length
     assert read_stamped_many(twists[:2], "geometry_msgs/msg/TwistStamped")[1] == "base_link"
@@ -472,8 +625,11 @@ def test_flight_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None
         alive = workers
         while alive and time.monotonic() < deadline:
             time.sleep(0.5)
-            alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()
-                     and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]  # fmt: skip
+            alive = [
+                pid
+                for pid in workers
+                if Path(f"/proc/{pid}").exists() and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            ]
         assert not alive, f"workers {alive} kept flying after their parent was killed"
     finally:
         if parent.poll() is None:
@@ -491,9 +647,19 @@ def test_camera_field_of_view_reaches_the_recorded_frames(tmp_path: Path) -> Non
     first = {}
     for hfov in (90.0, 120.0):
         out = tmp_path / f"h{hfov:.0f}"
-        job = FlightJob(kind="forest", seeds=[100_000], out_dir=str(out), envs=1, noise=0.0,
-                        world_overrides=SMALL_FOREST, camera_width=32, camera_height=24, camera_hfov=hfov,
-                        max_episode_time=1.0, keep_failures=True)  # fmt: skip
+        job = FlightJob(
+            kind="forest",
+            seeds=[100_000],
+            out_dir=str(out),
+            envs=1,
+            noise=0.0,
+            world_overrides=SMALL_FOREST,
+            camera_width=32,
+            camera_height=24,
+            camera_hfov=hfov,
+            max_episode_time=1.0,
+            keep_failures=True,
+        )
         (result,) = fly_episodes(job, workers=1)
         assert result["bag"], result
         with open_bag(out / result["bag"]) as bag:
@@ -514,8 +680,11 @@ def test_camera_field_of_view_reaches_the_recorded_frames(tmp_path: Path) -> Non
 def test_dataset_camera_is_unknown_without_camera_info_or_with_an_uncalibrated_one(tmp_path: Path) -> None:
     frames = [NS + k * 100_000_000 for k in range(10)]
     cfg = DatasetConfig(height=12, width=16, min_sequence=2)
-    for name, intrinsics, expected in (("none", None, None), ("zeros", (0.0, 0.0, 0.0, 0.0), None),
-                                       ("wide", (8.0, 8.0, 7.5, 5.5), 90.0)):  # fmt: skip
+    for name, intrinsics, expected in (
+        ("none", None, None),
+        ("zeros", (0.0, 0.0, 0.0, 0.0), None),
+        ("wide", (8.0, 8.0, 7.5, 5.5), 90.0),
+    ):
         _write_bag(tmp_path / name, frames, [(t, 1.0) for t in frames], intrinsics=intrinsics)
         meta = build_dataset([tmp_path / name], tmp_path / f"ds_{name}", cfg)
         assert meta["camera_hfov_deg"] == (pytest.approx(expected) if expected else None), name
@@ -523,18 +692,52 @@ def test_dataset_camera_is_unknown_without_camera_info_or_with_an_uncalibrated_o
     meta = build_dataset([tmp_path / "none", tmp_path / "wide"], tmp_path / "ds_both", cfg)
     assert meta["camera_hfov_deg"] == pytest.approx(90.0)
     # The command line says which camera it found, from the topic it is told.
-    for topic, says in (("/camera/camera_info", "camera: 90.0 deg horizontal field of view"),
-                        ("/other/camera_info", "camera: field of view unknown")):  # fmt: skip
+    for topic, says in (
+        ("/camera/camera_info", "camera: 90.0 deg horizontal field of view"),
+        ("/other/camera_info", "camera: field of view unknown"),
+    ):
         out = tmp_path / f"cli{len(says)}"
-        run = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "dataset", str(tmp_path / "wide"), "--out", str(out),
-                              "--size", "16", "12", "--camera-info-topic", topic], capture_output=True, text=True)  # fmt: skip
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "lnn_nav.cli",
+                "dataset",
+                str(tmp_path / "wide"),
+                "--out",
+                str(out),
+                "--size",
+                "16",
+                "12",
+                "--camera-info-topic",
+                topic,
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert run.returncode == 0 and says in run.stdout, run.stdout + run.stderr
 
 
 def test_cli_eval_refuses_an_impossible_field_of_view(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
-    result = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "eval", "--model", "expert", "--episodes", "1",
-                             "--camera-hfov", "0", "--out", str(out)], capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lnn_nav.cli",
+            "eval",
+            "--model",
+            "expert",
+            "--episodes",
+            "1",
+            "--camera-hfov",
+            "0",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "--camera-hfov" in result.stderr
     assert not out.exists()
 
@@ -542,14 +745,51 @@ def test_cli_eval_refuses_an_impossible_field_of_view(tmp_path: Path) -> None:
 def test_cli_eval_seed_offset_flies_later_held_out_seeds_and_refuses_bad_ones(tmp_path: Path) -> None:
     for offset, says in (("-1", "seed offset must be >= 0"), ("999", "only 1000 evaluation seeds exist")):
         out = tmp_path / f"bad{offset}.json"
-        result = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "eval", "--model", "expert", "--episodes", "2",
-                                 "--seed-offset", offset, "--out", str(out)], capture_output=True, text=True)  # fmt: skip
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "lnn_nav.cli",
+                "eval",
+                "--model",
+                "expert",
+                "--episodes",
+                "2",
+                "--seed-offset",
+                offset,
+                "--out",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode == 2 and says in result.stderr, result.stderr
         assert not out.exists()
     out = tmp_path / "r.json"
-    result = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "eval", "--model", "expert", "--world", "forest",
-                             "--episodes", "1", "--seed-offset", "100", "--workers", "1", "--envs", "1",
-                             "--out", str(out)], capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lnn_nav.cli",
+            "eval",
+            "--model",
+            "expert",
+            "--world",
+            "forest",
+            "--episodes",
+            "1",
+            "--seed-offset",
+            "100",
+            "--workers",
+            "1",
+            "--envs",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     (cell,) = json.loads(out.read_text())["cells"]
     assert [e["seed"] for e in cell["episodes_detail"]] == [1100]

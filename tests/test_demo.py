@@ -50,13 +50,22 @@ def test_demo_flies_the_shipped_controller_and_writes_a_report(tmp_path, capsys)
     # The graph flight and the in-process one are the same episode, step for step: same outcome and time.
     assert (local["outcome"], round(local["time"], 3)) == (ros["outcome"], round(ros["time"], 3))
     cells = summary["benchmark"]
-    assert {(c["controller"], c["world"]) for c in cells} >= {("cfc-ncp", "forest"), ("cfc-ncp", "urban"),
-                                                              ("expert", "forest"), ("expert", "urban")}
+    assert {(c["controller"], c["world"]) for c in cells} >= {
+        ("cfc-ncp", "forest"),
+        ("cfc-ncp", "urban"),
+        ("expert", "forest"),
+        ("expert", "urban"),
+    }
     assert all(c["episodes"] == 2 for c in cells)
     readme = (tmp_path / "README.md").read_text()
     assert "Through the ROS 2 graph" in readme and "cfc_ncp.safetensors" in readme
-    for name in ("wiring.png", "neuron_traces.png", "cfc_ncp_forest_in_distribution_map.png",
-                 "cfc_ncp_forest_in_distribution_saliency.gif", "benchmark/report.md"):
+    for name in (
+        "wiring.png",
+        "neuron_traces.png",
+        "cfc_ncp_forest_in_distribution_map.png",
+        "cfc_ncp_forest_in_distribution_saliency.gif",
+        "benchmark/report.md",
+    ):
         assert (tmp_path / name).stat().st_size > 0, name
     out = capsys.readouterr().out
     assert "[6/6]" in out

@@ -21,8 +21,9 @@ def test_device_script_parses(script: str) -> None:
 def test_device_train_check_needs_a_dataset(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DATA"}
     env["OUT"] = str(tmp_path / "out")
-    result = subprocess.run(["bash", str(ROOT / "benchmarks/device_train_check.sh")], capture_output=True,
-                            text=True, env=env, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        ["bash", str(ROOT / "benchmarks/device_train_check.sh")], capture_output=True, text=True, env=env, timeout=60
+    )
     assert result.returncode != 0
     assert "DATA=<dataset folder>" in result.stderr
     assert not (tmp_path / "out").exists()  # refused before anything was written

@@ -41,9 +41,7 @@ def test_uint8_frames_are_scaled_to_unit_range() -> None:
 
 
 def test_wrong_image_size_names_the_expected_shape() -> None:
-    with pytest.raises(
-        ValueError, match=r"expected images \[B, 3, 48, 64\].*got \[1, 3, 96, 128\]"
-    ):
+    with pytest.raises(ValueError, match=r"expected images \[B, 3, 48, 64\].*got \[1, 3, 96, 128\]"):
         ConvEncoder(SMALL)(torch.rand(1, 3, 96, 128))
 
 

@@ -46,8 +46,9 @@ def test_the_camera_flight_is_the_benchmarks_episode_of_that_seed(straight_flyer
 
 
 def test_saliency_gif_shows_frame_and_saliency_side_by_side_at_the_policy_input_size(flight, tmp_path):
-    path = write_saliency_gif(flight, tmp_path / "cam.gif", stride=3, side_by_side=True, scale=1, input_size=True,
-                              colors=64)  # fmt: skip
+    path = write_saliency_gif(
+        flight, tmp_path / "cam.gif", stride=3, side_by_side=True, scale=1, input_size=True, colors=64
+    )
     gif = Image.open(path)
     assert gif.size == (2 * W + 2, H)
     assert gif.n_frames == math.ceil(len(flight.frames) / 3)
@@ -61,10 +62,25 @@ def test_saliency_gif_shows_frame_and_saliency_side_by_side_at_the_policy_input_
 
 def test_report_camera_flies_each_checkpoint_on_the_results_worlds(straight_flyer, tmp_path, capsys):
     # Over the evaluation's 60 s limit the straight flyer hits a tree on this seed.
-    episode = {"kind": "forest", "seed": SEED, "outcome": "collision", "frames": 1, "time": 1.0,
-               "path_length": 1.0, "bag": None}  # fmt: skip
-    cell = {"controller": "cfc_ncp", "world": "forest", "preset": "in_distribution", "episodes": 1,
-            "success_rate": 0.0, "ci95": [0, 1], "outcomes": {}, "episodes_detail": [episode]}  # fmt: skip
+    episode = {
+        "kind": "forest",
+        "seed": SEED,
+        "outcome": "collision",
+        "frames": 1,
+        "time": 1.0,
+        "path_length": 1.0,
+        "bag": None,
+    }
+    cell = {
+        "controller": "cfc_ncp",
+        "world": "forest",
+        "preset": "in_distribution",
+        "episodes": 1,
+        "success_rate": 0.0,
+        "ci95": [0, 1],
+        "outcomes": {},
+        "episodes_detail": [episode],
+    }
     results = tmp_path / "results.json"
     results.write_text(json.dumps({"seeds": [SEED, SEED], "cells": [cell]}))
     parser = argparse.ArgumentParser()

@@ -33,17 +33,41 @@ SEEDS = list(range(1000, 1000 + N))
 # gru skips forest fog. Liquid cores lose 1-4 episodes out of distribution,
 # the baselines 7-9.
 LIQUID_ROBUST = {
-    "cfc_ncp": {("forest", "in_distribution"): 20, ("forest", "fall"): 18, ("forest", "fog"): 16,
-                ("urban", "in_distribution"): 19, ("urban", "fog"): 17},
-    "ltc": {("forest", "in_distribution"): 19, ("forest", "fall"): 18, ("forest", "fog"): 17,
-            ("urban", "in_distribution"): 18, ("urban", "fog"): 18},
-    "lstm": {("forest", "in_distribution"): 19, ("forest", "fall"): 12, ("forest", "fog"): 10,
-             ("urban", "in_distribution"): 19, ("urban", "fog"): 11},
-    "gru": {("forest", "in_distribution"): 18, ("forest", "fall"): 11,
-            ("urban", "in_distribution"): 18, ("urban", "fog"): 10},
-    "expert": {("forest", "in_distribution"): 20, ("forest", "fall"): 20, ("forest", "fog"): 20,
-               ("urban", "in_distribution"): 20, ("urban", "fog"): 20},
-}  # fmt: skip
+    "cfc_ncp": {
+        ("forest", "in_distribution"): 20,
+        ("forest", "fall"): 18,
+        ("forest", "fog"): 16,
+        ("urban", "in_distribution"): 19,
+        ("urban", "fog"): 17,
+    },
+    "ltc": {
+        ("forest", "in_distribution"): 19,
+        ("forest", "fall"): 18,
+        ("forest", "fog"): 17,
+        ("urban", "in_distribution"): 18,
+        ("urban", "fog"): 18,
+    },
+    "lstm": {
+        ("forest", "in_distribution"): 19,
+        ("forest", "fall"): 12,
+        ("forest", "fog"): 10,
+        ("urban", "in_distribution"): 19,
+        ("urban", "fog"): 11,
+    },
+    "gru": {
+        ("forest", "in_distribution"): 18,
+        ("forest", "fall"): 11,
+        ("urban", "in_distribution"): 18,
+        ("urban", "fog"): 10,
+    },
+    "expert": {
+        ("forest", "in_distribution"): 20,
+        ("forest", "fall"): 20,
+        ("forest", "fog"): 20,
+        ("urban", "in_distribution"): 20,
+        ("urban", "fog"): 20,
+    },
+}
 
 
 def _episodes(controller: str, world: str, successes: int, tracks: bool) -> list:
@@ -55,9 +79,18 @@ def _episodes(controller: str, world: str, successes: int, tracks: bool) -> list
     for i, seed in enumerate(SEEDS):
         outcome = "success" if i < successes else ("collision" if i % 2 else "timeout")
         expert_path = 100.0 + seed - 1000
-        ep = {"kind": world, "seed": seed, "outcome": outcome, "frames": 300, "time": 20.0 + i % 3,
-              "path_length": expert_path * (1.0 if controller == "expert" else 1.2) if outcome == "success" else 7.0,
-              "bag": None, "expert_reachable": True, "min_clearance": 0.5 + 0.01 * i, "future_key": {"x": 1}}  # fmt: skip
+        ep = {
+            "kind": world,
+            "seed": seed,
+            "outcome": outcome,
+            "frames": 300,
+            "time": 20.0 + i % 3,
+            "path_length": expert_path * (1.0 if controller == "expert" else 1.2) if outcome == "success" else 7.0,
+            "bag": None,
+            "expert_reachable": True,
+            "min_clearance": 0.5 + 0.01 * i,
+            "future_key": {"x": 1},
+        }
         if tracks:
             ends = goal if outcome == "success" else (start + goal) / 2
             ep["track"] = np.linspace(start, ends, 30).round(2).tolist()
@@ -70,9 +103,18 @@ def _results(table: dict, tracks: bool = False) -> dict:
     cells = []
     for controller, conditions in table.items():
         for (world, preset), successes in conditions.items():
-            cells.append({"controller": controller, "world": world, "preset": preset, "episodes": N,
-                          "success_rate": successes / N, "ci95": [0, 1], "outcomes": {"success": successes},
-                          "episodes_detail": _episodes(controller, world, successes, tracks and world == "urban")})  # fmt: skip
+            cells.append(
+                {
+                    "controller": controller,
+                    "world": world,
+                    "preset": preset,
+                    "episodes": N,
+                    "success_rate": successes / N,
+                    "ci95": [0, 1],
+                    "outcomes": {"success": successes},
+                    "episodes_detail": _episodes(controller, world, successes, tracks and world == "urban"),
+                }
+            )
     return {"seconds": 1.0, "seeds": [SEEDS[0], SEEDS[-1]], "cells": cells}
 
 
@@ -106,7 +148,13 @@ def _row(table: str, controller: str) -> dict:
 
 def test_success_table_has_controllers_as_rows_and_rates_with_wilson_intervals(cells):
     table = success_table(cells)
-    assert [line.split("|")[1].strip() for line in table.splitlines()[2:]] == ["cfc-ncp", "ltc", "lstm", "gru", "expert"]
+    assert [line.split("|")[1].strip() for line in table.splitlines()[2:]] == [
+        "cfc-ncp",
+        "ltc",
+        "lstm",
+        "gru",
+        "expert",
+    ]
     row = _row(table, "cfc-ncp")
     assert row["forest in-dist"] == "100% [84–100]"  # Wilson 20/20
     assert row["urban in-dist"] == "95% [76–99]"  # Wilson 19/20
@@ -153,8 +201,10 @@ def test_liquid_degrading_less_is_stated_with_the_drops(cells):
 
 
 def test_liquid_not_degrading_less_is_stated_plainly(tmp_path):
-    swapped = {**LIQUID_ROBUST, "ltc": {k: v - 8 if k[1] != "in_distribution" else v
-                                        for k, v in LIQUID_ROBUST["ltc"].items()}}  # fmt: skip
+    swapped = {
+        **LIQUID_ROBUST,
+        "ltc": {k: v - 8 if k[1] != "in_distribution" else v for k, v in LIQUID_ROBUST["ltc"].items()},
+    }
     swapped["lstm"] = {k: 19 if k[1] == "in_distribution" else 17 for k in LIQUID_ROBUST["lstm"]}
     cells = load_results([_write(tmp_path / "r.json", _results(swapped))])
     check = check_targets(cells)[-1]
@@ -187,8 +237,11 @@ def test_metrics_without_expert_or_clearance_show_a_dash(tmp_path):
     for cell in data["cells"]:
         for ep in cell["episodes_detail"]:
             del ep["min_clearance"], ep["path_length"]
-    row = [line for line in metrics_table(load_results([_write(tmp_path / "r.json", data)])).splitlines()
-           if "forest fall" in line][0]  # fmt: skip
+    row = [
+        line
+        for line in metrics_table(load_results([_write(tmp_path / "r.json", data)])).splitlines()
+        if "forest fall" in line
+    ][0]
     assert row.endswith("| — | — |")
 
 
@@ -220,8 +273,14 @@ def test_plot_tracks_draws_the_world_with_the_tracks(tmp_path):
     world = make_world("urban", 1000)
     straight = np.linspace(world.start[:3], world.goal[:3], 40)
     half = straight[:20]
-    path = plot_tracks("urban", 1000, "fog", {"expert": straight, "cfc-ncp": half}, tmp_path / "map.png",
-                       outcomes={"expert": "success", "cfc-ncp": "collision"})  # fmt: skip
+    path = plot_tracks(
+        "urban",
+        1000,
+        "fog",
+        {"expert": straight, "cfc-ncp": half},
+        tmp_path / "map.png",
+        outcomes={"expert": "success", "cfc-ncp": "collision"},
+    )
     image = np.asarray(Image.open(path).convert("L"))
     assert image.shape[0] > 300 and image.std() > 10
     with pytest.raises(ValueError, match="track 'bad'"):
@@ -271,10 +330,15 @@ def test_cli_missing_file_exits_2_with_a_message(tmp_path, capsys):
     assert "no such results file" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("content, message", [("{not json", "not valid JSON"),
-                                              ('{"cells": 3}', "expected an object with a 'cells' list"),
-                                              ('{"cells": [{"world": "forest"}]}', "missing or non-text controller"),
-                                              ('{"cells": []}', "no result cells")])  # fmt: skip
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"cells": 3}', "expected an object with a 'cells' list"),
+        ('{"cells": [{"world": "forest"}]}', "missing or non-text controller"),
+        ('{"cells": []}', "no result cells"),
+    ],
+)
 def test_cli_garbled_file_exits_2_with_a_message(tmp_path, capsys, content, message):
     (tmp_path / "bad.json").write_text(content)
     assert _cli(str(tmp_path / "bad.json"), "--out", str(tmp_path / "out")) == 2
@@ -286,9 +350,13 @@ def _with_ros(data: dict, controller: str, world: str, flights: dict) -> dict:
     for cell in data["cells"]:
         if (cell["controller"], cell["world"], cell["preset"]) == (controller, world, "in_distribution"):
             local = {e["seed"]: e["outcome"] for e in cell["episodes_detail"]}
-            cell["ros"] = {"episodes": [{"seed": s, "ros_outcome": o, "inprocess_outcome": local[s],
-                                         "agree": o == local[s]} for s, o in flights.items()],
-                           "notes": ["not the same noise"]}  # fmt: skip
+            cell["ros"] = {
+                "episodes": [
+                    {"seed": s, "ros_outcome": o, "inprocess_outcome": local[s], "agree": o == local[s]}
+                    for s, o in flights.items()
+                ],
+                "notes": ["not the same noise"],
+            }
     return data
 
 
@@ -357,10 +425,27 @@ def test_bar_chart_draws_cells_at_0_and_100_percent_with_any_episode_count(tmp_p
     # 21/21 and 0/11 had Wilson bounds a rounding error inside the rate: matplotlib
     # refused the chart ("yerr must not contain negative values") and no report was written.
     def cell(preset: str, n: int, successes: int) -> dict:
-        eps = [{"kind": "forest", "seed": 1000 + i, "outcome": "success" if i < successes else "collision",
-                "frames": 10, "time": 1.0, "path_length": 1.0, "bag": None} for i in range(n)]  # fmt: skip
-        return {"controller": "cfc_ncp", "world": "forest", "preset": preset, "episodes": n,
-                "success_rate": successes / n, "ci95": [0, 1], "episodes_detail": eps}  # fmt: skip
+        eps = [
+            {
+                "kind": "forest",
+                "seed": 1000 + i,
+                "outcome": "success" if i < successes else "collision",
+                "frames": 10,
+                "time": 1.0,
+                "path_length": 1.0,
+                "bag": None,
+            }
+            for i in range(n)
+        ]
+        return {
+            "controller": "cfc_ncp",
+            "world": "forest",
+            "preset": preset,
+            "episodes": n,
+            "success_rate": successes / n,
+            "ci95": [0, 1],
+            "episodes_detail": eps,
+        }
 
     data = {"seconds": 1.0, "cells": [cell("in_distribution", 21, 21), cell("fog", 11, 0)]}
     cells = load_results([_write(tmp_path / "r.json", data)])
@@ -380,8 +465,10 @@ def test_committed_benchmark_report_matches_the_committed_results(sub):
     report = root / "docs" / "benchmark" / sub / "report.md"
     committed = report.read_text()
     for world in ("forest", "urban"):
-        hint = (f"{world} table differs; rebuild: lnn-nav report models/eval/{sub + '/' if sub else ''}*.json "
-                f"--out {report.parent.relative_to(root)} --no-maps")  # fmt: skip
+        hint = (
+            f"{world} table differs; rebuild: lnn-nav report models/eval/{sub + '/' if sub else ''}*.json "
+            f"--out {report.parent.relative_to(root)} --no-maps"
+        )
         assert success_table(cells, world=world) in committed, hint
     for source in results:
         assert f"`{source.relative_to(root)}`" in committed, f"{report} does not name {source.name} as a source"
@@ -394,15 +481,24 @@ def test_results_as_csv_one_row_per_cell_and_per_episode(tmp_path):
 
     data = _results(LIQUID_ROBUST)
     cell = data["cells"][0]
-    cell["ros"] = {"flown": 2, "agreements": 1, "errors": 0,
-                   "episodes": [{"seed": SEEDS[0], "ros_outcome": "success"}, {"seed": SEEDS[1], "ros_outcome": "timeout"}]}
+    cell["ros"] = {
+        "flown": 2,
+        "agreements": 1,
+        "errors": 0,
+        "episodes": [{"seed": SEEDS[0], "ros_outcome": "success"}, {"seed": SEEDS[1], "ros_outcome": "timeout"}],
+    }
     cells_csv, episodes_csv = write_results_csv(data["cells"], tmp_path / "results.json")
     assert (cells_csv.name, episodes_csv.name) == ("results.cells.csv", "results.episodes.csv")
     rows = list(csv.DictReader(cells_csv.open()))
     assert len(rows) == len(data["cells"])
     first = rows[0]
     assert (first["controller"], first["world"], first["preset"], first["episodes"], first["successes"]) == (
-        "cfc_ncp", "forest", "in_distribution", "20", "20")
+        "cfc_ncp",
+        "forest",
+        "in_distribution",
+        "20",
+        "20",
+    )
     assert (first["ros_flown"], first["ros_agreements"]) == ("2", "1")
     assert rows[1]["ros_flown"] == ""
     episodes = list(csv.DictReader(episodes_csv.open()))

@@ -20,22 +20,32 @@ def _eval(*argv: str) -> int:
 
 
 def test_agreement_is_outcome_equality_seed_by_seed():
-    inprocess = [{"seed": 1000, "outcome": "success", "time": 20.0},
-                 {"seed": 1001, "outcome": "collision", "time": 7.0},
-                 {"seed": 1002, "outcome": "success", "time": 22.0}]  # fmt: skip
+    inprocess = [
+        {"seed": 1000, "outcome": "success", "time": 20.0},
+        {"seed": 1001, "outcome": "collision", "time": 7.0},
+        {"seed": 1002, "outcome": "success", "time": 22.0},
+    ]
     ros = [{"seed": 1001, "outcome": "success", "time": 16.0}, {"seed": 1000, "outcome": "success", "time": 19.5}]
     block = compare_outcomes(inprocess, ros)
     assert (block["flown"], block["agreements"], block["errors"]) == (2, 1, 0)
     first, second = block["episodes"]
-    assert first == {"seed": 1001, "ros_outcome": "success", "inprocess_outcome": "collision", "agree": False,
-                     "ros_time": 16.0, "inprocess_time": 7.0}  # fmt: skip
+    assert first == {
+        "seed": 1001,
+        "ros_outcome": "success",
+        "inprocess_outcome": "collision",
+        "agree": False,
+        "ros_time": 16.0,
+        "inprocess_time": 7.0,
+    }
     assert second["agree"] and second["seed"] == 1000
 
 
 def test_a_graph_flight_without_outcome_disagrees_and_counts_as_an_error():
     inprocess = [{"seed": 1000, "outcome": "timeout"}, {"seed": 1001, "outcome": "timeout"}]
-    ros = [{"seed": 1000, "outcome": NO_OUTCOME, "error": "no outcome within 600 s (wall clock)"},
-           {"seed": 1001, "outcome": SETUP_ERROR, "error": "sim_node exited before the episode ended"}]  # fmt: skip
+    ros = [
+        {"seed": 1000, "outcome": NO_OUTCOME, "error": "no outcome within 600 s (wall clock)"},
+        {"seed": 1001, "outcome": SETUP_ERROR, "error": "sim_node exited before the episode ended"},
+    ]
     block = compare_outcomes(inprocess, ros)
     assert (block["agreements"], block["errors"]) == (0, 2)
     assert block["episodes"][1]["error"] == "sim_node exited before the episode ended"
@@ -50,8 +60,11 @@ def test_graph_flies_the_evaluations_camera_rate_episode_limit_and_command_limit
     job = eval_job("policy.safetensors", "forest", [1000], "fog", max_episode_time=45.0, camera_hfov=120.0)
     params = graph_params(job, expert=False)
     sim, pilot = params["sim_params"], params["pilot_params"]
-    assert (sim["camera_width"], sim["camera_height"], sim["control_hz"]) == (job.camera_width, job.camera_height,
-                                                                             job.control_hz)  # fmt: skip
+    assert (sim["camera_width"], sim["camera_height"], sim["control_hz"]) == (
+        job.camera_width,
+        job.camera_height,
+        job.control_hz,
+    )
     assert sim["camera_hfov"] == 120.0  # the lens too, or the graph flight would see another world
     assert sim["max_episode_time"] == 45.0 and sim["lockstep"] is True
     # The simulated flight controller's limits, not the node's tighter deployment ones.
@@ -78,8 +91,22 @@ def test_more_ros_episodes_than_episodes_is_refused_before_flying(tmp_path, caps
 def test_expert_flies_the_same_outcome_through_the_ros_graph_as_in_process(tmp_path, capsys):
     pytest.importorskip("rclpy")
     out = tmp_path / "results.json"
-    code = _eval("--model", "expert", "--world", "forest", "--episodes", "1", "--ros-episodes", "1",
-                 "--workers", "1", "--envs", "1", "--out", str(out))  # fmt: skip
+    code = _eval(
+        "--model",
+        "expert",
+        "--world",
+        "forest",
+        "--episodes",
+        "1",
+        "--ros-episodes",
+        "1",
+        "--workers",
+        "1",
+        "--envs",
+        "1",
+        "--out",
+        str(out),
+    )
     assert code == 0
     data = json.loads(out.read_text())
     (cell,) = data["cells"]

@@ -21,10 +21,18 @@ SEEDS = list(range(1000, 1040))
 def _cell(controller: str, world: str, preset: str, failing: set) -> dict:
     episodes = [{"seed": s, "outcome": "collision" if s in failing else "success", "time": 20.0} for s in SEEDS]
     wins = sum(e["outcome"] == "success" for e in episodes)
-    return {"controller": controller, "world": world, "preset": preset, "episodes": len(SEEDS),
-            "success_rate": wins / len(SEEDS), "ci95": [0.0, 1.0], "episodes_detail": episodes,
-            "outcomes": {"success": wins, "collision": len(SEEDS) - wins},
-            "collision_rate": 1 - wins / len(SEEDS), "mean_time_to_goal": 20.0}  # fmt: skip
+    return {
+        "controller": controller,
+        "world": world,
+        "preset": preset,
+        "episodes": len(SEEDS),
+        "success_rate": wins / len(SEEDS),
+        "ci95": [0.0, 1.0],
+        "episodes_detail": episodes,
+        "outcomes": {"success": wins, "collision": len(SEEDS) - wins},
+        "collision_rate": 1 - wins / len(SEEDS),
+        "mean_time_to_goal": 20.0,
+    }
 
 
 def _suite(liquid_ood_fail: int, baseline_ood_fail: int) -> list:
@@ -42,8 +50,10 @@ def test_seed_names_split_and_group() -> None:
     assert split_seed("cfc_ncp_s12") == ("cfc_ncp", 12) and split_seed("lstm-s0") == ("lstm", 0)
     assert split_seed("cfc_ncp") == ("cfc_ncp", None) and split_seed("cfc_ncp_small") == ("cfc_ncp_small", None)
     cells = _suite(4, 20) + [_cell("gru_s0", "forest", "fog", set())]  # one seed: not a group
-    assert seed_groups(cells) == {"cfc_ncp": ["cfc_ncp_s0", "cfc_ncp_s1", "cfc_ncp_s2"],
-                                  "lstm": ["lstm_s0", "lstm_s1", "lstm_s2"]}  # fmt: skip
+    assert seed_groups(cells) == {
+        "cfc_ncp": ["cfc_ncp_s0", "cfc_ncp_s1", "cfc_ncp_s2"],
+        "lstm": ["lstm_s0", "lstm_s1", "lstm_s2"],
+    }
 
 
 def test_summary_has_the_seeds_mean_spread_and_pooled_interval() -> None:
@@ -81,8 +91,15 @@ def test_paired_differences_have_the_right_sign_and_an_interval_around_them() ->
 
 def test_section_states_the_verdict_with_its_interval() -> None:
     def section(lq: int, bl: int) -> str:
-        text = seed_comparison_section(_suite(lq, bl), [("forest", "in_distribution"), ("forest", "fog")],
-                                       condition_label, controller_core, ("cfc-ncp",), ("lstm",), ("fog",))  # fmt: skip
+        text = seed_comparison_section(
+            _suite(lq, bl),
+            [("forest", "in_distribution"), ("forest", "fog")],
+            condition_label,
+            controller_core,
+            ("cfc-ncp",),
+            ("lstm",),
+            ("fog",),
+        )
         assert text is not None
         return text
 
@@ -91,8 +108,12 @@ def test_section_states_the_verdict_with_its_interval() -> None:
     assert "cannot be told apart" in section(6, 6)
     assert "cfc_ncp (3 seeds)" in section(4, 20) and "true shifts (1)" in section(4, 20)
     no_groups = [_cell("cfc_ncp", "forest", "fog", set())]
-    assert seed_comparison_section(no_groups, [("forest", "fog")], condition_label, controller_core,
-                                   ("cfc-ncp",), ("lstm",)) is None  # fmt: skip
+    assert (
+        seed_comparison_section(
+            no_groups, [("forest", "fog")], condition_label, controller_core, ("cfc-ncp",), ("lstm",)
+        )
+        is None
+    )
 
 
 def test_report_carries_the_training_seed_section_and_keeps_combinations_apart(tmp_path) -> None:

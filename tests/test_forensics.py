@@ -13,9 +13,9 @@ import pytest
 
 from lnn_nav.data.flights import FlightJob, fly_worker
 from lnn_nav.eval.crashes import crash_line, crash_reports, crash_table
-from lnn_nav.eval.timeouts import timeout_line, timeout_reports, timeout_table
 from lnn_nav.eval.report import condition_label, load_results, write_report
 from lnn_nav.eval.tables import write_results_csv
+from lnn_nav.eval.timeouts import timeout_line, timeout_reports, timeout_table
 from lnn_nav.sim.expert import DEMO_EXPERT, ExpertConfig, PrivilegedExpert
 from lnn_nav.sim.forensics import (
     MISSED_TURN,
@@ -31,11 +31,18 @@ from lnn_nav.sim.world import MATERIAL_ID, WorldSpec
 def _world() -> WorldSpec:
     """A trunk at (10, 0), a building rotated 30 degrees at (10, 8), a bush at (0, -8)."""
     return WorldSpec(
-        kind="forest", seed=7, bounds=(-20.0, 30.0, -20.0, 20.0), start=(-10.0, 0.0, 2.0, 0.0), goal=(25.0, 0.0, 2.0),
-        cylinders=[[10.0, 0.0, 0.0, 10.0, 0.3]], cylinder_materials=[MATERIAL_ID["bark"]],
-        boxes=[[10.0, 8.0, 3.0, 2.0, 1.0, 3.0, math.radians(30)]], box_materials=[MATERIAL_ID["concrete"]],
-        spheres=[[0.0, -8.0, 1.0, 0.5]], sphere_materials=[MATERIAL_ID["undergrowth"]],
-    )  # fmt: skip
+        kind="forest",
+        seed=7,
+        bounds=(-20.0, 30.0, -20.0, 20.0),
+        start=(-10.0, 0.0, 2.0, 0.0),
+        goal=(25.0, 0.0, 2.0),
+        cylinders=[[10.0, 0.0, 0.0, 10.0, 0.3]],
+        cylinder_materials=[MATERIAL_ID["bark"]],
+        boxes=[[10.0, 8.0, 3.0, 2.0, 1.0, 3.0, math.radians(30)]],
+        box_materials=[MATERIAL_ID["concrete"]],
+        spheres=[[0.0, -8.0, 1.0, 0.5]],
+        sphere_materials=[MATERIAL_ID["undergrowth"]],
+    )
 
 
 def test_nearest_obstacle_names_the_primitive_and_points_at_its_surface() -> None:
@@ -132,10 +139,18 @@ def test_crash_summary_takes_the_view_from_the_camera_that_flew() -> None:
 @pytest.fixture(scope="module")
 def crashed_flights() -> list:
     """The expert, tuned to cut trunks close at 5 m/s in a dense forest, crashes in some of these worlds."""
-    job = FlightJob(kind="forest", seeds=[100_000, 100_001, 100_002, 100_003], out_dir="/nonexistent", record=False,
-                    noise=0.0, envs=4, camera_width=32, camera_height=24,
-                    expert={"inflate": 0.26, "clearance_weight": 0.0, "cruise_speed": 5.0, "lookahead": 6.0},
-                    world_overrides={"size": (64.0, 40.0), "density": 10.0})  # fmt: skip
+    job = FlightJob(
+        kind="forest",
+        seeds=[100_000, 100_001, 100_002, 100_003],
+        out_dir="/nonexistent",
+        record=False,
+        noise=0.0,
+        envs=4,
+        camera_width=32,
+        camera_height=24,
+        expert={"inflate": 0.26, "clearance_weight": 0.0, "cruise_speed": 5.0, "lookahead": 6.0},
+        world_overrides={"size": (64.0, 40.0), "density": 10.0},
+    )
     return fly_worker(job)
 
 
@@ -228,8 +243,18 @@ def test_flying_on_past_the_plan_is_a_missed_turn_with_the_goal_to_the_side() ->
 
 def test_timeouts_of_a_flight_carry_their_diagnosis_into_the_eval_console_and_report(tmp_path: Path) -> None:
     # The expert given 3 s: every flight times out on its own plan.
-    job = FlightJob(kind="forest", seeds=[1000, 1001], out_dir="", record=False, noise=0.0, envs=2,
-                    camera_width=32, camera_height=24, max_episode_time=3.0, expert=dict(DEMO_EXPERT))  # fmt: skip
+    job = FlightJob(
+        kind="forest",
+        seeds=[1000, 1001],
+        out_dir="",
+        record=False,
+        noise=0.0,
+        envs=2,
+        camera_width=32,
+        camera_height=24,
+        max_episode_time=3.0,
+        expert=dict(DEMO_EXPERT),
+    )
     flights = fly_worker(job)
     assert [r["outcome"] for r in flights] == ["timeout", "timeout"]
     for r in flights:
@@ -255,12 +280,32 @@ def test_timeouts_of_a_flight_carry_their_diagnosis_into_the_eval_console_and_re
 
 
 def test_timeout_summary_takes_goal_and_detour_from_the_missed_turns_only() -> None:
-    reports = [{"kind": "missed_turn", "detour": 30.0, "goal_distance": 10.0, "goal_bearing": -70.0, "plan_left": 40.0,
-                "hovering_seconds": 0.0},
-               {"kind": "missed_turn", "detour": 40.0, "goal_distance": 20.0, "goal_bearing": 80.0, "plan_left": 60.0,
-                "hovering_seconds": 1.0},
-               {"kind": "other_route", "detour": 2.0, "goal_distance": 50.0, "goal_bearing": 5.0, "plan_left": 10.0,
-                "hovering_seconds": 3.0}]  # fmt: skip
+    reports = [
+        {
+            "kind": "missed_turn",
+            "detour": 30.0,
+            "goal_distance": 10.0,
+            "goal_bearing": -70.0,
+            "plan_left": 40.0,
+            "hovering_seconds": 0.0,
+        },
+        {
+            "kind": "missed_turn",
+            "detour": 40.0,
+            "goal_distance": 20.0,
+            "goal_bearing": 80.0,
+            "plan_left": 60.0,
+            "hovering_seconds": 1.0,
+        },
+        {
+            "kind": "other_route",
+            "detour": 2.0,
+            "goal_distance": 50.0,
+            "goal_bearing": 5.0,
+            "plan_left": 10.0,
+            "hovering_seconds": 3.0,
+        },
+    ]
     s = summarize_timeouts(reports)
     assert (s["timeouts"], s["missed_turn"], s["other_route"], s["on_plan"]) == (3, 2, 1, 0)
     assert (s["median_detour"], s["median_goal_distance"], s["median_goal_bearing"]) == (35.0, 15.0, 75.0)

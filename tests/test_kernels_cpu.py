@@ -31,15 +31,13 @@ def _core(kind: str, mode: str, features: int = 6) -> CfC:
     if kind == "dense":
         return CfC(features, 9, mode=mode, backbone_units=11)
     if kind == "dense-deep-proj":
-        return CfC(features, 9, proj_size=4, mode=mode, activation="silu",
-                   backbone_units=10, backbone_layers=2)  # fmt: skip
+        return CfC(features, 9, proj_size=4, mode=mode, activation="silu", backbone_units=10, backbone_layers=2)
     if kind == "dense-no-backbone":
         return CfC(features, 9, mode=mode, backbone_layers=0)
     raise ValueError(kind)
 
 
-KINDS = ("autoncp", "autoncp-dense", "ncp", "fully-connected", "dense", "dense-deep-proj",
-         "dense-no-backbone")  # fmt: skip
+KINDS = ("autoncp", "autoncp-dense", "ncp", "fully-connected", "dense", "dense-deep-proj", "dense-no-backbone")
 
 
 def _both_paths(core, fn):
@@ -67,9 +65,7 @@ def test_sequence_outputs_and_gradients_match_reference(kind, mode, batch, steps
     x = torch.randn(batch, steps, 6, generator=gen, requires_grad=True)
     h0 = torch.randn(batch, core.state_size, generator=gen, requires_grad=True)
     ts = torch.rand(batch, steps, generator=gen) * 1.5  # one Δt per sample and step
-    (y, h, grads), (y_ref, h_ref, grads_ref) = _both_paths(
-        core, lambda: _sequence_loss_and_grads(core, x, h0, ts)
-    )
+    (y, h, grads), (y_ref, h_ref, grads_ref) = _both_paths(core, lambda: _sequence_loss_and_grads(core, x, h0, ts))
     torch.testing.assert_close(y, y_ref, **TOL)
     torch.testing.assert_close(h, h_ref, **TOL)
     for got, want in zip(grads, grads_ref):
@@ -85,9 +81,7 @@ def test_long_sequence_gradients_match_reference(kind):
     x = torch.randn(3, 100, 6, generator=gen, requires_grad=True)
     h0 = torch.randn(3, core.state_size, generator=gen, requires_grad=True)
     ts = torch.rand(3, 100, generator=gen)
-    (y, h, grads), (y_ref, h_ref, grads_ref) = _both_paths(
-        core, lambda: _sequence_loss_and_grads(core, x, h0, ts)
-    )
+    (y, h, grads), (y_ref, h_ref, grads_ref) = _both_paths(core, lambda: _sequence_loss_and_grads(core, x, h0, ts))
     torch.testing.assert_close(y, y_ref, **TOL)
     torch.testing.assert_close(h, h_ref, **TOL)
     for got, want in zip(grads, grads_ref):
@@ -190,8 +184,13 @@ def test_gradcheck_float64(kind, mode):
 def test_opcheck_custom_op():
     core = _core("autoncp", "pure")
     layout = fused._plan(core).layout
-    args = (torch.randn(2, 3, 6, requires_grad=True), torch.randn(2, core.state_size),
-            torch.rand(2, 3), layout.pack(with_proj=False).detach().requires_grad_(), layout.meta_seq)  # fmt: skip
+    args = (
+        torch.randn(2, 3, 6, requires_grad=True),
+        torch.randn(2, core.state_size),
+        torch.rand(2, 3),
+        layout.pack(with_proj=False).detach().requires_grad_(),
+        layout.meta_seq,
+    )
     torch.library.opcheck(torch.ops.lnn_nav.cfc_sequence.default, args)
 
 

@@ -73,9 +73,13 @@ def test_cuda_opcheck():
 
     core = _core("autoncp", "default")
     layout = fused._plan(core).layout
-    args = (torch.randn(2, 3, 8, device="cuda", requires_grad=True),
-            torch.randn(2, core.state_size, device="cuda"), torch.rand(2, 3, device="cuda"),
-            layout.pack(with_proj=False).detach().requires_grad_(), layout.meta_seq)  # fmt: skip
+    args = (
+        torch.randn(2, 3, 8, device="cuda", requires_grad=True),
+        torch.randn(2, core.state_size, device="cuda"),
+        torch.rand(2, 3, device="cuda"),
+        layout.pack(with_proj=False).detach().requires_grad_(),
+        layout.meta_seq,
+    )
     torch.library.opcheck(torch.ops.lnn_nav.cfc_sequence.default, args)
 
 

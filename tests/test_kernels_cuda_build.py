@@ -14,7 +14,6 @@ import sys
 import sysconfig
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, Tuple
 
 import pytest
 
@@ -29,10 +28,19 @@ def _supported_archs() -> set:
     return {line.strip().removeprefix("compute_") for line in out.split()}
 
 
-def _nvcc(arch: str, out_dir: Path) -> Tuple[int, str]:
+def _nvcc(arch: str, out_dir: Path) -> tuple[int, str]:
     sm = arch.replace(".", "")
-    cmd = [NVCC, "-c", "-O3", "-std=c++17", f"-I{CSRC}", f"-gencode=arch=compute_{sm},code=sm_{sm}",
-           str(CSRC / "cfc_cuda.cu"), "-o", str(out_dir / f"cfc_cuda_sm{sm}.o")]  # fmt: skip
+    cmd = [
+        NVCC,
+        "-c",
+        "-O3",
+        "-std=c++17",
+        f"-I{CSRC}",
+        f"-gencode=arch=compute_{sm},code=sm_{sm}",
+        str(CSRC / "cfc_cuda.cu"),
+        "-o",
+        str(out_dir / f"cfc_cuda_sm{sm}.o"),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     return proc.returncode, proc.stderr
 
@@ -42,23 +50,32 @@ def _cuda_include() -> Path:
     return Path(home) / "include"
 
 
-def _binding_syntax(stub: Path) -> Tuple[int, str]:
+def _binding_syntax(stub: Path) -> tuple[int, str]:
     from torch.utils.cpp_extension import include_paths
 
     # The CPU wheel of torch ships the c10/cuda headers but not this generated one.
     (stub / "c10" / "cuda" / "impl").mkdir(parents=True)
     (stub / "c10" / "cuda" / "impl" / "cuda_cmake_macros.h").write_text("#pragma once\n")
     cuda_include = _cuda_include()
-    cmd = ["c++", "-std=c++17", "-fsyntax-only", "-w", "-DTORCH_EXTENSION_NAME=lnn_nav_cfc_cuda",
-           *[f"-I{p}" for p in include_paths()], f"-I{stub}", f"-I{cuda_include}",
-           f"-I{sysconfig.get_paths()['include']}", f"-I{CSRC}",
-           str(CSRC / "cfc_cuda_binding.cpp")]  # fmt: skip
+    cmd = [
+        "c++",
+        "-std=c++17",
+        "-fsyntax-only",
+        "-w",
+        "-DTORCH_EXTENSION_NAME=lnn_nav_cfc_cuda",
+        *[f"-I{p}" for p in include_paths()],
+        f"-I{stub}",
+        f"-I{cuda_include}",
+        f"-I{sysconfig.get_paths()['include']}",
+        f"-I{CSRC}",
+        str(CSRC / "cfc_cuda_binding.cpp"),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     return proc.returncode, proc.stderr
 
 
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory) -> Dict[str, Tuple[int, str]]:
+def builds(tmp_path_factory) -> dict[str, tuple[int, str]]:
     out = tmp_path_factory.mktemp("nvcc")
     supported = _supported_archs()
     jobs = {}
@@ -74,8 +91,10 @@ def builds(tmp_path_factory) -> Dict[str, Tuple[int, str]]:
 @pytest.mark.parametrize("arch", CUDA_ARCHS)
 def test_cuda_kernels_compile_for(arch, builds):
     if arch not in builds:
-        pytest.skip(f"this nvcc cannot target sm_{arch.replace('.', '')} (CUDA 13 dropped it; "
-                    f"JetPack's CUDA 11/12 still builds it on the Xavier)")  # fmt: skip
+        pytest.skip(
+            f"this nvcc cannot target sm_{arch.replace('.', '')} (CUDA 13 dropped it; "
+            f"JetPack's CUDA 11/12 still builds it on the Xavier)"
+        )
     code, err = builds[arch]
     assert code == 0, err
 

@@ -18,15 +18,18 @@ from lnn_nav.nodes.controller_logic import camera_info_topic
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize(("image", "info"), [
-    ("/camera/image_raw", "/camera/camera_info"),
-    ("/camera/color/image_raw", "/camera/color/camera_info"),  # realsense2_camera
-    ("/oak/rgb/image_raw", "/oak/rgb/camera_info"),  # depthai
-    ("/image", "/camera_info"),
-    ("image_raw", "camera_info"),  # relative: in the node's namespace, like the image topic
-    ("front/image_raw", "front/camera_info"),
-    ("~/image", "~/camera_info"),
-])
+@pytest.mark.parametrize(
+    ("image", "info"),
+    [
+        ("/camera/image_raw", "/camera/camera_info"),
+        ("/camera/color/image_raw", "/camera/color/camera_info"),  # realsense2_camera
+        ("/oak/rgb/image_raw", "/oak/rgb/camera_info"),  # depthai
+        ("/image", "/camera_info"),
+        ("image_raw", "camera_info"),  # relative: in the node's namespace, like the image topic
+        ("front/image_raw", "front/camera_info"),
+        ("~/image", "~/camera_info"),
+    ],
+)
 def test_camera_info_topic_sits_beside_the_image_topic_as_image_transport_puts_it(image, info):
     assert camera_info_topic(image) == info
 
@@ -77,8 +80,9 @@ def _load_drone_launch(monkeypatch, share: Path):
 
 def _controller_parameters(module, **arguments):
     description = module.generate_launch_description()
-    declared = {a.args[0]: a.kwargs.get("default_value") for a in description.args[0]
-                if isinstance(a, _Recorded) and a.args}
+    declared = {
+        a.args[0]: a.kwargs.get("default_value") for a in description.args[0] if isinstance(a, _Recorded) and a.args
+    }
     context = {name: default for name, default in declared.items() if default is not None}
     context.update(arguments)
     setup = next(a.kwargs["function"] for a in description.args[0] if "function" in a.kwargs)
@@ -91,16 +95,22 @@ def _controller_parameters(module, **arguments):
 def test_a_drivers_image_topic_moves_the_camera_info_check_beside_it(monkeypatch, tmp_path):
     module = _load_drone_launch(monkeypatch, tmp_path)
     declared, overrides = _controller_parameters(
-        module, model_path="/m.safetensors", image_topic="/camera/color/image_raw")
+        module, model_path="/m.safetensors", image_topic="/camera/color/image_raw"
+    )
     assert declared["camera_info_topic"] == ""
-    assert overrides == {"model_path": "/m.safetensors", "device": "cpu", "image_topic": "/camera/color/image_raw",
-                         "camera_info_topic": "/camera/color/camera_info"}
+    assert overrides == {
+        "model_path": "/m.safetensors",
+        "device": "cpu",
+        "image_topic": "/camera/color/image_raw",
+        "camera_info_topic": "/camera/color/camera_info",
+    }
 
 
 def test_the_default_image_topic_and_an_explicit_camera_info_topic(monkeypatch, tmp_path):
     module = _load_drone_launch(monkeypatch, tmp_path)
     _, overrides = _controller_parameters(module, model_path="/m.safetensors")
     assert (overrides["image_topic"], overrides["camera_info_topic"]) == ("/camera/image_raw", "/camera/camera_info")
-    _, overrides = _controller_parameters(module, model_path="/m.safetensors", image_topic="/cam/left/image_rect",
-                                          camera_info_topic="/cam/calibration")
+    _, overrides = _controller_parameters(
+        module, model_path="/m.safetensors", image_topic="/cam/left/image_rect", camera_info_topic="/cam/calibration"
+    )
     assert (overrides["image_topic"], overrides["camera_info_topic"]) == ("/cam/left/image_rect", "/cam/calibration")

@@ -23,9 +23,7 @@ def _reference_update(cell: LTCCell, x, v, dt):
             i_syn_num = i_syn_num + g * cell.erev[j]
             i_syn_den = i_syn_den + g
         for k in range(cell.sensory_size):
-            g = pos(cell.sensory_w[k]) * torch.sigmoid(
-                cell.sensory_sigma[k] * (x[:, k : k + 1] - cell.sensory_mu[k])
-            )
+            g = pos(cell.sensory_w[k]) * torch.sigmoid(cell.sensory_sigma[k] * (x[:, k : k + 1] - cell.sensory_mu[k]))
             g = g * cell.sensory_sparsity_mask[k]
             i_syn_num = i_syn_num + g * cell.sensory_erev[k]
             i_syn_den = i_syn_den + g

@@ -9,7 +9,7 @@ import torch
 ncps_torch = pytest.importorskip("ncps.torch", reason="ncps is a test dependency (requirements/test.txt)")
 ncps_wirings = pytest.importorskip("ncps.wirings")
 
-from lnn_nav.models import CfC, LTC, AutoNCP, FullyConnected, from_ncps  # noqa: E402
+from lnn_nav.models import LTC, AutoNCP, CfC, FullyConnected, from_ncps  # noqa: E402
 
 MODES = ["default", "pure", "no_gate"]
 IN = 6
@@ -19,8 +19,9 @@ def _ncps_wiring(kind: str):
     if kind == "autoncp":
         return ncps_wirings.AutoNCP(14, 3, seed=5)
     if kind == "ncp":
-        return ncps_wirings.NCP(5, 4, 2, sensory_fanout=3, inter_fanout=2,
-                                recurrent_command_synapses=3, motor_fanin=2, seed=7)  # fmt: skip
+        return ncps_wirings.NCP(
+            5, 4, 2, sensory_fanout=3, inter_fanout=2, recurrent_command_synapses=3, motor_fanin=2, seed=7
+        )
     # One-layer wirings: ncps returns every neuron, so give them output_dim = units.
     if kind == "fully_connected":
         return ncps_wirings.FullyConnected(8)
@@ -47,15 +48,21 @@ def _assert_same(theirs, ours, x, ts, hx=None):
 
 @pytest.mark.parametrize("mixed", [False, True])
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize(
-    "backbone", [(0, None), (1, "lecun_tanh"), (2, "silu"), (1, "relu"), (1, "tanh"), (1, "gelu")]
-)
+@pytest.mark.parametrize("backbone", [(0, None), (1, "lecun_tanh"), (2, "silu"), (1, "relu"), (1, "tanh"), (1, "gelu")])
 def test_dense_cfc_matches_ncps(mode, mixed, backbone):
     layers, activation = backbone
     torch.manual_seed(1)
-    theirs = ncps_torch.CfC(IN, 10, proj_size=3, mode=mode, mixed_memory=mixed,
-                            activation=activation or "lecun_tanh", backbone_units=12,
-                            backbone_layers=layers, backbone_dropout=0.1 if layers > 1 else 0.0)  # fmt: skip
+    theirs = ncps_torch.CfC(
+        IN,
+        10,
+        proj_size=3,
+        mode=mode,
+        mixed_memory=mixed,
+        activation=activation or "lecun_tanh",
+        backbone_units=12,
+        backbone_layers=layers,
+        backbone_dropout=0.1 if layers > 1 else 0.0,
+    )
     ours = from_ncps(theirs)
     assert isinstance(ours, CfC)
     _assert_same(theirs, ours, *_inputs())
@@ -86,8 +93,14 @@ def test_ltc_matches_ncps(wiring, mixed):
 @pytest.mark.parametrize("mapping", ["affine", "linear"])
 def test_ltc_mappings_and_explicit_constraints_match_ncps(mapping):
     torch.manual_seed(4)
-    theirs = ncps_torch.LTC(IN, ncps_wirings.AutoNCP(10, 2), input_mapping=mapping,
-                            output_mapping=mapping, ode_unfolds=3, implicit_param_constraints=False)  # fmt: skip
+    theirs = ncps_torch.LTC(
+        IN,
+        ncps_wirings.AutoNCP(10, 2),
+        input_mapping=mapping,
+        output_mapping=mapping,
+        ode_unfolds=3,
+        implicit_param_constraints=False,
+    )
     _assert_same(theirs, from_ncps(theirs), *_inputs(seed=3))
 
 

@@ -52,5 +52,7 @@ def test_non_finite_or_negative_dt_is_refused(bad):
 
 
 def test_dtype_follows_the_input():
-    out = sequence_timespans(torch.ones(1, 2, dtype=torch.float64), 1, 2, device=torch.device("cpu"), dtype=torch.float32)
+    out = sequence_timespans(
+        torch.ones(1, 2, dtype=torch.float64), 1, 2, device=torch.device("cpu"), dtype=torch.float32
+    )
     assert out.dtype == torch.float32

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any
 
 import pytest
 import yaml
@@ -27,7 +27,7 @@ NODE_MODULES = {
 }
 
 
-def built_in_defaults(module: str) -> Dict[str, Any]:
+def built_in_defaults(module: str) -> dict[str, Any]:
     node = importlib.import_module(f"lnn_nav.nodes.{module}")
     tables = {**node.PARAMETERS, **getattr(node, "RANGED", {})}
     return {name: entry[0] for name, entry in tables.items()}
@@ -57,7 +57,8 @@ def test_every_yaml_parameter_equals_the_nodes_built_in_default(file, node_name,
             assert all(isinstance(v, str) for v in value), name
             continue
         assert type(value) is type(default) and value == default, (
-            f"{file}: {name} is {value!r}, the node's built-in default {default!r}")
+            f"{file}: {name} is {value!r}, the node's built-in default {default!r}"
+        )
 
 
 @pytest.mark.ros
@@ -73,8 +74,11 @@ def test_the_controller_node_declares_its_table_and_nothing_else():
         # autostart off: nothing loads; every other parameter keeps its built-in default.
         node = ControllerNode(context=context, parameter_overrides=[Parameter("autostart", value=False)])
         try:
-            declared = {name: node.get_parameter(name).value for name in node._parameters
-                        if name not in ("use_sim_time", "start_type_description_service")}  # rclpy's own
+            declared = {
+                name: node.get_parameter(name).value
+                for name in node._parameters
+                if name not in ("use_sim_time", "start_type_description_service")
+            }  # rclpy's own
         finally:
             node.destroy_node()
     finally:

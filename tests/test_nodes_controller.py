@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import uuid
-from typing import Callable, List
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -64,21 +64,31 @@ class Graph:
         self.ns = f"/t{uuid.uuid4().hex[:10]}"
         self.context = Context()
         rclpy.init(context=self.context)
-        overrides = {"model_path": model_path, "image_topic": f"{self.ns}/camera/image_raw",
-                     "image_transport": "compressed" if compressed else "raw", **params}
+        overrides = {
+            "model_path": model_path,
+            "image_topic": f"{self.ns}/camera/image_raw",
+            "image_transport": "compressed" if compressed else "raw",
+            **params,
+        }
         self.node = ControllerNode(
             context=self.context,
-            cli_args=["--ros-args", "-r", f"/cmd_vel:={self.ns}/cmd_vel",
-                      "-r", f"/diagnostics:={self.ns}/diagnostics", "-r", f"/clock:={self.ns}/clock"],
+            cli_args=[
+                "--ros-args",
+                "-r",
+                f"/cmd_vel:={self.ns}/cmd_vel",
+                "-r",
+                f"/diagnostics:={self.ns}/diagnostics",
+                "-r",
+                f"/clock:={self.ns}/clock",
+            ],
             parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()],
         )
         self.peer = rclpy.create_node("controller_test_peer", context=self.context)
-        self.commands: List[TwistStamped] = []
+        self.commands: list[TwistStamped] = []
         self.lock = threading.Lock()
         self.peer.create_subscription(TwistStamped, f"{self.ns}/cmd_vel", self._on_cmd, 100)
         if compressed:
-            self.image_pub = self.peer.create_publisher(
-                CompressedImage, f"{self.ns}/camera/image_raw/compressed", 10)
+            self.image_pub = self.peer.create_publisher(CompressedImage, f"{self.ns}/camera/image_raw/compressed", 10)
         else:
             self.image_pub = self.peer.create_publisher(Image, f"{self.ns}/camera/image_raw", 10)
         self.executor = SingleThreadedExecutor(context=self.context)
@@ -104,7 +114,7 @@ class Graph:
         self.peer.destroy_node()
         self.context.try_shutdown()
 
-    def snapshot(self) -> List[TwistStamped]:
+    def snapshot(self) -> list[TwistStamped]:
         with self.lock:
             return list(self.commands)
 
@@ -117,15 +127,19 @@ class Graph:
         return predicate()
 
     def wait_connected(self) -> None:
-        assert self.wait_for(lambda: self.image_pub.get_subscription_count() > 0
-                             and self.peer.count_publishers(f"{self.ns}/cmd_vel") > 0, 10.0)
+        assert self.wait_for(
+            lambda: (
+                self.image_pub.get_subscription_count() > 0 and self.peer.count_publishers(f"{self.ns}/cmd_vel") > 0
+            ),
+            10.0,
+        )
 
     def send(self, i: int, msg=None) -> None:
         msg = msg if msg is not None else rgb_to_image_msg(FRAME, _stamp(i), "camera")
         msg.header.stamp = _stamp(i)
         self.image_pub.publish(msg)
 
-    def commands_for(self, i: int) -> List[TwistStamped]:
+    def commands_for(self, i: int) -> list[TwistStamped]:
         return [c for c in self.snapshot() if _key(c.header.stamp) == _key(_stamp(i))]
 
     def send_and_wait(self, i: int, msg=None) -> TwistStamped:
@@ -146,7 +160,7 @@ class Graph:
 
 @pytest.fixture
 def graph_factory():
-    graphs: List[Graph] = []
+    graphs: list[Graph] = []
 
     def make(*args, **kwargs) -> Graph:
         g = Graph(*args, **kwargs)
@@ -297,16 +311,31 @@ def test_without_a_checkpoint_or_allow_untrained_the_node_refuses_and_never_comm
     """The shipped checkpoint missing (a broken install) and no model_path: an error naming what to set,
     and exit code 1 (the test below: no /cmd_vel publisher is created)."""
     ns = f"/t{uuid.uuid4().hex[:10]}"
-    script = ("import sys\n"
-              "import lnn_nav.nodes.controller as c\n"
-              "from lnn_nav.nodes.fly import SetupError\n"
-              "def missing():\n"
-              "    raise SetupError('models/cfc_ncp.safetensors not found; looked in: /nowhere')\n"
-              "c.shipped_model_path = missing\n"
-              "sys.exit(c.main())\n")
-    proc = subprocess.run([sys.executable, "-c", script, "--ros-args", "-r", f"/cmd_vel:={ns}/cmd_vel",
-                           "-r", f"/diagnostics:={ns}/diagnostics"],
-                          env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    script = (
+        "import sys\n"
+        "import lnn_nav.nodes.controller as c\n"
+        "from lnn_nav.nodes.fly import SetupError\n"
+        "def missing():\n"
+        "    raise SetupError('models/cfc_ncp.safetensors not found; looked in: /nowhere')\n"
+        "c.shipped_model_path = missing\n"
+        "sys.exit(c.main())\n"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            "--ros-args",
+            "-r",
+            f"/cmd_vel:={ns}/cmd_vel",
+            "-r",
+            f"/diagnostics:={ns}/diagnostics",
+        ],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "model_path is empty and the shipped checkpoint is missing" in proc.stderr
     assert "set model_path" in proc.stderr and "allow_untrained:=true" in proc.stderr
@@ -330,15 +359,20 @@ def test_without_a_checkpoint_configure_fails_and_creates_no_command_publisher(g
 
 def test_diagnostics_report_state_and_counters(tmp_path, graph_factory):
     g = graph_factory(_policy_file(tmp_path), image_timeout=5.0)
-    arrays: List[DiagnosticArray] = []
+    arrays: list[DiagnosticArray] = []
     g.peer.create_subscription(DiagnosticArray, f"{g.ns}/diagnostics", arrays.append, 10)
     g.wait_connected()
     g.send_and_wait(0)
     assert g.wait_for(lambda: arrays, 3.0)
     values = {kv.key: kv.value for kv in arrays[-1].status[0].values}
     assert values["state"] == "active" and values["enabled"] == "True"
-    for key in ("frame_rate_hz", "step_latency_mean_ms", "malformed_inputs",
-                "nonfinite_outputs", "last_failsafe_reason"):
+    for key in (
+        "frame_rate_hz",
+        "step_latency_mean_ms",
+        "malformed_inputs",
+        "nonfinite_outputs",
+        "last_failsafe_reason",
+    ):
         assert key in values
 
 
@@ -347,7 +381,7 @@ def test_a_camera_other_than_the_trained_one_is_reported_in_the_log_and_diagnost
     from lnn_nav.sim.camera import CameraConfig
 
     g = graph_factory(_policy_file(tmp_path, camera_hfov_deg=90.0), image_timeout=5.0)
-    arrays: List[DiagnosticArray] = []
+    arrays: list[DiagnosticArray] = []
     g.peer.create_subscription(DiagnosticArray, f"{g.ns}/diagnostics", arrays.append, 10)
     info_pub = g.peer.create_publisher(CameraInfo, f"{g.ns}/camera/camera_info", 10)  # beside the image topic
     g.wait_connected()
@@ -382,7 +416,7 @@ def test_camera_mismatch_judges_the_field_of_view_of_camera_info():
 
 def test_saliency_image_arrives_with_the_frame_stamp_when_enabled(tmp_path, graph_factory):
     g = graph_factory(_policy_file(tmp_path), image_timeout=5.0, publish_saliency=True)
-    pictures: List[Image] = []
+    pictures: list[Image] = []
     g.peer.create_subscription(Image, "/controller_node/saliency", pictures.append, 10)
     g.wait_connected()
     assert g.wait_for(lambda: g.node._saliency_pub.get_subscription_count() > 0, 10.0)
@@ -419,8 +453,7 @@ def test_goal_policy_needs_odometry_and_a_latched_goal(tmp_path, graph_factory):
     policy = LiquidPolicy(PolicyConfig(encoder=EncoderConfig(height=48, width=64), use_goal=True))
     path = str(save_policy(policy, tmp_path / "goal.safetensors"))
     g = graph_factory(path, image_timeout=5.0, odom_timeout=5.0)
-    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     odom_pub = g.peer.create_publisher(Odometry, "/odom", 10)
     g.wait_connected()
     assert _is_zero(g.send_and_wait(0))  # no goal, no odometry yet: hover
@@ -474,8 +507,8 @@ class _ProcessPeer:
         self.context = Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("controller_process_peer", context=self.context)
-        self.diagnostics: List[DiagnosticArray] = []
-        self.commands: List[TwistStamped] = []
+        self.diagnostics: list[DiagnosticArray] = []
+        self.commands: list[TwistStamped] = []
         self.node.create_subscription(DiagnosticArray, f"{ns}/diagnostics", self.diagnostics.append, 10)
         self.node.create_subscription(TwistStamped, f"{ns}/cmd_vel", self.commands.append, 100)
         self.clock_pub = self.node.create_publisher(Clock, f"{ns}/clock", 10)
@@ -497,8 +530,11 @@ class _ProcessPeer:
                 next_tick = time.monotonic() + 0.01
 
     def active(self) -> bool:
-        return any(kv.key == "state" and kv.value == "active"
-                   for array in list(self.diagnostics) for kv in array.status[0].values)
+        return any(
+            kv.key == "state" and kv.value == "active"
+            for array in list(self.diagnostics)
+            for kv in array.status[0].values
+        )
 
     def close(self) -> None:
         self._running = False
@@ -511,9 +547,22 @@ class _ProcessPeer:
 @pytest.mark.parametrize("use_sim_time", [False, True], ids=["wall_time", "sim_time"])
 def test_sigint_stops_the_controller_process_within_3_s_with_exit_code_0(tmp_path, use_sim_time):
     ns = f"/t{uuid.uuid4().hex[:10]}"
-    cmd = [sys.executable, "-m", "lnn_nav.nodes.controller", "--ros-args",
-           "-p", f"model_path:={_policy_file(tmp_path)}", "-p", f"use_sim_time:={str(use_sim_time).lower()}",
-           "-r", f"/diagnostics:={ns}/diagnostics", "-r", f"/cmd_vel:={ns}/cmd_vel", "-r", f"/clock:={ns}/clock"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lnn_nav.nodes.controller",
+        "--ros-args",
+        "-p",
+        f"model_path:={_policy_file(tmp_path)}",
+        "-p",
+        f"use_sim_time:={str(use_sim_time).lower()}",
+        "-r",
+        f"/diagnostics:={ns}/diagnostics",
+        "-r",
+        f"/cmd_vel:={ns}/cmd_vel",
+        "-r",
+        f"/clock:={ns}/clock",
+    ]
     peer = _ProcessPeer(ns)
     peer.clock_running = use_sim_time
     proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -581,8 +630,15 @@ def test_sync_inputs_runs_a_frame_with_the_odometry_stamped_with_it(tmp_path, gr
     from lnn_nav.nodes.controller_logic import clamp_command
     from lnn_nav.nodes.conversions import goal_input, odometry_msg, preprocess_for_policy
 
-    g, odom_pub, policy, goal = _goal_graph(tmp_path, graph_factory, sync_inputs=True, sync_timeout=1.0,
-                                            max_speed_xy=50.0, max_speed_z=20.0, max_yaw_rate=10.0)
+    g, odom_pub, policy, goal = _goal_graph(
+        tmp_path,
+        graph_factory,
+        sync_inputs=True,
+        sync_timeout=1.0,
+        max_speed_xy=50.0,
+        max_speed_z=20.0,
+        max_yaw_rate=10.0,
+    )
     old = odometry_msg([0, 0, 1], [1, 0, 0, 0], [0, 0, 0], [0, 0, 0], _stamp(-1))
     yaw = math.pi / 2  # the new pose faces left: the goal is to its right
     new = odometry_msg([2, 1, 1], [math.cos(yaw / 2), 0, 0, math.sin(yaw / 2)], [0, 0, 0], [0, 0, 0], _stamp(0))

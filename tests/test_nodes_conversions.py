@@ -41,8 +41,7 @@ def _image(pixels: np.ndarray, encoding: str, pad: int = 0) -> Image:
     h, w = pixels.shape[:2]
     rows = pixels.reshape(h, -1)
     padded = np.concatenate([rows, np.full((h, pad), 0xAB, np.uint8)], axis=1)
-    return Image(height=h, width=w, encoding=encoding, is_bigendian=0,
-                 step=rows.shape[1] + pad, data=padded.tobytes())
+    return Image(height=h, width=w, encoding=encoding, is_bigendian=0, step=rows.shape[1] + pad, data=padded.tobytes())
 
 
 @pytest.mark.parametrize(
@@ -259,8 +258,10 @@ def test_watchdog_armed_before_the_clock_runs_counts_from_its_first_reading():
     dog = InputWatchdog({"camera": 0.25, "odom": 0.25})
     dog.arm(None)
     assert dog.stale(1_000_000_000_000) == []
-    assert dog.stale_inputs(1_000_300_000_000) == {"camera": "camera: nothing received yet",
-                                                   "odom": "odom: nothing received yet"}  # fmt: skip
+    assert dog.stale_inputs(1_000_300_000_000) == {
+        "camera": "camera: nothing received yet",
+        "odom": "odom: nothing received yet",
+    }
 
 
 def test_clamp_keeps_horizontal_direction_and_bounds_each_axis():

@@ -93,14 +93,15 @@ def test_attitude_round_trip_and_consistency_with_vectors():
         expected = ned_to_enu(_rotate(q, v_frd))
         np.testing.assert_allclose(_rotate(q_ros, frd_to_flu(v_frd)), expected, atol=1e-12)
         assert yaw_ned_to_enu(quaternion_yaw(q)) == pytest.approx(quaternion_yaw(q_ros), abs=1e-9) or (
-            abs(abs(quaternion_yaw(q_ros) - yaw_ned_to_enu(quaternion_yaw(q))) - 2 * math.pi) < 1e-9)
+            abs(abs(quaternion_yaw(q_ros) - yaw_ned_to_enu(quaternion_yaw(q))) - 2 * math.pi) < 1e-9
+        )
     with pytest.raises(ValueError, match="no orientation"):
         ned_frd_to_enu_flu_quaternion([0, 0, 0, 0])
 
 
 def test_yaw_conversion():
-    assert yaw_ned_to_enu(0.0) == pytest.approx(math.pi / 2)        # north
-    assert yaw_ned_to_enu(math.pi / 2) == pytest.approx(0.0)        # east
+    assert yaw_ned_to_enu(0.0) == pytest.approx(math.pi / 2)  # north
+    assert yaw_ned_to_enu(math.pi / 2) == pytest.approx(0.0)  # east
     assert yaw_enu_to_ned(math.pi / 2) == pytest.approx(0.0)
     assert abs(yaw_ned_to_enu(-math.pi / 2)) == pytest.approx(math.pi)  # west
     for yaw in np.linspace(-3.1, 3.1, 13):
@@ -108,11 +109,11 @@ def test_yaw_conversion():
 
 
 def test_body_velocity_to_ned_and_yaw_rate_sign():
-    v, r = body_flu_velocity_to_ned([1, 0, 0, 0], 0.0)   # facing north, forward
+    v, r = body_flu_velocity_to_ned([1, 0, 0, 0], 0.0)  # facing north, forward
     np.testing.assert_allclose(v, [1, 0, 0], atol=1e-12)
-    v, r = body_flu_velocity_to_ned([0, 1, 0, 0], 0.0)   # facing north, left = west
+    v, r = body_flu_velocity_to_ned([0, 1, 0, 0], 0.0)  # facing north, left = west
     np.testing.assert_allclose(v, [0, -1, 0], atol=1e-12)
-    v, r = body_flu_velocity_to_ned([0, 0, 1, 0], 0.3)   # up = -down, whatever the heading
+    v, r = body_flu_velocity_to_ned([0, 0, 1, 0], 0.3)  # up = -down, whatever the heading
     np.testing.assert_allclose(v, [0, 0, -1], atol=1e-12)
     v, r = body_flu_velocity_to_ned([1, 1, 0, 0], math.pi / 2)  # facing east: forward east, left north
     np.testing.assert_allclose(v, [1, 1, 0], atol=1e-12)
@@ -179,9 +180,9 @@ def test_waits_for_px4_then_heartbeats_before_offboard_then_arms():
             # Offboard first, then arm (px4_ros_com offboard_control order), in one tick.
             assert [c.command for c in out.commands] == [VEHICLE_CMD_DO_SET_MODE, VEHICLE_CMD_COMPONENT_ARM_DISARM]
             assert out.commands[0].params == (1.0, 6.0) and out.commands[1].params == (1.0,)
-    heartbeats_before = sum(1 for o in f.log[5:5 + first_request] if o.setpoint is not None)
+    heartbeats_before = sum(1 for o in f.log[5 : 5 + first_request] if o.setpoint is not None)
     assert heartbeats_before >= 10
-    assert all(o.setpoint.velocity_ned == (0.0, 0.0, 0.0) for o in f.log[5:5 + first_request])
+    assert all(o.setpoint.velocity_ned == (0.0, 0.0, 0.0) for o in f.log[5 : 5 + first_request])
     # Requests repeat at request_interval (1 s = 20 ticks) while PX4 has not complied.
     request_ticks = [i for i, o in enumerate(f.log) if o.commands]
     assert len(request_ticks) == 2 and request_ticks[1] - request_ticks[0] == 20
@@ -198,7 +199,7 @@ def test_takeoff_climbs_then_tracks_commands():
     out = f.tick(ARMED_OFFBOARD, _odom(z=-0.1))
     assert out.state is OffboardState.TAKEOFF
     assert out.setpoint.velocity_ned == (0.0, 0.0, -0.7)
-    out = f.tick(ARMED_OFFBOARD, _odom(z=-1.5))       # 1.4 m above the start: still climbing
+    out = f.tick(ARMED_OFFBOARD, _odom(z=-1.5))  # 1.4 m above the start: still climbing
     assert out.state is OffboardState.TAKEOFF
     out = f.tick(ARMED_OFFBOARD, _odom(z=-2.05, yaw=math.pi / 2), cmd=[1.0, 0.0, 0.0, 0.2], cmd_time=f.t)
     assert out.state is OffboardState.TRACKING
@@ -219,7 +220,7 @@ def test_stale_commands_hover_then_recover():
         out = f.tick(ARMED_OFFBOARD, _odom(-2.0), cmd, sent)
         assert out.state is OffboardState.STALE and out.setpoint.velocity_ned == (0.0, 0.0, 0.0)
         assert out.setpoint.yawspeed == 0.0 and not out.commands
-    out = f.tick(ARMED_OFFBOARD, _odom(-2.0), cmd, f.t)   # commands are back
+    out = f.tick(ARMED_OFFBOARD, _odom(-2.0), cmd, f.t)  # commands are back
     assert out.state is OffboardState.TRACKING and out.setpoint.velocity_ned[0] == pytest.approx(1.0)
 
 
@@ -280,12 +281,19 @@ def test_node_without_px4_msgs_exits_2_with_build_hint():
     pytest.importorskip("rclpy")
     try:
         import px4_msgs  # noqa: F401
+
         pytest.skip("px4_msgs is installed here")
     except ImportError:
         pass
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    proc = subprocess.run([sys.executable, "-m", "lnn_nav.nodes.px4_offboard"], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lnn_nav.nodes.px4_offboard"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "px4_msgs" in proc.stderr and "colcon build" in proc.stderr
     assert "github.com/PX4/px4_msgs" in proc.stderr
@@ -296,9 +304,12 @@ def test_px4_offboard_yaml_matches_node_parameters():
     p = params["px4_offboard_node"]["ros__parameters"]
     assert p["rate_hz"] >= 10 and p["failsafe_action"] in ("hold", "land")
     assert p["vehicle_status_topic"] == "/fmu/out/vehicle_status"
-    OffboardConfig(heartbeats_before_offboard=p["heartbeats_before_offboard"],
-                   stale_timeout=p["stale_timeout"], failsafe_timeout=p["failsafe_timeout"],
-                   failsafe_action=p["failsafe_action"])
+    OffboardConfig(
+        heartbeats_before_offboard=p["heartbeats_before_offboard"],
+        stale_timeout=p["stale_timeout"],
+        failsafe_timeout=p["failsafe_timeout"],
+        failsafe_action=p["failsafe_action"],
+    )
 
 
 def test_bridge_yaml_has_the_four_mappings():

@@ -8,8 +8,8 @@ import py_compile
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, List
 
 import numpy as np
 import pytest
@@ -71,12 +71,13 @@ class Pilot:
     def __init__(self, context, executor, command=(0.0, 0.0, 0.0, 0.0)) -> None:
         self.node = rclpy.create_node("test_pilot", context=context)
         self.command = list(command)
-        self.odom: List[Odometry] = []
-        self.outcomes: List[dict] = []
+        self.odom: list[Odometry] = []
+        self.outcomes: list[dict] = []
         self.pub = self.node.create_publisher(TwistStamped, "/cmd_vel", 10)
         self.node.create_subscription(Odometry, "/odom", self._on_odom, 10)
-        self.node.create_subscription(String, "/sim_node/outcome", lambda m: self.outcomes.append(json.loads(m.data)),
-                                      LATCHED_QOS)  # fmt: skip
+        self.node.create_subscription(
+            String, "/sim_node/outcome", lambda m: self.outcomes.append(json.loads(m.data)), LATCHED_QOS
+        )
         executor.add_node(self.node)
 
     def _on_odom(self, msg: Odometry) -> None:
@@ -93,10 +94,13 @@ def test_sim_node_publishes_every_sensor_with_one_stamp_per_frame(graph):
     listener = rclpy.create_node("test_listener", context=context)
     got = {name: [] for name in ("image", "info", "imu", "odom", "clock", "goal")}
     for name, kind, topic, qos in (
-        ("image", Image, "/camera/image_raw", 10), ("info", CameraInfo, "/camera/camera_info", 10),
-        ("imu", Imu, "/imu/data", 10), ("odom", Odometry, "/odom", 10), ("clock", Clock, "/clock", 10),
+        ("image", Image, "/camera/image_raw", 10),
+        ("info", CameraInfo, "/camera/camera_info", 10),
+        ("imu", Imu, "/imu/data", 10),
+        ("odom", Odometry, "/odom", 10),
+        ("clock", Clock, "/clock", 10),
         ("goal", PoseStamped, "/goal_pose", LATCHED_QOS),
-    ):  # fmt: skip
+    ):
         listener.create_subscription(kind, topic, got[name].append, qos)
     executor.add_node(listener)
     # Real time at x4 gives a stream of frames without a pilot.
@@ -190,7 +194,7 @@ def test_expert_node_flies_the_simulator_to_the_goal_through_the_graph(graph):
     make_sim(context, executor, seed=3)
     expert = ExpertNode(context=context, parameter_overrides=[Parameter("seed", value=3), Parameter("fly", value=True)])
     executor.add_node(expert)
-    outcomes: List[dict] = []
+    outcomes: list[dict] = []
     node = rclpy.create_node("test_outcome", context=context)
     node.create_subscription(String, "/sim_node/outcome", lambda m: outcomes.append(json.loads(m.data)), LATCHED_QOS)
     executor.add_node(node)
@@ -211,8 +215,9 @@ def test_expert_node_flies_the_demonstrating_expert_and_refuses_bad_parameters(g
     assert expert.expert.config.yaw_lookahead == demo_expert("forest").get("yaw_lookahead")
     expert.destroy_node()
     # The urban expert plans with its own clearance cost; a parameter set explicitly wins.
-    urban = ExpertNode(context=context, parameter_overrides=[Parameter("world", value="urban"),
-                                                             Parameter("inflate", value=0.7)])  # fmt: skip
+    urban = ExpertNode(
+        context=context, parameter_overrides=[Parameter("world", value="urban"), Parameter("inflate", value=0.7)]
+    )
     assert urban.expert.config.clearance_weight == demo_expert("urban")["clearance_weight"]
     assert urban.expert.config.clearance_scale == demo_expert("urban")["clearance_scale"]
     assert urban.expert.config.inflate == 0.7
@@ -241,8 +246,11 @@ def test_expert_node_replans_in_the_world_the_simulator_publishes(graph):
 def test_lnn_nav_fly_refuses_a_missing_model_before_starting_anything(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "lnn_nav.cli", "fly", "--model", str(tmp_path / "missing.safetensors")],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert result.returncode == 2
     assert "missing.safetensors" in result.stderr
 
@@ -250,15 +258,20 @@ def test_lnn_nav_fly_refuses_a_missing_model_before_starting_anything(tmp_path):
 def test_lnn_nav_fly_expert_reaches_the_goal_and_exits_zero():
     result = subprocess.run(
         [sys.executable, "-m", "lnn_nav.cli", "fly", "--expert", "--world", "forest", "--seed", "3", "--timeout", "60"],
-        capture_output=True, text=True, timeout=90, cwd=ROOT, env=dict(os.environ),
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=ROOT,
+        env=dict(os.environ),
+    )
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome["outcome"] == "success" and outcome["seed"] == 3
 
 
 @pytest.mark.parametrize(
-    "name", ["sim_closed_loop.launch.py", "drone.launch.py", "record.launch.py", "replay.launch.py"])
+    "name", ["sim_closed_loop.launch.py", "drone.launch.py", "record.launch.py", "replay.launch.py"]
+)
 def test_launch_file_compiles_and_describes_itself_when_launch_is_installed(name):
     # The `launch` package ships with a ROS install, not as a pip wheel: without
     # it the file can only be compiled here.
@@ -266,8 +279,9 @@ def test_launch_file_compiles_and_describes_itself_when_launch_is_installed(name
     py_compile.compile(str(path), doraise=True)
     try:
         # A bare `import launch` would find this repository's launch/ folder.
-        from launch import LaunchDescription  # noqa: F401
         import launch_ros  # noqa: F401
+
+        from launch import LaunchDescription  # noqa: F401
     except ImportError:
         return
     import importlib.util

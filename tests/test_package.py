@@ -149,18 +149,35 @@ def test_cli_info_reports_versions_and_optional_parts():
 def test_cli_info_describes_checkpoints_and_their_camera(tmp_path):
     from lnn_nav.models import EncoderConfig, LiquidPolicy, PolicyConfig, save_policy
 
-    wide = save_policy(LiquidPolicy(PolicyConfig(encoder=EncoderConfig(height=24, width=32), core="lstm",
-                                                 core_options={"units": 8}, use_goal=True, camera_hfov_deg=120.0)),
-                       tmp_path / "wide.safetensors", {"epoch": 3, "val_loss": 0.5, "trained_on": ["ds120"]})  # fmt: skip
+    wide = save_policy(
+        LiquidPolicy(
+            PolicyConfig(
+                encoder=EncoderConfig(height=24, width=32),
+                core="lstm",
+                core_options={"units": 8},
+                use_goal=True,
+                camera_hfov_deg=120.0,
+            )
+        ),
+        tmp_path / "wide.safetensors",
+        {"epoch": 3, "val_loss": 0.5, "trained_on": ["ds120"]},
+    )
     # A checkpoint trained before cameras were recorded (the shipped ones until 2026-11-30).
-    old = save_policy(LiquidPolicy(PolicyConfig(encoder=EncoderConfig(height=24, width=32), core="lstm",
-                                                core_options={"units": 8}, use_goal=True)),
-                      tmp_path / "old.safetensors")  # fmt: skip
+    old = save_policy(
+        LiquidPolicy(
+            PolicyConfig(
+                encoder=EncoderConfig(height=24, width=32), core="lstm", core_options={"units": 8}, use_goal=True
+            )
+        ),
+        tmp_path / "old.safetensors",
+    )
     result = _run("-m", "lnn_nav.cli", "info", str(wide), str(old), str(REPO / "models" / "cfc_ncp.safetensors"))
     assert result.returncode == 0, result.stderr
     wide_part, old_part, shipped_part = result.stdout.split("checkpoint ")[1:]
     assert "lstm (8 units)" in wide_part and "32x24 camera + goal" in wide_part
-    assert "120.0 deg horizontal field of view" in wide_part and "epoch 3; validation loss 0.5000; on ds120" in wide_part
+    assert (
+        "120.0 deg horizontal field of view" in wide_part and "epoch 3; validation loss 0.5000; on ds120" in wide_part
+    )
     assert "not recorded (flown with the simulator's 90 deg)" in old_part
     assert "cfc-ncp (48 units)" in shipped_part and "64x48 camera + goal" in shipped_part
     (tmp_path / "bad.safetensors").write_bytes(b"not a checkpoint")
@@ -198,15 +215,29 @@ IMPORT_KEYS = {
     "launch": "launch",
     "launch_ros": "launch_ros",
     "ament_index_python": "ament_index_python",
-    **{ros: ros for ros in ("rclpy", "rcl_interfaces", "builtin_interfaces", "sensor_msgs", "geometry_msgs",
-                            "nav_msgs", "std_msgs", "std_srvs", "diagnostic_msgs", "rosgraph_msgs", "tf2_msgs")},
+    **{
+        ros: ros
+        for ros in (
+            "rclpy",
+            "rcl_interfaces",
+            "builtin_interfaces",
+            "sensor_msgs",
+            "geometry_msgs",
+            "nav_msgs",
+            "std_msgs",
+            "std_srvs",
+            "diagnostic_msgs",
+            "rosgraph_msgs",
+            "tf2_msgs",
+        )
+    },
 }
 #: Import name -> pip package, for those rosdep has no key for: package.xml names them in a comment.
 PIP_ONLY = {"safetensors": "safetensors", "warp": "warp-lang"}
 #: Imported, but not a dependency to declare, and why.
 NOT_DECLARED = {
     "px4_msgs": "built from source in the colcon workspace for the vehicle's PX4 version; px4_offboard_node "
-                "explains and exits without it",
+    "explains and exits without it",
     "ncps": "only lnn_nav.models.from_ncps (importing ncps-trained models), imported lazily, never by a node",
     "backports": "backports.zstd, a dependency of rosbags (Python < 3.14)",
     "compression": "compression.zstd, the standard library's from Python 3.14",

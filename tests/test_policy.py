@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from small_policies import CORE_OPTIONS, H, W
 
 from lnn_nav.models.encoder import EncoderConfig
 from lnn_nav.models.factory import CORE_KINDS
 from lnn_nav.models.policy import GOAL_SIZE, IMU_SIZE, LiquidPolicy, PolicyConfig
-from small_policies import CORE_OPTIONS, H, W
 
 
 def make_policy(kind: str = "cfc-ncp", **config) -> LiquidPolicy:
@@ -38,12 +38,9 @@ def test_step_by_step_matches_the_sequence_forward(kind: str) -> None:
         sequence, final = policy(images, timespans, imu=imu, goal=goal)
         state = None
         for t in range(steps):
-            command, state = policy.step(
-                images[:, t], timespans[:, t], state, imu=imu[:, t], goal=goal[:, t]
-            )
+            command, state = policy.step(images[:, t], timespans[:, t], state, imu=imu[:, t], goal=goal[:, t])
             torch.testing.assert_close(command, sequence[:, t], atol=1e-5, rtol=0)
-    for a, b in zip(final if isinstance(final, tuple) else (final,),
-                    state if isinstance(state, tuple) else (state,)):  # fmt: skip
+    for a, b in zip(final if isinstance(final, tuple) else (final,), state if isinstance(state, tuple) else (state,)):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
 
 
@@ -63,9 +60,7 @@ def test_commands_stay_within_command_scale_for_extreme_inputs() -> None:
     with torch.no_grad():
         for p in policy.head.parameters():
             p.fill_(1e3)  # saturate the head on purpose
-        commands, _ = policy(
-            torch.ones(2, 4, 3, H, W), 10.0, imu=torch.full((2, 4, IMU_SIZE), 1e6)
-        )
+        commands, _ = policy(torch.ones(2, 4, 3, H, W), 10.0, imu=torch.full((2, 4, IMU_SIZE), 1e6))
     assert (commands.abs() <= torch.tensor(scale)).all()
     assert commands.shape == (2, 4, 4)
 
@@ -142,14 +137,14 @@ def test_goal_of_the_wrong_shape_is_an_error() -> None:
 
 
 def test_from_config_keeps_the_config() -> None:
-    config = PolicyConfig(encoder=EncoderConfig(height=H, width=W), core="gru",
-                          core_options={"units": 8}, use_goal=True)  # fmt: skip
+    config = PolicyConfig(
+        encoder=EncoderConfig(height=H, width=W), core="gru", core_options={"units": 8}, use_goal=True
+    )
     assert LiquidPolicy.from_config(config).config is config
 
 
 def test_policy_config_round_trips_through_a_dict() -> None:
-    config = PolicyConfig(core="cfc", core_options={"units": 8}, use_imu=True,
-                          command_scale=(1, 1, 0.5, 0.5))  # fmt: skip
+    config = PolicyConfig(core="cfc", core_options={"units": 8}, use_imu=True, command_scale=(1, 1, 0.5, 0.5))
     assert PolicyConfig.from_dict(config.to_dict()) == config
 
 

@@ -15,7 +15,7 @@ import argparse
 import fnmatch
 import re
 import unicodedata
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import pytest
@@ -89,7 +89,7 @@ def _expand_braces(path: str) -> list[str]:
         return [path]
     out = []
     for choice in match.group(1).split(","):
-        out += _expand_braces(path[: match.start()] + choice + path[match.end():])
+        out += _expand_braces(path[: match.start()] + choice + path[match.end() :])
     return out
 
 
@@ -144,7 +144,7 @@ def _slug(heading: str) -> str:
     return kept.replace(" ", "-")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _anchors(page: Path) -> frozenset[str]:
     anchors: set[str] = set()
     for match in re.finditer(r"^#{1,6}\s+(.+?)\s*#*\s*$", _prose(_text(page)), re.M):
@@ -234,7 +234,7 @@ def test_lnn_nav_commands_parse(page):
     options = _subcommand_options()
     bad = []
     for command in _lnn_nav_commands(page):
-        rest = _without_quotes(command[len("lnn-nav"):]).split()
+        rest = _without_quotes(command[len("lnn-nav") :]).split()
         name = rest[0] if rest and not rest[0].startswith("-") else ""
         if name and not re.fullmatch(r"[a-z][a-z-]*", name):
             continue  # `lnn-nav COMMAND --help`: a placeholder, not a command

@@ -6,8 +6,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Dict, List
 
 import pytest
 
@@ -87,8 +87,8 @@ def make_recorder(context, executor, out: Path, **params) -> RecorderNode:
     return node
 
 
-def publish_all(publishers: Dict[str, object], n: int) -> Dict[str, list]:
-    sent: Dict[str, list] = {topic: [] for topic in publishers}
+def publish_all(publishers: dict[str, object], n: int) -> dict[str, list]:
+    sent: dict[str, list] = {topic: [] for topic in publishers}
     for k in range(n):
         for topic, pub in publishers.items():
             msg = sample_message(TOPICS[topic], k)
@@ -171,8 +171,7 @@ def test_recorder_matches_best_effort_and_latched_publishers_and_stores_their_qo
 
 def test_recorder_picks_up_a_publisher_that_starts_later_and_splits_by_duration(graph, tmp_path: Path) -> None:
     context, executor, spin_until = graph
-    recorder = make_recorder(context, executor, tmp_path / "bag", topics=["/cmd_vel", "/never"],
-                             max_bag_duration=0.2)  # fmt: skip
+    recorder = make_recorder(context, executor, tmp_path / "bag", topics=["/cmd_vel", "/never"], max_bag_duration=0.2)
     spin_until(lambda: False, timeout=0.2)  # the recorder is up and polling an empty graph
     talker = rclpy.create_node("late_talker", context=context)
     pub = talker.create_publisher(TwistStamped, "/cmd_vel", 10)
@@ -239,7 +238,7 @@ class Listener:
 
     def __init__(self, context, executor, topic: str, kind: type, qos=100) -> None:
         self.node = rclpy.create_node(f"listener_{abs(hash(topic))}", context=context)
-        self.got: List[tuple] = []
+        self.got: list[tuple] = []
         self.node.create_subscription(kind, topic, lambda m: self.got.append((time.monotonic(), m)), qos)
         executor.add_node(self.node)
 
@@ -284,8 +283,9 @@ def test_replay_topic_filter_remap_and_start_offset(graph, tmp_path: Path) -> No
     bag = write_twist_bag(tmp_path / "bag", n=20, period_ns=10_000_000)
     renamed = Listener(context, executor, "/replayed/imu", Imu)
     cmd = Listener(context, executor, "/cmd_vel", TwistStamped)
-    replay = make_replay(context, executor, bag, topics=["/imu/data"], remap=["/imu/data:=/replayed/imu"],
-                         start_offset=0.1)  # fmt: skip
+    replay = make_replay(
+        context, executor, bag, topics=["/imu/data"], remap=["/imu/data:=/replayed/imu"], start_offset=0.1
+    )
     assert spin_until(lambda: replay.finished.is_set() and len(renamed.got) == 10)
     spin_until(lambda: False, timeout=0.1)
     assert [m.header.frame_id for m in renamed.messages] == [f"frame_{k}" for k in range(10, 20)]
@@ -356,13 +356,18 @@ def test_remap_parsing_and_wall_schedule() -> None:
 # ----------------------------------------------------------------------------- the commands, as processes
 
 
-def lnn_nav(*args: str) -> List[str]:
+def lnn_nav(*args: str) -> list[str]:
     return [sys.executable, "-m", "lnn_nav.cli", *args]
 
 
 def start_recorder(out: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(lnn_nav("record", "/cmd_vel", "/imu/data", "-o", str(out), *args), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        lnn_nav("record", "/cmd_vel", "/imu/data", "-o", str(out), *args),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def publish_to(process: subprocess.Popen, graph, n: int) -> None:
@@ -371,8 +376,9 @@ def publish_to(process: subprocess.Popen, graph, n: int) -> None:
     talker = rclpy.create_node("talker", context=context)
     pubs = {topic: talker.create_publisher(TOPICS[topic], topic, 100) for topic in ("/cmd_vel", "/imu/data")}
     executor.add_node(talker)
-    assert spin_until(lambda: all(p.get_subscription_count() for p in pubs.values()) or process.poll() is not None,
-                      timeout=20.0), "the recorder never subscribed"  # fmt: skip
+    assert spin_until(
+        lambda: all(p.get_subscription_count() for p in pubs.values()) or process.poll() is not None, timeout=20.0
+    ), "the recorder never subscribed"
     assert process.poll() is None, process.communicate()
     for k in range(n):
         for topic, pub in pubs.items():
@@ -417,10 +423,23 @@ def test_lnn_nav_replay_plays_a_ros2_bag_recording_and_exits(graph, tmp_path: Pa
     context, executor, spin_until = graph
     talk = Listener(context, executor, "/chatter", String)
     process = subprocess.Popen(
-        lnn_nav("replay", str(SAMPLES / "sqlite3_talker"), "--topics", "/topic", "--remap", "/topic:=/chatter",
-                "--rate", "10", "--wait-for-subscribers", "15"),
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        lnn_nav(
+            "replay",
+            str(SAMPLES / "sqlite3_talker"),
+            "--topics",
+            "/topic",
+            "--remap",
+            "/topic:=/chatter",
+            "--rate",
+            "10",
+            "--wait-for-subscribers",
+            "15",
+        ),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert spin_until(lambda: len(talk.got) == 10 or process.poll() is not None, timeout=30.0)
         out, err = process.communicate(timeout=20)
@@ -452,11 +471,16 @@ def _cut_twist_bag(path: Path, cut_chunk: int) -> Path:
 
 
 def test_lnn_nav_replay_plays_an_mcap_cut_short_up_to_its_last_complete_chunk_and_says_what_was_lost(
-        tmp_path: Path) -> None:  # fmt: skip
+    tmp_path: Path,
+) -> None:
     bag = _cut_twist_bag(tmp_path / "cut", cut_chunk=3)
-    result = subprocess.run(lnn_nav("replay", str(bag), "--rate", "10", "--remap", "/cmd_vel:=/cut_cmd_vel",
-                                    "/imu/data:=/cut_imu"),
-                            cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        lnn_nav("replay", str(bag), "--rate", "10", "--remap", "/cmd_vel:=/cut_cmd_vel", "/imu/data:=/cut_imu"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     assert "Traceback" not in out and "ReaderError" not in out

@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-RECORDER = r'''
+RECORDER = r"""
 import json, sys
 from pathlib import Path
 from lnn_nav.cli import build_parser
@@ -31,7 +31,7 @@ elif args.command == "dagger":
     run = Path(args.out) / f"round_{args.rounds}" / "run"
     run.mkdir(parents=True, exist_ok=True)
     (run / "best.safetensors").write_text("dagger from " + args.init)
-'''
+"""
 
 
 def _run(tmp_path: Path, **env: str) -> list[list[str]]:
@@ -40,8 +40,14 @@ def _run(tmp_path: Path, **env: str) -> list[list[str]]:
     lnn = tmp_path / "lnn"
     lnn.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{fake}" "$@"\n')
     lnn.chmod(0o755)
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "reproduce.sh")], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "LNN": str(lnn), "OUT": str(tmp_path / "out"), **env}, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "reproduce.sh")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LNN": str(lnn), "OUT": str(tmp_path / "out"), **env},
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     return [json.loads(line) for line in (tmp_path / "lnn_nav_recorder.py.log").read_text().splitlines()]
 
@@ -53,9 +59,9 @@ def _opt(argv: list[str], name: str) -> str:
 def test_reproduce_chain_parses_and_hands_checkpoints_on(tmp_path: Path) -> None:
     calls = _run(tmp_path)
     commands = [c[0] for c in calls]
-    assert commands == (["collect"] * 2 + ["dataset"]) * 3 + ["dataset", "collect", "collect", "dataset"] + \
-        ["collect"] * 3 + ["dataset"] * 2 + \
-        ["train", "dagger", "train", "train", "train", "train", "eval"] + ["train"] * 5 + ["eval"]  # fmt: skip
+    assert commands == (["collect"] * 2 + ["dataset"]) * 3 + ["dataset", "collect", "collect", "dataset"] + [
+        "collect"
+    ] * 3 + ["dataset"] * 2 + ["train", "dagger", "train", "train", "train", "train", "eval"] + ["train"] * 5 + ["eval"]
     collects = [c for c in calls if c[0] == "collect"]
     assert [_opt(c, "--expert-speed") for c in collects] == ["3.0", "3.0"] + ["2.0"] * 9
     assert [_opt(c, "--expert-margin") for c in collects] == ["0.6"] * 4 + ["0.8"] * 7
@@ -64,8 +70,9 @@ def test_reproduce_chain_parses_and_hands_checkpoints_on(tmp_path: Path) -> None
     light = ["--expert-clearance", "1.0", "0.8"]
     assert [" ".join(light) in " ".join(c) for c in collects] == [True] * 4 + [False] * 7
     # Only stage 5 widens the randomisation; the earlier stages keep the profile they were recorded with.
-    assert [_opt(c, "--randomize") if "--randomize" in c else "narrow" for c in collects] == ["narrow"] * 8 + \
-        ["wide"] * 3  # fmt: skip
+    assert [_opt(c, "--randomize") if "--randomize" in c else "narrow" for c in collects] == ["narrow"] * 8 + [
+        "wide"
+    ] * 3
     out = tmp_path / "out"
     # Stage 4's data: the stage-3 forest bags alone, and two sets of urban worlds flown with the heading 6 m ahead.
     forest_ds, urban_a, urban_b, urban_ds = calls[9:13]
@@ -90,12 +97,14 @@ def test_reproduce_chain_parses_and_hands_checkpoints_on(tmp_path: Path) -> None
     assert json.loads(_opt(dagger, "--expert-options")) == {"clearance_weight": 1.0, "clearance_scale": 0.8}
     assert _opt(new_core, "--init-encoder") == _opt(ft_m08, "--out") + "/best.safetensors"
     assert "--init" not in new_core and json.loads(_opt(new_core, "--core-options")) == {"units": 48}
-    data = new_core[new_core.index("--data") + 1:new_core.index("--data") + 3]
+    data = new_core[new_core.index("--data") + 1 : new_core.index("--data") + 3]
     assert data == [_opt(forest_ds, "--out"), _opt(urban_ds, "--out")]
     # Stage 5: a new core on the stage-4 encoder, on the wide-randomisation data, with the strong augmentation.
     assert _opt(robust, "--init-encoder") == _opt(new_core, "--out") + "/best.safetensors"
-    assert robust[robust.index("--data") + 1:robust.index("--data") + 3] == [_opt(wide_forest_ds, "--out"),
-                                                                             _opt(wide_urban_ds, "--out")]  # fmt: skip
+    assert robust[robust.index("--data") + 1 : robust.index("--data") + 3] == [
+        _opt(wide_forest_ds, "--out"),
+        _opt(wide_urban_ds, "--out"),
+    ]
     assert _opt(robust, "--augment") == "strong" and _opt(robust, "--seed") == "0"
     assert json.loads(_opt(robust, "--core-options")) == {"units": 48}
     assert _opt(ev, "--model") == str(out / "models" / "cfc_ncp.safetensors")
@@ -103,11 +112,13 @@ def test_reproduce_chain_parses_and_hands_checkpoints_on(tmp_path: Path) -> None
     # The LSTM baseline: BC on the same data, fine-tuned the same two ways, no DAgger, then its own new core
     # (default size) on its own encoder, on the same data.
     lstm_bc, lstm_ft, lstm_m08, lstm_new, lstm_robust = calls[25:30]
-    assert _opt(lstm_bc, "--model") == "lstm" and _opt(lstm_ft, "--init") == _opt(lstm_bc, "--out") + "/best.safetensors"
+    assert (
+        _opt(lstm_bc, "--model") == "lstm" and _opt(lstm_ft, "--init") == _opt(lstm_bc, "--out") + "/best.safetensors"
+    )
     assert _opt(lstm_m08, "--init") == _opt(lstm_ft, "--out") + "/best.safetensors"
     assert _opt(lstm_new, "--init-encoder") == _opt(lstm_m08, "--out") + "/best.safetensors"
     assert json.loads(_opt(lstm_new, "--core-options")) == {} and _opt(lstm_new, "--model") == "lstm"
-    assert lstm_new[lstm_new.index("--data") + 1:lstm_new.index("--data") + 3] == data
+    assert lstm_new[lstm_new.index("--data") + 1 : lstm_new.index("--data") + 3] == data
     assert _opt(lstm_robust, "--init-encoder") == _opt(lstm_new, "--out") + "/best.safetensors"
     # Stages 3-4 weight the steering frames (the shipped recipe); stages 1-2 train on the plain loss.
     assert [_opt(c, "--steer-weight") for c in (ft_m08, new_core, robust, lstm_m08, lstm_new, lstm_robust)] == ["6"] * 6
@@ -156,8 +167,10 @@ def test_reproduce_at_another_size_and_camera(tmp_path: Path) -> None:
     (tmp_path / "wide").mkdir()
     default = _run(tmp_path / "default", STAGE2="0", STAGE3="0", MODELS="cfc-ncp", DAGGER_ROUNDS="0")
     assert [_opt(c, "--camera-hfov") for c in default if c[0] == "collect"] == ["90", "90"]
-    assert [c[c.index("--size") + 1:c.index("--size") + 3] for c in default if c[0] == "dataset"] == [["64", "48"]]
+    assert [c[c.index("--size") + 1 : c.index("--size") + 3] for c in default if c[0] == "dataset"] == [["64", "48"]]
     calls = _run(tmp_path / "wide", SIZE="128 96", HFOV="120", MODELS="cfc-ncp", DAGGER_ROUNDS="0")
     collects, datasets = [c for c in calls if c[0] == "collect"], [c for c in calls if c[0] == "dataset"]
     assert len(collects) == 11 and {_opt(c, "--camera-hfov") for c in collects} == {"120"}
-    assert len(datasets) == 7 and all(c[c.index("--size") + 1:c.index("--size") + 3] == ["128", "96"] for c in datasets)
+    assert len(datasets) == 7 and all(
+        c[c.index("--size") + 1 : c.index("--size") + 3] == ["128", "96"] for c in datasets
+    )

@@ -148,7 +148,9 @@ def test_grayscale_draw_removes_colour() -> None:
     augment.gain[0], augment.bias[0], augment.haze[0] = 1.0, 0.0, 0.0
     colourful = torch.tensor([200, 30, 60], dtype=torch.uint8).view(1, 1, 3, 1, 1).expand(1, 1, 3, 4, 4).clone()
     out = augment(colourful, torch.Generator().manual_seed(0))
-    assert torch.allclose(out[0, 0, 0], out[0, 0, 1], atol=1e-5) and torch.allclose(out[0, 0, 1], out[0, 0, 2], atol=1e-5)
+    assert torch.allclose(out[0, 0, 0], out[0, 0, 1], atol=1e-5) and torch.allclose(
+        out[0, 0, 1], out[0, 0, 2], atol=1e-5
+    )
 
 
 def test_unknown_augment_profile_is_refused(tmp_path: Path) -> None:
@@ -158,13 +160,51 @@ def test_unknown_augment_profile_is_refused(tmp_path: Path) -> None:
 
 def test_cli_eval_calibration_flies_calibration_worlds_and_unknown_presets_exit_2(tmp_path: Path) -> None:
     out = tmp_path / "bad.json"
-    result = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "eval", "--model", "expert", "--episodes", "1",
-                             "--preset", "monsoon", "--out", str(out)], capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lnn_nav.cli",
+            "eval",
+            "--model",
+            "expert",
+            "--episodes",
+            "1",
+            "--preset",
+            "monsoon",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "unknown preset(s) monsoon" in result.stderr and not out.exists()
     out = tmp_path / "r.json"
-    result = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "eval", "--model", "expert", "--world", "urban",
-                             "--preset", "fall_haze", "--episodes", "1", "--calibration", "--workers", "1",
-                             "--envs", "1", "--out", str(out)], capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lnn_nav.cli",
+            "eval",
+            "--model",
+            "expert",
+            "--world",
+            "urban",
+            "--preset",
+            "fall_haze",
+            "--episodes",
+            "1",
+            "--calibration",
+            "--workers",
+            "1",
+            "--envs",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
     (cell,) = data["cells"]

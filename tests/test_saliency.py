@@ -22,8 +22,16 @@ def _red_detector() -> ConvEncoder:
     activation anywhere, so only red regions can be salient.
     """
     torch.manual_seed(0)
-    cfg = EncoderConfig(height=H, width=W, channels=(4, 4, 4), kernels=(3, 3, 3), strides=(2, 2, 1),
-                        feature_dim=4, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))  # fmt: skip
+    cfg = EncoderConfig(
+        height=H,
+        width=W,
+        channels=(4, 4, 4),
+        kernels=(3, 3, 3),
+        strides=(2, 2, 1),
+        feature_dim=4,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+    )
     encoder = ConvEncoder(cfg).eval()
     with torch.no_grad():
         first = encoder.convs[0][0]
@@ -63,7 +71,7 @@ def test_saliency_highlights_the_region_that_drives_the_output_and_nothing_else(
     assert red.max() == 1.0 and red.min() > 0 and red.mean() > 0.3
     # The last deconvolution (3x3 kernel) spreads the map by one input pixel; beyond that, zero.
     outside = torch.ones(H, W, dtype=torch.bool)
-    outside[RED[0].start - 1:RED[0].stop + 1, RED[1].start - 1:RED[1].stop + 1] = False
+    outside[RED[0].start - 1 : RED[0].stop + 1, RED[1].start - 1 : RED[1].stop + 1] = False
     assert torch.all(saliency[outside] == 0)
     assert torch.all(saliency[GREEN[0], GREEN[1]] == 0)
 
@@ -94,7 +102,7 @@ def test_each_map_is_computed_on_its_own_and_the_encoder_mode_is_kept():
     images = torch.rand(4, 3, 48, 64)
     stats = encoder.convs[0][1].running_mean.clone()
     together = visual_backprop(encoder, images)
-    alone = torch.cat([visual_backprop(encoder, images[i:i + 1]) for i in range(4)])
+    alone = torch.cat([visual_backprop(encoder, images[i : i + 1]) for i in range(4)])
     assert torch.allclose(together, alone, atol=1e-6)
     assert encoder.training
     assert torch.equal(encoder.convs[0][1].running_mean, stats)

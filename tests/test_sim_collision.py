@@ -23,12 +23,19 @@ EPS = 1e-3
 def world_with(cylinders=(), boxes=(), spheres=(), bounds=(-50.0, 50.0, -50.0, 50.0), ceiling=30.0) -> WorldSpec:
     cyl, box, sph = (np.asarray(a, dtype=float) for a in (cylinders, boxes, spheres))
     return WorldSpec(
-        kind="test", seed=0, bounds=bounds, start=(0.0, 0.0, 2.0, 0.0), goal=(10.0, 0.0, 2.0),
-        cylinders=cyl, cylinder_materials=np.ones(len(cyl.reshape(-1, 5))),
-        boxes=box, box_materials=np.full(len(box.reshape(-1, 7)), 4),
-        spheres=sph, sphere_materials=np.full(len(sph.reshape(-1, 4)), 2),
+        kind="test",
+        seed=0,
+        bounds=bounds,
+        start=(0.0, 0.0, 2.0, 0.0),
+        goal=(10.0, 0.0, 2.0),
+        cylinders=cyl,
+        cylinder_materials=np.ones(len(cyl.reshape(-1, 5))),
+        boxes=box,
+        box_materials=np.full(len(box.reshape(-1, 7)), 4),
+        spheres=sph,
+        sphere_materials=np.full(len(sph.reshape(-1, 4)), 2),
         ceiling=ceiling,
-    )  # fmt: skip
+    )
 
 
 def collided(world: WorldSpec, point) -> bool:

@@ -267,8 +267,10 @@ def test_wind_and_imu_are_deterministic_by_seed():
     def run(seed: int) -> np.ndarray:
         wind = WindModel((1.0, 0.0), 0.8, 1.0, rng=seed, num_drones=3)
         imu = ImuModel(rng=seed, num_drones=3)
-        rows = [np.concatenate([wind.sample(0.05), imu.measure(np.ones((3, 3)), np.zeros((3, 3)), 0.05)], axis=1)
-                for _ in range(10)]  # fmt: skip
+        rows = [
+            np.concatenate([wind.sample(0.05), imu.measure(np.ones((3, 3)), np.zeros((3, 3)), 0.05)], axis=1)
+            for _ in range(10)
+        ]
         return np.concatenate(rows)
 
     np.testing.assert_array_equal(run(7), run(7))
@@ -287,8 +289,16 @@ def test_imu_reads_plus_g_on_z_at_hover():
 
 
 def test_imu_noise_std_matches_the_configuration():
-    imu = ImuModel(accel_noise_std=0.2, gyro_noise_std=0.01, accel_bias_std=0.0, gyro_bias_std=0.0,
-                   accel_bias_walk=0.0, gyro_bias_walk=0.0, rng=0, num_drones=1000)  # fmt: skip
+    imu = ImuModel(
+        accel_noise_std=0.2,
+        gyro_noise_std=0.01,
+        accel_bias_std=0.0,
+        gyro_bias_std=0.0,
+        accel_bias_walk=0.0,
+        gyro_bias_walk=0.0,
+        rng=0,
+        num_drones=1000,
+    )
     readings = np.array([imu.measure(np.zeros((1000, 3)), np.zeros((1000, 3)), 0.01) for _ in range(20)])
     std = readings.reshape(-1, 6).std(axis=0)
     np.testing.assert_allclose(std, [0.2] * 3 + [0.01] * 3, rtol=0.03)

@@ -166,8 +166,9 @@ def test_the_demonstrating_experts_plan_keeps_its_wider_margin(kind, seed):
     path = demo.path(world.start[:2])
     assert np.linalg.norm(path[-1] - np.array(world.goal[:2])) < 0.5
     inner = path[3:-3]  # the start and goal cells are cleared whatever the margin
-    clearance = signed_distance(world, np.column_stack([inner, np.full(len(inner), world.goal[2])]),
-                                include_ground=False).min()  # fmt: skip
+    clearance = signed_distance(
+        world, np.column_stack([inner, np.full(len(inner), world.goal[2])]), include_ground=False
+    ).min()
     assert DEMO_EXPERT["inflate"] == 0.8
     assert clearance > DEMO_EXPERT["inflate"] - demo.config.resolution
     assert demo.occupied.sum() > default.occupied.sum()  # more of the grid is off limits
@@ -213,7 +214,9 @@ def test_expert_labels_any_state_with_bounded_commands():
 
 
 def test_vector_env_autoresets_on_the_next_step_with_held_out_seeds():
-    env = NavigationVectorEnv(num_envs=2, kind="forest", camera=SMALL, max_episode_time=0.2, world_seeds=[900, 901, 902])
+    env = NavigationVectorEnv(
+        num_envs=2, kind="forest", camera=SMALL, max_episode_time=0.2, world_seeds=[900, 901, 902]
+    )
     obs, info = env.reset(seed=0)
     assert obs["image"].shape == (2, 24, 32, 3)
     assert [w.seed for w in env.worlds] == [900, 901]

@@ -20,8 +20,12 @@ SEEDS = [1000, 1001, 1002]
 
 def _fly(worlds, rng_seed: int, steps: int = 20):
     """Observations and positions of ``worlds`` flown together, one fixed command sequence."""
-    batch = FlightBatch(len(worlds), EnvConfig(kind="forest", camera=SMALL), np.random.default_rng(rng_seed),
-                        world_source=lambda _rng: worlds[0])  # fmt: skip
+    batch = FlightBatch(
+        len(worlds),
+        EnvConfig(kind="forest", camera=SMALL),
+        np.random.default_rng(rng_seed),
+        world_source=lambda _rng: worlds[0],
+    )
     batch.reset(np.arange(len(worlds)), worlds)
     commands = np.tile([1.5, 0.3, 0.0, 0.2], (len(worlds), 1))
     images, imus, positions = [], [], []
@@ -51,14 +55,28 @@ def test_a_drone_senses_and_flies_the_same_alone_as_in_a_batch():
 
 
 def test_batched_evaluation_does_not_depend_on_batch_size_or_generator():
-    job = dict(kind="forest", seeds=SEEDS, out_dir="", preset="gusty_wind", record=False, keep_tracks=True,
-               max_episode_time=4.0, camera_width=32, camera_height=24, noise=0.0)  # fmt: skip
+    job = dict(
+        kind="forest",
+        seeds=SEEDS,
+        out_dir="",
+        preset="gusty_wind",
+        record=False,
+        keep_tracks=True,
+        max_episode_time=4.0,
+        camera_width=32,
+        camera_height=24,
+        noise=0.0,
+    )
     batched = fly_worker(FlightJob(**job, envs=3, rng_seed=1))
     one_by_one = [fly_worker(FlightJob(**{**job, "seeds": [s]}, envs=1, rng_seed=7))[0] for s in SEEDS]
     by_seed = {r["seed"]: r for r in batched}
     for single in one_by_one:
         twin = by_seed[single["seed"]]
-        assert (twin["outcome"], twin["frames"], twin["track"]) == (single["outcome"], single["frames"], single["track"])
+        assert (twin["outcome"], twin["frames"], twin["track"]) == (
+            single["outcome"],
+            single["frames"],
+            single["track"],
+        )
 
 
 def test_drone_streams_follow_the_world_seed():
@@ -102,7 +120,9 @@ def test_imu_with_streams_draws_each_drone_from_its_own():
 
 
 def test_vector_env_starts_an_autoreset_episode_at_its_world_start():
-    env = NavigationVectorEnv(num_envs=2, kind="forest", camera=SMALL, max_episode_time=0.2, world_seeds=[900, 901, 902])
+    env = NavigationVectorEnv(
+        num_envs=2, kind="forest", camera=SMALL, max_episode_time=0.2, world_seeds=[900, 901, 902]
+    )
     env.reset(seed=0)
     for _ in range(3):
         _, _, _, truncated, _ = env.step(np.full((2, 4), 0.5))
@@ -128,15 +148,21 @@ def test_the_in_process_learner_steps_each_drone_as_the_controller_node_does(tmp
     from tests.small_policies import CORE_OPTIONS, H, W
 
     torch.manual_seed(0)
-    policy = LiquidPolicy(PolicyConfig(encoder=EncoderConfig(height=H, width=W), core=core, use_goal=True,
-                                       core_options=CORE_OPTIONS[core])).eval()  # fmt: skip
+    policy = LiquidPolicy(
+        PolicyConfig(
+            encoder=EncoderConfig(height=H, width=W), core=core, use_goal=True, core_options=CORE_OPTIONS[core]
+        )
+    ).eval()
     path = save_policy(policy, tmp_path / f"{core}.safetensors")
     learner = _Learner(str(path), n=3, threads=1)
     rng = np.random.default_rng(0)
     states = [None] * 3
     for step in range(5):
-        obs = {"image": rng.integers(0, 256, (3, 96, 128, 3), dtype=np.uint8),
-               "goal": rng.normal(size=(3, 3)).astype(np.float32) * 10, "imu": np.zeros((3, 6), np.float32)}
+        obs = {
+            "image": rng.integers(0, 256, (3, 96, 128, 3), dtype=np.uint8),
+            "goal": rng.normal(size=(3, 3)).astype(np.float32) * 10,
+            "imu": np.zeros((3, 6), np.float32),
+        }
         active = np.array([True, step != 2, True])  # a drone whose episode ended is skipped
         batched = learner(obs, 1 / 15, active)
         for i in range(3):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Dict, List, Tuple
 
 import numpy as np
 import pytest
@@ -45,9 +44,9 @@ def _floats(text: str | None) -> np.ndarray:
     return np.array([float(v) for v in (text or "").split()])
 
 
-def _obstacles(root: ET.Element) -> Dict[str, List[Tuple[int, np.ndarray, str, ET.Element]]]:
+def _obstacles(root: ET.Element) -> dict[str, list[tuple[int, np.ndarray, str, ET.Element]]]:
     """Per family, ``(spec index, geometry row as in the spec, model name, visual)`` parsed back."""
-    out: Dict[str, List[Tuple[int, np.ndarray, str, ET.Element]]] = {"cylinder": [], "box": [], "sphere": []}
+    out: dict[str, list[tuple[int, np.ndarray, str, ET.Element]]] = {"cylinder": [], "box": [], "sphere": []}
     for model in root.iter("model"):
         name = model.get("name")
         if name == "ground_plane":
@@ -75,7 +74,7 @@ def _obstacles(root: ET.Element) -> Dict[str, List[Tuple[int, np.ndarray, str, E
     return out
 
 
-def _shape(geometry: ET.Element) -> List[Tuple[str, str]]:
+def _shape(geometry: ET.Element) -> list[tuple[str, str]]:
     return [(e.tag, (e.text or "").strip()) for e in geometry.iter()]
 
 
@@ -100,8 +99,13 @@ def test_physics_steps_at_1_ms_in_real_time(forest):
 def test_world_loads_gazebo_systems_with_ogre2_sensors(forest):
     world = _parse(world_to_sdf(forest)).find("world")
     plugins = {p.get("filename"): p for p in world.findall("plugin")}
-    for required in ("gz-sim-physics-system", "gz-sim-sensors-system", "gz-sim-scene-broadcaster-system",
-                     "gz-sim-user-commands-system", "gz-sim-imu-system"):  # fmt: skip
+    for required in (
+        "gz-sim-physics-system",
+        "gz-sim-sensors-system",
+        "gz-sim-scene-broadcaster-system",
+        "gz-sim-user-commands-system",
+        "gz-sim-imu-system",
+    ):
         assert required in plugins
     assert plugins["gz-sim-sensors-system"].findtext("render_engine") == "ogre2"
     assert {p.get("name") for p in plugins.values()} == {name for _, name, _ in SYSTEM_PLUGINS}
@@ -180,8 +184,11 @@ def test_materials_and_sky_follow_the_season_palette(season, forest):
 
 
 def test_only_the_goal_beacon_is_emissive(urban):
-    emissive = [m.get("name") for m in _parse(world_to_sdf(urban)).iter("model")
-                if m.find("link/visual/material/emissive") is not None]  # fmt: skip
+    emissive = [
+        m.get("name")
+        for m in _parse(world_to_sdf(urban)).iter("model")
+        if m.find("link/visual/material/emissive") is not None
+    ]
     assert sorted(emissive) == sorted(["beacon_ball_0000", "beacon_post_%04d" % (len(urban.cylinders) - 1)])
 
 

@@ -62,8 +62,19 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _cfg(dataset: Path, out: Path, **kw) -> TrainConfig:  # type: ignore[no-untyped-def]
-    base = dict(data=[str(dataset)], out=str(out), epochs=2, batch_size=4, window=8, lr=5e-3, warmup_steps=5,
-                val_fraction=0.2, threads=1, feature_dim=8, core_options={"units": 12})  # fmt: skip
+    base = dict(
+        data=[str(dataset)],
+        out=str(out),
+        epochs=2,
+        batch_size=4,
+        window=8,
+        lr=5e-3,
+        warmup_steps=5,
+        val_fraction=0.2,
+        threads=1,
+        feature_dim=8,
+        core_options={"units": 12},
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -104,8 +115,11 @@ def test_the_checkpoint_records_the_camera_of_its_bags_and_evaluation_flies_it(d
 
     for hfov in (90.0, 120.0):
         _synthetic_bag(tmp_path / f"bag{hfov:.0f}", 40, seed=1, hfov_deg=hfov)
-        build_dataset([tmp_path / f"bag{hfov:.0f}"], tmp_path / f"ds{hfov:.0f}",
-                      DatasetConfig(height=24, width=32, min_sequence=4))  # fmt: skip
+        build_dataset(
+            [tmp_path / f"bag{hfov:.0f}"],
+            tmp_path / f"ds{hfov:.0f}",
+            DatasetConfig(height=24, width=32, min_sequence=4),
+        )
     quick = dict(epochs=1, max_steps_per_epoch=2, val_fraction=0.0)
     train(_cfg(tmp_path / "ds90", tmp_path / "r90", **quick), progress=False, log=lambda _s: None)
     ckpt = str(tmp_path / "r90" / "best.safetensors")
@@ -136,8 +150,9 @@ def test_a_checkpoint_fine_tunes_on_frames_of_another_size(dataset: Path, tmp_pa
     # A 32x24 controller continues on 64x48 frames of the same bags: it trains, says so, and the
     # result takes 64x48 frames; its convolutions start from the 32x24 ones.
     root = dataset.parent
-    build_dataset([root / f"bag{k}" for k in range(6)], tmp_path / "ds64",
-                  DatasetConfig(height=48, width=64, min_sequence=4))  # fmt: skip
+    build_dataset(
+        [root / f"bag{k}" for k in range(6)], tmp_path / "ds64", DatasetConfig(height=48, width=64, min_sequence=4)
+    )
     quick = dict(epochs=1, max_steps_per_epoch=2, val_fraction=0.0)
     train(_cfg(dataset, tmp_path / "small", **quick), progress=False, log=lambda _s: None)
     small = str(tmp_path / "small" / "best.safetensors")
@@ -149,21 +164,32 @@ def test_a_checkpoint_fine_tunes_on_frames_of_another_size(dataset: Path, tmp_pa
     assert (enc.width, enc.height) == (64, 48) and result.config.core == start.config.core
     # lr 1e-9: the weights are still (to float precision) the ones carried over.
     torch.testing.assert_close(result.encoder.convs[0][0].weight, start.encoder.convs[0][0].weight)
-    command, _ = result.step(torch.rand(1, 3, 48, 64), torch.tensor([1 / 15]), result.initial_state(1),
-                             goal=torch.tensor([[1.0, 0.0, 0.0, 20.0]]))  # fmt: skip
+    command, _ = result.step(
+        torch.rand(1, 3, 48, 64),
+        torch.tensor([1 / 15]),
+        result.initial_state(1),
+        goal=torch.tensor([[1.0, 0.0, 0.0, 20.0]]),
+    )
     assert command.shape == (1, 4) and torch.isfinite(command).all()
     # The same step serves --init-encoder: the 32x24 encoder under a new LSTM core, at 64x48.
     lines = []
-    train(_cfg(tmp_path / "ds64", tmp_path / "lstm64", model="lstm", init_encoder=small, lr=1e-9, **quick),
-          progress=False, log=lines.append)  # fmt: skip
+    train(
+        _cfg(tmp_path / "ds64", tmp_path / "lstm64", model="lstm", init_encoder=small, lr=1e-9, **quick),
+        progress=False,
+        log=lines.append,
+    )
     assert any("was trained on 32x24 frames; the datasets hold 64x48" in line for line in lines)
     result = load_policy(tmp_path / "lstm64" / "best.safetensors")
     enc = result.config.encoder
     assert (enc.width, enc.height) == (64, 48) and result.config.core == "lstm"
     assert enc.feature_dim == start.config.encoder.feature_dim
     torch.testing.assert_close(result.encoder.convs[0][0].weight, start.encoder.convs[0][0].weight)
-    command, _ = result.step(torch.rand(1, 3, 48, 64), torch.tensor([1 / 15]), result.initial_state(1),
-                             goal=torch.tensor([[1.0, 0.0, 0.0, 20.0]]))  # fmt: skip
+    command, _ = result.step(
+        torch.rand(1, 3, 48, 64),
+        torch.tensor([1 / 15]),
+        result.initial_state(1),
+        goal=torch.tensor([[1.0, 0.0, 0.0, 20.0]]),
+    )
     assert command.shape == (1, 4) and torch.isfinite(command).all()
 
 
@@ -185,16 +211,25 @@ def test_lanes_walk_sequences_in_order_and_mark_restarts(dataset: Path) -> None:
     for lane in range(2):
         for chunks in seen[lane][:-1]:
             frames = np.concatenate(chunks)
-            hits = [k for k, (_, s, n) in enumerate(data.sequences) if n == len(frames)
-                    and np.array_equal(data.sets[0].images[s : s + n], frames)]  # fmt: skip
+            hits = [
+                k
+                for k, (_, s, n) in enumerate(data.sequences)
+                if n == len(frames) and np.array_equal(data.sets[0].images[s : s + n], frames)
+            ]
             assert hits, "a lane's windows do not reassemble a recorded sequence"
 
 
 @pytest.mark.parametrize("model", ["cfc-ncp", "lstm"])
 def test_training_learns_writes_checkpoints_and_metrics(dataset: Path, tmp_path: Path, model: str) -> None:
     torch.manual_seed(0)
-    cfg = _cfg(dataset, tmp_path / model, model=model, epochs=6, augment=False,
-               core_options={"units": 12} if model != "lstm" else {"units": 16})  # fmt: skip
+    cfg = _cfg(
+        dataset,
+        tmp_path / model,
+        model=model,
+        epochs=6,
+        augment=False,
+        core_options={"units": 12} if model != "lstm" else {"units": 16},
+    )
     summary = train(cfg, progress=False, log=lambda _s: None)
     hist = summary["history"]
     assert hist[-1]["train_loss"] < 0.5 * hist[0]["train_loss"], hist
@@ -228,10 +263,33 @@ def test_resume_continues_where_it_stopped(dataset: Path, tmp_path: Path) -> Non
 
 def test_distributed_training_on_two_gloo_processes(dataset: Path, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-           str(29500 + os.getpid() % 1000), "-m", "lnn_nav.cli", "train", "--data", str(dataset), "--out",
-           str(tmp_path / "ddp"), "--epochs", "1", "--batch-size", "2", "--window", "8", "--threads", "1",
-           "--core-options", '{"units": 12}', "--no-progress"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(29500 + os.getpid() % 1000),
+        "-m",
+        "lnn_nav.cli",
+        "train",
+        "--data",
+        str(dataset),
+        "--out",
+        str(tmp_path / "ddp"),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--window",
+        "8",
+        "--threads",
+        "1",
+        "--core-options",
+        '{"units": 12}',
+        "--no-progress",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 process(es)" in result.stdout
@@ -239,19 +297,39 @@ def test_distributed_training_on_two_gloo_processes(dataset: Path, tmp_path: Pat
 
 
 def test_train_cli_reports_bad_data(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "train", "--data", str(tmp_path), "--out",
-                             str(tmp_path / "o")], capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "lnn_nav.cli", "train", "--data", str(tmp_path), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "not a dataset folder" in result.stderr
 
 
-@pytest.mark.parametrize("command, option", [("train", "--core-options"), ("dagger", "--train-options"),
-                                             ("dagger", "--expert-options")])  # fmt: skip
+@pytest.mark.parametrize(
+    "command, option", [("train", "--core-options"), ("dagger", "--train-options"), ("dagger", "--expert-options")]
+)
 @pytest.mark.parametrize("text, message", [("[1]", "expected a JSON object"), ("{units: 4}", "not valid JSON")])
-def test_json_options_are_refused_naming_the_option(tmp_path: Path, command: str, option: str, text: str,
-                                                    message: str) -> None:  # fmt: skip
+def test_json_options_are_refused_naming_the_option(
+    tmp_path: Path, command: str, option: str, text: str, message: str
+) -> None:
     need = ["--init", str(tmp_path / "x.safetensors")] if command == "dagger" else []
-    result = subprocess.run([sys.executable, "-m", "lnn_nav.cli", command, "--data", str(tmp_path), "--out",
-                             str(tmp_path / "o"), *need, option, text], capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lnn_nav.cli",
+            command,
+            "--data",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+            *need,
+            option,
+            text,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and f"{option}: {message}" in result.stderr, result.stderr
     assert not (tmp_path / "o").exists()
 
@@ -261,11 +339,20 @@ def test_dagger_round_flies_the_learner_labels_with_the_expert_and_retrains(data
     from lnn_nav.train.dagger import DaggerConfig, run_dagger
 
     train(_cfg(dataset, tmp_path / "bc", epochs=1), progress=False, log=lambda _s: None)
-    cfg = DaggerConfig(init=str(tmp_path / "bc" / "best.safetensors"), data=[str(dataset)], out=str(tmp_path / "dg"),
-                       rounds=1, episodes=2, worlds=["forest"], epochs=1, workers=1, envs=2,
-                       train_overrides={"max_steps_per_epoch": 3, "threads": 1, "batch_size": 2, "window": 8},
-                       world_overrides={"size": (64.0, 40.0)},
-                       expert_overrides={"yaw_deadband": 3.0})  # fmt: skip
+    cfg = DaggerConfig(
+        init=str(tmp_path / "bc" / "best.safetensors"),
+        data=[str(dataset)],
+        out=str(tmp_path / "dg"),
+        rounds=1,
+        episodes=2,
+        worlds=["forest"],
+        epochs=1,
+        workers=1,
+        envs=2,
+        train_overrides={"max_steps_per_epoch": 3, "threads": 1, "batch_size": 2, "window": 8},
+        world_overrides={"size": (64.0, 40.0)},
+        expert_overrides={"yaw_deadband": 3.0},
+    )
     result = run_dagger(cfg, log=lambda _s: None, progress=False)
     (round_info,) = result["rounds"]
     assert sum(round_info["rollout_outcomes"]["forest"].values()) == 2
@@ -324,8 +411,22 @@ def test_steer_weight_trains_and_is_validated(dataset: Path, tmp_path: Path) -> 
     assert json.loads((tmp_path / "sw" / "train_config.json").read_text())["steer_weight"] == 1.5
     with pytest.raises(ValueError, match="steer_weight"):
         _cfg(dataset, tmp_path / "bad", steer_weight=-1.0)
-    result = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "train", "--data", str(dataset), "--out",
-                             str(tmp_path / "o"), "--steer-weight", "nan"], capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lnn_nav.cli",
+            "train",
+            "--data",
+            str(dataset),
+            "--out",
+            str(tmp_path / "o"),
+            "--steer-weight",
+            "nan",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "steer_weight" in result.stderr
 
 
@@ -338,8 +439,20 @@ def test_init_encoder_trains_a_new_core_on_a_trained_encoder(dataset: Path, tmp_
     source = load_policy(source_path)
     for name, model, options in (("wide", "cfc-ncp", {"units": 20}), ("lstm", "lstm", {"units": 16})):
         lines: list = []
-        train(_cfg(dataset, tmp_path / name, model=model, core_options=options, init_encoder=source_path,
-                   lr=1e-9, feature_dim=4, **quick), progress=False, log=lines.append)  # fmt: skip
+        train(
+            _cfg(
+                dataset,
+                tmp_path / name,
+                model=model,
+                core_options=options,
+                init_encoder=source_path,
+                lr=1e-9,
+                feature_dim=4,
+                **quick,
+            ),
+            progress=False,
+            log=lines.append,
+        )
         assert any(f"from {source_path} (a cfc-ncp controller); new {model} core" in line for line in lines)
         result = load_policy(tmp_path / name / "best.safetensors")
         # The source's encoder config wins over the training config's (feature_dim 4 asked, 8 kept).
@@ -347,20 +460,42 @@ def test_init_encoder_trains_a_new_core_on_a_trained_encoder(dataset: Path, tmp_
         assert result.config.core == model and result.core.state_size == options["units"]
         for ours, theirs in zip(result.encoder.state_dict().values(), source.encoder.state_dict().values()):
             torch.testing.assert_close(ours, theirs)
-        command, _ = result.step(torch.rand(1, 3, 24, 32), torch.tensor([1 / 15]), result.initial_state(1),
-                                 goal=torch.tensor([[1.0, 0.0, 0.0, 20.0]]))  # fmt: skip
+        command, _ = result.step(
+            torch.rand(1, 3, 24, 32),
+            torch.tensor([1 / 15]),
+            result.initial_state(1),
+            goal=torch.tensor([[1.0, 0.0, 0.0, 20.0]]),
+        )
         assert command.shape == (1, 4) and torch.isfinite(command).all()
     # Switching the input normalisation keeps the trained weights and records the new one.
     lines = []
-    train(_cfg(dataset, tmp_path / "frame", init_encoder=source_path, input_norm="frame", augment_profile="strong",
-               **quick), progress=False, log=lines.append)  # fmt: skip
+    train(
+        _cfg(
+            dataset, tmp_path / "frame", init_encoder=source_path, input_norm="frame", augment_profile="strong", **quick
+        ),
+        progress=False,
+        log=lines.append,
+    )
     assert any("input normalisation fixed -> frame" in line for line in lines)
     assert load_policy(tmp_path / "frame" / "best.safetensors").config.encoder.input_norm == "frame"
     with pytest.raises(ValueError, match="exclude each other"):
         _cfg(dataset, tmp_path / "both", init=source_path, init_encoder=source_path)
-    result = subprocess.run([sys.executable, "-m", "lnn_nav.cli", "train", "--data", str(dataset), "--out",
-                             str(tmp_path / "o"), "--init-encoder", str(tmp_path / "missing.safetensors")],
-                            capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lnn_nav.cli",
+            "train",
+            "--data",
+            str(dataset),
+            "--out",
+            str(tmp_path / "o"),
+            "--init-encoder",
+            str(tmp_path / "missing.safetensors"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "missing.safetensors" in result.stderr
 
 

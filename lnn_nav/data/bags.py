@@ -205,8 +205,7 @@ class BagWriter:
             )
         if max_bytes < 0 or max_duration_ns < 0:
             raise ValueError(
-                f"split limits must be >= 0 (0: no limit), got max_bytes={max_bytes}, "
-                f"max_duration_ns={max_duration_ns}"
+                f"split limits must be >= 0 (0: no limit), got max_bytes={max_bytes}, max_duration_ns={max_duration_ns}"
             )
         self.path = Path(path)
         self.name = self.path.name if name is None else str(name)
@@ -238,8 +237,7 @@ class BagWriter:
             return self
         if self.path.exists():
             raise FileExistsError(
-                f"{self.path} exists already; a recording is never written over an existing "
-                f"path: choose a new one"
+                f"{self.path} exists already; a recording is never written over an existing path: choose a new one"
             )
         self.path.mkdir(mode=0o755, parents=True)
         self._open = True
@@ -273,8 +271,7 @@ class BagWriter:
         if (conn := self._connections.get(topic)) is not None:
             if conn.msgtype != msgtype:
                 raise ValueError(
-                    f"topic {topic} was added with type {conn.msgtype}; cannot add it again "
-                    f"with {msgtype}"
+                    f"topic {topic} was added with type {conn.msgtype}; cannot add it again with {msgtype}"
                 )
             return conn
         if msgtype not in self.typestore.types:
@@ -326,9 +323,13 @@ class BagWriter:
         if timestamp_ns < 0:
             raise ValueError(f"timestamp must be >= 0 ns, got {timestamp_ns}")
         self._require_open()
-        if self._split and self._part_count and (
-            (self.max_duration_ns and timestamp_ns - self._part_start >= self.max_duration_ns)
-            or (self.max_bytes and self._part_bytes + len(data) > self.max_bytes)
+        if (
+            self._split
+            and self._part_count
+            and (
+                (self.max_duration_ns and timestamp_ns - self._part_start >= self.max_duration_ns)
+                or (self.max_bytes and self._part_bytes + len(data) > self.max_bytes)
+            )
         ):
             self._finish_part()
             self._start_part()
@@ -453,8 +454,9 @@ class BagWriter:
         }
 
     def _write_metadata(self) -> None:
-        text = yaml.safe_dump({"rosbag2_bagfile_information": self._information()},
-                              default_flow_style=False, sort_keys=False)  # fmt: skip
+        text = yaml.safe_dump(
+            {"rosbag2_bagfile_information": self._information()}, default_flow_style=False, sort_keys=False
+        )
         tmp = self.path / "metadata.yaml.tmp"
         tmp.write_text(text, "utf8")
         tmp.replace(self.path / "metadata.yaml")  # atomic: never a half-written metadata file
@@ -506,9 +508,7 @@ class _PartialMcapReader(McapReader):
         stats = self.statistics
         assert stats is not None
         count = stats.message_count
-        self.connections = [
-            x._replace(msgcount=stats.channel_message_counts.get(x.id, 0)) for x in self.connections
-        ]
+        self.connections = [x._replace(msgcount=stats.channel_message_counts.get(x.id, 0)) for x in self.connections]
         self.metadata = self.metadata._replace(
             duration=stats.end_time - stats.start_time + 1 if count else 0,
             start_time=stats.start_time if count else _NO_MESSAGES_START,
@@ -580,15 +580,17 @@ class _Source:
                         data = _unpack(data)
                     yield conn, timestamp, data
 
-            sources.append(cls(
-                f"{name}[{index}]",
-                list(part.connections),
-                meta.message_count,
-                meta.start_time,
-                meta.end_time,
-                read,
-                reader.close if index == 0 else (lambda: None),
-            ))
+            sources.append(
+                cls(
+                    f"{name}[{index}]",
+                    list(part.connections),
+                    meta.message_count,
+                    meta.start_time,
+                    meta.end_time,
+                    read,
+                    reader.close if index == 0 else (lambda: None),
+                )
+            )
         return sources
 
     @classmethod
@@ -667,9 +669,7 @@ def _open_file(path: Path, notes: list[str]) -> _Source:
     return _Source.of_partial(storage, path.name)
 
 
-def _types_in_bag(
-    connections: Iterable[Connection], notes: list[str], known: Iterable[str] = ()
-) -> dict[str, Any]:
+def _types_in_bag(connections: Iterable[Connection], notes: list[str], known: Iterable[str] = ()) -> dict[str, Any]:
     """Parse the message definitions the bag stores with its connections (types not in ``known``).
 
     Known types keep the typestore's definition anyway, and parsing a stored
@@ -692,12 +692,14 @@ def _types_in_bag(
                 for part in parts:
                     typs.update(get_types_from_idl(part.split("\n", 1)[1] if part.startswith("IDL: ") else part))
         except Exception as err:  # noqa: BLE001 - a bad stored definition falls back to the typestore
-            notes.append(f"the stored definition of {conn.msgtype} could not be parsed ({err}); "
-                         f"the typestore's definition is used")
+            notes.append(
+                f"the stored definition of {conn.msgtype} could not be parsed ({err}); "
+                f"the typestore's definition is used"
+            )
     return typs
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _shared_typestore(base: Stores) -> Typestore:
     """One typestore per distribution for every bag that defines no types of its own.
 
@@ -728,8 +730,10 @@ def _reader_typestore(base: Typestore | Stores, connections: list[Connection], n
         try:
             store.register(typs)
         except TypesysError as err:
-            notes.append(f"the message definitions stored in the bag for {', '.join(sorted(typs))} "
-                         f"could not be registered ({err}); those messages cannot be deserialised")
+            notes.append(
+                f"the message definitions stored in the bag for {', '.join(sorted(typs))} "
+                f"could not be registered ({err}); those messages cannot be deserialised"
+            )
     return store
 
 
@@ -828,8 +832,10 @@ class BagReader:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"BagReader({str(self.path)!r}, storage={self.storage}, "
-                f"messages={self.message_count}, topics={list(self.topics())})")
+        return (
+            f"BagReader({str(self.path)!r}, storage={self.storage}, "
+            f"messages={self.message_count}, topics={list(self.topics())})"
+        )
 
 
 def _describe_topics(found: dict[str, TopicInfo]) -> str:
@@ -868,8 +874,7 @@ def open_bag(path: str | Path, typestore: Typestore | Stores = Stores.ROS2_JAZZY
         if path.is_file():
             if path.suffix not in (".mcap", ".db3"):
                 raise BagNotFoundError(
-                    f"{path} is not a rosbag2 recording: expected a bag directory, a .mcap or a "
-                    f".db3 file"
+                    f"{path} is not a rosbag2 recording: expected a bag directory, a .mcap or a .db3 file"
                 )
             storage = "mcap" if path.suffix == ".mcap" else "sqlite3"
             sources.append(_open_file(path, notes))
@@ -879,8 +884,7 @@ def open_bag(path: str | Path, typestore: Typestore | Stores = Stores.ROS2_JAZZY
             storage = _recover_directory(path, sources, notes)
         for wal in path.glob("*.db3-wal") if path.is_dir() else []:
             if wal.stat().st_size:
-                notes.append(f"{wal.name} holds data not yet checkpointed into the database; "
-                             f"it is not read")
+                notes.append(f"{wal.name} holds data not yet checkpointed into the database; it is not read")
         reader = BagReader(path, storage, sources, notes, typestore)
     except BaseException:
         for source in sources:
@@ -899,8 +903,12 @@ def _open_directory(path: Path, sources: list[_Source], notes: list[str]) -> str
     metadata = _read_metadata(path / "metadata.yaml")
     storage = str(metadata.get("storage_identifier", "?"))
     files = [path / Path(name).name for name in metadata.get("relative_file_paths") or []]
-    if storage == "mcap" and files and metadata.get("compression_mode") in (None, "", "none", "message") \
-            and all(f.is_file() for f in files):  # fmt: skip
+    if (
+        storage == "mcap"
+        and files
+        and metadata.get("compression_mode") in (None, "", "none", "message")
+        and all(f.is_file() for f in files)
+    ):
         # MCAP files open on their own: rosbags' directory Reader would parse metadata.yaml again with
         # ruamel's pure-Python loader (~30 ms a bag, a fifth of reading a short episode's messages), and
         # its QoS matching is bypassed anyway (_Source.of_reader). Damaged files are recovered as below.

@@ -15,7 +15,8 @@ header; the message starts with ``std_msgs/Header`` (stamp, frame_id).
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -44,7 +45,7 @@ def _little(raw: memoryview) -> bool:
     return len(raw) >= 4 and raw[0] == 0 and raw[1] == 1
 
 
-def _header(buf: memoryview) -> Tuple[int, str, int]:
+def _header(buf: memoryview) -> tuple[int, str, int]:
     """``(stamp_ns, frame_id, position after header)``; positions relative to the payload."""
     sec, nsec = _STAMP.unpack_from(buf, 0)
     (n,) = _U32.unpack_from(buf, 8)
@@ -52,7 +53,7 @@ def _header(buf: memoryview) -> Tuple[int, str, int]:
     return sec * 1_000_000_000 + nsec, frame, 12 + n
 
 
-def _string(buf: memoryview, pos: int) -> Tuple[str, int]:
+def _string(buf: memoryview, pos: int) -> tuple[str, int]:
     pos = (pos + 3) & ~3
     (n,) = _U32.unpack_from(buf, pos)
     return bytes(buf[pos + 4 : pos + 4 + max(n - 1, 0)]).decode(), pos + 4 + n
@@ -70,7 +71,7 @@ _AFTER_HEADER = {
 _ODOMETRY = 3 + 4 + 36 + 6 + 36
 
 
-def _stamped_layout(raw: memoryview, msgtype: str) -> Optional[Tuple[int, str, int, int]]:
+def _stamped_layout(raw: memoryview, msgtype: str) -> tuple[int, str, int, int] | None:
     """``(stamp_ns, frame_id, payload offset in raw, value count)`` of an Imu/TwistStamped/PoseStamped/Odometry."""
     if not _little(raw):
         return None
@@ -90,7 +91,7 @@ def _stamped_layout(raw: memoryview, msgtype: str) -> Optional[Tuple[int, str, i
     return (stamp, frame, start, count) if start + 8 * count <= len(raw) else None
 
 
-def read_stamped(raw: bytes | memoryview, msgtype: str) -> Optional[Stamped]:
+def read_stamped(raw: bytes | memoryview, msgtype: str) -> Stamped | None:
     """Header stamp and float64 payload of an Imu/TwistStamped/PoseStamped/Odometry, or None."""
     raw = memoryview(raw)
     layout = _stamped_layout(raw, msgtype)
@@ -100,7 +101,7 @@ def read_stamped(raw: bytes | memoryview, msgtype: str) -> Optional[Stamped]:
     return Stamped(stamp, frame, np.frombuffer(raw, dtype="<f8", count=count, offset=start))
 
 
-def read_stamped_many(raws: Sequence[bytes], msgtype: str) -> Optional[Tuple[np.ndarray, str, np.ndarray]]:
+def read_stamped_many(raws: Sequence[bytes], msgtype: str) -> tuple[np.ndarray, str, np.ndarray] | None:
     """:func:`read_stamped` of many messages of one topic at once: ``(stamps_ns [N], frame_id, values [N, K])``.
 
     Only when they share one layout (same length, encapsulation, frame ids
@@ -135,7 +136,7 @@ def read_stamped_many(raws: Sequence[bytes], msgtype: str) -> Optional[Tuple[np.
     return sec * 1_000_000_000 + nsec, frame_id, values
 
 
-def read_image(raw: bytes | memoryview) -> Optional[RawImage]:
+def read_image(raw: bytes | memoryview) -> RawImage | None:
     """The fields of a little-endian ``sensor_msgs/Image`` (data as a zero-copy view), or None."""
     raw = memoryview(raw)
     if not _little(raw):

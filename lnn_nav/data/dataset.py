@@ -24,9 +24,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -66,9 +67,9 @@ class BagStats:
     bag: str
     frames_in: int = 0
     frames_kept: int = 0
-    dropped: Dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
     sequences: int = 0
-    camera_hfov_deg: Optional[float] = None  # from the bag's CameraInfo K, when it has one
+    camera_hfov_deg: float | None = None  # from the bag's CameraInfo K, when it has one
 
     def drop(self, why: str, n: int = 1) -> None:
         self.dropped[why] = self.dropped.get(why, 0) + n
@@ -84,13 +85,13 @@ class _Stream:
     """One topic's samples (:meth:`load`); :meth:`as_of` joins them to frame times (latest at or before,
     no older than ``max_age_ns``), all frames at once."""
 
-    def __init__(self, max_age_ns: Optional[int]) -> None:
+    def __init__(self, max_age_ns: int | None) -> None:
         self.max_age_ns = max_age_ns
-        self.times: List[int] = []
-        self.frame_ids: List[str] = []
+        self.times: list[int] = []
+        self.frame_ids: list[str] = []
         self.values = np.zeros((0, 0))
 
-    def load(self, times: Sequence[int], frame_ids: List[str], values: np.ndarray) -> None:
+    def load(self, times: Sequence[int], frame_ids: list[str], values: np.ndarray) -> None:
         self.times, self.frame_ids, self.values = list(times), frame_ids, values
 
     def as_of(self, frame_times: np.ndarray) -> np.ndarray:
@@ -108,8 +109,9 @@ class _Stream:
         return index
 
 
-def _parse_topic(reader: BagReader, topic: str, msgtype: str, t_recv: List[int],
-                 raws: List[bytes]) -> Tuple[List[int], List[str], np.ndarray]:  # fmt: skip
+def _parse_topic(
+    reader: BagReader, topic: str, msgtype: str, t_recv: list[int], raws: list[bytes]
+) -> tuple[list[int], list[str], np.ndarray]:
     """A topic's messages -> (header stamps, frame ids, float64 payloads ``[N, K]``) in the
     :func:`~lnn_nav.data.cdr.read_stamped` layout: all at once when they share a layout, else one by one."""
     many = read_stamped_many(raws, msgtype)
@@ -130,11 +132,14 @@ def _parse_topic(reader: BagReader, topic: str, msgtype: str, t_recv: List[int],
 def _quat_rotate_inverse(q_wxyz: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Rotate world vectors ``v`` ``[N, 3]`` into the body frames of orientations ``q`` ``[N, 4]`` (body -> world)."""
     w, x, y, z = np.asarray(q_wxyz, dtype=np.float64).T
-    r = np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], 1)  # fmt: skip
+    r = np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        1,
+    )
     return np.einsum("nji,nj->ni", r, v)
 
 
@@ -148,11 +153,13 @@ def _deserialize(reader: BagReader, raw: bytes, msgtype: str, topic: str, t_recv
     try:
         return reader.typestore.deserialize_cdr(raw, msgtype)
     except Exception as err:  # noqa: BLE001 - say which message, whatever failed
-        raise CorruptBagError(f"{reader.path}: the {msgtype} message on {topic} at {t_recv} ns cannot be "
-                              f"deserialised ({len(raw)} bytes): {err}") from err  # fmt: skip
+        raise CorruptBagError(
+            f"{reader.path}: the {msgtype} message on {topic} at {t_recv} ns cannot be "
+            f"deserialised ({len(raw)} bytes): {err}"
+        ) from err
 
 
-def _vec(*parts: Any) -> List[float]:
+def _vec(*parts: Any) -> list[float]:
     return [float(getattr(p, axis)) for p in parts for axis in ("x", "y", "z")]
 
 
@@ -165,13 +172,29 @@ def _stamped_slow(msg: Any, msgtype: str) -> Stamped:
         values = _vec(msg.twist.linear, msg.twist.angular)
     elif msgtype == "sensor_msgs/msg/Imu":
         o = msg.orientation
-        values = [o.x, o.y, o.z, o.w, *msg.orientation_covariance, *_vec(msg.angular_velocity),
-                  *msg.angular_velocity_covariance, *_vec(msg.linear_acceleration),
-                  *msg.linear_acceleration_covariance]  # fmt: skip
+        values = [
+            o.x,
+            o.y,
+            o.z,
+            o.w,
+            *msg.orientation_covariance,
+            *_vec(msg.angular_velocity),
+            *msg.angular_velocity_covariance,
+            *_vec(msg.linear_acceleration),
+            *msg.linear_acceleration_covariance,
+        ]
     elif msgtype == "nav_msgs/msg/Odometry":
         p, o = msg.pose.pose.position, msg.pose.pose.orientation
-        values = [*_vec(p), o.x, o.y, o.z, o.w, *msg.pose.covariance,
-                  *_vec(msg.twist.twist.linear, msg.twist.twist.angular), *msg.twist.covariance]  # fmt: skip
+        values = [
+            *_vec(p),
+            o.x,
+            o.y,
+            o.z,
+            o.w,
+            *msg.pose.covariance,
+            *_vec(msg.twist.twist.linear, msg.twist.twist.angular),
+            *msg.twist.covariance,
+        ]
     elif msgtype == "geometry_msgs/msg/PoseStamped":
         p, o = msg.pose.position, msg.pose.orientation
         values = [*_vec(p), o.x, o.y, o.z, o.w]
@@ -180,7 +203,7 @@ def _stamped_slow(msg: Any, msgtype: str) -> Stamped:
     return Stamped(stamp, frame, np.asarray(values, dtype=np.float64))
 
 
-def _check_topics(reader: BagReader, config: DatasetConfig) -> Dict[str, str]:
+def _check_topics(reader: BagReader, config: DatasetConfig) -> dict[str, str]:
     topics = reader.topics()
     found = {t: info.msgtype for t, info in topics.items()}
     listing = ", ".join(f"{t} ({m})" for t, m in found.items()) or "none"
@@ -189,11 +212,15 @@ def _check_topics(reader: BagReader, config: DatasetConfig) -> Dict[str, str]:
         image_topic = f"{image_topic}/compressed"
     for name, topic, types in (("camera", image_topic, IMAGE_TYPES), ("command", config.command_topic, COMMAND_TYPES)):
         if topic not in found:
-            raise MissingTopicError(f"{reader.path}: no {name} topic {topic}; the bag has: {listing}", [topic],
-                                    {t: (i.msgtype, i.count) for t, i in topics.items()})  # fmt: skip
+            raise MissingTopicError(
+                f"{reader.path}: no {name} topic {topic}; the bag has: {listing}",
+                [topic],
+                {t: (i.msgtype, i.count) for t, i in topics.items()},
+            )
         if found[topic] not in types:
-            raise DatasetError(f"{reader.path}: {name} topic {topic} has type {found[topic]}; "
-                               f"expected one of {', '.join(types)}")  # fmt: skip
+            raise DatasetError(
+                f"{reader.path}: {name} topic {topic} has type {found[topic]}; expected one of {', '.join(types)}"
+            )
         if topics[topic].count == 0:
             raise DatasetError(f"{reader.path}: {name} topic {topic} has no messages")
     return {"image": image_topic, **{k: v for k, v in found.items()}}
@@ -210,13 +237,13 @@ class _Writer:
         self.out = out
         self.config = config
         self.images = open(out / "images.u8.partial", "wb")
-        self.columns: Dict[str, List[np.ndarray]] = {"command": [], "goal": [], "imu": [], "dt": [], "sequence": []}
-        self.seq_start: List[int] = []
-        self.seq_len: List[int] = []
-        self.seq_bag: List[int] = []
+        self.columns: dict[str, list[np.ndarray]] = {"command": [], "goal": [], "imu": [], "dt": [], "sequence": []}
+        self.seq_start: list[int] = []
+        self.seq_len: list[int] = []
+        self.seq_bag: list[int] = []
         self.n = 0
 
-    def add_sequence(self, bag_index: int, frames: Dict[str, np.ndarray]) -> None:
+    def add_sequence(self, bag_index: int, frames: dict[str, np.ndarray]) -> None:
         count = len(frames["dt"])
         self.images.write(memoryview(np.ascontiguousarray(frames["image"])).cast("B"))  # no bytes copy
         for key in ("command", "goal", "imu", "dt"):
@@ -227,14 +254,23 @@ class _Writer:
         self.seq_bag.append(bag_index)
         self.n += count
 
-    def finish(self, meta: Dict[str, Any]) -> None:
+    def finish(self, meta: dict[str, Any]) -> None:
         self.images.close()
         cat = {k: (np.concatenate(v) if v else np.zeros((0,), np.float32)) for k, v in self.columns.items()}
-        np.savez(self.out / "frames.npz", command=cat["command"].reshape(-1, 4).astype(np.float32),
-                 goal=cat["goal"].reshape(-1, 4).astype(np.float32), imu=cat["imu"].reshape(-1, 6).astype(np.float32),
-                 dt=cat["dt"].astype(np.float32), sequence=cat["sequence"].astype(np.int32))  # fmt: skip
-        np.savez(self.out / "sequences.npz", start=np.array(self.seq_start, np.int64),
-                 length=np.array(self.seq_len, np.int64), bag=np.array(self.seq_bag, np.int32))  # fmt: skip
+        np.savez(
+            self.out / "frames.npz",
+            command=cat["command"].reshape(-1, 4).astype(np.float32),
+            goal=cat["goal"].reshape(-1, 4).astype(np.float32),
+            imu=cat["imu"].reshape(-1, 6).astype(np.float32),
+            dt=cat["dt"].astype(np.float32),
+            sequence=cat["sequence"].astype(np.int32),
+        )
+        np.savez(
+            self.out / "sequences.npz",
+            start=np.array(self.seq_start, np.int64),
+            length=np.array(self.seq_len, np.int64),
+            bag=np.array(self.seq_bag, np.int32),
+        )
         (self.out / "images.u8.partial").rename(self.out / "images.u8")
         (self.out / "meta.json").write_text(json.dumps(meta, indent=1))
 
@@ -243,7 +279,7 @@ class _Writer:
         (self.out / "images.u8.partial").unlink(missing_ok=True)
 
 
-def _frames_of_bag(reader: BagReader, config: DatasetConfig, stats: BagStats) -> List[Dict[str, np.ndarray]]:
+def _frames_of_bag(reader: BagReader, config: DatasetConfig, stats: BagStats) -> list[dict[str, np.ndarray]]:
     """A bag's frames, joined and cut into sequences.
 
     Messages are read one by one (the bytes must be parsed anyway); the
@@ -261,11 +297,11 @@ def _frames_of_bag(reader: BagReader, config: DatasetConfig, stats: BagStats) ->
         stats.camera_hfov_deg = _camera_hfov(reader, info_topic)
     max_age = int(config.max_age * _NS)
     stamped_cmd = topics[config.command_topic].endswith("TwistStamped")
-    image_times: List[int] = []
-    images: List[np.ndarray] = []
+    image_times: list[int] = []
+    images: list[np.ndarray] = []
     # Other topics: their bytes now, parsed per topic after the loop (one array view when a topic's
     # messages share a layout, as one publisher's do).
-    raw_of: Dict[str, Tuple[str, List[int], List[bytes]]] = {}
+    raw_of: dict[str, tuple[str, list[int], list[bytes]]] = {}
     for topic, msgtype, t_recv, raw in reader.raw_messages(wanted + optional):
         if topic == image_topic:
             stats.frames_in += 1
@@ -284,7 +320,7 @@ def _frames_of_bag(reader: BagReader, config: DatasetConfig, stats: BagStats) ->
         entry[1].append(t_recv)
         entry[2].append(raw)
 
-    def stream(topic: str, fields: List[int], max_age_ns: Optional[int], receive_time: bool = False) -> _Stream:
+    def stream(topic: str, fields: list[int], max_age_ns: int | None, receive_time: bool = False) -> _Stream:
         out = _Stream(max_age_ns)
         if topic in raw_of:
             msgtype, t_recv, raws = raw_of[topic]
@@ -322,8 +358,9 @@ def _frames_of_bag(reader: BagReader, config: DatasetConfig, stats: BagStats) ->
         clash = (odom_frame != "") & (goal_frame != "") & (odom_frame != goal_frame)
         if clash.any():
             k = int(np.argmax(clash))
-            raise DatasetError(f"{reader.path}: goal frame {goal_frame[k]!r} differs from odometry frame "
-                               f"{odom_frame[k]!r}")  # fmt: skip
+            raise DatasetError(
+                f"{reader.path}: goal frame {goal_frame[k]!r} differs from odometry frame {odom_frame[k]!r}"
+            )
         pose = odoms.values[o]
         goal_vec[both] = goal_features(_quat_rotate_inverse(pose[:, 3:7], goals.values[g] - pose[:, :3]))
     if topics.get(config.goal_topic) is not None:
@@ -344,7 +381,7 @@ def _frames_of_bag(reader: BagReader, config: DatasetConfig, stats: BagStats) ->
     dt[cuts] = nominal  # a sequence starts with the nominal period
     imu_i = imus.as_of(times)
     imu_all, cmd_all = imus.values.astype(np.float32), commands.values.astype(np.float32)
-    sequences: List[Dict[str, np.ndarray]] = []
+    sequences: list[dict[str, np.ndarray]] = []
     for part in np.split(np.arange(len(t)), cuts):
         if len(part) < config.min_sequence:
             if len(part):
@@ -359,15 +396,21 @@ def _frames_of_bag(reader: BagReader, config: DatasetConfig, stats: BagStats) ->
         image = np.empty((len(frames), 3, config.height, config.width), np.uint8)
         for k, i in enumerate(frames):
             image[k] = images[order[i]].transpose(2, 0, 1)
-        sequences.append({"image": image,
-                          "command": cmd_all[cmd_i[frames]], "goal": goal_vec[frames], "imu": imu,
-                          "dt": dt[part].astype(np.float32)})  # fmt: skip
+        sequences.append(
+            {
+                "image": image,
+                "command": cmd_all[cmd_i[frames]],
+                "goal": goal_vec[frames],
+                "imu": imu,
+                "dt": dt[part].astype(np.float32),
+            }
+        )
     stats.frames_kept = sum(len(s["dt"]) for s in sequences)
     stats.sequences = len(sequences)
     return sequences
 
 
-def _camera_hfov(reader: BagReader, topic: str) -> Optional[float]:
+def _camera_hfov(reader: BagReader, topic: str) -> float | None:
     """Horizontal field of view (deg) from the first ``CameraInfo`` of ``topic``; None if its ``K`` cannot tell."""
     from lnn_nav.preprocess import hfov_from_intrinsics
 
@@ -377,7 +420,7 @@ def _camera_hfov(reader: BagReader, topic: str) -> Optional[float]:
     return None
 
 
-def one_camera(cameras: Iterable[Tuple[Optional[float], str]]) -> Optional[float]:
+def one_camera(cameras: Iterable[tuple[float | None, str]]) -> float | None:
     """The one field of view of ``(hfov or None, source)`` pairs (None if none is known); two cameras are refused.
 
     Sources that do not know their camera (no CameraInfo) do not count against it.
@@ -390,15 +433,17 @@ def one_camera(cameras: Iterable[Tuple[Optional[float], str]]) -> Optional[float
         return None
     low, high = min(known), max(known)
     if high[0] - low[0] > SAME_CAMERA_DEG:
-        raise DatasetError(f"sources from cameras with different fields of view: {low[0]:.1f} deg ({low[1]}) and "
-                           f"{high[0]:.1f} deg ({high[1]}); a controller sees through one camera, so build one "
-                           "dataset, and train one controller, per camera")  # fmt: skip
+        raise DatasetError(
+            f"sources from cameras with different fields of view: {low[0]:.1f} deg ({low[1]}) and "
+            f"{high[0]:.1f} deg ({high[1]}); a controller sees through one camera, so build one "
+            "dataset, and train one controller, per camera"
+        )
     return round(float(np.median([h for h, _ in known])), 3)
 
 
-def find_bags(paths: Iterable[str | Path]) -> List[Path]:
+def find_bags(paths: Iterable[str | Path]) -> list[Path]:
     """Bags named directly, or every rosbag2 directory (holding ``metadata.yaml``) or lone .mcap/.db3 below a folder."""
-    found: List[Path] = []
+    found: list[Path] = []
     for p in map(Path, paths):
         if not p.exists():
             raise DatasetError(f"{p}: no such bag or folder")
@@ -415,7 +460,7 @@ def find_bags(paths: Iterable[str | Path]) -> List[Path]:
 
 def _convert_bag(
     bag: Path, config: DatasetConfig
-) -> Tuple[BagStats, List[Dict[str, np.ndarray]], int, Optional[Tuple[str, str]]]:
+) -> tuple[BagStats, list[dict[str, np.ndarray]], int, tuple[str, str] | None]:
     """One bag -> (stats, sequences, bytes read, error or None); errors as (class name, message) so
     they cross process boundaries (bag errors with extra fields do not pickle)."""
     stats = BagStats(str(bag))
@@ -433,18 +478,18 @@ def build_dataset(
     bags: Sequence[Path],
     out: Path,
     config: DatasetConfig,
-    progress: Optional[Any] = None,
+    progress: Any | None = None,
     skip_bad: bool = False,
     workers: int = 1,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Convert ``bags`` into a dataset folder ``out``; returns the metadata written to meta.json.
 
     ``workers`` > 1 decodes bags in that many processes (bags are independent;
     frames are still written in bag order, so the result does not depend on it).
     """
     writer = _Writer(out, config)
-    all_stats: List[BagStats] = []
-    skipped: Dict[str, str] = {}
+    all_stats: list[BagStats] = []
+    skipped: dict[str, str] = {}
     started = time.perf_counter()
     read_bytes = 0
     pool = None
@@ -470,12 +515,18 @@ def build_dataset(
                 progress(stats)
         elapsed = time.perf_counter() - started
         meta = {
-            "format": FORMAT_VERSION, "config": asdict(config), "frames": writer.n,
-            "sequences": len(writer.seq_start), "bags": [str(b) for b in bags],
-            "stats": [asdict(s) for s in all_stats], "skipped": skipped,
-            "seconds": elapsed, "bytes_read": read_bytes, "workers": workers,
+            "format": FORMAT_VERSION,
+            "config": asdict(config),
+            "frames": writer.n,
+            "sequences": len(writer.seq_start),
+            "bags": [str(b) for b in bags],
+            "stats": [asdict(s) for s in all_stats],
+            "skipped": skipped,
+            "seconds": elapsed,
+            "bytes_read": read_bytes,
+            "workers": workers,
             "camera_hfov_deg": one_camera((st.camera_hfov_deg, st.bag) for st in all_stats),
-        }  # fmt: skip
+        }
         writer.finish(meta)
         return meta
     except BaseException:
@@ -486,7 +537,7 @@ def build_dataset(
             pool.shutdown(cancel_futures=True)
 
 
-def _rebuild_error(error: Tuple[str, str]) -> Exception:
+def _rebuild_error(error: tuple[str, str]) -> Exception:
     """The exception a worker reported as ``(class name, message)``."""
     from lnn_nav.data import errors
 
@@ -527,13 +578,19 @@ class SequenceDataset:
         expected = n * 3 * self.height * self.width
         size = (self.path / "images.u8").stat().st_size
         if size != expected:
-            raise DatasetError(f"{self.path}/images.u8 has {size} bytes; expected {expected} for {n} frames "
-                               f"of 3x{self.height}x{self.width} (truncated copy?)")  # fmt: skip
-        self.images = np.memmap(self.path / "images.u8", np.uint8, "r", shape=(n, 3, self.height, self.width)) if n else np.zeros((0, 3, self.height, self.width), np.uint8)
+            raise DatasetError(
+                f"{self.path}/images.u8 has {size} bytes; expected {expected} for {n} frames "
+                f"of 3x{self.height}x{self.width} (truncated copy?)"
+            )
+        self.images = (
+            np.memmap(self.path / "images.u8", np.uint8, "r", shape=(n, 3, self.height, self.width))
+            if n
+            else np.zeros((0, 3, self.height, self.width), np.uint8)
+        )
         with np.load(self.path / "frames.npz") as f:
             self.command, self.goal, self.imu, self.dt = f["command"], f["goal"], f["imu"], f["dt"]
         #: Horizontal field of view of the camera the bags recorded (deg), None where they had no CameraInfo.
-        self.camera_hfov_deg: Optional[float] = self.meta.get("camera_hfov_deg")
+        self.camera_hfov_deg: float | None = self.meta.get("camera_hfov_deg")
         with np.load(self.path / "sequences.npz") as s:
             self.seq_start, self.seq_length, self.seq_bag = s["start"], s["length"], s["bag"]
 

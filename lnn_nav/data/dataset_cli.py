@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Sequence, Tuple
 
 HELP = "turn rosbag2 recordings into training sequences"
 DESCRIPTION = """\
@@ -34,26 +34,33 @@ Example:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("bags", nargs="+", metavar="BAG", help="rosbag2 directories, .mcap/.db3 files, or folders of them")
+    parser.add_argument(
+        "bags", nargs="+", metavar="BAG", help="rosbag2 directories, .mcap/.db3 files, or folders of them"
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="dataset folder to create")
-    parser.add_argument("--size", type=int, nargs=2, default=(64, 48), metavar=("W", "H"),
-                        help="image size stored (default: 64 48)")
+    parser.add_argument(
+        "--size", type=int, nargs=2, default=(64, 48), metavar=("W", "H"), help="image size stored (default: 64 48)"
+    )
     parser.add_argument("--image-topic", default="/camera/image_raw", help="default: %(default)s")
     parser.add_argument("--command-topic", default="/cmd_vel", help="default: %(default)s")
     parser.add_argument("--imu-topic", default="/imu/data", help="default: %(default)s")
     parser.add_argument("--odom-topic", default="/odom", help="default: %(default)s")
     parser.add_argument("--goal-topic", default="/goal_pose", help="default: %(default)s")
-    parser.add_argument("--camera-info-topic", default="/camera/camera_info",
-                        help="sensor_msgs/CameraInfo giving the camera's field of view, which training records in "
-                        "the checkpoint (optional; default: %(default)s)")
+    parser.add_argument(
+        "--camera-info-topic",
+        default="/camera/camera_info",
+        help="sensor_msgs/CameraInfo giving the camera's field of view, which training records in "
+        "the checkpoint (optional; default: %(default)s)",
+    )
     parser.add_argument("--max-age", type=float, default=0.1, metavar="S", help="default: %(default)s s")
     parser.add_argument("--max-gap", type=float, default=0.5, metavar="S", help="default: %(default)s s")
     parser.add_argument("--workers", type=int, default=2, help="bag-decoding processes (default: %(default)s)")
-    parser.add_argument("--skip-bad", action="store_true",
-                        help="skip bags that cannot be used (listed at the end) instead of stopping")
+    parser.add_argument(
+        "--skip-bad", action="store_true", help="skip bags that cannot be used (listed at the end) instead of stopping"
+    )
 
 
-def raw_read(bags: Sequence[Path]) -> Tuple[int, float]:
+def raw_read(bags: Sequence[Path]) -> tuple[int, float]:
     """(messages, seconds) of a plain `rosbags` read of ``bags`` (bytes only, no deserialisation), opening included."""
     from rosbags.rosbag2 import Reader
 
@@ -72,7 +79,7 @@ def raw_read_rate(bags: Sequence[Path]) -> float:
     return count / max(seconds, 1e-9)
 
 
-def reference_sample(bags: Sequence[Path], count: int = 8) -> List[Path]:
+def reference_sample(bags: Sequence[Path], count: int = 8) -> list[Path]:
     """Up to ``count`` of ``bags``, spread over the list (a folder of demonstrations runs easy to hard)."""
     step = max(1, len(bags) // count)
     return list(bags[::step][:count])
@@ -86,10 +93,18 @@ def run(args: argparse.Namespace) -> int:
     from lnn_nav.data.dataset import DatasetConfig, DatasetError, build_dataset, find_bags
     from lnn_nav.data.errors import BagError
 
-    config = DatasetConfig(height=args.size[1], width=args.size[0], image_topic=args.image_topic,
-                           command_topic=args.command_topic, imu_topic=args.imu_topic, odom_topic=args.odom_topic,
-                           goal_topic=args.goal_topic, camera_info_topic=args.camera_info_topic,
-                           max_age=args.max_age, max_gap=args.max_gap)  # fmt: skip
+    config = DatasetConfig(
+        height=args.size[1],
+        width=args.size[0],
+        image_topic=args.image_topic,
+        command_topic=args.command_topic,
+        imu_topic=args.imu_topic,
+        odom_topic=args.odom_topic,
+        goal_topic=args.goal_topic,
+        camera_info_topic=args.camera_info_topic,
+        max_age=args.max_age,
+        max_gap=args.max_gap,
+    )
     try:
         bags = find_bags(args.bags)
     except DatasetError as err:
@@ -113,15 +128,20 @@ def run(args: argparse.Namespace) -> int:
         for why, n in s["dropped"].items():
             dropped[why] = dropped.get(why, 0) + n
     frames_in = sum(s["frames_in"] for s in meta["stats"])
-    print(f"{meta['frames']} frames in {meta['sequences']} sequences from {len(bags)} bags "
-          f"({frames_in} camera frames read) -> {args.out}")  # fmt: skip
+    print(
+        f"{meta['frames']} frames in {meta['sequences']} sequences from {len(bags)} bags "
+        f"({frames_in} camera frames read) -> {args.out}"
+    )
     for why, n in sorted(dropped.items()):
         print(f"  dropped {n}: {why}")
     for bag, why in meta["skipped"].items():
         print(f"  skipped {bag}: {why}")
     hfov = meta["camera_hfov_deg"]
-    print(f"camera: {hfov:.1f} deg horizontal field of view (CameraInfo; training records it in the checkpoint)"
-          if hfov is not None else "camera: field of view unknown (no CameraInfo in the bags)")
+    print(
+        f"camera: {hfov:.1f} deg horizontal field of view (CameraInfo; training records it in the checkpoint)"
+        if hfov is not None
+        else "camera: field of view unknown (no CameraInfo in the bags)"
+    )
     # Throughput against a plain rosbags read of the same bags (a sample: all their messages, bytes only).
     # Only of intact bags: plain rosbags refuses a recording that needed recovery (a cut MCAP file: "File end
     # magic is invalid"), and bags skipped with --skip-bad were not read at all.
@@ -138,9 +158,11 @@ def run(args: argparse.Namespace) -> int:
             continue
     rate = total_messages / max(meta["seconds"], 1e-9)
     workers = min(args.workers, len(bags))
-    line = (f"throughput: {rate:.0f} messages/s with {workers} worker(s) "
-            f"({meta['frames'] / max(meta['seconds'], 1e-9):.0f} frames/s, "
-            f"{meta['bytes_read'] / 1e6 / max(meta['seconds'], 1e-9):.0f} MB/s)")
+    line = (
+        f"throughput: {rate:.0f} messages/s with {workers} worker(s) "
+        f"({meta['frames'] / max(meta['seconds'], 1e-9):.0f} frames/s, "
+        f"{meta['bytes_read'] / 1e6 / max(meta['seconds'], 1e-9):.0f} MB/s)"
+    )
     sample = reference_sample(intact)
     try:
         raw = raw_read_rate(sample) if sample else None
@@ -149,8 +171,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         why = "no intact bag for a plain rosbags read (recovered bags only plain rosbags cannot open)"
     if raw:
-        line += (f"; plain rosbags read of {len(sample)} of the same bags in one process: {raw:.0f} messages/s "
-                 f"-> {rate / raw:.0%} of raw")
+        line += (
+            f"; plain rosbags read of {len(sample)} of the same bags in one process: {raw:.0f} messages/s "
+            f"-> {rate / raw:.0%} of raw"
+        )
     else:
         line += f"; {why}"
     print(line)

@@ -28,9 +28,10 @@ import queue
 import shutil
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ class FlightJob:
     """What a worker flies. ``learner``: checkpoint path for DAgger (the expert flies when None)."""
 
     kind: str
-    seeds: List[int]
+    seeds: list[int]
     out_dir: str
     preset: str = "in_distribution"
     randomize_conditions: bool = True
@@ -65,16 +66,16 @@ class FlightJob:
     camera_hfov: float = DEFAULT_CAMERA_HFOV  # deg, horizontal field of view (see camera_hfov_for)
     noise: float = 0.5  # DART noise scale (1.0: 0.6 m/s lateral, 0.3 m/s forward, 0.4 rad/s yaw std)
     keep_failures: bool = False
-    learner: Optional[str] = None
+    learner: str | None = None
     learner_threads: int = 1
     storage: str = "mcap"
     name_suffix: str = ""
     rng_seed: int = 0
     record: bool = True  # False: fly and report only (closed-loop evaluation)
-    world_overrides: Dict[str, Any] = field(default_factory=dict)  # make_world options (e.g. a small forest)
+    world_overrides: dict[str, Any] = field(default_factory=dict)  # make_world options (e.g. a small forest)
     # ExpertConfig fields; None: the demonstrating expert of the world kind (demo_expert; see
     # DEMO_EXPERT for why it differs from the default).
-    expert: Optional[Dict[str, Any]] = None
+    expert: dict[str, Any] | None = None
     keep_tracks: bool = False  # put each episode's trajectory in its result (maps in reports)
 
     def __post_init__(self) -> None:
@@ -90,12 +91,12 @@ class EpisodeResult:
     frames: int
     time: float
     path_length: float
-    bag: Optional[str]
+    bag: str | None
     expert_reachable: bool = True
-    min_clearance: Optional[float] = None  # m, closest approach of the drone's centre to an obstacle surface
-    track: Optional[List[List[float]]] = None  # xyz every 3rd control step (job.keep_tracks)
-    crash: Optional[Dict[str, Any]] = None  # collisions: what was hit, from where (lnn_nav.sim.forensics)
-    timeout: Optional[Dict[str, Any]] = None  # timeouts: where the track left the plan, the detour (forensics)
+    min_clearance: float | None = None  # m, closest approach of the drone's centre to an obstacle surface
+    track: list[list[float]] | None = None  # xyz every 3rd control step (job.keep_tracks)
+    crash: dict[str, Any] | None = None  # collisions: what was hit, from where (lnn_nav.sim.forensics)
+    timeout: dict[str, Any] | None = None  # timeouts: where the track left the plan, the detour (forensics)
 
 
 @dataclass
@@ -103,17 +104,17 @@ class _Episode:
     seed: int
     world_json: str
     goal: np.ndarray
-    rgb: List[np.ndarray] = field(default_factory=list)
-    imu: List[np.ndarray] = field(default_factory=list)
-    quat: List[np.ndarray] = field(default_factory=list)
-    pos: List[np.ndarray] = field(default_factory=list)
-    vel: List[np.ndarray] = field(default_factory=list)
-    rates: List[np.ndarray] = field(default_factory=list)
-    label: List[np.ndarray] = field(default_factory=list)
+    rgb: list[np.ndarray] = field(default_factory=list)
+    imu: list[np.ndarray] = field(default_factory=list)
+    quat: list[np.ndarray] = field(default_factory=list)
+    pos: list[np.ndarray] = field(default_factory=list)
+    vel: list[np.ndarray] = field(default_factory=list)
+    rates: list[np.ndarray] = field(default_factory=list)
+    label: list[np.ndarray] = field(default_factory=list)
     # Every episode, recorded or not: the states and flown commands a crash report needs.
-    yaw: List[float] = field(default_factory=list)
-    world_vel: List[np.ndarray] = field(default_factory=list)
-    flown: List[np.ndarray] = field(default_factory=list)
+    yaw: list[float] = field(default_factory=list)
+    world_vel: list[np.ndarray] = field(default_factory=list)
+    flown: list[np.ndarray] = field(default_factory=list)
 
 
 class _OUNoise:
@@ -138,7 +139,7 @@ class _OUNoise:
         return self.value
 
 
-def camera_hfov_for(learner: Optional[str], requested: Optional[float] = None) -> Tuple[float, Optional[str]]:
+def camera_hfov_for(learner: str | None, requested: float | None = None) -> tuple[float, str | None]:
     """The camera (horizontal field of view, deg) to fly ``learner`` with, and a warning or None.
 
     ``requested`` (a command-line value) wins; otherwise the camera the checkpoint
@@ -146,7 +147,7 @@ def camera_hfov_for(learner: Optional[str], requested: Optional[float] = None) -
     The warning says when ``requested`` is not the camera the checkpoint was trained
     with: legitimate as a stress test, a silent mistake otherwise.
     """
-    trained: Optional[float] = None
+    trained: float | None = None
     if learner is not None:
         from lnn_nav.models.checkpoint import read_checkpoint_info
 
@@ -154,13 +155,13 @@ def camera_hfov_for(learner: Optional[str], requested: Optional[float] = None) -
     if requested is None:
         return (trained if trained is not None else DEFAULT_CAMERA_HFOV), None
     if trained is not None and abs(trained - requested) > SAME_CAMERA_DEG:
-        return requested, (f"{learner} was trained with a {trained:.1f} deg camera and flies a "
-                           f"{requested:.1f} deg one")  # fmt: skip
+        return requested, (f"{learner} was trained with a {trained:.1f} deg camera and flies a {requested:.1f} deg one")
     return requested, None
 
 
-def write_episode_bag(path: Path, ep: _Episode, outcome: str, control_hz: float, storage: str = "mcap",
-                      camera: Optional["CameraConfig"] = None) -> None:
+def write_episode_bag(
+    path: Path, ep: _Episode, outcome: str, control_hz: float, storage: str = "mcap", camera: CameraConfig | None = None
+) -> None:
     """Write one episode's frames as a rosbag2 (topics of :mod:`lnn_nav.data.messages`).
 
     With ``camera``, each frame also gets its ``CameraInfo``, as from a camera driver:
@@ -201,7 +202,7 @@ def write_episode_bag(path: Path, ep: _Episode, outcome: str, control_hz: float,
     tmp.rename(path)
 
 
-def _outcome(out: Dict[str, np.ndarray], i: int) -> str:
+def _outcome(out: dict[str, np.ndarray], i: int) -> str:
     if out["success"][i]:
         return "success"
     if out["collision"][i]:
@@ -240,7 +241,7 @@ class _Learner:
     def reset(self, i: int) -> None:
         self.fresh[i] = True
 
-    def __call__(self, obs: Dict[str, np.ndarray], dt: float, active: Optional[np.ndarray] = None) -> np.ndarray:
+    def __call__(self, obs: dict[str, np.ndarray], dt: float, active: np.ndarray | None = None) -> np.ndarray:
         """Commands ``[N, 4]`` for the drones' observations; rows of drones not ``active`` are zero."""
         torch = self.torch
         if self.state is None:
@@ -258,7 +259,7 @@ class _Learner:
         return cmd
 
 
-def fly_worker(job: FlightJob, progress: Optional[Any] = None) -> List[Dict[str, Any]]:
+def fly_worker(job: FlightJob, progress: Any | None = None) -> list[dict[str, Any]]:
     """Fly every seed of ``job`` (``job.envs`` at a time); returns one result dict per episode."""
     from lnn_nav.sim.camera import CameraConfig
     from lnn_nav.sim.collision import signed_distance
@@ -275,8 +276,14 @@ def fly_worker(job: FlightJob, progress: Optional[Any] = None) -> List[Dict[str,
     pending = list(job.seeds)
     n = max(1, min(job.envs, len(pending)))
     camera = CameraConfig(width=job.camera_width, height=job.camera_height, hfov_deg=job.camera_hfov)
-    config = EnvConfig(kind=job.kind, preset=job.preset, camera=camera, control_hz=job.control_hz,
-                       max_episode_time=job.max_episode_time, render_workers=1)  # fmt: skip
+    config = EnvConfig(
+        kind=job.kind,
+        preset=job.preset,
+        camera=camera,
+        control_hz=job.control_hz,
+        max_episode_time=job.max_episode_time,
+        render_workers=1,
+    )
     dt = 1.0 / job.control_hz
 
     def world_for(seed: int) -> WorldSpec:
@@ -291,9 +298,9 @@ def fly_worker(job: FlightJob, progress: Optional[Any] = None) -> List[Dict[str,
     batch = FlightBatch(n, config, rng, world_source=lambda _rng: first[0])
     learner = _Learner(job.learner, n, job.learner_threads) if job.learner else None
     noise = _OUNoise(n, job.noise, dt, rng)
-    experts: List[Any] = [None] * n
-    episodes: List[Optional[_Episode]] = [None] * n
-    results: List[Dict[str, Any]] = []
+    experts: list[Any] = [None] * n
+    episodes: list[_Episode | None] = [None] * n
+    results: list[dict[str, Any]] = []
 
     def start(i: int, world: WorldSpec) -> None:
         experts[i] = PrivilegedExpert(world, ExpertConfig(**job.expert))
@@ -358,14 +365,32 @@ def fly_worker(job: FlightJob, progress: Optional[Any] = None) -> List[Dict[str,
                 clearance = float(signed_distance(batch.worlds[i], track, include_ground=False).min())
                 crash = None
                 if outcome == "collision":
-                    crash = crash_report(batch.worlds[i], np.array(ep.pos), np.array(ep.yaw), np.array(ep.world_vel),
-                                         np.array(ep.flown), track[-1], dt, experts[i], hfov_deg=camera.hfov_deg)  # fmt: skip
+                    crash = crash_report(
+                        batch.worlds[i],
+                        np.array(ep.pos),
+                        np.array(ep.yaw),
+                        np.array(ep.world_vel),
+                        np.array(ep.flown),
+                        track[-1],
+                        dt,
+                        experts[i],
+                        hfov_deg=camera.hfov_deg,
+                    )
                 timeout = timeout_report(batch.worlds[i], track, dt, experts[i]) if outcome == "timeout" else None
-                result = EpisodeResult(job.kind, ep.seed, outcome, len(ep.pos), float(out["time"][i]),
-                                       float(np.linalg.norm(np.diff(track, axis=0), axis=1).sum()), bag,
-                                       bool(experts[i].reachable), clearance,
-                                       np.round(track[::3], 2).tolist() if job.keep_tracks else None, crash,
-                                       timeout)  # fmt: skip
+                result = EpisodeResult(
+                    job.kind,
+                    ep.seed,
+                    outcome,
+                    len(ep.pos),
+                    float(out["time"][i]),
+                    float(np.linalg.norm(np.diff(track, axis=0), axis=1).sum()),
+                    bag,
+                    bool(experts[i].reachable),
+                    clearance,
+                    np.round(track[::3], 2).tolist() if job.keep_tracks else None,
+                    crash,
+                    timeout,
+                )
                 results.append(asdict(result))
                 if progress is not None:
                     progress.put(asdict(result))
@@ -412,14 +437,14 @@ def _worker_main(job: FlightJob, progress: Any, results: Any, parent: int) -> No
 def fly_episodes(
     job: FlightJob,
     workers: int = 1,
-    on_result: Optional[Callable[[Dict[str, Any]], None]] = None,
-) -> List[Dict[str, Any]]:
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
     """Split ``job.seeds`` over ``workers`` processes (in-process when 1); results in seed order."""
     seeds = list(job.seeds)
     if workers <= 1 or len(seeds) <= 1:
 
         class _Direct:
-            def put(self, item: Dict[str, Any]) -> None:
+            def put(self, item: dict[str, Any]) -> None:
                 if on_result is not None:
                     on_result(item)
 
@@ -430,8 +455,14 @@ def fly_episodes(
         chunks = [seeds[k::workers] for k in range(workers)]
         procs = []
         for k, chunk in enumerate(c for c in chunks if c):
-            sub = FlightJob(**{**asdict(job), "seeds": chunk, "rng_seed": job.rng_seed * 1000 + k,
-                               "envs": max(1, job.envs // workers)})  # fmt: skip
+            sub = FlightJob(
+                **{
+                    **asdict(job),
+                    "seeds": chunk,
+                    "rng_seed": job.rng_seed * 1000 + k,
+                    "envs": max(1, job.envs // workers),
+                }
+            )
             p = ctx.Process(target=_worker_main, args=(sub, progress, outq, os.getpid()), daemon=True)
             p.start()
             procs.append(p)
@@ -473,9 +504,9 @@ def fly_episodes(
     return sorted(results, key=lambda r: order.get(r["seed"], 0))
 
 
-def summarize(results: Sequence[Dict[str, Any]]) -> Tuple[int, int, Dict[str, int]]:
+def summarize(results: Sequence[dict[str, Any]]) -> tuple[int, int, dict[str, int]]:
     """``(episodes, frames kept, outcome counts)``."""
-    counts: Dict[str, int] = {}
+    counts: dict[str, int] = {}
     for r in results:
         counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
     frames = sum(r["frames"] for r in results if r["bag"])

@@ -29,8 +29,7 @@ def image_msg_to_rgb(msg: Any, copy: bool = True) -> np.ndarray:
     encoding = msg.encoding.lower()
     if encoding not in SUPPORTED_ENCODINGS:
         raise ImageConversionError(
-            f"image encoding {msg.encoding!r} is not supported; expected one of "
-            f"{', '.join(SUPPORTED_ENCODINGS)}"
+            f"image encoding {msg.encoding!r} is not supported; expected one of {', '.join(SUPPORTED_ENCODINGS)}"
         )
     if msg.is_bigendian not in (0, 1):
         raise ImageConversionError(f"is_bigendian must be 0 or 1, got {msg.is_bigendian}")
@@ -41,8 +40,7 @@ def image_msg_to_rgb(msg: Any, copy: bool = True) -> np.ndarray:
     row_bytes = width * channels
     if step < row_bytes:
         raise ImageConversionError(
-            f"image step {step} is smaller than width*channels = {width}*{channels} = "
-            f"{row_bytes} for {encoding}"
+            f"image step {step} is smaller than width*channels = {width}*{channels} = {row_bytes} for {encoding}"
         )
     data = np.frombuffer(msg.data, dtype=np.uint8)
     if data.size != step * height:

@@ -18,7 +18,8 @@ topic                   type                         stamp
 
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from rosbags.typesys import Stores, get_typestore
@@ -33,7 +34,7 @@ TOPIC_WORLD = "/sim_node/world"
 TOPIC_OUTCOME = "/sim_node/outcome"
 
 #: Topic -> type of a simulated recording.
-SIM_TOPICS: Dict[str, str] = {
+SIM_TOPICS: dict[str, str] = {
     TOPIC_IMAGE: "sensor_msgs/msg/Image",
     TOPIC_CAMERA_INFO: "sensor_msgs/msg/CameraInfo",
     TOPIC_IMU: "sensor_msgs/msg/Imu",
@@ -59,12 +60,12 @@ def header(stamp_ns: int, frame_id: str) -> Any:
 def image(rgb: np.ndarray, stamp_ns: int, frame_id: str = "camera") -> Any:
     h, w = rgb.shape[:2]
     data = np.ascontiguousarray(rgb, dtype=np.uint8).reshape(-1)
-    return _T["sensor_msgs/msg/Image"](header=header(stamp_ns, frame_id), height=h, width=w,
-                                       encoding="rgb8", is_bigendian=0, step=w * 3, data=data)  # fmt: skip
+    return _T["sensor_msgs/msg/Image"](
+        header=header(stamp_ns, frame_id), height=h, width=w, encoding="rgb8", is_bigendian=0, step=w * 3, data=data
+    )
 
 
-def camera_info(width: int, height: int, intrinsics: Sequence[float], stamp_ns: int,
-                frame_id: str = "camera") -> Any:
+def camera_info(width: int, height: int, intrinsics: Sequence[float], stamp_ns: int, frame_id: str = "camera") -> Any:
     """``sensor_msgs/CameraInfo`` of an undistorted pinhole camera; ``intrinsics`` = ``(fx, fy, cx, cy)``.
 
     The same fields as the simulator node's (:func:`lnn_nav.nodes.conversions.camera_info_msg`),
@@ -72,10 +73,18 @@ def camera_info(width: int, height: int, intrinsics: Sequence[float], stamp_ns: 
     """
     fx, fy, cx, cy = (float(v) for v in intrinsics)
     return _T["sensor_msgs/msg/CameraInfo"](
-        header=header(stamp_ns, frame_id), height=int(height), width=int(width), distortion_model="plumb_bob",
-        d=np.zeros(5), k=np.array([fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]), r=np.eye(3).reshape(-1),
-        p=np.array([fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]), binning_x=0, binning_y=0,
-        roi=_T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+        header=header(stamp_ns, frame_id),
+        height=int(height),
+        width=int(width),
+        distortion_model="plumb_bob",
+        d=np.zeros(5),
+        k=np.array([fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]),
+        r=np.eye(3).reshape(-1),
+        p=np.array([fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]),
+        binning_x=0,
+        binning_y=0,
+        roi=_T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
+    )
 
 
 def _vec3(v: Sequence[float]) -> Any:
@@ -83,25 +92,37 @@ def _vec3(v: Sequence[float]) -> Any:
 
 
 def _quat(q_wxyz: Sequence[float]) -> Any:
-    return _T["geometry_msgs/msg/Quaternion"](x=float(q_wxyz[1]), y=float(q_wxyz[2]), z=float(q_wxyz[3]), w=float(q_wxyz[0]))
+    return _T["geometry_msgs/msg/Quaternion"](
+        x=float(q_wxyz[1]), y=float(q_wxyz[2]), z=float(q_wxyz[3]), w=float(q_wxyz[0])
+    )
 
 
 def imu(values: Sequence[float], q_wxyz: Sequence[float], stamp_ns: int, frame_id: str = "base_link") -> Any:
     """``values``: accel xyz (m/s²) then gyro xyz (rad/s), body FLU."""
     return _T["sensor_msgs/msg/Imu"](
-        header=header(stamp_ns, frame_id), orientation=_quat(q_wxyz), orientation_covariance=_IDENTITY_COV,
-        angular_velocity=_vec3(values[3:6]), angular_velocity_covariance=_IDENTITY_COV,
-        linear_acceleration=_vec3(values[0:3]), linear_acceleration_covariance=_IDENTITY_COV,
+        header=header(stamp_ns, frame_id),
+        orientation=_quat(q_wxyz),
+        orientation_covariance=_IDENTITY_COV,
+        angular_velocity=_vec3(values[3:6]),
+        angular_velocity_covariance=_IDENTITY_COV,
+        linear_acceleration=_vec3(values[0:3]),
+        linear_acceleration_covariance=_IDENTITY_COV,
     )
 
 
-def odometry(position: Sequence[float], q_wxyz: Sequence[float], velocity_body: Sequence[float],
-             rates_body: Sequence[float], stamp_ns: int) -> Any:  # fmt: skip
+def odometry(
+    position: Sequence[float],
+    q_wxyz: Sequence[float],
+    velocity_body: Sequence[float],
+    rates_body: Sequence[float],
+    stamp_ns: int,
+) -> Any:
     point = _T["geometry_msgs/msg/Point"](x=float(position[0]), y=float(position[1]), z=float(position[2]))
     pose = _T["geometry_msgs/msg/Pose"](position=point, orientation=_quat(q_wxyz))
     twist = _T["geometry_msgs/msg/Twist"](linear=_vec3(velocity_body), angular=_vec3(rates_body))
     return _T["nav_msgs/msg/Odometry"](
-        header=header(stamp_ns, "odom"), child_frame_id="base_link",
+        header=header(stamp_ns, "odom"),
+        child_frame_id="base_link",
         pose=_T["geometry_msgs/msg/PoseWithCovariance"](pose=pose, covariance=_POSE_COV),
         twist=_T["geometry_msgs/msg/TwistWithCovariance"](twist=twist, covariance=_POSE_COV),
     )

@@ -50,21 +50,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("topics", nargs="*", metavar="TOPIC", help="topics to record")
     parser.add_argument("-a", "--all", action="store_true", help="record every topic on the graph")
     parser.add_argument("--exclude", default="", metavar="REGEX", help="do not record topics matching REGEX")
-    parser.add_argument("-o", "--output", default="", metavar="DIR",
-                        help="bag directory to create (default: rosbag2_YYYY_MM_DD-HH_MM_SS)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        default="",
+        metavar="DIR",
+        help="bag directory to create (default: rosbag2_YYYY_MM_DD-HH_MM_SS)",
+    )
     parser.add_argument("-s", "--storage", choices=STORAGES, default="mcap", help="storage (default: %(default)s)")
-    parser.add_argument("--compression", choices=COMPRESSIONS, default="none",
-                        help="zstd: chunk (MCAP only, recommended), message or file (default: %(default)s)")
-    parser.add_argument("-b", "--max-bag-size", type=_size, default=0, metavar="BYTES",
-                        help="split when a file holds this many message bytes, e.g. 2G (default: no split)")
-    parser.add_argument("-d", "--max-bag-duration", type=_positive_float, default=None, metavar="S",
-                        help="split every S seconds of recording (default: no split)")
-    parser.add_argument("--stop-after", type=_positive_float, default=None, metavar="S",
-                        help="stop after S seconds (default: until Ctrl-C / SIGTERM)")
-    parser.add_argument("--flush-period", type=_positive_float, default=1.0, metavar="S",
-                        help="flush to disk every S seconds (default: %(default)s)")
-    parser.add_argument("--queue-depth", type=int, default=1000, metavar="N",
-                        help="subscription queue depth per topic (default: %(default)s)")
+    parser.add_argument(
+        "--compression",
+        choices=COMPRESSIONS,
+        default="none",
+        help="zstd: chunk (MCAP only, recommended), message or file (default: %(default)s)",
+    )
+    parser.add_argument(
+        "-b",
+        "--max-bag-size",
+        type=_size,
+        default=0,
+        metavar="BYTES",
+        help="split when a file holds this many message bytes, e.g. 2G (default: no split)",
+    )
+    parser.add_argument(
+        "-d",
+        "--max-bag-duration",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="split every S seconds of recording (default: no split)",
+    )
+    parser.add_argument(
+        "--stop-after",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="stop after S seconds (default: until Ctrl-C / SIGTERM)",
+    )
+    parser.add_argument(
+        "--flush-period",
+        type=_positive_float,
+        default=1.0,
+        metavar="S",
+        help="flush to disk every S seconds (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--queue-depth",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="subscription queue depth per topic (default: %(default)s)",
+    )
     parser.add_argument("--use-sim-time", action="store_true", help="stamp messages with /clock time")
 
 

@@ -40,23 +40,44 @@ def _non_negative_float(text: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bag", metavar="BAG", help="rosbag2 directory, or a single .mcap/.db3 file")
-    parser.add_argument("-r", "--rate", type=_positive_float, default=1.0,
-                        help="speed factor (default: %(default)s)")
-    parser.add_argument("--start-offset", type=_non_negative_float, default=0.0, metavar="S",
-                        help="start S seconds into the recording (default: %(default)s)")
+    parser.add_argument("-r", "--rate", type=_positive_float, default=1.0, help="speed factor (default: %(default)s)")
+    parser.add_argument(
+        "--start-offset",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="S",
+        help="start S seconds into the recording (default: %(default)s)",
+    )
     parser.add_argument("-l", "--loop", action="store_true", help="play again and again until Ctrl-C")
-    parser.add_argument("--topics", nargs="+", default=None, metavar="TOPIC",
-                        help="replay only these recorded topics (default: all)")
-    parser.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO",
-                        help="publish recorded topic FROM on TO")
-    parser.add_argument("--clock", nargs="?", type=_positive_float, const=100.0, default=None, metavar="HZ",
-                        help="publish /clock with the recorded time, HZ times a second between "
-                        "messages (default when given: 100)")
-    parser.add_argument("--delay", type=_non_negative_float, default=0.0, metavar="S",
-                        help="wait S seconds before the first message (default: %(default)s)")
-    parser.add_argument("--wait-for-subscribers", nargs="?", type=_non_negative_float, const=10.0,
-                        default=None, metavar="S",
-                        help="wait (up to S seconds, default 10) until every replayed topic has a subscriber")
+    parser.add_argument(
+        "--topics", nargs="+", default=None, metavar="TOPIC", help="replay only these recorded topics (default: all)"
+    )
+    parser.add_argument("--remap", nargs="+", default=[], metavar="FROM:=TO", help="publish recorded topic FROM on TO")
+    parser.add_argument(
+        "--clock",
+        nargs="?",
+        type=_positive_float,
+        const=100.0,
+        default=None,
+        metavar="HZ",
+        help="publish /clock with the recorded time, HZ times a second between messages (default when given: 100)",
+    )
+    parser.add_argument(
+        "--delay",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="S",
+        help="wait S seconds before the first message (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--wait-for-subscribers",
+        nargs="?",
+        type=_non_negative_float,
+        const=10.0,
+        default=None,
+        metavar="S",
+        help="wait (up to S seconds, default 10) until every replayed topic has a subscriber",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

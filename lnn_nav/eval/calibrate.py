@@ -15,20 +15,21 @@ from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from lnn_nav.eval.closed_loop import evaluate, wilson_interval
 from lnn_nav.models.checkpoint import with_output_gain
 from lnn_nav.sim.presets import CALIBRATION_SEED_BASE, check_training_seeds
 
-Gain = Tuple[float, float, float, float]
+Gain = tuple[float, float, float, float]
 UNITY: Gain = (1.0, 1.0, 1.0, 1.0)
 _FLIGHT_KEYS = ("seed", "outcome", "time", "path_length", "min_clearance")
 
 
-def calibration_seeds(count: int) -> List[int]:
+def calibration_seeds(count: int) -> list[int]:
     """The first ``count`` calibration worlds (never held-out evaluation seeds)."""
     if count < 1:
         raise ValueError(f"need at least one calibration world per kind, got {count}")
@@ -37,13 +38,13 @@ def calibration_seeds(count: int) -> List[int]:
     return seeds
 
 
-def gain_grid(vx: Sequence[float], turn: Sequence[float]) -> List[Gain]:
+def gain_grid(vx: Sequence[float], turn: Sequence[float]) -> list[Gain]:
     """Candidates (vx, turn, 1, turn): ``turn`` sharpens lateral velocity and yaw rate together.
 
     They steer the drone round an obstacle together; vz stays 1 (altitude
     holding is not where the learners fail). Order kept, duplicates dropped.
     """
-    grid: List[Gain] = []
+    grid: list[Gain] = []
     for v in vx:
         for t in turn:
             if v <= 0 or t <= 0 or not (math.isfinite(v) and math.isfinite(t)):
@@ -59,10 +60,10 @@ class Candidate:
     """One gain's flights on the calibration worlds."""
 
     gain: Gain
-    successes: Dict[str, int] = field(default_factory=dict)  # per world kind
-    episodes: Dict[str, int] = field(default_factory=dict)
-    outcomes: Dict[str, Dict[str, int]] = field(default_factory=dict)
-    flights: List[Dict[str, Any]] = field(default_factory=list)  # world, seed, outcome, time, path_length
+    successes: dict[str, int] = field(default_factory=dict)  # per world kind
+    episodes: dict[str, int] = field(default_factory=dict)
+    outcomes: dict[str, dict[str, int]] = field(default_factory=dict)
+    flights: list[dict[str, Any]] = field(default_factory=list)  # world, seed, outcome, time, path_length
 
     @property
     def total_successes(self) -> int:
@@ -76,7 +77,7 @@ class Candidate:
     def rate(self) -> float:
         return self.total_successes / max(self.total_episodes, 1)
 
-    def as_dict(self) -> Dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         lo, hi = wilson_interval(self.total_successes, self.total_episodes)
         return {**asdict(self), "gain": list(self.gain), "success_rate": self.rate, "ci95": [lo, hi]}
 
@@ -101,9 +102,9 @@ def calibrate(
     envs: int = 16,
     workers: int = 2,
     max_episode_time: float = 60.0,
-    on_result: Optional[Callable[[Dict[str, Any]], None]] = None,
-    on_candidate: Optional[Callable[[Candidate], None]] = None,
-) -> List[Candidate]:
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+    on_candidate: Callable[[Candidate], None] | None = None,
+) -> list[Candidate]:
     """Fly ``checkpoint`` with each gain on the first ``episodes`` calibration worlds of each kind.
 
     The benchmark's flights (``evaluate``: in-distribution conditions, no
@@ -111,15 +112,23 @@ def calibrate(
     checkpoint with the gain (``with_output_gain``) in a temporary folder.
     """
     seeds = calibration_seeds(episodes)
-    results: List[Candidate] = []
+    results: list[Candidate] = []
     with tempfile.TemporaryDirectory(prefix="lnn_nav_calibrate_") as tmp:
         for i, gain in enumerate(gains):
             path = with_output_gain(checkpoint, Path(tmp) / f"candidate_{i}.safetensors", gain)
             candidate = Candidate(tuple(float(g) for g in gain))  # type: ignore[arg-type]
             for world in worlds:
-                cell = evaluate(str(path), world, seeds, envs=envs, workers=workers,
-                                max_episode_time=max_episode_time, on_result=on_result,
-                                name=f"gain {format_gain(gain)}", keep_tracks=False)  # fmt: skip
+                cell = evaluate(
+                    str(path),
+                    world,
+                    seeds,
+                    envs=envs,
+                    workers=workers,
+                    max_episode_time=max_episode_time,
+                    on_result=on_result,
+                    name=f"gain {format_gain(gain)}",
+                    keep_tracks=False,
+                )
                 summary = cell.summary()
                 candidate.successes[world] = cell.successes
                 candidate.episodes[world] = summary["episodes"]

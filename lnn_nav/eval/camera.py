@@ -11,9 +11,10 @@ seed does when both come from the same code.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,12 +28,12 @@ from .saliency import saliency_overlays
 class PolicyPilot:
     """A checkpoint as an in-process pilot for :func:`lnn_nav.sim.episode.fly_episode`; keeps its core state."""
 
-    def __init__(self, path: Union[str, Path]) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.policy = load_policy(path).eval()
         self.state: Any = None
-        self.states: List[np.ndarray] = []
+        self.states: list[np.ndarray] = []
 
-    def __call__(self, obs: Dict[str, np.ndarray], env: Any) -> np.ndarray:
+    def __call__(self, obs: dict[str, np.ndarray], env: Any) -> np.ndarray:
         dt = 1.0 / env.config.control_hz
         with torch.inference_mode():
             image, extras = policy_inputs(self.policy.config, obs["image"][None], obs["goal"][None], obs["imu"][None])
@@ -54,7 +55,7 @@ class CameraFlight:
     outcome: str
     time: float
     path_length: float
-    frames: List[np.ndarray] = field(repr=False)
+    frames: list[np.ndarray] = field(repr=False)
     frame_stride: int
     control_hz: float
     states: np.ndarray = field(repr=False)
@@ -63,7 +64,7 @@ class CameraFlight:
 
 
 def fly_with_camera(
-    checkpoint: Union[str, Path],
+    checkpoint: str | Path,
     world_kind: str,
     seed: int,
     preset: str = "in_distribution",
@@ -79,9 +80,13 @@ def fly_with_camera(
     from .closed_loop import eval_job
 
     job = eval_job(str(checkpoint), world_kind, [seed], preset, envs=1, max_episode_time=max_episode_time)
-    env = NavigationEnv(kind=world_kind, preset=preset, control_hz=job.control_hz,
-                        camera=CameraConfig(width=job.camera_width, height=job.camera_height, hfov_deg=job.camera_hfov),
-                        max_episode_time=job.max_episode_time)  # fmt: skip
+    env = NavigationEnv(
+        kind=world_kind,
+        preset=preset,
+        control_hz=job.control_hz,
+        camera=CameraConfig(width=job.camera_width, height=job.camera_height, hfov_deg=job.camera_hfov),
+        max_episode_time=job.max_episode_time,
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(job.learner_threads)  # the benchmark's thread count: the same float arithmetic
     pilot = PolicyPilot(checkpoint)
@@ -90,19 +95,30 @@ def fly_with_camera(
     finally:
         env.close()
         torch.set_num_threads(threads)
-    return CameraFlight(world_kind, preset, seed, record.outcome, float(record.time), float(record.path_length),
-                        record.frames, frame_stride, float(job.control_hz), np.stack(pilot.states), record,
-                        pilot.policy)  # fmt: skip
+    return CameraFlight(
+        world_kind,
+        preset,
+        seed,
+        record.outcome,
+        float(record.time),
+        float(record.path_length),
+        record.frames,
+        frame_stride,
+        float(job.control_hz),
+        np.stack(pilot.states),
+        record,
+        pilot.policy,
+    )
 
 
 def write_saliency_gif(
     flight: CameraFlight,
-    path: Union[str, Path],
+    path: str | Path,
     stride: int = 1,
     side_by_side: bool = False,
     scale: int = 2,
     input_size: bool = False,
-    colors: Optional[int] = None,
+    colors: int | None = None,
 ) -> Path:
     """The flight's camera with its saliency over it as a GIF playing in real time.
 
@@ -130,7 +146,7 @@ def write_saliency_gif(
     return write_gif(list(overlays), Path(path), fps=fps, scale=scale, colors=colors)
 
 
-def plot_core_traces(flight: CameraFlight, path: Union[str, Path], title: str = "") -> Path:
+def plot_core_traces(flight: CameraFlight, path: str | Path, title: str = "") -> Path:
     """The recurrent core's state over the flight, one trace per neuron, grouped by NCP layer where wired.
 
     Columns of the state are neuron ids; a wiring numbers its motor neurons
@@ -142,20 +158,27 @@ def plot_core_traces(flight: CameraFlight, path: Union[str, Path], title: str = 
     units = flight.states.shape[1]
     labels = [wiring.neuron_type(n) for n in range(units)] if wiring is not None else ["hidden"] * units
     times = np.arange(len(flight.states)) / flight.control_hz
-    title = title or (f"{flight.policy.config.core} state, {flight.world} {flight.preset} seed {flight.seed} "
-                      f"({flight.outcome})")
+    title = title or (
+        f"{flight.policy.config.core} state, {flight.world} {flight.preset} seed {flight.seed} ({flight.outcome})"
+    )
     return plot_neuron_traces(times, flight.states, labels, Path(path), title)
 
 
-def camera_section(flights: Sequence[CameraFlight], names: Sequence[str], stems: Sequence[str],
-                   benchmark: Sequence[Optional[Dict[str, Any]]]) -> str:  # fmt: skip
+def camera_section(
+    flights: Sequence[CameraFlight],
+    names: Sequence[str],
+    stems: Sequence[str],
+    benchmark: Sequence[dict[str, Any] | None],
+) -> str:
     """Markdown for the report: each GIF (``camera_<stem>.gif``, traces ``neurons_<stem>.png``) with its
     controller, world and outcome, and the benchmark's episode."""
-    lines = ["Each controller flown once more in-process, with the camera kept, on the mapped worlds (without "
-             "tracks in the results, each world's first held-out seed): "
-             "left the frame as the policy gets it (resized to its input), right the same frame with its "
-             "VisualBackProp saliency (which pixels the CNN encoder's features come from); 5 frames a second, "
-             "in real time.\n"]  # fmt: skip
+    lines = [
+        "Each controller flown once more in-process, with the camera kept, on the mapped worlds (without "
+        "tracks in the results, each world's first held-out seed): "
+        "left the frame as the policy gets it (resized to its input), right the same frame with its "
+        "VisualBackProp saliency (which pixels the CNN encoder's features come from); 5 frames a second, "
+        "in real time.\n"
+    ]
     for flight, name, stem, episode in zip(flights, names, stems, benchmark):
         width = 2 * flight.policy.config.encoder.width + 2
         bench = ""
@@ -167,9 +190,11 @@ def camera_section(flights: Sequence[CameraFlight], names: Sequence[str], stems:
                 bench += " (results from other code or another checkpoint)"
         # Written at the policy's input size; shown four times larger (HTML: markdown cannot size a picture).
         gif, traces = f"camera_{stem}.gif", f"neurons_{stem}.png"
-        lines.append(f"**{name}**, {flight.world} {flight.preset}, seed {flight.seed}: {flight.outcome} after "
-                     f"{flight.time:.1f} s{bench}.\n\n<img src=\"{gif}\" width=\"{4 * width}\" "
-                     f"alt=\"{name} camera, {flight.world} {flight.preset}\">\n\n"
-                     f"<details><summary>its core's neuron states over the flight</summary>\n\n"
-                     f"![{name} neuron states]({traces})\n\n</details>\n")  # fmt: skip
+        lines.append(
+            f"**{name}**, {flight.world} {flight.preset}, seed {flight.seed}: {flight.outcome} after "
+            f'{flight.time:.1f} s{bench}.\n\n<img src="{gif}" width="{4 * width}" '
+            f'alt="{name} camera, {flight.world} {flight.preset}">\n\n'
+            f"<details><summary>its core's neuron states over the flight</summary>\n\n"
+            f"![{name} neuron states]({traces})\n\n</details>\n"
+        )
     return "\n".join(lines)

@@ -36,15 +36,27 @@ Example (3 candidates x 2 kinds x 25 worlds, ~8 min on 2 CPU cores):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="policy checkpoint (.safetensors)")
     parser.add_argument("--out", required=True, metavar="PATH", help="calibrated checkpoint to write (.safetensors)")
-    parser.add_argument("--vx", type=float, nargs="+", default=[1.0], metavar="G",
-                        help="forward-speed gains to try (default: %(default)s; below 1 slows the cruise, which "
-                        "timed out the CfC-NCP in 15-16 of 50 calibration worlds at 0.6)")
-    parser.add_argument("--turn", type=float, nargs="+", default=[1.0, 1.3, 1.6], metavar="G",
-                        help="lateral-velocity and yaw-rate gains to try (default: %(default)s)")
+    parser.add_argument(
+        "--vx",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        metavar="G",
+        help="forward-speed gains to try (default: %(default)s; below 1 slows the cruise, which "
+        "timed out the CfC-NCP in 15-16 of 50 calibration worlds at 0.6)",
+    )
+    parser.add_argument(
+        "--turn",
+        type=float,
+        nargs="+",
+        default=[1.0, 1.3, 1.6],
+        metavar="G",
+        help="lateral-velocity and yaw-rate gains to try (default: %(default)s)",
+    )
     parser.add_argument("--world", nargs="+", choices=("forest", "urban"), default=["forest", "urban"])
     parser.add_argument("--episodes", type=int, default=25, help="calibration worlds per kind (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="default: %(default)s")
-    parser.add_argument("--envs", type=int, default=16, help="drones flown at once (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--envs", type=int, default=16, help="drones flown at once (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,28 +83,47 @@ def run(args: argparse.Namespace) -> int:
 
     def report(c: Candidate) -> None:
         worlds = "  ".join(f"{w} {c.successes[w]}/{c.episodes[w]}" for w in c.successes)
-        tqdm.write(f"gain {format_gain(c.gain):<18} {worlds}  all {c.total_successes}/{c.total_episodes} "
-                   f"({c.rate:.0%})")  # fmt: skip
+        tqdm.write(
+            f"gain {format_gain(c.gain):<18} {worlds}  all {c.total_successes}/{c.total_episodes} ({c.rate:.0%})"
+        )
         sys.stdout.flush()  # a candidate takes minutes: show it now, also through a pipe
 
     total = len(grid) * len(args.world) * args.episodes
-    print(f"calibrating {args.checkpoint}: {len(grid)} gains (vx, vy, vz, yaw rate) x {len(args.world)} world kinds "
-          f"x {args.episodes} calibration worlds = {total} flights")  # fmt: skip
+    print(
+        f"calibrating {args.checkpoint}: {len(grid)} gains (vx, vy, vz, yaw rate) x {len(args.world)} world kinds "
+        f"x {args.episodes} calibration worlds = {total} flights"
+    )
     started = time.perf_counter()
     bar = tqdm(total=total, unit="episode", desc="calibrate")
-    candidates = calibrate(args.checkpoint, grid, args.world, args.episodes, envs=args.envs, workers=args.workers,
-                           on_result=lambda _r: bar.update(1), on_candidate=report)  # fmt: skip
+    candidates = calibrate(
+        args.checkpoint,
+        grid,
+        args.world,
+        args.episodes,
+        envs=args.envs,
+        workers=args.workers,
+        on_result=lambda _r: bar.update(1),
+        on_candidate=report,
+    )
     bar.close()
     best = choose(candidates)
-    table = {"checkpoint": str(args.checkpoint), "worlds": args.world, "episodes_per_world": args.episodes,
-             "seconds": time.perf_counter() - started, "chosen": list(best.gain),
-             "candidates": [c.as_dict() for c in candidates]}  # fmt: skip
+    table = {
+        "checkpoint": str(args.checkpoint),
+        "worlds": args.world,
+        "episodes_per_world": args.episodes,
+        "seconds": time.perf_counter() - started,
+        "chosen": list(best.gain),
+        "candidates": [c.as_dict() for c in candidates],
+    }
     summary = {k: table[k] for k in ("worlds", "episodes_per_world", "chosen")}
-    summary["candidates"] = [{"gain": list(c.gain), "successes": c.successes, "episodes": c.episodes}
-                             for c in candidates]  # fmt: skip
+    summary["candidates"] = [
+        {"gain": list(c.gain), "successes": c.successes, "episodes": c.episodes} for c in candidates
+    ]
     out = with_output_gain(args.checkpoint, args.out, best.gain, metadata={"calibration": summary})
     side = out.with_name(out.stem + ".calibration.json")
     side.write_text(json.dumps(table, indent=1))
-    print(f"chosen gain {format_gain(best.gain)}: {best.total_successes}/{best.total_episodes} calibration flights "
-          f"reached the goal; wrote {out} and {side}")  # fmt: skip
+    print(
+        f"chosen gain {format_gain(best.gain)}: {best.total_successes}/{best.total_episodes} calibration flights "
+        f"reached the goal; wrote {out} and {side}"
+    )
     return 0

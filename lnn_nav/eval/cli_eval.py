@@ -6,8 +6,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lnn_nav.eval.closed_loop import CellResult
@@ -68,30 +69,58 @@ def controller_name(model: str) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", nargs="+", required=True, metavar="CKPT",
-                        help="checkpoint(s) to fly; the word `expert` flies the privileged expert")
+    parser.add_argument(
+        "--model",
+        nargs="+",
+        required=True,
+        metavar="CKPT",
+        help="checkpoint(s) to fly; the word `expert` flies the privileged expert",
+    )
     parser.add_argument("--world", nargs="+", choices=("forest", "urban"), default=["forest", "urban"])
-    parser.add_argument("--preset", nargs="+", default=["in_distribution"], metavar="NAME",
-                        help="conditions: in_distribution, fall, winter, dusk, fog, dense_forest, gusty_wind, "
-                        "camera_noise; or a combination: fall_haze, winter_haze, morning_sun, fall_evening, "
-                        "light_fog, heavy_fog, moderate_wind (default: in_distribution)")
+    parser.add_argument(
+        "--preset",
+        nargs="+",
+        default=["in_distribution"],
+        metavar="NAME",
+        help="conditions: in_distribution, fall, winter, dusk, fog, dense_forest, gusty_wind, "
+        "camera_noise; or a combination: fall_haze, winter_haze, morning_sun, fall_evening, "
+        "light_fog, heavy_fog, moderate_wind (default: in_distribution)",
+    )
     parser.add_argument("--episodes", type=int, default=100, help="per cell (default: %(default)s)")
-    parser.add_argument("--seed-offset", type=int, default=0, metavar="K",
-                        help="skip the first K held-out seeds: --seed-offset 100 flies 1100+, a fresh set to "
-                        "confirm a checkpoint that was chosen by its results on 1000-1099 (default: %(default)s)")
-    parser.add_argument("--calibration", action="store_true",
-                        help="fly calibration worlds (seeds 500000+) instead of the held-out ones: where recipes, "
-                        "epochs and gains are chosen, so the held-out seeds stay a test set")
+    parser.add_argument(
+        "--seed-offset",
+        type=int,
+        default=0,
+        metavar="K",
+        help="skip the first K held-out seeds: --seed-offset 100 flies 1100+, a fresh set to "
+        "confirm a checkpoint that was chosen by its results on 1000-1099 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--calibration",
+        action="store_true",
+        help="fly calibration worlds (seeds 500000+) instead of the held-out ones: where recipes, "
+        "epochs and gains are chosen, so the held-out seeds stay a test set",
+    )
     parser.add_argument("--workers", type=int, default=2, help="default: %(default)s")
     parser.add_argument("--envs", type=int, default=16, help="drones flown at once (default: %(default)s)")
-    parser.add_argument("--camera-hfov", type=float, default=None, metavar="DEG",
-                        help="camera horizontal field of view in degrees (default: the camera each checkpoint "
-                        "records, i.e. its training bags' CameraInfo, else 90; a value that differs from the "
-                        "recorded one is flown with a warning)")
+    parser.add_argument(
+        "--camera-hfov",
+        type=float,
+        default=None,
+        metavar="DEG",
+        help="camera horizontal field of view in degrees (default: the camera each checkpoint "
+        "records, i.e. its training bags' CameraInfo, else 90; a value that differs from the "
+        "recorded one is flown with a warning)",
+    )
     parser.add_argument("--out", default="reports/eval/results.json", metavar="PATH", help="default: %(default)s")
-    parser.add_argument("--ros-episodes", type=int, default=0, metavar="K",
-                        help="also fly the first K seeds of each cell through the ROS 2 graph and report whether "
-                        "the outcomes agree (default: %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--ros-episodes",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also fly the first K seeds of each cell through the ROS 2 graph and report whether "
+        "the outcomes agree (default: %(default)s)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,17 +128,19 @@ def run(args: argparse.Namespace) -> int:
 
     from lnn_nav.data.flights import camera_hfov_for
     from lnn_nav.eval.closed_loop import eval_seeds, evaluate
-    from lnn_nav.models.errors import CheckpointError
     from lnn_nav.eval.crashes import crash_line
-    from lnn_nav.eval.timeouts import timeout_line
     from lnn_nav.eval.ros_agreement import graph_unavailable
+    from lnn_nav.eval.timeouts import timeout_line
+    from lnn_nav.models.errors import CheckpointError
     from lnn_nav.sim.camera import CameraConfig
     from lnn_nav.sim.presets import ALL_PRESETS, COMBINATION_PRESETS, presets_for
 
     unknown = [p for p in args.preset if p not in ALL_PRESETS]
     if unknown:
-        print(f"lnn-nav eval: error: unknown preset(s) {', '.join(unknown)}; expected one of "
-              f"{', '.join(ALL_PRESETS)}", file=sys.stderr)  # fmt: skip
+        print(
+            f"lnn-nav eval: error: unknown preset(s) {', '.join(unknown)}; expected one of {', '.join(ALL_PRESETS)}",
+            file=sys.stderr,
+        )
         return 2
     for model in args.model:
         if model != "expert" and not Path(model).is_file():
@@ -121,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"lnn-nav eval: error: --camera-hfov: {err}", file=sys.stderr)
         return 2
-    cameras: Dict[str, float] = {}
+    cameras: dict[str, float] = {}
     for model in args.model:
         try:
             cameras[model], warning = camera_hfov_for(None if model == "expert" else model, args.camera_hfov)
@@ -131,8 +162,11 @@ def run(args: argparse.Namespace) -> int:
         if warning:
             print(f"lnn-nav eval: warning: {warning}", file=sys.stderr)
     if not 0 <= args.ros_episodes <= args.episodes:
-        print(f"lnn-nav eval: error: --ros-episodes must be between 0 and --episodes ({args.episodes}), "
-              f"got {args.ros_episodes}", file=sys.stderr)  # fmt: skip
+        print(
+            f"lnn-nav eval: error: --ros-episodes must be between 0 and --episodes ({args.episodes}), "
+            f"got {args.ros_episodes}",
+            file=sys.stderr,
+        )
         return 2
     if args.ros_episodes:
         # Before the in-process flights, which may take hours: a graph that cannot start fails now.
@@ -154,9 +188,17 @@ def run(args: argparse.Namespace) -> int:
                 if preset not in presets_for(world) and preset not in COMBINATION_PRESETS:
                     continue  # dense_forest in an urban world: the preset does not apply there
                 bar = tqdm(total=len(seeds), desc=f"{controller_name(model)} {world} {preset}", unit="episode")
-                cell = evaluate(None if model == "expert" else model, world, seeds, preset, envs=args.envs,
-                                workers=args.workers, on_result=lambda _r: bar.update(1),
-                                name=controller_name(model), camera_hfov=cameras[model])  # fmt: skip
+                cell = evaluate(
+                    None if model == "expert" else model,
+                    world,
+                    seeds,
+                    preset,
+                    envs=args.envs,
+                    workers=args.workers,
+                    on_result=lambda _r: bar.update(1),
+                    name=controller_name(model),
+                    camera_hfov=cameras[model],
+                )
                 bar.close()
                 entry = {**cell.summary(), "episodes_detail": cell.episodes}
                 ros_column = ""
@@ -164,24 +206,38 @@ def run(args: argparse.Namespace) -> int:
                     entry["ros"] = ros = _fly_over_ros(model, cell, seeds[: args.ros_episodes], out.parent)
                     ros_column = f"  ros agree {ros['agreements']}/{ros['flown']}"
                 cells.append(entry)
-                print(f"{entry['controller']:<24} {world:<7} {preset:<16} success {cell.successes}/"
-                      f"{entry['episodes']} ({entry['success_rate']:.0%}, 95% CI {entry['ci95'][0]:.0%}-"
-                      f"{entry['ci95'][1]:.0%})  {entry['outcomes']}{ros_column}")  # fmt: skip
+                print(
+                    f"{entry['controller']:<24} {world:<7} {preset:<16} success {cell.successes}/"
+                    f"{entry['episodes']} ({entry['success_rate']:.0%}, 95% CI {entry['ci95'][0]:.0%}-"
+                    f"{entry['ci95'][1]:.0%})  {entry['outcomes']}{ros_column}"
+                )
                 for why in (crash_line(entry), timeout_line(entry)):
                     if why:
                         print(f"    {why}")
                 for e in entry.get("ros", {}).get("episodes", []):
                     if not e["agree"]:
                         why = f"  ({e['error'].splitlines()[0]}; logs in {e['logs']})" if "error" in e else ""
-                        print(f"    seed {e['seed']}: ROS graph {e['ros_outcome']}, in-process "
-                              f"{e['inprocess_outcome']}{why}")  # fmt: skip
+                        print(
+                            f"    seed {e['seed']}: ROS graph {e['ros_outcome']}, in-process "
+                            f"{e['inprocess_outcome']}{why}"
+                        )
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"seconds": time.perf_counter() - started, "seeds": [seeds[0], seeds[-1]], "calibration": args.calibration,
-                               "ros_episodes": args.ros_episodes, "camera_hfov": args.camera_hfov,
-                               # --camera-hfov as given (null: each checkpoint's own); the field of view
-                               # each controller flew, by name, as every cell also records it.
-                               "cameras": {controller_name(m): cameras[m] for m in args.model},
-                               "cells": cells}, indent=1))  # fmt: skip
+    out.write_text(
+        json.dumps(
+            {
+                "seconds": time.perf_counter() - started,
+                "seeds": [seeds[0], seeds[-1]],
+                "calibration": args.calibration,
+                "ros_episodes": args.ros_episodes,
+                "camera_hfov": args.camera_hfov,
+                # --camera-hfov as given (null: each checkpoint's own); the field of view
+                # each controller flew, by name, as every cell also records it.
+                "cameras": {controller_name(m): cameras[m] for m in args.model},
+                "cells": cells,
+            },
+            indent=1,
+        )
+    )
     from lnn_nav.eval.tables import write_results_csv
 
     tables = write_results_csv(cells, out)
@@ -189,14 +245,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fly_over_ros(model: str, cell: CellResult, seeds: Sequence[int], out_dir: Path) -> Dict[str, Any]:
+def _fly_over_ros(model: str, cell: CellResult, seeds: Sequence[int], out_dir: Path) -> dict[str, Any]:
     """The cell's first ``seeds`` through the ROS 2 graph; its ``ros`` block (one progress line per flight)."""
     from lnn_nav.eval.ros_agreement import check_cell_over_ros
 
-    def report(flight: Dict[str, Any]) -> None:
-        print(f"  ROS 2 graph: {cell.controller} {cell.kind} {cell.preset} seed {flight['seed']} -> "
-              f"{flight['outcome']}", flush=True)  # fmt: skip
+    def report(flight: dict[str, Any]) -> None:
+        print(
+            f"  ROS 2 graph: {cell.controller} {cell.kind} {cell.preset} seed {flight['seed']} -> {flight['outcome']}",
+            flush=True,
+        )
 
     logs = out_dir / "ros_logs" / cell.controller
-    return check_cell_over_ros(None if model == "expert" else model, cell.kind, cell.preset, seeds, cell.episodes,
-                               logs, on_flight=report)  # fmt: skip
+    return check_cell_over_ros(
+        None if model == "expert" else model, cell.kind, cell.preset, seeds, cell.episodes, logs, on_flight=report
+    )

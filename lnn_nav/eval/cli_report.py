@@ -37,12 +37,20 @@ Example:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", nargs="+", metavar="RESULTS.json", help="files written by `lnn-nav eval --out`")
     parser.add_argument("--out", default="reports/benchmark", metavar="DIR", help="default: %(default)s")
-    parser.add_argument("--title", default="Closed-loop benchmark: liquid controllers vs baselines",
-                        help="report heading (default: %(default)s)")
+    parser.add_argument(
+        "--title",
+        default="Closed-loop benchmark: liquid controllers vs baselines",
+        help="report heading (default: %(default)s)",
+    )
     parser.add_argument("--no-maps", action="store_true", help="skip the top-down trajectory maps (faster)")
-    parser.add_argument("--camera", nargs="+", default=[], metavar="CKPT",
-                        help="checkpoints to fly again for onboard-camera GIFs with saliency (named as "
-                        "`lnn-nav eval` names them: cfc_ncp.safetensors -> cfc_ncp)")  # fmt: skip
+    parser.add_argument(
+        "--camera",
+        nargs="+",
+        default=[],
+        metavar="CKPT",
+        help="checkpoints to fly again for onboard-camera GIFs with saliency (named as "
+        "`lnn-nav eval` names them: cfc_ncp.safetensors -> cfc_ncp)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,8 +70,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"lnn-nav report: error: checkpoint not found: {', '.join(missing)}", file=sys.stderr)
         return 2
     cameras = {controller_name(c): c for c in args.camera}
-    path = write_report(cells, Path(args.out), title=args.title, maps=not args.no_maps, cameras=cameras,
-                        on_progress=lambda text: print(text, flush=True))  # fmt: skip
+    path = write_report(
+        cells,
+        Path(args.out),
+        title=args.title,
+        maps=not args.no_maps,
+        cameras=cameras,
+        on_progress=lambda text: print(text, flush=True),
+    )
     for check in check_targets(cells):
         print(f"{check.status:<8} {check.target}: {check.text}")
     ros = ros_agreement_line(cells)

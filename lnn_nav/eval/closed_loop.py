@@ -8,8 +8,9 @@ it) on the held-out evaluation seeds, which no training data ever used.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any
 
 from lnn_nav.data.flights import DEFAULT_CAMERA_HFOV, FlightJob, camera_hfov_for, fly_episodes
 from lnn_nav.sim.presets import CALIBRATION_SEED_BASE, EVAL_SEEDS
@@ -18,7 +19,7 @@ from lnn_nav.sim.presets import CALIBRATION_SEED_BASE, EVAL_SEEDS
 CALIBRATION_SEEDS: range = range(CALIBRATION_SEED_BASE, CALIBRATION_SEED_BASE + len(EVAL_SEEDS))
 
 
-def eval_seeds(count: int, offset: int = 0, calibration: bool = False) -> List[int]:
+def eval_seeds(count: int, offset: int = 0, calibration: bool = False) -> list[int]:
     """The first ``count`` held-out evaluation seeds (after ``offset``), or calibration seeds (500000+).
 
     Calibration worlds are where recipes, epochs and gains are chosen, so the
@@ -30,8 +31,9 @@ def eval_seeds(count: int, offset: int = 0, calibration: bool = False) -> List[i
     pool = CALIBRATION_SEEDS if calibration else EVAL_SEEDS
     seeds = list(pool[offset : offset + count])
     if len(seeds) < count:
-        raise ValueError(f"only {len(pool)} {'calibration' if calibration else 'evaluation'} seeds exist; "
-                         f"asked for {offset}+{count}")
+        raise ValueError(
+            f"only {len(pool)} {'calibration' if calibration else 'evaluation'} seeds exist; asked for {offset}+{count}"
+        )
     return seeds
 
 
@@ -48,7 +50,7 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return (min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half)))
 
 
-def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
+def _mean(values: Sequence[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return sum(present) / len(present) if present else None
 
@@ -58,7 +60,7 @@ class CellResult:
     controller: str
     kind: str
     preset: str
-    episodes: List[Dict[str, Any]]
+    episodes: list[dict[str, Any]]
     camera_hfov: float = DEFAULT_CAMERA_HFOV  # deg, the camera the cell flew
 
     @property
@@ -69,30 +71,37 @@ class CellResult:
     def rate(self) -> float:
         return self.successes / max(len(self.episodes), 1)
 
-    def summary(self) -> Dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         n = len(self.episodes)
         lo, hi = wilson_interval(self.successes, n)
-        counts: Dict[str, int] = {}
+        counts: dict[str, int] = {}
         for e in self.episodes:
             counts[e["outcome"]] = counts.get(e["outcome"], 0) + 1
         done = [e for e in self.episodes if e["outcome"] == "success"]
-        return {"controller": self.controller, "world": self.kind, "preset": self.preset, "episodes": n,
-                "success_rate": self.rate, "ci95": [lo, hi], "outcomes": counts,
-                "collision_rate": (counts.get("collision", 0) + counts.get("out_of_bounds", 0)) / max(n, 1),
-                "mean_time_to_goal": sum(e["time"] for e in done) / len(done) if done else None,
-                "mean_min_clearance": _mean([e.get("min_clearance") for e in self.episodes]),
-                "camera_hfov": self.camera_hfov}  # fmt: skip
+        return {
+            "controller": self.controller,
+            "world": self.kind,
+            "preset": self.preset,
+            "episodes": n,
+            "success_rate": self.rate,
+            "ci95": [lo, hi],
+            "outcomes": counts,
+            "collision_rate": (counts.get("collision", 0) + counts.get("out_of_bounds", 0)) / max(n, 1),
+            "mean_time_to_goal": sum(e["time"] for e in done) / len(done) if done else None,
+            "mean_min_clearance": _mean([e.get("min_clearance") for e in self.episodes]),
+            "camera_hfov": self.camera_hfov,
+        }
 
 
 def eval_job(
-    checkpoint: Optional[str],
+    checkpoint: str | None,
     kind: str,
     seeds: Sequence[int],
     preset: str = "in_distribution",
     envs: int = 16,
     max_episode_time: float = 60.0,
     keep_tracks: bool = True,
-    camera_hfov: Optional[float] = None,
+    camera_hfov: float | None = None,
 ) -> FlightJob:
     """The flights of one evaluation cell: the preset's fixed conditions, no DART noise, nothing recorded.
 
@@ -102,24 +111,35 @@ def eval_job(
     """
     if camera_hfov is None:
         camera_hfov, _ = camera_hfov_for(checkpoint)
-    return FlightJob(kind=kind, seeds=list(seeds), out_dir="", preset=preset,
-                     randomize_conditions=False, envs=envs, noise=0.0, learner=checkpoint, record=False,
-                     max_episode_time=max_episode_time, rng_seed=12345, keep_tracks=keep_tracks,
-                     camera_hfov=camera_hfov)  # fmt: skip
+    return FlightJob(
+        kind=kind,
+        seeds=list(seeds),
+        out_dir="",
+        preset=preset,
+        randomize_conditions=False,
+        envs=envs,
+        noise=0.0,
+        learner=checkpoint,
+        record=False,
+        max_episode_time=max_episode_time,
+        rng_seed=12345,
+        keep_tracks=keep_tracks,
+        camera_hfov=camera_hfov,
+    )
 
 
 def evaluate(
-    checkpoint: Optional[str],
+    checkpoint: str | None,
     kind: str,
     seeds: Sequence[int],
     preset: str = "in_distribution",
     envs: int = 16,
     workers: int = 2,
     max_episode_time: float = 60.0,
-    on_result: Optional[Callable[[Dict[str, Any]], None]] = None,
-    name: Optional[str] = None,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+    name: str | None = None,
     keep_tracks: bool = True,
-    camera_hfov: Optional[float] = None,
+    camera_hfov: float | None = None,
 ) -> CellResult:
     """Fly ``checkpoint`` (the expert when None) on ``seeds``; every episode's outcome."""
     job = eval_job(checkpoint, kind, seeds, preset, envs, max_episode_time, keep_tracks, camera_hfov)

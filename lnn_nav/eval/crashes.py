@@ -9,49 +9,60 @@ says so rather than showing zeros.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 
 from lnn_nav.eval.markdown import markdown_table, number_or_dash
 from lnn_nav.sim.forensics import HOVER_SPEED, YAW_GAP, summarize_crashes
 
-Cell = Dict[str, Any]
+Cell = dict[str, Any]
 
 #: What a material means to a reader (lnn_nav.sim.world.MATERIALS).
-OBSTACLE_NAMES = {"bark": "trunk", "leaves": "canopy", "undergrowth": "bush", "pole": "street pole",
-                  "concrete": "building", "glass": "building", "car": "car", "asphalt": "road",
-                  "beacon": "goal beacon", "ground": "ground"}  # fmt: skip
+OBSTACLE_NAMES = {
+    "bark": "trunk",
+    "leaves": "canopy",
+    "undergrowth": "bush",
+    "pole": "street pole",
+    "concrete": "building",
+    "glass": "building",
+    "car": "car",
+    "asphalt": "road",
+    "beacon": "goal beacon",
+    "ground": "ground",
+}
 
 
-def crash_reports(cell: Cell) -> List[Dict[str, Any]]:
+def crash_reports(cell: Cell) -> list[dict[str, Any]]:
     """The crash reports of a cell's collision episodes (empty for results without them)."""
     return [e["crash"] for e in cell.get("episodes_detail") or [] if isinstance(e.get("crash"), dict)]
 
 
-def _obstacles(materials: Dict[str, int]) -> str:
-    named: Dict[str, int] = {}
+def _obstacles(materials: dict[str, int]) -> str:
+    named: dict[str, int] = {}
     for material, count in materials.items():
         name = OBSTACLE_NAMES.get(material, material)
         named[name] = named.get(name, 0) + count
     return ", ".join(f"{name} {count}" for name, count in sorted(named.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-
-def _sided(s: Dict[str, Any], key: str) -> str:
+def _sided(s: dict[str, Any], key: str) -> str:
     """``k/n`` over the crashes that have the turning/sliding fields (results before them: ``–``)."""
     return f"{s[key]}/{s['sided']}" if s["sided"] else "–"
 
 
-def crash_line(cell: Cell) -> Optional[str]:
+def crash_line(cell: Cell) -> str | None:
     """One console line summing up a cell's crashes (``None`` without any)."""
     reports = crash_reports(cell)
     if not reports:
         return None
     s = summarize_crashes(reports)
-    line = (f"crashes: {_obstacles(s['materials'])}; contact ahead {s['ahead']}, 30 deg to edge of view {s['side']}, "
-            f"out of view {s['out_of_view']}; hovering {s['hovering']}")
+    line = (
+        f"crashes: {_obstacles(s['materials'])}; contact ahead {s['ahead']}, 30 deg to edge of view {s['side']}, "
+        f"out of view {s['out_of_view']}; hovering {s['hovering']}"
+    )
     if s["sided"]:
         line += f"; turning into it {s['turning_towards']}, sliding into it {s['sliding_towards']}"
     if s["expert_asked"]:
@@ -59,7 +70,7 @@ def crash_line(cell: Cell) -> Optional[str]:
     return line
 
 
-def crash_table(cells: Sequence[Cell], label: Any) -> Optional[str]:
+def crash_table(cells: Sequence[Cell], label: Any) -> str | None:
     """Markdown table, one row per cell with crash reports; ``None`` when no cell has any.
 
     ``label(world, preset)`` names a condition.
@@ -71,26 +82,49 @@ def crash_table(cells: Sequence[Cell], label: Any) -> Optional[str]:
             continue
         s = summarize_crashes(reports)
         asked = s["expert_asked"]
-        rows.append([cell["controller"], label(cell["world"], cell["preset"]), str(s["crashes"]),
-                     _obstacles(s["materials"]), str(s["ahead"]), str(s["side"]), str(s["out_of_view"]),
-                     str(s["hovering"]), number_or_dash(s["median_speed"], ".1f"), _sided(s, "turning_towards"),
-                     _sided(s, "sliding_towards"), number_or_dash(s["median_yaw_rate_gap"], ".2f"),
-                     f"{s['expert_disagreed']}/{asked}" if asked else "–"])  # fmt: skip
+        rows.append(
+            [
+                cell["controller"],
+                label(cell["world"], cell["preset"]),
+                str(s["crashes"]),
+                _obstacles(s["materials"]),
+                str(s["ahead"]),
+                str(s["side"]),
+                str(s["out_of_view"]),
+                str(s["hovering"]),
+                number_or_dash(s["median_speed"], ".1f"),
+                _sided(s, "turning_towards"),
+                _sided(s, "sliding_towards"),
+                number_or_dash(s["median_yaw_rate_gap"], ".2f"),
+                f"{s['expert_disagreed']}/{asked}" if asked else "–",
+            ]
+        )
     if not rows:
         return None
-    header = ["controller", "condition", "crashes", "hit", "ahead ≤30°", "30° to edge of view", "out of view",
-              f"hovering <{HOVER_SPEED:g} m/s", "median speed (m/s)", "turning into it", "sliding into it",
-              "median yaw-rate gap (rad/s)",
-              "expert disagreed ≥1 s"]  # fmt: skip
+    header = [
+        "controller",
+        "condition",
+        "crashes",
+        "hit",
+        "ahead ≤30°",
+        "30° to edge of view",
+        "out of view",
+        f"hovering <{HOVER_SPEED:g} m/s",
+        "median speed (m/s)",
+        "turning into it",
+        "sliding into it",
+        "median yaw-rate gap (rad/s)",
+        "expert disagreed ≥1 s",
+    ]
     return markdown_table(header, rows, left=4)
 
 
-def plot_crash_bearings(cells: Sequence[Cell], path: Union[str, Path], colour: Any) -> Optional[Path]:
+def plot_crash_bearings(cells: Sequence[Cell], path: str | Path, colour: Any) -> Path | None:
     """Polar histograms (one per world) of where collisions touched, relative to the heading.
 
     ``colour(controller, i)`` picks a line colour. ``None`` when no cell has crash reports.
     """
-    by_world: Dict[str, Dict[str, List[float]]] = {}
+    by_world: dict[str, dict[str, list[float]]] = {}
     for cell in cells:
         bearings = [r["bearing_heading"] for r in crash_reports(cell) if r.get("bearing_heading") is not None]
         if bearings:
@@ -102,8 +136,9 @@ def plot_crash_bearings(cells: Sequence[Cell], path: Union[str, Path], colour: A
     matplotlib.use("Agg")  # headless, as the rest of the report
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(by_world), subplot_kw={"projection": "polar"},
-                             figsize=(4.2 * len(by_world), 4.4), squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        1, len(by_world), subplot_kw={"projection": "polar"}, figsize=(4.2 * len(by_world), 4.4), squeeze=False
+    )
     edges = np.radians(np.arange(-180, 181, 15))
     centres = 0.5 * (edges[1:] + edges[:-1])
     for ax, (world, controllers) in zip(axes[0], sorted(by_world.items())):
@@ -129,8 +164,10 @@ def crash_section(cells: Sequence[Cell], out: Path, label: Any, colour: Any) -> 
     """The report section: explanation, table and chart (or why there is none)."""
     table = crash_table(cells, label)
     if table is None:
-        return ("These results carry no crash reports (written before `lnn-nav eval` diagnosed collisions, "
-                "or no controller crashed).\n")  # fmt: skip
+        return (
+            "These results carry no crash reports (written before `lnn-nav eval` diagnosed collisions, "
+            "or no controller crashed).\n"
+        )
     chart = plot_crash_bearings(cells, out / "crash_bearings.png", colour)
     text = [
         "Every collision, diagnosed from the simulator's ground truth (`lnn_nav/sim/forensics.py`): what was "

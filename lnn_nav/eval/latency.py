@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, List, Optional
 
 import torch
 
@@ -18,11 +18,11 @@ class LatencyRow:
 
     name: str
     ours_us: float
-    reference_us: Optional[float]
+    reference_us: float | None
     reference: str
 
     @property
-    def speedup(self) -> Optional[float]:
+    def speedup(self) -> float | None:
         return None if self.reference_us is None else self.reference_us / self.ours_us
 
 
@@ -50,12 +50,12 @@ def _ncps_modules():
     return ncps_torch, ncps_wirings
 
 
-def _core_rows(iters: int, repeats: int) -> List[LatencyRow]:
+def _core_rows(iters: int, repeats: int) -> list[LatencyRow]:
     torch.manual_seed(0)
     features = 32
     x = torch.randn(1, features)
     dt = torch.tensor([0.05])
-    rows: List[LatencyRow] = []
+    rows: list[LatencyRow] = []
     ncps_pair = _ncps_modules()
 
     cases = []
@@ -78,7 +78,12 @@ def _core_rows(iters: int, repeats: int) -> List[LatencyRow]:
         ours = CfC(features, AutoNCP(19, 4)).eval()
         h = ours.initial_state(1)
         rows.append(
-            LatencyRow("CfC AutoNCP(19,4), recurrence=wiring", time_call(lambda: ours.step(x, h, dt), iters, repeats), None, "-")
+            LatencyRow(
+                "CfC AutoNCP(19,4), recurrence=wiring",
+                time_call(lambda: ours.step(x, h, dt), iters, repeats),
+                None,
+                "-",
+            )
         )
     else:
         for name, core in (
@@ -88,7 +93,9 @@ def _core_rows(iters: int, repeats: int) -> List[LatencyRow]:
         ):
             core.eval()
             h = core.initial_state(1)
-            rows.append(LatencyRow(name, time_call(lambda: core.step(x, h, dt), iters, repeats), None, "ncps not installed"))
+            rows.append(
+                LatencyRow(name, time_call(lambda: core.step(x, h, dt), iters, repeats), None, "ncps not installed")
+            )
     return rows
 
 
@@ -102,7 +109,7 @@ def _policy_row(iters: int, repeats: int) -> LatencyRow:
     return LatencyRow(f"policy cfc-ncp, {cfg.height}x{cfg.width} RGB", ours_us, None, "-")
 
 
-def step_latency_table(iters: int = 2000, repeats: int = 5, threads: int = 1) -> List[LatencyRow]:
+def step_latency_table(iters: int = 2000, repeats: int = 5, threads: int = 1) -> list[LatencyRow]:
     """Measure every row in one run, on ``threads`` intra-op threads."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -112,7 +119,7 @@ def step_latency_table(iters: int = 2000, repeats: int = 5, threads: int = 1) ->
         torch.set_num_threads(previous)
 
 
-def format_table(rows: List[LatencyRow]) -> str:
+def format_table(rows: list[LatencyRow]) -> str:
     """Markdown table: ours, the reference, and the ratio side by side."""
     lines = [
         "| model (batch 1) | lnn_nav step (µs) | reference (µs) | speed-up | reference |",

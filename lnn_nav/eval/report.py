@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any
 
 import numpy as np
 
@@ -33,25 +34,31 @@ from lnn_nav.eval.training_seeds import seed_comparison_section
 from lnn_nav.sim.presets import OOD_PRESETS, TRUE_SHIFTS, WORLD_KINDS, presets_for
 
 IN_DIST = "in_distribution"
-LIQUID_CORES: Tuple[str, ...] = ("cfc-ncp", "cfc", "ltc")
-BASELINE_CORES: Tuple[str, ...] = ("lstm", "gru", "cnn")
+LIQUID_CORES: tuple[str, ...] = ("cfc-ncp", "cfc", "ltc")
+BASELINE_CORES: tuple[str, ...] = ("lstm", "gru", "cnn")
 EXPERT = "expert"
 #: The controllers issue 8's suite flies, in table order.
-SUITE_CONTROLLERS: Tuple[str, ...] = LIQUID_CORES + BASELINE_CORES + (EXPERT,)
+SUITE_CONTROLLERS: tuple[str, ...] = LIQUID_CORES + BASELINE_CORES + (EXPERT,)
 
 IN_DIST_TARGET = 0.95
 OOD_TARGET = 0.85
 
-_PRESET_LABELS = {IN_DIST: "in-dist", "dense_forest": "dense", "gusty_wind": "gusty wind",
-                  "camera_noise": "cam. noise"}  # fmt: skip
-_COLOURS = {"cfc-ncp": "#1f5fa8", "cfc": "#4fa3d9", "ltc": "#2e9d4d", "lstm": "#e8882b", "gru": "#c8453c",
-            "cnn": "#8c5ab4", "expert": "#8a8a8a"}  # fmt: skip
+_PRESET_LABELS = {IN_DIST: "in-dist", "dense_forest": "dense", "gusty_wind": "gusty wind", "camera_noise": "cam. noise"}
+_COLOURS = {
+    "cfc-ncp": "#1f5fa8",
+    "cfc": "#4fa3d9",
+    "ltc": "#2e9d4d",
+    "lstm": "#e8882b",
+    "gru": "#c8453c",
+    "cnn": "#8c5ab4",
+    "expert": "#8a8a8a",
+}
 _FAILED_FLIGHT = ("collision", "out_of_bounds")
 #: ``ros_outcome`` of a graph flight that ended without an outcome (lnn_nav.eval.ros_agreement).
 _NO_GRAPH_OUTCOME = ("setup_error", "no_outcome")
 
-Cell = Dict[str, Any]
-Condition = Tuple[str, str]  # (world, preset)
+Cell = dict[str, Any]
+Condition = tuple[str, str]  # (world, preset)
 
 
 class ResultsError(ValueError):
@@ -62,7 +69,7 @@ class ResultsError(ValueError):
 # Loading
 
 
-def load_results(paths: Sequence[Union[str, Path]]) -> List[Cell]:
+def load_results(paths: Sequence[str | Path]) -> list[Cell]:
     """Read `lnn-nav eval` JSON files and merge their cells.
 
     Names are normalised (``cfc_ncp`` -> ``cfc-ncp``). Rates, intervals and
@@ -74,7 +81,7 @@ def load_results(paths: Sequence[Union[str, Path]]) -> List[Cell]:
     """
     if not paths:
         raise ResultsError("no results files given; expected one or more JSON files written by `lnn-nav eval`")
-    merged: Dict[Tuple[str, str, str], Cell] = {}
+    merged: dict[tuple[str, str, str], Cell] = {}
     for path in map(Path, paths):
         for cell in _read_file(path):
             key = (cell["controller"], cell["world"], cell["preset"])
@@ -82,7 +89,7 @@ def load_results(paths: Sequence[Union[str, Path]]) -> List[Cell]:
     return list(merged.values())
 
 
-def _read_file(path: Path) -> List[Cell]:
+def _read_file(path: Path) -> list[Cell]:
     if not path.is_file():
         raise ResultsError(f"{path}: no such results file")
     try:
@@ -115,7 +122,7 @@ def _normalise_cell(raw: Any, where: str) -> Cell:
     if detail is not None:
         if not isinstance(detail, list) or not all(isinstance(e, dict) and "outcome" in e for e in detail):
             raise ResultsError(f"{where}: 'episodes_detail' must be a list of episodes, each with an 'outcome'")
-        outcomes: Dict[str, int] = {}
+        outcomes: dict[str, int] = {}
         for e in detail:
             outcomes[e["outcome"]] = outcomes.get(e["outcome"], 0) + 1
         n = len(detail)
@@ -134,33 +141,47 @@ def _normalise_cell(raw: Any, where: str) -> Cell:
     if "ros" in raw:
         cell["ros"] = _normalise_ros(raw["ros"], where)
     successes = int(outcomes.get("success", 0))
-    cell.update(episodes=n, successes=successes, success_rate=successes / n if n else 0.0,
-                ci95=list(wilson_interval(successes, n)), outcomes=outcomes,
-                collision_rate=sum(outcomes.get(o, 0) for o in _FAILED_FLIGHT) / n if n else 0.0)  # fmt: skip
+    cell.update(
+        episodes=n,
+        successes=successes,
+        success_rate=successes / n if n else 0.0,
+        ci95=list(wilson_interval(successes, n)),
+        outcomes=outcomes,
+        collision_rate=sum(outcomes.get(o, 0) for o in _FAILED_FLIGHT) / n if n else 0.0,
+    )
     return cell
 
 
-def _normalise_ros(raw: Any, where: str) -> Dict[str, Any]:
+def _normalise_ros(raw: Any, where: str) -> dict[str, Any]:
     """A cell's ``ros`` block (`lnn-nav eval --ros-episodes`), its counts recomputed from its episodes."""
     episodes = raw.get("episodes") if isinstance(raw, dict) else None
     keys = ("seed", "ros_outcome", "inprocess_outcome")
     if not isinstance(episodes, list) or not all(isinstance(e, dict) and all(k in e for k in keys) for e in episodes):
         raise ResultsError(f"{where}: 'ros' must hold an 'episodes' list, each with {', '.join(keys)}")
     episodes = [{**e, "agree": e["ros_outcome"] == e["inprocess_outcome"]} for e in episodes]
-    return {**raw, "episodes": episodes, "flown": len(episodes), "agreements": sum(e["agree"] for e in episodes),
-            "errors": sum(e["ros_outcome"] in _NO_GRAPH_OUTCOME for e in episodes)}  # fmt: skip
+    return {
+        **raw,
+        "episodes": episodes,
+        "flown": len(episodes),
+        "agreements": sum(e["agree"] for e in episodes),
+        "errors": sum(e["ros_outcome"] in _NO_GRAPH_OUTCOME for e in episodes),
+    }
 
 
 def _merge(a: Cell, b: Cell) -> Cell:
     name = f"{a['controller']} {a['world']} {a['preset']}"
     da, db = a.get("episodes_detail"), b.get("episodes_detail")
     if da is None or db is None:
-        raise ResultsError(f"{name} appears in {a['sources'][0]} and {b['sources'][0]}, and without per-episode "
-                           "detail they cannot be pooled; pass only one of them")  # fmt: skip
+        raise ResultsError(
+            f"{name} appears in {a['sources'][0]} and {b['sources'][0]}, and without per-episode "
+            "detail they cannot be pooled; pass only one of them"
+        )
     overlap = sorted({e.get("seed") for e in da} & {e.get("seed") for e in db})
     if overlap:
-        raise ResultsError(f"{name} was flown on the same seeds ({_seed_text(overlap)}) in {a['sources'][0]} "
-                           f"and {b['sources'][0]}; pass only one of the runs")  # fmt: skip
+        raise ResultsError(
+            f"{name} was flown on the same seeds ({_seed_text(overlap)}) in {a['sources'][0]} "
+            f"and {b['sources'][0]}; pass only one of the runs"
+        )
     ros = [c["ros"] for c in (a, b) if "ros" in c]
     if len(ros) == 2:  # the graph checks of both runs (on their own, disjoint seeds) pool too
         notes = list(dict.fromkeys(ros[0].get("notes", []) + ros[1].get("notes", [])))
@@ -182,7 +203,7 @@ def normalise_name(name: str) -> str:
     return name.strip().lower().replace("_", "-")
 
 
-def controller_core(name: str) -> Optional[str]:
+def controller_core(name: str) -> str | None:
     """Which suite controller a name is (``cfc-ncp-small`` -> ``cfc-ncp``), or None for any other."""
     name = normalise_name(name)
     for core in SUITE_CONTROLLERS:  # cfc-ncp before cfc
@@ -213,7 +234,7 @@ def cell_rate(cell: Cell) -> Rate:
     return Rate(cell["success_rate"], lo, hi)
 
 
-def mean_rate(cells: Sequence[Cell]) -> Optional[Rate]:
+def mean_rate(cells: Sequence[Cell]) -> Rate | None:
     """Unweighted mean of the cells' success rates (each condition counts once).
 
     Its interval combines the cells' Wilson intervals in quadrature, each side
@@ -230,33 +251,38 @@ def mean_rate(cells: Sequence[Cell]) -> Optional[Rate]:
     return Rate(value, max(0.0, value - below), min(1.0, value + above), k)
 
 
-def _index(cells: Iterable[Cell]) -> Dict[Tuple[str, str, str], Cell]:
+def _index(cells: Iterable[Cell]) -> dict[tuple[str, str, str], Cell]:
     return {(c["controller"], c["world"], c["preset"]): c for c in cells}
 
 
-def controllers_in(cells: Iterable[Cell]) -> List[str]:
+def controllers_in(cells: Iterable[Cell]) -> list[str]:
     """Controllers in table order: the suite's (liquid, baselines, expert), then any others by name."""
     names = {c["controller"] for c in cells}
     order = {core: i for i, core in enumerate(SUITE_CONTROLLERS)}
     return sorted(names, key=lambda n: (order.get(controller_core(n) or "", len(order)), n))
 
 
-def conditions_in(cells: Iterable[Cell]) -> List[Condition]:
+def conditions_in(cells: Iterable[Cell]) -> list[Condition]:
     """(world, preset) pairs in report order: worlds as the simulator lists them, in-distribution first."""
     pairs = {(c["world"], c["preset"]) for c in cells}
     worlds = {w: i for i, w in enumerate(WORLD_KINDS)}
     presets = {p: i for i, p in enumerate((IN_DIST,) + OOD_PRESETS)}
-    return sorted(pairs, key=lambda wp: (worlds.get(wp[0], len(worlds)), wp[0], presets.get(wp[1], len(presets)), wp[1]))
+    return sorted(
+        pairs, key=lambda wp: (worlds.get(wp[0], len(worlds)), wp[0], presets.get(wp[1], len(presets)), wp[1])
+    )
 
 
 def condition_label(world: str, preset: str) -> str:
     return f"{world} {_PRESET_LABELS.get(preset, preset.replace('_', ' '))}"
 
 
-def ood_mean(cells: Sequence[Cell], controller: str, world: Optional[str] = None) -> Optional[Rate]:
+def ood_mean(cells: Sequence[Cell], controller: str, world: str | None = None) -> Rate | None:
     """Mean success of ``controller`` over the out-of-distribution conditions it ran (in ``world``, or all)."""
-    chosen = [c for c in cells if c["controller"] == controller and c["preset"] != IN_DIST
-              and (world is None or c["world"] == world)]  # fmt: skip
+    chosen = [
+        c
+        for c in cells
+        if c["controller"] == controller and c["preset"] != IN_DIST and (world is None or c["world"] == world)
+    ]
     return mean_rate(chosen)
 
 
@@ -264,7 +290,7 @@ def ood_mean(cells: Sequence[Cell], controller: str, world: Optional[str] = None
 # Tables
 
 
-def success_table(cells: Sequence[Cell], world: Optional[str] = None) -> str:
+def success_table(cells: Sequence[Cell], world: str | None = None) -> str:
     """Success rate with 95 % CI: rows controllers, columns conditions, an OOD mean per world and overall.
 
     ``world`` restricts the table to one world (its OOD mean is then the only
@@ -276,7 +302,7 @@ def success_table(cells: Sequence[Cell], world: Optional[str] = None) -> str:
     index = _index(cells)
     conditions = conditions_in(cells)
     worlds = list(dict.fromkeys(w for w, _ in conditions))
-    columns: List[Tuple[str, Any]] = []
+    columns: list[tuple[str, Any]] = []
     for w in worlds:
         columns += [(condition_label(w, p), (w, p)) for ww, p in conditions if ww == w]
         if any(p != IN_DIST for ww, p in conditions if ww == w):
@@ -297,14 +323,14 @@ def success_table(cells: Sequence[Cell], world: Optional[str] = None) -> str:
     return markdown_table(["controller"] + [label for label, _ in columns], rows)
 
 
-def path_length_ratios(cells: Sequence[Cell]) -> Dict[Tuple[str, str, str], Tuple[float, int]]:
+def path_length_ratios(cells: Sequence[Cell]) -> dict[tuple[str, str, str], tuple[float, int]]:
     """Mean path length relative to the expert on the same worlds, per (controller, world, preset).
 
     Episodes pair by (world, preset, seed); only pairs where both flights
     reached the goal count (a crash cuts a path short). Value: (mean ratio,
     pairs). Absent when no expert ran the condition or no pair exists.
     """
-    expert_paths: Dict[Tuple[str, str, Any], float] = {}
+    expert_paths: dict[tuple[str, str, Any], float] = {}
     for c in cells:
         if controller_core(c["controller"]) == EXPERT:
             for e in c.get("episodes_detail") or []:
@@ -312,10 +338,13 @@ def path_length_ratios(cells: Sequence[Cell]) -> Dict[Tuple[str, str, str], Tupl
                     expert_paths[(c["world"], c["preset"], e.get("seed"))] = e["path_length"]
     ratios = {}
     for c in cells:
-        pairs = [e["path_length"] / expert_paths[(c["world"], c["preset"], e.get("seed"))]
-                 for e in c.get("episodes_detail") or []
-                 if e["outcome"] == "success" and _is_number(e.get("path_length"))
-                 and (c["world"], c["preset"], e.get("seed")) in expert_paths]  # fmt: skip
+        pairs = [
+            e["path_length"] / expert_paths[(c["world"], c["preset"], e.get("seed"))]
+            for e in c.get("episodes_detail") or []
+            if e["outcome"] == "success"
+            and _is_number(e.get("path_length"))
+            and (c["world"], c["preset"], e.get("seed")) in expert_paths
+        ]
         if pairs:
             ratios[(c["controller"], c["world"], c["preset"])] = (sum(pairs) / len(pairs), len(pairs))
     return ratios
@@ -342,14 +371,30 @@ def metrics_table(cells: Sequence[Cell]) -> str:
             time = cell.get("mean_time_to_goal")
             clearance = cell.get("mean_min_clearance")
             worst = cell.get("min_min_clearance")
-            rows.append([condition_label(world, preset), name, str(cell["episodes"]),
-                         f"{cell['success_rate'] * 100:.0f}%", f"{cell['collision_rate'] * 100:.0f}%",
-                         f"{time:.1f}" if _is_number(time) else "—",
-                         f"{ratio[0]:.2f} ({ratio[1]})" if ratio else "—",
-                         (f"{clearance:.2f}" + (f" (min {worst:.2f})" if _is_number(worst) else ""))
-                         if _is_number(clearance) else "—"])  # fmt: skip
-    header = ["condition", "controller", "episodes", "success", "collision", "time to goal (s)",
-              "path / expert (pairs)", "clearance (m)"]  # fmt: skip
+            rows.append(
+                [
+                    condition_label(world, preset),
+                    name,
+                    str(cell["episodes"]),
+                    f"{cell['success_rate'] * 100:.0f}%",
+                    f"{cell['collision_rate'] * 100:.0f}%",
+                    f"{time:.1f}" if _is_number(time) else "—",
+                    f"{ratio[0]:.2f} ({ratio[1]})" if ratio else "—",
+                    (f"{clearance:.2f}" + (f" (min {worst:.2f})" if _is_number(worst) else ""))
+                    if _is_number(clearance)
+                    else "—",
+                ]
+            )
+    header = [
+        "condition",
+        "controller",
+        "episodes",
+        "success",
+        "collision",
+        "time to goal (s)",
+        "path / expert (pairs)",
+        "clearance (m)",
+    ]
     return markdown_table(header, rows, left=2)
 
 
@@ -379,7 +424,7 @@ class TargetCheck:
     text: str
 
 
-def degradation(cells: Sequence[Cell]) -> Tuple[List[Drop], List[Condition]]:
+def degradation(cells: Sequence[Cell]) -> tuple[list[Drop], list[Condition]]:
     """In-distribution vs OOD success of every liquid core and baseline, on the conditions all of them ran.
 
     A common set keeps the comparison fair: a controller that skipped the
@@ -392,19 +437,29 @@ def degradation(cells: Sequence[Cell]) -> Tuple[List[Drop], List[Condition]]:
     drops = []
     for n in compared if ood else []:
         in_dist, out = _in_and_ood_cells(cells, n, ood)
-        drops.append(Drop(n, sum(c["success_rate"] for c in in_dist) / len(in_dist),
-                          sum(c["success_rate"] for c in out) / len(out)))  # fmt: skip
+        drops.append(
+            Drop(
+                n,
+                sum(c["success_rate"] for c in in_dist) / len(in_dist),
+                sum(c["success_rate"] for c in out) / len(out),
+            )
+        )
     return drops, ood
 
 
-def _common_ood(cells: Sequence[Cell], controllers: Sequence[str]) -> List[Condition]:
+def _common_ood(cells: Sequence[Cell], controllers: Sequence[str]) -> list[Condition]:
     """OOD conditions every one of ``controllers`` ran, in worlds where each also ran in-distribution."""
     index = _index(cells)
-    return [(w, p) for w, p in conditions_in(cells) if p != IN_DIST
-            and all((n, w, p) in index and (n, w, IN_DIST) in index for n in controllers)]  # fmt: skip
+    return [
+        (w, p)
+        for w, p in conditions_in(cells)
+        if p != IN_DIST and all((n, w, p) in index and (n, w, IN_DIST) in index for n in controllers)
+    ]
 
 
-def _in_and_ood_cells(cells: Sequence[Cell], controller: str, ood: Sequence[Condition]) -> Tuple[List[Cell], List[Cell]]:
+def _in_and_ood_cells(
+    cells: Sequence[Cell], controller: str, ood: Sequence[Condition]
+) -> tuple[list[Cell], list[Cell]]:
     """``controller``'s in-distribution cells in the worlds of ``ood``, and its cells of ``ood``."""
     index = _index(cells)
     worlds = list(dict.fromkeys(w for w, _ in ood))
@@ -425,7 +480,7 @@ def _drop_text(d: Drop) -> str:
     return f"{d.controller} {d.in_dist * 100:.1f}% → {d.ood * 100:.1f}% ({_change(d.drop)})"
 
 
-def check_targets(cells: Sequence[Cell]) -> List[TargetCheck]:
+def check_targets(cells: Sequence[Cell]) -> list[TargetCheck]:
     """Issue 8's targets against the measured numbers, each met, not met or not run."""
     index = _index(cells)
     checks = []
@@ -439,8 +494,13 @@ def check_targets(cells: Sequence[Cell]) -> List[TargetCheck]:
             rate = cell_rate(cell)
             met = rate.value >= IN_DIST_TARGET
             note = "" if not met or rate.lo >= IN_DIST_TARGET else f" (the interval reaches below {IN_DIST_TARGET:.0%})"
-            checks.append(TargetCheck(target, "met" if met else "not met",
-                                      f"{cell['controller']}: {rate} over {cell['episodes']} episodes{note}."))  # fmt: skip
+            checks.append(
+                TargetCheck(
+                    target,
+                    "met" if met else "not met",
+                    f"{cell['controller']}: {rate} over {cell['episodes']} episodes{note}.",
+                )
+            )
     target = f"cfc-ncp ≥{OOD_TARGET:.0%} averaged over OOD conditions"
     suite_ood = [(w, p) for w in WORLD_KINDS for p in presets_for(w) if p != IN_DIST]
     if not any(ood_mean(cells, n) for n in flagship):
@@ -450,9 +510,14 @@ def check_targets(cells: Sequence[Cell]) -> List[TargetCheck]:
         if rate is None:
             continue
         missing = [(w, p) for w, p in suite_ood if (name, w, p) not in index]
-        note = (f"; not run: {', '.join(condition_label(w, p) for w, p in missing)}" if missing else "")
-        checks.append(TargetCheck(target, "met" if rate.value >= OOD_TARGET else "not met",
-                                  f"{name}: {rate} averaged over {rate.cells} conditions{note}."))  # fmt: skip
+        note = f"; not run: {', '.join(condition_label(w, p) for w, p in missing)}" if missing else ""
+        checks.append(
+            TargetCheck(
+                target,
+                "met" if rate.value >= OOD_TARGET else "not met",
+                f"{name}: {rate} averaged over {rate.cells} conditions{note}.",
+            )
+        )
     checks.append(_degradation_check(cells))
     return checks
 
@@ -467,22 +532,32 @@ def _degradation_check(cells: Sequence[Cell]) -> TargetCheck:
         if not present & set(cores):
             return TargetCheck(target, "not run", f"Cannot compare: no {side} ({', '.join(cores)}) was run.")
     if not liquid or not base:
-        return TargetCheck(target, "not run", "Cannot compare: the liquid cores and baselines share no world with "
-                           "both an in-distribution and an out-of-distribution run.")  # fmt: skip
+        return TargetCheck(
+            target,
+            "not run",
+            "Cannot compare: the liquid cores and baselines share no world with "
+            "both an in-distribution and an out-of-distribution run.",
+        )
     over = f"over {len(ood)} OOD condition{'s' * (len(ood) != 1)} all of them ran"
     mean_l = sum(d.drop for d in liquid) / len(liquid)
     mean_b = sum(d.drop for d in base) / len(base)
-    numbers = (f"Liquid: {'; '.join(map(_drop_text, liquid))}. Baselines: {'; '.join(map(_drop_text, base))}. "
-               f"Mean drop {_pp(mean_l)} (liquid) vs {_pp(mean_b)} (baselines), {over}.")  # fmt: skip
+    numbers = (
+        f"Liquid: {'; '.join(map(_drop_text, liquid))}. Baselines: {'; '.join(map(_drop_text, base))}. "
+        f"Mean drop {_pp(mean_l)} (liquid) vs {_pp(mean_b)} (baselines), {over}."
+    )
     worse = [(l, b) for l in liquid for b in base if l.drop >= b.drop]
     if not worse:
-        return TargetCheck(target, "met", f"Every liquid core lost less success out of distribution than every "
-                           f"baseline. {numbers}")  # fmt: skip
+        return TargetCheck(
+            target, "met", f"Every liquid core lost less success out of distribution than every baseline. {numbers}"
+        )
     pairs = ", ".join(f"{l.controller} ({_change(l.drop)}) vs {b.controller} ({_change(b.drop)})" for l, b in worse[:4])
     more = f" and {len(worse) - 4} more" if len(worse) > 4 else ""
     # A mean over baselines can be pulled by one weak baseline, so say which comparison the mean wins.
-    summary = ("The liquid cores lost less than the baselines' mean drop, but not less than every baseline"
-               if mean_l < mean_b else "The liquid cores did not degrade less than the baselines")  # fmt: skip
+    summary = (
+        "The liquid cores lost less than the baselines' mean drop, but not less than every baseline"
+        if mean_l < mean_b
+        else "The liquid cores did not degrade less than the baselines"
+    )
     return TargetCheck(target, "not met", f"{summary}: {pairs}{more} lost as much or more. {numbers}")
 
 
@@ -506,7 +581,7 @@ def _colour(name: str, i: int) -> Any:
     return _pyplot().cm.tab10(i % 10)
 
 
-def _bars(ax: Any, groups: Sequence[str], series: Sequence[Tuple[str, Sequence[Optional[Rate]]]]) -> None:
+def _bars(ax: Any, groups: Sequence[str], series: Sequence[tuple[str, Sequence[Rate | None]]]) -> None:
     width = 0.8 / max(len(series), 1)
     x = np.arange(len(groups))
     for i, (name, rates) in enumerate(series):
@@ -521,8 +596,16 @@ def _bars(ax: Any, groups: Sequence[str], series: Sequence[Tuple[str, Sequence[O
         px, pr = zip(*present)
         values = np.array([r.value for r in pr])
         err = np.array([[r.value - r.lo for r in pr], [r.hi - r.value for r in pr]])
-        ax.bar(px, values, width, yerr=err, capsize=2, color=_colour(name, i), label=name,
-               error_kw={"elinewidth": 0.8, "ecolor": "#333333"})  # fmt: skip
+        ax.bar(
+            px,
+            values,
+            width,
+            yerr=err,
+            capsize=2,
+            color=_colour(name, i),
+            label=name,
+            error_kw={"elinewidth": 0.8, "ecolor": "#333333"},
+        )
     ax.set_xticks(x, groups, rotation=25, ha="right", fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_yticks(np.linspace(0, 1, 6), [f"{v:.0%}" for v in np.linspace(0, 1, 6)])
@@ -531,7 +614,7 @@ def _bars(ax: Any, groups: Sequence[str], series: Sequence[Tuple[str, Sequence[O
     ax.set_axisbelow(True)
 
 
-def plot_success_bars(cells: Sequence[Cell], path: Union[str, Path]) -> Path:
+def plot_success_bars(cells: Sequence[Cell], path: str | Path) -> Path:
     """Grouped bars, one panel per world: success per condition and the OOD mean, one colour per controller."""
     plt = _pyplot()
     path = Path(path)
@@ -540,8 +623,9 @@ def plot_success_bars(cells: Sequence[Cell], path: Union[str, Path]) -> Path:
     names = controllers_in(cells)
     index = _index(cells)
     most = max(sum(1 for w, _ in conditions if w == world) + 1 for world in worlds)
-    fig, axes = plt.subplots(len(worlds), 1, figsize=(max(7.0, 0.28 * most * len(names) + 2.5), 3.6 * len(worlds) + 0.6),
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        len(worlds), 1, figsize=(max(7.0, 0.28 * most * len(names) + 2.5), 3.6 * len(worlds) + 0.6), squeeze=False
+    )
     for ax, world in zip(axes[:, 0], worlds):
         presets = [p for w, p in conditions if w == world]
         groups = [_PRESET_LABELS.get(p, p.replace("_", " ")) for p in presets]
@@ -565,7 +649,7 @@ def plot_success_bars(cells: Sequence[Cell], path: Union[str, Path]) -> Path:
     return path
 
 
-def plot_in_vs_ood(cells: Sequence[Cell], path: Union[str, Path]) -> Path:
+def plot_in_vs_ood(cells: Sequence[Cell], path: str | Path) -> Path:
     """Per controller: in-distribution and OOD-mean success side by side, the drop written above.
 
     On the conditions of :func:`degradation` (those every liquid core and
@@ -578,8 +662,12 @@ def plot_in_vs_ood(cells: Sequence[Cell], path: Union[str, Path]) -> Path:
     if not ood:
         raise ValueError("no out-of-distribution condition that every liquid core and baseline ran in-distribution too")
     index = _index(cells)
-    names = [n for n in controllers_in(cells) if controller_core(n) in LIQUID_CORES + BASELINE_CORES
-             or all((n, w, p) in index and (n, w, IN_DIST) in index for w, p in ood)]  # fmt: skip
+    names = [
+        n
+        for n in controllers_in(cells)
+        if controller_core(n) in LIQUID_CORES + BASELINE_CORES
+        or all((n, w, p) in index and (n, w, IN_DIST) in index for w, p in ood)
+    ]
     pairs = [_in_and_ood_cells(cells, n, ood) for n in names]
     in_rates = [mean_rate(a) for a, _ in pairs]
     out_rates = [mean_rate(b) for _, b in pairs]
@@ -587,13 +675,15 @@ def plot_in_vs_ood(cells: Sequence[Cell], path: Union[str, Path]) -> Path:
     _bars(ax, names, [("in distribution", in_rates), ("OOD mean", out_rates)])
     for x, (a, b) in enumerate(zip(in_rates, out_rates)):
         if a is not None and b is not None:
-            ax.text(x, min(max(a.hi, b.hi) + 0.02, 1.0), _change(a.value - b.value), ha="center",
-                    va="bottom", fontsize=8)  # fmt: skip
+            ax.text(
+                x, min(max(a.hi, b.hi) + 0.02, 1.0), _change(a.value - b.value), ha="center", va="bottom", fontsize=8
+            )
     ax.set_xticks(range(len(names)), names, rotation=0, ha="center", fontsize=9)
     ax.set_ylim(0, 1.12)
     ax.legend(fontsize=8, loc="lower left")
-    ax.set_title(f"in distribution vs OOD mean over {', '.join(condition_label(w, p) for w, p in ood)}",
-                 fontsize=9, wrap=True)
+    ax.set_title(
+        f"in distribution vs OOD mean over {', '.join(condition_label(w, p) for w, p in ood)}", fontsize=9, wrap=True
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -606,8 +696,8 @@ def plot_tracks(
     seed: int,
     preset: str,
     tracks: Mapping[str, Any],
-    path: Union[str, Path],
-    outcomes: Optional[Mapping[str, str]] = None,
+    path: str | Path,
+    outcomes: Mapping[str, str] | None = None,
     title: str = "",
     **world_overrides: Any,
 ) -> Path:
@@ -623,8 +713,8 @@ def plot_tracks(
 
     world = make_world(world_kind, seed, preset, **world_overrides)
     outcomes = outcomes or {}
-    labelled: Dict[str, np.ndarray] = {}
-    crashes: Dict[str, np.ndarray] = {}
+    labelled: dict[str, np.ndarray] = {}
+    crashes: dict[str, np.ndarray] = {}
     for name, track in tracks.items():
         array = np.asarray(track, dtype=float)
         if array.ndim != 2 or array.shape[1] < 2 or len(array) < 1:
@@ -637,11 +727,11 @@ def plot_tracks(
     return plot_top_down(world, Path(path), labelled, title=title, crashes=crashes)
 
 
-def _map_choices(cells: Sequence[Cell]) -> List[Tuple[str, str, int, Dict[str, Any], Dict[str, str]]]:
+def _map_choices(cells: Sequence[Cell]) -> list[tuple[str, str, int, dict[str, Any], dict[str, str]]]:
     """Per world: the in-distribution condition and the OOD one where controllers differ most, on a seed
     where their outcomes differ (the instructive case) when there is one."""
     chosen = []
-    by_condition: Dict[Condition, List[Cell]] = {}
+    by_condition: dict[Condition, list[Cell]] = {}
     for c in cells:
         if any(e.get("track") for e in c.get("episodes_detail") or []):
             by_condition.setdefault((c["world"], c["preset"]), []).append(c)
@@ -650,33 +740,45 @@ def _map_choices(cells: Sequence[Cell]) -> List[Tuple[str, str, int, Dict[str, A
         spread = sorted(ood, key=lambda wp: -np.ptp([c["success_rate"] for c in by_condition[wp]]))
         for condition in [(world, IN_DIST)] * ((world, IN_DIST) in by_condition) + spread[:1]:
             group = sorted(by_condition[condition], key=lambda c: controllers_in(cells).index(c["controller"]))
-            episodes = {c["controller"]: {e.get("seed"): e for e in c["episodes_detail"] if e.get("track")}
-                        for c in group}  # fmt: skip
+            episodes = {
+                c["controller"]: {e.get("seed"): e for e in c["episodes_detail"] if e.get("track")} for c in group
+            }
             seeds = sorted(set.intersection(*(set(e) for e in episodes.values())), key=str)
             if not seeds:
                 continue
             mixed = [s for s in seeds if len({eps[s]["outcome"] for eps in episodes.values()}) > 1]
             seed = (mixed or seeds)[0]
-            chosen.append((world, condition[1], seed, {n: eps[seed]["track"] for n, eps in episodes.items()},
-                           {n: eps[seed]["outcome"] for n, eps in episodes.items()}))  # fmt: skip
+            chosen.append(
+                (
+                    world,
+                    condition[1],
+                    seed,
+                    {n: eps[seed]["track"] for n, eps in episodes.items()},
+                    {n: eps[seed]["outcome"] for n, eps in episodes.items()},
+                )
+            )
     return chosen
 
 
-def camera_worlds(cells: Sequence[Cell]) -> List[Tuple[str, str, int]]:
+def camera_worlds(cells: Sequence[Cell]) -> list[tuple[str, str, int]]:
     """(world, preset, seed) to film: the mapped worlds, or else each world's first in-distribution seed."""
     chosen = [(world, preset, seed) for world, preset, seed, _, _ in _map_choices(cells)]
     if chosen:
         return chosen
     for world in dict.fromkeys(w for w, _ in conditions_in(cells)):
-        seeds = [e.get("seed") for c in cells if (c["world"], c["preset"]) == (world, IN_DIST)
-                 for e in c.get("episodes_detail") or [] if isinstance(e.get("seed"), int)]  # fmt: skip
+        seeds = [
+            e.get("seed")
+            for c in cells
+            if (c["world"], c["preset"]) == (world, IN_DIST)
+            for e in c.get("episodes_detail") or []
+            if isinstance(e.get("seed"), int)
+        ]
         if seeds:
             chosen.append((world, IN_DIST, min(seeds)))
     return chosen
 
 
-def _camera_gifs(cells: Sequence[Cell], cameras: Mapping[str, Union[str, Path]], out: Path,
-                 on_progress: Optional[Any]) -> str:  # fmt: skip
+def _camera_gifs(cells: Sequence[Cell], cameras: Mapping[str, str | Path], out: Path, on_progress: Any | None) -> str:
     from lnn_nav.eval.camera import camera_section, fly_with_camera, plot_core_traces, write_saliency_gif
 
     worlds = camera_worlds(cells)
@@ -708,7 +810,7 @@ def _camera_gifs(cells: Sequence[Cell], cameras: Mapping[str, Union[str, Path]],
 # ROS 2 graph agreement
 
 
-def ros_agreement(cells: Sequence[Cell]) -> Optional[Tuple[int, int, int]]:
+def ros_agreement(cells: Sequence[Cell]) -> tuple[int, int, int] | None:
     """``(agreements, flown, errors)`` over every cell's ROS 2 graph check, or None when no cell has one."""
     blocks = [c["ros"] for c in cells if "ros" in c]
     if not blocks:
@@ -716,7 +818,7 @@ def ros_agreement(cells: Sequence[Cell]) -> Optional[Tuple[int, int, int]]:
     return sum(b["agreements"] for b in blocks), sum(b["flown"] for b in blocks), sum(b["errors"] for b in blocks)
 
 
-def ros_agreement_line(cells: Sequence[Cell]) -> Optional[str]:
+def ros_agreement_line(cells: Sequence[Cell]) -> str | None:
     """One line for the terminal, or None when no cell was checked through the graph."""
     total = ros_agreement(cells)
     if total is None:
@@ -728,7 +830,7 @@ def ros_agreement_line(cells: Sequence[Cell]) -> Optional[str]:
     return text
 
 
-def ros_agreement_section(cells: Sequence[Cell]) -> Optional[str]:
+def ros_agreement_section(cells: Sequence[Cell]) -> str | None:
     """Graph flights against in-process flights of the same seeds: a table and what still differs."""
     checked = [c for c in cells if "ros" in c]
     if not checked:
@@ -741,19 +843,33 @@ def ros_agreement_section(cells: Sequence[Cell]) -> Optional[str]:
             if cell is None:
                 continue
             ros = cell["ros"]
-            differ = [f"{e['seed']}: ROS {e['ros_outcome']}, in-process {e['inprocess_outcome']}"
-                      for e in ros["episodes"] if not e["agree"]]  # fmt: skip
-            rows.append([name, condition_label(world, preset), _seed_text([e["seed"] for e in ros["episodes"]]),
-                         f"{ros['agreements']}/{ros['flown']}", "; ".join(differ) or "none"])  # fmt: skip
+            differ = [
+                f"{e['seed']}: ROS {e['ros_outcome']}, in-process {e['inprocess_outcome']}"
+                for e in ros["episodes"]
+                if not e["agree"]
+            ]
+            rows.append(
+                [
+                    name,
+                    condition_label(world, preset),
+                    _seed_text([e["seed"] for e in ros["episodes"]]),
+                    f"{ros['agreements']}/{ros['flown']}",
+                    "; ".join(differ) or "none",
+                ]
+            )
     agree, flown, _ = ros_agreement(cells) or (0, 0, 0)
     notes = list(dict.fromkeys(n for c in checked for n in c["ros"].get("notes", [])))
-    text = ("The first seeds of each cell flown again through the ROS 2 graph (`sim_node` and the controller "
-            "node or `expert_node` as separate processes over DDS, as `lnn-nav fly` runs them), against the "
-            f"in-process episode of the same seed: {agree}/{flown} outcomes agree. Agreement is of the outcome "
-            "only: the two runs do not share the noise (below), so a world the controller barely passes or fails "
-            "can end either way. Disagreements on worlds it passes reliably in-process would point at the "
-            "graph itself (transport, timing, message conversion).\n\n")  # fmt: skip
-    text += markdown_table(["controller", "condition", "seeds", "agree", "disagreements (seed: outcomes)"], rows, left=5)
+    text = (
+        "The first seeds of each cell flown again through the ROS 2 graph (`sim_node` and the controller "
+        "node or `expert_node` as separate processes over DDS, as `lnn-nav fly` runs them), against the "
+        f"in-process episode of the same seed: {agree}/{flown} outcomes agree. Agreement is of the outcome "
+        "only: the two runs do not share the noise (below), so a world the controller barely passes or fails "
+        "can end either way. Disagreements on worlds it passes reliably in-process would point at the "
+        "graph itself (transport, timing, message conversion).\n\n"
+    )
+    text += markdown_table(
+        ["controller", "condition", "seeds", "agree", "disagreements (seed: outcomes)"], rows, left=5
+    )
     if notes:
         text += "\nWhat is and is not the same between the two:\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
     return text
@@ -776,7 +892,7 @@ def _seed_text(seeds: Sequence[Any]) -> str:
 
 
 def _seeds_section(cells: Sequence[Cell]) -> str:
-    groups: Dict[Tuple[str, int], List[str]] = {}
+    groups: dict[tuple[str, int], list[str]] = {}
     for c in cells:
         seeds = [e.get("seed") for e in c.get("episodes_detail") or []]
         if seeds:
@@ -785,11 +901,15 @@ def _seeds_section(cells: Sequence[Cell]) -> str:
             text = f"{c['seed_range'][0]}–{c['seed_range'][1]} (from the file's seed range)"
         else:
             text = "not recorded"
-        groups.setdefault((text, c["episodes"]), []).append(f"{c['controller']} {condition_label(c['world'], c['preset'])}")
+        groups.setdefault((text, c["episodes"]), []).append(
+            f"{c['controller']} {condition_label(c['world'], c['preset'])}"
+        )
     if len(groups) == 1:
         (text, n), _ = next(iter(groups.items()))
-        return (f"Every cell: {n} episodes on held-out seeds {text}, the same worlds for every controller and "
-                f"condition ({len(cells)} cells, {sum(c['episodes'] for c in cells)} episodes).\n")  # fmt: skip
+        return (
+            f"Every cell: {n} episodes on held-out seeds {text}, the same worlds for every controller and "
+            f"condition ({len(cells)} cells, {sum(c['episodes'] for c in cells)} episodes).\n"
+        )
     lines = ["Episodes and seeds differ between cells:\n"]
     for (text, n), members in groups.items():
         lines.append(f"- {n} episodes, seeds {text}: {', '.join(members)}")
@@ -803,40 +923,48 @@ def _not_run_section(cells: Sequence[Cell]) -> str:
     missing_conditions = [(w, p) for w in WORLD_KINDS for p in presets_for(w) if (w, p) not in run]
     index = _index(cells)
     conditions = conditions_in(cells)
-    gaps = [f"{n}: {', '.join(condition_label(w, p) for w, p in conditions if (n, w, p) not in index)}"
-            for n in controllers_in(cells) if any((n, w, p) not in index for w, p in conditions)]  # fmt: skip
+    gaps = [
+        f"{n}: {', '.join(condition_label(w, p) for w, p in conditions if (n, w, p) not in index)}"
+        for n in controllers_in(cells)
+        if any((n, w, p) not in index for w, p in conditions)
+    ]
     lines = []
     if missing_controllers:
         lines.append(f"- Controllers not run: {', '.join(missing_controllers)}.")
     if missing_conditions:
-        lines.append(f"- Conditions not run (by any controller): "
-                     f"{', '.join(condition_label(w, p) for w, p in missing_conditions)}.")  # fmt: skip
+        lines.append(
+            f"- Conditions not run (by any controller): "
+            f"{', '.join(condition_label(w, p) for w, p in missing_conditions)}."
+        )
     lines += [f"- Not run by {gap}." for gap in gaps]
     return "\n".join(lines) + "\n" if lines else "The full suite was run: every controller in every condition.\n"
 
 
 def _degradation_section(cells: Sequence[Cell], check: TargetCheck) -> str:
     drops, ood = degradation(cells)
-    text = ("Success lost from in-distribution to out-of-distribution, on the conditions every liquid core and "
-            f"baseline ran ({', '.join(condition_label(w, p) for w, p in ood) or 'none in common'}); "
-            "in distribution is the mean over the same worlds.\n\n")  # fmt: skip
+    text = (
+        "Success lost from in-distribution to out-of-distribution, on the conditions every liquid core and "
+        f"baseline ran ({', '.join(condition_label(w, p) for w, p in ood) or 'none in common'}); "
+        "in distribution is the mean over the same worlds.\n\n"
+    )
     if drops:
-        rows = [[d.controller, f"{d.in_dist:.1%}", f"{d.ood:.1%}", _change(d.drop)]
-                for d in drops]  # fmt: skip
+        rows = [[d.controller, f"{d.in_dist:.1%}", f"{d.ood:.1%}", _change(d.drop)] for d in drops]
         text += markdown_table(["controller", "in distribution", "OOD mean", "change"], rows) + "\n"
     widths = [(c["ci95"][1] - c["ci95"][0]) / 2 for c in cells]
-    return (text + f"{check.text}\n\nFor scale: the median 95% interval of a single cell here is "
-            f"±{median(widths) * 100:.0f} points, so differences in drop of a few points are within the noise.\n")
+    return (
+        text + f"{check.text}\n\nFor scale: the median 95% interval of a single cell here is "
+        f"±{median(widths) * 100:.0f} points, so differences in drop of a few points are within the noise.\n"
+    )
 
 
 def write_report(
     cells: Sequence[Cell],
-    out_dir: Union[str, Path],
-    extra_sections: Optional[Union[Mapping[str, str], Sequence[Tuple[str, str]]]] = None,
+    out_dir: str | Path,
+    extra_sections: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
     title: str = "Closed-loop benchmark: liquid controllers vs baselines",
     maps: bool = True,
-    cameras: Optional[Mapping[str, Union[str, Path]]] = None,
-    on_progress: Optional[Any] = None,
+    cameras: Mapping[str, str | Path] | None = None,
+    on_progress: Any | None = None,
 ) -> Path:
     """Write ``out_dir/report.md`` with its charts (and maps, when the episodes carry tracks) and
     ``cells.csv`` (one row per cell); return the report's path.
@@ -866,16 +994,18 @@ def write_report(
     worlds = list(dict.fromkeys(w for w, _ in conditions_in(cells)))
     sources = sorted({s for c in cells for s in c.get("sources", [])})
 
-    md = [f"# {title}\n",
-          f"Controllers: {', '.join(controllers_in(cells))}. Worlds: {', '.join(worlds)}. "
-          f"Sources: {', '.join(f'`{s}`' for s in sources) or 'in memory'}.\n",
-          _seeds_section(cells),
-          "## Targets (issue 8)\n",
-          markdown_table(["target", "result", "numbers"], [[c.target, marks[c.status], c.text] for c in checks], left=3),
-          "## Success rate\n",
-          "Success rate with its 95% Wilson interval, `rate [low–high]`. OOD mean: the unweighted mean over the "
-          "out-of-distribution conditions run, its interval the per-condition intervals combined in quadrature. "
-          "Every cell with its metrics as CSV: [`cells.csv`](cells.csv).\n"]
+    md = [
+        f"# {title}\n",
+        f"Controllers: {', '.join(controllers_in(cells))}. Worlds: {', '.join(worlds)}. "
+        f"Sources: {', '.join(f'`{s}`' for s in sources) or 'in memory'}.\n",
+        _seeds_section(cells),
+        "## Targets (issue 8)\n",
+        markdown_table(["target", "result", "numbers"], [[c.target, marks[c.status], c.text] for c in checks], left=3),
+        "## Success rate\n",
+        "Success rate with its 95% Wilson interval, `rate [low–high]`. OOD mean: the unweighted mean over the "
+        "out-of-distribution conditions run, its interval the per-condition intervals combined in quadrature. "
+        "Every cell with its metrics as CSV: [`cells.csv`](cells.csv).\n",
+    ]
     for world in worlds:
         md += [f"### {world}\n", success_table(cells, world)]
     if len(worlds) > 1:
@@ -885,16 +1015,19 @@ def write_report(
         md += ["## In distribution vs out of distribution\n", _degradation_section(cells, checks[-1])]
         if drops:
             md.append("![in distribution vs OOD](in_vs_ood.png)\n")
-    seeds = seed_comparison_section(cells, conditions_in(cells), condition_label, controller_core, LIQUID_CORES,
-                                    BASELINE_CORES, TRUE_SHIFTS)  # fmt: skip
+    seeds = seed_comparison_section(
+        cells, conditions_in(cells), condition_label, controller_core, LIQUID_CORES, BASELINE_CORES, TRUE_SHIFTS
+    )
     if seeds is not None:
         md += ["## Over training seeds\n", seeds]
     if combos and combos is not cells:
-        md += ["## Combined and graded shifts\n",
-               "Conditions beyond the named presets, never trained or tuned on: combinations (fall with haze, "
-               "winter with haze, a fall evening) and milder or stronger versions (a low morning sun, light and "
-               "heavy fog, moderate wind). The mean column is over these conditions only.\n",
-               success_table(combos + [c for c in cells if c["preset"] == IN_DIST])]
+        md += [
+            "## Combined and graded shifts\n",
+            "Conditions beyond the named presets, never trained or tuned on: combinations (fall with haze, "
+            "winter with haze, a fall evening) and milder or stronger versions (a low morning sun, light and "
+            "heavy fog, moderate wind). The mean column is over these conditions only.\n",
+            success_table(combos + [c for c in cells if c["preset"] == IN_DIST]),
+        ]
     md += ["## Flight metrics\n", metrics_table(cells)]
     md += ["## Why the crashes\n", crash_section(cells, out, condition_label, _colour)]
     md += ["## Why the timeouts\n", timeout_section(cells, condition_label)]

@@ -21,9 +21,10 @@ Disagreements are reported, never hidden.
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any
 
 from lnn_nav.data.flights import FlightJob
 from lnn_nav.eval.closed_loop import eval_job
@@ -41,11 +42,11 @@ def fly_seed_over_ros(
     world: str,
     seed: int,
     preset: str,
-    model: Optional[str],
+    model: str | None,
     timeout: float = ROS_TIMEOUT_S,
-    log_dir: Optional[str] = None,
+    log_dir: str | None = None,
     **options: Any,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """One flight through the ROS 2 graph (``expert_node`` when ``model`` is None); its outcome dict.
 
     Never None and never raising :class:`~lnn_nav.nodes.fly.SetupError`: a
@@ -57,8 +58,16 @@ def fly_seed_over_ros(
     from lnn_nav.nodes.fly import SetupError, fly_over_ros
 
     try:
-        result = fly_over_ros(world, seed=seed, preset=preset, model=model, expert=model is None,
-                              timeout=timeout, log_dir=log_dir, **options)  # fmt: skip
+        result = fly_over_ros(
+            world,
+            seed=seed,
+            preset=preset,
+            model=model,
+            expert=model is None,
+            timeout=timeout,
+            log_dir=log_dir,
+            **options,
+        )
     except SetupError as err:
         return {"outcome": SETUP_ERROR, "seed": seed, "error": str(err)}
     if result is None:
@@ -66,7 +75,7 @@ def fly_seed_over_ros(
     return result
 
 
-def graph_unavailable() -> Optional[str]:
+def graph_unavailable() -> str | None:
     """Why graph flights cannot run here (no rclpy, no node configs), or None when they can."""
     from lnn_nav.nodes.fly import SetupError, config_path
 
@@ -82,16 +91,20 @@ def graph_unavailable() -> Optional[str]:
     return None
 
 
-def graph_params(job: FlightJob, expert: bool) -> Dict[str, Dict[str, object]]:
+def graph_params(job: FlightJob, expert: bool) -> dict[str, dict[str, object]]:
     """``sim_params`` and ``pilot_params`` that make a graph flight fly as ``job``'s in-process flights do."""
     from lnn_nav.sim.flight_controller import ControllerGains
 
-    sim: Dict[str, object] = {
-        "control_hz": float(job.control_hz), "camera_width": int(job.camera_width),
-        "camera_height": int(job.camera_height), "camera_hfov": float(job.camera_hfov),
+    sim: dict[str, object] = {
+        "control_hz": float(job.control_hz),
+        "camera_width": int(job.camera_width),
+        "camera_height": int(job.camera_height),
+        "camera_hfov": float(job.camera_hfov),
         "max_episode_time": float(job.max_episode_time),
-        "imu_noise": True, "lockstep": True, "end_on_outcome": True,
-    }  # fmt: skip
+        "imu_noise": True,
+        "lockstep": True,
+        "end_on_outcome": True,
+    }
     if expert:
         return {"sim_params": sim, "pilot_params": {"control_hz": float(job.control_hz)}}
     gains = ControllerGains()
@@ -99,15 +112,17 @@ def graph_params(job: FlightJob, expert: bool) -> Dict[str, Dict[str, object]]:
     # it to its own limits; the node's tighter deployment clamp (config/controller.yaml) would
     # cut commands the benchmark flies, so the graph gets the flight controller's limits.
     # The first frame's dt is one control period, as in-process (the node's default assumes 30 Hz).
-    pilot: Dict[str, object] = {
-        "expected_rate": float(job.control_hz), "max_speed_xy": float(gains.max_horizontal_speed),
-        "max_speed_z": float(gains.max_vertical_speed), "max_yaw_rate": float(gains.max_yaw_rate),
+    pilot: dict[str, object] = {
+        "expected_rate": float(job.control_hz),
+        "max_speed_xy": float(gains.max_horizontal_speed),
+        "max_speed_z": float(gains.max_vertical_speed),
+        "max_yaw_rate": float(gains.max_yaw_rate),
         "torch_threads": int(job.learner_threads),
-    }  # fmt: skip
+    }
     return {"sim_params": sim, "pilot_params": pilot}
 
 
-def known_differences(expert: bool) -> List[str]:
+def known_differences(expert: bool) -> list[str]:
     """What still differs between a graph flight and the in-process flight of the same seed."""
     notes = [
         "same world, preset conditions, camera, control rate, episode limit and command limits as in-process",
@@ -121,15 +136,19 @@ def known_differences(expert: bool) -> List[str]:
         "controller's diagnostics): only an overloaded machine parts the two flights",
     ]
     if expert:
-        notes.append("expert_node flies the demonstrating expert (its default parameters), as in-process; it "
-                     "plans from the odometry it receives rather than the simulator state")  # fmt: skip
+        notes.append(
+            "expert_node flies the demonstrating expert (its default parameters), as in-process; it "
+            "plans from the odometry it receives rather than the simulator state"
+        )
     else:
-        notes.append("the controller node takes the goal from the latest odometry it has received and hovers "
-                     "until odometry and goal have arrived; in-process both come with the frame")  # fmt: skip
+        notes.append(
+            "the controller node takes the goal from the latest odometry it has received and hovers "
+            "until odometry and goal have arrived; in-process both come with the frame"
+        )
     return notes
 
 
-def compare_outcomes(inprocess: Sequence[Mapping[str, Any]], ros: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
+def compare_outcomes(inprocess: Sequence[Mapping[str, Any]], ros: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Seed by seed, the graph flights ``ros`` against the in-process episodes of the same seeds.
 
     ``agree`` is outcome equality; a graph flight without an outcome
@@ -144,20 +163,28 @@ def compare_outcomes(inprocess: Sequence[Mapping[str, Any]], ros: Sequence[Mappi
         if seed not in by_seed:
             raise ValueError(f"graph flight on seed {seed} has no in-process episode; flown seeds: {sorted(by_seed)}")
         local = by_seed[seed]
-        entry: Dict[str, Any] = {"seed": seed, "ros_outcome": flight["outcome"], "inprocess_outcome": local["outcome"],
-                                 "agree": flight["outcome"] == local["outcome"],
-                                 "ros_time": flight.get("time"), "inprocess_time": local.get("time")}  # fmt: skip
+        entry: dict[str, Any] = {
+            "seed": seed,
+            "ros_outcome": flight["outcome"],
+            "inprocess_outcome": local["outcome"],
+            "agree": flight["outcome"] == local["outcome"],
+            "ros_time": flight.get("time"),
+            "inprocess_time": local.get("time"),
+        }
         for key in ("error", "logs"):
             if key in flight:
                 entry[key] = flight[key]
         episodes.append(entry)
-    return {"flown": len(episodes), "agreements": sum(e["agree"] for e in episodes),
-            "errors": sum(e["ros_outcome"] in (SETUP_ERROR, NO_OUTCOME) for e in episodes),
-            "episodes": episodes}  # fmt: skip
+    return {
+        "flown": len(episodes),
+        "agreements": sum(e["agree"] for e in episodes),
+        "errors": sum(e["ros_outcome"] in (SETUP_ERROR, NO_OUTCOME) for e in episodes),
+        "episodes": episodes,
+    }
 
 
 def check_cell_over_ros(
-    checkpoint: Optional[str],
+    checkpoint: str | None,
     kind: str,
     preset: str,
     seeds: Sequence[int],
@@ -165,8 +192,8 @@ def check_cell_over_ros(
     log_root: Path,
     max_episode_time: float = 60.0,
     timeout: float = ROS_TIMEOUT_S,
-    on_flight: Optional[Callable[[Dict[str, Any]], None]] = None,
-) -> Dict[str, Any]:
+    on_flight: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Fly ``seeds`` of a cell through the graph (the expert when ``checkpoint`` is None); the cell's ``ros`` block.
 
     ``inprocess``: the cell's in-process episodes (``CellResult.episodes``).
@@ -184,8 +211,11 @@ def check_cell_over_ros(
             flights.append(flight)
             if on_flight is not None:
                 on_flight(flight)
-    return {**compare_outcomes(inprocess, flights), "pilot": "expert_node" if expert else "controller",
-            "notes": known_differences(expert)}  # fmt: skip
+    return {
+        **compare_outcomes(inprocess, flights),
+        "pilot": "expert_node" if expert else "controller",
+        "notes": known_differences(expert),
+    }
 
 
 @contextmanager

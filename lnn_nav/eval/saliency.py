@@ -17,7 +17,7 @@ enough to run live in the controller node (``publish_saliency``).
 
 from __future__ import annotations
 
-from typing import Iterable, List, Tuple, Union
+from collections.abc import Iterable
 
 import cv2
 import numpy as np
@@ -43,7 +43,7 @@ def encoder_of(model: nn.Module) -> ConvEncoder:
     return encoder
 
 
-def _conv_geometry(block: nn.Module) -> Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]:
+def _conv_geometry(block: nn.Module) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
     conv = next((m for m in block.modules() if isinstance(m, nn.Conv2d)), None)
     if conv is None:
         raise TypeError(f"encoder block has no Conv2d: {block}")
@@ -55,7 +55,7 @@ def _conv_geometry(block: nn.Module) -> Tuple[Tuple[int, int], Tuple[int, int], 
     return tuple(conv.kernel_size), tuple(conv.stride), tuple(conv.padding)  # type: ignore[return-value]
 
 
-def _scale_up(mask: Tensor, block: nn.Module, size: Tuple[int, int]) -> Tensor:
+def _scale_up(mask: Tensor, block: nn.Module, size: tuple[int, int]) -> Tensor:
     """``mask`` ``[B, 1, h, w]`` -> ``[B, 1, *size]`` through the all-ones deconvolution of ``block``'s conv."""
     kernel, stride, padding = _conv_geometry(block)
     # A strided conv maps several input sizes to one output size: output_padding picks ours.
@@ -105,7 +105,7 @@ def visual_backprop(model: nn.Module, images: Tensor) -> Tensor:
         return torch.where(span > _TINY, (mask - low) / span.clamp_min(_TINY), torch.zeros_like(mask))
 
 
-def overlay(rgb: np.ndarray, saliency: Union[np.ndarray, Tensor], alpha: float = 0.6) -> np.ndarray:
+def overlay(rgb: np.ndarray, saliency: np.ndarray | Tensor, alpha: float = 0.6) -> np.ndarray:
     """Saliency drawn over a frame: uint8 ``[H, W, 3]`` RGB and a ``[h, w]`` map in [0, 1] -> uint8 ``[H, W, 3]``.
 
     The map is resized to the frame (bilinear) and coloured with the jet
@@ -126,15 +126,17 @@ def overlay(rgb: np.ndarray, saliency: Union[np.ndarray, Tensor], alpha: float =
     if saliency.shape != (height, width):
         saliency = cv2.resize(saliency, (width, height), interpolation=cv2.INTER_LINEAR)
     saliency = np.clip(np.nan_to_num(saliency), 0.0, 1.0)
-    heat = cv2.cvtColor(cv2.applyColorMap(np.round(saliency * 255).astype(np.uint8), cv2.COLORMAP_JET),
-                        cv2.COLOR_BGR2RGB)  # fmt: skip
+    heat = cv2.cvtColor(
+        cv2.applyColorMap(np.round(saliency * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB
+    )
     weight = (alpha * saliency)[..., None]
     blended = rgb.astype(np.float32) * (1.0 - weight) + heat.astype(np.float32) * weight
     return np.clip(np.round(blended), 0, 255).astype(np.uint8)
 
 
-def saliency_overlays(model: nn.Module, frames: Iterable[np.ndarray], batch_size: int = 32,
-                      alpha: float = 0.6) -> List[np.ndarray]:  # fmt: skip
+def saliency_overlays(
+    model: nn.Module, frames: Iterable[np.ndarray], batch_size: int = 32, alpha: float = 0.6
+) -> list[np.ndarray]:
     """Camera frames (uint8 ``[H, W, 3]`` RGB, any size) -> one overlay per frame, at the frame's size.
 
     Frames are resized to the encoder's input as in training
@@ -148,9 +150,9 @@ def saliency_overlays(model: nn.Module, frames: Iterable[np.ndarray], batch_size
     cfg = encoder.config
     device = encoder.mean.device
     frames = [np.asarray(f) for f in frames]
-    out: List[np.ndarray] = []
+    out: list[np.ndarray] = []
     for start in range(0, len(frames), batch_size):
-        chunk = frames[start:start + batch_size]
+        chunk = frames[start : start + batch_size]
         for f in chunk:
             if f.dtype != np.uint8 or f.ndim != 3 or f.shape[2] != 3:
                 raise ValueError(f"expected uint8 [H, W, 3] RGB frames, got {f.dtype} {list(f.shape)}")

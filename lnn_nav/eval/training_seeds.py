@@ -19,16 +19,17 @@ runs of one core and reports:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
 from lnn_nav.eval.closed_loop import wilson_interval
 from lnn_nav.eval.markdown import markdown_table
 
-Cell = Dict[str, Any]
-Condition = Tuple[str, str]  # (world, preset)
+Cell = dict[str, Any]
+Condition = tuple[str, str]  # (world, preset)
 
 IN_DIST = "in_distribution"
 _SEED_NAME = re.compile(r"^(?P<base>.+?)[_-]s(?P<seed>\d+)$")
@@ -36,7 +37,7 @@ _SEED_NAME = re.compile(r"^(?P<base>.+?)[_-]s(?P<seed>\d+)$")
 BOOTSTRAP = 2000
 
 
-def split_seed(name: str) -> Tuple[str, Optional[int]]:
+def split_seed(name: str) -> tuple[str, int | None]:
     """``cfc_ncp_s2`` -> (``cfc_ncp``, 2); a name without a seed suffix -> (name, None)."""
     match = _SEED_NAME.match(name)
     if match is None:
@@ -44,9 +45,9 @@ def split_seed(name: str) -> Tuple[str, Optional[int]]:
     return match.group("base"), int(match.group("seed"))
 
 
-def seed_groups(cells: Sequence[Cell]) -> Dict[str, List[str]]:
+def seed_groups(cells: Sequence[Cell]) -> dict[str, list[str]]:
     """Base name -> its controllers ordered by training seed, for every base with at least two seeds."""
-    groups: Dict[str, Dict[int, str]] = {}
+    groups: dict[str, dict[int, str]] = {}
     for c in cells:
         base, seed = split_seed(c["controller"])
         if seed is not None:
@@ -58,7 +59,7 @@ def seed_groups(cells: Sequence[Cell]) -> Dict[str, List[str]]:
 class SeedSummary:
     """One core in one condition over its training seeds."""
 
-    rates: Tuple[float, ...]  # one success rate per training seed
+    rates: tuple[float, ...]  # one success rate per training seed
     successes: int  # pooled over seeds
     episodes: int
 
@@ -67,35 +68,39 @@ class SeedSummary:
         return float(np.mean(self.rates))
 
     @property
-    def pooled_interval(self) -> Tuple[float, float]:
+    def pooled_interval(self) -> tuple[float, float]:
         return wilson_interval(self.successes, self.episodes)
 
     def text(self) -> str:
         lo, hi = self.pooled_interval
-        return (f"{self.mean * 100:.0f}% ({min(self.rates) * 100:.0f}–{max(self.rates) * 100:.0f}) "
-                f"[{lo * 100:.0f}–{hi * 100:.0f}]")  # fmt: skip
+        return (
+            f"{self.mean * 100:.0f}% ({min(self.rates) * 100:.0f}–{max(self.rates) * 100:.0f}) "
+            f"[{lo * 100:.0f}–{hi * 100:.0f}]"
+        )
 
 
-def _index(cells: Sequence[Cell]) -> Dict[Tuple[str, str, str], Cell]:
+def _index(cells: Sequence[Cell]) -> dict[tuple[str, str, str], Cell]:
     return {(c["controller"], c["world"], c["preset"]): c for c in cells}
 
 
-def summarise(cells: Sequence[Cell], runs: Sequence[str], condition: Condition) -> Optional[SeedSummary]:
+def summarise(cells: Sequence[Cell], runs: Sequence[str], condition: Condition) -> SeedSummary | None:
     """The runs' summary in ``condition``, or None unless every run flew it."""
     index = _index(cells)
     chosen = [index.get((run, *condition)) for run in runs]
     if any(c is None for c in chosen):
         return None
     present = [c for c in chosen if c is not None]
-    return SeedSummary(tuple(float(c["success_rate"]) for c in present),
-                       sum(int(round(c["success_rate"] * c["episodes"])) for c in present),
-                       sum(int(c["episodes"]) for c in present))  # fmt: skip
+    return SeedSummary(
+        tuple(float(c["success_rate"]) for c in present),
+        sum(int(round(c["success_rate"] * c["episodes"])) for c in present),
+        sum(int(c["episodes"]) for c in present),
+    )
 
 
-def world_success(cells: Sequence[Cell], runs: Sequence[str], condition: Condition) -> Dict[int, float]:
+def world_success(cells: Sequence[Cell], runs: Sequence[str], condition: Condition) -> dict[int, float]:
     """World seed -> success averaged over the runs, for the worlds every run flew in ``condition``."""
     index = _index(cells)
-    per_run: List[Dict[int, float]] = []
+    per_run: list[dict[int, float]] = []
     for run in runs:
         cell = index.get((run, *condition))
         if cell is None or not cell.get("episodes_detail"):
@@ -132,7 +137,7 @@ def _bootstrap(per_condition: Sequence[np.ndarray], weights: Sequence[float], rn
     return Paired(point, float(lo), float(hi), int(sum(len(d) for d in per_condition)))
 
 
-def _differences(cells: Sequence[Cell], a: Sequence[str], b: Sequence[str], condition: Condition) -> Optional[np.ndarray]:
+def _differences(cells: Sequence[Cell], a: Sequence[str], b: Sequence[str], condition: Condition) -> np.ndarray | None:
     sa, sb = world_success(cells, a, condition), world_success(cells, b, condition)
     common = sorted(set(sa) & set(sb))
     if not common:
@@ -140,8 +145,9 @@ def _differences(cells: Sequence[Cell], a: Sequence[str], b: Sequence[str], cond
     return np.array([sa[s] - sb[s] for s in common])
 
 
-def paired_difference(cells: Sequence[Cell], a: Sequence[str], b: Sequence[str], conditions: Sequence[Condition],
-                      seed: int = 0) -> Optional[Paired]:  # fmt: skip
+def paired_difference(
+    cells: Sequence[Cell], a: Sequence[str], b: Sequence[str], conditions: Sequence[Condition], seed: int = 0
+) -> Paired | None:
     """Mean over ``conditions`` of the per-world success difference ``a - b`` (None if any is missing)."""
     diffs = [_differences(cells, a, b, c) for c in conditions]
     if not conditions or any(d is None for d in diffs):
@@ -150,8 +156,9 @@ def paired_difference(cells: Sequence[Cell], a: Sequence[str], b: Sequence[str],
     return _bootstrap(present, [1.0 / len(present)] * len(present), np.random.default_rng(seed))
 
 
-def drop_difference(cells: Sequence[Cell], a: Sequence[str], b: Sequence[str], ood: Sequence[Condition],
-                    seed: int = 0) -> Optional[Paired]:  # fmt: skip
+def drop_difference(
+    cells: Sequence[Cell], a: Sequence[str], b: Sequence[str], ood: Sequence[Condition], seed: int = 0
+) -> Paired | None:
     """``a``'s drop from in distribution to OOD minus ``b``'s (negative: ``a`` loses less), paired on worlds.
 
     In distribution is the mean over the worlds of ``ood``'s conditions, as in the report's degradation table.
@@ -174,7 +181,7 @@ def seed_comparison_section(
     liquid: Sequence[str],
     baselines: Sequence[str],
     true_shifts: Sequence[str] = (),
-) -> Optional[str]:
+) -> str | None:
     """Markdown: the per-seed table and the paired liquid-vs-baseline comparison; None without seed groups.
 
     ``label(world, preset)`` names a condition; ``core_of(name)`` gives a suite core or None;
@@ -191,11 +198,12 @@ def seed_comparison_section(
             summary = summarise(cells, runs, condition)
             row.append(summary.text() if summary else "–")
         rows.append(row)
-    md = ["Each cell: the mean success over training seeds (their min–max) [the 95% Wilson interval of all "
-          "their episodes pooled]. Runs are named `<core>_s<seed>`.\n",
-          markdown_table(["core"] + [label(w, p) for w, p in conditions], rows)]  # fmt: skip
-    pairs = [(lq, bl) for lq in groups for bl in groups
-             if core_of(lq) in liquid and core_of(bl) in baselines]  # fmt: skip
+    md = [
+        "Each cell: the mean success over training seeds (their min–max) [the 95% Wilson interval of all "
+        "their episodes pooled]. Runs are named `<core>_s<seed>`.\n",
+        markdown_table(["core"] + [label(w, p) for w, p in conditions], rows),
+    ]
+    pairs = [(lq, bl) for lq in groups for bl in groups if core_of(lq) in liquid and core_of(bl) in baselines]
     if not pairs:
         md.append("No liquid core and baseline both have several training seeds: no paired comparison.\n")
         return "\n".join(md)
@@ -223,10 +231,15 @@ def seed_comparison_section(
             elif drop.lo > 0:
                 verdicts.append(f"{lq} loses more than {bl} out of distribution ({drop.text()}).")
             else:
-                verdicts.append(f"{lq} and {bl} cannot be told apart on the drop: the interval {drop.text()} "
-                                "contains zero.")  # fmt: skip
-    md += ["Paired on the same worlds: per world, each core's success averaged over its training seeds; the "
-           "difference averaged over worlds (and over conditions), in percentage points, with a 95% bootstrap "
-           f"interval over worlds ({BOOTSTRAP} resamples). A negative drop difference means the liquid core "
-           "loses less.\n", markdown_table(header, rows), "\n".join(f"- {v}" for v in verdicts) + "\n"]
+                verdicts.append(
+                    f"{lq} and {bl} cannot be told apart on the drop: the interval {drop.text()} contains zero."
+                )
+    md += [
+        "Paired on the same worlds: per world, each core's success averaged over its training seeds; the "
+        "difference averaged over worlds (and over conditions), in percentage points, with a 95% bootstrap "
+        f"interval over worlds ({BOOTSTRAP} resamples). A negative drop difference means the liquid core "
+        "loses less.\n",
+        markdown_table(header, rows),
+        "\n".join(f"- {v}" for v in verdicts) + "\n",
+    ]
     return "\n".join(md)

@@ -22,9 +22,9 @@ import shutil
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Dict, List, Optional, Sequence
 
 import torch
 
@@ -51,8 +51,8 @@ CUDA_FLAGS = ("-O3",)
 CUDA_ARCHS = ("7.2", "8.0", "8.7", "9.0")
 
 _lock = threading.Lock()
-_loaded: Dict[str, Optional[ModuleType]] = {}
-_errors: Dict[str, str] = {}
+_loaded: dict[str, ModuleType | None] = {}
+_errors: dict[str, str] = {}
 
 
 def cache_root() -> Path:
@@ -73,7 +73,7 @@ def _build_tag(name: str, files: Sequence[str], flags: Sequence[str]) -> str:
     return f"{name}-{digest.hexdigest()[:16]}"
 
 
-def _import_built(name: str, directory: Path) -> Optional[ModuleType]:
+def _import_built(name: str, directory: Path) -> ModuleType | None:
     candidates = sorted(directory.glob(f"{name}*.so")) + sorted(directory.glob(f"{name}*.pyd"))
     if not candidates:
         return None
@@ -85,12 +85,14 @@ def _import_built(name: str, directory: Path) -> Optional[ModuleType]:
     return module
 
 
-def _build(name: str, sources: Sequence[str], headers: Sequence[str], cflags: Sequence[str],
-           cuda_flags: Sequence[str] = ()) -> ModuleType:
+def _build(
+    name: str, sources: Sequence[str], headers: Sequence[str], cflags: Sequence[str], cuda_flags: Sequence[str] = ()
+) -> ModuleType:
     from torch.utils import cpp_extension
 
-    final = cache_root() / _build_tag(name, (*sources, *headers), (*cflags, *cuda_flags,
-                                      os.environ.get("TORCH_CUDA_ARCH_LIST", "")))
+    final = cache_root() / _build_tag(
+        name, (*sources, *headers), (*cflags, *cuda_flags, os.environ.get("TORCH_CUDA_ARCH_LIST", ""))
+    )
     module = _import_built(name, final) if final.is_dir() else None
     if module is not None:
         return module
@@ -119,7 +121,7 @@ def _build(name: str, sources: Sequence[str], headers: Sequence[str], cflags: Se
         raise
 
 
-def _load(name: str, builder) -> Optional[ModuleType]:
+def _load(name: str, builder) -> ModuleType | None:
     with _lock:
         if name in _loaded:
             return _loaded[name]
@@ -130,19 +132,21 @@ def _load(name: str, builder) -> Optional[ModuleType]:
             _errors[name] = f"{type(exc).__name__}: {first_line}"
             LOG.warning(
                 "fused CfC kernels (%s) unavailable, using the reference PyTorch path: %s "
-                "(set LNN_NAV_KERNEL_VERBOSE=1 to see the build)", name, _errors[name],
+                "(set LNN_NAV_KERNEL_VERBOSE=1 to see the build)",
+                name,
+                _errors[name],
             )
             module = None
         _loaded[name] = module
         return module
 
 
-def load_cpu() -> Optional[ModuleType]:
+def load_cpu() -> ModuleType | None:
     """The CPU extension, built on first call; ``None`` (logged once) if it cannot be built."""
     return _load(CPU_NAME, lambda: _build(CPU_NAME, CPU_SOURCES, HEADERS, CPU_FLAGS))
 
 
-def cuda_build_possible() -> Optional[str]:
+def cuda_build_possible() -> str | None:
     """``None`` if the CUDA extension can be built here, else why not."""
     if torch.version.cuda is None:
         return f"torch {torch.__version__} is a CPU-only build"
@@ -153,7 +157,7 @@ def cuda_build_possible() -> Optional[str]:
     return None
 
 
-def load_cuda() -> Optional[ModuleType]:
+def load_cuda() -> ModuleType | None:
     """The CUDA extension, built on first call; ``None`` (logged once) where it cannot be."""
 
     def builder() -> ModuleType:
@@ -165,17 +169,20 @@ def load_cuda() -> Optional[ModuleType]:
     return _load(CUDA_NAME, builder)
 
 
-def load_error(name: str) -> Optional[str]:
+def load_error(name: str) -> str | None:
     """Why an extension did not load (``None`` if it loaded or was not tried)."""
     return _errors.get(name)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Build the extensions now (e.g. at install time) and say what happened."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m lnn_nav.kernels.build", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m lnn_nav.kernels.build",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--cuda", action="store_true", help="also build the CUDA extension")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -10,7 +10,6 @@ never leaves the device, and Δt is validated on the host before the copy
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -63,8 +62,7 @@ class GraphedPolicyStep:
     def reset(self) -> None:
         self.state.zero_()
 
-    def __call__(self, image: Tensor, dt, imu: Optional[Tensor] = None,
-                 goal: Optional[Tensor] = None) -> Tensor:  # fmt: skip
+    def __call__(self, image: Tensor, dt, imu: Tensor | None = None, goal: Tensor | None = None) -> Tensor:
         if isinstance(dt, Tensor):
             values = dt.detach().to("cpu", torch.float64).reshape(-1)
             bad = not bool(((values >= 0) & (values < math.inf)).all())

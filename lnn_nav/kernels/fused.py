@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from types import ModuleType
-from typing import Iterator, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +22,7 @@ from .build import load_cpu, load_cuda
 from .layout import CfCLayout, build_layout
 
 _reference_forced = os.environ.get("LNN_NAV_REFERENCE", "") not in ("", "0")
-_cpu_ext: Optional[ModuleType] = None  # cached after the first successful load (hot path)
+_cpu_ext: ModuleType | None = None  # cached after the first successful load (hot path)
 _PLAN_ATTR = "_fused_plan"
 # The CPU sequence kernel works sample by sample (matrix-vector products with
 # the weights in cache), so its time grows with batch x cell size, while the
@@ -65,8 +65,8 @@ class FusedPlan:
     def __init__(self, layout: CfCLayout) -> None:
         self.layout = layout
         self.params = layout.parameters()
-        self._key: Optional[tuple] = None
-        self._packed: Optional[Tensor] = None
+        self._key: tuple | None = None
+        self._packed: Tensor | None = None
         self._cpu_plan = None
 
     def packed(self) -> Tensor:
@@ -84,8 +84,9 @@ class FusedPlan:
             self._cpu_plan = ext.Plan(self.layout.meta, self.params)
         return self._cpu_plan
 
-    def cpu_step(self, ext: ModuleType, x: Tensor, h: Tensor, dt: Optional[Tensor],
-                 dt_value: float) -> Optional[Tuple[Tensor, Tensor]]:
+    def cpu_step(
+        self, ext: ModuleType, x: Tensor, h: Tensor, dt: Tensor | None, dt_value: float
+    ) -> tuple[Tensor, Tensor] | None:
         cpp = self._cpu_plan if self._cpu_plan is not None else self.cpu_plan(ext)
         result = ext.step(x, h, dt, dt_value, cpp)  # (out, h), () or (None,): see cfc_cpu.cpp
         if len(result) == 1:  # parameters changed since the last pack
@@ -104,7 +105,7 @@ def invalidate(core: nn.Module) -> None:
     core.__dict__.pop(_PLAN_ATTR, None)
 
 
-def _plan(core: nn.Module) -> Optional[FusedPlan]:
+def _plan(core: nn.Module) -> FusedPlan | None:
     plan = core.__dict__.get(_PLAN_ATTR)
     if plan is None:
         layout, _ = build_layout(core)
@@ -115,7 +116,7 @@ def _plan(core: nn.Module) -> Optional[FusedPlan]:
     return plan
 
 
-def why_not_fused(core: nn.Module) -> Optional[str]:
+def why_not_fused(core: nn.Module) -> str | None:
     """``None`` if ``core`` can use the fused kernels on the CPU, else the reason."""
     if _reference_forced:
         return "the reference path is forced (LNN_NAV_REFERENCE=1 or set_reference(True))"
@@ -131,7 +132,7 @@ def why_not_fused(core: nn.Module) -> Optional[str]:
     return None
 
 
-def _extension(device: torch.device) -> Optional[ModuleType]:
+def _extension(device: torch.device) -> ModuleType | None:
     global _cpu_ext
     if device.type == "cpu":
         if _cpu_ext is None:
@@ -158,7 +159,7 @@ def _per_sample_pays(plan: FusedPlan, x: Tensor) -> bool:
     return x.device.type != "cpu" or x.shape[0] * plan.layout.macs_per_step <= CPU_PER_SAMPLE_MAX_BATCH_MACS
 
 
-def try_step(core: nn.Module, x: Tensor, state, dt) -> Optional[Tuple[Tensor, Tensor]]:
+def try_step(core: nn.Module, x: Tensor, state, dt) -> tuple[Tensor, Tensor] | None:
     """The onboard step without autograd on the CPU, its validation done in C++."""
     if not _active() or not isinstance(state, Tensor) or not isinstance(x, Tensor):
         return None
@@ -181,7 +182,7 @@ def try_step(core: nn.Module, x: Tensor, state, dt) -> Optional[Tuple[Tensor, Te
     return plan.cpu_step(ext, x, state, dt_tensor, dt_value)
 
 
-def try_cell_step(core: nn.Module, x: Tensor, h: Tensor, ts: Tensor) -> Optional[Tuple[Tensor, Tensor]]:
+def try_cell_step(core: nn.Module, x: Tensor, h: Tensor, ts: Tensor) -> tuple[Tensor, Tensor] | None:
     """One step with validated ``ts`` ``[B, 1]``: fused kernel, or the sequence op when gradients flow."""
     if not _active():
         return None
@@ -201,7 +202,7 @@ def try_cell_step(core: nn.Module, x: Tensor, h: Tensor, ts: Tensor) -> Optional
     return (result[0], result[1]) if result else None
 
 
-def try_run_sequence(core: nn.Module, x: Tensor, h0: Tensor, ts: Tensor) -> Optional[Tuple[Tensor, Tensor]]:
+def try_run_sequence(core: nn.Module, x: Tensor, h0: Tensor, ts: Tensor) -> tuple[Tensor, Tensor] | None:
     """A whole sequence (``x`` ``[B, T, F]``, ``ts`` ``[B, T, 1]``) through the custom op."""
     if _reference_forced or torch.jit.is_tracing() or torch.jit.is_scripting():
         return None
@@ -216,6 +217,5 @@ def try_run_sequence(core: nn.Module, x: Tensor, h0: Tensor, ts: Tensor) -> Opti
         packed = plan.layout.pack(with_proj=False)
     else:
         packed = plan.packed().narrow(0, 0, plan.layout.seq_size)
-    states = torch.ops.lnn_nav.cfc_sequence(x, h0, ts.reshape(ts.shape[0], ts.shape[1]), packed,
-                                            plan.layout.meta_seq)  # fmt: skip
+    states = torch.ops.lnn_nav.cfc_sequence(x, h0, ts.reshape(ts.shape[0], ts.shape[1]), packed, plan.layout.meta_seq)
     return plan.layout.outputs(states), states[:, -1]

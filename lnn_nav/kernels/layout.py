@@ -8,8 +8,8 @@ the reference).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +21,7 @@ MAX_LAYERS = 8
 MAX_BACKBONE = 4
 
 
-def activation_id(module: nn.Module) -> Optional[int]:
+def activation_id(module: nn.Module) -> int | None:
     """Kernel id of a backbone activation module, ``None`` if the kernels lack it."""
     name = type(module).__name__
     if name == "GELU":
@@ -33,10 +33,10 @@ def activation_id(module: nn.Module) -> Optional[int]:
 class CfCLayout:
     """How one CfC core maps onto the fused kernels."""
 
-    cells: Tuple[nn.Module, ...]  # CfCCell per layer (one for a dense CfC)
-    proj: Optional[nn.Linear]
-    meta: List[int]  # with the output projection (onboard step)
-    meta_seq: List[int]  # without it (sequences apply it to all steps at once)
+    cells: tuple[nn.Module, ...]  # CfCCell per layer (one for a dense CfC)
+    proj: nn.Linear | None
+    meta: list[int]  # with the output projection (onboard step)
+    meta_seq: list[int]  # without it (sequences apply it to all steps at once)
     seq_size: int  # packed values before the projection
     has_dropout: bool
     out_start: int
@@ -48,8 +48,8 @@ class CfCLayout:
         """Multiply-adds of one step for one sample (the cell's matrix products)."""
         return sum(size for size in _matrix_sizes(self.meta_seq))
 
-    def parameters(self) -> List[Tensor]:
-        tensors: List[Tensor] = []
+    def parameters(self) -> list[Tensor]:
+        tensors: list[Tensor] = []
         for cell in self.cells:
             tensors += list(cell.parameters())
             if cell.sparsity_mask is not None:
@@ -60,7 +60,7 @@ class CfCLayout:
 
     def pack(self, with_proj: bool = True) -> Tensor:
         """Flat parameters in kernel order (differentiable)."""
-        parts: List[Tensor] = []
+        parts: list[Tensor] = []
         for cell in self.cells:
             parts += _pack_cell(cell)
         if with_proj and self.proj is not None:
@@ -75,26 +75,24 @@ class CfCLayout:
         return self.proj(out) if self.proj is not None else out
 
 
-def _masked(layer: nn.Linear, mask: Optional[Tensor]) -> Tensor:
+def _masked(layer: nn.Linear, mask: Tensor | None) -> Tensor:
     return layer.weight if mask is None else layer.weight * mask
 
 
-def _pack_cell(cell: nn.Module) -> List[Tensor]:
-    parts: List[Tensor] = []
+def _pack_cell(cell: nn.Module) -> list[Tensor]:
+    parts: list[Tensor] = []
     for linear in cell.backbone:
         parts += [linear.weight.t().reshape(-1), linear.bias]
     mask = cell.sparsity_mask
     if cell.mode == "pure":
-        parts += [_masked(cell.ff1, mask).t().reshape(-1), cell.ff1.bias,
-                  cell.A.reshape(-1), cell.w_tau.reshape(-1)]  # fmt: skip
+        parts += [_masked(cell.ff1, mask).t().reshape(-1), cell.ff1.bias, cell.A.reshape(-1), cell.w_tau.reshape(-1)]
         return parts
-    weight = torch.cat([_masked(cell.ff1, mask), _masked(cell.ff2, mask),
-                        cell.time_a.weight, cell.time_b.weight])  # fmt: skip
+    weight = torch.cat([_masked(cell.ff1, mask), _masked(cell.ff2, mask), cell.time_a.weight, cell.time_b.weight])
     bias = torch.cat([cell.ff1.bias, cell.ff2.bias, cell.time_a.bias, cell.time_b.bias])
     return parts + [weight.t().reshape(-1), bias]
 
 
-def _cell_meta(cell: nn.Module, in_width: int) -> Tuple[List[int], int]:
+def _cell_meta(cell: nn.Module, in_width: int) -> tuple[list[int], int]:
     """Per-layer meta ints and the number of packed values of one cell."""
     n = cell.hidden_size
     nb = len(cell.backbone)
@@ -108,7 +106,7 @@ def _cell_meta(cell: nn.Module, in_width: int) -> Tuple[List[int], int]:
     return [n, in_width, nb, bu], size
 
 
-def build_layout(core: nn.Module) -> Tuple[Optional[CfCLayout], str]:
+def build_layout(core: nn.Module) -> tuple[CfCLayout | None, str]:
     """The fused layout of a :class:`~lnn_nav.models.cfc.CfC`, or ``None`` and why not."""
     if getattr(core, "memory", None) is not None:
         return None, "mixed_memory (the LSTM memory cell runs on the reference path)"
@@ -139,7 +137,7 @@ def build_layout(core: nn.Module) -> Tuple[Optional[CfCLayout], str]:
     else:
         out_start, out_len = 0, cell.hidden_size
     state_size = sum(c.hidden_size for c in cells)
-    layers: List[int] = []
+    layers: list[int] = []
     seq_size, in_width = 0, core.input_size
     for c in cells:
         ints, size = _cell_meta(c, in_width)
@@ -162,7 +160,7 @@ def build_layout(core: nn.Module) -> Tuple[Optional[CfCLayout], str]:
     return layout, ""
 
 
-def first_matrix(meta: Sequence[int]) -> Tuple[int, int, int, int]:
+def first_matrix(meta: Sequence[int]) -> tuple[int, int, int, int]:
     """``(weight offset, bias offset, F, U0)`` of layer 0's first matrix product.
 
     Its first ``F`` rows multiply the input; the sequence path computes them
@@ -170,16 +168,16 @@ def first_matrix(meta: Sequence[int]) -> Tuple[int, int, int, int]:
     """
     heads = 1 if meta[0] == MODE_IDS["pure"] else 4
     features = meta[3]
-    n, _, nb, bu = meta[META_HEADER:META_HEADER + META_PER_LAYER]
+    n, _, nb, bu = meta[META_HEADER : META_HEADER + META_PER_LAYER]
     width = bu if nb else heads * n
     return 0, (features + n) * width, features, width
 
 
-def _matrix_sizes(meta: Sequence[int]) -> List[int]:
+def _matrix_sizes(meta: Sequence[int]) -> list[int]:
     heads = 1 if meta[0] == MODE_IDS["pure"] else 4
     sizes = []
     for layer in range(meta[2]):
-        n, in_width, nb, bu = meta[META_HEADER + META_PER_LAYER * layer:][:META_PER_LAYER]
+        n, in_width, nb, bu = meta[META_HEADER + META_PER_LAYER * layer :][:META_PER_LAYER]
         width = in_width + n
         for _ in range(nb):
             sizes.append(width * bu)

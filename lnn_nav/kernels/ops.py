@@ -10,7 +10,6 @@ Backward recomputes each step's activations from the stored states.
 from __future__ import annotations
 
 from types import ModuleType
-from typing import List, Tuple
 
 import torch
 from torch import Tensor
@@ -27,21 +26,21 @@ def extension_for(device: torch.device) -> ModuleType:
     return module
 
 
-def _projection_parts(packed: Tensor, meta: List[int]) -> Tuple[Tensor, Tensor, int, int, int, int]:
+def _projection_parts(packed: Tensor, meta: list[int]) -> tuple[Tensor, Tensor, int, int, int, int]:
     w_off, b_off, features, width = first_matrix(meta)
     weight = packed.narrow(0, w_off, features * width).view(features, width)
     bias = packed.narrow(0, b_off, width)
     return weight, bias, w_off, b_off, features, width
 
 
-def _input_projection(x: Tensor, packed: Tensor, meta: List[int]) -> Tensor:
+def _input_projection(x: Tensor, packed: Tensor, meta: list[int]) -> Tensor:
     weight, bias, _, _, features, width = _projection_parts(packed, meta)
     batch, steps = x.shape[0], x.shape[1]
     return torch.addmm(bias, x.reshape(batch * steps, features), weight).view(batch, steps, width)
 
 
 @torch.library.custom_op("lnn_nav::cfc_sequence", mutates_args=())
-def cfc_sequence(x: Tensor, h0: Tensor, ts: Tensor, packed: Tensor, meta: List[int]) -> Tensor:
+def cfc_sequence(x: Tensor, h0: Tensor, ts: Tensor, packed: Tensor, meta: list[int]) -> Tensor:
     """States ``[B, T, S]`` of a CfC core over ``x`` ``[B, T, F]`` with Δt ``ts`` ``[B, T]``."""
     packed = packed.contiguous()
     proj = _input_projection(x.contiguous(), packed, meta)
@@ -49,14 +48,14 @@ def cfc_sequence(x: Tensor, h0: Tensor, ts: Tensor, packed: Tensor, meta: List[i
 
 
 @cfc_sequence.register_fake
-def _(x: Tensor, h0: Tensor, ts: Tensor, packed: Tensor, meta: List[int]) -> Tensor:
+def _(x: Tensor, h0: Tensor, ts: Tensor, packed: Tensor, meta: list[int]) -> Tensor:
     return x.new_empty((x.shape[0], x.shape[1], h0.shape[1]))
 
 
 @torch.library.custom_op("lnn_nav::cfc_sequence_backward", mutates_args=())
 def cfc_sequence_backward(
-    grad_states: Tensor, x: Tensor, h0: Tensor, ts: Tensor, packed: Tensor, meta: List[int], states: Tensor
-) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    grad_states: Tensor, x: Tensor, h0: Tensor, ts: Tensor, packed: Tensor, meta: list[int], states: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gradients of :func:`cfc_sequence` w.r.t. ``x``, ``h0``, ``ts`` and ``packed``."""
     packed = packed.contiguous()
     x = x.contiguous()
@@ -68,8 +67,8 @@ def cfc_sequence_backward(
     weight, _, w_off, b_off, features, width = _projection_parts(packed, meta)
     d_proj = d_proj.view(-1, width)
     x2 = x.view(-1, features)
-    d_packed[w_off:w_off + features * width] += (x2.t() @ d_proj).reshape(-1)
-    d_packed[b_off:b_off + width] += d_proj.sum(0)
+    d_packed[w_off : w_off + features * width] += (x2.t() @ d_proj).reshape(-1)
+    d_packed[b_off : b_off + width] += d_proj.sum(0)
     d_x = (d_proj @ weight.t()).view(x.shape)
     return d_x, d_h0, d_ts, d_packed
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Dict
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -19,7 +19,7 @@ class LeCunTanh(nn.Module):
         return 1.7159 * torch.tanh(0.666 * x)
 
 
-_ACTIVATIONS: Dict[str, Callable[[], nn.Module]] = {
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "lecun_tanh": LeCunTanh,
     "tanh": nn.Tanh,
     "relu": nn.ReLU,
@@ -32,6 +32,4 @@ def make_activation(name: str) -> nn.Module:
     try:
         return _ACTIVATIONS[name]()
     except KeyError:
-        raise ValueError(
-            f"unknown activation '{name}'; expected one of {', '.join(sorted(_ACTIVATIONS))}"
-        ) from None
+        raise ValueError(f"unknown activation '{name}'; expected one of {', '.join(sorted(_ACTIVATIONS))}") from None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
 import torch
 from torch import Tensor, nn
 
@@ -24,7 +22,7 @@ class _TorchRNNCore(RecurrentCore):
         self,
         input_size: int,
         units: int,
-        proj_size: Optional[int],
+        proj_size: int | None,
         time_input: bool,
         return_sequences: bool,
         batch_first: bool,
@@ -45,12 +43,12 @@ class _TorchRNNCore(RecurrentCore):
     def _readout(self, y: Tensor) -> Tensor:
         return self.proj(y) if self.proj is not None else y
 
-    def run_sequence(self, x: Tensor, state: State, ts: Tensor) -> Tuple[Tensor, State]:
+    def run_sequence(self, x: Tensor, state: State, ts: Tensor) -> tuple[Tensor, State]:
         # One nn.LSTM/GRU call over all steps: same math as stepping, much faster.
         y, new = self.rnn(self._rnn_input(x, ts), _to_torch_rnn_state(state))
         return self._readout(y), _from_torch_rnn_state(new)
 
-    def cell_step(self, x: Tensor, state: State, ts: Tensor) -> Tuple[Tensor, State]:
+    def cell_step(self, x: Tensor, state: State, ts: Tensor) -> tuple[Tensor, State]:
         y, new = self.run_sequence(x.unsqueeze(1), state, ts.unsqueeze(1))
         return y[:, 0], new
 
@@ -74,7 +72,7 @@ class LSTMCore(_TorchRNNCore):
         self,
         input_size: int,
         units: int,
-        proj_size: Optional[int] = None,
+        proj_size: int | None = None,
         time_input: bool = False,
         return_sequences: bool = True,
         batch_first: bool = True,
@@ -85,12 +83,11 @@ class LSTMCore(_TorchRNNCore):
     def initial_state(
         self,
         batch_size: int,
-        device: Optional[torch.device] = None,
-        dtype: Optional[torch.dtype] = None,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
     ) -> State:
         h = torch.zeros(batch_size, self.units, device=device, dtype=dtype)
         return (h, torch.zeros_like(h))
-
 
 
 class GRUCore(_TorchRNNCore):
@@ -100,7 +97,7 @@ class GRUCore(_TorchRNNCore):
         self,
         input_size: int,
         units: int,
-        proj_size: Optional[int] = None,
+        proj_size: int | None = None,
         time_input: bool = False,
         return_sequences: bool = True,
         batch_first: bool = True,
@@ -111,11 +108,10 @@ class GRUCore(_TorchRNNCore):
     def initial_state(
         self,
         batch_size: int,
-        device: Optional[torch.device] = None,
-        dtype: Optional[torch.dtype] = None,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
     ) -> State:
         return torch.zeros(batch_size, self.units, device=device, dtype=dtype)
-
 
 
 class FeedForwardCore(RecurrentCore):
@@ -128,7 +124,7 @@ class FeedForwardCore(RecurrentCore):
         self,
         input_size: int,
         units: int = 64,
-        output_size: Optional[int] = None,
+        output_size: int | None = None,
         layers: int = 1,
         time_input: bool = False,
         return_sequences: bool = True,
@@ -152,15 +148,15 @@ class FeedForwardCore(RecurrentCore):
     def initial_state(
         self,
         batch_size: int,
-        device: Optional[torch.device] = None,
-        dtype: Optional[torch.dtype] = None,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
     ) -> State:
         return torch.zeros(batch_size, 0, device=device, dtype=dtype)
 
-    def cell_step(self, x: Tensor, state: State, ts: Tensor) -> Tuple[Tensor, State]:
+    def cell_step(self, x: Tensor, state: State, ts: Tensor) -> tuple[Tensor, State]:
         x = torch.cat([x, ts], dim=-1) if self.time_input else x
         return self.mlp(x), state
 
-    def run_sequence(self, x: Tensor, state: State, ts: Tensor) -> Tuple[Tensor, State]:
+    def run_sequence(self, x: Tensor, state: State, ts: Tensor) -> tuple[Tensor, State]:
         # Frames are independent: one batched MLP call over [B, T, F].
         return self.cell_step(x, state, ts)

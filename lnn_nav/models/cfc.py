@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple, Union
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -43,7 +41,7 @@ class CfCCell(nn.Module):
         backbone_units: int = 128,
         backbone_layers: int = 1,
         backbone_dropout: float = 0.0,
-        sparsity_mask: Optional[np.ndarray] = None,
+        sparsity_mask: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         if mode not in CFC_MODES:
@@ -71,15 +69,14 @@ class CfCCell(nn.Module):
             mask = np.abs(np.asarray(sparsity_mask)).astype(np.float32)
             if mask.shape != (input_size + hidden_size, hidden_size):
                 raise ValueError(
-                    f"sparsity_mask must be [{input_size + hidden_size}, {hidden_size}], "
-                    f"got {list(mask.shape)}"
+                    f"sparsity_mask must be [{input_size + hidden_size}, {hidden_size}], got {list(mask.shape)}"
                 )
             if backbone_layers > 0:
                 raise ValueError("a sparsity mask needs backbone_layers=0 (heads see [x, h])")
             # Stored as [out, in] to multiply nn.Linear weights directly.
             self.register_buffer("sparsity_mask", torch.from_numpy(mask.T.copy()))
         else:
-            self.sparsity_mask: Optional[Tensor] = None
+            self.sparsity_mask: Tensor | None = None
 
         self.ff1 = nn.Linear(head_in, hidden_size)
         if mode == "pure":
@@ -133,23 +130,19 @@ class WiredCfCCell(nn.Module):
     The state is the concatenation of the layers' neurons in layer order.
     """
 
-    def __init__(
-        self, input_size: int, wiring: Wiring, mode: str = "default", recurrence: str = "wiring"
-    ) -> None:
+    def __init__(self, input_size: int, wiring: Wiring, mode: str = "default", recurrence: str = "wiring") -> None:
         super().__init__()
         if recurrence not in RECURRENCE_KINDS:
-            raise ValueError(
-                f"unknown recurrence '{recurrence}'; expected one of {', '.join(RECURRENCE_KINDS)}"
-            )
+            raise ValueError(f"unknown recurrence '{recurrence}'; expected one of {', '.join(RECURRENCE_KINDS)}")
         wiring.build(input_size)
         assert wiring.sensory_adjacency_matrix is not None
         self.wiring = wiring
         self.recurrence = recurrence
         self.input_size = input_size
-        self.layer_sizes: List[int] = [len(layer) for layer in wiring.layers]
+        self.layer_sizes: list[int] = [len(layer) for layer in wiring.layers]
         self.cells = nn.ModuleList()
         in_features = input_size
-        previous: Optional[List[int]] = None
+        previous: list[int] | None = None
         for neurons in wiring.layers:
             if previous is None:
                 feed = wiring.sensory_adjacency_matrix[:, neurons]
@@ -184,7 +177,7 @@ class WiredCfCCell(nn.Module):
         self._motor_is_last_layer = motor == list(range(last_start, wiring.units))
         self.register_buffer("motor_index", torch.tensor(motor, dtype=torch.long), persistent=False)
 
-    def forward(self, x: Tensor, h: Tensor, ts: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, h: Tensor, ts: Tensor) -> tuple[Tensor, Tensor]:
         """Returns (motor neurons ``[B, output_dim]``, new full state ``[B, units]``)."""
         states = torch.split(h, self.layer_sizes, dim=1)
         new_states = []
@@ -209,16 +202,16 @@ class CfC(RecurrentCore):
     def __init__(
         self,
         input_size: int,
-        units: Union[int, Wiring],
-        proj_size: Optional[int] = None,
+        units: int | Wiring,
+        proj_size: int | None = None,
         return_sequences: bool = True,
         batch_first: bool = True,
         mixed_memory: bool = False,
         mode: str = "default",
         activation: str = "lecun_tanh",
-        backbone_units: Optional[int] = None,
-        backbone_layers: Optional[int] = None,
-        backbone_dropout: Optional[float] = None,
+        backbone_units: int | None = None,
+        backbone_layers: int | None = None,
+        backbone_dropout: float | None = None,
         recurrence: str = "wiring",
     ) -> None:
         super().__init__(return_sequences=return_sequences, batch_first=batch_first)
@@ -227,7 +220,7 @@ class CfC(RecurrentCore):
         self.input_size = input_size
         self.mode = mode
         self.mixed_memory = mixed_memory
-        self.cell: Union[CfCCell, WiredCfCCell]
+        self.cell: CfCCell | WiredCfCCell
         if isinstance(units, Wiring):
             given = {
                 "backbone_units": backbone_units,
@@ -238,7 +231,7 @@ class CfC(RecurrentCore):
             if bad:
                 raise ValueError(f"{', '.join(bad)} cannot be used with a wiring (wired CfC has no backbone)")
             self.cell = WiredCfCCell(input_size, units, mode, recurrence)
-            self.wiring: Optional[Wiring] = units
+            self.wiring: Wiring | None = units
             self.state_size = units.units
             cell_out = self.cell.output_size
         else:
@@ -263,8 +256,8 @@ class CfC(RecurrentCore):
     def initial_state(
         self,
         batch_size: int,
-        device: Optional[torch.device] = None,
-        dtype: Optional[torch.dtype] = None,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
     ) -> State:
         h = torch.zeros(batch_size, self.state_size, device=device, dtype=dtype)
         return (h, torch.zeros_like(h)) if self.mixed_memory else h
@@ -272,13 +265,11 @@ class CfC(RecurrentCore):
     # The fused kernels (lnn_nav.kernels) take over step, cell_step and
     # run_sequence whenever they apply and return None otherwise; the code
     # below them is the reference they are tested against.
-    def step(
-        self, x: Tensor, state: Optional[State] = None, dt: TimespanLike = None
-    ) -> Tuple[Tensor, State]:
+    def step(self, x: Tensor, state: State | None = None, dt: TimespanLike = None) -> tuple[Tensor, State]:
         result = fused.try_step(self, x, state, dt)
         return result if result is not None else super().step(x, state, dt)
 
-    def run_sequence(self, x: Tensor, state: State, ts: Tensor) -> Tuple[Tensor, State]:
+    def run_sequence(self, x: Tensor, state: State, ts: Tensor) -> tuple[Tensor, State]:
         result = fused.try_run_sequence(self, x, state, ts)
         return result if result is not None else super().run_sequence(x, state, ts)
 
@@ -286,7 +277,7 @@ class CfC(RecurrentCore):
         fused.invalidate(self)  # .to()/.double() may replace the tensors the plan packs
         return super()._apply(fn, recurse)
 
-    def cell_step(self, x: Tensor, state: State, ts: Tensor) -> Tuple[Tensor, State]:
+    def cell_step(self, x: Tensor, state: State, ts: Tensor) -> tuple[Tensor, State]:
         if self.memory is None:
             result = fused.try_cell_step(self, x, state, ts)
             if result is not None:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Union
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -44,7 +45,7 @@ _MAX_LISTED = 8
 _ABSENT = object()
 
 
-def checkpoint_config(policy: LiquidPolicy) -> Dict[str, Any]:
+def checkpoint_config(policy: LiquidPolicy) -> dict[str, Any]:
     """The config as saved: the policy config with the core's full options."""
     config = policy.config.to_dict()
     full = core_config(policy.core)
@@ -52,9 +53,7 @@ def checkpoint_config(policy: LiquidPolicy) -> Dict[str, Any]:
     return config
 
 
-def save_policy(
-    policy: LiquidPolicy, path: PathLike, metadata: Optional[Mapping[str, Any]] = None
-) -> Path:
+def save_policy(policy: LiquidPolicy, path: PathLike, metadata: Mapping[str, Any] | None = None) -> Path:
     """Write ``policy`` to one ``.safetensors`` file and return its path."""
     path = Path(path)
     try:
@@ -64,13 +63,9 @@ def save_policy(
             "metadata": json.dumps(dict(metadata or {}), sort_keys=True),
         }
     except TypeError as err:
-        raise ValueError(
-            f"checkpoint config and metadata must be JSON-serialisable: {err}"
-        ) from err
+        raise ValueError(f"checkpoint config and metadata must be JSON-serialisable: {err}") from err
     # Copies: safetensors refuses shared storage (tied weights) and non-CPU tensors.
-    tensors = {
-        name: t.detach().to("cpu").contiguous().clone() for name, t in policy.state_dict().items()
-    }
+    tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in policy.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     # Write then rename, so an interrupted save never leaves a truncated file under the real name.
     tmp = path.with_name(f".{path.name}.tmp")
@@ -83,7 +78,7 @@ def save_policy(
 
 
 def with_output_gain(
-    src: PathLike, dst: PathLike, gain: Sequence[float], metadata: Optional[Mapping[str, Any]] = None
+    src: PathLike, dst: PathLike, gain: Sequence[float], metadata: Mapping[str, Any] | None = None
 ) -> Path:
     """Copy checkpoint ``src`` to ``dst`` with :attr:`PolicyConfig.output_gain` set to ``gain``.
 
@@ -98,7 +93,7 @@ def with_output_gain(
     return save_policy(policy, dst, metadata={**stored, "output_gain_of": str(src), **dict(metadata or {})})
 
 
-def read_checkpoint_info(path: PathLike) -> Tuple[PolicyConfig, Dict[str, Any]]:
+def read_checkpoint_info(path: PathLike) -> tuple[PolicyConfig, dict[str, Any]]:
     """The config and user metadata stored in a checkpoint, without building the model."""
     path = Path(path)
     header, _ = _read(path, with_tensors=False)
@@ -108,8 +103,8 @@ def read_checkpoint_info(path: PathLike) -> Tuple[PolicyConfig, Dict[str, Any]]:
 
 def load_policy(
     path: PathLike,
-    map_location: Union[str, torch.device] = "cpu",
-    expected: Optional[PolicyConfig] = None,
+    map_location: str | torch.device = "cpu",
+    expected: PolicyConfig | None = None,
 ) -> LiquidPolicy:
     """Rebuild the policy a checkpoint describes and load its weights (in eval mode).
 
@@ -126,9 +121,7 @@ def load_policy(
     try:
         policy = LiquidPolicy(config)
     except (TypeError, ValueError, KeyError) as err:
-        raise CheckpointError(
-            f"checkpoint {path}: cannot build the policy its config describes: {err}"
-        ) from err
+        raise CheckpointError(f"checkpoint {path}: cannot build the policy its config describes: {err}") from err
     # A checkpoint saved from a .half()/.double() model loads in that precision.
     float_dtypes = {t.dtype for t in tensors.values() if t.dtype.is_floating_point}
     if len(float_dtypes) == 1:
@@ -148,7 +141,7 @@ def load_state_into(policy: LiquidPolicy, path: PathLike) -> LiquidPolicy:
     return policy
 
 
-def _read(path: Path, with_tensors: bool) -> Tuple[Dict[str, str], Dict[str, Tensor]]:
+def _read(path: Path, with_tensors: bool) -> tuple[dict[str, str], dict[str, Tensor]]:
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
     if not path.is_file():
@@ -164,30 +157,25 @@ def _read(path: Path, with_tensors: bool) -> Tuple[Dict[str, str], Dict[str, Ten
     version = header.get("lnn_nav_format")
     if version is None:
         raise CheckpointError(
-            f"{path} is a safetensors file but not an lnn_nav checkpoint "
-            f"(no 'lnn_nav_format' in its metadata)"
+            f"{path} is a safetensors file but not an lnn_nav checkpoint (no 'lnn_nav_format' in its metadata)"
         )
     if version != FORMAT_VERSION:
         raise CheckpointError(
-            f"checkpoint {path} has format version {version!r}; this lnn_nav reads "
-            f"version {FORMAT_VERSION!r}"
+            f"checkpoint {path} has format version {version!r}; this lnn_nav reads version {FORMAT_VERSION!r}"
         )
     return header, tensors
 
 
-def _json_field(header: Mapping[str, str], key: str, path: Path) -> Dict[str, Any]:
+def _json_field(header: Mapping[str, str], key: str, path: Path) -> dict[str, Any]:
     if key not in header:
         raise CheckpointError(f"checkpoint {path} has no '{key}' entry in its metadata")
     try:
         value = json.loads(header[key])
     except json.JSONDecodeError as err:
-        raise CheckpointError(
-            f"checkpoint {path}: its '{key}' metadata is not valid JSON: {err}"
-        ) from err
+        raise CheckpointError(f"checkpoint {path}: its '{key}' metadata is not valid JSON: {err}") from err
     if not isinstance(value, dict):
         raise CheckpointError(
-            f"checkpoint {path}: its '{key}' metadata must be a JSON object, "
-            f"got {type(value).__name__}"
+            f"checkpoint {path}: its '{key}' metadata must be a JSON object, got {type(value).__name__}"
         )
     return value
 
@@ -200,33 +188,26 @@ def _policy_config(stored: Mapping[str, Any], path: Path) -> PolicyConfig:
 
 
 #: Policy config fields added after checkpoints had been shipped: absent from a file, they read as these.
-_LATER_DEFAULTS: Dict[str, Any] = {"output_gain": [1.0, 1.0, 1.0, 1.0]}
+_LATER_DEFAULTS: dict[str, Any] = {"output_gain": [1.0, 1.0, 1.0, 1.0]}
 
 
-def _check_config(
-    stored: Mapping[str, Any], want: Mapping[str, Any], path: Path, whom: str
-) -> None:
+def _check_config(stored: Mapping[str, Any], want: Mapping[str, Any], path: Path, whom: str) -> None:
     stored = {**_LATER_DEFAULTS, **stored}
     if stored.get("core") != want.get("core"):
         # Options of different core kinds are not comparable; the kind says it all.
         raise CheckpointError(
-            f"checkpoint {path} holds a {stored.get('core')!r} core but {whom} has "
-            f"{want.get('core')!r}"
+            f"checkpoint {path} holds a {stored.get('core')!r} core but {whom} has {want.get('core')!r}"
         )
-    diffs = [
-        _describe(name, got, asked, whom) for name, got, asked in _differences(stored, want, "")
-    ]
+    diffs = [_describe(name, got, asked, whom) for name, got, asked in _differences(stored, want, "")]
     if diffs:
-        raise CheckpointError(
-            f"checkpoint {path} does not match {whom}: " + "; ".join(diffs[:_MAX_LISTED])
-        )
+        raise CheckpointError(f"checkpoint {path} does not match {whom}: " + "; ".join(diffs[:_MAX_LISTED]))
 
 
-def _differences(stored: Any, want: Any, prefix: str) -> List[Tuple[str, Any, Any]]:
+def _differences(stored: Any, want: Any, prefix: str) -> list[tuple[str, Any, Any]]:
     """(dotted field, value in the file, wanted value) for each leaf of ``want`` that differs."""
     if isinstance(want, Mapping):
         stored = stored if isinstance(stored, Mapping) else {}
-        out: List[Tuple[str, Any, Any]] = []
+        out: list[tuple[str, Any, Any]] = []
         for key, value in want.items():
             out.extend(_differences(stored.get(key, _ABSENT), value, f"{prefix}{key}."))
         return out
@@ -256,18 +237,15 @@ def _load_tensors(policy: LiquidPolicy, tensors: Mapping[str, Tensor], path: Pat
             f"{missing[:_MAX_LISTED]}; unexpected tensors: {unexpected[:_MAX_LISTED]}"
         )
     fixed = _architecture_tensors(policy)
-    problems: List[str] = []
+    problems: list[str] = []
     for name, want in model.items():
         got = tensors[name]
         if got.shape != want.shape:
             problems.append(
-                f"tensor '{name}' has shape {list(got.shape)} in the file, the model "
-                f"expects {list(want.shape)}"
+                f"tensor '{name}' has shape {list(got.shape)} in the file, the model expects {list(want.shape)}"
             )
         elif got.dtype != want.dtype:
-            problems.append(
-                f"tensor '{name}' is {got.dtype} in the file, the model expects {want.dtype}"
-            )
+            problems.append(f"tensor '{name}' is {got.dtype} in the file, the model expects {want.dtype}")
         elif name in fixed and not torch.equal(got.to(want.device), want):
             problems.append(
                 f"tensor '{name}' differs from the model's; it is fixed by the architecture "

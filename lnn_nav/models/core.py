@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from typing import Optional, Tuple, Union
+from typing import Union
 
 import torch
 from torch import Tensor, nn
@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from .timespans import TimespanLike, sequence_timespans, step_timespans
 
 #: Recurrent state: one tensor ``[B, S]`` or a tuple of them (mixed memory, LSTM).
-State = Union[Tensor, Tuple[Tensor, ...]]
+State = Union[Tensor, tuple[Tensor, ...]]
 
 
 class RecurrentCore(nn.Module, abc.ABC):
@@ -39,22 +39,22 @@ class RecurrentCore(nn.Module, abc.ABC):
     def initial_state(
         self,
         batch_size: int,
-        device: Optional[torch.device] = None,
-        dtype: Optional[torch.dtype] = None,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
     ) -> State:
         """The zero state for ``batch_size`` sequences."""
 
     @abc.abstractmethod
-    def cell_step(self, x: Tensor, state: State, ts: Tensor) -> Tuple[Tensor, State]:
+    def cell_step(self, x: Tensor, state: State, ts: Tensor) -> tuple[Tensor, State]:
         """One step: ``x`` ``[B, F]``, ``ts`` ``[B, 1]`` -> (output ``[B, O]``, new state)."""
 
     # -- provided -----------------------------------------------------------
     def forward(
         self,
         input: Tensor,
-        hx: Optional[State] = None,
+        hx: State | None = None,
         timespans: TimespanLike = None,
-    ) -> Tuple[Tensor, State]:
+    ) -> tuple[Tensor, State]:
         """Run a sequence.
 
         ``input``: ``[B, T, F]`` (``[T, B, F]`` if ``batch_first=False``) or an
@@ -90,7 +90,7 @@ class RecurrentCore(nn.Module, abc.ABC):
             state = _map_state(state, lambda s: s.squeeze(0))
         return y, state
 
-    def run_sequence(self, x: Tensor, state: State, ts: Tensor) -> Tuple[Tensor, State]:
+    def run_sequence(self, x: Tensor, state: State, ts: Tensor) -> tuple[Tensor, State]:
         """``x`` ``[B, T, F]``, ``ts`` ``[B, T, 1]`` -> (outputs ``[B, T, O]``, final state).
 
         The reference loop over :meth:`cell_step`; subclasses with a faster
@@ -103,14 +103,10 @@ class RecurrentCore(nn.Module, abc.ABC):
             outputs.append(out)
         return torch.stack(outputs, dim=1), state
 
-    def step(
-        self, x: Tensor, state: Optional[State] = None, dt: TimespanLike = None
-    ) -> Tuple[Tensor, State]:
+    def step(self, x: Tensor, state: State | None = None, dt: TimespanLike = None) -> tuple[Tensor, State]:
         """One onboard step: ``x`` ``[B, F]``, ``dt`` scalar/``[B]``/``[B, 1]``."""
         if x.dim() != 2:
-            raise ValueError(
-                f"step expects x of shape [B, {self.input_size}], got {list(x.shape)}"
-            )
+            raise ValueError(f"step expects x of shape [B, {self.input_size}], got {list(x.shape)}")
         self._check_features(x.shape[-1], x.dtype)
         state = self._prepare_state(state, x.shape[0], True, x)
         ts = step_timespans(dt, x.shape[0], device=x.device, dtype=x.dtype)
@@ -118,14 +114,11 @@ class RecurrentCore(nn.Module, abc.ABC):
 
     def _check_features(self, features: int, dtype: torch.dtype) -> None:
         if features != self.input_size:
-            raise ValueError(
-                f"{type(self).__name__} was built for {self.input_size} input features, "
-                f"got {features}"
-            )
+            raise ValueError(f"{type(self).__name__} was built for {self.input_size} input features, got {features}")
         if not dtype.is_floating_point:
             raise TypeError(f"{type(self).__name__} expects a floating-point input, got {dtype}")
 
-    def _prepare_state(self, hx: Optional[State], batch: int, batched: bool, x: Tensor) -> State:
+    def _prepare_state(self, hx: State | None, batch: int, batched: bool, x: Tensor) -> State:
         if hx is None:
             return self.initial_state(batch, device=x.device, dtype=x.dtype)
         if not batched:
@@ -137,13 +130,10 @@ class RecurrentCore(nn.Module, abc.ABC):
             raise ValueError(f"{type(self).__name__} expects its state as {kind}")
         for tensor, width in zip(got, widths):
             if tensor.dim() != 2 or tensor.shape[0] != batch or tensor.shape[1] != width:
-                raise ValueError(
-                    f"{type(self).__name__} state must be [{batch}, {width}], "
-                    f"got {list(tensor.shape)}"
-                )
+                raise ValueError(f"{type(self).__name__} state must be [{batch}, {width}], got {list(tensor.shape)}")
         return hx
 
-    def _state_widths(self) -> Tuple[int, ...]:
+    def _state_widths(self) -> tuple[int, ...]:
         # Computed once: validating the state runs on every onboard step.
         widths = self.__dict__.get("_cached_state_widths")
         if widths is None:
@@ -153,7 +143,7 @@ class RecurrentCore(nn.Module, abc.ABC):
         return widths
 
 
-def _as_tuple(state: State) -> Tuple[Tensor, ...]:
+def _as_tuple(state: State) -> tuple[Tensor, ...]:
     return state if isinstance(state, tuple) else (state,)
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, List, Mapping, Tuple
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -35,9 +36,9 @@ class EncoderConfig:
     in_channels: int = 3
     height: int = 96
     width: int = 128
-    channels: Tuple[int, ...] = (16, 24, 32, 32, 16)
-    kernels: Tuple[int, ...] = (5, 5, 5, 3, 3)
-    strides: Tuple[int, ...] = (2, 2, 2, 2, 1)
+    channels: tuple[int, ...] = (16, 24, 32, 32, 16)
+    kernels: tuple[int, ...] = (5, 5, 5, 3, 3)
+    strides: tuple[int, ...] = (2, 2, 2, 2, 1)
     feature_dim: int = 32
     dropout: float = 0.0
     normalization: str = "none"
@@ -45,8 +46,8 @@ class EncoderConfig:
     #: they saturate the liquid core's tanh heads, and its output stops
     #: depending on the image. "none" keeps the plain linear bottleneck.
     output_activation: str = "none"
-    mean: Tuple[float, ...] = (0.485, 0.456, 0.406)
-    std: Tuple[float, ...] = (0.229, 0.224, 0.225)
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
     input_norm: str = "fixed"
 
     def __post_init__(self) -> None:
@@ -66,8 +67,7 @@ class EncoderConfig:
             raise ValueError("channels, kernels and strides must all be >= 1")
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(
-                f"normalization {self.normalization!r} is not supported; expected one of "
-                f"{', '.join(NORMALIZATIONS)}"
+                f"normalization {self.normalization!r} is not supported; expected one of {', '.join(NORMALIZATIONS)}"
             )
         if self.input_norm not in INPUT_NORMS:
             raise ValueError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, got {self.input_norm!r}")
@@ -83,7 +83,7 @@ class EncoderConfig:
         if min(self.std) <= 0:
             raise ValueError(f"std values must be > 0, got {self.std}")
 
-    def output_hw(self) -> Tuple[int, int]:
+    def output_hw(self) -> tuple[int, int]:
         """Spatial size of the last feature map (conv arithmetic, padding ``k // 2``)."""
         h, w = self.height, self.width
         for k, s in zip(self.kernels, self.strides):
@@ -96,7 +96,7 @@ class EncoderConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "EncoderConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> EncoderConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -117,7 +117,7 @@ class ConvEncoder(nn.Module):
         self.convs = nn.ModuleList()
         in_ch = config.in_channels
         for out_ch, k, s in zip(config.channels, config.kernels, config.strides):
-            layer: List[nn.Module] = [nn.Conv2d(in_ch, out_ch, k, stride=s, padding=k // 2)]
+            layer: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, k, stride=s, padding=k // 2)]
             if config.normalization == "batch":
                 layer.append(nn.BatchNorm2d(out_ch))
             elif config.normalization == "group":
@@ -129,7 +129,7 @@ class ConvEncoder(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.bottleneck = nn.Linear(in_ch * h * w, config.feature_dim)
 
-    def feature_maps(self, images: Tensor) -> List[Tensor]:
+    def feature_maps(self, images: Tensor) -> list[Tensor]:
         """Activations after each convolution block (input for VisualBackProp)."""
         x = self._to_float(images)
         if self.config.input_norm == "frame":
@@ -149,7 +149,7 @@ class ConvEncoder(nn.Module):
         features = self.bottleneck(self.dropout(last.flatten(1)))
         return torch.tanh(features) if self.config.output_activation == "tanh" else features
 
-    def resized(self, height: int, width: int) -> "ConvEncoder":
+    def resized(self, height: int, width: int) -> ConvEncoder:
         """A copy of this encoder for ``height`` x ``width`` frames, to fine-tune at another resolution.
 
         The convolutions are size-agnostic and are copied as they are. The bottleneck
@@ -185,7 +185,5 @@ class ConvEncoder(nn.Module):
             # Raw camera frames: bring them to the [0, 1] range the normalisation assumes.
             return images.to(self.mean.dtype) / 255.0
         if not images.dtype.is_floating_point:
-            raise TypeError(
-                f"images must be uint8 in [0, 255] or floating point in [0, 1], got {images.dtype}"
-            )
+            raise TypeError(f"images must be uint8 in [0, 255] or floating point in [0, 1], got {images.dtype}")
         return images.to(self.mean.dtype)

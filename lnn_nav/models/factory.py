@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Dict
+from collections.abc import Callable
+from typing import Any
 
 from .baselines import FeedForwardCore, GRUCore, LSTMCore
 from .cfc import CfC
@@ -14,21 +15,33 @@ from .wirings import AutoNCP, FullyConnected, Wiring
 # Defaults per kind. Sizes follow the liquid-drone paper's scale: a 19-neuron
 # NCP (Lechner et al. 2020 / Chahine et al. 2023) and baselines of comparable
 # or larger capacity.
-CORE_DEFAULTS: Dict[str, Dict[str, Any]] = {
-    "cfc-ncp": {"units": 19, "sparsity": 0.5, "seed": 22222, "mode": "default",
-                "recurrence": "wiring", "mixed_memory": False},
-    "cfc": {"units": 64, "backbone_units": 128, "backbone_layers": 1, "backbone_dropout": 0.0,
-            "mode": "default", "activation": "lecun_tanh", "mixed_memory": False},
-    "ltc": {"units": 19, "wiring": "ncp", "sparsity": 0.5, "seed": 22222, "ode_unfolds": 6,
-            "mixed_memory": False},
+CORE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cfc-ncp": {
+        "units": 19,
+        "sparsity": 0.5,
+        "seed": 22222,
+        "mode": "default",
+        "recurrence": "wiring",
+        "mixed_memory": False,
+    },
+    "cfc": {
+        "units": 64,
+        "backbone_units": 128,
+        "backbone_layers": 1,
+        "backbone_dropout": 0.0,
+        "mode": "default",
+        "activation": "lecun_tanh",
+        "mixed_memory": False,
+    },
+    "ltc": {"units": 19, "wiring": "ncp", "sparsity": 0.5, "seed": 22222, "ode_unfolds": 6, "mixed_memory": False},
     "lstm": {"units": 64, "time_input": False},
     "gru": {"units": 64, "time_input": False},
     "cnn": {"units": 64, "layers": 1, "time_input": False},
-}  # fmt: skip
+}
 CORE_KINDS = tuple(CORE_DEFAULTS)
 
 
-def _wiring(opts: Dict[str, Any], input_size: int, output_size: int, kind: str) -> Wiring:
+def _wiring(opts: dict[str, Any], input_size: int, output_size: int, kind: str) -> Wiring:
     """The stored wiring if the config has one, else a fresh one from the seed."""
     stored = opts.get("wiring_matrices")
     if stored is not None:
@@ -39,9 +52,7 @@ def _wiring(opts: Dict[str, Any], input_size: int, output_size: int, kind: str) 
                 f"the core needs {input_size} / {output_size}"
             )
         if wiring.units != opts["units"]:
-            raise ValueError(
-                f"stored wiring has {wiring.units} neurons but the config says units={opts['units']}"
-            )
+            raise ValueError(f"stored wiring has {wiring.units} neurons but the config says units={opts['units']}")
         return wiring
     if kind == "ltc" and opts["wiring"] == "fully_connected":
         return FullyConnected(opts["units"], output_size, erev_init_seed=opts["seed"]).build(input_size)
@@ -50,24 +61,35 @@ def _wiring(opts: Dict[str, Any], input_size: int, output_size: int, kind: str) 
     return AutoNCP(opts["units"], output_size, opts["sparsity"], opts["seed"]).build(input_size)
 
 
-def _cfc_ncp(i: int, o: int, opts: Dict[str, Any]) -> RecurrentCore:
-    return CfC(i, _wiring(opts, i, o, "cfc-ncp"), mode=opts["mode"],
-               recurrence=opts["recurrence"], mixed_memory=opts["mixed_memory"])  # fmt: skip
+def _cfc_ncp(i: int, o: int, opts: dict[str, Any]) -> RecurrentCore:
+    return CfC(
+        i,
+        _wiring(opts, i, o, "cfc-ncp"),
+        mode=opts["mode"],
+        recurrence=opts["recurrence"],
+        mixed_memory=opts["mixed_memory"],
+    )
 
 
-def _cfc(i: int, o: int, opts: Dict[str, Any]) -> RecurrentCore:
-    return CfC(i, opts["units"], proj_size=o, mixed_memory=opts["mixed_memory"],
-               mode=opts["mode"], activation=opts["activation"],
-               backbone_units=opts["backbone_units"], backbone_layers=opts["backbone_layers"],
-               backbone_dropout=opts["backbone_dropout"])  # fmt: skip
+def _cfc(i: int, o: int, opts: dict[str, Any]) -> RecurrentCore:
+    return CfC(
+        i,
+        opts["units"],
+        proj_size=o,
+        mixed_memory=opts["mixed_memory"],
+        mode=opts["mode"],
+        activation=opts["activation"],
+        backbone_units=opts["backbone_units"],
+        backbone_layers=opts["backbone_layers"],
+        backbone_dropout=opts["backbone_dropout"],
+    )
 
 
-def _ltc(i: int, o: int, opts: Dict[str, Any]) -> RecurrentCore:
-    return LTC(i, _wiring(opts, i, o, "ltc"), mixed_memory=opts["mixed_memory"],
-               ode_unfolds=opts["ode_unfolds"])  # fmt: skip
+def _ltc(i: int, o: int, opts: dict[str, Any]) -> RecurrentCore:
+    return LTC(i, _wiring(opts, i, o, "ltc"), mixed_memory=opts["mixed_memory"], ode_unfolds=opts["ode_unfolds"])
 
 
-_BUILDERS: Dict[str, Callable[[int, int, Dict[str, Any]], RecurrentCore]] = {
+_BUILDERS: dict[str, Callable[[int, int, dict[str, Any]], RecurrentCore]] = {
     "cfc-ncp": _cfc_ncp,
     "cfc": _cfc,
     "ltc": _ltc,
@@ -91,9 +113,7 @@ def build_core(kind: str, input_size: int, output_size: int, **options: Any) -> 
     allowed = set(CORE_DEFAULTS[kind]) | ({"wiring_matrices"} if kind in ("cfc-ncp", "ltc") else set())
     unknown = sorted(set(options) - allowed)
     if unknown:
-        raise ValueError(
-            f"unknown option(s) {unknown} for core '{kind}'; allowed: {sorted(allowed)}"
-        )
+        raise ValueError(f"unknown option(s) {unknown} for core '{kind}'; allowed: {sorted(allowed)}")
     opts = {**CORE_DEFAULTS[kind], **options}
     core = _BUILDERS[kind](input_size, output_size, opts)
     if core.output_size != output_size:
@@ -105,7 +125,7 @@ def build_core(kind: str, input_size: int, output_size: int, **options: Any) -> 
     return core
 
 
-def core_config(core: RecurrentCore) -> Dict[str, Any]:
+def core_config(core: RecurrentCore) -> dict[str, Any]:
     """The JSON-serialisable config :func:`build_core` needs to rebuild ``core``.
 
     For wired cores it includes the wiring matrices, so a rebuilt core has the
@@ -117,7 +137,7 @@ def core_config(core: RecurrentCore) -> Dict[str, Any]:
     return copy.deepcopy(config)
 
 
-def core_from_config(config: Dict[str, Any]) -> RecurrentCore:
+def core_from_config(config: dict[str, Any]) -> RecurrentCore:
     """Inverse of :func:`core_config`."""
     cfg = dict(config)
     try:

@@ -8,8 +8,6 @@ controller node all call these functions.
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
-
 import numpy as np
 import torch
 
@@ -23,14 +21,14 @@ __all__ = ["goal_features", "policy_inputs", "resize_rgb"]
 def policy_inputs(
     config: PolicyConfig,
     images: np.ndarray,
-    goal_body: Optional[np.ndarray] = None,
-    imu: Optional[np.ndarray] = None,
-) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    goal_body: np.ndarray | None = None,
+    imu: np.ndarray | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """A batch of observations ``[N, H, W, 3]`` -> ``(image [N, 3, h, w] uint8, extras)`` for ``policy.step``."""
     h, w = config.encoder.height, config.encoder.width
     frames = np.stack([resize_rgb(np.asarray(im), h, w) for im in images])
     image = torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2)))
-    extras: Dict[str, torch.Tensor] = {}
+    extras: dict[str, torch.Tensor] = {}
     if config.use_goal:
         if goal_body is None:
             raise ValueError("this policy uses the goal; pass goal_body")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple, Union
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -16,7 +14,7 @@ from .wirings import FullyConnected, Wiring
 MAPPINGS = ("affine", "linear", "none")
 
 # Uniform initialisation ranges per parameter (those of the LTC paper's code / ncps).
-_INIT_RANGES: Dict[str, Tuple[float, float]] = {
+_INIT_RANGES: dict[str, tuple[float, float]] = {
     "gleak": (0.001, 1.0),
     "vleak": (-0.2, 0.2),
     "cm": (0.4, 0.6),
@@ -46,7 +44,7 @@ class LTCCell(nn.Module):
     def __init__(
         self,
         wiring: Wiring,
-        in_features: Optional[int] = None,
+        in_features: int | None = None,
         input_mapping: str = "affine",
         output_mapping: str = "affine",
         ode_unfolds: int = 6,
@@ -76,21 +74,23 @@ class LTCCell(nn.Module):
 
         n, s = self.state_size, self.sensory_size
         shapes = {
-            "gleak": (n,), "vleak": (n,), "cm": (n,),
-            "sigma": (n, n), "mu": (n, n), "w": (n, n),
-            "sensory_sigma": (s, n), "sensory_mu": (s, n), "sensory_w": (s, n),
-        }  # fmt: skip
+            "gleak": (n,),
+            "vleak": (n,),
+            "cm": (n,),
+            "sigma": (n, n),
+            "mu": (n, n),
+            "w": (n, n),
+            "sensory_sigma": (s, n),
+            "sensory_mu": (s, n),
+            "sensory_w": (s, n),
+        }
         for name, shape in shapes.items():
             low, high = _INIT_RANGES[name]
             self.register_parameter(name, nn.Parameter(torch.rand(*shape) * (high - low) + low))
         # Reversal potentials start at the synapse polarity (+1 excitatory, -1 inhibitory).
         self.erev = nn.Parameter(torch.tensor(wiring.adjacency_matrix, dtype=torch.float32))
-        self.sensory_erev = nn.Parameter(
-            torch.tensor(wiring.sensory_adjacency_matrix, dtype=torch.float32)
-        )
-        self.register_buffer(
-            "sparsity_mask", torch.tensor(np.abs(wiring.adjacency_matrix), dtype=torch.float32)
-        )
+        self.sensory_erev = nn.Parameter(torch.tensor(wiring.sensory_adjacency_matrix, dtype=torch.float32))
+        self.register_buffer("sparsity_mask", torch.tensor(np.abs(wiring.adjacency_matrix), dtype=torch.float32))
         self.register_buffer(
             "sensory_sparsity_mask",
             torch.tensor(np.abs(wiring.sensory_adjacency_matrix), dtype=torch.float32),
@@ -111,7 +111,7 @@ class LTCCell(nn.Module):
         for p in (self.w, self.sensory_w, self.cm, self.gleak):
             p.clamp_(min=0.0)
 
-    def forward(self, x: Tensor, v: Tensor, ts: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, v: Tensor, ts: Tensor) -> tuple[Tensor, Tensor]:
         """``x`` ``[B, S]``, ``v`` ``[B, N]``, ``ts`` ``[B, 1]`` -> (motor output, new state)."""
         if self.input_w is not None:
             x = x * self.input_w
@@ -155,7 +155,7 @@ class LTC(RecurrentCore):
     def __init__(
         self,
         input_size: int,
-        units: Union[int, Wiring],
+        units: int | Wiring,
         return_sequences: bool = True,
         batch_first: bool = True,
         mixed_memory: bool = False,
@@ -189,13 +189,13 @@ class LTC(RecurrentCore):
     def initial_state(
         self,
         batch_size: int,
-        device: Optional[torch.device] = None,
-        dtype: Optional[torch.dtype] = None,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
     ) -> State:
         v = torch.zeros(batch_size, self.state_size, device=device, dtype=dtype)
         return (v, torch.zeros_like(v)) if self.mixed_memory else v
 
-    def cell_step(self, x: Tensor, state: State, ts: Tensor) -> Tuple[Tensor, State]:
+    def cell_step(self, x: Tensor, state: State, ts: Tensor) -> tuple[Tensor, State]:
         if self.memory is not None:
             v, c = state
             v, c = self.memory(x, (v, c))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Tuple
-
 import torch
 from torch import Tensor, nn
 
@@ -25,7 +23,7 @@ class MemoryCell(nn.Module):
         nn.init.uniform_(self.input_map.bias, -0.1, 0.1)
         nn.init.orthogonal_(self.recurrent_map.weight)
 
-    def forward(self, x: Tensor, state: Tuple[Tensor, Tensor]) -> Tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         h, c = state
         z = self.input_map(x) + self.recurrent_map(h)
         i, ig, fg, og = z.chunk(4, dim=1)

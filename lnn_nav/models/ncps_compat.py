@@ -23,7 +23,7 @@ outputs agree wherever ncps itself is correct:
 
 from __future__ import annotations
 
-from typing import Any, List
+from typing import Any
 
 import numpy as np
 import torch
@@ -97,7 +97,7 @@ def _copy_cfc_cell(dst: CfCCell, src: nn.Module, prefix: str) -> None:
         _copy(dst.w_tau, src.w_tau, f"{prefix}.w_tau")
         _copy(dst.A, src.A, f"{prefix}.A")
     if dst.backbone_layers:
-        src_linears: List[nn.Linear] = [m for m in src.backbone if isinstance(m, nn.Linear)]
+        src_linears: list[nn.Linear] = [m for m in src.backbone if isinstance(m, nn.Linear)]
         for i, (d, s) in enumerate(zip(dst.backbone, src_linears)):
             _copy(d.weight, s.weight, f"{prefix}.backbone[{i}].weight")
             _copy(d.bias, s.bias, f"{prefix}.backbone[{i}].bias")
@@ -156,11 +156,24 @@ def _convert_cfc(module: nn.Module) -> CfC:
 
 
 _LTC_TENSORS = (
-    "gleak", "vleak", "cm", "sigma", "mu", "w", "erev",
-    "sensory_sigma", "sensory_mu", "sensory_w", "sensory_erev",
-    "sparsity_mask", "sensory_sparsity_mask",
-    "input_w", "input_b", "output_w", "output_b",
-)  # fmt: skip
+    "gleak",
+    "vleak",
+    "cm",
+    "sigma",
+    "mu",
+    "w",
+    "erev",
+    "sensory_sigma",
+    "sensory_mu",
+    "sensory_w",
+    "sensory_erev",
+    "sparsity_mask",
+    "sensory_sparsity_mask",
+    "input_w",
+    "input_b",
+    "output_w",
+    "output_b",
+)
 
 
 def _convert_ltc(module: nn.Module) -> LTC:

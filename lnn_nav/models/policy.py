@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -34,16 +35,16 @@ class PolicyConfig:
 
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     core: str = "cfc-ncp"
-    core_options: Dict[str, Any] = field(default_factory=dict)
+    core_options: dict[str, Any] = field(default_factory=dict)
     use_imu: bool = False
     use_goal: bool = False
-    command_scale: Tuple[float, float, float, float] = (2.0, 1.0, 1.0, 1.0)
+    command_scale: tuple[float, float, float, float] = (2.0, 1.0, 1.0, 1.0)
     #: Behaviour cloning with a squared loss pulls a controller's commands towards
     #: their mean, so a cloned controller steers less than its teacher (the crash
     #: diagnosis of the shipped ones: it flew straight or turned away too gently
     #: while the expert would have turned at full rate). A gain above 1, calibrated
     #: in closed loop (`lnn-nav gain`), gives that back without leaving the envelope.
-    output_gain: Tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    output_gain: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
     #: The goal distance enters the core as ``min(d, clip) / clip``: raw metres
     #: (up to ~100) would swamp the unit-scale features, and beyond a few metres
     #: only the direction matters for the next seconds of flight.
@@ -52,7 +53,7 @@ class PolicyConfig:
     #: CameraInfo). A controller flown through another lens sees obstacles at other
     #: bearings and sizes; evaluation flies this camera and the controller node warns on
     #: a mismatch. None: not recorded (checkpoints from before it, bags without CameraInfo).
-    camera_hfov_deg: Optional[float] = None
+    camera_hfov_deg: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.encoder, Mapping):
@@ -67,8 +68,10 @@ class PolicyConfig:
         object.__setattr__(self, "command_scale", scale)
         gain = tuple(float(g) for g in self.output_gain)
         if len(gain) != COMMAND_SIZE or not all(0 < g < float("inf") for g in gain):
-            raise ValueError(f"output_gain needs {COMMAND_SIZE} positive, finite values (vx, vy, vz, yaw_rate), "
-                             f"got {self.output_gain}")  # fmt: skip
+            raise ValueError(
+                f"output_gain needs {COMMAND_SIZE} positive, finite values (vx, vy, vz, yaw_rate), "
+                f"got {self.output_gain}"
+            )
         object.__setattr__(self, "output_gain", gain)
         if not self.goal_distance_clip > 0:
             raise ValueError(f"goal_distance_clip must be > 0 m, got {self.goal_distance_clip}")
@@ -80,11 +83,7 @@ class PolicyConfig:
 
     @property
     def core_input_size(self) -> int:
-        return (
-            self.encoder.feature_dim
-            + IMU_SIZE * int(self.use_imu)
-            + GOAL_SIZE * int(self.use_goal)
-        )
+        return self.encoder.feature_dim + IMU_SIZE * int(self.use_imu) + GOAL_SIZE * int(self.use_goal)
 
     def to_dict(self) -> dict:
         return {
@@ -101,7 +100,7 @@ class PolicyConfig:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "PolicyConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> PolicyConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -122,9 +121,7 @@ class LiquidPolicy(nn.Module):
         super().__init__()
         self.config = config = config or PolicyConfig()
         self.encoder = ConvEncoder(config.encoder)
-        self.core: RecurrentCore = build_core(
-            config.core, config.core_input_size, COMMAND_SIZE, **config.core_options
-        )
+        self.core: RecurrentCore = build_core(config.core, config.core_input_size, COMMAND_SIZE, **config.core_options)
         # A Linear even when the core already ends in 4 motor neurons: one uniform head.
         self.head = nn.Linear(self.core.output_size, COMMAND_SIZE)
         self.register_buffer("command_scale", torch.tensor(config.command_scale))
@@ -132,7 +129,7 @@ class LiquidPolicy(nn.Module):
         self.register_buffer("output_gain", torch.tensor(config.output_gain), persistent=False)
 
     @classmethod
-    def from_config(cls, config: PolicyConfig) -> "LiquidPolicy":
+    def from_config(cls, config: PolicyConfig) -> LiquidPolicy:
         return cls(config)
 
     def resize_input(self, height: int, width: int) -> None:
@@ -140,22 +137,21 @@ class LiquidPolicy(nn.Module):
         self.encoder = self.encoder.resized(height, width)
         self.config = replace(self.config, encoder=self.encoder.config)
 
-    def initial_state(self, batch_size: int, device: Optional[torch.device] = None) -> State:
+    def initial_state(self, batch_size: int, device: torch.device | None = None) -> State:
         return self.core.initial_state(batch_size, device=device, dtype=self.head.weight.dtype)
 
     def forward(
         self,
         images: Tensor,
         timespans: TimespanLike = None,
-        hx: Optional[State] = None,
-        imu: Optional[Tensor] = None,
-        goal: Optional[Tensor] = None,
-    ) -> Tuple[Tensor, State]:
+        hx: State | None = None,
+        imu: Tensor | None = None,
+        goal: Tensor | None = None,
+    ) -> tuple[Tensor, State]:
         """``images`` ``[B, T, C, H, W]``, ``timespans`` ``[B, T]`` (s) -> ``[B, T, 4]``, state."""
         if images.dim() != 5:
             raise ValueError(
-                f"forward expects images [B, T, C, H, W], got {list(images.shape)}; "
-                f"use step() for single frames"
+                f"forward expects images [B, T, C, H, W], got {list(images.shape)}; use step() for single frames"
             )
         batch, seq_len = images.shape[:2]
         # One encoder pass over all B*T frames: the encoder has no memory.
@@ -169,10 +165,10 @@ class LiquidPolicy(nn.Module):
         self,
         image: Tensor,
         dt: TimespanLike = None,
-        state: Optional[State] = None,
-        imu: Optional[Tensor] = None,
-        goal: Optional[Tensor] = None,
-    ) -> Tuple[Tensor, State]:
+        state: State | None = None,
+        imu: Tensor | None = None,
+        goal: Tensor | None = None,
+    ) -> tuple[Tensor, State]:
         """``image`` ``[B, C, H, W]``, ``dt`` scalar/``[B]`` (s) -> ``[B, 4]``, new state.
 
         The passed ``state`` is left untouched; keep the returned one.
@@ -191,9 +187,9 @@ class LiquidPolicy(nn.Module):
     def _with_extras(
         self,
         feats: Tensor,
-        imu: Optional[Tensor],
-        goal: Optional[Tensor],
-        lead: Tuple[int, ...],
+        imu: Tensor | None,
+        goal: Tensor | None,
+        lead: tuple[int, ...],
     ) -> Tensor:
         parts = [feats]
         for name, value, used, size in (

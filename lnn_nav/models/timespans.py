@@ -54,9 +54,7 @@ def sequence_timespans(
     return out
 
 
-def step_timespans(
-    dt: TimespanLike, batch: int, *, device: torch.device, dtype: torch.dtype
-) -> Tensor:
+def step_timespans(dt: TimespanLike, batch: int, *, device: torch.device, dtype: torch.dtype) -> Tensor:
     """Return Δt for one step as a ``[B, 1]`` tensor (scalar, ``[B]`` or ``[B, 1]``)."""
     if dt is None:
         return torch.ones(batch, 1, device=device, dtype=dtype)

@@ -12,7 +12,8 @@ shifts the random stream); here each synapse is drawn once.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ class Wiring:
     lists neuron indices in the order signals flow (sensory side first).
     """
 
-    def __init__(self, units: int, output_dim: Optional[int] = None) -> None:
+    def __init__(self, units: int, output_dim: int | None = None) -> None:
         if units < 1:
             raise ValueError(f"a wiring needs at least one neuron, got units={units}")
         output_dim = units if output_dim is None else output_dim
@@ -34,20 +35,20 @@ class Wiring:
             raise ValueError(f"output_dim must be in [1, {units}], got {output_dim}")
         self.units = units
         self.output_dim = output_dim
-        self.input_dim: Optional[int] = None
+        self.input_dim: int | None = None
         self.adjacency_matrix = np.zeros((units, units), dtype=np.int32)
-        self.sensory_adjacency_matrix: Optional[np.ndarray] = None
+        self.sensory_adjacency_matrix: np.ndarray | None = None
 
     # -- structure ----------------------------------------------------------
     @property
-    def layers(self) -> List[List[int]]:
+    def layers(self) -> list[list[int]]:
         return [list(range(self.units))]
 
     @property
     def num_layers(self) -> int:
         return len(self.layers)
 
-    def get_neurons_of_layer(self, layer_id: int) -> List[int]:
+    def get_neurons_of_layer(self, layer_id: int) -> list[int]:
         layers = self.layers
         if not 0 <= layer_id < len(layers):
             raise ValueError(f"layer {layer_id} does not exist; the wiring has {len(layers)}")
@@ -59,13 +60,11 @@ class Wiring:
     def is_built(self) -> bool:
         return self.input_dim is not None
 
-    def build(self, input_dim: int) -> "Wiring":
+    def build(self, input_dim: int) -> Wiring:
         """Fix the number of sensory inputs and create the sensory synapses."""
         if self.input_dim is not None:
             if self.input_dim != input_dim:
-                raise ValueError(
-                    f"wiring was built for {self.input_dim} inputs, cannot rebuild for {input_dim}"
-                )
+                raise ValueError(f"wiring was built for {self.input_dim} inputs, cannot rebuild for {input_dim}")
             return self
         if input_dim < 1:
             raise ValueError(f"input_dim must be >= 1, got {input_dim}")
@@ -113,7 +112,7 @@ class Wiring:
         return int(np.abs(self.sensory_adjacency_matrix).sum())
 
     # -- serialisation ------------------------------------------------------
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """Everything needed to rebuild this exact wiring (JSON-serialisable)."""
         if not self.is_built():
             raise ValueError("only a built wiring can be serialised; call build(input_dim)")
@@ -130,7 +129,7 @@ class Wiring:
         }
 
     @staticmethod
-    def from_dict(data: Dict[str, Any]) -> "Wiring":
+    def from_dict(data: dict[str, Any]) -> Wiring:
         """Rebuild a wiring from :meth:`to_dict` (matrices are taken as stored)."""
         return ExplicitWiring(
             adjacency_matrix=np.asarray(data["adjacency_matrix"], dtype=np.int32),
@@ -158,8 +157,8 @@ class ExplicitWiring(Wiring):
         adjacency_matrix: np.ndarray,
         sensory_adjacency_matrix: np.ndarray,
         output_dim: int,
-        layers: Optional[Sequence[Sequence[int]]] = None,
-        neuron_types: Optional[Sequence[str]] = None,
+        layers: Sequence[Sequence[int]] | None = None,
+        neuron_types: Sequence[str] | None = None,
         name: str = "ExplicitWiring",
     ) -> None:
         adjacency = np.asarray(adjacency_matrix, dtype=np.int32)
@@ -168,9 +167,7 @@ class ExplicitWiring(Wiring):
             raise ValueError(f"adjacency_matrix must be square, got shape {adjacency.shape}")
         units = adjacency.shape[0]
         if sensory.ndim != 2 or sensory.shape[1] != units:
-            raise ValueError(
-                f"sensory_adjacency_matrix must be [inputs, {units}], got shape {sensory.shape}"
-            )
+            raise ValueError(f"sensory_adjacency_matrix must be [inputs, {units}], got shape {sensory.shape}")
         for name_, m in (("adjacency_matrix", adjacency), ("sensory_adjacency_matrix", sensory)):
             if not np.isin(m, (-1, 0, 1)).all():
                 raise ValueError(f"{name_} may only hold -1, 0 and +1")
@@ -186,7 +183,7 @@ class ExplicitWiring(Wiring):
         self.name = name
 
     @property
-    def layers(self) -> List[List[int]]:
+    def layers(self) -> list[list[int]]:
         return [list(layer) for layer in self._layers]
 
     def neuron_type(self, neuron_id: int) -> str:
@@ -201,7 +198,7 @@ class FullyConnected(Wiring):
     def __init__(
         self,
         units: int,
-        output_dim: Optional[int] = None,
+        output_dim: int | None = None,
         erev_init_seed: int = 1111,
         self_connections: bool = True,
     ) -> None:
@@ -229,7 +226,7 @@ class Random(Wiring):
     def __init__(
         self,
         units: int,
-        output_dim: Optional[int] = None,
+        output_dim: int | None = None,
         sparsity_level: float = 0.0,
         random_seed: int = 1111,
     ) -> None:
@@ -278,17 +275,11 @@ class NCP(Wiring):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if motor_fanin > command_neurons:
-            raise ValueError(
-                f"motor_fanin={motor_fanin} exceeds the {command_neurons} command neurons"
-            )
+            raise ValueError(f"motor_fanin={motor_fanin} exceeds the {command_neurons} command neurons")
         if sensory_fanout > inter_neurons:
-            raise ValueError(
-                f"sensory_fanout={sensory_fanout} exceeds the {inter_neurons} inter neurons"
-            )
+            raise ValueError(f"sensory_fanout={sensory_fanout} exceeds the {inter_neurons} inter neurons")
         if inter_fanout > command_neurons:
-            raise ValueError(
-                f"inter_fanout={inter_fanout} exceeds the {command_neurons} command neurons"
-            )
+            raise ValueError(f"inter_fanout={inter_fanout} exceeds the {command_neurons} command neurons")
         super().__init__(inter_neurons + command_neurons + motor_neurons, motor_neurons)
         self.seed = seed
         # RandomState (not default_rng) keeps the same stream as ncps for the same seed.
@@ -307,7 +298,7 @@ class NCP(Wiring):
         self.inter_neurons = list(range(motor_neurons + command_neurons, self.units))
 
     @property
-    def layers(self) -> List[List[int]]:
+    def layers(self) -> list[list[int]]:
         return [list(self.inter_neurons), list(self.command_neurons), list(self.motor_neurons)]
 
     def neuron_type(self, neuron_id: int) -> str:
@@ -329,9 +320,7 @@ class NCP(Wiring):
             self.add_synapse(int(src), int(dest), int(self._rng.choice([-1, 1])))
         self._connect_motor()
 
-    def _connect_feedforward(
-        self, sources: List[int], targets: List[int], fanout: int, sensory: bool = False
-    ) -> None:
+    def _connect_feedforward(self, sources: list[int], targets: list[int], fanout: int, sensory: bool = False) -> None:
         """Each source synapses onto ``fanout`` targets; unreached targets get mean fan-in."""
         add = self.add_sensory_synapse if sensory else self.add_synapse
         unreached = list(targets)
@@ -353,9 +342,7 @@ class NCP(Wiring):
                 if src in unused:
                     unused.remove(src)
                 self.add_synapse(int(src), int(dest), int(self._rng.choice([-1, 1])))
-        mean_fanout = int(
-            np.clip(int(self.num_motor * self.motor_fanin / self.num_command), 1, self.num_motor)
-        )
+        mean_fanout = int(np.clip(int(self.num_motor * self.motor_fanin / self.num_command), 1, self.num_motor))
         for src in unused:
             for dest in self._rng.choice(self.motor_neurons, size=mean_fanout, replace=False):
                 self.add_synapse(int(src), int(dest), int(self._rng.choice([-1, 1])))
@@ -364,9 +351,7 @@ class NCP(Wiring):
 class AutoNCP(NCP):
     """An NCP sized from two numbers: total neurons and outputs (plus sparsity)."""
 
-    def __init__(
-        self, units: int, output_size: int, sparsity_level: float = 0.5, seed: int = 22222
-    ) -> None:
+    def __init__(self, units: int, output_size: int, sparsity_level: float = 0.5, seed: int = 22222) -> None:
         if output_size >= units - 2:
             raise ValueError(
                 f"output_size must be less than units - 2 (got units={units}, "

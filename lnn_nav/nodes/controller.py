@@ -35,7 +35,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import rclpy
@@ -116,24 +116,39 @@ SALIENCY_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=
 # The node's built-in defaults; config/controller.yaml sets the same values (tests/test_node_defaults.py
 # holds them to it), so `ros2 run` without the YAML flies the same controller as with it.
 # name -> (default, description).
-PARAMETERS: Dict[str, Tuple[Any, str]] = {
+PARAMETERS: dict[str, tuple[Any, str]] = {
     "autostart": (True, "configure and activate at startup (false: wait for a lifecycle manager)"),
-    "model_path": ("", "policy checkpoint (.safetensors); empty: the shipped CfC-NCP (models/cfc_ncp.safetensors "
-                       "in the package's share directory)"),
-    "allow_untrained": (False, "with an empty model_path, fly a freshly initialised, UNTRAINED policy instead "
-                               "of the shipped one (tests and demos only: its commands are meaningless)"),
+    "model_path": (
+        "",
+        "policy checkpoint (.safetensors); empty: the shipped CfC-NCP (models/cfc_ncp.safetensors "
+        "in the package's share directory)",
+    ),
+    "allow_untrained": (
+        False,
+        "with an empty model_path, fly a freshly initialised, UNTRAINED policy instead "
+        "of the shipped one (tests and demos only: its commands are meaningless)",
+    ),
     "device": ("cpu", "torch device: cpu, cuda or cuda:N"),
     "image_topic": ("/camera/image_raw", "camera topic; with image_transport=compressed, <image_topic>/compressed"),
     "image_transport": ("raw", "raw (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage)"),
-    "camera_info_topic": ("", "sensor_msgs/CameraInfo checked against the camera the checkpoint records; "
-                              "empty: camera_info beside image_topic"),
-    "sync_inputs": (False, "run each frame with the odometry/IMU stamped at or after it, waiting up to "
-                           "sync_timeout (true in lockstep simulation); false: the latest at hand"),
-    "publish_saliency": (False, "publish ~/saliency (sensor_msgs/Image, rgb8, policy input size): the frame "
-                                "with its VisualBackProp saliency, computed only while subscribed"),
+    "camera_info_topic": (
+        "",
+        "sensor_msgs/CameraInfo checked against the camera the checkpoint records; "
+        "empty: camera_info beside image_topic",
+    ),
+    "sync_inputs": (
+        False,
+        "run each frame with the odometry/IMU stamped at or after it, waiting up to "
+        "sync_timeout (true in lockstep simulation); false: the latest at hand",
+    ),
+    "publish_saliency": (
+        False,
+        "publish ~/saliency (sensor_msgs/Image, rgb8, policy input size): the frame "
+        "with its VisualBackProp saliency, computed only while subscribed",
+    ),
 }
 # name -> (default, descriptor with the allowed range).
-RANGED: Dict[str, Tuple[Any, ParameterDescriptor]] = {
+RANGED: dict[str, tuple[Any, ParameterDescriptor]] = {
     "expected_rate": (30.0, float_param("nominal camera rate (Hz): dt of first frames", 1.0, 1000.0)),
     "max_dt": (0.5, float_param("frame gap (s) above which the recurrent state resets", 0.001, 10.0)),
     # The shipped controllers learned from an expert cruising at 3 m/s (then 2 m/s) and turning at up
@@ -172,26 +187,26 @@ class ControllerNode(LifecycleNode):
     def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self._declare_parameters()
-        self._policy: Optional[LiquidPolicy] = None
+        self._policy: LiquidPolicy | None = None
         self._device = torch.device("cpu")
-        self._state: Optional[State] = None
+        self._state: State | None = None
         self._active = False
         self._enabled = True
-        self._input_subs: List[Any] = []
+        self._input_subs: list[Any] = []
         self._cmd_pub = None
         self._saliency_pub = None
         self._failsafe_timer = None
-        self._dt: Optional[DtTracker] = None
-        self._watchdog: Optional[InputWatchdog] = None
-        self._imu: Optional[np.ndarray] = None
-        self._odom: Optional[Odometry] = None
-        self._goal: Optional[PoseStamped] = None
+        self._dt: DtTracker | None = None
+        self._watchdog: InputWatchdog | None = None
+        self._imu: np.ndarray | None = None
+        self._odom: Odometry | None = None
+        self._goal: PoseStamped | None = None
         self._imu_stamp_ns = -1
-        self._pending: Optional[_Frame] = None
+        self._pending: _Frame | None = None
         self._sync_timer = None
         self._failsafe_reason = ""
         self._failsafe_active = False
-        self._camera_mismatch: Optional[str] = None
+        self._camera_mismatch: str | None = None
         self._meter = RateMeter()
         self._meter_since = time.monotonic()
         self.counters = {
@@ -330,37 +345,35 @@ class ControllerNode(LifecycleNode):
         transport = str(self._param("image_transport"))
         if transport == "compressed":
             sub = self.create_subscription(
-                CompressedImage, f"{topic}/compressed",
-                lambda m: self._on_image(m, compressed_image_to_rgb), SENSOR_QOS)
+                CompressedImage, f"{topic}/compressed", lambda m: self._on_image(m, compressed_image_to_rgb), SENSOR_QOS
+            )
         else:
             if transport != "raw":
                 self.get_logger().warning(
-                    f"image_transport {transport!r} is not supported; using raw (expected raw or compressed)")
-            sub = self.create_subscription(
-                Image, topic, lambda m: self._on_image(m, image_msg_to_rgb), SENSOR_QOS)
+                    f"image_transport {transport!r} is not supported; using raw (expected raw or compressed)"
+                )
+            sub = self.create_subscription(Image, topic, lambda m: self._on_image(m, image_msg_to_rgb), SENSOR_QOS)
         self._input_subs = [sub]
         if cfg.camera_hfov_deg is not None:
             info_topic = str(self._param("camera_info_topic")) or camera_info_topic(topic)
             self._input_subs.append(self.create_subscription(CameraInfo, info_topic, self._on_camera_info, SENSOR_QOS))
             self.get_logger().info(
                 f"checking the camera against the {cfg.camera_hfov_deg:g} deg it was trained with: CameraInfo on "
-                f"{self.resolve_topic_name(info_topic)}")
+                f"{self.resolve_topic_name(info_topic)}"
+            )
         if cfg.use_imu:
-            self._input_subs.append(
-                self.create_subscription(Imu, "/imu/data", self._on_imu, SENSOR_QOS))
+            self._input_subs.append(self.create_subscription(Imu, "/imu/data", self._on_imu, SENSOR_QOS))
         if cfg.use_goal:
-            self._input_subs.append(
-                self.create_subscription(Odometry, "/odom", self._on_odom, SENSOR_QOS))
-            self._input_subs.append(
-                self.create_subscription(PoseStamped, "/goal_pose", self._on_goal, GOAL_QOS))
-        self._failsafe_timer = self.create_timer(
-            1.0 / self._param("failsafe_rate_hz"), self._on_failsafe_timer)
+            self._input_subs.append(self.create_subscription(Odometry, "/odom", self._on_odom, SENSOR_QOS))
+            self._input_subs.append(self.create_subscription(PoseStamped, "/goal_pose", self._on_goal, GOAL_QOS))
+        self._failsafe_timer = self.create_timer(1.0 / self._param("failsafe_rate_hz"), self._on_failsafe_timer)
         if self._param("sync_inputs"):
             # Wall time: under use_sim_time a lockstep simulator's clock stands still while it waits
             # for this node's command, and a timer on it would never fire.
             period = max(self._param("sync_timeout") / 4, 0.005)  # a timed-out frame runs at most 25% late
-            self._sync_timer = self.create_timer(period, self._on_sync_timer,
-                                                 clock=Clock(clock_type=ClockType.STEADY_TIME))
+            self._sync_timer = self.create_timer(
+                period, self._on_sync_timer, clock=Clock(clock_type=ClockType.STEADY_TIME)
+            )
 
     def _release(self) -> None:
         for sub in self._input_subs:
@@ -396,8 +409,8 @@ class ControllerNode(LifecycleNode):
             extras["goal"] = torch.zeros(1, 4)
         with torch.inference_mode():
             self._policy.step(
-                image.to(self._device), self._dt.nominal_dt, None,
-                **{k: v.to(self._device) for k, v in extras.items()})
+                image.to(self._device), self._dt.nominal_dt, None, **{k: v.to(self._device) for k, v in extras.items()}
+            )
 
     # ----------------------------------------------------------------- callbacks
     def _on_image(self, msg: Any, convert: Any) -> None:
@@ -408,8 +421,7 @@ class ControllerNode(LifecycleNode):
             rgb = convert(msg)
         except ImageConversionError as err:
             self.counters["malformed_inputs"] += 1
-            self.get_logger().warning(
-                f"dropped a camera frame: {err}", throttle_duration_sec=_WARN_EVERY_S)
+            self.get_logger().warning(f"dropped a camera frame: {err}", throttle_duration_sec=_WARN_EVERY_S)
             return
         self._watchdog.mark("camera", self._now_ns())
         self.counters["frames"] += 1
@@ -447,7 +459,9 @@ class ControllerNode(LifecycleNode):
             self.counters["unsynced_frames"] += 1
             self.get_logger().warning(
                 f"no odometry/IMU stamped with the frame within sync_timeout={self._param('sync_timeout')} s; "
-                "running it with the latest inputs", throttle_duration_sec=_WARN_EVERY_S)  # fmt: skip
+                "running it with the latest inputs",
+                throttle_duration_sec=_WARN_EVERY_S,
+            )
         self._run_frame(frame)
 
     def _on_sync_timer(self) -> None:
@@ -486,14 +500,18 @@ class ControllerNode(LifecycleNode):
             self.counters["state_resets"] += 1
             self._state = None
             self.get_logger().warning(
-                f"policy output is not finite ({cmd.tolist()}); commanding zero and "
-                f"resetting the recurrent state", throttle_duration_sec=_WARN_EVERY_S)
+                f"policy output is not finite ({cmd.tolist()}); commanding zero and resetting the recurrent state",
+                throttle_duration_sec=_WARN_EVERY_S,
+            )
             self._publish_command(_ZERO, stamp)
         else:
             self._state = new_state
             self._publish_command(
-                clamp_command(cmd, self._param("max_speed_xy"), self._param("max_speed_z"),
-                              self._param("max_yaw_rate")), stamp)
+                clamp_command(
+                    cmd, self._param("max_speed_xy"), self._param("max_speed_z"), self._param("max_yaw_rate")
+                ),
+                stamp,
+            )
         self._meter.record(time.perf_counter() - started)
         if self._saliency_pub is not None and self._saliency_pub.get_subscription_count() > 0:
             self._publish_saliency(image, frame.header)
@@ -526,8 +544,7 @@ class ControllerNode(LifecycleNode):
         values = imu_msg_to_array(msg)
         if not np.all(np.isfinite(values)):
             self.counters["malformed_inputs"] += 1
-            self.get_logger().warning("dropped an IMU sample with NaN/Inf values",
-                                      throttle_duration_sec=_WARN_EVERY_S)
+            self.get_logger().warning("dropped an IMU sample with NaN/Inf values", throttle_duration_sec=_WARN_EVERY_S)
             return
         self._imu = values
         self._imu_stamp_ns = stamp_to_nanoseconds(msg.header.stamp)
@@ -660,7 +677,7 @@ class ControllerNode(LifecycleNode):
         self._diag_pub.publish(msg)
 
 
-def main(args: Optional[List[str]] = None) -> int:
+def main(args: list[str] | None = None) -> int:
     """``ros2 run lnn_nav controller_node``: spin until SIGINT/SIGTERM; exit 1 if autostart fails.
 
     On SIGINT or SIGTERM the node publishes one zero command (hover) while

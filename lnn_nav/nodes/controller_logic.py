@@ -7,8 +7,8 @@ code serves wall-clock and simulated (``use_sim_time``) runs.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -22,7 +22,7 @@ class DtStep:
     """Δt for one frame; ``reset`` names why the recurrent state must restart, else ``None``."""
 
     dt: float
-    reset: Optional[str] = None
+    reset: str | None = None
 
 
 class DtTracker:
@@ -41,7 +41,7 @@ class DtTracker:
             raise ValueError(f"max_dt ({max_dt} s) must be >= nominal_dt ({nominal_dt} s)")
         self.nominal_dt = float(nominal_dt)
         self.max_dt = float(max_dt)
-        self._last_ns: Optional[int] = None
+        self._last_ns: int | None = None
 
     def reset(self) -> None:
         """Forget the last stamp: the next frame counts as a first frame."""
@@ -55,9 +55,7 @@ class DtTracker:
         if delta < 0:
             return DtStep(self.nominal_dt, f"frame stamp went back by {-delta:.3f} s")
         if delta > self.max_dt:
-            return DtStep(
-                self.nominal_dt, f"gap of {delta:.3f} s between frames exceeds max_dt={self.max_dt} s"
-            )
+            return DtStep(self.nominal_dt, f"gap of {delta:.3f} s between frames exceeds max_dt={self.max_dt} s")
         return DtStep(delta)
 
 
@@ -68,12 +66,12 @@ class InputWatchdog:
     latched goal) but is still required.
     """
 
-    def __init__(self, timeouts: Mapping[str, Optional[float]]) -> None:
+    def __init__(self, timeouts: Mapping[str, float | None]) -> None:
         self.timeouts = dict(timeouts)
-        self._last_ns: Dict[str, Optional[int]] = {name: None for name in self.timeouts}
-        self._armed_ns: Optional[int] = 0
+        self._last_ns: dict[str, int | None] = {name: None for name in self.timeouts}
+        self._armed_ns: int | None = 0
 
-    def arm(self, now_ns: Optional[int]) -> None:
+    def arm(self, now_ns: int | None) -> None:
         """Start watching at ``now_ns``, forgetting earlier arrivals.
 
         ``None``: the clock is not running yet (simulated time reads 0 until
@@ -87,11 +85,11 @@ class InputWatchdog:
     def mark(self, name: str, now_ns: int) -> None:
         self._last_ns[name] = int(now_ns)
 
-    def stale(self, now_ns: int) -> List[str]:
+    def stale(self, now_ns: int) -> list[str]:
         """Descriptions of each stale input, e.g. ``"camera: no data for 0.31 s (timeout 0.25 s)"``."""
         return list(self.stale_inputs(now_ns).values())
 
-    def stale_inputs(self, now_ns: int) -> Dict[str, str]:
+    def stale_inputs(self, now_ns: int) -> dict[str, str]:
         """Each stale input's name -> its description (as :meth:`stale`)."""
         if self._armed_ns is None:
             self._armed_ns = int(now_ns)
@@ -109,9 +107,7 @@ class InputWatchdog:
         return out
 
 
-def clamp_command(
-    cmd: np.ndarray, max_speed_xy: float, max_speed_z: float, max_yaw_rate: float
-) -> np.ndarray:
+def clamp_command(cmd: np.ndarray, max_speed_xy: float, max_speed_z: float, max_yaw_rate: float) -> np.ndarray:
     """Bound ``[vx, vy, vz, yaw_rate]``: horizontal speed by norm (direction kept), the rest per axis."""
     out = np.asarray(cmd, dtype=np.float64).reshape(4).copy()
     speed_xy = math.hypot(out[0], out[1])
@@ -127,13 +123,13 @@ class RateMeter:
 
     def __init__(self) -> None:
         self._frames = 0
-        self._latencies: List[float] = []
+        self._latencies: list[float] = []
 
     def record(self, latency_s: float) -> None:
         self._frames += 1
         self._latencies.append(latency_s)
 
-    def take(self, window_s: float) -> Tuple[float, float, float]:
+    def take(self, window_s: float) -> tuple[float, float, float]:
         """``(frames per second, mean latency s, max latency s)`` since the last call; restarts."""
         rate = self._frames / window_s if window_s > 0 else 0.0
         lat = self._latencies
@@ -143,8 +139,7 @@ class RateMeter:
         return rate, mean, peak
 
 
-def camera_mismatch(trained_hfov_deg: Optional[float], fx: float, width: int,
-                    tolerance_deg: float = 1.0) -> Optional[str]:
+def camera_mismatch(trained_hfov_deg: float | None, fx: float, width: int, tolerance_deg: float = 1.0) -> str | None:
     """Why the camera a ``CameraInfo`` describes is not the one the policy was trained with, or None.
 
     The horizontal field of view is :func:`~lnn_nav.preprocess.hfov_from_intrinsics`. A policy flown through

@@ -7,7 +7,7 @@ Frames follow REP-103 (body FLU, world ENU) and REP-105 (``odom`` ->
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -15,7 +15,7 @@ import torch
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped, Twist, TwistStamped
 from nav_msgs.msg import Odometry
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu
+from sensor_msgs.msg import CameraInfo, Image, Imu
 
 from lnn_nav.data.images import (  # noqa: F401 - re-exported: the nodes' conversion API
     SUPPORTED_ENCODINGS,
@@ -33,23 +33,17 @@ from lnn_nav.sim.dynamics import rotate_inverse
 _NS_PER_S = 1_000_000_000
 
 
-def rgb_to_image_msg(
-    rgb: np.ndarray, stamp: Time, frame_id: str, encoding: str = "rgb8"
-) -> Image:
+def rgb_to_image_msg(rgb: np.ndarray, stamp: Time, frame_id: str, encoding: str = "rgb8") -> Image:
     """uint8 ``[H, W, 3]`` RGB -> ``sensor_msgs/Image`` in ``encoding`` (rgb8 or bgr8), unpadded."""
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ImageConversionError(
-            f"expected a uint8 [H, W, 3] RGB array, got {rgb.dtype} {list(rgb.shape)}"
-        )
+        raise ImageConversionError(f"expected a uint8 [H, W, 3] RGB array, got {rgb.dtype} {list(rgb.shape)}")
     if encoding == "rgb8":
         pixels = rgb
     elif encoding == "bgr8":
         pixels = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     else:
-        raise ImageConversionError(
-            f"output encoding {encoding!r} is not supported; expected rgb8 or bgr8"
-        )
+        raise ImageConversionError(f"output encoding {encoding!r} is not supported; expected rgb8 or bgr8")
     msg = Image()
     msg.header.stamp = stamp
     msg.header.frame_id = frame_id
@@ -105,9 +99,7 @@ def array_to_imu_msg(values: Sequence[float], stamp: Time, frame_id: str) -> Imu
     return msg
 
 
-def command_to_twist_stamped(
-    cmd: Sequence[float], stamp: Time, frame_id: str = "base_link"
-) -> TwistStamped:
+def command_to_twist_stamped(cmd: Sequence[float], stamp: Time, frame_id: str = "base_link") -> TwistStamped:
     """``[vx, vy, vz, yaw_rate]`` (body FLU) -> ``geometry_msgs/TwistStamped``."""
     c = np.asarray(cmd, dtype=np.float64).reshape(-1)
     if c.size != COMMAND_SIZE:
@@ -120,12 +112,10 @@ def command_to_twist_stamped(
     return msg
 
 
-def twist_to_command(msg: Union[Twist, TwistStamped]) -> np.ndarray:
+def twist_to_command(msg: Twist | TwistStamped) -> np.ndarray:
     """``Twist`` or ``TwistStamped`` -> ``[vx, vy, vz, yaw_rate]`` float32."""
     twist = msg.twist if isinstance(msg, TwistStamped) else msg
-    return np.array(
-        [twist.linear.x, twist.linear.y, twist.linear.z, twist.angular.z], dtype=np.float32
-    )
+    return np.array([twist.linear.x, twist.linear.y, twist.linear.z, twist.angular.z], dtype=np.float32)
 
 
 def camera_info_msg(camera: CameraConfig, stamp: Time, frame_id: str) -> CameraInfo:
@@ -194,8 +184,6 @@ def preprocess_for_policy(rgb: np.ndarray, height: int, width: int) -> torch.Ten
     """uint8 ``[H, W, 3]`` RGB -> uint8 ``[1, 3, height, width]`` (the policy scales uint8 itself)."""
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ImageConversionError(
-            f"expected a uint8 [H, W, 3] RGB array, got {rgb.dtype} {list(rgb.shape)}"
-        )
+        raise ImageConversionError(f"expected a uint8 [H, W, 3] RGB array, got {rgb.dtype} {list(rgb.shape)}")
     rgb = resize_rgb(rgb, height, width)  # the filter training used
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).unsqueeze(0)

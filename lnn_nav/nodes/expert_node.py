@@ -23,7 +23,7 @@ frame.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 from geometry_msgs.msg import TwistStamped
@@ -33,8 +33,8 @@ from rclpy.node import Node
 from std_msgs.msg import String
 
 from lnn_nav.nodes.conversions import command_to_twist_stamped, stamp_to_seconds
-from lnn_nav.nodes.sim_node import LATCHED_QOS
 from lnn_nav.nodes.runtime import run_node
+from lnn_nav.nodes.sim_node import LATCHED_QOS
 from lnn_nav.sim.expert import ExpertConfig, PrivilegedExpert, demo_expert
 from lnn_nav.sim.presets import make_world
 from lnn_nav.sim.world import WorldSpec
@@ -45,7 +45,7 @@ from lnn_nav.sim.world import WorldSpec
 USE_DEMO = -1.0
 _DEMO_PARAMETERS = ("cruise_speed", "clearance_weight", "clearance_scale", "inflate", "yaw_lookahead")
 
-PARAMETERS: Dict[str, Tuple[Any, str]] = {
+PARAMETERS: dict[str, tuple[Any, str]] = {
     "world": ("forest", "world kind: forest or urban (as the simulator's)"),
     "seed": (0, "world seed (as the simulator's)"),
     "preset": ("in_distribution", "conditions preset (as the simulator's)"),
@@ -56,16 +56,28 @@ PARAMETERS: Dict[str, Tuple[Any, str]] = {
     # The demonstrating expert of the world kind by default (USE_DEMO), so the node flies and
     # labels as `lnn-nav collect` and DAgger do.
     "cruise_speed": (USE_DEMO, "cruise speed (m/s); -1: the demonstrating expert's"),
-    "clearance_weight": (USE_DEMO, "cost of flying close to obstacles in the plan; -1: the demonstrating "
-                                   "expert's for the world kind"),
-    "clearance_scale": (USE_DEMO, "distance (m) over which that cost falls off; -1: the demonstrating "
-                                  "expert's for the world kind"),
-    "inflate": (USE_DEMO, "distance (m) the plan keeps between the drone's centre and obstacles; -1: the "
-                          "demonstrating expert's"),
-    "yaw_lookahead": (USE_DEMO, "distance (m) along the plan the heading looks ahead (the flight path "
-                                f"tracks the plan {ExpertConfig.lookahead:g} m ahead); -1: the demonstrating expert's"),
-    "yaw_deadband": (0.0, "heading error (rad) labelled as a sideways correction rather than a turn "
-                          "(a DAgger labeller option, as lnn-nav dagger --expert-options)"),
+    "clearance_weight": (
+        USE_DEMO,
+        "cost of flying close to obstacles in the plan; -1: the demonstrating expert's for the world kind",
+    ),
+    "clearance_scale": (
+        USE_DEMO,
+        "distance (m) over which that cost falls off; -1: the demonstrating expert's for the world kind",
+    ),
+    "inflate": (
+        USE_DEMO,
+        "distance (m) the plan keeps between the drone's centre and obstacles; -1: the demonstrating expert's",
+    ),
+    "yaw_lookahead": (
+        USE_DEMO,
+        "distance (m) along the plan the heading looks ahead (the flight path "
+        f"tracks the plan {ExpertConfig.lookahead:g} m ahead); -1: the demonstrating expert's",
+    ),
+    "yaw_deadband": (
+        0.0,
+        "heading error (rad) labelled as a sideways correction rather than a turn "
+        "(a DAgger labeller option, as lnn-nav dagger --expert-options)",
+    ),
 }
 
 
@@ -88,7 +100,7 @@ class ExpertNode(Node):
         else:
             world = make_world(p["world"], int(p["seed"]), p["preset"])
         self.expert = PrivilegedExpert(world, self.expert_config(world.kind))
-        self.last_stamp: Optional[float] = None
+        self.last_stamp: float | None = None
         self.pub_expert = self.create_publisher(TwistStamped, "expert/cmd_vel", 10)
         self.pub_cmd = self.create_publisher(TwistStamped, "/cmd_vel", 10) if p["fly"] else None
         self.create_subscription(Odometry, "/odom", self._on_odom, 10)
@@ -143,7 +155,7 @@ class ExpertNode(Node):
             self.pub_cmd.publish(out)
 
 
-def main(args: Optional[List[str]] = None) -> None:
+def main(args: list[str] | None = None) -> None:
     run_node(ExpertNode, args)
 
 

@@ -21,8 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
 
 PACKAGE_NAME = "lnn_nav"
 OUTCOME_TOPIC = "/sim_node/outcome"
@@ -38,7 +38,7 @@ class SetupError(RuntimeError):
 def share_path(relative: str) -> Path:
     """``relative`` (e.g. ``config/sim.yaml``, ``models/cfc_ncp.safetensors``) in the installed share
     directory, else in the source tree."""
-    candidates: List[Path] = []
+    candidates: list[Path] = []
     try:
         from ament_index_python.packages import get_package_share_directory
 
@@ -58,7 +58,7 @@ def config_path(name: str) -> Path:
     return share_path(f"config/{name}")
 
 
-def node_command(module: str, params_file: Optional[Path], params: Dict[str, object]) -> List[str]:
+def node_command(module: str, params_file: Path | None, params: dict[str, object]) -> list[str]:
     """``python -m lnn_nav.nodes.<module> --ros-args --params-file F -p k:=v ...``."""
     cmd = [sys.executable, "-m", f"lnn_nav.nodes.{module}", "--ros-args"]
     if params_file is not None:
@@ -75,16 +75,16 @@ class Children:
     def __init__(self, log_dir: Path, grace: float = 5.0) -> None:
         self.log_dir = log_dir
         self.grace = grace
-        self.procs: List[tuple] = []  # (name, Popen, log path)
+        self.procs: list[tuple] = []  # (name, Popen, log path)
 
-    def start(self, name: str, cmd: Sequence[str], env: Dict[str, str]) -> subprocess.Popen:
+    def start(self, name: str, cmd: Sequence[str], env: dict[str, str]) -> subprocess.Popen:
         log = self.log_dir / f"{name}.log"
         with open(log, "wb") as handle:
             proc = subprocess.Popen(list(cmd), env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append((name, proc, log))
         return proc
 
-    def dead(self) -> Optional[str]:
+    def dead(self) -> str | None:
         """Name of a child that has exited, if any."""
         for name, proc, _ in self.procs:
             if proc.poll() is not None:
@@ -113,7 +113,7 @@ class Children:
                     pass
 
 
-def _wait_for_outcome(children: Children, timeout: float) -> Optional[dict]:
+def _wait_for_outcome(children: Children, timeout: float) -> dict | None:
     """Listen on the simulator's outcome topic until it arrives, a child dies or ``timeout`` passes."""
     import rclpy
     from rclpy.context import Context
@@ -126,7 +126,7 @@ def _wait_for_outcome(children: Children, timeout: float) -> Optional[dict]:
     rclpy.init(args=[], context=context)
     try:
         node = rclpy.create_node("lnn_nav_fly", context=context)
-        received: List[String] = []
+        received: list[String] = []
         node.create_subscription(String, OUTCOME_TOPIC, received.append, LATCHED_QOS)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
@@ -147,15 +147,15 @@ def fly_over_ros(
     world: str,
     seed: int = 0,
     preset: str = "in_distribution",
-    model: Optional[str] = None,
+    model: str | None = None,
     expert: bool = False,
     timeout: float = 300.0,
-    max_episode_time: Optional[float] = None,
-    camera_size: Optional[tuple] = None,
-    log_dir: Optional[str] = None,
-    sim_params: Optional[Dict[str, object]] = None,
-    pilot_params: Optional[Dict[str, object]] = None,
-) -> Optional[dict]:
+    max_episode_time: float | None = None,
+    camera_size: tuple | None = None,
+    log_dir: str | None = None,
+    sim_params: dict[str, object] | None = None,
+    pilot_params: dict[str, object] | None = None,
+) -> dict | None:
     """Fly one episode through the graph; the outcome dict, or None if none came within ``timeout``.
 
     ``sim_params`` and ``pilot_params`` are ROS parameters for ``sim_node``
@@ -176,7 +176,7 @@ def fly_over_ros(
     logs.mkdir(parents=True, exist_ok=True)
     children = Children(logs)
     try:
-        sim_args: Dict[str, object] = {"world": world, "seed": seed, "preset": preset}
+        sim_args: dict[str, object] = {"world": world, "seed": seed, "preset": preset}
         if max_episode_time is not None:
             sim_args["max_episode_time"] = float(max_episode_time)
         if camera_size is not None:
@@ -194,13 +194,15 @@ def fly_over_ros(
         sim_args.update(sim_params or {})
         children.start("sim_node", node_command("sim_node", config_path("sim.yaml"), sim_args), env)
         if expert:
-            pilot = node_command("expert_node", config_path("expert.yaml"),
-                                 {"world": world, "seed": seed, "preset": preset, "fly": True,
-                                  **(pilot_params or {})})  # fmt: skip
+            pilot = node_command(
+                "expert_node",
+                config_path("expert.yaml"),
+                {"world": world, "seed": seed, "preset": preset, "fly": True, **(pilot_params or {})},
+            )
             children.start("expert_node", pilot, env)
         else:
             try:
-                controller_yaml: Optional[Path] = config_path("controller.yaml")
+                controller_yaml: Path | None = config_path("controller.yaml")
             except SetupError:
                 controller_yaml = None
             # Simulation time: the controller's input timeouts then count simulated seconds,
@@ -208,12 +210,22 @@ def fly_over_ros(
             # odometry and image alike; sync_inputs runs each frame with its own odometry, as
             # in-process (without it, DDS may hand over the frame before that odometry). The
             # simulator waits for the answer anyway, so a busy machine may take up to a second.
-            pilot = node_command("controller", controller_yaml,
-                                 {"model_path": str(Path(model).resolve()), "use_sim_time": True,
-                                  "sync_inputs": True, "sync_timeout": 1.0, **(pilot_params or {})})  # fmt: skip
+            pilot = node_command(
+                "controller",
+                controller_yaml,
+                {
+                    "model_path": str(Path(model).resolve()),
+                    "use_sim_time": True,
+                    "sync_inputs": True,
+                    "sync_timeout": 1.0,
+                    **(pilot_params or {}),
+                },
+            )
             children.start("controller", pilot, env)
-        print(f"lnn-nav fly: {world} seed {seed} ({preset}), pilot "
-              f"{'expert' if expert else model}; node logs in {logs}", file=sys.stderr)  # fmt: skip
+        print(
+            f"lnn-nav fly: {world} seed {seed} ({preset}), pilot {'expert' if expert else model}; node logs in {logs}",
+            file=sys.stderr,
+        )
         return _wait_for_outcome(children, timeout)
     finally:
         children.stop()
@@ -223,12 +235,12 @@ def run_fly(
     world: str,
     seed: int = 0,
     preset: str = "in_distribution",
-    model: Optional[str] = None,
+    model: str | None = None,
     expert: bool = False,
     timeout: float = 300.0,
-    max_episode_time: Optional[float] = None,
-    camera_size: Optional[tuple] = None,
-    log_dir: Optional[str] = None,
+    max_episode_time: float | None = None,
+    camera_size: tuple | None = None,
+    log_dir: str | None = None,
 ) -> int:
     """Fly one episode; print the outcome JSON. Returns 0 on success, 1 on another outcome, 2 on setup errors."""
 

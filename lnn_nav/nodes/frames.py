@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -69,12 +69,14 @@ def quaternion_multiply(a: Sequence[float], b: Sequence[float]) -> np.ndarray:
     """Hamilton product ``a * b`` of ``(w, x, y, z)`` quaternions."""
     w1, x1, y1, z1 = np.asarray(a, dtype=np.float64).reshape(4)
     w2, x2, y2, z2 = np.asarray(b, dtype=np.float64).reshape(4)
-    return np.array([
-        w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-        w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-        w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-        w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
-    ])
+    return np.array(
+        [
+            w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
+            w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+            w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
+            w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
+        ]
+    )
 
 
 def _canonical(q: np.ndarray) -> np.ndarray:
@@ -119,7 +121,7 @@ def yaw_enu_to_ned(yaw_enu: float) -> float:
     return wrap_angle(math.pi / 2.0 - yaw_enu)
 
 
-def body_flu_velocity_to_ned(command: Sequence[float], yaw_ned: float) -> Tuple[np.ndarray, float]:
+def body_flu_velocity_to_ned(command: Sequence[float], yaw_ned: float) -> tuple[np.ndarray, float]:
     """Heading-frame command ``[vx, vy, vz, yaw_rate]`` (FLU, CCW+) -> (NED velocity, NED yawspeed).
 
     ``yaw_ned`` is the vehicle's heading in NED (0 = north, +pi/2 = east).
@@ -180,7 +182,7 @@ class VehicleStatusSample:
 class OdometrySample:
     """PX4 local position (NED, metres) and heading (NED yaw, radians)."""
 
-    position_ned: Tuple[float, float, float]
+    position_ned: tuple[float, float, float]
     yaw_ned: float
 
 
@@ -203,10 +205,10 @@ _NAN3 = (math.nan, math.nan, math.nan)
 class VelocitySetpoint:
     """``px4_msgs/TrajectorySetpoint`` for velocity control: position, acceleration and yaw NaN."""
 
-    velocity_ned: Tuple[float, float, float]
+    velocity_ned: tuple[float, float, float]
     yawspeed: float
-    position_ned: Tuple[float, float, float] = _NAN3
-    acceleration_ned: Tuple[float, float, float] = _NAN3
+    position_ned: tuple[float, float, float] = _NAN3
+    acceleration_ned: tuple[float, float, float] = _NAN3
     yaw: float = math.nan
 
 
@@ -215,7 +217,7 @@ class VehicleCommandRequest:
     """A ``px4_msgs/VehicleCommand`` to send: the command id and param1..param7."""
 
     command: int
-    params: Tuple[float, ...] = ()
+    params: tuple[float, ...] = ()
 
 
 @dataclass
@@ -223,9 +225,9 @@ class Outputs:
     """What to publish on one heartbeat tick (``None``: publish nothing of that kind)."""
 
     state: OffboardState
-    offboard_mode: Optional[OffboardModeFlags] = None
-    setpoint: Optional[VelocitySetpoint] = None
-    commands: List[VehicleCommandRequest] = field(default_factory=list)
+    offboard_mode: OffboardModeFlags | None = None
+    setpoint: VelocitySetpoint | None = None
+    commands: list[VehicleCommandRequest] = field(default_factory=list)
 
 
 def _zero_setpoint() -> VelocitySetpoint:
@@ -249,13 +251,14 @@ class OffboardConfig:
         if self.heartbeats_before_offboard < 10:
             raise ValueError(
                 f"heartbeats_before_offboard is {self.heartbeats_before_offboard}; PX4 needs a "
-                f"setpoint stream before it accepts offboard, send at least 10")
+                f"setpoint stream before it accepts offboard, send at least 10"
+            )
         if self.failsafe_action not in ("hold", "land"):
             raise ValueError(f"failsafe_action is {self.failsafe_action!r}; expected 'hold' or 'land'")
         if not 0.0 < self.stale_timeout < self.failsafe_timeout:
             raise ValueError(
-                f"need 0 < stale_timeout < failsafe_timeout, got {self.stale_timeout} and "
-                f"{self.failsafe_timeout}")
+                f"need 0 < stale_timeout < failsafe_timeout, got {self.stale_timeout} and {self.failsafe_timeout}"
+            )
         for name in ("request_interval", "takeoff_altitude", "takeoff_speed", "takeoff_tolerance"):
             if not getattr(self, name) > 0.0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -283,21 +286,21 @@ class OffboardStateMachine:
     the bridge never fights the pilot for the vehicle. Final as well.
     """
 
-    def __init__(self, config: Optional[OffboardConfig] = None) -> None:
+    def __init__(self, config: OffboardConfig | None = None) -> None:
         self.config = config or OffboardConfig()
         self.state = OffboardState.WAIT_FOR_PX4
         self.heartbeats = 0
-        self._last_request: Optional[float] = None
-        self._takeoff_start_z: Optional[float] = None
-        self._tracking_since: Optional[float] = None
+        self._last_request: float | None = None
+        self._takeoff_start_z: float | None = None
+        self._tracking_since: float | None = None
 
     def tick(
         self,
         now: float,
-        status: Optional[VehicleStatusSample],
-        odometry: Optional[OdometrySample],
-        last_command: Optional[Sequence[float]],
-        last_command_time: Optional[float],
+        status: VehicleStatusSample | None,
+        odometry: OdometrySample | None,
+        last_command: Sequence[float] | None,
+        last_command_time: float | None,
     ) -> Outputs:
         """Advance one heartbeat period and say what to publish. ``now`` and command time in seconds."""
         state = self.state
@@ -325,8 +328,7 @@ class OffboardStateMachine:
                 if self._last_request is None or now - self._last_request >= self.config.request_interval:
                     self._last_request = now
                     if status is None or not status.offboard:
-                        out.commands.append(
-                            VehicleCommandRequest(VEHICLE_CMD_DO_SET_MODE, OFFBOARD_MODE_PARAMS))
+                        out.commands.append(VehicleCommandRequest(VEHICLE_CMD_DO_SET_MODE, OFFBOARD_MODE_PARAMS))
                     if status is None or not status.armed:
                         out.commands.append(VehicleCommandRequest(VEHICLE_CMD_COMPONENT_ARM_DISARM, (1.0,)))
                 return out
@@ -355,11 +357,11 @@ class OffboardStateMachine:
         setpoint = VelocitySetpoint(velocity_ned=tuple(float(v) for v in velocity), yawspeed=yawspeed)
         return self._heartbeat(OffboardState.TRACKING, setpoint)
 
-    def _heartbeat(self, state: OffboardState, setpoint: Optional[VelocitySetpoint] = None) -> Outputs:
+    def _heartbeat(self, state: OffboardState, setpoint: VelocitySetpoint | None = None) -> Outputs:
         self.heartbeats += 1
         return Outputs(state, VELOCITY_MODE, setpoint or _zero_setpoint())
 
-    def _failsafe(self, now: float, status: Optional[VehicleStatusSample]) -> Outputs:
+    def _failsafe(self, now: float, status: VehicleStatusSample | None) -> Outputs:
         state = OffboardState.FAILSAFE_ACTION
         if self.config.failsafe_action == "hold":
             if status is not None and not (status.armed and status.offboard):

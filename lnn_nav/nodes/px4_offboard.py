@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -52,10 +52,13 @@ PX4_MSGS_HINT = (
 # The node's built-in defaults, equal to config/px4_offboard.yaml (tests/test_node_defaults.py holds them to it).
 # name -> (default, description, (low, high) or None); a module-level table, so that reading it needs
 # neither rclpy nor px4_msgs.
-PARAMETERS: Dict[str, Tuple[Any, str, Optional[Tuple[Any, Any]]]] = {
+PARAMETERS: dict[str, tuple[Any, str, tuple[Any, Any] | None]] = {
     "rate_hz": (20.0, "heartbeat/setpoint rate (Hz); PX4 needs at least 2, use >= 10", (10.0, 250.0)),
-    "heartbeats_before_offboard": (10, "setpoints streamed before the offboard request (PX4 rejects offboard "
-                                       "without a stream)", (10, 1000)),
+    "heartbeats_before_offboard": (
+        10,
+        "setpoints streamed before the offboard request (PX4 rejects offboard without a stream)",
+        (10, 1000),
+    ),
     "request_interval": (1.0, "resend period (s) of mode/arm/land commands", (0.1, 10.0)),
     "takeoff_altitude": (2.0, "climb (m) above the arming point before tracking", (0.2, 100.0)),
     "takeoff_speed": (0.7, "climb rate (m/s) of the takeoff", (0.1, 5.0)),
@@ -66,8 +69,11 @@ PARAMETERS: Dict[str, Tuple[Any, str, Optional[Tuple[Any, Any]]]] = {
     "offboard_control_mode_topic": ("/fmu/in/offboard_control_mode", "px4_msgs/OffboardControlMode topic", None),
     "trajectory_setpoint_topic": ("/fmu/in/trajectory_setpoint", "px4_msgs/TrajectorySetpoint topic", None),
     "vehicle_command_topic": ("/fmu/in/vehicle_command", "px4_msgs/VehicleCommand topic", None),
-    "vehicle_status_topic": ("/fmu/out/vehicle_status",
-                             "px4_msgs/VehicleStatus topic (PX4 >= v1.16: /fmu/out/vehicle_status_v1)", None),
+    "vehicle_status_topic": (
+        "/fmu/out/vehicle_status",
+        "px4_msgs/VehicleStatus topic (PX4 >= v1.16: /fmu/out/vehicle_status_v1)",
+        None,
+    ),
     "vehicle_odometry_topic": ("/fmu/out/vehicle_odometry", "px4_msgs/VehicleOdometry topic", None),
     "target_system": (1, "MAVLink system id of the vehicle (MAV_SYS_ID)", (0, 255)),
     "target_component": (1, "MAVLink component id of the autopilot", (0, 255)),
@@ -115,34 +121,34 @@ def _make_node_class() -> type:
             super().__init__(node_name, **kwargs)
             self._declare_parameters()
             p = self._param
-            self.machine = OffboardStateMachine(OffboardConfig(
-                heartbeats_before_offboard=int(p("heartbeats_before_offboard")),
-                request_interval=float(p("request_interval")),
-                takeoff_altitude=float(p("takeoff_altitude")),
-                takeoff_speed=float(p("takeoff_speed")),
-                stale_timeout=float(p("stale_timeout")),
-                failsafe_timeout=float(p("failsafe_timeout")),
-                failsafe_action=str(p("failsafe_action")),
-            ))
-            self._status: Optional[VehicleStatusSample] = None
-            self._odometry: Optional[OdometrySample] = None
-            self._command: Optional[np.ndarray] = None
-            self._command_time: Optional[float] = None
+            self.machine = OffboardStateMachine(
+                OffboardConfig(
+                    heartbeats_before_offboard=int(p("heartbeats_before_offboard")),
+                    request_interval=float(p("request_interval")),
+                    takeoff_altitude=float(p("takeoff_altitude")),
+                    takeoff_speed=float(p("takeoff_speed")),
+                    stale_timeout=float(p("stale_timeout")),
+                    failsafe_timeout=float(p("failsafe_timeout")),
+                    failsafe_action=str(p("failsafe_action")),
+                )
+            )
+            self._status: VehicleStatusSample | None = None
+            self._odometry: OdometrySample | None = None
+            self._command: np.ndarray | None = None
+            self._command_time: float | None = None
             self._state = self.machine.state
             self.counters = {"setpoints": 0, "vehicle_commands": 0, "rejected_commands": 0}
-            self._mode_pub = self.create_publisher(
-                px4.OffboardControlMode, p("offboard_control_mode_topic"), px4_qos)
-            self._setpoint_pub = self.create_publisher(
-                px4.TrajectorySetpoint, p("trajectory_setpoint_topic"), px4_qos)
+            self._mode_pub = self.create_publisher(px4.OffboardControlMode, p("offboard_control_mode_topic"), px4_qos)
+            self._setpoint_pub = self.create_publisher(px4.TrajectorySetpoint, p("trajectory_setpoint_topic"), px4_qos)
             self._command_pub = self.create_publisher(px4.VehicleCommand, p("vehicle_command_topic"), px4_qos)
             self.create_subscription(px4.VehicleStatus, p("vehicle_status_topic"), self._on_status, px4_qos)
-            self.create_subscription(
-                px4.VehicleOdometry, p("vehicle_odometry_topic"), self._on_odometry, px4_qos)
+            self.create_subscription(px4.VehicleOdometry, p("vehicle_odometry_topic"), self._on_odometry, px4_qos)
             self.create_subscription(TwistStamped, p("cmd_vel_topic"), self._on_cmd_vel, 10)
             self._timer = self.create_timer(1.0 / float(p("rate_hz")), self._on_timer)
             self.get_logger().info(
                 f"waiting for PX4 on {p('vehicle_status_topic')} and {p('vehicle_odometry_topic')}; "
-                f"failsafe action: {p('failsafe_action')}")
+                f"failsafe action: {p('failsafe_action')}"
+            )
 
         # ------------------------------------------------------------- parameters
         def _declare_parameters(self) -> None:
@@ -174,19 +180,26 @@ def _make_node_class() -> type:
             cmd = np.array([t.linear.x, t.linear.y, t.linear.z, t.angular.z], dtype=np.float64)
             if not np.all(np.isfinite(cmd)):
                 self.counters["rejected_commands"] += 1
-                self.get_logger().warning(f"ignored a non-finite /cmd_vel {cmd.tolist()}",
-                                          throttle_duration_sec=_WARN_EVERY_S)
+                self.get_logger().warning(
+                    f"ignored a non-finite /cmd_vel {cmd.tolist()}", throttle_duration_sec=_WARN_EVERY_S
+                )
                 return
             self._command = cmd
             self._command_time = self._now_s()
 
         def _on_timer(self) -> None:
-            out = self.machine.tick(
-                self._now_s(), self._status, self._odometry, self._command, self._command_time)
+            out = self.machine.tick(self._now_s(), self._status, self._odometry, self._command, self._command_time)
             if out.state is not self._state:
-                log = self.get_logger().warning if out.state in (
-                    OffboardState.STALE, OffboardState.FAILSAFE_ACTION, OffboardState.RELEASED,
-                ) else self.get_logger().info
+                log = (
+                    self.get_logger().warning
+                    if out.state
+                    in (
+                        OffboardState.STALE,
+                        OffboardState.FAILSAFE_ACTION,
+                        OffboardState.RELEASED,
+                    )
+                    else self.get_logger().info
+                )
                 log(f"offboard: {self._state.value} -> {out.state.value}")
                 self._state = out.state
             self.publish(out)
@@ -225,8 +238,9 @@ def _make_node_class() -> type:
                 cmd = px4.VehicleCommand()
                 cmd.command = int(request.command)
                 params = list(request.params) + [0.0] * (7 - len(request.params))
-                (cmd.param1, cmd.param2, cmd.param3, cmd.param4,
-                 cmd.param5, cmd.param6, cmd.param7) = (float(v) for v in params)
+                (cmd.param1, cmd.param2, cmd.param3, cmd.param4, cmd.param5, cmd.param6, cmd.param7) = (
+                    float(v) for v in params
+                )
                 cmd.target_system = int(self._param("target_system"))
                 cmd.target_component = int(self._param("target_component"))
                 cmd.source_system = int(self._param("source_system"))
@@ -240,7 +254,7 @@ def _make_node_class() -> type:
     return Px4OffboardNode
 
 
-_NODE_CLASS: Optional[type] = None
+_NODE_CLASS: type | None = None
 
 
 def node_class() -> type:
@@ -251,7 +265,7 @@ def node_class() -> type:
     return _NODE_CLASS
 
 
-def main(args: Optional[List[str]] = None) -> int:
+def main(args: list[str] | None = None) -> int:
     """``ros2 run lnn_nav px4_offboard_node``: spin until Ctrl-C; exit 2 without px4_msgs.
 
     On Ctrl-C the setpoint stream stops; PX4's offboard-loss failsafe
@@ -276,8 +290,7 @@ def main(args: Optional[List[str]] = None) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         if node is not None:
-            node.get_logger().warning(
-                "stopping: the setpoint stream ends, PX4's offboard-loss failsafe takes over")
+            node.get_logger().warning("stopping: the setpoint stream ends, PX4's offboard-loss failsafe takes over")
     finally:
         if node is not None:
             node.destroy_node()

@@ -28,9 +28,10 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
@@ -56,7 +57,7 @@ from lnn_nav.nodes.runtime import ShutdownRequest, spin_until
 _NS_PER_S = 1_000_000_000
 
 # name -> (default, description). Types follow the defaults; list parameters are string arrays.
-PARAMETERS: Dict[str, Tuple[Any, str]] = {
+PARAMETERS: dict[str, tuple[Any, str]] = {
     "topics": (Parameter.Type.STRING_ARRAY, "topics to record (unset: none unless all_topics)"),
     "all_topics": (False, "record every topic on the graph (except those matching exclude)"),
     "exclude": ("", "regular expression; matching topics are not recorded"),
@@ -64,7 +65,7 @@ PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "storage": ("mcap", "storage: " + " or ".join(STORAGES)),
     "compression": ("none", "zstd compression: " + ", ".join(COMPRESSIONS) + " (chunk: MCAP only)"),
 }
-RANGED: Dict[str, Tuple[Any, ParameterDescriptor]] = {
+RANGED: dict[str, tuple[Any, ParameterDescriptor]] = {
     "max_bag_size": (0, int_param("split when a file holds this many message bytes (0: never)", 0, 2**62)),
     "max_bag_duration": (0.0, float_param("split after this many seconds of messages per file (0: never)", 0.0, 1e9)),
     "queue_depth": (1000, int_param("subscription queue depth (keep-last) per topic", 1, 100_000)),
@@ -85,7 +86,7 @@ def parameter_value(node: Node, name: str) -> Any:
         return None
 
 
-def default_bag_name(now: Optional[datetime] = None) -> str:
+def default_bag_name(now: datetime | None = None) -> str:
     """``rosbag2_YYYY_MM_DD-HH_MM_SS``, the name ``ros2 bag record`` gives a recording."""
     return (now or datetime.now()).strftime("rosbag2_%Y_%m_%d-%H_%M_%S")
 
@@ -145,8 +146,9 @@ def rosbags_qos(profile: QoSProfile) -> Qos:
         durability=QosDurability(int(profile.durability)),
         deadline=_rosbags_time(profile.deadline),
         lifespan=_rosbags_time(profile.lifespan),
-        liveliness=QosLiveliness(int(profile.liveliness if profile.liveliness is not None
-                                     else LivelinessPolicy.AUTOMATIC)),  # fmt: skip
+        liveliness=QosLiveliness(
+            int(profile.liveliness if profile.liveliness is not None else LivelinessPolicy.AUTOMATIC)
+        ),
         liveliness_lease_duration=_rosbags_time(profile.liveliness_lease_duration),
         avoid_ros_namespace_conventions=bool(profile.avoid_ros_namespace_conventions),
     )
@@ -182,9 +184,9 @@ class RecorderNode(Node):
             max_duration_ns=int(round(float(p["max_bag_duration"]) * _NS_PER_S)),
         ).open()
         self.use_sim_time = bool(self.get_parameter("use_sim_time").value)
-        self.subscriptions_by_topic: Dict[str, Any] = {}
-        self.qos_by_topic: Dict[str, QoSProfile] = {}
-        self.skipped: Dict[str, str] = {}  # topic -> why it is not recorded (said once)
+        self.subscriptions_by_topic: dict[str, Any] = {}
+        self.qos_by_topic: dict[str, QoSProfile] = {}
+        self.skipped: dict[str, str] = {}  # topic -> why it is not recorded (said once)
         self._closed = False
         # Steady timers: under use_sim_time a ROS-time timer stops with /clock.
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -220,7 +222,7 @@ class RecorderNode(Node):
                 continue
             self._subscribe(topic, types[0], offered)
 
-    def _subscribe(self, topic: str, msgtype: str, offered: List[QoSProfile]) -> None:
+    def _subscribe(self, topic: str, msgtype: str, offered: list[QoSProfile]) -> None:
         try:
             cls = message_class(msgtype)
             self.writer.add_topic(topic, msgtype, qos=[rosbags_qos(q) for q in offered])
@@ -241,10 +243,12 @@ class RecorderNode(Node):
         if qos.reliability != ReliabilityPolicy.RELIABLE and qos.durability != DurabilityPolicy.TRANSIENT_LOCAL:
             return  # best effort + volatile matches every publisher
         offered = [info.qos_profile for info in self.get_publishers_info_by_topic(topic)]
-        unmatched = [q for q in offered if (qos.reliability == ReliabilityPolicy.RELIABLE
-                                            and q.reliability != ReliabilityPolicy.RELIABLE)
-                     or (qos.durability == DurabilityPolicy.TRANSIENT_LOCAL
-                         and q.durability != DurabilityPolicy.TRANSIENT_LOCAL)]  # fmt: skip
+        unmatched = [
+            q
+            for q in offered
+            if (qos.reliability == ReliabilityPolicy.RELIABLE and q.reliability != ReliabilityPolicy.RELIABLE)
+            or (qos.durability == DurabilityPolicy.TRANSIENT_LOCAL and q.durability != DurabilityPolicy.TRANSIENT_LOCAL)
+        ]
         if unmatched:
             self.get_logger().warn(
                 f"{topic}: a publisher that started after recording began offers "
@@ -272,8 +276,9 @@ class RecorderNode(Node):
         """One line per topic: messages written (and topics asked for but never heard)."""
         counts = self.writer.counts
         width = max((len(t) for t in counts), default=0)
-        lines = [f"  {topic:<{width}}  {n:>8} messages  ({self.writer.topics[topic]})"
-                 for topic, n in sorted(counts.items())]  # fmt: skip
+        lines = [
+            f"  {topic:<{width}}  {n:>8} messages  ({self.writer.topics[topic]})" for topic, n in sorted(counts.items())
+        ]
         never = sorted(self.wanted - set(counts) - set(self.skipped))
         lines += [f"  {topic}: never published while recording" for topic in never]
         lines += [f"  {topic}: not recorded: {why}" for topic, why in sorted(self.skipped.items())]
@@ -314,8 +319,9 @@ def drain(executor: SingleThreadedExecutor, node: RecorderNode, quiet_s: float =
             executor.spin_once(timeout_sec=quiet_s / 5)
 
 
-def run_recorder(overrides: Optional[List[Any]] = None, args: Optional[List[str]] = None,
-                 stop_after: Optional[float] = None) -> RecorderNode:  # fmt: skip
+def run_recorder(
+    overrides: list[Any] | None = None, args: list[str] | None = None, stop_after: float | None = None
+) -> RecorderNode:
     """Record until SIGINT/SIGTERM (or ``stop_after`` seconds); the bag is closed on return.
 
     ``overrides``: rclpy ``Parameter`` objects (the CLI's options); ``args``:
@@ -325,7 +331,7 @@ def run_recorder(overrides: Optional[List[Any]] = None, args: Optional[List[str]
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = ShutdownRequest()
     previous = stop.install()
-    node: Optional[RecorderNode] = None
+    node: RecorderNode | None = None
     executor = SingleThreadedExecutor()
     try:
         node = RecorderNode(parameter_overrides=overrides or [])
@@ -345,7 +351,7 @@ def run_recorder(overrides: Optional[List[Any]] = None, args: Optional[List[str]
         stop.restore(previous)
 
 
-def main(args: Optional[List[str]] = None) -> int:
+def main(args: list[str] | None = None) -> int:
     """``ros2 run lnn_nav recorder_node --ros-args --params-file config/recorder.yaml``."""
     try:
         run_recorder(args=args)

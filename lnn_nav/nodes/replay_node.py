@@ -21,7 +21,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import rclpy
 from builtin_interfaces.msg import Time
@@ -37,14 +38,14 @@ from rosgraph_msgs.msg import Clock
 
 from lnn_nav.data.bags import BagReader, open_bag, require_topics
 from lnn_nav.nodes.params import float_param, int_param
-from lnn_nav.nodes.recorder_node import ShutdownRequest, parameter_value, message_class, spin_until
+from lnn_nav.nodes.recorder_node import ShutdownRequest, message_class, parameter_value, spin_until
 
 _NS_PER_S = 1_000_000_000
 CLOCK_TOPIC = "/clock"
 #: Longest single sleep of the playback thread, so stop requests are noticed promptly.
 _MAX_SLEEP_S = 0.05
 
-PARAMETERS: Dict[str, Tuple[Any, str]] = {
+PARAMETERS: dict[str, tuple[Any, str]] = {
     "bag": ("", "rosbag2 directory, or a single .mcap/.db3 file"),
     "topics": (Parameter.Type.STRING_ARRAY, "bag topics to replay (unset: all)"),
     "remap": (Parameter.Type.STRING_ARRAY, "publish bag topic FROM on TO: entries 'FROM:=TO'"),
@@ -52,20 +53,22 @@ PARAMETERS: Dict[str, Tuple[Any, str]] = {
     "publish_clock": (False, "publish /clock with the recorded time (for use_sim_time nodes)"),
     "wait_for_subscribers": (False, "before starting, wait until every replayed topic has a subscriber"),
 }
-RANGED: Dict[str, Tuple[Any, ParameterDescriptor]] = {
+RANGED: dict[str, tuple[Any, ParameterDescriptor]] = {
     "rate": (1.0, float_param("playback speed factor (2.0: twice as fast)", 1e-3, 1e3)),
     "start_offset": (0.0, float_param("seconds into the recording to start from", 0.0, 1e9)),
     "delay": (0.0, float_param("wall seconds to wait before the first message", 0.0, 3600.0)),
     "wait_timeout": (10.0, float_param("wait_for_subscribers: give up waiting after this many s", 0.0, 3600.0)),
-    "clock_frequency": (100.0, float_param("publish_clock: /clock messages per wall second between messages",
-                                           0.1, 10_000.0)),  # fmt: skip
+    "clock_frequency": (
+        100.0,
+        float_param("publish_clock: /clock messages per wall second between messages", 0.1, 10_000.0),
+    ),
     "queue_depth": (100, int_param("publisher queue depth (keep-last) per topic", 1, 100_000)),
 }
 
 
-def parse_remaps(entries: Sequence[str]) -> Dict[str, str]:
+def parse_remaps(entries: Sequence[str]) -> dict[str, str]:
     """``["/a:=/b", ...]`` -> ``{"/a": "/b"}``; names must be absolute."""
-    remap: Dict[str, str] = {}
+    remap: dict[str, str] = {}
     for entry in entries:
         source, sep, target = entry.partition(":=")
         if not sep or not source.startswith("/") or not target.startswith("/"):
@@ -126,8 +129,9 @@ class ReplayNode(Node):
             selected = list(p["topics"] or found)
             require_topics(self.reader, selected, allow_empty=True)
             if unknown := sorted(set(remap) - set(found)):
-                raise ValueError(f"remap names topics the recording lacks: {', '.join(unknown)} "
-                                 f"(it holds {', '.join(found)})")  # fmt: skip
+                raise ValueError(
+                    f"remap names topics the recording lacks: {', '.join(unknown)} (it holds {', '.join(found)})"
+                )
             self.start_ns = self.reader.start_ns + int(round(float(p["start_offset"]) * _NS_PER_S))
             if self.start_ns >= self.reader.end_ns:
                 raise ValueError(
@@ -138,8 +142,8 @@ class ReplayNode(Node):
             if self.publish_clock and CLOCK_TOPIC in selected:
                 self.get_logger().warn(f"the recording's own {CLOCK_TOPIC} is not replayed: publish_clock is on")
                 selected.remove(CLOCK_TOPIC)
-            self.publishers_by_topic: Dict[str, Any] = {}
-            self.skipped: Dict[str, str] = {}
+            self.publishers_by_topic: dict[str, Any] = {}
+            self.skipped: dict[str, str] = {}
             self._make_publishers(selected, found, remap, int(p["queue_depth"]))
             if not self.publishers_by_topic:
                 raise ValueError(
@@ -150,9 +154,9 @@ class ReplayNode(Node):
             self.reader.close()
             raise
         self.clock_pub = self.create_publisher(Clock, CLOCK_TOPIC, 10) if self.publish_clock else None
-        self.counts: Dict[str, int] = {topic: 0 for topic in self.publishers_by_topic}
+        self.counts: dict[str, int] = {topic: 0 for topic in self.publishers_by_topic}
         self.loops_done = 0
-        self.error: Optional[str] = None  # why playback stopped early, if it did
+        self.error: str | None = None  # why playback stopped early, if it did
         self.finished = threading.Event()
         self._stop = threading.Event()
         self._last_clock_ns = -1
@@ -160,14 +164,14 @@ class ReplayNode(Node):
         self.get_logger().info(
             f"replaying {len(self.publishers_by_topic)} topics of {self.reader.path} at x{self.rate:g}"
             + (f" from {p['start_offset']:g} s" if p["start_offset"] else "")
-            + (", looping" if self.loop else "") + (", publishing /clock" if self.publish_clock else "")
+            + (", looping" if self.loop else "")
+            + (", publishing /clock" if self.publish_clock else "")
         )
         if autostart:
             self.start()
 
-    def _make_publishers(self, selected: List[str], found: Dict[str, Any], remap: Dict[str, str],
-                         depth: int) -> None:  # fmt: skip
-        connections: Dict[str, List[Connection]] = {}
+    def _make_publishers(self, selected: list[str], found: dict[str, Any], remap: dict[str, str], depth: int) -> None:
+        connections: dict[str, list[Connection]] = {}
         for conn in self.reader.connections:
             connections.setdefault(conn.topic, []).append(conn)
         for topic in selected:
@@ -232,8 +236,9 @@ class ReplayNode(Node):
                 if not lonely:
                     break
                 if time.monotonic() >= deadline:
-                    self.get_logger().warn(f"no subscriber after {self.wait_timeout:g} s on: {', '.join(lonely)}; "
-                                           f"starting anyway")  # fmt: skip
+                    self.get_logger().warn(
+                        f"no subscriber after {self.wait_timeout:g} s on: {', '.join(lonely)}; starting anyway"
+                    )
                     break
                 time.sleep(0.02)
         self._stop.wait(self.delay)
@@ -285,7 +290,7 @@ class ReplayNode(Node):
         super().destroy_node()
 
 
-def run_replay(overrides: Optional[List[Any]] = None, args: Optional[List[str]] = None) -> ReplayNode:
+def run_replay(overrides: list[Any] | None = None, args: list[str] | None = None) -> ReplayNode:
     """Replay until the recording ends (never with ``loop``) or SIGINT/SIGTERM.
 
     Raises the bag errors of :mod:`lnn_nav.data.errors` and ``ValueError``
@@ -294,7 +299,7 @@ def run_replay(overrides: Optional[List[Any]] = None, args: Optional[List[str]] 
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = ShutdownRequest()
     previous = stop.install()
-    node: Optional[ReplayNode] = None
+    node: ReplayNode | None = None
     executor = SingleThreadedExecutor()
     try:
         node = ReplayNode(parameter_overrides=overrides or [])
@@ -309,7 +314,7 @@ def run_replay(overrides: Optional[List[Any]] = None, args: Optional[List[str]] 
         stop.restore(previous)
 
 
-def main(args: Optional[List[str]] = None) -> int:
+def main(args: list[str] | None = None) -> int:
     """``ros2 run lnn_nav replay_node --ros-args --params-file config/replay.yaml -p bag:=PATH``."""
     from lnn_nav.data.errors import BagError
 

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import signal
 import time
-from typing import Any, Callable, Dict, List, Optional
+from collections.abc import Callable
+from typing import Any
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, Executor
+from rclpy.executors import Executor, ExternalShutdownException
 from rclpy.node import Node
 
 SPIN_POLL_S = 0.1  # longest a signal waits for the spin loop to notice it
 
 
-def run_node(factory: Callable[[], Node], args: Optional[List[str]] = None) -> None:
+def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None:
     """``rclpy.init``, build the node, spin until Ctrl-C or external shutdown, then tear down."""
     rclpy.init(args=args)
     node = None
@@ -46,7 +47,7 @@ class ShutdownRequest:
     """
 
     def __init__(self) -> None:
-        self.signal: Optional[int] = None
+        self.signal: int | None = None
 
     def __call__(self, signum: int, frame: Any) -> None:
         self.signal = signum
@@ -54,18 +55,19 @@ class ShutdownRequest:
     def __bool__(self) -> bool:
         return self.signal is not None
 
-    def install(self) -> Dict[int, Any]:
+    def install(self) -> dict[int, Any]:
         """Handle SIGINT and SIGTERM; returns the previous handlers for :meth:`restore`."""
         return {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     @staticmethod
-    def restore(previous: Dict[int, Any]) -> None:
+    def restore(previous: dict[int, Any]) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def spin_until(executor: Executor, stop: ShutdownRequest, deadline: Optional[float] = None,
-               done: Optional[Callable[[], bool]] = None) -> None:  # fmt: skip
+def spin_until(
+    executor: Executor, stop: ShutdownRequest, deadline: float | None = None, done: Callable[[], bool] | None = None
+) -> None:
     """Spin until a signal, the context shuts down, ``deadline`` (monotonic s) passes or ``done()``.
 
     ``spin_once`` returns to Python at least every ``SPIN_POLL_S``: a Python

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -71,7 +71,7 @@ START_REOFFER_S = 0.5
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 # name -> (default, description). Types follow the defaults.
-PARAMETERS: Dict[str, Tuple[Any, str]] = {
+PARAMETERS: dict[str, tuple[Any, str]] = {
     "world": ("forest", "world kind: forest or urban"),
     "seed": (0, "world seed of the first episode"),
     "preset": ("in_distribution", "conditions preset (in_distribution, fog, dusk, ...)"),
@@ -93,7 +93,7 @@ PARAMETERS: Dict[str, Tuple[Any, str]] = {
 }
 
 
-def outcome_of(step: Dict[str, np.ndarray]) -> Optional[str]:
+def outcome_of(step: dict[str, np.ndarray]) -> str | None:
     """The episode outcome after a step of a one-drone batch, or None while it runs."""
     if step["success"][0]:
         return "success"
@@ -131,8 +131,9 @@ class SimNode(Node):
             self.declare_parameter(name, default, ParameterDescriptor(description=text))
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
         self.params = p
-        self.camera = CameraConfig(width=int(p["camera_width"]), height=int(p["camera_height"]),
-                                   hfov_deg=float(p["camera_hfov"]))  # fmt: skip
+        self.camera = CameraConfig(
+            width=int(p["camera_width"]), height=int(p["camera_height"]), hfov_deg=float(p["camera_hfov"])
+        )
         self.seed = int(p["seed"])
         world = self._make_world(self.seed)
         config = EnvConfig(
@@ -147,7 +148,7 @@ class SimNode(Node):
         self.period_ns = int(round(_NS_PER_S / config.control_hz))
         self.world: WorldSpec = world
         self.batch = FlightBatch(1, config, np.random.default_rng(self.seed), world_source=lambda rng: self.world)
-        self._last_obs: Optional[Dict[str, np.ndarray]] = None
+        self._last_obs: dict[str, np.ndarray] | None = None
 
         self.pub_image = self.create_publisher(Image, "/camera/image_raw", 10)
         self.pub_info = self.create_publisher(CameraInfo, "/camera/camera_info", 10)
@@ -170,7 +171,7 @@ class SimNode(Node):
         self.answered = True
         self.frame_wall_ns = 0
         self.running = False
-        self.positions: List[np.ndarray] = []
+        self.positions: list[np.ndarray] = []
 
         self._start_episode()
         if p["lockstep"]:
@@ -278,8 +279,9 @@ class SimNode(Node):
             return
         self.get_logger().warn(
             f"no command for frame {self.frame_ns / _NS_PER_S:.3f} within {waited:.1f} s; "
-            "stepping with the last command", throttle_duration_sec=5.0,
-        )  # fmt: skip
+            "stepping with the last command",
+            throttle_duration_sec=5.0,
+        )
         self.answered = True
         self._step()
 
@@ -309,8 +311,9 @@ class SimNode(Node):
         stamp = _stamp(self.clock_ns)
         self.pub_clock.publish(Clock(clock=stamp))
         quad = self.batch.quad
-        self.pub_odom.publish(odometry_msg(quad.position[0], quad.quaternion[0], quad.velocity_body[0],
-                                           quad.body_rates[0], stamp))  # fmt: skip
+        self.pub_odom.publish(
+            odometry_msg(quad.position[0], quad.quaternion[0], quad.velocity_body[0], quad.body_rates[0], stamp)
+        )
         self.pub_imu.publish(array_to_imu_msg(obs["imu"][0], stamp, "base_link"))
         self.pub_info.publish(camera_info_msg(self.camera, stamp, "camera_optical_frame"))
         if self.pub_depth is not None:
@@ -339,7 +342,8 @@ class SimNode(Node):
         t.header.frame_id = "odom"
         t.child_frame_id = "base_link"
         t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = (
-            float(v) for v in quad.position[0])  # fmt: skip
+            float(v) for v in quad.position[0]
+        )
         w, x, y, z = (float(v) for v in quad.quaternion[0])
         t.transform.rotation.w, t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z = w, x, y, z
         self.pub_tf.publish(self._tf_message(transforms=[t]))
@@ -349,7 +353,7 @@ class SimNode(Node):
         super().destroy_node()
 
 
-def main(args: Optional[List[str]] = None) -> None:
+def main(args: list[str] | None = None) -> None:
     run_node(SimNode, args)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Tuple
 
 import numpy as np
 
@@ -26,7 +25,7 @@ class CameraConfig:
     height: int = 96
     hfov_deg: float = 90.0
     tilt_deg: float = 0.0
-    offset: Tuple[float, float, float] = (0.1, 0.0, 0.05)
+    offset: tuple[float, float, float] = (0.1, 0.0, 0.05)
     near: float = 0.05
     far: float = 120.0
 
@@ -45,7 +44,7 @@ class CameraConfig:
         fx, fy, _, _ = self.intrinsics()
         return math.degrees(2.0 * math.atan(self.height / 2.0 / fy))
 
-    def intrinsics(self) -> Tuple[float, float, float, float]:
+    def intrinsics(self) -> tuple[float, float, float, float]:
         """``(fx, fy, cx, cy)`` in pixels: square pixels, principal point at the image centre."""
         fx = self.width / 2.0 / math.tan(math.radians(self.hfov_deg) / 2.0)
         return fx, fx, (self.width - 1) / 2.0, (self.height - 1) / 2.0
@@ -82,8 +81,8 @@ def quat_to_matrix(quaternion_wxyz: np.ndarray) -> np.ndarray:
 
 
 def camera_pose(
-    position_world: np.ndarray, quaternion_wxyz: np.ndarray, camera: Optional[CameraConfig] = None
-) -> Tuple[np.ndarray, np.ndarray]:
+    position_world: np.ndarray, quaternion_wxyz: np.ndarray, camera: CameraConfig | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Camera origins ``[N, 3]`` and rotations world <- optical ``[N, 3, 3]`` from body poses.
 
     ``quaternion_wxyz`` rotates body (FLU) to world (ENU).
@@ -98,8 +97,8 @@ def camera_pose(
 
 
 def project(
-    points_world: np.ndarray, origin: np.ndarray, rotation: np.ndarray, camera: Optional[CameraConfig] = None
-) -> Tuple[np.ndarray, np.ndarray]:
+    points_world: np.ndarray, origin: np.ndarray, rotation: np.ndarray, camera: CameraConfig | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Pixel coordinates ``[P, 2]`` (u, v) and z-depth ``[P]`` of world points for one camera.
 
     ``origin``/``rotation`` are one row of :func:`camera_pose`. Points behind

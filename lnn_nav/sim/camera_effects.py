@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import cv2
 import numpy as np
@@ -33,14 +32,14 @@ class CameraEffects:
             raise ValueError(f"blur_sigma and noise_std must be >= 0, got {self.blur_sigma}, {self.noise_std}")
 
     @classmethod
-    def from_conditions(cls, conditions: Conditions) -> "CameraEffects":
+    def from_conditions(cls, conditions: Conditions) -> CameraEffects:
         return cls(conditions.exposure, conditions.camera_blur, conditions.camera_noise)
 
     @property
     def is_identity(self) -> bool:
         return self.exposure == 1.0 and self.blur_sigma == 0.0 and self.noise_std == 0.0
 
-    def __call__(self, rgb: np.ndarray, rng: Optional[np.random.Generator] = None) -> np.ndarray:
+    def __call__(self, rgb: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """Apply to uint8 images ``[..., H, W, C]``; returns a new uint8 array of the same shape.
 
         ``rng`` is required when ``noise_std > 0``.
@@ -60,16 +59,14 @@ class CameraEffects:
             # 3-sigma kernel, odd size; channels go through cv2 together as one image.
             k = 2 * int(np.ceil(3.0 * self.blur_sigma)) + 1
             for i in range(len(img)):
-                img[i] = cv2.GaussianBlur(
-                    img[i], (k, k), self.blur_sigma, borderType=cv2.BORDER_REFLECT_101
-                ).reshape(h, w, c)
+                img[i] = cv2.GaussianBlur(img[i], (k, k), self.blur_sigma, borderType=cv2.BORDER_REFLECT_101).reshape(
+                    h, w, c
+                )
         if self.noise_std > 0:
             img += rng.normal(0.0, self.noise_std * 255.0, img.shape).astype(np.float32)
         return np.clip(img + 0.5, 0, 255).astype(np.uint8).reshape(rgb.shape)
 
 
-def apply_camera_effects(
-    rgb: np.ndarray, conditions: Conditions, rng: Optional[np.random.Generator] = None
-) -> np.ndarray:
+def apply_camera_effects(rgb: np.ndarray, conditions: Conditions, rng: np.random.Generator | None = None) -> np.ndarray:
     """:class:`CameraEffects` of ``conditions`` applied to ``rgb``."""
     return CameraEffects.from_conditions(conditions)(rgb, rng)

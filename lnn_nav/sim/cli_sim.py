@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -26,7 +26,9 @@ def run_sim(
 ) -> int:
     """Fly the expert over ``seeds``; print one line per episode and a summary; write JSON (+ map, GIF)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = NavigationEnv(kind=kind, preset=preset, camera=CameraConfig(width=width, height=height), max_episode_time=120.0)
+    env = NavigationEnv(
+        kind=kind, preset=preset, camera=CameraConfig(width=width, height=height), max_episode_time=120.0
+    )
     pilot = ExpertPilot()
     results = []
     try:
@@ -34,13 +36,20 @@ def run_sim(
             world = make_world(kind, seed, preset)
             record = fly_episode(env, pilot, world=world, keep_frames=pictures)
             line = {
-                "world": kind, "preset": preset, "seed": seed, "outcome": record.outcome,
-                "time_s": round(record.time, 2), "path_length_m": round(record.path_length, 2),
+                "world": kind,
+                "preset": preset,
+                "seed": seed,
+                "outcome": record.outcome,
+                "time_s": round(record.time, 2),
+                "path_length_m": round(record.path_length, 2),
                 "straight_line_m": round(float(np.linalg.norm(np.subtract(world.goal, world.start[:3]))), 2),
-            }  # fmt: skip
+            }
             results.append(line)
-            print(f"{kind} seed {seed} ({preset}): {record.outcome} in {record.time:.1f} s, "
-                  f"path {record.path_length:.1f} m", flush=True)  # fmt: skip
+            print(
+                f"{kind} seed {seed} ({preset}): {record.outcome} in {record.time:.1f} s, "
+                f"path {record.path_length:.1f} m",
+                flush=True,
+            )
             if pictures:
                 planned = PrivilegedExpert(world).path(world.start[:2])
                 paths = record.save_pictures(out_dir, f"{kind}_{seed}", planned)

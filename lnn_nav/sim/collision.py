@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import weakref
-from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -77,8 +76,9 @@ def signed_distance(world: WorldSpec, points: np.ndarray, include_ground: bool =
     ``include_ground`` the ground plane too (distance ``z``). A point with
     nothing to measure against gets ``+inf``.
     """
-    return _all_primitives_distance(_points(points), world.cylinders, box_table(world.boxes), world.spheres,
-                                    include_ground)  # fmt: skip
+    return _all_primitives_distance(
+        _points(points), world.cylinders, box_table(world.boxes), world.spheres, include_ground
+    )
 
 
 def _all_primitives_distance(
@@ -100,7 +100,7 @@ def out_of_bounds(world: WorldSpec, positions: np.ndarray) -> np.ndarray:
     return _out_of_bounds(_points(positions), world.bounds, world.ceiling)
 
 
-def _out_of_bounds(pos: np.ndarray, bounds: Tuple[float, float, float, float], ceiling: float) -> np.ndarray:
+def _out_of_bounds(pos: np.ndarray, bounds: tuple[float, float, float, float], ceiling: float) -> np.ndarray:
     x0, x1, y0, y1 = bounds
     return (pos[:, 0] < x0) | (pos[:, 0] > x1) | (pos[:, 1] < y0) | (pos[:, 1] > y1) | (pos[:, 2] > ceiling)
 
@@ -129,11 +129,19 @@ class CollisionChecker:
         self._source = (world.cylinders, world.boxes, world.spheres)  # pins the ids the cache compares
         footprints = [  # per family: primitive table, xy half extents
             (world.cylinders, world.cylinders[:, [0, 1]], np.repeat(world.cylinders[:, 4:5], 2, axis=1)),
-            (boxes, boxes[:, [0, 1]], np.stack([np.abs(boxes[:, 6]) * boxes[:, 3] + np.abs(boxes[:, 7]) * boxes[:, 4],
-                                                np.abs(boxes[:, 7]) * boxes[:, 3] + np.abs(boxes[:, 6]) * boxes[:, 4]],
-                                               axis=1)),
+            (
+                boxes,
+                boxes[:, [0, 1]],
+                np.stack(
+                    [
+                        np.abs(boxes[:, 6]) * boxes[:, 3] + np.abs(boxes[:, 7]) * boxes[:, 4],
+                        np.abs(boxes[:, 7]) * boxes[:, 3] + np.abs(boxes[:, 6]) * boxes[:, 4],
+                    ],
+                    axis=1,
+                ),
+            ),
             (world.spheres, world.spheres[:, [0, 1]], np.repeat(world.spheres[:, 3:4], 2, axis=1)),
-        ]  # fmt: skip
+        ]
         lo = [np.array(world.bounds)[[0, 2]]]
         hi = [np.array(world.bounds)[[1, 3]]]
         for _, centre, half in footprints:
@@ -144,13 +152,13 @@ class CollisionChecker:
         self._shape = np.maximum(np.ceil((np.max(hi, axis=0) - self._origin) / self.cell_size), 1).astype(np.int64)
         n_cells = int(self._shape[0] * self._shape[1])
 
-        self._families: List[Tuple[object, np.ndarray, np.ndarray]] = []
+        self._families: list[tuple[object, np.ndarray, np.ndarray]] = []
         for sdf, (prims, centre, half), dummy in zip(
             (cylinder_sd, box_sd, sphere_sd), footprints, (_DUMMY_CYLINDER, _DUMMY_BOX, _DUMMY_SPHERE)
         ):
             if len(prims) == 0:
                 continue
-            cells: List[List[int]] = [[] for _ in range(n_cells + 1)]  # the last cell: outside the grid, empty
+            cells: list[list[int]] = [[] for _ in range(n_cells + 1)]  # the last cell: outside the grid, empty
             c0 = np.floor((centre - half - self.max_radius - self._origin) / self.cell_size).astype(np.int64)
             c1 = np.floor((centre + half + self.max_radius - self._origin) / self.cell_size).astype(np.int64)
             c0 = np.clip(c0, 0, self._shape - 1)
@@ -190,7 +198,7 @@ class CollisionChecker:
             np.minimum(best, sdf(pos[:, None, :], cand).min(axis=1), out=best)  # type: ignore[operator]
         return best
 
-    def check(self, positions: np.ndarray, radius: float) -> Tuple[np.ndarray, np.ndarray]:
+    def check(self, positions: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
         """``(collided [N], out_of_bounds [N])`` for spheres of ``radius`` at ``positions`` ``[N, 3]``.
 
         Collided: an obstacle or the ground (``z < radius``) is closer than
@@ -206,7 +214,7 @@ class CollisionChecker:
 
 # Checkers of recently used worlds, keyed by id() and validated through a weak reference
 # and the identity of the geometry arrays (which the checker keeps alive, so ids stay unique).
-_CHECKERS: Dict[int, Tuple["weakref.ref[WorldSpec]", Tuple[int, int, int], CollisionChecker]] = {}
+_CHECKERS: dict[int, tuple[weakref.ref[WorldSpec], tuple[int, int, int], CollisionChecker]] = {}
 _CACHE_SIZE = 8
 
 
@@ -225,7 +233,7 @@ def collision_checker(world: WorldSpec, max_radius: float = 1.0) -> CollisionChe
     return checker
 
 
-def check_collisions(world: WorldSpec, positions: np.ndarray, radius: float) -> Tuple[np.ndarray, np.ndarray]:
+def check_collisions(world: WorldSpec, positions: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
     """``(collided [N], out_of_bounds [N])`` for drones of ``radius`` (m) at ``positions`` ``[N, 3]``.
 
     ``collided`` is ``signed_distance < radius`` with the ground included

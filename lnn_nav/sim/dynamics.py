@@ -12,10 +12,11 @@ follows bit for bit the trajectory it follows alone.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence, Tuple
 
 import numpy as np
+
 
 def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise cross product of ``[N, 3]`` arrays (np.cross costs ~10x more on small arrays)."""
@@ -110,7 +111,7 @@ class QuadrotorParams:
     """
 
     mass: float = 1.0  # kg
-    inertia: Tuple[float, float, float] = (0.0095, 0.0095, 0.0170)  # kg m^2, body x, y, z
+    inertia: tuple[float, float, float] = (0.0095, 0.0095, 0.0170)  # kg m^2, body x, y, z
     arm_length: float = 0.17  # m, centre to rotor axis
     collision_radius: float = 0.25  # m, arm + prop radius: the drone as a sphere
     k_f: float = 6.0e-6  # N / (rad/s)^2
@@ -118,12 +119,20 @@ class QuadrotorParams:
     motor_time_constant: float = 0.03  # s, first-order rotor speed lag
     max_rotor_speed: float = 1000.0  # rad/s (about 9500 rpm)
     idle_rotor_speed: float = 80.0  # rad/s, the lowest speed the flight controller commands while armed
-    drag: Tuple[float, float, float] = (0.30, 0.30, 0.40)  # N / (m/s), body x, y, z
+    drag: tuple[float, float, float] = (0.30, 0.30, 0.40)  # N / (m/s), body x, y, z
     gravity: float = 9.81  # m/s^2
 
     def __post_init__(self) -> None:
-        for name in ("mass", "arm_length", "collision_radius", "k_f", "k_m", "motor_time_constant",
-                     "max_rotor_speed", "gravity"):  # fmt: skip
+        for name in (
+            "mass",
+            "arm_length",
+            "collision_radius",
+            "k_f",
+            "k_m",
+            "motor_time_constant",
+            "max_rotor_speed",
+            "gravity",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"QuadrotorParams.{name} must be > 0, got {getattr(self, name)}")
         if len(self.inertia) != 3 or min(self.inertia) <= 0:
@@ -190,7 +199,7 @@ class QuadrotorState:
     quaternion: np.ndarray  # [N, 4] (w, x, y, z), body FLU -> world ENU
     angular_velocity: np.ndarray  # [N, 3] body FLU, rad/s
     rotor_speeds: np.ndarray  # [N, 4] rad/s, PX4 quad-X order
-    specific_force: Optional[np.ndarray] = None  # [N, 3] body, m/s^2 (zeros when not given)
+    specific_force: np.ndarray | None = None  # [N, 3] body, m/s^2 (zeros when not given)
     rotation: np.ndarray = field(init=False, repr=False)  # [N, 3, 3], from the quaternion
 
     def __post_init__(self) -> None:
@@ -216,21 +225,32 @@ class QuadrotorState:
         cls,
         params: QuadrotorParams,
         positions: np.ndarray,
-        yaws: Optional[Sequence[float]] = None,
-    ) -> "QuadrotorState":
+        yaws: Sequence[float] | None = None,
+    ) -> QuadrotorState:
         """Level, at rest, rotors at hover speed (accelerometer reading +g)."""
         positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
         n = positions.shape[0]
         yaws = np.zeros(n) if yaws is None else np.asarray(yaws, dtype=np.float64).reshape(n)
         sf = np.zeros((n, 3))
         sf[:, 2] = params.gravity
-        return cls(positions, np.zeros((n, 3)), quat_from_yaw(yaws), np.zeros((n, 3)),
-                   np.full((n, 4), hover_rotor_speed(params)), specific_force=sf)  # fmt: skip
+        return cls(
+            positions,
+            np.zeros((n, 3)),
+            quat_from_yaw(yaws),
+            np.zeros((n, 3)),
+            np.full((n, 4), hover_rotor_speed(params)),
+            specific_force=sf,
+        )
 
-    def copy(self) -> "QuadrotorState":
-        return QuadrotorState(self.position.copy(), self.velocity.copy(), self.quaternion.copy(),
-                              self.angular_velocity.copy(), self.rotor_speeds.copy(),
-                              specific_force=self.specific_force.copy())  # fmt: skip
+    def copy(self) -> QuadrotorState:
+        return QuadrotorState(
+            self.position.copy(),
+            self.velocity.copy(),
+            self.quaternion.copy(),
+            self.angular_velocity.copy(),
+            self.rotor_speeds.copy(),
+            specific_force=self.specific_force.copy(),
+        )
 
 
 class QuadrotorDynamics:
@@ -248,7 +268,7 @@ class QuadrotorDynamics:
     map (constant body rate over the step), then renormalised.
     """
 
-    def __init__(self, params: Optional[QuadrotorParams] = None) -> None:
+    def __init__(self, params: QuadrotorParams | None = None) -> None:
         self.params = params or QuadrotorParams()
         p = self.params
         self._inertia = np.array(p.inertia)
@@ -261,7 +281,7 @@ class QuadrotorDynamics:
         self,
         state: QuadrotorState,
         rotor_cmd: np.ndarray,
-        wind_velocity: Optional[np.ndarray],
+        wind_velocity: np.ndarray | None,
         dt: float,
     ) -> np.ndarray:
         """Advance ``state`` in place by ``dt`` seconds; returns the body specific force ``[N, 3]``.

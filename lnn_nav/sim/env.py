@@ -21,8 +21,9 @@ the ground), on leaving the world or on the time limit.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -57,7 +58,7 @@ class EnvConfig:
     render_workers: int = 1
     with_depth: bool = True
     imu_noise: bool = True
-    world_overrides: Dict[str, Any] = field(default_factory=dict)
+    world_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in ("forest", "urban"):
@@ -100,25 +101,26 @@ class FlightBatch:
         num_envs: int,
         config: EnvConfig,
         rng: np.random.Generator,
-        world_source: Optional[Callable[[np.random.Generator], WorldSpec]] = None,
+        world_source: Callable[[np.random.Generator], WorldSpec] | None = None,
     ) -> None:
         self.n = num_envs
         self.config = config
         self.rng = rng
         self.world_source = world_source
         self.control_dt = 1.0 / config.control_hz
-        self.worlds: List[WorldSpec] = [self._next_world() for _ in range(num_envs)]
+        self.worlds: list[WorldSpec] = [self._next_world() for _ in range(num_envs)]
         # One broad-phase grid per env, built when its world changes (a shared
         # LRU cache would thrash with more envs than cache slots).
-        self.checkers: List[CollisionChecker] = [CollisionChecker(w) for w in self.worlds]
+        self.checkers: list[CollisionChecker] = [CollisionChecker(w) for w in self.worlds]
         # One wind model, one wind per drone: each from its own world's conditions.
         # Wind, IMU and camera noise: one stream per drone, re-seeded from the world seed at each
         # episode start (lnn_nav.sim.noise), so an episode does not depend on the batch it flies in.
         self.noise = DroneStreams(num_envs, rng)
         for i, world in enumerate(self.worlds):
             self.noise.seed(i, world.seed)
-        self.quad = Quadrotor(num_envs, wind=WindModel.from_conditions([w.conditions for w in self.worlds], num_envs,
-                                                                       self.noise))  # fmt: skip
+        self.quad = Quadrotor(
+            num_envs, wind=WindModel.from_conditions([w.conditions for w in self.worlds], num_envs, self.noise)
+        )
         self.imu = ImuModel(num_drones=num_envs, rng=self.noise) if config.imu_noise else ImuModel.ideal(num_envs)
         self.renderer = RenderPool(self.worlds, config.camera, workers=config.render_workers)
         self.time = np.zeros(num_envs)
@@ -136,11 +138,13 @@ class FlightBatch:
         seed = int(self.rng.integers(0, 2**31 - 1))
         world = make_world(self.config.kind, seed, self.config.preset, **self.config.world_overrides)
         if self.config.randomize_conditions:
-            world = WorldSpec.from_dict({**world.to_dict(), "conditions": sample_training_conditions(self.rng).__dict__})
+            world = WorldSpec.from_dict(
+                {**world.to_dict(), "conditions": sample_training_conditions(self.rng).__dict__}
+            )
         return world
 
     # -- episodes -------------------------------------------------------------
-    def reset(self, indices: np.ndarray, worlds: Optional[Sequence[WorldSpec]] = None) -> None:
+    def reset(self, indices: np.ndarray, worlds: Sequence[WorldSpec] | None = None) -> None:
         """Start new episodes for ``indices`` (new worlds unless given)."""
         for k, i in enumerate(indices):
             world = worlds[k] if worlds is not None else self._next_world()
@@ -156,7 +160,7 @@ class FlightBatch:
         self.goal[indices] = [self.worlds[i].goal for i in indices]
         self.done[indices] = False
 
-    def step(self, actions: np.ndarray) -> Dict[str, np.ndarray]:
+    def step(self, actions: np.ndarray) -> dict[str, np.ndarray]:
         """Fly one control period; returns per-drone outcome arrays."""
         actions = np.asarray(actions, dtype=np.float64).reshape(self.n, 4)
         if not np.isfinite(actions).all():
@@ -189,7 +193,7 @@ class FlightBatch:
         }
 
     # -- sensing --------------------------------------------------------------
-    def observe(self) -> Dict[str, np.ndarray]:
+    def observe(self) -> dict[str, np.ndarray]:
         images = self.renderer.render(self.quad.position, self.quad.quaternion)
         rgb = images.rgb
         for i, world in enumerate(self.worlds):
@@ -221,8 +225,8 @@ class NavigationVectorEnv(VectorEnv):
     def __init__(
         self,
         num_envs: int = 4,
-        world_seeds: Optional[Sequence[int]] = None,
-        render_mode: Optional[str] = None,
+        world_seeds: Sequence[int] | None = None,
+        render_mode: str | None = None,
         **config: Any,
     ) -> None:
         self.config = EnvConfig(**config)
@@ -231,7 +235,7 @@ class NavigationVectorEnv(VectorEnv):
         self._world_seeds = list(world_seeds) if world_seeds is not None else None
         self._seed_cursor = 0
         self._rng = np.random.default_rng()
-        self._batch: Optional[FlightBatch] = None
+        self._batch: FlightBatch | None = None
         probe = Quadrotor(1)
         self.single_observation_space = observation_space(self.config.camera)
         self.single_action_space = action_space(probe)
@@ -251,7 +255,7 @@ class NavigationVectorEnv(VectorEnv):
             raise RuntimeError("call reset() before step()")
         return self._batch
 
-    def reset(self, *, seed: Optional[int] = None, options: Optional[Dict[str, Any]] = None):
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if seed is not None:
             self._rng = np.random.default_rng(seed)
             self._seed_cursor = 0
@@ -286,15 +290,20 @@ class NavigationVectorEnv(VectorEnv):
         info = {k: out[k] for k in ("success", "collision", "out_of_bounds", "distance_to_goal", "time")}
         return obs, out["reward"], out["terminated"], out["truncated"], info
 
-    def _infos(self) -> Dict[str, np.ndarray]:
+    def _infos(self) -> dict[str, np.ndarray]:
         b = self.batch
         distance = np.linalg.norm(b.goal - b.quad.position, axis=1)
         zeros = np.zeros(self.num_envs, dtype=bool)
-        return {"success": zeros, "collision": zeros.copy(), "out_of_bounds": zeros.copy(),
-                "distance_to_goal": distance, "time": b.time.copy()}  # fmt: skip
+        return {
+            "success": zeros,
+            "collision": zeros.copy(),
+            "out_of_bounds": zeros.copy(),
+            "distance_to_goal": distance,
+            "time": b.time.copy(),
+        }
 
     @property
-    def worlds(self) -> List[WorldSpec]:
+    def worlds(self) -> list[WorldSpec]:
         return list(self.batch.worlds)
 
     def render(self):
@@ -317,13 +326,13 @@ class NavigationEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
 
-    def __init__(self, render_mode: Optional[str] = None, **config: Any) -> None:
+    def __init__(self, render_mode: str | None = None, **config: Any) -> None:
         self.config = EnvConfig(**config)
         self.render_mode = render_mode
         self.observation_space = observation_space(self.config.camera)
         self.action_space = action_space(Quadrotor(1))
-        self._batch: Optional[FlightBatch] = None
-        self._last_obs: Optional[Dict[str, np.ndarray]] = None
+        self._batch: FlightBatch | None = None
+        self._last_obs: dict[str, np.ndarray] | None = None
 
     @property
     def world(self) -> WorldSpec:
@@ -335,7 +344,7 @@ class NavigationEnv(gym.Env):
         assert self._batch is not None, "call reset() first"
         return self._batch.quad
 
-    def reset(self, *, seed: Optional[int] = None, options: Optional[Dict[str, Any]] = None):
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         if self._batch is None:
             self._batch = FlightBatch(1, self.config, self.np_random)
@@ -344,9 +353,14 @@ class NavigationEnv(gym.Env):
         self._batch.reset(np.array([0]), [world] if world is not None else None)
         obs = self._single(self._batch.observe())
         self._last_obs = obs
-        info = {"success": False, "collision": False, "out_of_bounds": False,
-                "distance_to_goal": float(np.linalg.norm(self._batch.goal[0] - self._batch.quad.position[0])),
-                "time": 0.0, "world_seed": self.world.seed}  # fmt: skip
+        info = {
+            "success": False,
+            "collision": False,
+            "out_of_bounds": False,
+            "distance_to_goal": float(np.linalg.norm(self._batch.goal[0] - self._batch.quad.position[0])),
+            "time": 0.0,
+            "world_seed": self.world.seed,
+        }
         return obs, info
 
     def step(self, action: np.ndarray):
@@ -354,12 +368,14 @@ class NavigationEnv(gym.Env):
         out = self._batch.step(np.asarray(action, dtype=np.float64).reshape(1, 4))
         obs = self._single(self._batch.observe())
         self._last_obs = obs
-        info = {k: (bool(out[k][0]) if out[k].dtype == bool else float(out[k][0]))
-                for k in ("success", "collision", "out_of_bounds", "distance_to_goal", "time")}  # fmt: skip
+        info = {
+            k: (bool(out[k][0]) if out[k].dtype == bool else float(out[k][0]))
+            for k in ("success", "collision", "out_of_bounds", "distance_to_goal", "time")
+        }
         return obs, float(out["reward"][0]), bool(out["terminated"][0]), bool(out["truncated"][0]), info
 
     @staticmethod
-    def _single(obs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def _single(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {k: v[0] for k, v in obs.items()}
 
     def render(self):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -14,23 +14,23 @@ from .viz import plot_top_down, write_gif
 from .world import WorldSpec
 
 #: A pilot maps (observation, env) to a command ``[vx, vy, vz, yaw_rate]``.
-Pilot = Callable[[Dict[str, np.ndarray], NavigationEnv], np.ndarray]
+Pilot = Callable[[dict[str, np.ndarray], NavigationEnv], np.ndarray]
 
 
 class ExpertPilot:
     """The privileged expert as a pilot (re-planned for each new world)."""
 
-    def __init__(self, config: Optional[ExpertConfig] = None) -> None:
+    def __init__(self, config: ExpertConfig | None = None) -> None:
         self.config = config
-        self._expert: Optional[PrivilegedExpert] = None
-        self._world: Optional[WorldSpec] = None
+        self._expert: PrivilegedExpert | None = None
+        self._world: WorldSpec | None = None
 
     def expert_for(self, world: WorldSpec) -> PrivilegedExpert:
         if self._expert is None or self._world is not world:
             self._expert, self._world = PrivilegedExpert(world, self.config), world
         return self._expert
 
-    def __call__(self, obs: Dict[str, np.ndarray], env: NavigationEnv) -> np.ndarray:
+    def __call__(self, obs: dict[str, np.ndarray], env: NavigationEnv) -> np.ndarray:
         quad = env.quadrotor
         expert = self.expert_for(env.world)
         return expert.command(quad.position, quad.yaw, 1.0 / env.config.control_hz)[0]
@@ -41,9 +41,9 @@ class EpisodeRecord:
     """Trajectory, commands, frames and outcome of one episode."""
 
     world: WorldSpec
-    positions: List[np.ndarray] = field(default_factory=list)
-    commands: List[np.ndarray] = field(default_factory=list)
-    frames: List[np.ndarray] = field(default_factory=list)
+    positions: list[np.ndarray] = field(default_factory=list)
+    commands: list[np.ndarray] = field(default_factory=list)
+    frames: list[np.ndarray] = field(default_factory=list)
     outcome: str = "running"
     time: float = 0.0
     path_length: float = 0.0
@@ -52,7 +52,7 @@ class EpisodeRecord:
     def success(self) -> bool:
         return self.outcome == "success"
 
-    def save_pictures(self, out_dir: Path, name: str, planned: Optional[np.ndarray] = None) -> Dict[str, Path]:
+    def save_pictures(self, out_dir: Path, name: str, planned: np.ndarray | None = None) -> dict[str, Path]:
         """Top-down map (PNG) and onboard-camera GIF."""
         track = np.array(self.positions)
         title = f"{self.world.kind} seed {self.world.seed}: {self.outcome} in {self.time:.1f} s"
@@ -66,8 +66,8 @@ class EpisodeRecord:
 def fly_episode(
     env: NavigationEnv,
     pilot: Pilot,
-    seed: Optional[int] = None,
-    world: Optional[WorldSpec] = None,
+    seed: int | None = None,
+    world: WorldSpec | None = None,
     keep_frames: bool = True,
     frame_stride: int = 1,
 ) -> EpisodeRecord:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
 
 import numpy as np
 from scipy import ndimage
@@ -44,7 +43,7 @@ class ExpertConfig:
     # Look-ahead of the heading alone (m); None: ``lookahead``. Longer, the camera swings
     # towards a turn while the drone still tracks the plan at ``lookahead``, so the turn
     # shows in the image and the yaw command before the drone cuts the corner.
-    yaw_lookahead: Optional[float] = None
+    yaw_lookahead: float | None = None
     resolution: float = 0.25
     inflate: float = 0.6  # drone collision radius (0.25) + 0.35 m margin
     clearance_weight: float = 6.0
@@ -70,8 +69,10 @@ class ExpertConfig:
         if self.inflate < 0:
             raise ValueError(f"inflate must be >= 0 (m), got {self.inflate}")
         if self.clearance_weight < 0 or self.clearance_scale <= 0:
-            raise ValueError(f"clearance_weight must be >= 0 and clearance_scale > 0 (m), got "
-                             f"{self.clearance_weight} and {self.clearance_scale}")
+            raise ValueError(
+                f"clearance_weight must be >= 0 and clearance_scale > 0 (m), got "
+                f"{self.clearance_weight} and {self.clearance_scale}"
+            )
         if not 0 <= self.yaw_deadband < math.pi:
             raise ValueError(f"yaw_deadband must be in [0, pi) rad, got {self.yaw_deadband}")
 
@@ -89,7 +90,7 @@ class ExpertConfig:
 #: the 0.35 m margin most of their collisions grazed a trunk or street pole passing
 #: it, 8-87 degrees off the heading, median 51 (the expert's own passes: 0.67 m median clearance;
 #: the 2 m/s CfC-NCP's successful passes: 0.44 m). 1.0 m closed 9 of 40 forest worlds.
-DEMO_EXPERT: Dict[str, float] = {"clearance_weight": 1.0, "cruise_speed": 2.0, "inflate": 0.8}
+DEMO_EXPERT: dict[str, float] = {"clearance_weight": 1.0, "cruise_speed": 2.0, "inflate": 0.8}
 
 #: Per-world changes to :data:`DEMO_EXPERT`. Urban: a strong, wide clearance cost (weight 8
 #: falling off over 4 m rather than 1 over 0.8 m) keeps the plan on the street's centre line,
@@ -99,10 +100,10 @@ DEMO_EXPERT: Dict[str, float] = {"clearance_weight": 1.0, "cruise_speed": 2.0, "
 #: 6% more flight time), and learners crashed into those 0.24 m poles, one or two pixels
 #: wide in their 64x48 frames, in a quarter of the held-out worlds. The forest keeps the
 #: light cost: between trunks there is no lane, and a wide cost detours round far clusters.
-DEMO_EXPERT_WORLD: Dict[str, Dict[str, float]] = {"urban": {"clearance_weight": 8.0, "clearance_scale": 4.0}}
+DEMO_EXPERT_WORLD: dict[str, dict[str, float]] = {"urban": {"clearance_weight": 8.0, "clearance_scale": 4.0}}
 
 
-def demo_expert(kind: str) -> Dict[str, float]:
+def demo_expert(kind: str) -> dict[str, float]:
     """``ExpertConfig`` overrides of the demonstrating expert in worlds of ``kind`` (forest, urban)."""
     return {**DEMO_EXPERT, **DEMO_EXPERT_WORLD.get(kind, {})}
 
@@ -110,7 +111,7 @@ def demo_expert(kind: str) -> Dict[str, float]:
 class PrivilegedExpert:
     """Expert for one world; ``command`` is vectorised over drones in that world."""
 
-    def __init__(self, world: WorldSpec, config: Optional[ExpertConfig] = None) -> None:
+    def __init__(self, world: WorldSpec, config: ExpertConfig | None = None) -> None:
         self.world = world
         self.config = config = config or ExpertConfig()
         altitude = world.goal[2]
@@ -140,7 +141,7 @@ class PrivilegedExpert:
         _, nearest = ndimage.distance_transform_edt(occupied, return_indices=True)
         self._nearest_free = nearest
         self.reachable = bool(np.isfinite(self.cost_to_go[tuple(start_cell)]))
-        self._last: Optional[np.ndarray] = None
+        self._last: np.ndarray | None = None
 
     # -- planning -------------------------------------------------------------
     def _cell(self, xy: np.ndarray) -> np.ndarray:
@@ -184,7 +185,7 @@ class PrivilegedExpert:
             hop = np.where(better, (gx + dx) * ny + (gy + dy), hop)
         return hop.reshape(-1)
 
-    def path(self, start_xy: Tuple[float, float], max_steps: int = 100000) -> np.ndarray:
+    def path(self, start_xy: tuple[float, float], max_steps: int = 100000) -> np.ndarray:
         """The planned path from a point to the goal as ``[P, 2]`` world xy (for plots)."""
         cell = self._free_cell(self._cell(np.asarray([start_xy], dtype=np.float64)))[0]
         ny = self.shape[1]
@@ -231,8 +232,9 @@ class PrivilegedExpert:
         pick = np.maximum(first_blocked - 1, 0)
         return points[np.arange(len(xy)), pick]
 
-    def _towards_carrot(self, xy: np.ndarray, flat: np.ndarray, lookahead: float, goal: np.ndarray,
-                        dist_goal: np.ndarray) -> np.ndarray:
+    def _towards_carrot(
+        self, xy: np.ndarray, flat: np.ndarray, lookahead: float, goal: np.ndarray, dist_goal: np.ndarray
+    ) -> np.ndarray:
         """Unit vectors ``[N, 2]`` from ``xy`` to the carrot ``lookahead`` ahead; the goal itself once nearer."""
         carrot = self._carrot(xy, flat, lookahead)
         # Close to the goal, aim at the goal itself rather than a grid cell centre.
@@ -279,9 +281,16 @@ class PrivilegedExpert:
         # Slow down in tight gaps, where tracking lag matters most.
         clearance = self.clearance[cells[:, 0], cells[:, 1]]
         speed *= np.clip((clearance + 0.3) / 1.2, 0.4, 1.0)
-        v_world = np.column_stack([direction * speed[:, None], np.clip(
-            cfg.altitude_gain * (self.world.goal[2] - position[:, 2]), -cfg.max_vertical_speed, cfg.max_vertical_speed
-        )])  # fmt: skip
+        v_world = np.column_stack(
+            [
+                direction * speed[:, None],
+                np.clip(
+                    cfg.altitude_gain * (self.world.goal[2] - position[:, 2]),
+                    -cfg.max_vertical_speed,
+                    cfg.max_vertical_speed,
+                ),
+            ]
+        )
         # Slew-limit in the world frame: in the heading frame a fast yaw would
         # itself swing the command around.
         if self._last is not None and self._last.shape == v_world.shape and dt > 0:

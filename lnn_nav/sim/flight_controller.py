@@ -10,8 +10,8 @@ level-forward however the drone is pitched, and ``vz`` is always world up.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -44,15 +44,15 @@ class ControllerGains:
     max_vertical_speed: float = 3.0  # m/s
     max_tilt: float = math.radians(35.0)  # rad
     max_yaw_rate: float = math.radians(120.0)  # rad/s, the command limit
-    max_body_rates: Tuple[float, float, float] = (math.radians(220.0), math.radians(220.0), math.radians(200.0))
+    max_body_rates: tuple[float, float, float] = (math.radians(220.0), math.radians(220.0), math.radians(200.0))
     max_yaw_error: float = math.radians(30.0)  # the yaw setpoint never runs further ahead (anti wind-up)
     min_thrust_ratio: float = 0.12  # of the maximum collective thrust: keeps attitude authority in descent
-    vel_kp: Tuple[float, float, float] = (3.0, 3.0, 4.0)
-    vel_ki: Tuple[float, float, float] = (1.5, 1.5, 3.0)
+    vel_kp: tuple[float, float, float] = (3.0, 3.0, 4.0)
+    vel_ki: tuple[float, float, float] = (1.5, 1.5, 3.0)
     vel_i_limit: float = 4.0  # m/s^2, clamp on the integral's contribution
-    att_kp: Tuple[float, float, float] = (8.0, 8.0, 4.0)
-    rate_kp: Tuple[float, float, float] = (22.0, 22.0, 10.0)
-    rate_ki: Tuple[float, float, float] = (6.0, 6.0, 3.0)
+    att_kp: tuple[float, float, float] = (8.0, 8.0, 4.0)
+    rate_kp: tuple[float, float, float] = (22.0, 22.0, 10.0)
+    rate_ki: tuple[float, float, float] = (6.0, 6.0, 3.0)
     rate_i_limit: float = 10.0  # rad/s^2, clamp on the integral's contribution
 
     def __post_init__(self) -> None:
@@ -86,7 +86,7 @@ class FlightController:
        kept, thrust shifted to make room, yaw only what still fits).
     """
 
-    def __init__(self, params: QuadrotorParams, gains: Optional[ControllerGains] = None, num_drones: int = 1) -> None:
+    def __init__(self, params: QuadrotorParams, gains: ControllerGains | None = None, num_drones: int = 1) -> None:
         self.params = params
         self.gains = gains or ControllerGains()
         self.num_drones = int(num_drones)
@@ -119,7 +119,7 @@ class FlightController:
         self.vel_integral = np.zeros((self.num_drones, 3))
         self.rate_integral = np.zeros((self.num_drones, 3))
 
-    def reset(self, yaws: np.ndarray, indices: Optional[np.ndarray] = None) -> None:
+    def reset(self, yaws: np.ndarray, indices: np.ndarray | None = None) -> None:
         """Clear integrators and commands; the yaw setpoint starts at ``yaws``."""
         idx = slice(None) if indices is None else np.asarray(indices)
         self.command[idx] = 0.0
@@ -211,8 +211,9 @@ class FlightController:
         e_tilt = rotate_inverse(r, k * angle_per_sin[:, None])  # rotation vector in the body frame, z = 0
         # Body x after the tilt correction (Rodrigues, with (1 - cos) / sin^2 = 1 / (1 + cos)).
         x_b = r[:, :, 0]
-        x_red = (cos_a[:, None] * x_b + cross(k, x_b)
-                 + k * ((k * x_b).sum(axis=1) / np.maximum(1.0 + cos_a, 1e-9))[:, None])  # fmt: skip
+        x_red = (
+            cos_a[:, None] * x_b + cross(k, x_b) + k * ((k * x_b).sum(axis=1) / np.maximum(1.0 + cos_a, 1e-9))[:, None]
+        )
         yaw_err = np.arctan2((cross(x_red, b1_d) * b3_d).sum(axis=1), (x_red * b1_d).sum(axis=1))
         rates_sp = self._att_kp * e_tilt
         rates_sp[:, 2] = self._att_kp[2] * yaw_err
@@ -281,9 +282,9 @@ class Quadrotor:
     def __init__(
         self,
         num_drones: int = 1,
-        params: Optional[QuadrotorParams] = None,
-        gains: Optional[ControllerGains] = None,
-        wind: Optional[WindModel] = None,
+        params: QuadrotorParams | None = None,
+        gains: ControllerGains | None = None,
+        wind: WindModel | None = None,
         physics_dt: float = 1.0 / 400.0,
     ) -> None:
         if num_drones < 1:
@@ -295,19 +296,20 @@ class Quadrotor:
         self.dynamics = QuadrotorDynamics(self.params)
         self.controller = FlightController(self.params, gains, self.num_drones)
         self.physics_dt = float(physics_dt)
-        self.wind: Optional[WindModel] = None
+        self.wind: WindModel | None = None
         self.set_wind(wind)
         self.state = QuadrotorState.hovering(self.params, np.zeros((self.num_drones, 3)))
         self.wind_velocity = np.zeros((self.num_drones, 3))
         self.time = 0.0
 
-    def set_wind(self, wind: Optional[WindModel]) -> None:
+    def set_wind(self, wind: WindModel | None) -> None:
         if wind is not None and wind.num_drones != self.num_drones:
             raise ValueError(f"wind model is for {wind.num_drones} drones, this Quadrotor has {self.num_drones}")
         self.wind = wind
 
-    def reset(self, positions: np.ndarray, yaws: Optional[Sequence[float]] = None,
-              indices: Optional[np.ndarray] = None) -> None:  # fmt: skip
+    def reset(
+        self, positions: np.ndarray, yaws: Sequence[float] | None = None, indices: np.ndarray | None = None
+    ) -> None:
         """Hover, at rest, at ``positions`` ``[N, 3]`` with headings ``yaws`` ``[N]``.
 
         With ``indices``, only those drones are reset (``positions`` and
@@ -410,4 +412,3 @@ class Quadrotor:
     def rotor_speeds(self) -> np.ndarray:
         """``[N, 4]`` rad/s, PX4 quad-X order."""
         return self.state.rotor_speeds
-

@@ -37,7 +37,8 @@ the shipped CfC-NCP's urban timeouts (2026-11-30): 9 of 13 missed a turn
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -66,7 +67,7 @@ MISSED_TURN = 10.0
 FLIGHT_DIRECTION_WINDOW = 0.5
 
 
-def nearest_obstacle(world: WorldSpec, point: np.ndarray, include_ground: bool = True) -> Dict[str, Any]:
+def nearest_obstacle(world: WorldSpec, point: np.ndarray, include_ground: bool = True) -> dict[str, Any]:
     """The primitive nearest ``point`` ``[3]``: shape, material, size (m), signed distance and surface direction.
 
     ``direction`` is the unit vector from ``point`` towards the closest surface
@@ -85,8 +86,13 @@ def nearest_obstacle(world: WorldSpec, point: np.ndarray, include_ground: bool =
             candidates.append((float(d[k]), shape, table[k], int(materials[k]), sdf, prims[k]))
     best = min(candidates, key=lambda c: c[0]) if candidates else None
     if best is None or (include_ground and float(p[0, 0, 2]) < best[0]):
-        return {"shape": "ground", "material": "ground", "size": 0.0, "distance": float(p[0, 0, 2]),
-                "direction": [0.0, 0.0, -1.0]}  # fmt: skip
+        return {
+            "shape": "ground",
+            "material": "ground",
+            "size": 0.0,
+            "distance": float(p[0, 0, 2]),
+            "direction": [0.0, 0.0, -1.0],
+        }
     distance, shape, row, material, sdf, raw = best
     eps = 1e-3
     grad = np.zeros(3)
@@ -102,8 +108,13 @@ def nearest_obstacle(world: WorldSpec, point: np.ndarray, include_ground: bool =
         size = float(raw[3])
     else:
         size = float(2 * min(raw[3], raw[4]))  # the box's narrower horizontal width
-    return {"shape": shape, "material": MATERIALS[material], "size": size, "distance": distance,
-            "direction": direction.tolist()}  # fmt: skip
+    return {
+        "shape": shape,
+        "material": MATERIALS[material],
+        "size": size,
+        "distance": distance,
+        "direction": direction.tolist(),
+    }
 
 
 def _bearing(direction_xy: np.ndarray, angle: float) -> float:
@@ -112,7 +123,7 @@ def _bearing(direction_xy: np.ndarray, angle: float) -> float:
     return (b + 180.0) % 360.0 - 180.0
 
 
-def _side(values: np.ndarray, bearing: Optional[float], dead_band: float) -> Optional[str]:
+def _side(values: np.ndarray, bearing: float | None, dead_band: float) -> str | None:
     """``towards``/``away``/``straight``: the mean of a left-positive command against the contact side.
 
     ``None`` for contact within ``HEAD_ON`` degrees of dead ahead (or straight down): no side to turn to.
@@ -133,10 +144,10 @@ def crash_report(
     commands: np.ndarray,
     final_position: np.ndarray,
     dt: float,
-    expert: Optional[Any] = None,
+    expert: Any | None = None,
     window: float = 2.0,
     hfov_deg: float = 90.0,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Diagnose one collision from the episode's per-step states and commands.
 
     ``positions`` ``[T, 3]``, ``yaws`` ``[T]``, ``velocities`` ``[T, 3]`` (world
@@ -158,9 +169,11 @@ def crash_report(
     speed = float(np.linalg.norm(velocity[:2]))
     flat = float(np.linalg.norm(towards)) < 1e-6  # straight down (ground) or degenerate
     bearing_heading = None if flat else round(_bearing(towards, yaw), 1)
-    bearing_velocity = None if flat or speed < 1e-3 else round(_bearing(towards, math.atan2(velocity[1], velocity[0])), 1)
+    bearing_velocity = (
+        None if flat or speed < 1e-3 else round(_bearing(towards, math.atan2(velocity[1], velocity[0])), 1)
+    )
     last = commands[-max(1, int(round(TURN_WINDOW / dt))) :]
-    report: Dict[str, Any] = {
+    report: dict[str, Any] = {
         "material": hit["material"],
         "shape": hit["shape"],
         "size": round(hit["size"], 3),
@@ -194,7 +207,7 @@ def crash_report(
     return report
 
 
-def summarize_crashes(reports: Sequence[Dict[str, Any]], hfov_deg: float = 90.0, window: float = 2.0) -> Dict[str, Any]:
+def summarize_crashes(reports: Sequence[dict[str, Any]], hfov_deg: float = 90.0, window: float = 2.0) -> dict[str, Any]:
     """Counts and medians over a cell's crash reports (for tables).
 
     Bearings split into ``ahead`` (within 30 degrees of the heading), ``side``
@@ -203,18 +216,21 @@ def summarize_crashes(reports: Sequence[Dict[str, Any]], hfov_deg: float = 90.0,
     the learner's by more than :data:`YAW_GAP` for at least half of ``window``.
     """
     n = len(reports)
-    materials: Dict[str, int] = {}
+    materials: dict[str, int] = {}
     for r in reports:
         materials[r["material"]] = materials.get(r["material"], 0) + 1
     bearings = [abs(r["bearing_heading"]) for r in reports if r.get("bearing_heading") is not None]
     # A report knows whether its obstacle was in the camera's view (``in_view``,
     # judged with the camera that flew); ``hfov_deg`` serves older reports.
-    in_view = [r["in_view"] if r.get("in_view") is not None else abs(r["bearing_heading"]) <= hfov_deg / 2
-               for r in reports if r.get("bearing_heading") is not None]  # fmt: skip
+    in_view = [
+        r["in_view"] if r.get("in_view") is not None else abs(r["bearing_heading"]) <= hfov_deg / 2
+        for r in reports
+        if r.get("bearing_heading") is not None
+    ]
     gaps = [r["yaw_rate_gap"] for r in reports if r.get("yaw_rate_gap") is not None]
     disagreeing = [r["disagreeing_seconds"] for r in reports if r.get("disagreeing_seconds") is not None]
 
-    def median(xs: Sequence[float]) -> Optional[float]:
+    def median(xs: Sequence[float]) -> float | None:
         return float(np.median(xs)) if xs else None
 
     return {
@@ -248,7 +264,7 @@ def timeout_report(
     expert: Any,
     off_plan: float = OFF_PLAN,
     horizon: float = DETOUR_HORIZON,
-) -> Dict[str, Any]:
+) -> dict[str, Any]:
     """Diagnose one timeout from the track ``positions`` ``[T, 2 or 3]`` (one per ``dt`` s, the last where time ran out).
 
     ``expert`` is a :class:`~lnn_nav.sim.expert.PrivilegedExpert` of this
@@ -276,7 +292,7 @@ def timeout_report(
     plan = expert.path((float(world.start[0]), float(world.start[1])))
     away, _ = cKDTree(plan).query(track)
     speed = np.linalg.norm(np.diff(track, axis=0), axis=1) / dt
-    report: Dict[str, Any] = {
+    report: dict[str, Any] = {
         "kind": "on_plan",
         "left_plan_at": None,
         "goal_distance": None,
@@ -297,20 +313,24 @@ def timeout_report(
     bearing = None
     if float(np.linalg.norm(flight)) > 1e-6:
         bearing = round(_bearing(to_goal, math.atan2(flight[1], flight[0])), 1)
-    report.update(kind="missed_turn" if detour >= MISSED_TURN else "other_route", left_plan_at=round(i * dt, 2),
-                  goal_distance=round(float(np.linalg.norm(to_goal)), 1), goal_bearing=bearing,
-                  detour=round(detour, 1))  # fmt: skip
+    report.update(
+        kind="missed_turn" if detour >= MISSED_TURN else "other_route",
+        left_plan_at=round(i * dt, 2),
+        goal_distance=round(float(np.linalg.norm(to_goal)), 1),
+        goal_bearing=bearing,
+        detour=round(detour, 1),
+    )
     return report
 
 
-def summarize_timeouts(reports: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+def summarize_timeouts(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Counts and medians over a cell's timeout reports (for tables).
 
     The goal's distance and bearing are the missed turns' (where the goal
     input said "turn" and the drone did not); the rest are over all timeouts.
     """
 
-    def median(xs: Sequence[Optional[float]]) -> Optional[float]:
+    def median(xs: Sequence[float | None]) -> float | None:
         xs = [x for x in xs if x is not None]
         return float(np.median(xs)) if xs else None
 

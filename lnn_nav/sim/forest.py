@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import List, Tuple
 
 import numpy as np
 
@@ -29,7 +28,7 @@ def generate_forest(
     seed: int,
     *,
     density: float = DEFAULT_TREE_DENSITY,
-    size: Tuple[float, float] = (100.0, 60.0),
+    size: tuple[float, float] = (100.0, 60.0),
     conditions: Conditions | None = None,
     flight_altitude: float = 2.0,
     undergrowth_density: float = 3.0,
@@ -135,7 +134,7 @@ def generate_forest(
     )
 
 
-def goal_beacon(goal: Tuple[float, float, float]) -> Tuple[np.ndarray, np.ndarray]:
+def goal_beacon(goal: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
     """A thin post under the goal and a ball above it: ``(cylinder [1, 5], sphere [1, 4])``.
 
     Both stay at least 0.85 m from the goal point (post top 1.0 m below, ball
@@ -148,7 +147,7 @@ def goal_beacon(goal: Tuple[float, float, float]) -> Tuple[np.ndarray, np.ndarra
     return post, ball
 
 
-def _draw_route(rng: np.random.Generator, bounds: Tuple[float, float, float, float]) -> Tuple[np.ndarray, np.ndarray]:
+def _draw_route(rng: np.random.Generator, bounds: tuple[float, float, float, float]) -> tuple[np.ndarray, np.ndarray]:
     """Start and goal in the inner region, 40-80 m apart in a uniformly random direction."""
     lo = np.array([bounds[0], bounds[2]]) + ROUTE_MARGIN
     hi = np.array([bounds[1], bounds[3]]) - ROUTE_MARGIN
@@ -164,7 +163,7 @@ def _draw_route(rng: np.random.Generator, bounds: Tuple[float, float, float, flo
 
 def _hard_core_points(
     rng: np.random.Generator,
-    bounds: Tuple[float, float, float, float],
+    bounds: tuple[float, float, float, float],
     n: int,
     spacing: float,
     keep_out: np.ndarray,
@@ -186,9 +185,7 @@ def _hard_core_points(
         batch = rng.uniform((x0, y0), (x1, y1), size=(max(n - count, 16) * 2, 2))
         drawn += len(batch)
         # Vectorised first cut: drop candidates inside the keep-out discs.
-        far = np.all(
-            ((batch[:, None, :] - keep_out[None, :, :]) ** 2).sum(-1) >= keep_out_radius**2, axis=1
-        )
+        far = np.all(((batch[:, None, :] - keep_out[None, :, :]) ** 2).sum(-1) >= keep_out_radius**2, axis=1)
         for px, py in batch[far]:
             i, j = int((px - x0) / cell), int((py - y0) / cell)
             near = owner[max(i - 2, 0) : i + 3, max(j - 2, 0) : j + 3]
@@ -218,7 +215,7 @@ def _block_straight_line(
     goal: np.ndarray,
     spacing: float,
     clear_radius: float,
-) -> Tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:
     """Plant a trunk on the start-goal segment unless one already blocks it.
 
     The new trunk goes at a random point of the segment's middle, and trunks
@@ -252,7 +249,7 @@ def _canopies(rng: np.random.Generator, xy: np.ndarray, height: np.ndarray) -> n
 
 def _bushes(
     rng: np.random.Generator,
-    bounds: Tuple[float, float, float, float],
+    bounds: tuple[float, float, float, float],
     n: int,
     trunks: np.ndarray,
     keep_out: np.ndarray,
@@ -262,7 +259,7 @@ def _bushes(
     xy = rng.uniform((bounds[0], bounds[2]), (bounds[1], bounds[3]), size=(n, 2))
     r = rng.uniform(0.3, 0.55, n)
     ok = np.all(((xy[:, None, :] - keep_out[None]) ** 2).sum(-1) >= (clear_radius + r[:, None]) ** 2, axis=1)
-    parts: List[np.ndarray] = []
+    parts: list[np.ndarray] = []
     # Chunked so a large world never builds a bushes x trunks matrix in one go.
     for s in range(0, n, 512):
         d2 = ((xy[s : s + 512, None, :] - trunks[None, :, :2]) ** 2).sum(-1)

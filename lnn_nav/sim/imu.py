@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, Union
 
 import numpy as np
 
@@ -46,9 +45,14 @@ class ImuModel:
         rng: RngLike = None,
         num_drones: int = 1,
     ) -> None:
-        values = dict(accel_noise_std=accel_noise_std, gyro_noise_std=gyro_noise_std,
-                      accel_bias_std=accel_bias_std, gyro_bias_std=gyro_bias_std,
-                      accel_bias_walk=accel_bias_walk, gyro_bias_walk=gyro_bias_walk)  # fmt: skip
+        values = dict(
+            accel_noise_std=accel_noise_std,
+            gyro_noise_std=gyro_noise_std,
+            accel_bias_std=accel_bias_std,
+            gyro_bias_std=gyro_bias_std,
+            accel_bias_walk=accel_bias_walk,
+            gyro_bias_walk=gyro_bias_walk,
+        )
         for name, value in values.items():
             if not value >= 0:
                 raise ValueError(f"ImuModel {name} must be >= 0, got {value}")
@@ -63,11 +67,11 @@ class ImuModel:
         self.reset()
 
     @classmethod
-    def ideal(cls, num_drones: int = 1) -> "ImuModel":
+    def ideal(cls, num_drones: int = 1) -> ImuModel:
         """An IMU without noise or bias: readings are the truth."""
         return cls(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, num_drones=num_drones)
 
-    def reset(self, indices: Optional[np.ndarray] = None) -> None:
+    def reset(self, indices: np.ndarray | None = None) -> None:
         """Draw new turn-on biases (all drones, or ``indices``)."""
         idx = slice(None) if indices is None else np.asarray(indices)
         self.bias[idx] = self.bias_std * self._normal(idx)
@@ -77,10 +81,12 @@ class ImuModel:
         if not dt >= 0:
             raise ValueError(f"dt must be >= 0 s, got {dt}")
         truth = np.concatenate(
-            [np.asarray(specific_force_body, dtype=np.float64).reshape(self.num_drones, 3),
-             np.asarray(angular_velocity_body, dtype=np.float64).reshape(self.num_drones, 3)],
+            [
+                np.asarray(specific_force_body, dtype=np.float64).reshape(self.num_drones, 3),
+                np.asarray(angular_velocity_body, dtype=np.float64).reshape(self.num_drones, 3),
+            ],
             axis=1,
-        )  # fmt: skip
+        )
         if self.bias_walk.any():
             self.bias = self.bias + self.bias_walk * math.sqrt(dt) * self._normal(slice(None))
         reading = truth + self.bias
@@ -88,7 +94,7 @@ class ImuModel:
             reading = reading + self.noise_std * self._normal(slice(None))
         return reading
 
-    def _normal(self, idx: Union[slice, np.ndarray]) -> np.ndarray:
+    def _normal(self, idx: slice | np.ndarray) -> np.ndarray:
         """``[drones in idx, 6]`` standard normals, from each drone's own stream when the IMU has them."""
         if isinstance(self.rng, DroneStreams):
             return self.rng.standard_normal(idx, 6)

@@ -13,7 +13,8 @@ behind the ROS 2 graph.
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
 import numpy as np
 
@@ -32,11 +33,11 @@ class DroneStreams:
     ``i`` the stream of a world seed.
     """
 
-    def __init__(self, num_drones: int, rng: Optional[np.random.Generator] = None) -> None:
+    def __init__(self, num_drones: int, rng: np.random.Generator | None = None) -> None:
         if num_drones < 1:
             raise ValueError(f"num_drones must be >= 1, got {num_drones}")
         parent = rng if rng is not None else np.random.default_rng()
-        self.streams: List[np.random.Generator] = list(parent.spawn(num_drones))
+        self.streams: list[np.random.Generator] = list(parent.spawn(num_drones))
 
     def __len__(self) -> int:
         return len(self.streams)
@@ -48,7 +49,7 @@ class DroneStreams:
         """Drone ``i`` draws from the stream of ``world_seed`` from now on (its episode starts)."""
         self.streams[int(i)] = world_noise_rng(world_seed)
 
-    def rows(self, indices: Indices) -> List[int]:
+    def rows(self, indices: Indices) -> list[int]:
         """``indices`` (a slice, e.g. ``slice(None)``, or integers) as a list of drone numbers."""
         if isinstance(indices, slice):
             return list(range(len(self.streams)))[indices]

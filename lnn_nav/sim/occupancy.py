@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Tuple
 
 import numpy as np
 
@@ -16,7 +15,7 @@ from lnn_nav.sim.world import WorldSpec
 
 def occupancy_grid(
     world: WorldSpec, altitude: float, inflate: float = 0.5, resolution: float = 0.5
-) -> Tuple[np.ndarray, Tuple[float, float]]:
+) -> tuple[np.ndarray, tuple[float, float]]:
     """Cells whose centre, at height ``altitude``, lies within ``inflate`` metres of an obstacle.
 
     The test is exact in 3-D: a cell is occupied when the point
@@ -71,8 +70,8 @@ def _bucket(sizes: np.ndarray) -> np.ndarray:
 
 
 def _window_cells(
-    grid: np.ndarray, origin: Tuple[float, float], res: float, lo_x: np.ndarray, lo_y: np.ndarray, w: int
-) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    grid: np.ndarray, origin: tuple[float, float], res: float, lo_x: np.ndarray, lo_y: np.ndarray, w: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Cell indices ``[K, w, w]`` of square windows starting at (lo_x, lo_y), their centres and an in-grid mask."""
     offs = np.arange(w)
     ix, iy = np.broadcast_arrays(lo_x[:, None, None] + offs[None, :, None], lo_y[:, None, None] + offs[None, None, :])
@@ -82,7 +81,7 @@ def _window_cells(
     return ix, iy, px, py, inside
 
 
-def _paint_discs(grid: np.ndarray, origin: Tuple[float, float], res: float, discs: np.ndarray) -> None:
+def _paint_discs(grid: np.ndarray, origin: tuple[float, float], res: float, discs: np.ndarray) -> None:
     if not len(discs):
         return
     lo_x = np.floor((discs[:, 0] - discs[:, 2] - origin[0]) / res).astype(np.int64)
@@ -98,7 +97,7 @@ def _paint_discs(grid: np.ndarray, origin: Tuple[float, float], res: float, disc
 
 
 def _paint_rounded_boxes(
-    grid: np.ndarray, origin: Tuple[float, float], res: float, boxes: np.ndarray, corner: np.ndarray
+    grid: np.ndarray, origin: tuple[float, float], res: float, boxes: np.ndarray, corner: np.ndarray
 ) -> None:
     """Boxes rotated about z, grown by ``corner`` metres with rounded corners (box ⊕ disc)."""
     if not len(boxes):
@@ -128,8 +127,8 @@ def _paint_rounded_boxes(
 
 
 def world_to_cell(
-    xy: Tuple[float, float] | np.ndarray, origin: Tuple[float, float], resolution: float
-) -> Tuple[int, int]:
+    xy: tuple[float, float] | np.ndarray, origin: tuple[float, float], resolution: float
+) -> tuple[int, int]:
     """Index ``(ix, iy)`` of the cell containing world point ``xy``."""
     return (
         int(math.floor((float(xy[0]) - origin[0]) / resolution)),
@@ -137,9 +136,7 @@ def world_to_cell(
     )
 
 
-def bfs_distance(
-    free: np.ndarray, source: Tuple[int, int], target: Tuple[int, int] | None = None
-) -> np.ndarray:
+def bfs_distance(free: np.ndarray, source: tuple[int, int], target: tuple[int, int] | None = None) -> np.ndarray:
     """Breadth-first step counts (4-connected) from ``source`` over ``free`` cells; -1 where unreachable.
 
     With ``target`` the search stops once that cell is reached (cells beyond
@@ -174,9 +171,7 @@ def bfs_distance(
     return dist
 
 
-def path_exists(
-    world: WorldSpec, altitude: float | None = None, inflate: float = 0.5, resolution: float = 0.5
-) -> bool:
+def path_exists(world: WorldSpec, altitude: float | None = None, inflate: float = 0.5, resolution: float = 0.5) -> bool:
     """Whether start and goal are joined by free cells of the occupancy grid at ``altitude``.
 
     ``altitude`` defaults to the start height. A start or goal cell that is

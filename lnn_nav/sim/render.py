@@ -43,9 +43,10 @@ import os
 import pickle
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing import shared_memory
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any
 
 import numpy as np
 import warp as wp
@@ -247,7 +248,7 @@ def _trace_grid(
     cyl: wp.array2d(dtype=float),
     box: wp.array2d(dtype=float),
     sph: wp.array2d(dtype=float),
-) -> Tuple[float, int]:
+) -> tuple[float, int]:
     """Closest primitive hit in (tmin, tmax), else ``(tmax, hit_item)``: 2D DDA over the xy grid
     (Amanatides & Woo 1987)."""
     best_t = tmax
@@ -269,8 +270,8 @@ def _trace_grid(
     inv = grid_f[3]
     ix = wp.clamp(int(wp.floor((o[0] + d[0] * t0 - x0) * inv)), 0, nx - 1)
     iy = wp.clamp(int(wp.floor((o[1] + d[1] * t0 - y0) * inv)), 0, ny - 1)
-    step_x = int(0)
-    step_y = int(0)
+    step_x = 0
+    step_y = 0
     t_next_x = float(_MISS)
     t_next_y = float(_MISS)
     dt_x = float(_MISS)
@@ -431,7 +432,7 @@ def _sky(d: wp.vec3, zenith: wp.vec3, horizon: wp.vec3, glow: wp.vec3, sun: wp.v
     up = wp.sqrt(wp.clamp(d[2], 0.0, 1.0))
     h = wp.length(wp.vec2(d[0], d[1]))
     hs = wp.length(wp.vec2(sun[0], sun[1]))
-    facing = float(0.0)
+    facing = 0.0
     if h > 1.0e-6 and hs > 1.0e-6:
         facing = wp.max(0.0, (d[0] * sun[0] + d[1] * sun[1]) / (h * hs))
     facing = facing * facing * facing
@@ -498,9 +499,23 @@ def _render_kernel(
             best_item = int(_ITEM_GROUND)
     if use_mesh == 0:
         best_t, best_item = _trace_grid(
-            o, d, tmin, best_t, best_item, grid_f[w], grid_i[w, 0], grid_i[w, 1], grid_i[w, 2], grid_z[w],
-            cell_start, cell_items, cell_item_z, cyl, box, sph,
-        )  # fmt: skip
+            o,
+            d,
+            tmin,
+            best_t,
+            best_item,
+            grid_f[w],
+            grid_i[w, 0],
+            grid_i[w, 1],
+            grid_i[w, 2],
+            grid_z[w],
+            cell_start,
+            cell_items,
+            cell_item_z,
+            cyl,
+            box,
+            sph,
+        )
     elif mesh_ids[w] != wp.uint64(0):
         q = wp.mesh_query_ray(mesh_ids[w], o + d * tmin, d, best_t - tmin)
         if q.result:
@@ -516,7 +531,7 @@ def _render_kernel(
         seg[e, v, u] = wp.uint8(0)
     else:
         mat = int(_MAT_GROUND)
-        local = int(0)
+        local = 0
         if best_item != _ITEM_GROUND:
             kind = best_item & 3
             i = best_item >> 2
@@ -559,7 +574,7 @@ class RenderOutput:
     segmentation: np.ndarray
 
     @classmethod
-    def empty(cls, envs: int, camera: CameraConfig) -> "RenderOutput":
+    def empty(cls, envs: int, camera: CameraConfig) -> RenderOutput:
         h, w = camera.height, camera.width
         return cls(
             np.empty((envs, h, w, 3), np.uint8), np.empty((envs, h, w), np.float32), np.empty((envs, h, w), np.uint8)
@@ -589,7 +604,7 @@ def default_cell_size(world: WorldSpec) -> float:
 
 def build_grid(
     world: WorldSpec, items: np.ndarray, cell_size: float
-) -> Tuple[Tuple[float, float, int, int], Tuple[float, float], np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[tuple[float, float, int, int], tuple[float, float], np.ndarray, np.ndarray, np.ndarray]:
     """Uniform xy grid over the primitives' footprints, as CSR.
 
     ``items[j]`` is the code stored for primitive ``j`` (cylinders, boxes,
@@ -622,12 +637,12 @@ def build_grid(
     return (float(x0), float(y0), nx, ny), zrange, cell_start, items[stored].astype(np.int32), fp[stored, 4:6]
 
 
-def tessellate(world: WorldSpec, segments: int = 12, rings: int = 8) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def tessellate(world: WorldSpec, segments: int = 12, rings: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Triangle mesh of the primitives: vertices ``[V, 3]``, triangles ``[F, 3]`` and the owning primitive
     ``[F]`` (index in cylinders, boxes, spheres order)."""
-    verts: List[np.ndarray] = []
-    tris: List[np.ndarray] = []
-    owners: List[np.ndarray] = []
+    verts: list[np.ndarray] = []
+    tris: list[np.ndarray] = []
+    owners: list[np.ndarray] = []
     count = 0
 
     def add(v: np.ndarray, f: np.ndarray, owner: int) -> None:
@@ -644,9 +659,11 @@ def tessellate(world: WorldSpec, segments: int = 12, rings: int = 8) -> Tuple[np
     side = np.concatenate([np.stack([j, jn, segments + jn], 1), np.stack([j, segments + jn, segments + j], 1)])
     bottom_centre, top_centre = 2 * segments, 2 * segments + 1
     caps = np.concatenate(
-        [np.stack([np.full(segments, bottom_centre), jn, j], 1),
-         np.stack([np.full(segments, top_centre), segments + j, segments + jn], 1)]
-    )  # fmt: skip
+        [
+            np.stack([np.full(segments, bottom_centre), jn, j], 1),
+            np.stack([np.full(segments, top_centre), segments + j, segments + jn], 1),
+        ]
+    )
     cyl_faces = np.concatenate([side, caps])
     for p, (x, y, z0, z1, r) in enumerate(world.cylinders):
         xy = np.array([x, y]) + r * ring
@@ -654,10 +671,14 @@ def tessellate(world: WorldSpec, segments: int = 12, rings: int = 8) -> Tuple[np
         v = np.concatenate([*rims, [[x, y, z0], [x, y, z1]]])
         add(v, cyl_faces, p)
     corners = np.array([[sx, sy, sz] for sz in (-1, 1) for sy in (-1, 1) for sx in (-1, 1)], float)
+    # fmt: off
+    # Kept as a grid (the formatter would put one triangle per line): each pair of triangles is one cube
+    # face, -z, +z, -y on the first row and +y, -x, +x on the second.
     box_faces = np.array(
         [[0, 2, 1], [1, 2, 3], [4, 5, 6], [5, 7, 6], [0, 1, 4], [1, 5, 4],
          [2, 6, 3], [3, 6, 7], [0, 4, 2], [2, 4, 6], [1, 3, 5], [3, 7, 5]]
-    )  # fmt: skip
+    )
+    # fmt: on
     offset = len(world.cylinders)
     for p, (cx, cy, cz, hx, hy, hz, yaw) in enumerate(world.boxes):
         local = corners * [hx, hy, hz]
@@ -666,9 +687,19 @@ def tessellate(world: WorldSpec, segments: int = 12, rings: int = 8) -> Tuple[np
         add(v, box_faces, offset + p)
     theta = np.linspace(0.0, np.pi, rings + 1)[1:-1]
     unit = np.concatenate(
-        [[[0, 0, 1]], np.stack([np.outer(np.sin(theta), np.cos(a)), np.outer(np.sin(theta), np.sin(a)),
-                                np.outer(np.cos(theta), np.ones(segments))], -1).reshape(-1, 3), [[0, 0, -1]]]
-    )  # fmt: skip
+        [
+            [[0, 0, 1]],
+            np.stack(
+                [
+                    np.outer(np.sin(theta), np.cos(a)),
+                    np.outer(np.sin(theta), np.sin(a)),
+                    np.outer(np.cos(theta), np.ones(segments)),
+                ],
+                -1,
+            ).reshape(-1, 3),
+            [[0, 0, -1]],
+        ]
+    )
     faces = [[0, 1 + jn[k], 1 + k] for k in range(segments)]
     for r_ in range(rings - 2):
         top, bot = 1 + r_ * segments, 1 + (r_ + 1) * segments
@@ -685,7 +716,7 @@ def tessellate(world: WorldSpec, segments: int = 12, rings: int = 8) -> Tuple[np
     return np.concatenate(verts), np.concatenate(tris).astype(np.int32), np.concatenate(owners)
 
 
-def _lighting(world: WorldSpec) -> Dict[str, np.ndarray]:
+def _lighting(world: WorldSpec) -> dict[str, np.ndarray]:
     """Per-world sky, sun and fog constants (linear RGB) from its conditions."""
     cond = world.conditions
     sun, intensity = cond.sun()
@@ -719,7 +750,7 @@ def fog_colour_srgb(world: WorldSpec) -> np.ndarray:
     return linear_to_srgb8(_lighting(world)["fog_colour"])
 
 
-def resolve_world_ids(world_ids: Optional[np.ndarray], envs: int, worlds: int) -> np.ndarray:
+def resolve_world_ids(world_ids: np.ndarray | None, envs: int, worlds: int) -> np.ndarray:
     """Which world each env renders: as given, else all world 0 (one world) or env i -> world i (one per env)."""
     if world_ids is None:
         if worlds == 1:
@@ -750,12 +781,12 @@ class Renderer:
 
     def __init__(
         self,
-        worlds: Union[WorldSpec, Sequence[WorldSpec]],
-        camera: Optional[CameraConfig] = None,
+        worlds: WorldSpec | Sequence[WorldSpec],
+        camera: CameraConfig | None = None,
         *,
-        device: Optional[str] = None,
+        device: str | None = None,
         backend: str = "grid",
-        cell_size: Optional[float] = None,
+        cell_size: float | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown render backend '{backend}'; expected one of {', '.join(BACKENDS)}")
@@ -764,14 +795,14 @@ class Renderer:
         self.device = device or _default_device()
         self.backend = backend
         self.cell_size = cell_size
-        self._worlds: List[WorldSpec] = [worlds] if isinstance(worlds, WorldSpec) else list(worlds)
+        self._worlds: list[WorldSpec] = [worlds] if isinstance(worlds, WorldSpec) else list(worlds)
         if not self._worlds:
             raise ValueError("Renderer needs at least one world")
-        self._launches: Dict[int, Tuple[Any, Dict[str, wp.array], Dict[str, np.ndarray]]] = {}
+        self._launches: dict[int, tuple[Any, dict[str, wp.array], dict[str, np.ndarray]]] = {}
         self._upload()
 
     @property
-    def worlds(self) -> Tuple[WorldSpec, ...]:
+    def worlds(self) -> tuple[WorldSpec, ...]:
         return tuple(self._worlds)
 
     def set_world(self, index: int, world: WorldSpec) -> None:
@@ -782,9 +813,9 @@ class Renderer:
         self._upload()
 
     def _upload(self) -> None:
-        prims: Dict[str, List[np.ndarray]] = {k: [] for k in ("cyl", "box", "sph", "cyl_mat", "box_mat", "sph_mat")}
+        prims: dict[str, list[np.ndarray]] = {k: [] for k in ("cyl", "box", "sph", "cyl_mat", "box_mat", "sph_mat")}
         grid_f, grid_i, grid_z, starts, items_all, items_z = [], [], [], [], [], []
-        light: Dict[str, List[np.ndarray]] = {}
+        light: dict[str, list[np.ndarray]] = {}
         palettes = []
         meshes, mesh_ids, face_items = [], [], []
         n_cyl = n_box = n_sph = n_cells = n_items = n_faces = 0
@@ -797,9 +828,12 @@ class Renderer:
             prims["box_mat"].append(world.box_materials)
             prims["sph_mat"].append(world.sphere_materials)
             codes = np.concatenate(
-                [(n_cyl + np.arange(len(c))) * 4 + 0, (n_box + np.arange(len(b))) * 4 + 1,
-                 (n_sph + np.arange(len(s))) * 4 + 2]
-            ).astype(np.int64)  # fmt: skip
+                [
+                    (n_cyl + np.arange(len(c))) * 4 + 0,
+                    (n_box + np.arange(len(b))) * 4 + 1,
+                    (n_sph + np.arange(len(s))) * 4 + 2,
+                ]
+            ).astype(np.int64)
             cs = self.cell_size or default_cell_size(world)
             (x0, y0, nx, ny), zr, start, items, item_z = build_grid(world, codes, cs)
             grid_f.append([x0, y0, cs, 1.0 / cs])
@@ -848,8 +882,9 @@ class Renderer:
             "cell_start": arr(np.concatenate(starts), int),
             "cell_items": arr(np.concatenate(items_all), int),
             "cell_item_z": arr(np.concatenate(items_z), wp.vec2, 2),
-            "mesh_ids": wp.array(np.asarray(mesh_ids or [0] * len(self._worlds), np.uint64), dtype=wp.uint64,
-                                 device=dev),  # fmt: skip
+            "mesh_ids": wp.array(
+                np.asarray(mesh_ids or [0] * len(self._worlds), np.uint64), dtype=wp.uint64, device=dev
+            ),
             "face_items": arr(np.concatenate(face_items) if face_items else [], int),
             "cyl": arr(np.concatenate(prims["cyl"]), float, 5),
             "box": arr(np.concatenate(prims["box"]), float, 8),
@@ -869,8 +904,8 @@ class Renderer:
         self,
         positions: np.ndarray,
         quaternions: np.ndarray,
-        world_ids: Optional[np.ndarray] = None,
-        out: Optional[RenderOutput] = None,
+        world_ids: np.ndarray | None = None,
+        out: RenderOutput | None = None,
     ) -> RenderOutput:
         """Render E envs from body poses: ``positions [E, 3]`` (world, m), ``quaternions [E, 4]`` (w, x, y, z,
         body FLU -> world ENU), ``world_ids [E]`` (default: world 0 with one world, env i -> world i with
@@ -882,8 +917,8 @@ class Renderer:
         self,
         origins: np.ndarray,
         rotations: np.ndarray,
-        world_ids: Optional[np.ndarray] = None,
-        out: Optional[RenderOutput] = None,
+        world_ids: np.ndarray | None = None,
+        out: RenderOutput | None = None,
     ) -> RenderOutput:
         """Render from camera poses (:func:`~lnn_nav.sim.camera.camera_pose`): ``origins [E, 3]``,
         rotations world <- optical ``[E, 3, 3]``."""
@@ -910,7 +945,7 @@ class Renderer:
             target[...] = im
         return out
 
-    def _launch_for(self, envs: int) -> Tuple[Any, Dict[str, wp.array], Dict[str, np.ndarray]]:
+    def _launch_for(self, envs: int) -> tuple[Any, dict[str, wp.array], dict[str, np.ndarray]]:
         """A recorded kernel launch for ``envs`` envs, its pose/image buffers and, on CPU, NumPy views of them.
 
         Packing ~30 kernel arguments costs a few hundred microseconds a call,
@@ -934,17 +969,44 @@ class Renderer:
             _render_kernel,
             dim=(envs, h, w),
             inputs=[
-                buffers["origins"], buffers["rotations"], buffers["world_ids"],
-                wp.vec4(fx, fy, cx, cy), float(cam.near), float(cam.far), int(self.backend == "mesh"),
-                a["grid_f"], a["grid_i"], a["grid_z"], a["cell_start"], a["cell_items"], a["cell_item_z"],
-                a["mesh_ids"], a["face_items"], a["cyl"], a["box"], a["sph"], a["cyl_mat"], a["box_mat"], a["sph_mat"],
-                a["palette"], a["sky_zenith"], a["sky_horizon"], a["sky_glow"], a["sun_dir"], a["sun_rgb"],
-                a["ambient"], a["fog_density"], a["fog_colour"], a["srgb_lut"],
-                buffers["rgb"], buffers["depth"], buffers["segmentation"],
+                buffers["origins"],
+                buffers["rotations"],
+                buffers["world_ids"],
+                wp.vec4(fx, fy, cx, cy),
+                float(cam.near),
+                float(cam.far),
+                int(self.backend == "mesh"),
+                a["grid_f"],
+                a["grid_i"],
+                a["grid_z"],
+                a["cell_start"],
+                a["cell_items"],
+                a["cell_item_z"],
+                a["mesh_ids"],
+                a["face_items"],
+                a["cyl"],
+                a["box"],
+                a["sph"],
+                a["cyl_mat"],
+                a["box_mat"],
+                a["sph_mat"],
+                a["palette"],
+                a["sky_zenith"],
+                a["sky_horizon"],
+                a["sky_glow"],
+                a["sun_dir"],
+                a["sun_rgb"],
+                a["ambient"],
+                a["fog_density"],
+                a["fog_colour"],
+                a["srgb_lut"],
+                buffers["rgb"],
+                buffers["depth"],
+                buffers["segmentation"],
             ],
             device=dev,
             record_cmd=True,
-        )  # fmt: skip
+        )
         views = {k: b.numpy() for k, b in buffers.items()} if wp.get_device(dev).is_cpu else {}
         self._launches[envs] = (launch, buffers, views)
         return launch, buffers, views
@@ -953,7 +1015,7 @@ class Renderer:
 # --------------------------------------------------------------------------- #
 # Process pool for CPU rendering
 # --------------------------------------------------------------------------- #
-_Layout = Dict[str, Tuple[int, Tuple[int, ...], np.dtype]]
+_Layout = dict[str, tuple[int, tuple[int, ...], np.dtype]]
 
 
 def _layout(capacity: int, camera: CameraConfig) -> _Layout:
@@ -975,7 +1037,7 @@ def _layout(capacity: int, camera: CameraConfig) -> _Layout:
     return layout
 
 
-def _views(shm: shared_memory.SharedMemory, layout: _Layout) -> Dict[str, np.ndarray]:
+def _views(shm: shared_memory.SharedMemory, layout: _Layout) -> dict[str, np.ndarray]:
     return {
         name: np.ndarray(shape, dtype, buffer=shm.buf, offset=off)
         for name, (off, shape, dtype) in layout.items()
@@ -988,8 +1050,8 @@ _INHERITED_WARP_CONFIG = ("kernel_cache_dir", "log_level", "mode")
 
 def _worker_main(conn: Any, setup_name: str) -> None:
     """Worker process: owns one CPU Renderer and renders env slices into shared memory on request."""
-    shm: Optional[shared_memory.SharedMemory] = None
-    views: Dict[str, np.ndarray] = {}
+    shm: shared_memory.SharedMemory | None = None
+    views: dict[str, np.ndarray] = {}
     try:
         setup = shared_memory.SharedMemory(name=setup_name)
         try:
@@ -1053,13 +1115,13 @@ class RenderPool:
 
     def __init__(
         self,
-        worlds: Union[WorldSpec, Sequence[WorldSpec]],
-        camera: Optional[CameraConfig] = None,
+        worlds: WorldSpec | Sequence[WorldSpec],
+        camera: CameraConfig | None = None,
         workers: int = 2,
         *,
-        device: Optional[str] = None,
+        device: str | None = None,
         backend: str = "grid",
-        cell_size: Optional[float] = None,
+        cell_size: float | None = None,
         start_method: str = "spawn",
         startup_timeout: float = 300.0,
     ) -> None:
@@ -1067,11 +1129,11 @@ class RenderPool:
         self._worlds = [worlds] if isinstance(worlds, WorldSpec) else list(worlds)
         wp.init()
         self.device = device or _default_device()
-        self._local: Optional[Renderer] = None
-        self._procs: List[Any] = []
-        self._conns: List[Any] = []
-        self._shm: Optional[shared_memory.SharedMemory] = None
-        self._views: Dict[str, np.ndarray] = {}
+        self._local: Renderer | None = None
+        self._procs: list[Any] = []
+        self._conns: list[Any] = []
+        self._shm: shared_memory.SharedMemory | None = None
+        self._views: dict[str, np.ndarray] = {}
         self._capacity = 0
         if workers <= 1 or not wp.get_device(self.device).is_cpu:
             self._local = Renderer(self._worlds, self.camera, device=self.device, backend=backend, cell_size=cell_size)
@@ -1107,10 +1169,10 @@ class RenderPool:
             setup.unlink()
 
     @property
-    def worlds(self) -> Tuple[WorldSpec, ...]:
+    def worlds(self) -> tuple[WorldSpec, ...]:
         return tuple(self._worlds)
 
-    def _wait(self, indices: Sequence[int], timeout: Optional[float] = None) -> None:
+    def _wait(self, indices: Sequence[int], timeout: float | None = None) -> None:
         """Collect one reply from each worker; a dead or silent worker closes the pool."""
         errors = []
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -1170,7 +1232,7 @@ class RenderPool:
         self._wait(range(len(self._conns)))
 
     def render(
-        self, positions: np.ndarray, quaternions: np.ndarray, world_ids: Optional[np.ndarray] = None
+        self, positions: np.ndarray, quaternions: np.ndarray, world_ids: np.ndarray | None = None
     ) -> RenderOutput:
         """Same contract as :meth:`Renderer.render`; the arrays returned are the caller's to keep."""
         if self._local is not None:
@@ -1213,7 +1275,7 @@ class RenderPool:
         self._release_shm()
         self._local = None
 
-    def __enter__(self) -> "RenderPool":
+    def __enter__(self) -> RenderPool:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Dict, Iterable, List, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -32,7 +32,7 @@ from lnn_nav.sim.world import MATERIALS, WorldSpec
 SDF_VERSION = "1.9"
 
 #: ``(filename, name, inner XML)`` of the world's system plugins.
-SYSTEM_PLUGINS: Tuple[Tuple[str, str, str], ...] = (
+SYSTEM_PLUGINS: tuple[tuple[str, str, str], ...] = (
     ("gz-sim-physics-system", "gz::sim::systems::Physics", ""),
     ("gz-sim-sensors-system", "gz::sim::systems::Sensors", "<render_engine>ogre2</render_engine>"),
     ("gz-sim-scene-broadcaster-system", "gz::sim::systems::SceneBroadcaster", ""),
@@ -50,7 +50,7 @@ PHYSICS_STEP = 0.001
 ORIGIN_LAT_LON_ELEV = (47.397971057728974, 8.546163739800146, 488.0)
 
 #: Model name prefix per (primitive family, material): ``trunk_0012`` is cylinder 12.
-MODEL_ROLES: Dict[Tuple[str, str], str] = {
+MODEL_ROLES: dict[tuple[str, str], str] = {
     ("cylinder", "bark"): "trunk",
     ("cylinder", "pole"): "pole",
     ("cylinder", "beacon"): "beacon_post",
@@ -89,9 +89,9 @@ def world_to_sdf(world: WorldSpec, name: str | None = None) -> str:
         raise ValueError(f"world name '{name}' must be letters, digits, '_', '-' or '.' (it becomes a gz topic)")
     palette = world.palette
     sun, intensity = world.conditions.sun()
-    lines: List[str] = ['<?xml version="1.0"?>', _header_comment(world), f'<sdf version="{SDF_VERSION}">']
+    lines: list[str] = ['<?xml version="1.0"?>', _header_comment(world), f'<sdf version="{SDF_VERSION}">']
     lines.append(f'{_INDENT}<world name="{name}">')
-    body: List[str] = []
+    body: list[str] = []
     body += [
         f'<physics name="{PHYSICS_STEP * 1000:g}ms" type="ignored">',
         f"{_INDENT}<max_step_size>{PHYSICS_STEP:g}</max_step_size>",
@@ -128,7 +128,7 @@ def world_to_sdf(world: WorldSpec, name: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def export_world(world: WorldSpec, path: Union[str, Path], name: str | None = None) -> Tuple[Path, Path]:
+def export_world(world: WorldSpec, path: str | Path, name: str | None = None) -> tuple[Path, Path]:
     """Write ``path`` (SDF) and the WorldSpec JSON sidecar next to it (``path`` with ``.json``).
 
     The world is named after the file (``forest_seed0.sdf`` holds world
@@ -169,7 +169,7 @@ def _header_comment(world: WorldSpec) -> str:
     )
 
 
-def _scene(world: WorldSpec, intensity: float) -> List[str]:
+def _scene(world: WorldSpec, intensity: float) -> list[str]:
     sky = world.palette["sky"]
     # Same ambient term as the embedded renderer (lnn_nav.sim.render): dimmer at dusk.
     ambient = 0.25 + 0.2 * intensity
@@ -198,7 +198,7 @@ def _scene(world: WorldSpec, intensity: float) -> List[str]:
     return lines
 
 
-def _sun_light(sun: np.ndarray, intensity: float) -> List[str]:
+def _sun_light(sun: np.ndarray, intensity: float) -> list[str]:
     return [
         '<light type="directional" name="sun">',
         f"{_INDENT}<cast_shadows>true</cast_shadows>",
@@ -212,7 +212,7 @@ def _sun_light(sun: np.ndarray, intensity: float) -> List[str]:
     ]
 
 
-def _ground(world: WorldSpec) -> List[str]:
+def _ground(world: WorldSpec) -> list[str]:
     x0, x1, y0, y1 = world.bounds
     centre = ((x0 + x1) / 2, (y0 + y1) / 2, 0.0, 0.0, 0.0, 0.0)
     size = f"{_num(x1 - x0 + 2 * GROUND_MARGIN)} {_num(y1 - y0 + 2 * GROUND_MARGIN)}"
@@ -220,7 +220,7 @@ def _ground(world: WorldSpec) -> List[str]:
     return _static_model("ground_plane", centre, plane, "ground", world.palette["ground"])
 
 
-def _primitives(world: WorldSpec) -> Iterable[Tuple[str, int, str, Tuple[float, ...], str]]:
+def _primitives(world: WorldSpec) -> Iterable[tuple[str, int, str, tuple[float, ...], str]]:
     """``(family, index, material, pose, geometry XML)`` for every primitive, in spec order."""
     for i, ((x, y, z0, z1, r), m) in enumerate(zip(world.cylinders.tolist(), world.cylinder_materials.tolist())):
         geometry = f"<cylinder><radius>{_num(r)}</radius><length>{_num(z1 - z0)}</length></cylinder>"
@@ -233,9 +233,7 @@ def _primitives(world: WorldSpec) -> Iterable[Tuple[str, int, str, Tuple[float, 
         yield "sphere", i, MATERIALS[m], (x, y, z, 0.0, 0.0, 0.0), geometry
 
 
-def _static_model(
-    name: str, pose: Sequence[float], geometry: str, material: str, rgb: Sequence[float]
-) -> List[str]:
+def _static_model(name: str, pose: Sequence[float], geometry: str, material: str, rgb: Sequence[float]) -> list[str]:
     colour = _rgba(rgb)
     # The beacon glows like the embedded renderer's unshaded beacon, visible in shadow and at dusk.
     emissive = f"<emissive>{colour}</emissive>" if material == "beacon" else ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import List, Tuple
 
 import numpy as np
 
@@ -27,8 +26,8 @@ INTERSECTION_MARGIN = 3.0
 def generate_urban(
     seed: int,
     *,
-    blocks: Tuple[int, int] = (4, 4),
-    block_size: Tuple[float, float] = (24.0, 24.0),
+    blocks: tuple[int, int] = (4, 4),
+    block_size: tuple[float, float] = (24.0, 24.0),
     street_width: float = 10.0,
     conditions: Conditions | None = None,
     flight_altitude: float = 2.5,
@@ -75,9 +74,7 @@ def generate_urban(
     ys = (np.arange(nby + 1) - nby / 2) * pitch[1]
     bounds = (xs[0] - sw / 2 - margin, xs[-1] + sw / 2 + margin, ys[0] - sw / 2 - margin, ys[-1] + sw / 2 + margin)
     block_rects = [
-        (xs[i] + sw / 2, xs[i + 1] - sw / 2, ys[j] + sw / 2, ys[j + 1] - sw / 2)
-        for i in range(nbx)
-        for j in range(nby)
+        (xs[i] + sw / 2, xs[i + 1] - sw / 2, ys[j] + sw / 2, ys[j + 1] - sw / 2) for i in range(nbx) for j in range(nby)
     ]
 
     buildings, building_mats = _buildings(build_rng, block_rects)
@@ -133,7 +130,7 @@ def generate_urban(
     )
 
 
-def _split(rng: np.random.Generator, rect: Tuple[float, float, float, float], axis: int) -> List[Tuple[float, ...]]:
+def _split(rng: np.random.Generator, rect: tuple[float, float, float, float], axis: int) -> list[tuple[float, ...]]:
     """Cut a rectangle in two across ``axis`` (0: x) at 35-65 % of its length."""
     x0, x1, y0, y1 = rect
     f = rng.uniform(0.35, 0.65)
@@ -145,11 +142,11 @@ def _split(rng: np.random.Generator, rect: Tuple[float, float, float, float], ax
 
 
 def _buildings(
-    rng: np.random.Generator, block_rects: List[Tuple[float, float, float, float]]
-) -> Tuple[np.ndarray, np.ndarray]:
+    rng: np.random.Generator, block_rects: list[tuple[float, float, float, float]]
+) -> tuple[np.ndarray, np.ndarray]:
     """1-4 buildings per block on lots cut from the area behind the sidewalk."""
-    rows: List[List[float]] = []
-    mats: List[int] = []
+    rows: list[list[float]] = []
+    mats: list[int] = []
     for x0, x1, y0, y1 in block_rects:
         lot = (x0 + SIDEWALK, x1 - SIDEWALK, y0 + SIDEWALK, y1 - SIDEWALK)
         n = int(rng.integers(1, 5))
@@ -172,7 +169,7 @@ def _buildings(
     return np.array(rows).reshape(-1, 7), np.array(mats, dtype=np.int32)
 
 
-def _block_edges(rect: Tuple[float, float, float, float]) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _block_edges(rect: tuple[float, float, float, float]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Each block edge as (start point, unit direction along it, unit normal pointing into the street)."""
     x0, x1, y0, y1 = rect
     return [
@@ -183,9 +180,9 @@ def _block_edges(rect: Tuple[float, float, float, float]) -> List[Tuple[np.ndarr
     ]
 
 
-def _poles(rng: np.random.Generator, rect: Tuple[float, float, float, float]) -> np.ndarray:
+def _poles(rng: np.random.Generator, rect: tuple[float, float, float, float]) -> np.ndarray:
     """Street-light poles every 9-15 m along each sidewalk."""
-    rows: List[List[float]] = []
+    rows: list[list[float]] = []
     for corner, along, out in _block_edges(rect):
         length = float(np.abs(np.array([rect[1] - rect[0], rect[3] - rect[2]]) @ along))
         s = rng.uniform(2.0, 8.0)
@@ -196,9 +193,9 @@ def _poles(rng: np.random.Generator, rect: Tuple[float, float, float, float]) ->
     return np.array(rows).reshape(-1, 5)
 
 
-def _cars(rng: np.random.Generator, rect: Tuple[float, float, float, float]) -> np.ndarray:
+def _cars(rng: np.random.Generator, rect: tuple[float, float, float, float]) -> np.ndarray:
     """Cars parked along each curb of the block, within the block's length (never in intersections)."""
-    rows: List[List[float]] = []
+    rows: list[list[float]] = []
     for corner, along, out in _block_edges(rect):
         length = float(np.abs(np.array([rect[1] - rect[0], rect[3] - rect[2]]) @ along))
         yaw = 0.0 if along[0] else math.pi / 2
@@ -216,7 +213,7 @@ def _cars(rng: np.random.Generator, rect: Tuple[float, float, float, float]) -> 
     return np.array(rows).reshape(-1, 7)
 
 
-def _road_surfaces(xs: np.ndarray, ys: np.ndarray, sw: float, bounds: Tuple[float, float, float, float]) -> np.ndarray:
+def _road_surfaces(xs: np.ndarray, ys: np.ndarray, sw: float, bounds: tuple[float, float, float, float]) -> np.ndarray:
     """Asphalt slabs 2 cm thick under every street, so cameras see roads between the blocks."""
     x0, x1, y0, y1 = bounds
     along_y = [[x, (y0 + y1) / 2, 0.01, sw / 2, (y1 - y0) / 2, 0.01, 0.0] for x in xs]
@@ -249,10 +246,10 @@ def segment_hits_boxes(a: np.ndarray, b: np.ndarray, boxes: np.ndarray) -> np.nd
 
 def _draw_route(
     rng: np.random.Generator, xs: np.ndarray, ys: np.ndarray, sw: float, buildings: np.ndarray
-) -> Tuple[np.ndarray, np.ndarray, float]:
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Start and goal on street centre lines, 40-80 m apart, with no straight line of sight."""
 
-    def point() -> Tuple[np.ndarray, int, Tuple[float, float]]:
+    def point() -> tuple[np.ndarray, int, tuple[float, float]]:
         # (position, axis the street runs along, its block span along that axis)
         along = int(rng.integers(0, 2))
         lines, cross = (ys, xs) if along == 0 else (xs, ys)

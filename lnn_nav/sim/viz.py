@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -22,17 +22,19 @@ def _pyplot():
 def plot_top_down(
     world: WorldSpec,
     path: Path,
-    trajectories: Optional[Dict[str, np.ndarray]] = None,
-    planned: Optional[np.ndarray] = None,
+    trajectories: dict[str, np.ndarray] | None = None,
+    planned: np.ndarray | None = None,
     title: str = "",
-    crashes: Optional[Dict[str, np.ndarray]] = None,
+    crashes: dict[str, np.ndarray] | None = None,
 ) -> Path:
     """World footprint (trunks, canopies faint, buildings, cars, poles) and ``[T, 2+]`` xy tracks."""
     plt = _pyplot()
     from matplotlib.patches import Circle, Polygon
 
     palette = world.palette
-    fig, ax = plt.subplots(figsize=(8, 8 * (world.bounds[3] - world.bounds[2]) / (world.bounds[1] - world.bounds[0]) + 0.8))
+    fig, ax = plt.subplots(
+        figsize=(8, 8 * (world.bounds[3] - world.bounds[2]) / (world.bounds[1] - world.bounds[0]) + 0.8)
+    )
     ax.set_facecolor(palette["ground"])
     for (x, y, z, r), m in zip(world.spheres, world.sphere_materials):
         name = MATERIALS[m]
@@ -69,8 +71,9 @@ def plot_top_down(
     return path
 
 
-def write_gif(frames: Sequence[np.ndarray], path: Path, fps: float = 15.0, scale: int = 2,
-              colors: Optional[int] = None) -> Path:  # fmt: skip
+def write_gif(
+    frames: Sequence[np.ndarray], path: Path, fps: float = 15.0, scale: int = 2, colors: int | None = None
+) -> Path:
     """``[H, W, 3]`` uint8 frames to an animated GIF (nearest-neighbour upscaled by ``scale``).
 
     ``colors``: one palette of that many colours for the whole GIF, taken
@@ -100,6 +103,7 @@ def write_gif(frames: Sequence[np.ndarray], path: Path, fps: float = 15.0, scale
         palette = mosaic.quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
         images = [image.quantize(palette=palette, dither=Image.Dither.NONE) for image in images]
     path.parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0,
-                   optimize=colors is not None)  # fmt: skip
+    images[0].save(
+        path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0, optimize=colors is not None
+    )
     return path

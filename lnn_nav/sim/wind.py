@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
 import numpy as np
 
@@ -35,9 +36,9 @@ class WindModel:
 
     def __init__(
         self,
-        mean: Union[Sequence[float], np.ndarray] = (0.0, 0.0),
-        gust_std: Union[float, np.ndarray] = 0.0,
-        gust_tau: Union[float, np.ndarray] = 2.0,
+        mean: Sequence[float] | np.ndarray = (0.0, 0.0),
+        gust_std: float | np.ndarray = 0.0,
+        gust_tau: float | np.ndarray = 2.0,
         rng: RngLike = None,
         num_drones: int = 1,
         vertical_ratio: float = 0.5,
@@ -59,25 +60,24 @@ class WindModel:
     @classmethod
     def from_conditions(
         cls,
-        conditions: Union[Conditions, Sequence[Conditions]],
+        conditions: Conditions | Sequence[Conditions],
         num_drones: int = 1,
         rng: RngLike = None,
-    ) -> "WindModel":
+    ) -> WindModel:
         """The wind of one world's :class:`~lnn_nav.sim.world.Conditions`, or one per drone."""
         model = cls(rng=rng, num_drones=num_drones)
         model.set_conditions(np.arange(num_drones), conditions)
         return model
 
-    def set_conditions(self, indices: np.ndarray, conditions: Union[Conditions, Sequence[Conditions]]) -> None:
+    def set_conditions(self, indices: np.ndarray, conditions: Conditions | Sequence[Conditions]) -> None:
         """Give drones ``indices`` the wind of new world conditions (one, or one per index) and redraw their gusts."""
         idx = np.asarray(indices).reshape(-1)
         conds = [conditions] * len(idx) if isinstance(conditions, Conditions) else list(conditions)
         if len(conds) != len(idx):
             raise ValueError(f"{len(conds)} conditions for {len(idx)} drones")
-        self._set(idx, len(idx), [c.wind_mean for c in conds], [c.gust_std for c in conds],
-                  [c.gust_tau for c in conds])  # fmt: skip
+        self._set(idx, len(idx), [c.wind_mean for c in conds], [c.gust_std for c in conds], [c.gust_tau for c in conds])
 
-    def _set(self, idx: Union[slice, np.ndarray], n: int, mean, gust_std, gust_tau) -> None:
+    def _set(self, idx: slice | np.ndarray, n: int, mean, gust_std, gust_tau) -> None:
         mean_arr = np.asarray(mean, dtype=np.float64)
         if mean_arr.shape[-1:] not in ((2,), (3,)) or mean_arr.ndim > 2 or (mean_arr.ndim == 2 and len(mean_arr) != n):
             raise ValueError(f"wind mean must be shaped [2], [3], [{n}, 2] or [{n}, 3], got {list(mean_arr.shape)}")
@@ -96,7 +96,7 @@ class WindModel:
     def is_calm(self) -> bool:
         return not self.gust_std.any() and not self.mean.any()
 
-    def reset(self, indices: Optional[np.ndarray] = None) -> None:
+    def reset(self, indices: np.ndarray | None = None) -> None:
         """Redraw gusts from the stationary distribution (all drones, or ``indices``)."""
         idx = slice(None) if indices is None else np.asarray(indices)
         if not self._axis_std[idx].any():

@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Tuple, Union
+from typing import Any
 
 import numpy as np
 
 #: Materials, in id order. Segmentation class = material id + 1 (0 is sky).
-MATERIALS: Tuple[str, ...] = (
+MATERIALS: tuple[str, ...] = (
     "ground",  # 0: only used for the ground plane
     "bark",
     "leaves",
@@ -38,30 +39,51 @@ MATERIALS: Tuple[str, ...] = (
     "pole",
     "beacon",
 )
-MATERIAL_ID: Dict[str, int] = {name: i for i, name in enumerate(MATERIALS)}
-SEGMENTATION_CLASSES: Tuple[str, ...] = ("sky",) + MATERIALS
+MATERIAL_ID: dict[str, int] = {name: i for i, name in enumerate(MATERIALS)}
+SEGMENTATION_CLASSES: tuple[str, ...] = ("sky",) + MATERIALS
 
 #: Base colours (linear RGB in [0, 1]) per season; the renderer shades them.
-SEASON_PALETTES: Dict[str, Dict[str, Tuple[float, float, float]]] = {
+SEASON_PALETTES: dict[str, dict[str, tuple[float, float, float]]] = {
     "summer": {
-        "ground": (0.30, 0.42, 0.18), "bark": (0.36, 0.26, 0.18), "leaves": (0.16, 0.45, 0.14),
-        "undergrowth": (0.22, 0.50, 0.16), "concrete": (0.62, 0.60, 0.56), "glass": (0.35, 0.48, 0.58),
-        "asphalt": (0.22, 0.22, 0.23), "car": (0.55, 0.12, 0.10), "pole": (0.45, 0.45, 0.47),
-        "beacon": (1.00, 0.15, 0.60), "sky": (0.55, 0.72, 0.92),
+        "ground": (0.30, 0.42, 0.18),
+        "bark": (0.36, 0.26, 0.18),
+        "leaves": (0.16, 0.45, 0.14),
+        "undergrowth": (0.22, 0.50, 0.16),
+        "concrete": (0.62, 0.60, 0.56),
+        "glass": (0.35, 0.48, 0.58),
+        "asphalt": (0.22, 0.22, 0.23),
+        "car": (0.55, 0.12, 0.10),
+        "pole": (0.45, 0.45, 0.47),
+        "beacon": (1.00, 0.15, 0.60),
+        "sky": (0.55, 0.72, 0.92),
     },
     "fall": {
-        "ground": (0.45, 0.36, 0.20), "bark": (0.33, 0.24, 0.17), "leaves": (0.80, 0.42, 0.10),
-        "undergrowth": (0.60, 0.38, 0.14), "concrete": (0.60, 0.58, 0.54), "glass": (0.33, 0.44, 0.52),
-        "asphalt": (0.22, 0.22, 0.23), "car": (0.55, 0.12, 0.10), "pole": (0.45, 0.45, 0.47),
-        "beacon": (1.00, 0.15, 0.60), "sky": (0.62, 0.70, 0.80),
+        "ground": (0.45, 0.36, 0.20),
+        "bark": (0.33, 0.24, 0.17),
+        "leaves": (0.80, 0.42, 0.10),
+        "undergrowth": (0.60, 0.38, 0.14),
+        "concrete": (0.60, 0.58, 0.54),
+        "glass": (0.33, 0.44, 0.52),
+        "asphalt": (0.22, 0.22, 0.23),
+        "car": (0.55, 0.12, 0.10),
+        "pole": (0.45, 0.45, 0.47),
+        "beacon": (1.00, 0.15, 0.60),
+        "sky": (0.62, 0.70, 0.80),
     },
     "winter": {
-        "ground": (0.90, 0.91, 0.94), "bark": (0.28, 0.22, 0.18), "leaves": (0.70, 0.74, 0.72),
-        "undergrowth": (0.82, 0.84, 0.86), "concrete": (0.70, 0.70, 0.70), "glass": (0.40, 0.48, 0.55),
-        "asphalt": (0.55, 0.56, 0.58), "car": (0.50, 0.14, 0.12), "pole": (0.45, 0.45, 0.47),
-        "beacon": (1.00, 0.15, 0.60), "sky": (0.78, 0.80, 0.84),
+        "ground": (0.90, 0.91, 0.94),
+        "bark": (0.28, 0.22, 0.18),
+        "leaves": (0.70, 0.74, 0.72),
+        "undergrowth": (0.82, 0.84, 0.86),
+        "concrete": (0.70, 0.70, 0.70),
+        "glass": (0.40, 0.48, 0.55),
+        "asphalt": (0.55, 0.56, 0.58),
+        "car": (0.50, 0.14, 0.12),
+        "pole": (0.45, 0.45, 0.47),
+        "beacon": (1.00, 0.15, 0.60),
+        "sky": (0.78, 0.80, 0.84),
     },
-}  # fmt: skip
+}
 SEASONS = tuple(SEASON_PALETTES)
 
 
@@ -84,7 +106,7 @@ class Conditions:
     season_mix: float = 0.0
     time_of_day: float = 12.0
     fog_density: float = 0.0
-    wind_mean: Tuple[float, float] = (0.0, 0.0)
+    wind_mean: tuple[float, float] = (0.0, 0.0)
     gust_std: float = 0.0
     gust_tau: float = 2.0
     camera_noise: float = 0.0
@@ -107,7 +129,7 @@ class Conditions:
             raise ValueError("gust_tau and exposure must be > 0")
         object.__setattr__(self, "wind_mean", tuple(float(v) for v in self.wind_mean))
 
-    def sun(self) -> Tuple[np.ndarray, float]:
+    def sun(self) -> tuple[np.ndarray, float]:
         """Unit vector towards the sun (world ENU) and its intensity in [0, 1].
 
         The sun rises in the east at 6 h, peaks at 12 h (60° elevation) and
@@ -121,9 +143,7 @@ class Conditions:
         horizontal /= np.linalg.norm(horizontal)
         el = max(elevation, math.radians(3.0))  # keep shading defined at dusk
         direction = np.array([horizontal[0] * math.cos(el), horizontal[1] * math.cos(el), math.sin(el)])
-        intensity = float(
-            np.clip(math.sin(max(elevation, 0.0)) / math.sin(math.radians(60.0)), 0.15, 1.0)
-        )
+        intensity = float(np.clip(math.sin(max(elevation, 0.0)) / math.sin(math.radians(60.0)), 0.15, 1.0))
         return direction, intensity
 
 
@@ -133,9 +153,9 @@ class WorldSpec:
 
     kind: str
     seed: int
-    bounds: Tuple[float, float, float, float]  # x_min, x_max, y_min, y_max (m)
-    start: Tuple[float, float, float, float]  # x, y, z, yaw (rad, ENU)
-    goal: Tuple[float, float, float]  # x, y, z
+    bounds: tuple[float, float, float, float]  # x_min, x_max, y_min, y_max (m)
+    start: tuple[float, float, float, float]  # x, y, z, yaw (rad, ENU)
+    goal: tuple[float, float, float]  # x, y, z
     conditions: Conditions = field(default_factory=Conditions)
     cylinders: np.ndarray = field(default_factory=lambda: np.zeros((0, 5)))
     cylinder_materials: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
@@ -144,7 +164,7 @@ class WorldSpec:
     spheres: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
     sphere_materials: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
     ceiling: float = 30.0  # flying above this is out of bounds (m)
-    params: Dict[str, Any] = field(default_factory=dict)  # the generator's inputs, for the record
+    params: dict[str, Any] = field(default_factory=dict)  # the generator's inputs, for the record
 
     def __post_init__(self) -> None:
         self.cylinders = np.asarray(self.cylinders, dtype=np.float64).reshape(-1, 5)
@@ -173,7 +193,7 @@ class WorldSpec:
 
     # -- views ----------------------------------------------------------------
     @property
-    def palette(self) -> Dict[str, Tuple[float, float, float]]:
+    def palette(self) -> dict[str, tuple[float, float, float]]:
         """Base colours: the season's, blended ``season_mix`` of the way towards ``season_to``'s."""
         c = self.conditions
         base = SEASON_PALETTES[c.season]
@@ -181,32 +201,44 @@ class WorldSpec:
             return base
         other = SEASON_PALETTES[c.season_to]
         t = c.season_mix
-        return {name: tuple((1.0 - t) * a + t * b for a, b in zip(base[name], other[name]))  # type: ignore[misc]
-                for name in base}  # fmt: skip
+        return {
+            name: tuple((1.0 - t) * a + t * b for a, b in zip(base[name], other[name]))  # type: ignore[misc]
+            for name in base
+        }
 
     def material_colours(self) -> np.ndarray:
         """``[len(MATERIALS), 3]`` base colours for this world's season."""
         return np.array([self.palette[name] for name in MATERIALS], dtype=np.float32)
 
-    def obstacles(self) -> Iterator[Dict[str, Any]]:
+    def obstacles(self) -> Iterator[dict[str, Any]]:
         """Every primitive as a record (type, pose, dimensions, material): for SDF export."""
         for (x, y, z0, z1, r), m in zip(self.cylinders.tolist(), self.cylinder_materials):
-            yield {"type": "cylinder", "position": [x, y, (z0 + z1) / 2], "yaw": 0.0,
-                   "radius": r, "height": z1 - z0, "material": MATERIALS[m]}  # fmt: skip
+            yield {
+                "type": "cylinder",
+                "position": [x, y, (z0 + z1) / 2],
+                "yaw": 0.0,
+                "radius": r,
+                "height": z1 - z0,
+                "material": MATERIALS[m],
+            }
         for (cx, cy, cz, hx, hy, hz, yaw), m in zip(self.boxes.tolist(), self.box_materials):
-            yield {"type": "box", "position": [cx, cy, cz], "yaw": yaw,
-                   "size": [2 * hx, 2 * hy, 2 * hz], "material": MATERIALS[m]}  # fmt: skip
+            yield {
+                "type": "box",
+                "position": [cx, cy, cz],
+                "yaw": yaw,
+                "size": [2 * hx, 2 * hy, 2 * hz],
+                "material": MATERIALS[m],
+            }
         for (x, y, z, r), m in zip(self.spheres.tolist(), self.sphere_materials):
-            yield {"type": "sphere", "position": [x, y, z], "yaw": 0.0, "radius": r,
-                   "material": MATERIALS[m]}  # fmt: skip
+            yield {"type": "sphere", "position": [x, y, z], "yaw": 0.0, "radius": r, "material": MATERIALS[m]}
 
-    def with_conditions(self, **changes: Any) -> "WorldSpec":
+    def with_conditions(self, **changes: Any) -> WorldSpec:
         """The same geometry under other conditions (season, fog, wind, ...)."""
         return replace(self, conditions=replace(self.conditions, **changes))
 
     # -- serialisation --------------------------------------------------------
-    def to_dict(self) -> Dict[str, Any]:
-        out: Dict[str, Any] = {}
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, np.ndarray):
@@ -217,21 +249,21 @@ class WorldSpec:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "WorldSpec":
+    def from_dict(cls, data: Mapping[str, Any]) -> WorldSpec:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown world spec field(s): {unknown}")
         return cls(**dict(data))
 
-    def save(self, path: Union[str, Path]) -> Path:
+    def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_dict(), indent=1))
         return path
 
     @classmethod
-    def load(cls, path: Union[str, Path]) -> "WorldSpec":
+    def load(cls, path: str | Path) -> WorldSpec:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"world spec not found: {path}")
@@ -242,7 +274,7 @@ class WorldSpec:
         return cls.from_dict(data)
 
 
-def concat_primitives(parts: List[Tuple[np.ndarray, np.ndarray]], width: int) -> Tuple[np.ndarray, np.ndarray]:
+def concat_primitives(parts: list[tuple[np.ndarray, np.ndarray]], width: int) -> tuple[np.ndarray, np.ndarray]:
     """Stack (geometry, materials) pairs of one primitive family."""
     geos = [np.asarray(g, dtype=np.float64).reshape(-1, width) for g, _ in parts]
     mats = [np.asarray(m, dtype=np.int32).reshape(-1) for _, m in parts]

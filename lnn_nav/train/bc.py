@@ -24,11 +24,11 @@ import json
 import math
 import os
 import pickle
-import random
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,10 +45,10 @@ MODEL_KINDS = ("cfc-ncp", "cfc", "ltc", "lstm", "gru", "cnn")
 
 @dataclass
 class TrainConfig:
-    data: List[str]
+    data: list[str]
     out: str
     model: str = "cfc-ncp"
-    core_options: Dict[str, Any] = field(default_factory=dict)
+    core_options: dict[str, Any] = field(default_factory=dict)
     epochs: int = 30
     batch_size: int = 16  # lanes (sequences in flight)
     window: int = 32  # frames per truncated-BPTT window
@@ -67,19 +67,19 @@ class TrainConfig:
     augment_profile: str = "basic"
     # Encoder input normalisation ("fixed" mean/std, or "frame": each frame's own statistics; see
     # EncoderConfig.input_norm). None: "fixed" for a new encoder, the source's with --init-encoder.
-    input_norm: Optional[str] = None
+    input_norm: str | None = None
     pixel_noise: float = 0.02
     use_goal: bool = True
     use_imu: bool = False
-    command_scale: Tuple[float, float, float, float] = (4.0, 3.0, 1.0, 1.5)
+    command_scale: tuple[float, float, float, float] = (4.0, 3.0, 1.0, 1.5)
     feature_dim: int = 32
     normalization: str = "group"  # encoder conv normalisation: GroupNorm leaves the mean-command plateau ~10x sooner
     max_steps_per_epoch: int = 0  # 0: one pass over the training sequences
-    init: Optional[str] = None  # start from these weights (DAgger rounds)
+    init: str | None = None  # start from these weights (DAgger rounds)
     # Start only the camera encoder from this checkpoint; the core (model, core_options) and head are new.
     # Why: the encoder is most of a controller's weights and of its training time; a new core (another
     # kind, a wider NCP) can then be trained on a vision front end that already works.
-    init_encoder: Optional[str] = None
+    init_encoder: str | None = None
     # Frames weighted 1 + steer_weight * (|vy| + |yaw rate|) of the label, each in units of its command scale.
     # Why: a squared loss pulls an ambiguous frame's command to the mean of its labels, and the learners
     # under-steer past obstacles (crash diagnosis); weighting the turning frames pulls it back towards them.
@@ -95,11 +95,13 @@ class TrainConfig:
         if not (math.isfinite(self.steer_weight) and self.steer_weight >= 0.0):
             raise ValueError(f"steer_weight must be finite and >= 0, got {self.steer_weight}")
         if self.augment_profile not in AUGMENT_PROFILES:
-            raise ValueError(f"augment_profile must be one of {', '.join(AUGMENT_PROFILES)}, "
-                             f"got {self.augment_profile!r}")
+            raise ValueError(
+                f"augment_profile must be one of {', '.join(AUGMENT_PROFILES)}, got {self.augment_profile!r}"
+            )
         if self.init and self.init_encoder:
-            raise ValueError("init (the whole controller) and init_encoder (its camera encoder only) "
-                             "exclude each other; give one")
+            raise ValueError(
+                "init (the whole controller) and init_encoder (its camera encoder only) exclude each other; give one"
+            )
 
 
 class _Data:
@@ -113,21 +115,26 @@ class _Data:
         self.height, self.width = sizes.pop()
         #: The training camera's horizontal field of view (deg), recorded in the checkpoint; None if unknown.
         self.camera_hfov_deg = one_camera((d.camera_hfov_deg, str(d.path)) for d in self.sets)
-        self.sequences: List[Tuple[int, int, int]] = [
+        self.sequences: list[tuple[int, int, int]] = [
             (k, int(s), int(n)) for k, d in enumerate(self.sets) for s, n in zip(d.seq_start, d.seq_length)
         ]
         if not self.sequences:
             raise ValueError(f"no sequences in {', '.join(paths)}")
 
-    def frames(self, seq: Tuple[int, int, int], offset: int, count: int) -> Dict[str, np.ndarray]:
+    def frames(self, seq: tuple[int, int, int], offset: int, count: int) -> dict[str, np.ndarray]:
         k, start, _ = seq
         d = self.sets[k]
         sl = slice(start + offset, start + offset + count)
-        return {"image": np.array(d.images[sl]), "command": d.command[sl], "goal": d.goal[sl],
-                "imu": d.imu[sl], "dt": d.dt[sl]}  # fmt: skip
+        return {
+            "image": np.array(d.images[sl]),
+            "command": d.command[sl],
+            "goal": d.goal[sl],
+            "imu": d.imu[sl],
+            "dt": d.dt[sl],
+        }
 
 
-def split_sequences(n: int, val_fraction: float, seed: int) -> Tuple[List[int], List[int]]:
+def split_sequences(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Disjoint train/validation sequence indices (whole sequences: no frame of a val flight is trained on)."""
     order = np.random.default_rng(seed).permutation(n)
     n_val = int(round(n * val_fraction)) if n > 1 else 0
@@ -142,7 +149,7 @@ AUGMENT_PROFILES = ("basic", "strong")
 #: The ``strong`` profile's ranges, drawn once per sequence (a camera's exposure and the air change slowly).
 #: Haze stays a uniform blend of at most 0.3 towards a sky colour: the fog preset (0.05 /m) veils a
 #: trunk 10-20 m away by 40-63 %, so it stays beyond what training sees (``lnn_nav.sim.presets.TRUE_SHIFTS``).
-STRONG_AUGMENT: Dict[str, Tuple[float, float]] = {
+STRONG_AUGMENT: dict[str, tuple[float, float]] = {
     "exposure": (0.6, 1.4),  # log-uniform overall gain
     "channel_gain": (0.85, 1.15),  # colour balance, per channel
     "contrast": (0.6, 1.3),
@@ -169,8 +176,9 @@ class _Augment:
     and blur, all drawn per sequence (:data:`STRONG_AUGMENT`).
     """
 
-    def __init__(self, lanes: int, rng: np.random.Generator, enabled: bool, noise: float,
-                 profile: str = "basic") -> None:  # fmt: skip
+    def __init__(
+        self, lanes: int, rng: np.random.Generator, enabled: bool, noise: float, profile: str = "basic"
+    ) -> None:
         if profile not in AUGMENT_PROFILES:
             raise ValueError(f"augment profile must be one of {', '.join(AUGMENT_PROFILES)}, got {profile!r}")
         self.rng, self.enabled, self.noise, self.strong = rng, enabled, noise, profile == "strong"
@@ -265,14 +273,15 @@ def _blur_lanes(x: Tensor, sigmas: np.ndarray) -> Tensor:
 class LaneBatcher:
     """Stateful truncated-BPTT batches: ``next()`` -> inputs ``[B, T, ...]``, mask ``[B, T]``, fresh ``[B]``."""
 
-    def __init__(self, data: _Data, indices: List[int], lanes: int, window: int, rng: np.random.Generator,
-                 augment: _Augment) -> None:  # fmt: skip
+    def __init__(
+        self, data: _Data, indices: list[int], lanes: int, window: int, rng: np.random.Generator, augment: _Augment
+    ) -> None:
         if not indices:
             raise ValueError("no training sequences (is the dataset empty, or val_fraction too large?)")
         self.data, self.indices, self.window, self.rng, self.augment = data, indices, window, rng, augment
         self.lanes = lanes
-        self.queue: List[int] = []
-        self.current: List[Optional[int]] = [None] * lanes
+        self.queue: list[int] = []
+        self.current: list[int | None] = [None] * lanes
         self.offset = [0] * lanes
         self.passes = 0
 
@@ -282,12 +291,16 @@ class LaneBatcher:
             self.passes += 1
         return int(self.queue.pop())
 
-    def next(self) -> Tuple[Dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    def next(self) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
         B, T = self.lanes, self.window
         h, w = self.data.height, self.data.width
-        out = {"image": np.zeros((B, T, 3, h, w), np.uint8), "command": np.zeros((B, T, 4), np.float32),
-               "goal": np.zeros((B, T, 4), np.float32), "imu": np.zeros((B, T, 6), np.float32),
-               "dt": np.full((B, T), 1.0 / 15.0, np.float32)}  # fmt: skip
+        out = {
+            "image": np.zeros((B, T, 3, h, w), np.uint8),
+            "command": np.zeros((B, T, 4), np.float32),
+            "goal": np.zeros((B, T, 4), np.float32),
+            "imu": np.zeros((B, T, 6), np.float32),
+            "dt": np.full((B, T), 1.0 / 15.0, np.float32),
+        }
         mask = np.zeros((B, T), np.float32)
         fresh = np.zeros(B, bool)
         for lane in range(B):
@@ -308,16 +321,28 @@ class LaneBatcher:
         return out, mask, fresh
 
 
-def _build_policy(cfg: TrainConfig, height: int, width: int, camera_hfov_deg: Optional[float]) -> LiquidPolicy:
-    encoder = EncoderConfig(height=height, width=width, feature_dim=cfg.feature_dim, output_activation="tanh",
-                            normalization=cfg.normalization, input_norm=cfg.input_norm or "fixed")
-    config = PolicyConfig(encoder=encoder, core=cfg.model, core_options=dict(cfg.core_options),
-                          use_imu=cfg.use_imu, use_goal=cfg.use_goal, command_scale=cfg.command_scale,
-                          camera_hfov_deg=camera_hfov_deg)  # fmt: skip
+def _build_policy(cfg: TrainConfig, height: int, width: int, camera_hfov_deg: float | None) -> LiquidPolicy:
+    encoder = EncoderConfig(
+        height=height,
+        width=width,
+        feature_dim=cfg.feature_dim,
+        output_activation="tanh",
+        normalization=cfg.normalization,
+        input_norm=cfg.input_norm or "fixed",
+    )
+    config = PolicyConfig(
+        encoder=encoder,
+        core=cfg.model,
+        core_options=dict(cfg.core_options),
+        use_imu=cfg.use_imu,
+        use_goal=cfg.use_goal,
+        command_scale=cfg.command_scale,
+        camera_hfov_deg=camera_hfov_deg,
+    )
     return LiquidPolicy(config)
 
 
-def _policy_with_encoder(cfg: TrainConfig, camera_hfov_deg: Optional[float], log: Any) -> LiquidPolicy:
+def _policy_with_encoder(cfg: TrainConfig, camera_hfov_deg: float | None, log: Any) -> LiquidPolicy:
     """A new controller (``cfg``'s core, head and inputs) whose encoder is ``cfg.init_encoder``'s, trained.
 
     At the source's frame size; :func:`_at_data_size` resamples it to the datasets'.
@@ -329,13 +354,19 @@ def _policy_with_encoder(cfg: TrainConfig, camera_hfov_deg: Optional[float], log
         log(f"encoder input normalisation {encoder.config.input_norm} -> {cfg.input_norm}")
         encoder.config = replace(encoder.config, input_norm=cfg.input_norm)
     enc = encoder.config
-    policy = _build_policy(replace(cfg, feature_dim=enc.feature_dim, normalization=enc.normalization),
-                           enc.height, enc.width, camera_hfov_deg)  # fmt: skip
+    policy = _build_policy(
+        replace(cfg, feature_dim=enc.feature_dim, normalization=enc.normalization),
+        enc.height,
+        enc.width,
+        camera_hfov_deg,
+    )
     # Same EncoderConfig as the source's (activation, channels, ... included).
     policy.encoder = encoder
     policy.config = replace(policy.config, encoder=enc)
-    log(f"encoder ({sum(p.numel() for p in encoder.parameters())} parameters) from {cfg.init_encoder} "
-        f"(a {source.config.core} controller); new {cfg.model} core and head")
+    log(
+        f"encoder ({sum(p.numel() for p in encoder.parameters())} parameters) from {cfg.init_encoder} "
+        f"(a {source.config.core} controller); new {cfg.model} core and head"
+    )
     return policy
 
 
@@ -348,8 +379,10 @@ def _at_data_size(policy: LiquidPolicy, start: str, height: int, width: int, log
     """
     enc = policy.config.encoder
     if (enc.height, enc.width) != (height, width):
-        log(f"{start} was trained on {enc.width}x{enc.height} frames; the datasets hold {width}x{height}: "
-            f"resampling its encoder's bottleneck to train at {width}x{height}")  # fmt: skip
+        log(
+            f"{start} was trained on {enc.width}x{enc.height} frames; the datasets hold {width}x{height}: "
+            f"resampling its encoder's bottleneck to train at {width}x{height}"
+        )
         policy.resize_input(height, width)
     return policy
 
@@ -385,13 +418,19 @@ def _loss(pred: Tensor, target: Tensor, mask: Tensor, scale: Tensor, steer_weigh
     return (err.mean(dim=-1) * w).sum() / w.sum().clamp(min=1e-12)
 
 
-def _to_tensors(batch: Dict[str, np.ndarray], device: torch.device) -> Dict[str, Tensor]:
+def _to_tensors(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, Tensor]:
     return {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
 
 
 @torch.no_grad()
-def evaluate(policy: LiquidPolicy, data: _Data, indices: List[int], device: torch.device,
-             max_frames: int = 20000, steer_weight: float = 0.0) -> float:  # fmt: skip
+def evaluate(
+    policy: LiquidPolicy,
+    data: _Data,
+    indices: list[int],
+    device: torch.device,
+    max_frames: int = 20000,
+    steer_weight: float = 0.0,
+) -> float:
     """Loss over whole validation sequences, each from a fresh state (as flown), weighted as in training."""
     policy.eval()
     scale = policy.command_scale
@@ -417,7 +456,7 @@ def evaluate(policy: LiquidPolicy, data: _Data, indices: List[int], device: torc
     return total / max(weight, 1e-12) if frames else 0.0
 
 
-def _distributed() -> Tuple[int, int]:
+def _distributed() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
@@ -426,7 +465,7 @@ def _distributed() -> Tuple[int, int]:
     return rank, world
 
 
-def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> Dict[str, Any]:
+def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> dict[str, Any]:
     """Train a policy; returns a summary (best validation loss, epochs, paths). Rank 0 writes ``cfg.out``."""
     from tqdm import tqdm
 
@@ -454,9 +493,11 @@ def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> Dict[str
         if data.camera_hfov_deg is not None and data.camera_hfov_deg != trained_with:
             # The result is trained for the data's camera, whatever the start saw.
             if trained_with is not None:
-                quiet_log(f"fine-tuning a controller trained with a {trained_with:.1f} deg camera on "
-                          f"{data.camera_hfov_deg:.1f} deg data; the new checkpoint records "
-                          f"{data.camera_hfov_deg:.1f} deg")
+                quiet_log(
+                    f"fine-tuning a controller trained with a {trained_with:.1f} deg camera on "
+                    f"{data.camera_hfov_deg:.1f} deg data; the new checkpoint records "
+                    f"{data.camera_hfov_deg:.1f} deg"
+                )
             policy.config = replace(policy.config, camera_hfov_deg=data.camera_hfov_deg)
         policy = policy.to(device)
     elif cfg.init_encoder:
@@ -485,7 +526,7 @@ def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> Dict[str
     augment = _Augment(cfg.batch_size, rng, cfg.augment, cfg.pixel_noise, cfg.augment_profile)
     batcher = LaneBatcher(data, shard, cfg.batch_size, cfg.window, rng, augment)
     start_epoch, step, best, stale = 0, 0, math.inf, 0
-    history: List[Dict[str, Any]] = []
+    history: list[dict[str, Any]] = []
     resume_path = out / "resume.pt"
     if resume_path.is_file():
         # weights_only: the file holds tensors, numbers, strings and the rng's state as plain dicts,
@@ -493,11 +534,15 @@ def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> Dict[str
         try:
             saved = torch.load(resume_path, map_location=device, weights_only=True)
         except pickle.UnpicklingError as err:
-            raise ValueError(f"{resume_path} holds more than tensors and plain data ({err}); it was not written "
-                             "by this version of lnn-nav train: delete it to start over") from err
+            raise ValueError(
+                f"{resume_path} holds more than tensors and plain data ({err}); it was not written "
+                "by this version of lnn-nav train: delete it to start over"
+            ) from err
         if saved["config"] != _comparable(cfg):
-            raise ValueError(f"{resume_path} was written by a different training configuration; "
-                             f"use a new --out or delete it to start over")  # fmt: skip
+            raise ValueError(
+                f"{resume_path} was written by a different training configuration; "
+                f"use a new --out or delete it to start over"
+            )
         policy.load_state_dict(saved["policy"])
         optimizer.load_state_dict(saved["optimizer"])
         start_epoch, step, best, stale = saved["epoch"], saved["step"], saved["best"], saved["stale"]
@@ -516,23 +561,33 @@ def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> Dict[str
         except ImportError:  # pragma: no cover - tensorboard is a pinned dependency
             log("tensorboard is not installed: metrics go to metrics.csv only")
         (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
-        log(f"{cfg.model}: {sum(p.numel() for p in policy.parameters())} parameters; "
+        log(
+            f"{cfg.model}: {sum(p.numel() for p in policy.parameters())} parameters; "
             f"{len(train_idx)} training / {len(val_idx)} validation sequences, {total_frames} training frames; "
-            f"{steps_per_epoch} steps/epoch of {frames_per_step} frames; {world} process(es) on {device}")  # fmt: skip
+            f"{steps_per_epoch} steps/epoch of {frames_per_step} frames; {world} process(es) on {device}"
+        )
         from lnn_nav.data.flights import DEFAULT_CAMERA_HFOV  # what evaluation flies a checkpoint without one
 
         hfov = policy.config.camera_hfov_deg
-        log(f"camera: {hfov:.1f} deg horizontal field of view, recorded in the checkpoint" if hfov is not None else
-            "camera: unknown (no CameraInfo in the datasets' bags); the checkpoint records none and is flown "
-            f"with {DEFAULT_CAMERA_HFOV:g} deg in simulation")  # fmt: skip
+        log(
+            f"camera: {hfov:.1f} deg horizontal field of view, recorded in the checkpoint"
+            if hfov is not None
+            else "camera: unknown (no CameraInfo in the datasets' bags); the checkpoint records none and is flown "
+            f"with {DEFAULT_CAMERA_HFOV:g} deg in simulation"
+        )
     state = policy.initial_state(cfg.batch_size, device=device)
     initial = policy.initial_state(cfg.batch_size, device=device)
     started = time.perf_counter()
     policy.train()
     for epoch in range(start_epoch, cfg.epochs):
         running, count = 0.0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
-                   disable=not progress or rank != 0, leave=False)  # fmt: skip
+        bar = tqdm(
+            range(steps_per_epoch),
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            unit="step",
+            disable=not progress or rank != 0,
+            leave=False,
+        )
         for _ in bar:
             raw, mask_np, fresh_np = batcher.next()
             batch = _to_tensors(raw, device)
@@ -571,8 +626,14 @@ def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> Dict[str
             best, stale = val_loss, 0
         else:
             stale += 1
-        row = {"epoch": epoch + 1, "step": step, "train_loss": train_loss, "val_loss": val_loss,
-               "lr": lr_at(step), "seconds": time.perf_counter() - started}  # fmt: skip
+        row = {
+            "epoch": epoch + 1,
+            "step": step,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "lr": lr_at(step),
+            "seconds": time.perf_counter() - started,
+        }
         history.append(row)
         if rank == 0:
             meta = {"trained_on": trained_on, "epoch": epoch + 1, "val_loss": val_loss, "model": cfg.model}
@@ -589,11 +650,24 @@ def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> Dict[str
                 writer.add_scalar("epoch/train_loss", train_loss, epoch + 1)
                 writer.add_scalar("epoch/val_loss", val_loss, epoch + 1)
                 writer.flush()
-            torch.save({"config": _comparable(cfg), "policy": policy.state_dict(), "optimizer": optimizer.state_dict(),
-                        "epoch": epoch + 1, "step": step, "best": best, "stale": stale, "history": history,
-                        "rng": rng.bit_generator.state}, resume_path)  # fmt: skip
-            log(f"epoch {epoch + 1}: train {train_loss:.4f}  val {val_loss:.4f}{'  (best)' if improved else ''}  "
-                f"lr {lr_at(step):.2e}  {row['seconds']:.0f} s")  # fmt: skip
+            torch.save(
+                {
+                    "config": _comparable(cfg),
+                    "policy": policy.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "epoch": epoch + 1,
+                    "step": step,
+                    "best": best,
+                    "stale": stale,
+                    "history": history,
+                    "rng": rng.bit_generator.state,
+                },
+                resume_path,
+            )
+            log(
+                f"epoch {epoch + 1}: train {train_loss:.4f}  val {val_loss:.4f}{'  (best)' if improved else ''}  "
+                f"lr {lr_at(step):.2e}  {row['seconds']:.0f} s"
+            )
         if stale >= cfg.patience:
             if rank == 0:
                 log(f"early stop: no validation improvement for {cfg.patience} epochs")
@@ -602,12 +676,17 @@ def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> Dict[str
         writer.close()
     if world > 1:
         torch.distributed.barrier()
-    return {"best_val_loss": best, "epochs": len(history), "history": history,
-            "best": str(out / "best.safetensors"), "last": str(out / "last.safetensors"),
-            "seconds": time.perf_counter() - started}  # fmt: skip
+    return {
+        "best_val_loss": best,
+        "epochs": len(history),
+        "history": history,
+        "best": str(out / "best.safetensors"),
+        "last": str(out / "last.safetensors"),
+        "seconds": time.perf_counter() - started,
+    }
 
 
-def _comparable(cfg: TrainConfig) -> Dict[str, Any]:
+def _comparable(cfg: TrainConfig) -> dict[str, Any]:
     """The fields that must match to resume (epochs may grow: continuing a finished run is allowed)."""
     d = asdict(cfg)
     d.pop("epochs")

@@ -27,19 +27,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", nargs="+", required=True, metavar="DIR", help="demonstration dataset folder(s)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--rounds", type=int, default=2, help="default: %(default)s")
-    parser.add_argument("--episodes", type=int, nargs="+", default=[40], metavar="N",
-                        help="roll-outs per round: one number for every world kind, or one per --worlds entry "
-                        "(default: 40)")
+    parser.add_argument(
+        "--episodes",
+        type=int,
+        nargs="+",
+        default=[40],
+        metavar="N",
+        help="roll-outs per round: one number for every world kind, or one per --worlds entry (default: 40)",
+    )
     parser.add_argument("--worlds", nargs="+", choices=("forest", "urban"), default=["forest", "urban"])
     parser.add_argument("--epochs", type=int, default=4, help="training epochs per round (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="roll-out worker processes (default: %(default)s)")
     parser.add_argument("--envs", type=int, default=16, help="drones flown at once (default: %(default)s)")
-    parser.add_argument("--train-options", default="{}", metavar="JSON",
-                        help='TrainConfig overrides, e.g. \'{"lr": 1e-3, "threads": 2}\'')
-    parser.add_argument("--expert-options", default="{}", metavar="JSON",
-                        help="ExpertConfig fields of the labelling expert on top of the demonstrating one, e.g. "
-                        "'{\"yaw_deadband\": 0.15}' (rad of heading error labelled as a sideways correction "
-                        "rather than a turn)")
+    parser.add_argument(
+        "--train-options",
+        default="{}",
+        metavar="JSON",
+        help='TrainConfig overrides, e.g. \'{"lr": 1e-3, "threads": 2}\'',
+    )
+    parser.add_argument(
+        "--expert-options",
+        default="{}",
+        metavar="JSON",
+        help="ExpertConfig fields of the labelling expert on top of the demonstrating one, e.g. "
+        "'{\"yaw_deadband\": 0.15}' (rad of heading error labelled as a sideways correction "
+        "rather than a turn)",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -54,10 +67,19 @@ def run(args: argparse.Namespace) -> int:
         return 2
     episodes = dict(zip(args.worlds, args.episodes)) if len(args.episodes) > 1 else args.episodes[0]
     try:
-        cfg = DaggerConfig(init=args.init, data=args.data, out=args.out, rounds=args.rounds, episodes=episodes,
-                           worlds=args.worlds, epochs=args.epochs, workers=args.workers, envs=args.envs,
-                           train_overrides=json_object(args.train_options, "--train-options"),
-                           expert_overrides=json_object(args.expert_options, "--expert-options"))  # fmt: skip
+        cfg = DaggerConfig(
+            init=args.init,
+            data=args.data,
+            out=args.out,
+            rounds=args.rounds,
+            episodes=episodes,
+            worlds=args.worlds,
+            epochs=args.epochs,
+            workers=args.workers,
+            envs=args.envs,
+            train_overrides=json_object(args.train_options, "--train-options"),
+            expert_overrides=json_object(args.expert_options, "--expert-options"),
+        )
         result = run_dagger(cfg, progress=not args.no_progress)
     except (ValueError, BagError, CheckpointError, FileNotFoundError) as err:
         print(f"lnn-nav dagger: error: {err}", file=sys.stderr)

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any
 
 from lnn_nav.data.dataset import DatasetConfig, build_dataset, find_bags
 from lnn_nav.data.flights import FlightJob, camera_hfov_for, fly_episodes, summarize
@@ -29,19 +30,19 @@ DAGGER_SEED_BASE = {"forest": 300_000, "urban": 400_000}
 @dataclass
 class DaggerConfig:
     init: str  # checkpoint of round 0 (behaviour cloning)
-    data: List[str]  # dataset folders of the demonstrations
+    data: list[str]  # dataset folders of the demonstrations
     out: str
     rounds: int = 2
     episodes: Any = 40  # per world kind and round: one number, or {kind: number}
-    worlds: List[str] = field(default_factory=lambda: ["forest", "urban"])
+    worlds: list[str] = field(default_factory=lambda: ["forest", "urban"])
     epochs: int = 4
     workers: int = 2
     envs: int = 16
-    train_overrides: Dict[str, Any] = field(default_factory=dict)  # TrainConfig fields (lr, batch_size, ...)
-    world_overrides: Dict[str, Any] = field(default_factory=dict)  # make_world options (tests: small worlds)
+    train_overrides: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields (lr, batch_size, ...)
+    world_overrides: dict[str, Any] = field(default_factory=dict)  # make_world options (tests: small worlds)
     # ExpertConfig fields of the labelling expert, on top of the demonstrating expert's
     # of each world kind (demo_expert), e.g. {"yaw_deadband": 0.15}.
-    expert_overrides: Dict[str, Any] = field(default_factory=dict)
+    expert_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from lnn_nav.sim.expert import ExpertConfig
@@ -52,13 +53,13 @@ class DaggerConfig:
         except TypeError as err:  # an unknown field
             raise ValueError(f"expert options: {err}") from None
 
-    def labelling_expert(self, kind: str) -> Dict[str, Any]:
+    def labelling_expert(self, kind: str) -> dict[str, Any]:
         from lnn_nav.sim.expert import demo_expert
 
         return {**demo_expert(kind), **self.expert_overrides}
 
 
-def run_dagger(cfg: DaggerConfig, log: Callable[[str], None] = print, progress: bool = True) -> Dict[str, Any]:
+def run_dagger(cfg: DaggerConfig, log: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
     """Run ``cfg.rounds`` rounds; returns per-round learner success on its roll-outs and the final checkpoint."""
     from tqdm import tqdm
 
@@ -71,43 +72,68 @@ def run_dagger(cfg: DaggerConfig, log: Callable[[str], None] = print, progress: 
     current = cfg.init
     datasets = list(cfg.data)
     height, width = policy_config.encoder.height, policy_config.encoder.width
-    rounds: List[Dict[str, Any]] = []
+    rounds: list[dict[str, Any]] = []
     for r in range(1, cfg.rounds + 1):
         started = time.perf_counter()
         round_dir = out / f"round_{r}"
-        outcome: Dict[str, Dict[str, int]] = {}
+        outcome: dict[str, dict[str, int]] = {}
         for kind in cfg.worlds:
             first = DAGGER_SEED_BASE[kind] + 10_000 * r
             count = cfg.episodes[kind] if isinstance(cfg.episodes, dict) else int(cfg.episodes)
             seeds = list(range(first, first + count))
             check_training_seeds(seeds)
             bar = tqdm(total=len(seeds), desc=f"round {r} roll-outs {kind}", unit="episode", disable=not progress)
-            job = FlightJob(kind=kind, seeds=seeds, out_dir=str(round_dir / "bags" / kind), learner=current,
-                            envs=cfg.envs, rng_seed=first, name_suffix=f"_r{r}",
-                            world_overrides=dict(cfg.world_overrides), expert=cfg.labelling_expert(kind),
-                            camera_hfov=camera_hfov_for(current)[0])  # the camera it was trained with  # fmt: skip
+            job = FlightJob(
+                kind=kind,
+                seeds=seeds,
+                out_dir=str(round_dir / "bags" / kind),
+                learner=current,
+                envs=cfg.envs,
+                rng_seed=first,
+                name_suffix=f"_r{r}",
+                world_overrides=dict(cfg.world_overrides),
+                expert=cfg.labelling_expert(kind),
+                camera_hfov=camera_hfov_for(current)[0],
+            )  # the camera it was trained with
             results = fly_episodes(job, workers=cfg.workers, on_result=lambda _r: bar.update(1))
             bar.close()
             _, frames, counts = summarize(results)
             outcome[kind] = counts
-            log(f"round {r}: learner on {len(seeds)} {kind} training worlds: "
-                f"{', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}; {frames} labelled frames")  # fmt: skip
+            log(
+                f"round {r}: learner on {len(seeds)} {kind} training worlds: "
+                f"{', '.join(f'{k} {v}' for k, v in sorted(counts.items()))}; {frames} labelled frames"
+            )
         ds = round_dir / "dataset"
         if not (ds / "meta.json").is_file():
             bags = find_bags([round_dir / "bags" / k for k in cfg.worlds if (round_dir / "bags" / k).is_dir()])
             build_dataset(bags, ds, DatasetConfig(height=height, width=width))
         datasets.append(str(ds))
-        train_cfg = TrainConfig(data=list(datasets), out=str(round_dir / "run"), model=policy_config.core,
-                                core_options=dict(policy_config.core_options), epochs=cfg.epochs,
-                                use_goal=policy_config.use_goal, use_imu=policy_config.use_imu,
-                                command_scale=policy_config.command_scale,
-                                feature_dim=policy_config.encoder.feature_dim,
-                                normalization=policy_config.encoder.normalization, init=current, warmup_steps=20)  # fmt: skip
+        train_cfg = TrainConfig(
+            data=list(datasets),
+            out=str(round_dir / "run"),
+            model=policy_config.core,
+            core_options=dict(policy_config.core_options),
+            epochs=cfg.epochs,
+            use_goal=policy_config.use_goal,
+            use_imu=policy_config.use_imu,
+            command_scale=policy_config.command_scale,
+            feature_dim=policy_config.encoder.feature_dim,
+            normalization=policy_config.encoder.normalization,
+            init=current,
+            warmup_steps=20,
+        )
         if cfg.train_overrides:
             train_cfg = replace(train_cfg, **cfg.train_overrides)
         summary = train(train_cfg, progress=progress, log=log)
         current = summary["best"]
-        rounds.append({"round": r, "rollout_outcomes": outcome, "checkpoint": current,
-                       "val_loss": summary["best_val_loss"], "seconds": time.perf_counter() - started})  # fmt: skip
+        rounds.append(
+            {
+                "round": r,
+                "rollout_outcomes": outcome,
+                "checkpoint": current,
+                "val_loss": summary["best_val_loss"],
+                "seconds": time.perf_counter() - started,
+            }
+        )
         (out / "dagger.json").write_text(json.dumps({"config": asdict(cfg), "rounds": rounds}, indent=1))
     return {"rounds": rounds, "final": current}
