@@ -20,7 +20,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import ContextManager
 
 import torch
 
@@ -31,10 +30,15 @@ FEATURES = 32
 Row = tuple[str, float, float | None, float | None]  # name, fused, ours-reference, ncps (µs)
 
 
-Case = tuple[Callable[[], object], int, Callable[[], ContextManager]]  # fn, calls per repeat, context
+# fn, calls per repeat, context
+Case = tuple[Callable[[], object], int, Callable[[], contextlib.AbstractContextManager]]
 
 
-def case(fn: Callable[[], object], iters: int, context: Callable[[], ContextManager] = contextlib.nullcontext) -> Case:
+def case(
+    fn: Callable[[], object],
+    iters: int,
+    context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+) -> Case:
     """``iters`` calls of ``fn`` per repeat, each repeat inside ``context()``."""
     return fn, max(1, iters), context
 
@@ -89,10 +93,10 @@ def step_rows(device: str, iters: int) -> list[Row]:
         dt = torch.tensor([0.05], device=device)
         with torch.inference_mode():
             fused_us, ref_us, ncps_us = timed_together(
-                [
-                    case(lambda: ours.step(x, h, dt), iters),
-                    case(lambda: ours.step(x, h, dt), iters // 5, reference),
-                    case(lambda: theirs(x.unsqueeze(1), h, dt.view(1, 1)), iters // 5),
+                [  # the lambdas are timed here, within this iteration (B023)
+                    case(lambda: ours.step(x, h, dt), iters),  # noqa: B023
+                    case(lambda: ours.step(x, h, dt), iters // 5, reference),  # noqa: B023
+                    case(lambda: theirs(x.unsqueeze(1), h, dt.view(1, 1)), iters // 5),  # noqa: B023
                 ],
                 device,
             )
@@ -123,11 +127,11 @@ def sequence_rows(device: str, iters: int, batch: int = 32, steps: int = 64) -> 
         x = torch.randn(batch, steps, FEATURES, device=device, requires_grad=True)
 
         def ours_fn():
-            y, _ = ours(x)
+            y, _ = ours(x)  # noqa: B023 -- called within this iteration
             y.sum().backward()
 
         def ncps_fn():
-            y, _ = theirs(x)
+            y, _ = theirs(x)  # noqa: B023 -- called within this iteration
             y.sum().backward()
 
         fused_us, ref_us, ncps_us = timed_together(

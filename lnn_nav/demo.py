@@ -233,6 +233,7 @@ def _readme(
         f"![map]({g['pictures']['map']}) ![camera with saliency](cfc_ncp_{g['world']}_{g['preset']}_saliency.gif)"
         for g in local
     )
+    report_link = f"{report_path.parent.name}/{report_path.name}"
     return f"""# lnn_nav demo report
 
 The shipped CfC-NCP controller (`{model.name}`, {n_params} parameters, core
@@ -265,7 +266,7 @@ camera: one stream per drone, seeded by the world) and the same inputs
 | --- | --- | ---: | --- |
 {bench_rows}
 
-Full write-up with charts and maps: [`{report_path.parent.name}/{report_path.name}`]({report_path.parent.name}/{report_path.name}).
+Full write-up with charts and maps: [`{report_link}`]({report_link}).
 The full benchmark (100 worlds per cell, out-of-distribution conditions, all
 baselines) is `lnn-nav eval` + `lnn-nav report` (docs/evaluation.md).
 

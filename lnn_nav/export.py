@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import warnings
 from pathlib import Path
-from typing import Union
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +20,7 @@ from torch import Tensor, nn
 from .kernels import reference
 from .models.policy import LiquidPolicy
 
-PathLike = Union[str, Path]
+PathLike = str | Path
 
 
 class PolicyStep(nn.Module):

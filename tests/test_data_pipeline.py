@@ -15,7 +15,7 @@ from lnn_nav.data.bags import BagWriter, open_bag
 from lnn_nav.data.cdr import read_image, read_stamped
 from lnn_nav.data.dataset import DatasetConfig, DatasetError, SequenceDataset, build_dataset, find_bags
 from lnn_nav.data.errors import BagError, MissingTopicError
-from lnn_nav.data.flights import FlightJob, fly_episodes
+from lnn_nav.data.flights import FlightJob, _Episode, fly_episodes
 from lnn_nav.sim.expert import DEMO_EXPERT
 from lnn_nav.sim.presets import check_training_seeds
 
@@ -270,8 +270,6 @@ def test_dataset_reader_detects_a_truncated_copy(tmp_path: Path) -> None:
 
 
 def _tiny_episode(seed: int, frames: int) -> _Episode:
-    from lnn_nav.data.flights import _Episode
-
     ep = _Episode(seed, json.dumps({"seed": seed}), np.array([10.0, 0.0, 2.0]))
     for _ in range(frames):
         ep.rgb.append(np.zeros((4, 6, 3), np.uint8))

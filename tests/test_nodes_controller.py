@@ -229,7 +229,7 @@ def test_malformed_images_are_dropped_and_counted(tmp_path, graph_factory):
     unknown.encoding = "yuv422"
     for count, (i, msg) in enumerate(((1, short), (2, unknown)), start=1):
         g.send(i, msg)  # one at a time: the depth-1 queue keeps only the newest
-        assert g.wait_for(lambda: g.node.counters["malformed_inputs"] == count, 3.0)
+        assert g.wait_for(lambda: g.node.counters["malformed_inputs"] == count, 3.0)  # noqa: B023 -- called within this iteration
     assert not g.commands_for(1) and not g.commands_for(2)
     assert not _is_zero(g.send_and_wait(3))  # still running
 
@@ -422,7 +422,7 @@ def test_saliency_image_arrives_with_the_frame_stamp_when_enabled(tmp_path, grap
     assert g.wait_for(lambda: g.node._saliency_pub.get_subscription_count() > 0, 10.0)
     for i in range(20):  # the frame or its picture may be dropped: resend with a new stamp
         g.send_and_wait(i)
-        if g.wait_for(lambda: any(_key(p.header.stamp) == _key(_stamp(i)) for p in pictures), 1.0):
+        if g.wait_for(lambda: any(_key(p.header.stamp) == _key(_stamp(i)) for p in pictures), 1.0):  # noqa: B023 -- called within this iteration
             break
     picture = next(p for p in pictures if _key(p.header.stamp) == _key(_stamp(i)))
     assert picture.encoding == "rgb8" and picture.header.frame_id == "camera"

@@ -158,7 +158,7 @@ def test_recorder_matches_best_effort_and_latched_publishers_and_stores_their_qo
     assert recorder.qos_by_topic["/camera/image_raw"].reliability == ReliabilityPolicy.BEST_EFFORT
     for k in range(5):
         camera.publish(sample_message(Image, k))
-        spin_until(lambda: recorder.writer.counts["/camera/image_raw"] == k + 1, timeout=2.0)
+        spin_until(lambda: recorder.writer.counts["/camera/image_raw"] == k + 1, timeout=2.0)  # noqa: B023 -- called within this iteration
     recorder.close()
     with open_bag(tmp_path / "bag") as bag:
         assert bag.topics()["/camera/image_raw"].count == 5  # best effort, but nothing was in the way

@@ -161,7 +161,7 @@ def test_model_names_are_unique_and_say_what_the_obstacle_is(forest, urban):
         names = [m.get("name") for m in _parse(world_to_sdf(spec)).iter("model")]
         assert len(names) == len(set(names))
     forest_names = {m.get("name") for m in _parse(world_to_sdf(forest)).iter("model")}
-    assert {"trunk_0000", "canopy_0000", "beacon_post_%04d" % (len(forest.cylinders) - 1)} <= forest_names
+    assert {"trunk_0000", "canopy_0000", f"beacon_post_{len(forest.cylinders) - 1:04d}"} <= forest_names
     urban_names = {m.get("name").rsplit("_", 1)[0] for m in _parse(world_to_sdf(urban)).iter("model")}
     assert {"building", "car", "road", "pole", "beacon_post", "beacon_ball"} <= urban_names
 
@@ -189,7 +189,7 @@ def test_only_the_goal_beacon_is_emissive(urban):
         for m in _parse(world_to_sdf(urban)).iter("model")
         if m.find("link/visual/material/emissive") is not None
     ]
-    assert sorted(emissive) == sorted(["beacon_ball_0000", "beacon_post_%04d" % (len(urban.cylinders) - 1)])
+    assert sorted(emissive) == sorted(["beacon_ball_0000", f"beacon_post_{len(urban.cylinders) - 1:04d}"])
 
 
 @pytest.mark.parametrize("hour", [7.0, 12.5, 19.0])

@@ -103,7 +103,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="V",
-        help="expert cruise speed in m/s (default: %s, what DAgger and eval also use)" % DEMO_EXPERT["cruise_speed"],
+        help=f"expert cruise speed in m/s (default: {DEMO_EXPERT['cruise_speed']}, what DAgger and eval also use)",
     )
     parser.add_argument(
         "--expert-margin",
@@ -111,7 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="M",
         help="distance in m the expert's plan keeps between the drone's centre and obstacles "
-        "(default: %s; the drone's radius is 0.25)" % DEMO_EXPERT["inflate"],
+        f"(default: {DEMO_EXPERT['inflate']}; the drone's radius is 0.25)",
     )
     forest, urban = (ExpertConfig(**demo_expert(kind)) for kind in ("forest", "urban"))
     parser.add_argument(

@@ -482,7 +482,7 @@ def fly_episodes(
                     if not any(p.is_alive() for p in procs) and outq.empty():
                         time.sleep(0.5)
                         if outq.empty():
-                            raise RuntimeError("a flight worker died without reporting (out of memory?)")
+                            raise RuntimeError("a flight worker died without reporting (out of memory?)") from None
                     continue
                 if status == "error":
                     raise RuntimeError(f"flight worker failed: {payload}")

@@ -45,7 +45,7 @@ def plot_wiring(wiring: Wiring, path: Path, title: str = "") -> Path:
             ys = np.linspace(y0, y1, 20) + bend * np.sin(np.linspace(0, np.pi, 20))
             xs = xs + (bend * np.sin(np.linspace(0, np.pi, 20)) if x0 == x1 else 0)
             ax.plot(xs, ys, color=colour, lw=0.6, alpha=0.45)
-    for idx, (x, y) in pos_sensory.items():
+    for _idx, (x, y) in pos_sensory.items():
         ax.scatter([x], [y], s=60, color=_LAYER_COLOURS["sensory"], zorder=3)
     for idx, (x, y) in pos_neuron.items():
         kind = wiring.neuron_type(idx)

@@ -545,12 +545,14 @@ def _degradation_check(cells: Sequence[Cell]) -> TargetCheck:
         f"Liquid: {'; '.join(map(_drop_text, liquid))}. Baselines: {'; '.join(map(_drop_text, base))}. "
         f"Mean drop {_pp(mean_l)} (liquid) vs {_pp(mean_b)} (baselines), {over}."
     )
-    worse = [(l, b) for l in liquid for b in base if l.drop >= b.drop]
+    worse = [(liq, b) for liq in liquid for b in base if liq.drop >= b.drop]
     if not worse:
         return TargetCheck(
             target, "met", f"Every liquid core lost less success out of distribution than every baseline. {numbers}"
         )
-    pairs = ", ".join(f"{l.controller} ({_change(l.drop)}) vs {b.controller} ({_change(b.drop)})" for l, b in worse[:4])
+    pairs = ", ".join(
+        f"{liq.controller} ({_change(liq.drop)}) vs {b.controller} ({_change(b.drop)})" for liq, b in worse[:4]
+    )
     more = f" and {len(worse) - 4} more" if len(worse) > 4 else ""
     # A mean over baselines can be pulled by one weak baseline, so say which comparison the mean wins.
     summary = (

@@ -21,7 +21,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -33,7 +33,7 @@ from .factory import core_config
 from .policy import LiquidPolicy, PolicyConfig
 
 FORMAT_VERSION = "1"
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 # Buffers that training updates; every other buffer is fixed by the config and
 # defines the architecture, e.g. a wiring's sparsity mask. (Frozen parameters

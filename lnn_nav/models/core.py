@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-from typing import Union
 
 import torch
 from torch import Tensor, nn
@@ -11,7 +10,7 @@ from torch import Tensor, nn
 from .timespans import TimespanLike, sequence_timespans, step_timespans
 
 #: Recurrent state: one tensor ``[B, S]`` or a tuple of them (mixed memory, LSTM).
-State = Union[Tensor, tuple[Tensor, ...]]
+State = Tensor | tuple[Tensor, ...]
 
 
 class RecurrentCore(nn.Module, abc.ABC):

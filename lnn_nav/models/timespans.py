@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Union
 
 import torch
 from torch import Tensor
 
-TimespanLike = Union[None, float, int, Tensor]
+TimespanLike = float | int | Tensor | None
 
 
 def sequence_timespans(

@@ -150,7 +150,10 @@ def camera_mismatch(trained_hfov_deg: float | None, fx: float, width: int, toler
     hfov = hfov_from_intrinsics(fx, width)
     if trained_hfov_deg is None or hfov is None or abs(hfov - trained_hfov_deg) <= tolerance_deg:
         return None
-    return f"camera field of view {hfov:.1f} deg (CameraInfo) differs from the {trained_hfov_deg:.1f} deg it was trained with"
+    return (
+        f"camera field of view {hfov:.1f} deg (CameraInfo) differs from the "
+        f"{trained_hfov_deg:.1f} deg it was trained with"
+    )
 
 
 def camera_info_topic(image_topic: str) -> str:

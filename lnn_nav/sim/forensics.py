@@ -265,7 +265,9 @@ def timeout_report(
     off_plan: float = OFF_PLAN,
     horizon: float = DETOUR_HORIZON,
 ) -> dict[str, Any]:
-    """Diagnose one timeout from the track ``positions`` ``[T, 2 or 3]`` (one per ``dt`` s, the last where time ran out).
+    """Diagnose one timeout from the track ``positions`` ``[T, 2 or 3]``.
+
+    One position per ``dt`` s, the last where time ran out.
 
     ``expert`` is a :class:`~lnn_nav.sim.expert.PrivilegedExpert` of this
     world; its plan from the world's start is the way the track is judged

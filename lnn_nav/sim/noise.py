@@ -14,7 +14,6 @@ behind the ROS 2 graph.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
 
 import numpy as np
 
@@ -22,7 +21,7 @@ import numpy as np
 #: so the noise is independent of the generators the world itself was built from (``default_rng(seed)``).
 NOISE_KEY = 0x6E6F6973
 
-Indices = Union[slice, Sequence[int], np.ndarray]
+Indices = slice | Sequence[int] | np.ndarray
 
 
 class DroneStreams:

@@ -115,7 +115,7 @@ def _paint_rounded_boxes(
         ix, iy, px, py, inside = _window_cells(grid, origin, res, lo_x[sel], lo_y[sel], int(w))
 
         def col(a: np.ndarray) -> np.ndarray:
-            return a[sel][:, None, None]
+            return a[sel][:, None, None]  # noqa: B023 -- called within this iteration
 
         dx, dy = px - col(cx), py - col(cy)
         # World offset -> box frame (rotate by -yaw), then distance to the rectangle.

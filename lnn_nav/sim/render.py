@@ -51,13 +51,14 @@ from typing import Any
 import numpy as np
 import warp as wp
 
-# Warp prints a banner and a line per module load; a simulator stepping at
-# 15 Hz would bury the user's own logs under them.
-wp.config.quiet = True
-wp.config.log_level = wp.LOG_WARNING
-
 from lnn_nav.sim.camera import CameraConfig, camera_pose
 from lnn_nav.sim.world import MATERIAL_ID, WorldSpec
+
+# Warp prints a banner and a line per module load; a simulator stepping at
+# 15 Hz would bury the user's own logs under them. (camera and world above
+# do not use Warp, so they may be imported before this.)
+wp.config.quiet = True
+wp.config.log_level = wp.LOG_WARNING
 
 BACKENDS = ("grid", "mesh")
 

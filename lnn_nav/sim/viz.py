@@ -36,15 +36,15 @@ def plot_top_down(
         figsize=(8, 8 * (world.bounds[3] - world.bounds[2]) / (world.bounds[1] - world.bounds[0]) + 0.8)
     )
     ax.set_facecolor(palette["ground"])
-    for (x, y, z, r), m in zip(world.spheres, world.sphere_materials):
+    for (x, y, _z, r), m in zip(world.spheres, world.sphere_materials):
         name = MATERIALS[m]
         if name == "leaves":
             ax.add_patch(Circle((x, y), r, color=palette["leaves"], alpha=0.15, lw=0))
         else:
             ax.add_patch(Circle((x, y), r, color=palette[name], alpha=0.8, lw=0))
-    for (x, y, z0, z1, r), m in zip(world.cylinders, world.cylinder_materials):
+    for (x, y, _z0, _z1, r), m in zip(world.cylinders, world.cylinder_materials):
         ax.add_patch(Circle((x, y), max(r, 0.12), color=np.array(palette[MATERIALS[m]]) * 0.7, lw=0))
-    for (cx, cy, cz, hx, hy, hz, yaw), m in zip(world.boxes, world.box_materials):
+    for (cx, cy, _cz, hx, hy, _hz, yaw), m in zip(world.boxes, world.box_materials):
         c, s = np.cos(yaw), np.sin(yaw)
         corners = np.array([[-hx, -hy], [hx, -hy], [hx, hy], [-hx, hy]]) @ np.array([[c, s], [-s, c]])
         ax.add_patch(Polygon(corners + [cx, cy], color=palette[MATERIALS[m]], ec="k", lw=0.3))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
 
 import numpy as np
 
@@ -11,7 +10,7 @@ from lnn_nav.sim.noise import DroneStreams
 from lnn_nav.sim.world import Conditions
 
 #: A generator shared by all drones, a seed for one, or one stream per drone (:class:`DroneStreams`).
-RngLike = Union[np.random.Generator, DroneStreams, int, None]
+RngLike = np.random.Generator | DroneStreams | int | None
 
 
 class WindModel:

@@ -95,7 +95,7 @@ def run_dagger(cfg: DaggerConfig, log: Callable[[str], None] = print, progress: 
                 expert=cfg.labelling_expert(kind),
                 camera_hfov=camera_hfov_for(current)[0],
             )  # the camera it was trained with
-            results = fly_episodes(job, workers=cfg.workers, on_result=lambda _r: bar.update(1))
+            results = fly_episodes(job, workers=cfg.workers, on_result=lambda _r: bar.update(1))  # noqa: B023 -- called within this iteration
             bar.close()
             _, frames, counts = summarize(results)
             outcome[kind] = counts
