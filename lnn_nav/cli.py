@@ -108,7 +108,8 @@ def _probe_import(module: str) -> str:
     except ImportError as exc:
         return f"not available ({exc})"
     version = getattr(mod, "__version__", None)
-    origin = Path(mod.__file__).parent if getattr(mod, "__file__", None) else "built-in"
+    file = getattr(mod, "__file__", None)
+    origin = Path(file).parent if file else "built-in"
     return f"ok ({version}, {origin})" if version else f"ok ({origin})"
 
 

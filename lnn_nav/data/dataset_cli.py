@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     bar = tqdm(total=len(bags), unit="bag", desc="dataset")
 
-    def progress(stats) -> None:  # type: ignore[no-untyped-def]
+    def progress(stats) -> None:
         bar.update(1)
         bar.set_postfix(kept=stats.frames_kept, dropped=sum(stats.dropped.values()))
 

@@ -463,7 +463,9 @@ def _in_and_ood_cells(
     """``controller``'s in-distribution cells in the worlds of ``ood``, and its cells of ``ood``."""
     index = _index(cells)
     worlds = list(dict.fromkeys(w for w, _ in ood))
-    return [index[(controller, w, IN_DIST)] for w in worlds], [index[(controller, *wp)] for wp in ood]
+    # The key is built first: mypy reads index[(a, *b)] as 3.11's index[a, *b] and rejects it under 3.10.
+    ood_keys = [(controller, *wp) for wp in ood]
+    return [index[(controller, w, IN_DIST)] for w in worlds], [index[key] for key in ood_keys]
 
 
 def _pp(x: float) -> str:

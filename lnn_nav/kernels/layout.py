@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:  # lnn_nav.models.cfc imports the kernels: no import at run time
+    from lnn_nav.models.cfc import CfCCell
 
 MODE_IDS = {"default": 0, "no_gate": 1, "pure": 2}
 META_HEADER = 7
@@ -33,7 +37,7 @@ def activation_id(module: nn.Module) -> int | None:
 class CfCLayout:
     """How one CfC core maps onto the fused kernels."""
 
-    cells: tuple[nn.Module, ...]  # CfCCell per layer (one for a dense CfC)
+    cells: tuple[CfCCell, ...]  # per layer (one for a dense CfC)
     proj: nn.Linear | None
     meta: list[int]  # with the output projection (onboard step)
     meta_seq: list[int]  # without it (sequences apply it to all steps at once)
@@ -79,9 +83,14 @@ def _masked(layer: nn.Linear, mask: Tensor | None) -> Tensor:
     return layer.weight if mask is None else layer.weight * mask
 
 
-def _pack_cell(cell: nn.Module) -> list[Tensor]:
+def _linears(layers: nn.ModuleList) -> list[nn.Linear]:
+    """A CfC backbone's layers, typed: it holds Linears only."""
+    return cast("list[nn.Linear]", list(layers))
+
+
+def _pack_cell(cell: CfCCell) -> list[Tensor]:
     parts: list[Tensor] = []
-    for linear in cell.backbone:
+    for linear in _linears(cell.backbone):
         parts += [linear.weight.t().reshape(-1), linear.bias]
     mask = cell.sparsity_mask
     if cell.mode == "pure":
@@ -92,14 +101,14 @@ def _pack_cell(cell: nn.Module) -> list[Tensor]:
     return parts + [weight.t().reshape(-1), bias]
 
 
-def _cell_meta(cell: nn.Module, in_width: int) -> tuple[list[int], int]:
+def _cell_meta(cell: CfCCell, in_width: int) -> tuple[list[int], int]:
     """Per-layer meta ints and the number of packed values of one cell."""
     n = cell.hidden_size
     nb = len(cell.backbone)
-    bu = cell.backbone[0].out_features if nb else 0
+    bu = _linears(cell.backbone)[0].out_features if nb else 0
     heads = 1 if cell.mode == "pure" else 4
     size, width = 0, in_width + n
-    for linear in cell.backbone:
+    for linear in _linears(cell.backbone):
         size += width * bu + bu
         width = linear.out_features
     size += width * heads * n + heads * n + (2 * n if cell.mode == "pure" else 0)

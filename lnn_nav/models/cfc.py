@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -31,6 +33,8 @@ class CfCCell(nn.Module):
     (``[input + hidden, hidden]``, 0/1) zeroes absent synapses in ``f1``/``f2``;
     the time heads ``a``, ``b`` stay dense, as in ncps.
     """
+
+    sparsity_mask: Tensor | None  # a buffer when the cell has a mask
 
     def __init__(
         self,
@@ -76,7 +80,7 @@ class CfCCell(nn.Module):
             # Stored as [out, in] to multiply nn.Linear weights directly.
             self.register_buffer("sparsity_mask", torch.from_numpy(mask.T.copy()))
         else:
-            self.sparsity_mask: Tensor | None = None
+            self.sparsity_mask = None
 
         self.ff1 = nn.Linear(head_in, hidden_size)
         if mode == "pure":
@@ -129,6 +133,8 @@ class WiredCfCCell(nn.Module):
 
     The state is the concatenation of the layers' neurons in layer order.
     """
+
+    motor_index: Tensor  # buffer
 
     def __init__(self, input_size: int, wiring: Wiring, mode: str = "default", recurrence: str = "wiring") -> None:
         super().__init__()
@@ -270,7 +276,8 @@ class CfC(RecurrentCore):
         return result if result is not None else super().step(x, state, dt)
 
     def run_sequence(self, x: Tensor, state: State, ts: Tensor) -> tuple[Tensor, State]:
-        result = fused.try_run_sequence(self, x, state, ts)
+        # A tuple state only with mixed memory, which the fused path declines (returns None).
+        result = fused.try_run_sequence(self, x, cast(Tensor, state), ts)
         return result if result is not None else super().run_sequence(x, state, ts)
 
     def _apply(self, fn, recurse: bool = True):
@@ -279,7 +286,7 @@ class CfC(RecurrentCore):
 
     def cell_step(self, x: Tensor, state: State, ts: Tensor) -> tuple[Tensor, State]:
         if self.memory is None:
-            result = fused.try_cell_step(self, x, state, ts)
+            result = fused.try_cell_step(self, x, cast(Tensor, state), ts)  # no memory: one tensor
             if result is not None:
                 return result
         if self.memory is not None:

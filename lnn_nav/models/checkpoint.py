@@ -21,7 +21,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -87,7 +87,8 @@ def with_output_gain(
     """
     policy = load_policy(src)
     _, stored = read_checkpoint_info(src)
-    config = replace(policy.config, output_gain=tuple(gain))  # validates the gain
+    # PolicyConfig validates the gain (four values), so the cast only states what it checks.
+    config = replace(policy.config, output_gain=cast(tuple[float, float, float, float], tuple(gain)))
     policy.config = config
     policy.output_gain = torch.tensor(config.output_gain, dtype=policy.output_gain.dtype)
     return save_policy(policy, dst, metadata={**stored, "output_gain_of": str(src), **dict(metadata or {})})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +28,8 @@ class RecurrentCore(nn.Module, abc.ABC):
     input_size: int
     output_size: int
     state_size: int
+    #: How the factory built the core (``lnn_nav.models.factory.build_core``); saved with checkpoints.
+    config: dict[str, Any]
 
     def __init__(self, *, return_sequences: bool = True, batch_first: bool = True) -> None:
         super().__init__()

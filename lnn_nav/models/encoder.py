@@ -107,6 +107,9 @@ class EncoderConfig:
 class ConvEncoder(nn.Module):
     """``[B, C, H, W]`` image (float in [0, 1], or uint8) -> ``[B, feature_dim]``."""
 
+    mean: Tensor  # buffers
+    std: Tensor
+
     def __init__(self, config: EncoderConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or EncoderConfig()

@@ -41,6 +41,19 @@ class LTCCell(nn.Module):
     :meth:`apply_weight_constraints` after every optimiser step (clamps at 0).
     """
 
+    # Registered by name in __init__ (register_parameter/register_buffer), declared for the type checker.
+    gleak: nn.Parameter
+    vleak: nn.Parameter
+    cm: nn.Parameter
+    sigma: nn.Parameter
+    mu: nn.Parameter
+    w: nn.Parameter
+    sensory_sigma: nn.Parameter
+    sensory_mu: nn.Parameter
+    sensory_w: nn.Parameter
+    sparsity_mask: Tensor
+    sensory_sparsity_mask: Tensor
+
     def __init__(
         self,
         wiring: Wiring,

@@ -23,13 +23,13 @@ outputs agree wherever ncps itself is correct:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
-from .cfc import CfC, CfCCell
+from .cfc import CfC, CfCCell, WiredCfCCell
 from .core import RecurrentCore
 from .ltc import LTC
 from .memory import MemoryCell
@@ -88,7 +88,8 @@ def _copy(dst: torch.Tensor, src: torch.Tensor, name: str) -> None:
     dst.copy_(src.detach().to(dtype=dst.dtype, device=dst.device))
 
 
-def _copy_cfc_cell(dst: CfCCell, src: nn.Module, prefix: str) -> None:
+# ncps has no type information: its modules are read as Any (attributes looked up at run time).
+def _copy_cfc_cell(dst: CfCCell, src: Any, prefix: str) -> None:
     heads = ["ff1"] + ([] if dst.mode == "pure" else ["ff2", "time_a", "time_b"])
     for head in heads:
         _copy(getattr(dst, head).weight, getattr(src, head).weight, f"{prefix}.{head}.weight")
@@ -99,17 +100,19 @@ def _copy_cfc_cell(dst: CfCCell, src: nn.Module, prefix: str) -> None:
     if dst.backbone_layers:
         src_linears: list[nn.Linear] = [m for m in src.backbone if isinstance(m, nn.Linear)]
         for i, (d, s) in enumerate(zip(dst.backbone, src_linears)):
+            d = cast(nn.Linear, d)  # CfCCell.backbone holds Linears only
             _copy(d.weight, s.weight, f"{prefix}.backbone[{i}].weight")
             _copy(d.bias, s.bias, f"{prefix}.backbone[{i}].bias")
 
 
-def _copy_memory(dst: MemoryCell, src: nn.Module) -> None:
+def _copy_memory(dst: MemoryCell | None, src: Any) -> None:
+    assert dst is not None, "mixed_memory cores have a memory cell"
     _copy(dst.input_map.weight, src.input_map.weight, "lstm.input_map.weight")
     _copy(dst.input_map.bias, src.input_map.bias, "lstm.input_map.bias")
     _copy(dst.recurrent_map.weight, src.recurrent_map.weight, "lstm.recurrent_map.weight")
 
 
-def _convert_cfc(module: nn.Module) -> CfC:
+def _convert_cfc(module: Any) -> CfC:
     rnn = module.rnn_cell
     proj_size = module.proj_size
     if getattr(module, "wired_mode", False):
@@ -124,9 +127,11 @@ def _convert_cfc(module: nn.Module) -> CfC:
             mode=ncps_layers[0].mode,
             recurrence="dense",
         )
-        for i, (dst, src) in enumerate(zip(ours.cell.cells, ncps_layers)):
+        assert isinstance(ours.cell, WiredCfCCell)  # a wiring makes a wired CfC
+        for i, (layer, src) in enumerate(zip(ours.cell.cells, ncps_layers)):
+            dst = cast(CfCCell, layer)  # a wired cell's layers, each with its wiring's mask
             _copy_cfc_cell(dst, src, f"rnn_cell.layer_{i}")
-            if not torch.equal(dst.sparsity_mask.cpu(), src.sparsity_mask.detach().cpu().float()):
+            if not torch.equal(cast(torch.Tensor, dst.sparsity_mask).cpu(), src.sparsity_mask.detach().cpu().float()):
                 raise ValueError(f"sparsity mask of ncps layer {i} does not match its wiring")
     else:
         dropout = next((m.p for m in rnn.modules() if isinstance(m, nn.Dropout)), 0.0)
@@ -146,10 +151,12 @@ def _convert_cfc(module: nn.Module) -> CfC:
             backbone_layers=rnn.backbone_layers,
             backbone_dropout=dropout,
         )
+        assert isinstance(ours.cell, CfCCell)  # a dense CfC
         _copy_cfc_cell(ours.cell, rnn, "rnn_cell")
     if module.use_mixed:
         _copy_memory(ours.memory, module.lstm)
     if proj_size is not None:
+        assert ours.proj is not None
         _copy(ours.proj.weight, module.fc.weight, "fc.weight")
         _copy(ours.proj.bias, module.fc.bias, "fc.bias")
     return ours
@@ -176,7 +183,7 @@ _LTC_TENSORS = (
 )
 
 
-def _convert_ltc(module: nn.Module) -> LTC:
+def _convert_ltc(module: Any) -> LTC:
     cell = module.rnn_cell
     ours = LTC(
         int(module.input_size),

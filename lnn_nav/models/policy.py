@@ -117,6 +117,9 @@ class LiquidPolicy(nn.Module):
     NaN inputs are not screened: the controller node owns that fail-safe.
     """
 
+    command_scale: Tensor  # buffers
+    output_gain: Tensor
+
     def __init__(self, config: PolicyConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or PolicyConfig()

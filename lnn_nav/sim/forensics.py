@@ -333,8 +333,8 @@ def summarize_timeouts(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """
 
     def median(xs: Sequence[float | None]) -> float | None:
-        xs = [x for x in xs if x is not None]
-        return float(np.median(xs)) if xs else None
+        present = [x for x in xs if x is not None]
+        return float(np.median(present)) if present else None
 
     missed = [r for r in reports if r.get("kind") == "missed_turn"]
     return {

@@ -46,7 +46,7 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing import shared_memory
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import warp as wp
@@ -57,7 +57,7 @@ from lnn_nav.sim.world import MATERIAL_ID, WorldSpec
 # Warp prints a banner and a line per module load; a simulator stepping at
 # 15 Hz would bury the user's own logs under them. (camera and world above
 # do not use Warp, so they may be imported before this.)
-wp.config.quiet = True
+wp.config.quiet = True  # type: ignore[attr-defined]  # Warp < 1.0's switch; harmless (unused) in 1.x
 wp.config.log_level = wp.LOG_WARNING
 
 BACKENDS = ("grid", "mesh")
@@ -344,7 +344,7 @@ def _surface_normal(
     kind = item & 3
     i = item >> 2
     if kind == _KIND_SPHERE:
-        return wp.normalize(p - wp.vec3(sph[i, 0], sph[i, 1], sph[i, 2]))
+        return wp.normalize(p - wp.vec3(sph[i, 0], sph[i, 1], sph[i, 2]))  # type: ignore[return-value]  # Warp kernel code: Warp's stubs type normalize() as a generic Vector
     if kind == _KIND_CYLINDER:
         rx = p[0] - cyl[i, 0]
         ry = p[1] - cyl[i, 1]
@@ -418,13 +418,13 @@ def _texture(
         lit = _hash(int(wp.floor(bay)), int(wp.floor(storey)), local)
         if mat == _MAT_CONCRETE:
             if fu > 0.22 and fu < 0.78 and fv > 0.3 and fv < 0.85:
-                return wp.vec3(0.10, 0.13, 0.18) * (0.7 + 0.8 * lit)
-            return base * (0.9 + 0.2 * fine * _hash(int(wp.floor(s * 6.0)), int(wp.floor(p[2] * 6.0)), 7))
+                return wp.vec3(0.10, 0.13, 0.18) * (0.7 + 0.8 * lit)  # type: ignore[return-value]  # Warp kernel code: vec3 * float is a vec3
+            return base * (0.9 + 0.2 * fine * _hash(int(wp.floor(s * 6.0)), int(wp.floor(p[2] * 6.0)), 7))  # type: ignore[return-value]  # Warp kernel code: vec3 * float is a vec3
         if fu < 0.05 or fv < 0.07:
             return wp.vec3(0.55, 0.56, 0.58)
-        return base * (0.75 + 0.5 * lit)
+        return base * (0.75 + 0.5 * lit)  # type: ignore[return-value]  # Warp kernel code: vec3 * float is a vec3
     grain = _hash(int(wp.floor(p[0] * 10.0)), int(wp.floor(p[1] * 10.0)), int(wp.floor(p[2] * 10.0))) - 0.5
-    return base * (1.0 + 0.2 * fine * grain)
+    return base * (1.0 + 0.2 * fine * grain)  # type: ignore[return-value]  # Warp kernel code: vec3 * float is a vec3
 
 
 @wp.func
@@ -483,7 +483,7 @@ def _render_kernel(
     depth: wp.array3d(dtype=float),
     seg: wp.array3d(dtype=wp.uint8),
 ):
-    e, v, u = wp.tid()
+    e, v, u = wp.tid()  # type: ignore[misc]  # Warp kernel code: a 3-d launch's tid() is three ints
     w = env_world[e]
     o = cam_origin[e]
     dc = wp.vec3((float(u) - intr[2]) / intr[0], (float(v) - intr[3]) / intr[1], 1.0)
@@ -519,9 +519,10 @@ def _render_kernel(
         )
     elif mesh_ids[w] != wp.uint64(0):
         q = wp.mesh_query_ray(mesh_ids[w], o + d * tmin, d, best_t - tmin)
-        if q.result:
-            best_t = tmin + q.t
-            best_item = face_items[grid_i[w, 3] + q.face]
+        # Warp kernel code: the stubs' MeshQueryRay lacks the fields the kernel language gives it.
+        if q.result:  # type: ignore[attr-defined]
+            best_t = tmin + q.t  # type: ignore[attr-defined]
+            best_item = face_items[grid_i[w, 3] + q.face]  # type: ignore[attr-defined]
 
     fog = fog_density[w]
     if best_item == _ITEM_SKY:
@@ -896,8 +897,8 @@ class Renderer:
             "palette": wp.array(np.stack(palettes).astype(np.float32), dtype=wp.vec3, device=dev),
             "srgb_lut": wp.array(linear_to_srgb8(np.linspace(0.0, 1.0, int(_SRGB_STEPS))), dtype=wp.uint8, device=dev),
         }
-        for k, v in light.items():
-            self._arrays[k] = arr(np.stack(v), float if np.ndim(v[0]) == 0 else wp.vec3)
+        for k, per_world in light.items():
+            self._arrays[k] = arr(np.stack(per_world), float if np.ndim(per_world[0]) == 0 else wp.vec3)
         self._meshes = meshes  # the BVHs live as long as their ids are in use
         self._launches = {}  # recorded launches point at the old arrays
 
@@ -1056,7 +1057,8 @@ def _worker_main(conn: Any, setup_name: str) -> None:
     try:
         setup = shared_memory.SharedMemory(name=setup_name)
         try:
-            worlds, camera, backend, cell_size, warp_config = pickle.loads(setup.buf)
+            # buf is None only after close()
+            worlds, camera, backend, cell_size, warp_config = pickle.loads(cast(memoryview, setup.buf))
         finally:
             setup.close()
         cache = warp_config.pop("kernel_cache_dir")
@@ -1152,11 +1154,12 @@ class RenderPool:
         warp_config = {key: getattr(wp.config, key) for key in _INHERITED_WARP_CONFIG}
         payload = pickle.dumps((self._worlds, self.camera, backend, cell_size, warp_config))
         setup = shared_memory.SharedMemory(create=True, size=len(payload))
-        setup.buf[: len(payload)] = payload
+        cast(memoryview, setup.buf)[: len(payload)] = payload  # buf is None only after close()
         try:
             for _ in range(workers):
                 parent, child = ctx.Pipe()
-                proc = ctx.Process(target=_worker_main, args=(child, setup.name), daemon=True)
+                # typeshed's BaseContext (get_context of a str) lacks Process; every concrete context has it.
+                proc = ctx.Process(target=_worker_main, args=(child, setup.name), daemon=True)  # type: ignore[attr-defined]
                 proc.start()
                 child.close()
                 self._procs.append(proc)
