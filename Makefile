@@ -3,18 +3,21 @@
 PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+# What `make lint` checks with ruff (settings in pyproject.toml); mypy checks lnn_nav (its `files`).
+LINT_PATHS := lnn_nav tests benchmarks launch setup.py
 
 # DDS discovery must stay on loopback on build machines: tests and demos
 # start real ROS 2 participants, which must neither reach nor hear the LAN.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 
 .DEFAULT_GOAL := help
-.PHONY: help install test demo bench reproduce clean distclean
+.PHONY: help install lint test demo bench reproduce clean distclean
 
 help:
 	@echo "lnn_nav targets:"
 	@echo "  make install    create $(VENV) with the pinned requirements and lnn_nav (editable)"
-	@echo "  make test       run the test suite (creates $(VENV) if needed)"
+	@echo "  make lint       ruff check, ruff format --check and mypy (settings in pyproject.toml)"
+	@echo "  make test       lint, then run the test suite (creates $(VENV) if needed)"
 	@echo "  make demo       run 'lnn-nav demo', outputs in reports/demo"
 	@echo "  make bench      run benchmarks/step_latency.py"
 	@echo "  make reproduce  regenerate the shipped controllers from scratch (scripts/reproduce.sh)"
@@ -37,7 +40,12 @@ $(STAMP): requirements/base.txt requirements/test.txt setup.py
 
 install: $(STAMP)
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy
+
+test: $(STAMP) lint
 	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(VENV)/bin/python -m pytest -q tests
 
 demo: $(STAMP)
@@ -50,7 +58,7 @@ reproduce: $(STAMP)
 	bash scripts/reproduce.sh
 
 clean:
-	rm -rf build/ install/ log/ dist/ .pytest_cache/ .hypothesis/ *.egg-info
+	rm -rf build/ install/ log/ dist/ .pytest_cache/ .hypothesis/ .mypy_cache/ .ruff_cache/ *.egg-info
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean

@@ -308,3 +308,31 @@ def test_every_third_party_module_the_nodes_and_launch_files_import_is_in_packag
     setup = (REPO / "setup.py").read_text()
     for pip_name in PIP_ONLY.values():
         assert f'"{pip_name}"' in setup, f"setup.py does not install {pip_name}"
+
+
+def _toml_tables(path: Path) -> set[str]:
+    """The table headers of a TOML file (``[a.b]`` and ``[[a.b]]``), without a TOML parser (3.10 has none)."""
+    tables = set()
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]"):
+            tables.add(line.strip("[]").strip())
+    return tables
+
+
+def test_pyproject_configures_the_linters_but_not_the_build():
+    tables = _toml_tables(REPO / "pyproject.toml")
+    assert {"tool.ruff", "tool.ruff.lint", "tool.ruff.format", "tool.mypy"} <= tables
+    # setup.py/setup.cfg stay the build (pip and colcon's ament_python): no PEP 517/621 tables.
+    assert "build-system" not in tables and "project" not in tables
+
+
+def test_make_test_runs_the_lint_checks_with_pinned_tools():
+    makefile = (REPO / "Makefile").read_text()
+    test_rule = next(line for line in makefile.splitlines() if line.startswith("test:"))
+    assert "lint" in test_rule.split(":", 1)[1].split()
+    lint_recipe = makefile.split("\nlint:", 1)[1].split("\n\n", 1)[0]
+    for command in ("ruff check", "ruff format --check", "mypy"):
+        assert f"$(VENV)/bin/{command}" in lint_recipe
+    pins = (REPO / "requirements" / "test.txt").read_text().split()
+    assert any(p.startswith("ruff==") for p in pins) and any(p.startswith("mypy==") for p in pins)
