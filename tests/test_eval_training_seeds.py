@@ -125,3 +125,11 @@ def test_report_carries_the_training_seed_section_and_keeps_combinations_apart(t
     # The combination does not enter the named-preset OOD means: the seed table has no fall-haze column.
     seeds_part = text.split("## Over training seeds")[1].split("## ")[0]
     assert "fall haze" not in seeds_part
+
+
+def test_report_separates_covered_conditions_and_gives_the_true_shift_mean(tmp_path) -> None:
+    cells = _suite(4, 20) + [_cell(f"cfc_ncp_s{k}", "forest", "fall", set()) for k in range(3)]
+    text = write_report(cells, tmp_path, maps=False).read_text()
+    part = text.split("## What training covers")[1].split("\n## ")[0]
+    assert "| fall | beyond | covered |" in part and "| fog | beyond | beyond | yes |" in part
+    assert "| cfc_ncp_s0 | 90% [" in part and "| lstm_s0 | 50% [" in part  # fog only: 36/40 and 20/40

@@ -31,7 +31,7 @@ from lnn_nav.eval.markdown import markdown_table
 from lnn_nav.eval.tables import CELL_COLUMNS, cell_rows, write_csv
 from lnn_nav.eval.timeouts import timeout_section
 from lnn_nav.eval.training_seeds import seed_comparison_section
-from lnn_nav.sim.presets import OOD_PRESETS, TRUE_SHIFTS, WORLD_KINDS, presets_for
+from lnn_nav.sim.presets import OOD_PRESETS, RANDOMIZATION, TRUE_SHIFTS, WORLD_KINDS, preset_coverage, presets_for
 
 IN_DIST = "in_distribution"
 LIQUID_CORES: tuple[str, ...] = ("cfc-ncp", "cfc", "ltc")
@@ -284,6 +284,42 @@ def ood_mean(cells: Sequence[Cell], controller: str, world: str | None = None) -
         if c["controller"] == controller and c["preset"] != IN_DIST and (world is None or c["world"] == world)
     ]
     return mean_rate(chosen)
+
+
+def coverage_section(cells: Sequence[Cell]) -> str:
+    """Which OOD conditions each training profile draws, and every controller's mean over the true shifts.
+
+    The true shifts (``TRUE_SHIFTS``) lie beyond every randomisation profile and the training
+    augmentation, so their mean measures out-of-distribution flight whatever a controller was trained on.
+    """
+    presets = [p for p in OOD_PRESETS if any(c["preset"] == p for c in cells)]
+    if not presets:
+        return ""
+    profiles = list(RANDOMIZATION)
+    rows = [
+        [p.replace("_", " ")] + [preset_coverage(p, prof) for prof in profiles] + ["yes" if p in TRUE_SHIFTS else ""]
+        for p in presets
+    ]
+    md = [
+        "Conditions a training randomisation profile draws (`lnn_nav.sim.presets.RANDOMIZATION`; "
+        "`lnn-nav collect --randomize`) are *covered*; the rest are *beyond* it. The true shifts lie beyond "
+        "every profile and the training augmentation.\n",
+        markdown_table(["condition"] + [f"{prof} profile" for prof in profiles] + ["true shift"], rows),
+    ]
+    shifts = [(w, p) for w, p in conditions_in(cells) if p in TRUE_SHIFTS]
+    means = []
+    index = _index(cells)
+    for name in controllers_in(cells):
+        ran = [index[(name, *wp)] for wp in shifts if (name, *wp) in index]
+        rate = mean_rate(ran)
+        if rate is not None:
+            means.append([name, str(rate), f"{len(ran)} of {len(shifts)}"])
+    if means:
+        md += [
+            f"Mean success over the true shifts ({', '.join(condition_label(w, p) for w, p in shifts)}):\n",
+            markdown_table(["controller", "true-shift mean", "cells"], means),
+        ]
+    return "\n".join(md)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1016,6 +1052,7 @@ def write_report(
         md += ["### all worlds\n", success_table(cells)]
     md += ["![success rates per condition](success_rates.png)\n"]
     if has_ood:
+        md += ["## What training covers\n", coverage_section(cells)]
         md += ["## In distribution vs out of distribution\n", _degradation_section(cells, checks[-1])]
         if drops:
             md.append("![in distribution vs OOD](in_vs_ood.png)\n")
