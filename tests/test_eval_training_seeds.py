@@ -125,6 +125,11 @@ def test_report_carries_the_training_seed_section_and_keeps_combinations_apart(t
     # The combination does not enter the named-preset OOD means: the seed table has no fall-haze column.
     seeds_part = text.split("## Over training seeds")[1].split("## ")[0]
     assert "fall haze" not in seeds_part
+    # Nor the targets: the OOD target averages the one named preset (fog), in the file and in the CLI's summary.
+    from lnn_nav.eval.report import check_targets
+
+    ood_checks = [c for c in check_targets(cells) if "averaged over OOD" in c.target]
+    assert ood_checks and all("averaged over 1 conditions" in c.text for c in ood_checks)
 
 
 def test_report_separates_covered_conditions_and_gives_the_true_shift_mean(tmp_path) -> None:
