@@ -522,7 +522,9 @@ def split_combinations(cells: Sequence[Cell]) -> tuple[list[Cell], list[Cell]]:
     """(combination-preset cells, the rest): combinations never enter the OOD means or the targets."""
     named = (IN_DIST,) + OOD_PRESETS
     rest = [c for c in cells if c["preset"] in named]
-    return [c for c in cells if c["preset"] not in named], rest or list(cells)
+    if not rest:  # only combinations: report them as the main cells
+        return [], list(cells)
+    return [c for c in cells if c["preset"] not in named], rest
 
 
 def check_targets(cells: Sequence[Cell]) -> list[TargetCheck]:
@@ -1068,7 +1070,7 @@ def write_report(
     )
     if seeds is not None:
         md += ["## Over training seeds\n", seeds]
-    if combos and cells is not combos:
+    if combos:
         md += [
             "## Combined and graded shifts\n",
             "Conditions beyond the named presets, never trained or tuned on: combinations (fall with haze, "
