@@ -4,11 +4,13 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 # What `make lint` checks with ruff (settings in pyproject.toml); mypy checks lnn_nav (its `files`).
-LINT_PATHS := lnn_nav tests benchmarks launch setup.py
+LINT_PATHS := lnn_nav tests benchmarks launch scripts setup.py
 
 # DDS discovery must stay on loopback on build machines: tests and demos
 # start real ROS 2 participants, which must neither reach nor hear the LAN.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+# ros2 launch/run find lnn_nav (and the generated messages) in the venv through the ament index.
+export AMENT_PREFIX_PATH := $(abspath $(VENV))$(if $(AMENT_PREFIX_PATH),:$(AMENT_PREFIX_PATH))
 
 .DEFAULT_GOAL := help
 .PHONY: help install lint test demo bench reproduce clean distclean
@@ -28,12 +30,17 @@ help:
 # torch goes first and alone, as exactly torch==2.13.0: that resolves to the
 # local CPU wheel, and later installs (ncps, ...) then see it satisfied
 # instead of pulling a multi-GB CUDA build.
-$(STAMP): requirements/base.txt requirements/test.txt setup.py
+$(STAMP): requirements/base.txt requirements/test.txt requirements/ros-extras.txt setup.py scripts/ros_extras.sh scripts/ament_layout.py
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --upgrade pip
 	$(VENV)/bin/python -m pip install torch==2.13.0
 	$(VENV)/bin/python -m pip install -r requirements/test.txt
 	$(VENV)/bin/python -m pip install --no-deps -e .
+	# ros2 launch/run and the generated messages (composition_interfaces, tf2_msgs, px4_msgs) from
+	# ../shared/ros-extras where it exists (a ROS install has them): the launch and PX4 tests need them.
+	bash scripts/ros_extras.sh $(VENV)
+	# The layout ROS tools look for (lib/lnn_nav/<node>, the ament index, share/lnn_nav), which pip does not make.
+	$(VENV)/bin/python scripts/ament_layout.py $(VENV)
 	# Fused CfC kernels, built once into ~/.cache/lnn_nav (a failure only means the reference path).
 	-$(VENV)/bin/python -m lnn_nav.kernels.build
 	touch $@

@@ -93,8 +93,6 @@ def graph_unavailable() -> str | None:
 
 def graph_params(job: FlightJob, expert: bool) -> dict[str, dict[str, object]]:
     """``sim_params`` and ``pilot_params`` that make a graph flight fly as ``job``'s in-process flights do."""
-    from lnn_nav.sim.flight_controller import ControllerGains
-
     sim: dict[str, object] = {
         "control_hz": float(job.control_hz),
         "camera_width": int(job.camera_width),
@@ -107,18 +105,10 @@ def graph_params(job: FlightJob, expert: bool) -> dict[str, dict[str, object]]:
     }
     if expert:
         return {"sim_params": sim, "pilot_params": {"control_hz": float(job.control_hz)}}
-    gains = ControllerGains()
-    # In-process the policy's raw command goes to the simulated flight controller, which clamps
-    # it to its own limits; the node's tighter deployment clamp (config/controller.yaml) would
-    # cut commands the benchmark flies, so the graph gets the flight controller's limits.
-    # The first frame's dt is one control period, as in-process (the node's default assumes 30 Hz).
-    pilot: dict[str, object] = {
-        "expected_rate": float(job.control_hz),
-        "max_speed_xy": float(gains.max_horizontal_speed),
-        "max_speed_z": float(gains.max_vertical_speed),
-        "max_yaw_rate": float(gains.max_yaw_rate),
-        "torch_threads": int(job.learner_threads),
-    }
+    # The command limits and first-frame dt come from config/controller.yaml, as for every user of the
+    # node: they equal the simulated flight controller's limits and the control rate the benchmark flies
+    # (tests/test_one_configuration.py holds them so), so nothing is overridden here but the threads.
+    pilot: dict[str, object] = {"torch_threads": int(job.learner_threads)}
     return {"sim_params": sim, "pilot_params": pilot}
 
 

@@ -30,6 +30,15 @@ OUTCOME_TOPIC = "/sim_node/outcome"
 #: Exit codes.
 EXIT_SUCCESS, EXIT_FAILURE, EXIT_SETUP = 0, 1, 2
 
+#: The controller's parameters in closed-loop simulation, over config/controller.yaml (which holds
+#: everything else: limits, rates, timeouts), for `lnn-nav fly` and sim_closed_loop.launch.py alike.
+#: Simulation time: the input timeouts then count simulated seconds, which stand still while the
+#: lockstep simulator waits for the controller. sim_node stamps a step's odometry and image alike;
+#: sync_inputs runs each frame with its own odometry, as in-process (without it, DDS may hand over the
+#: frame before that odometry). The simulator waits for the answer anyway, so a busy machine may take
+#: up to a second.
+SIM_CONTROLLER_PARAMS: dict[str, object] = {"use_sim_time": True, "sync_inputs": True, "sync_timeout": 1.0}
+
 
 class SetupError(RuntimeError):
     """The run could not start or a node died before the episode ended."""
@@ -56,6 +65,19 @@ def share_path(relative: str) -> Path:
 def config_path(name: str) -> Path:
     """``config/<name>`` from the installed share directory, else from the source tree."""
     return share_path(f"config/{name}")
+
+
+def checkpoint_camera(model: str) -> dict[str, object]:
+    """sim_node parameters for the camera ``model`` was trained with (its ``camera_hfov``; empty when
+    the checkpoint records none, and sim.yaml's camera flies). :class:`SetupError` on a bad checkpoint."""
+    from lnn_nav.models.checkpoint import read_checkpoint_info
+    from lnn_nav.models.errors import CheckpointError
+
+    try:
+        hfov = read_checkpoint_info(model)[0].camera_hfov_deg
+    except (CheckpointError, OSError) as err:
+        raise SetupError(str(err)) from err
+    return {} if hfov is None else {"camera_hfov": float(hfov)}
 
 
 def node_command(module: str, params_file: Path | None, params: dict[str, object]) -> list[str]:
@@ -182,15 +204,7 @@ def fly_over_ros(
         if camera_size is not None:
             sim_args["camera_width"], sim_args["camera_height"] = camera_size
         if model is not None:
-            from lnn_nav.models.checkpoint import read_checkpoint_info
-            from lnn_nav.models.errors import CheckpointError
-
-            try:
-                hfov = read_checkpoint_info(model)[0].camera_hfov_deg
-            except CheckpointError as err:
-                raise SetupError(str(err)) from err
-            if hfov is not None:  # the camera it was trained with (else sim.yaml's)
-                sim_args["camera_hfov"] = float(hfov)
+            sim_args.update(checkpoint_camera(model))
         sim_args.update(sim_params or {})
         children.start("sim_node", node_command("sim_node", config_path("sim.yaml"), sim_args), env)
         if expert:
@@ -205,21 +219,10 @@ def fly_over_ros(
                 controller_yaml: Path | None = config_path("controller.yaml")
             except SetupError:
                 controller_yaml = None
-            # Simulation time: the controller's input timeouts then count simulated seconds,
-            # which stand still while the lockstep simulator waits for it. sim_node stamps a step's
-            # odometry and image alike; sync_inputs runs each frame with its own odometry, as
-            # in-process (without it, DDS may hand over the frame before that odometry). The
-            # simulator waits for the answer anyway, so a busy machine may take up to a second.
             pilot = node_command(
                 "controller",
                 controller_yaml,
-                {
-                    "model_path": str(Path(model).resolve()),
-                    "use_sim_time": True,
-                    "sync_inputs": True,
-                    "sync_timeout": 1.0,
-                    **(pilot_params or {}),
-                },
+                {"model_path": str(Path(model).resolve()), **SIM_CONTROLLER_PARAMS, **(pilot_params or {})},
             )
             children.start("controller", pilot, env)
         print(

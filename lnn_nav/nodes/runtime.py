@@ -18,19 +18,32 @@ from rclpy.node import Node
 SPIN_POLL_S = 0.1  # longest a signal waits for the spin loop to notice it
 
 
-def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> None:
-    """``rclpy.init``, build the node, spin until Ctrl-C or external shutdown, then tear down."""
+class NodeExit(Exception):
+    """Raised from a callback to end the node's process with ``code`` (see :func:`run_node`)."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(reason or f"exit {code}")
+        self.code = code
+
+
+def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
+    """``rclpy.init``, build the node, spin until Ctrl-C, external shutdown or a :class:`NodeExit`, then
+    tear down. Returns the process exit code: 0, or the ``NodeExit``'s."""
     rclpy.init(args=args)
     node = None
+    code = 0
     try:
         node = factory()
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except NodeExit as done:
+        code = done.code
     finally:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+    return code
 
 
 class ShutdownRequest:

@@ -34,6 +34,7 @@ replaced by zero (hover). The clock starts at 1 s (a zero stamp means
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Any
 
@@ -42,6 +43,8 @@ from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped, TransformStamped, Twist, TwistStamped
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import Clock as RosClock
+from rclpy.clock import ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -56,13 +59,15 @@ from lnn_nav.nodes.conversions import (
     rgb_to_image_msg,
     twist_to_command,
 )
-from lnn_nav.nodes.runtime import run_node
+from lnn_nav.nodes.runtime import NodeExit, run_node
 from lnn_nav.sim.camera import CameraConfig
 from lnn_nav.sim.env import EnvConfig, FlightBatch
 from lnn_nav.sim.presets import make_world
 from lnn_nav.sim.world import WorldSpec
 
 _NS_PER_S = 1_000_000_000
+#: Process exit codes with exit_on_outcome (those of `lnn-nav fly`).
+EXIT_SUCCESS, EXIT_FAILURE = 0, 1
 _CLOCK_START_NS = _NS_PER_S
 #: Wall seconds between offers of an episode's first frame while no pilot has answered yet.
 START_REOFFER_S = 0.5
@@ -87,6 +92,12 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "real_time_factor": (1.0, "real-time mode: simulated seconds per wall second"),
     "max_episode_time": (60.0, "simulated seconds before an episode ends as timeout"),
     "end_on_outcome": (True, "stop stepping when an episode ends (else start the next one)"),
+    "exit_on_outcome": (
+        False,
+        "with end_on_outcome: exit once the episode ends, code 0 on success and 1 on a collision or "
+        "timeout, so `ros2 launch` and scripts end with the episode (after exit_grace)",
+    ),
+    "exit_grace": (1.0, "wall seconds between the outcome and the exit, for the latched outcome to be delivered"),
     "reset_same_world": (False, "~/reset and auto-reset replay the same world instead of seed + 1"),
     "publish_depth": (False, "also publish z-depth on /camera/depth/image_raw (32FC1, metres)"),
     "imu_noise": (True, "IMU noise and bias (BMI088-class); false gives ideal readings"),
@@ -239,6 +250,14 @@ class SimNode(Node):
         if not self.params["end_on_outcome"]:
             self._next_world()
             self._start_episode()
+        elif self.params["exit_on_outcome"]:
+            code = EXIT_SUCCESS if outcome == "success" else EXIT_FAILURE
+
+            def _exit() -> None:
+                raise NodeExit(code, f"episode over: {outcome}")
+
+            # A wall-clock timer: simulated time stands still once the episode has ended.
+            self.create_timer(float(self.params["exit_grace"]), _exit, clock=RosClock(clock_type=ClockType.STEADY_TIME))
 
     # -- commands and stepping ---------------------------------------------------
     def _on_cmd_stamped(self, msg: TwistStamped) -> None:
@@ -354,7 +373,7 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    run_node(SimNode, args)
+    sys.exit(run_node(SimNode, args))
 
 
 if __name__ == "__main__":
