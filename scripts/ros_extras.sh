@@ -20,6 +20,8 @@ if [ ! -d "$BUNDLE/wheels" ]; then
   exit 0
 fi
 BUNDLE=$(cd "$BUNDLE" && pwd)
+# The venv's ninja (requirements/base.txt) and python first: gen_msgs.sh builds with cmake + ninja.
+export PATH="$VENV/bin:$PATH"
 stamps=$VENV/.ros_extras
 mkdir -p "$stamps"
 # The px4_msgs the bridge (lnn_nav/nodes/px4_offboard.py) and its tests use; messages they reference come along.
