@@ -86,6 +86,7 @@ setup(
             "sim_node = lnn_nav.nodes.sim_node:main",
             "expert_node = lnn_nav.nodes.expert_node:main",
             "px4_offboard_node = lnn_nav.nodes.px4_offboard:main",
+            "px4_world_node = lnn_nav.nodes.px4_world_node:main",
             "recorder_node = lnn_nav.nodes.recorder_node:main",
             "replay_node = lnn_nav.nodes.replay_node:main",
         ],

@@ -193,16 +193,33 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 
 def cmd_fly(args: argparse.Namespace) -> int:
+    if args.px4:
+        if args.expert:
+            print("lnn-nav fly: --px4 flies a controller checkpoint (--model), not the expert", file=sys.stderr)
+            return 2
+        from lnn_nav.nodes.fly_px4 import run_fly_px4
+
+        return run_fly_px4(
+            args.world,
+            args.seed,
+            args.preset,
+            args.model,
+            bundle=args.px4_bundle,
+            timeout=args.timeout,
+            max_episode_time=args.max_episode_time,
+            log_dir=args.log_dir,
+        )
     from lnn_nav.nodes.fly import run_fly
 
     return run_fly(
         args.world,
         seed=args.seed,
-        preset=args.ood,
+        preset=args.preset,
         model=args.model,
         expert=args.expert,
         timeout=args.timeout,
         max_episode_time=args.max_episode_time,
+        log_dir=args.log_dir,
     )
 
 
@@ -312,11 +329,27 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     pilot.add_argument("--expert", action="store_true", help="fly the privileged expert instead of a model")
     fly.add_argument("--seed", type=int, default=0, metavar="N", help="world seed (default: %(default)s)")
     fly.add_argument(
+        "--preset",
         "--ood",
+        dest="preset",
         default="in_distribution",
         metavar="PRESET",
         help="conditions preset: in_distribution, fall, winter, dusk, fog, dense_forest, "
         "gusty_wind, camera_noise (default: %(default)s)",
+    )
+    fly.add_argument(
+        "--px4",
+        action="store_true",
+        help="PX4 in the loop: PX4 SITL (SIH) flies the vehicle, px4_world_node renders the camera from "
+        "PX4's odometry and judges the episode, the controller flies through px4_offboard_node "
+        "(docs/gazebo_px4.md); needs the PX4 SIH bundle and px4_msgs",
+    )
+    fly.add_argument(
+        "--px4-bundle",
+        metavar="DIR",
+        default=None,
+        help="the ros-extras folder with PX4 SIH and the XRCE-DDS agent (default: $LNN_NAV_ROS_EXTRAS, else "
+        "../shared/ros-extras beside the source tree)",
     )
     fly.add_argument(
         "--timeout",
@@ -330,7 +363,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="S",
-        help="simulated seconds before the episode ends as timeout (default: config/sim.yaml)",
+        help="simulated seconds (with --px4: seconds from takeoff) before the episode ends as timeout "
+        "(default: config/sim.yaml, 60)",
+    )
+    fly.add_argument(
+        "--log-dir",
+        metavar="DIR",
+        default=None,
+        help="where the nodes' logs (and PX4's working directory) go (default: a new temporary folder)",
     )
     fly.set_defaults(handler=cmd_fly)
 

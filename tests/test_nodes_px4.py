@@ -299,11 +299,84 @@ def test_node_without_px4_msgs_exits_2_with_build_hint():
     assert "github.com/PX4/px4_msgs" in proc.stderr
 
 
+@pytest.mark.ros
+def test_node_logs_every_state_change_and_keeps_running():
+    """The node itself (real rclpy and px4_msgs, no PX4): takeoff -> stale -> tracking -> stale -> failsafe.
+
+    rclpy refuses to log at two severities from one call site (ValueError); the state-change log once
+    did exactly that (info, then warning for STALE), so the node died at the first stale command.
+    """
+    rclpy = pytest.importorskip("rclpy")
+    pytest.importorskip("px4_msgs.msg")
+    import time
+    from types import SimpleNamespace
+
+    from geometry_msgs.msg import TwistStamped
+    from rclpy.context import Context
+    from rclpy.parameter import Parameter
+
+    from lnn_nav.nodes.px4_offboard import node_class
+
+    context = Context()
+    rclpy.init(context=context)
+    node = None
+    try:
+        node = node_class()(
+            context=context,
+            parameter_overrides=[
+                Parameter("stale_timeout", value=0.05),
+                Parameter("failsafe_timeout", value=0.2),
+            ],
+        )
+
+        def odometry(z: float) -> SimpleNamespace:
+            return SimpleNamespace(position=[0.0, 0.0, z], q=[1.0, 0.0, 0.0, 0.0])
+
+        seen = [node.machine.state]
+
+        def tick() -> None:
+            node._on_timer()
+            if node.machine.state is not seen[-1]:
+                seen.append(node.machine.state)
+
+        node._on_status(SimpleNamespace(arming_state=1, nav_state=4))
+        node._on_odometry(odometry(0.0))
+        for _ in range(12):
+            tick()
+        node._on_status(SimpleNamespace(arming_state=2, nav_state=14))
+        tick()
+        node._on_odometry(odometry(-2.0))
+        tick()  # up, no command yet: stale (the first warning)
+        cmd = TwistStamped()
+        cmd.twist.linear.x = 1.0
+        node._on_cmd_vel(cmd)
+        tick()
+        time.sleep(0.1)
+        tick()
+        time.sleep(0.2)
+        tick()
+        assert [s.value for s in seen] == [
+            "wait_for_px4",
+            "heartbeat",
+            "request_offboard_arm",
+            "takeoff",
+            "stale",
+            "tracking",
+            "stale",
+            "failsafe_action",
+        ]
+        assert node.counters["vehicle_commands"] == 2 and node.counters["setpoints"] >= 16
+    finally:
+        if node is not None:
+            node.destroy_node()
+        context.try_shutdown()
+
+
 def test_px4_offboard_yaml_matches_node_parameters():
     params = yaml.safe_load((ROOT / "config" / "px4_offboard.yaml").read_text())
     p = params["px4_offboard_node"]["ros__parameters"]
     assert p["rate_hz"] >= 10 and p["failsafe_action"] in ("hold", "land")
-    assert p["vehicle_status_topic"] == "/fmu/out/vehicle_status"
+    assert p["vehicle_status_topic"] == "/fmu/out/vehicle_status_v2"  # VehicleStatus MESSAGE_VERSION 2
     OffboardConfig(
         heartbeats_before_offboard=p["heartbeats_before_offboard"],
         stale_timeout=p["stale_timeout"],

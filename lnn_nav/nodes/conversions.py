@@ -7,14 +7,13 @@ Frames follow REP-103 (body FLU, world ENU) and REP-105 (``odom`` ->
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import cv2
 import numpy as np
 import torch
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped, Twist, TwistStamped
 from nav_msgs.msg import Odometry
+from numpy.typing import ArrayLike
 from sensor_msgs.msg import CameraInfo, Image, Imu
 
 from lnn_nav.data.images import (  # noqa: F401 - re-exported: the nodes' conversion API
@@ -84,7 +83,7 @@ def imu_msg_to_array(msg: Imu) -> np.ndarray:
     return np.array([a.x, a.y, a.z, w.x, w.y, w.z], dtype=np.float32)
 
 
-def array_to_imu_msg(values: Sequence[float], stamp: Time, frame_id: str) -> Imu:
+def array_to_imu_msg(values: ArrayLike, stamp: Time, frame_id: str) -> Imu:
     """``[ax, ay, az, wx, wy, wz]`` -> ``sensor_msgs/Imu`` with no orientation estimate."""
     v = np.asarray(values, dtype=np.float64).reshape(-1)
     if v.size != IMU_SIZE:
@@ -99,7 +98,7 @@ def array_to_imu_msg(values: Sequence[float], stamp: Time, frame_id: str) -> Imu
     return msg
 
 
-def command_to_twist_stamped(cmd: Sequence[float], stamp: Time, frame_id: str = "base_link") -> TwistStamped:
+def command_to_twist_stamped(cmd: ArrayLike, stamp: Time, frame_id: str = "base_link") -> TwistStamped:
     """``[vx, vy, vz, yaw_rate]`` (body FLU) -> ``geometry_msgs/TwistStamped``."""
     c = np.asarray(cmd, dtype=np.float64).reshape(-1)
     if c.size != COMMAND_SIZE:
@@ -134,10 +133,10 @@ def camera_info_msg(camera: CameraConfig, stamp: Time, frame_id: str) -> CameraI
 
 
 def odometry_msg(
-    position: Sequence[float],
-    quaternion_wxyz: Sequence[float],
-    velocity_body: Sequence[float],
-    angular_velocity_body: Sequence[float],
+    position: ArrayLike,
+    quaternion_wxyz: ArrayLike,
+    velocity_body: ArrayLike,
+    angular_velocity_body: ArrayLike,
     stamp: Time,
     frame_id: str = "odom",
     child_frame_id: str = "base_link",

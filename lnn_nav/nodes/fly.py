@@ -135,8 +135,8 @@ class Children:
                     pass
 
 
-def _wait_for_outcome(children: Children, timeout: float) -> dict | None:
-    """Listen on the simulator's outcome topic until it arrives, a child dies or ``timeout`` passes."""
+def wait_for_outcome(children: Children, timeout: float, topic: str = OUTCOME_TOPIC) -> dict | None:
+    """Listen on an outcome ``topic`` (latched JSON) until it arrives, a child dies or ``timeout`` passes."""
     import rclpy
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
@@ -149,7 +149,7 @@ def _wait_for_outcome(children: Children, timeout: float) -> dict | None:
     try:
         node = rclpy.create_node("lnn_nav_fly", context=context)
         received: list[String] = []
-        node.create_subscription(String, OUTCOME_TOPIC, received.append, LATCHED_QOS)
+        node.create_subscription(String, topic, received.append, LATCHED_QOS)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         deadline = time.monotonic() + timeout
@@ -229,7 +229,7 @@ def fly_over_ros(
             f"lnn-nav fly: {world} seed {seed} ({preset}), pilot {'expert' if expert else model}; node logs in {logs}",
             file=sys.stderr,
         )
-        return _wait_for_outcome(children, timeout)
+        return wait_for_outcome(children, timeout)
     finally:
         children.stop()
 

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 _SQRT_HALF = math.sqrt(0.5)
 #: ENU <-> NED static rotation (w, x, y, z): pi about (1, 1, 0)/sqrt 2.
@@ -35,37 +36,37 @@ AIRCRAFT_BASELINK_Q = np.array([0.0, 1.0, 0.0, 0.0])
 
 
 # ----------------------------------------------------------------------------- vectors
-def _vec3(v: Sequence[float]) -> np.ndarray:
+def _vec3(v: ArrayLike) -> np.ndarray:
     a = np.asarray(v, dtype=np.float64).reshape(-1)
     if a.size != 3:
         raise ValueError(f"expected a 3-vector, got {a.size} values")
     return a
 
 
-def flu_to_frd(v: Sequence[float]) -> np.ndarray:
+def flu_to_frd(v: ArrayLike) -> np.ndarray:
     """Body FLU -> body FRD: ``(x, -y, -z)``."""
     a = _vec3(v)
     return np.array([a[0], -a[1], -a[2]])
 
 
-def frd_to_flu(v: Sequence[float]) -> np.ndarray:
+def frd_to_flu(v: ArrayLike) -> np.ndarray:
     """Body FRD -> body FLU: ``(x, -y, -z)`` (the same reflection)."""
     return flu_to_frd(v)
 
 
-def enu_to_ned(v: Sequence[float]) -> np.ndarray:
+def enu_to_ned(v: ArrayLike) -> np.ndarray:
     """World ENU -> world NED: ``(y, x, -z)``."""
     a = _vec3(v)
     return np.array([a[1], a[0], -a[2]])
 
 
-def ned_to_enu(v: Sequence[float]) -> np.ndarray:
+def ned_to_enu(v: ArrayLike) -> np.ndarray:
     """World NED -> world ENU: ``(y, x, -z)`` (the same swap)."""
     return enu_to_ned(v)
 
 
 # ----------------------------------------------------------------------------- quaternions
-def quaternion_multiply(a: Sequence[float], b: Sequence[float]) -> np.ndarray:
+def quaternion_multiply(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     """Hamilton product ``a * b`` of ``(w, x, y, z)`` quaternions."""
     w1, x1, y1, z1 = np.asarray(a, dtype=np.float64).reshape(4)
     w2, x2, y2, z2 = np.asarray(b, dtype=np.float64).reshape(4)
@@ -88,19 +89,19 @@ def _canonical(q: np.ndarray) -> np.ndarray:
     return -q if q[0] < 0 else q
 
 
-def ned_frd_to_enu_flu_quaternion(q_ned_frd: Sequence[float]) -> np.ndarray:
+def ned_frd_to_enu_flu_quaternion(q_ned_frd: ArrayLike) -> np.ndarray:
     """PX4 attitude (body FRD -> NED) -> ROS attitude (body FLU -> ENU), ``w >= 0``."""
     q = quaternion_multiply(NED_ENU_Q, quaternion_multiply(q_ned_frd, AIRCRAFT_BASELINK_Q))
     return _canonical(q)
 
 
-def enu_flu_to_ned_frd_quaternion(q_enu_flu: Sequence[float]) -> np.ndarray:
+def enu_flu_to_ned_frd_quaternion(q_enu_flu: ArrayLike) -> np.ndarray:
     """ROS attitude (body FLU -> ENU) -> PX4 attitude (body FRD -> NED), ``w >= 0``."""
     q = quaternion_multiply(NED_ENU_Q, quaternion_multiply(q_enu_flu, AIRCRAFT_BASELINK_Q))
     return _canonical(q)
 
 
-def quaternion_yaw(q: Sequence[float]) -> float:
+def quaternion_yaw(q: ArrayLike) -> float:
     """Yaw (ZYX Euler, radians in (-pi, pi]) of a ``(w, x, y, z)`` quaternion, in its own world frame."""
     w, x, y, z = np.asarray(q, dtype=np.float64).reshape(4)
     return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
@@ -121,7 +122,7 @@ def yaw_enu_to_ned(yaw_enu: float) -> float:
     return wrap_angle(math.pi / 2.0 - yaw_enu)
 
 
-def body_flu_velocity_to_ned(command: Sequence[float], yaw_ned: float) -> tuple[np.ndarray, float]:
+def body_flu_velocity_to_ned(command: ArrayLike, yaw_ned: float) -> tuple[np.ndarray, float]:
     """Heading-frame command ``[vx, vy, vz, yaw_rate]`` (FLU, CCW+) -> (NED velocity, NED yawspeed).
 
     ``yaw_ned`` is the vehicle's heading in NED (0 = north, +pi/2 = east).

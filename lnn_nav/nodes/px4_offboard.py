@@ -12,9 +12,17 @@ and must match the PX4 version the vehicle runs. It is imported lazily, so
 this module imports without it; ``main`` exits with code 2 and says how to
 build it.
 
-Topic names are parameters. The defaults are PX4 v1.14's; newer PX4 releases
-version some topics (v1.16 publishes ``/fmu/out/vehicle_status_v1``): set
-``vehicle_status_topic`` (and any other renamed topic) to match the firmware.
+Topic names are parameters. PX4 publishes a message whose definition has
+``MESSAGE_VERSION = N > 0`` as ``<topic>_vN``. The defaults match the PX4
+that ``../shared/ros-extras`` bundles (and the ``px4_msgs`` generated from
+its sources): ``VehicleStatus`` is version 2, so its topic is
+``/fmu/out/vehicle_status_v2``; ``VehicleOdometry``, ``VehicleCommand``,
+``TrajectorySetpoint`` and ``OffboardControlMode`` are version 0 and keep
+their plain names. Other firmware versions differ (PX4 v1.14 publishes
+``/fmu/out/vehicle_status``, v1.16 ``/fmu/out/vehicle_status_v1``): check
+``ros2 topic list`` and set ``vehicle_status_topic`` (and any other renamed
+topic) to match. A SITL instance ``N > 0`` uses the namespace ``px4_N`` and
+``MAV_SYS_ID`` ``N + 1`` (``target_system``).
 """
 
 from __future__ import annotations
@@ -39,6 +47,8 @@ NODE_NAME = "px4_offboard_node"
 EXIT_NO_PX4_MSGS = 2
 _WARN_EVERY_S = 5.0
 _US_PER_NS = 1000
+#: State changes logged as warnings (the rest at info).
+_WARN_STATES = (OffboardState.STALE, OffboardState.FAILSAFE_ACTION, OffboardState.RELEASED)
 
 PX4_MSGS_HINT = (
     "px4_msgs is not importable. It is not a pip package: build it from source in your colcon "
@@ -70,8 +80,8 @@ PARAMETERS: dict[str, tuple[Any, str, tuple[Any, Any] | None]] = {
     "trajectory_setpoint_topic": ("/fmu/in/trajectory_setpoint", "px4_msgs/TrajectorySetpoint topic", None),
     "vehicle_command_topic": ("/fmu/in/vehicle_command", "px4_msgs/VehicleCommand topic", None),
     "vehicle_status_topic": (
-        "/fmu/out/vehicle_status",
-        "px4_msgs/VehicleStatus topic (PX4 >= v1.16: /fmu/out/vehicle_status_v1)",
+        "/fmu/out/vehicle_status_v2",
+        "px4_msgs/VehicleStatus topic: <topic>_vN for MESSAGE_VERSION N > 0 (PX4 v1.14: /fmu/out/vehicle_status)",
         None,
     ),
     "vehicle_odometry_topic": ("/fmu/out/vehicle_odometry", "px4_msgs/VehicleOdometry topic", None),
@@ -190,17 +200,12 @@ def _make_node_class() -> type:
         def _on_timer(self) -> None:
             out = self.machine.tick(self._now_s(), self._status, self._odometry, self._command, self._command_time)
             if out.state is not self._state:
-                log = (
-                    self.get_logger().warning
-                    if out.state
-                    in (
-                        OffboardState.STALE,
-                        OffboardState.FAILSAFE_ACTION,
-                        OffboardState.RELEASED,
-                    )
-                    else self.get_logger().info
-                )
-                log(f"offboard: {self._state.value} -> {out.state.value}")
+                message = f"offboard: {self._state.value} -> {out.state.value}"
+                # One severity per call site: rclpy raises ValueError when one line logs at two severities.
+                if out.state in _WARN_STATES:
+                    self.get_logger().warning(message)
+                else:
+                    self.get_logger().info(message)
                 self._state = out.state
             self.publish(out)
 
