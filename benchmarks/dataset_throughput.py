@@ -47,7 +47,7 @@ def pipeline(bags: Sequence[Path], scratch: Path, workers: int = 1) -> tuple[int
 
 def collect(scratch: Path, episodes: int) -> list[Path]:
     """Demonstration bags as `lnn-nav collect --world forest` writes them (training seeds)."""
-    from lnn_nav.data.flights import FlightJob, fly_episodes
+    from lnn_nav.rollouts.flights import FlightJob, fly_episodes
     from lnn_nav.sim.expert import DEMO_EXPERT
     from lnn_nav.sim.presets import TRAIN_SEED_BASE
 

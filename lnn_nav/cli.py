@@ -26,14 +26,14 @@ workstation without a ROS install, this command runs the same code."""
 # (one line), ``DESCRIPTION``, ``add_arguments(parser)`` and ``run(args) -> int``,
 # and keeps heavy imports (torch, rclpy, warp) inside ``run`` so `--help` stays fast.
 MODULE_COMMANDS: tuple[tuple[str, str], ...] = (
-    ("collect", "lnn_nav.data.collect"),
+    ("collect", "lnn_nav.rollouts.collect"),
     ("dataset", "lnn_nav.data.dataset_cli"),
     ("train", "lnn_nav.train.cli_train"),
     ("dagger", "lnn_nav.train.cli_dagger"),
-    ("record", "lnn_nav.data.record_cli"),
-    ("replay", "lnn_nav.data.replay_cli"),
-    ("export", "lnn_nav.export_cli"),
-    ("gain", "lnn_nav.gain_cli"),
+    ("record", "lnn_nav.nodes.record_cli"),
+    ("replay", "lnn_nav.nodes.replay_cli"),
+    ("export", "lnn_nav.deploy.export_cli"),
+    ("gain", "lnn_nav.deploy.gain_cli"),
     ("eval", "lnn_nav.eval.cli_eval"),
     ("calibrate", "lnn_nav.eval.cli_calibrate"),
     ("report", "lnn_nav.eval.cli_report"),
@@ -148,8 +148,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def describe_checkpoint(path: str) -> list:
     """``(field, text)`` rows of what a checkpoint's header says (no weights loaded)."""
-    from lnn_nav.data.flights import DEFAULT_CAMERA_HFOV
     from lnn_nav.models.checkpoint import read_checkpoint_info
+    from lnn_nav.rollouts.flights import DEFAULT_CAMERA_HFOV
 
     config, meta = read_checkpoint_info(path)
     enc, opts = config.encoder, config.core_options
@@ -181,7 +181,7 @@ def describe_checkpoint(path: str) -> list:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from lnn_nav.demo import run_demo
+    from lnn_nav.eval.demo import run_demo
 
     return int(run_demo(out_dir=Path(args.out), threads=args.threads))
 

@@ -49,10 +49,10 @@ def table(rows: list[dict], model: str) -> str:
         px4_ok = [r for r in cell if r["px4"]["outcome"] == "success"]
         emb_ok = sum(r["embedded"] == "success" for r in cell)
         same = sum((r["px4"]["outcome"] == "success") == (r["embedded"] == "success") for r in cell)
-        mean_t = sum(r["px4"]["time"] for r in px4_ok) / len(px4_ok) if px4_ok else float("nan")
+        mean_t = f"{sum(r['px4']['time'] for r in px4_ok) / len(px4_ok):.1f}" if px4_ok else "–"
         lines.append(
             f"| {world} | {len(cell)} | {len(px4_ok)}/{len(cell)} | {emb_ok}/{len(cell)} | {same}/{len(cell)} "
-            f"| {mean_t:.1f} |"
+            f"| {mean_t} |"
         )
     lines += ["", "| world | seed | PX4 SIH | embedded |", "| --- | --- | --- | --- |"]
     for r in rows:
@@ -70,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embedded", type=Path, required=True, metavar="JSON", help="lnn-nav eval result")
     parser.add_argument("--out", type=Path, required=True, metavar="JSON")
     parser.add_argument("--logs", type=Path, default=None, metavar="DIR", help="node and PX4 logs per world")
+    parser.add_argument(
+        "--altitude-hold",
+        action="store_true",
+        help="the offboard bridge holds the take-off height instead of following the controller's vz",
+    )
     args = parser.parse_args(argv)
     rows = []
     for world in args.world:
@@ -80,7 +85,15 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             log_dir = str(args.logs / f"{world}_{seed}") if args.logs else None
             try:
-                result = fly_px4(world, seed, "in_distribution", args.model, timeout=240.0, log_dir=log_dir)
+                result = fly_px4(
+                    world,
+                    seed,
+                    "in_distribution",
+                    args.model,
+                    timeout=240.0,
+                    log_dir=log_dir,
+                    altitude_hold=args.altitude_hold,
+                )
             except SetupError as err:
                 print(f"px4_sih_compare: {world} {seed}: {err}", file=sys.stderr)
                 return 2
@@ -92,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"model": args.model, "rows": rows}, indent=1))
+    args.out.write_text(json.dumps({"model": args.model, "altitude_hold": args.altitude_hold, "rows": rows}, indent=1))
     markdown = table(rows, args.model)
     args.out.with_suffix(".md").write_text(markdown)
     print(markdown)

@@ -15,7 +15,7 @@ from lnn_nav.data.bags import BagWriter, open_bag
 from lnn_nav.data.cdr import read_image, read_stamped
 from lnn_nav.data.dataset import DatasetConfig, DatasetError, SequenceDataset, build_dataset, find_bags
 from lnn_nav.data.errors import BagError, MissingTopicError
-from lnn_nav.data.flights import FlightJob, _Episode, fly_episodes
+from lnn_nav.rollouts.flights import FlightJob, _Episode, fly_episodes
 from lnn_nav.sim.expert import DEMO_EXPERT
 from lnn_nav.sim.presets import check_training_seeds
 
@@ -284,7 +284,7 @@ def _tiny_episode(seed: int, frames: int) -> _Episode:
 def test_episode_bag_flown_again_replaces_the_old_one(tmp_path: Path) -> None:
     # A DAgger round or collect re-run after a crash writes the same episode name again; it must replace
     # the earlier bag (it once failed renaming .partial onto it: "Directory not empty").
-    from lnn_nav.data.flights import write_episode_bag
+    from lnn_nav.rollouts.flights import write_episode_bag
 
     path = tmp_path / "forest_300001_r2"
     write_episode_bag(path, _tiny_episode(300_001, 3), "collision", control_hz=15.0)
@@ -310,7 +310,7 @@ def test_evaluation_seeds_are_refused_for_training() -> None:
 def test_collect_builds_the_expert_from_the_worlds_demonstrator_then_the_options() -> None:
     import argparse
 
-    from lnn_nav.data.collect import add_arguments, expert_from_args
+    from lnn_nav.rollouts.collect import add_arguments, expert_from_args
     from lnn_nav.sim.expert import demo_expert
 
     parser = argparse.ArgumentParser()
@@ -590,7 +590,7 @@ def test_flight_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None
     import time
 
     script = (
-        "from lnn_nav.data.flights import FlightJob, fly_episodes\n"
+        "from lnn_nav.rollouts.flights import FlightJob, fly_episodes\n"
         f"job = FlightJob(kind='forest', seeds=list(range(100_000, 100_040)), out_dir={str(tmp_path)!r}, record=False,"
         " envs=2, camera_width=32, camera_height=24, world_overrides={'size': (64.0, 40.0)})\n"
         "fly_episodes(job, workers=2)\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lnn_nav.demo import run_demo, shipped_model
+from lnn_nav.eval.demo import run_demo, shipped_model
 from lnn_nav.eval.latency import format_table, step_latency_table
 from lnn_nav.models import load_policy
 

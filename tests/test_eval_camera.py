@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from lnn_nav.data.flights import fly_worker
 from lnn_nav.eval import cli_report
 from lnn_nav.eval.camera import fly_with_camera, write_saliency_gif
 from lnn_nav.eval.closed_loop import eval_job
 from lnn_nav.models import EncoderConfig, LiquidPolicy, PolicyConfig, save_policy
+from lnn_nav.rollouts.flights import fly_worker
 from tests.small_policies import H, W
 
 SEED = 1000

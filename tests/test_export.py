@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lnn_nav.cli import main as cli_main
-from lnn_nav.export import PolicyStep, check_onnx, example_inputs, export_onnx, export_torchscript
+from lnn_nav.deploy.export import PolicyStep, check_onnx, example_inputs, export_onnx, export_torchscript
 from lnn_nav.kernels import reference
 from lnn_nav.models import EncoderConfig, LiquidPolicy, PolicyConfig, save_policy
 

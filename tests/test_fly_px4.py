@@ -53,7 +53,7 @@ def test_fly_px4_flies_one_episode_to_its_outcome_and_stops_px4(bundle: Path, tm
         or subprocess.run(["pgrep", "-F", str(logs / "px4" / "px4.pid")], capture_output=True).returncode != 0
     ), "PX4 still running after lnn-nav fly --px4"
     world_log = (logs / "px4_world_node.log").read_text()
-    assert "armed: PX4's position" in world_log and "episode over" in world_log
+    assert "take-off: PX4's position" in world_log and "episode over" in world_log
 
 
 def test_fly_px4_without_a_checkpoint_says_so(bundle: Path, tmp_path: Path) -> None:

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lnn_nav.data.flights import FlightJob, fly_worker
 from lnn_nav.eval.crashes import crash_line, crash_reports, crash_table
 from lnn_nav.eval.report import condition_label, load_results, write_report
 from lnn_nav.eval.tables import write_results_csv
 from lnn_nav.eval.timeouts import timeout_line, timeout_reports, timeout_table
+from lnn_nav.rollouts.flights import FlightJob, fly_worker
 from lnn_nav.sim.expert import DEMO_EXPERT, ExpertConfig, PrivilegedExpert
 from lnn_nav.sim.forensics import (
     MISSED_TURN,

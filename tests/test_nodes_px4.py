@@ -208,6 +208,18 @@ def test_takeoff_climbs_then_tracks_commands():
     assert not out.commands
 
 
+@pytest.mark.parametrize(("z_ned", "expected_vz"), [(-2.0, 0.0), (-1.5, 0.5), (-2.3, -0.3), (-6.0, -1.0)])
+def test_altitude_hold_steers_to_the_takeoff_height_and_ignores_the_commands_vz(z_ned, expected_vz):
+    # Armed at z = 0 (NED), take-off height 2 m: the target is z = -2. expected_vz is the climb rate (up
+    # positive): 0.5 m too low climbs at 0.5 m/s, far too high descends at the 1 m/s limit.
+    f = Flight(altitude_hold=True, altitude_gain=1.0, max_hold_speed=1.0)
+    f.to_tracking()
+    out = f.tick(ARMED_OFFBOARD, _odom(z=z_ned), cmd=[1.0, 0.0, 0.8, 0.0], cmd_time=f.t)
+    assert out.state is OffboardState.TRACKING
+    assert out.setpoint.velocity_ned[2] == pytest.approx(-expected_vz)  # NED z: climb is negative
+    assert out.setpoint.velocity_ned[0] == pytest.approx(1.0)  # the horizontal command is untouched
+
+
 def test_stale_commands_hover_then_recover():
     f = Flight(stale_timeout=0.5, failsafe_timeout=3.0)
     f.to_tracking()

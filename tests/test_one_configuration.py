@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from lnn_nav.data.flights import FlightJob
+from lnn_nav.rollouts.flights import FlightJob
 from lnn_nav.sim.flight_controller import ControllerGains
 
 ROOT = Path(__file__).resolve().parents[1]

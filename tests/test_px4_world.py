@@ -64,3 +64,11 @@ def test_an_obstacle_a_wall_of_the_world_and_the_clock_end_the_episode():
     judge, world = judge_for("forest")
     judge.update(0.0, np.array(world.start[:3]))
     assert judge.update(20.0, np.array(world.start[:3])) == "timeout"
+
+
+def test_a_take_off_that_never_lifts_off_far_enough_can_still_start_the_episode():
+    judge, world = judge_for("urban")
+    low = np.array([*world.start[:2], 0.4])
+    assert judge.update(0.0, low) is None and not judge.started
+    judge.start(3.0)
+    assert judge.started and judge.update(5.0, low) is None and judge.elapsed(5.0) == 2.0

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lnn_nav.eval.saliency import overlay, saliency_overlays, visual_backprop
 from lnn_nav.models import ConvEncoder, EncoderConfig, LiquidPolicy, PolicyConfig
+from lnn_nav.models.saliency import overlay, saliency_overlays, visual_backprop
 
 H, W = 32, 48
 RED = (slice(4, 13), slice(4, 13))  # rows, columns of the red square

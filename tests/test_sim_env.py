@@ -132,7 +132,7 @@ def test_expert_plan_avoids_obstacles_and_ends_at_the_goal():
 def test_the_urban_demonstrating_expert_keeps_to_the_street_centre_clear_of_poles(seed):
     # Poles stand on the sidewalks and the centre line is kept free of them; the forest's light
     # clearance cost cut corners past them, the urban expert's wide cost keeps to the centre.
-    from lnn_nav.data.flights import FlightJob
+    from lnn_nav.rollouts.flights import FlightJob
     from lnn_nav.sim.expert import DEMO_EXPERT, ExpertConfig, demo_expert
     from lnn_nav.sim.world import MATERIAL_ID
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lnn_nav.data.flights import FlightJob, fly_worker
+from lnn_nav.rollouts.flights import FlightJob, fly_worker
 from lnn_nav.sim.camera import CameraConfig
 from lnn_nav.sim.env import EnvConfig, FlightBatch, NavigationVectorEnv
 from lnn_nav.sim.imu import ImuModel
@@ -141,10 +141,10 @@ def test_the_in_process_learner_steps_each_drone_as_the_controller_node_does(tmp
     them: each drone's command must be bit-identical to one policy.step on its own frame, the node's way."""
     import torch
 
-    from lnn_nav.data.flights import _Learner
     from lnn_nav.models import EncoderConfig, LiquidPolicy, PolicyConfig, save_policy
+    from lnn_nav.models.preprocess import goal_features
     from lnn_nav.nodes.conversions import preprocess_for_policy
-    from lnn_nav.preprocess import goal_features
+    from lnn_nav.rollouts.flights import _Learner
     from tests.small_policies import CORE_OPTIONS, H, W
 
     torch.manual_seed(0)

@@ -110,8 +110,8 @@ def test_augmentation_follows_the_batch_device_and_its_seed() -> None:
 
 
 def test_the_checkpoint_records_the_camera_of_its_bags_and_evaluation_flies_it(dataset: Path, tmp_path: Path) -> None:
-    from lnn_nav.data.flights import camera_hfov_for
     from lnn_nav.eval.closed_loop import eval_job
+    from lnn_nav.rollouts.flights import camera_hfov_for
 
     for hfov in (90.0, 120.0):
         _synthetic_bag(tmp_path / f"bag{hfov:.0f}", 40, seed=1, hfov_deg=hfov)

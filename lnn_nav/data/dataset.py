@@ -286,7 +286,7 @@ def _frames_of_bag(reader: BagReader, config: DatasetConfig, stats: BagStats) ->
     as-of join, goal geometry and sequence cuts then run on whole arrays:
     per-frame Python here cost more than reading the bag.
     """
-    from lnn_nav.preprocess import goal_features, resize_rgb
+    from lnn_nav.models.preprocess import goal_features, resize_rgb
 
     topics = _check_topics(reader, config)
     image_topic = topics["image"]
@@ -412,7 +412,7 @@ def _frames_of_bag(reader: BagReader, config: DatasetConfig, stats: BagStats) ->
 
 def _camera_hfov(reader: BagReader, topic: str) -> float | None:
     """Horizontal field of view (deg) from the first ``CameraInfo`` of ``topic``; None if its ``K`` cannot tell."""
-    from lnn_nav.preprocess import hfov_from_intrinsics
+    from lnn_nav.models.preprocess import hfov_from_intrinsics
 
     for _topic, msgtype, t_recv, raw in reader.raw_messages([topic]):
         msg = _deserialize(reader, raw, msgtype, topic, t_recv)
@@ -426,7 +426,7 @@ def one_camera(cameras: Iterable[tuple[float | None, str]]) -> float | None:
     Sources that do not know their camera (no CameraInfo) do not count against it.
     Used for the bags of a dataset and for the datasets of a training run.
     """
-    from lnn_nav.preprocess import SAME_CAMERA_DEG
+    from lnn_nav.models.preprocess import SAME_CAMERA_DEG
 
     known = [(h, src) for h, src in cameras if h is not None]
     if not known:

@@ -4,7 +4,7 @@ The benchmark keeps only tracks; a picture of what the controller saw (and
 what its encoder looked at) needs the frames. :func:`fly_with_camera` flies
 a checkpoint on one held-out world as the benchmark flies it (the
 evaluation's camera, control rate and episode limit, the policy stepped at
-batch 1 as in :class:`lnn_nav.data.flights.FlightJob` runs and the
+batch 1 as in :class:`lnn_nav.rollouts.flights.FlightJob` runs and the
 controller node), so the episode ends as the benchmark's episode of that
 seed does when both come from the same code.
 """
@@ -21,8 +21,7 @@ import torch
 
 from lnn_nav.models import load_policy
 from lnn_nav.models.inputs import policy_inputs, resize_rgb
-
-from .saliency import saliency_overlays
+from lnn_nav.models.saliency import saliency_overlays
 
 
 class PolicyPilot:

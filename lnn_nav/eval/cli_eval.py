@@ -126,12 +126,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from lnn_nav.data.flights import camera_hfov_for
     from lnn_nav.eval.closed_loop import eval_seeds, evaluate
     from lnn_nav.eval.crashes import crash_line
-    from lnn_nav.eval.ros_agreement import graph_unavailable
     from lnn_nav.eval.timeouts import timeout_line
     from lnn_nav.models.errors import CheckpointError
+    from lnn_nav.nodes.availability import graph_unavailable
+    from lnn_nav.rollouts.flights import camera_hfov_for
     from lnn_nav.sim.camera import CameraConfig
     from lnn_nav.sim.presets import ALL_PRESETS, COMBINATION_PRESETS, presets_for
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lnn_nav.data.flights import DEFAULT_CAMERA_HFOV, FlightJob, camera_hfov_for, fly_episodes
+from lnn_nav.rollouts.flights import DEFAULT_CAMERA_HFOV, FlightJob, camera_hfov_for, fly_episodes
 from lnn_nav.sim.presets import CALIBRATION_SEED_BASE, EVAL_SEEDS
 
 #: Calibration worlds ``eval_seeds(..., calibration=True)`` draws from: as many as the held-out set.

@@ -26,8 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from lnn_nav.data.flights import FlightJob
 from lnn_nav.eval.closed_loop import eval_job
+from lnn_nav.rollouts.flights import FlightJob
 
 #: ``ros_outcome`` of a graph flight that ended without an episode outcome.
 SETUP_ERROR = "setup_error"
@@ -73,22 +73,6 @@ def fly_seed_over_ros(
     if result is None:
         return {"outcome": NO_OUTCOME, "seed": seed, "error": f"no outcome within {timeout:g} s (wall clock)"}
     return result
-
-
-def graph_unavailable() -> str | None:
-    """Why graph flights cannot run here (no rclpy, no node configs), or None when they can."""
-    from lnn_nav.nodes.fly import SetupError, config_path
-
-    try:
-        import rclpy  # noqa: F401
-    except ImportError as err:
-        return f"rclpy cannot be imported ({err}); install ROS 2 (the ros-jazzy-* wheels or apt)"
-    try:
-        config_path("sim.yaml")
-        config_path("expert.yaml")
-    except SetupError as err:
-        return str(err)
-    return None
 
 
 def graph_params(job: FlightJob, expert: bool) -> dict[str, dict[str, object]]:

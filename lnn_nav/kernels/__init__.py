@@ -2,11 +2,31 @@
 
 The model classes use these automatically (:mod:`lnn_nav.kernels.fused`);
 set ``LNN_NAV_REFERENCE=1`` or call :func:`set_reference` to force the
-reference PyTorch path. Nothing here imports ROS or the simulator.
+reference PyTorch path. Nothing here imports ROS or the simulator. The names
+below load on first use (module ``__getattr__``), so importing the package
+does not import torch.
 """
 
-from .build import cache_root, load_cpu, load_cuda, load_error
-from .fused import reference, reference_forced, set_reference, why_not_fused
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: Re-exported name -> the module of this package that defines it.
+_EXPORTS = {
+    "cache_root": "build",
+    "load_cpu": "build",
+    "load_cuda": "build",
+    "load_error": "build",
+    "reference": "fused",
+    "reference_forced": "fused",
+    "set_reference": "fused",
+    "why_not_fused": "fused",
+}
+
+if TYPE_CHECKING:
+    from .build import cache_root, load_cpu, load_cuda, load_error
+    from .fused import reference, reference_forced, set_reference, why_not_fused
 
 __all__ = [
     "cache_root",
@@ -18,3 +38,16 @@ __all__ = [
     "set_reference",
     "why_not_fused",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

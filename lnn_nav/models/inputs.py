@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lnn_nav.preprocess import goal_features, resize_rgb
+from lnn_nav.models.preprocess import goal_features, resize_rgb
 
 from .policy import IMU_SIZE, PolicyConfig
 

@@ -15,7 +15,7 @@ tree's ``models/``). An untrained policy flies only with ``allow_untrained``;
 without a checkpoint and without it, configuring fails with an error and
 nothing is published. With ``publish_saliency`` it also publishes ``~/saliency``: the
 policy's input frame with its VisualBackProp saliency drawn over it
-(:mod:`lnn_nav.eval.saliency`), computed only while someone subscribes.
+(:mod:`lnn_nav.models.saliency`), computed only while someone subscribes.
 
 Inputs arrive on separate topics, and DDS does not order one topic against
 another: a frame can be handled before the odometry stamped with it. By
@@ -60,9 +60,9 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu
 from std_srvs.srv import SetBool, Trigger
 
-from lnn_nav.eval.saliency import overlay, visual_backprop
 from lnn_nav.models import CheckpointError, LiquidPolicy, load_policy
 from lnn_nav.models.core import State
+from lnn_nav.models.saliency import overlay, visual_backprop
 
 from .controller_logic import (
     DtTracker,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lnn_nav.preprocess import hfov_from_intrinsics
+from lnn_nav.models.preprocess import hfov_from_intrinsics
 
 _NS_PER_S = 1_000_000_000
 
@@ -142,7 +142,7 @@ class RateMeter:
 def camera_mismatch(trained_hfov_deg: float | None, fx: float, width: int, tolerance_deg: float = 1.0) -> str | None:
     """Why the camera a ``CameraInfo`` describes is not the one the policy was trained with, or None.
 
-    The horizontal field of view is :func:`~lnn_nav.preprocess.hfov_from_intrinsics`. A policy flown through
+    The horizontal field of view is :func:`~lnn_nav.models.preprocess.hfov_from_intrinsics`. A policy flown through
     another lens sees obstacles at other bearings and sizes and steers wrong without
     any input being stale or malformed, so the node says so. An uncalibrated driver's
     ``K`` of zeros, or a policy that does not record its camera, cannot be judged.

@@ -24,7 +24,7 @@ from lnn_nav.data.images import (  # noqa: F401 - re-exported: the nodes' conver
 )
 from lnn_nav.models.inputs import resize_rgb
 from lnn_nav.models.policy import COMMAND_SIZE, IMU_SIZE
-from lnn_nav.preprocess import goal_features
+from lnn_nav.models.preprocess import goal_features
 from lnn_nav.sim.camera import CameraConfig, quat_to_matrix
 from lnn_nav.sim.dynamics import rotate_inverse
 

@@ -54,6 +54,7 @@ def fly_px4(
     timeout: float = 240.0,
     max_episode_time: float | None = None,
     log_dir: str | None = None,
+    altitude_hold: bool = False,
 ) -> dict | None:
     """Fly one episode with PX4 in the loop; the outcome dict, or None if none came within ``timeout``."""
     from lnn_nav.sim.presets import make_world
@@ -82,7 +83,11 @@ def fly_px4(
         children.start("px4_world_node", node_command("px4_world_node", None, world_params), env)
         children.start(
             "px4_offboard_node",
-            node_command("px4_offboard", config_path("px4_offboard.yaml"), {"takeoff_altitude": float(spec.start[2])}),
+            node_command(
+                "px4_offboard",
+                config_path("px4_offboard.yaml"),
+                {"takeoff_altitude": float(spec.start[2]), "altitude_hold": altitude_hold},
+            ),
             env,
         )
         children.start(

@@ -247,6 +247,11 @@ class OffboardConfig:
     stale_timeout: float = 0.5
     failsafe_timeout: float = 3.0
     failsafe_action: str = "hold"
+    #: Hold the take-off height with a P loop on PX4's altitude instead of following the command's
+    #: vz (controllers trained at one height whose vz wanders under other dynamics).
+    altitude_hold: bool = False
+    altitude_gain: float = 1.0  # 1/s: vertical speed per metre of height error
+    max_hold_speed: float = 1.0  # m/s
 
     def __post_init__(self) -> None:
         if self.heartbeats_before_offboard < 10:
@@ -260,7 +265,14 @@ class OffboardConfig:
             raise ValueError(
                 f"need 0 < stale_timeout < failsafe_timeout, got {self.stale_timeout} and {self.failsafe_timeout}"
             )
-        for name in ("request_interval", "takeoff_altitude", "takeoff_speed", "takeoff_tolerance"):
+        for name in (
+            "request_interval",
+            "takeoff_altitude",
+            "takeoff_speed",
+            "takeoff_tolerance",
+            "altitude_gain",
+            "max_hold_speed",
+        ):
             if not getattr(self, name) > 0.0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
@@ -355,6 +367,10 @@ class OffboardStateMachine:
         self.state = OffboardState.TRACKING
         yaw = odometry.yaw_ned if odometry is not None else 0.0
         velocity, yawspeed = body_flu_velocity_to_ned(last_command, yaw)
+        if self.config.altitude_hold and odometry is not None and self._takeoff_start_z is not None:
+            target = self._takeoff_start_z - self.config.takeoff_altitude  # NED: up is negative
+            hold = self.config.altitude_gain * (target - odometry.position_ned[2])
+            velocity[2] = min(max(hold, -self.config.max_hold_speed), self.config.max_hold_speed)
         setpoint = VelocitySetpoint(velocity_ned=tuple(float(v) for v in velocity), yawspeed=yawspeed)
         return self._heartbeat(OffboardState.TRACKING, setpoint)
 

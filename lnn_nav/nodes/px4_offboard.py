@@ -75,6 +75,13 @@ PARAMETERS: dict[str, tuple[Any, str, tuple[Any, Any] | None]] = {
     "stale_timeout": (0.5, "command age (s) after which zero velocity is sent", (0.05, 10.0)),
     "failsafe_timeout": (3.0, "command age (s) after which the failsafe action runs", (0.1, 60.0)),
     "failsafe_action": ("hold", "hold (zero velocity, stay in offboard) or land (VEHICLE_CMD_NAV_LAND)", None),
+    "altitude_hold": (
+        False,
+        "hold the take-off height (P loop on PX4's altitude) instead of following the command's vz",
+        None,
+    ),
+    "altitude_gain": (1.0, "altitude_hold: vertical speed (m/s) per metre of height error", (0.05, 10.0)),
+    "max_hold_speed": (1.0, "altitude_hold: vertical speed limit (m/s)", (0.1, 5.0)),
     "cmd_vel_topic": ("/cmd_vel", "geometry_msgs/TwistStamped heading-frame (FLU) velocity commands", None),
     "offboard_control_mode_topic": ("/fmu/in/offboard_control_mode", "px4_msgs/OffboardControlMode topic", None),
     "trajectory_setpoint_topic": ("/fmu/in/trajectory_setpoint", "px4_msgs/TrajectorySetpoint topic", None),
@@ -140,6 +147,9 @@ def _make_node_class() -> type:
                     stale_timeout=float(p("stale_timeout")),
                     failsafe_timeout=float(p("failsafe_timeout")),
                     failsafe_action=str(p("failsafe_action")),
+                    altitude_hold=bool(p("altitude_hold")),
+                    altitude_gain=float(p("altitude_gain")),
+                    max_hold_speed=float(p("max_hold_speed")),
                 )
             )
             self._status: VehicleStatusSample | None = None

@@ -29,7 +29,8 @@ from __future__ import annotations
 import json
 import math
 import sys
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,8 @@ from lnn_nav.nodes.frames import (
 
 NODE_NAME = "px4_world_node"
 EXIT_SUCCESS, EXIT_FAILURE = 0, 1
+CLIMB_FREEZE = 0.25  # m/s of climb that fixes the world frame when the arming status has not arrived yet
+GROUND_WINDOW = 2.0  # s of heights the ground is taken from at that moment
 _US = 1e-6
 
 # name -> (default, description). Types follow the defaults.
@@ -62,6 +65,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
         0.5,
         "m above the ground at which the episode starts (PX4's takeoff climbs on to the start height)",
     ),
+    "takeoff_timeout": (20.0, "s after take-off began: the episode starts then even below airborne_height"),
     "log_period": (2.0, "wall seconds between progress lines (position, distance to goal); 0: none"),
     "exit_on_outcome": (False, "exit once the episode ends: code 0 on success, 1 on a collision or timeout"),
     "exit_grace": (1.0, "wall seconds between the outcome and the exit, for the latched outcome to be delivered"),
@@ -143,6 +147,11 @@ class EpisodeJudge:
     @property
     def started(self) -> bool:
         return self.t0 is not None
+
+    def start(self, t: float) -> None:
+        """Start the episode at ``t`` whatever the height (a take-off that never lifted off far enough)."""
+        if self.t0 is None:
+            self.t0 = t
 
     def elapsed(self, t: float) -> float:
         return 0.0 if self.t0 is None else t - self.t0
@@ -244,6 +253,8 @@ def _make_node_class() -> type:
             self.create_subscription(px4.VehicleOdometry, p["vehicle_odometry_topic"], self._on_odometry, px4_qos)
             self.create_subscription(px4.VehicleStatus, p["vehicle_status_topic"], self._on_status, px4_qos)
             self.armed = False
+            self._frozen_at: float | None = None  # PX4 time (s) the world frame was fixed
+            self._ground: deque[tuple[float, float]] = deque()  # (PX4 time, height) before take-off
             self.create_timer(1.0 / float(p["camera_rate"]), self._on_camera)
             goal = PoseStamped()
             goal.header.stamp = self.get_clock().now().to_msg()
@@ -262,10 +273,33 @@ def _make_node_class() -> type:
             q = np.asarray(msg.q, dtype=np.float64)
             if not (np.all(np.isfinite(position)) and np.all(np.isfinite(q))):
                 return  # PX4 sends NaN while its estimate is not valid yet
-            if not self.armed or self.frame is None:
-                # On the ground until armed: the estimate settles (PX4's first altitudes can be metres off),
-                # so the point the vehicle takes off from is where the world's start is put.
+            t = float(msg.timestamp) * _US
+            if self._frozen_at is None:
+                # On the ground the estimate settles (PX4's first heights can be off by half a metre): the
+                # point the vehicle takes off from becomes the world's start. Fixed at arming, or once it
+                # climbs (the status stream can lag the odometry by a second), at the lowest height of
+                # the last GROUND_WINDOW seconds, so the metres already climbed are not taken for ground.
+                up = -float(msg.velocity[2]) if int(msg.velocity_frame) == 1 else 0.0
+                self._ground.append((t, -float(position[2])))
+                while self._ground and self._ground[0][0] < t - GROUND_WINDOW:
+                    self._ground.popleft()
                 self.frame = WorldFrame.at(position, q, self.world.start)
+                if self.armed or up > CLIMB_FREEZE:
+                    ground = min(z for _, z in self._ground)
+                    self.frame = replace(self.frame, origin_enu=(*self.frame.origin_enu[:2], ground))
+                    self._frozen_at = t
+                    self.get_logger().info(
+                        f"take-off: PX4's position {tuple(round(v, 2) for v in self.frame.origin_enu)} (ENU) and "
+                        f"heading {math.degrees(self.frame.origin_yaw):.0f} deg are the world's start "
+                        f"{tuple(round(v, 2) for v in self.world.start)}"
+                    )
+            elif not self.judge.started and t - self._frozen_at > float(self.params["takeoff_timeout"]):
+                self.get_logger().warning(
+                    f"still below {self.params['airborne_height']} m {self.params['takeoff_timeout']} s after take-off "
+                    "began: the episode starts anyway"
+                )
+                self.judge.start(t)
+            assert self.frame is not None
             world_pos = self.frame.position(position)
             attitude = self.frame.attitude(q)
             velocity = np.asarray(msg.velocity, dtype=np.float64)
@@ -277,10 +311,10 @@ def _make_node_class() -> type:
             rates = np.asarray(msg.angular_velocity, dtype=np.float64)
             rates = np.where(np.isfinite(rates), rates, 0.0) * np.array([1.0, -1.0, -1.0])  # FRD -> FLU
             self.pose = (world_pos, attitude, body_v, rates)
-            if self.outcome is None:
-                outcome = self.judge.update(float(msg.timestamp) * _US, world_pos)
+            if self.outcome is None and self._frozen_at is not None:
+                outcome = self.judge.update(t, world_pos)
                 if outcome is not None:
-                    self._finish(outcome, float(msg.timestamp) * _US)
+                    self._finish(outcome, t)
             now = self.wall.now().nanoseconds * 1e-9
             period = float(self.params["log_period"])
             if period > 0 and self.outcome is None and now - self._last_log_wall >= period:
@@ -297,14 +331,7 @@ def _make_node_class() -> type:
                 self.pub_odom.publish(odometry_msg(world_pos, attitude, body_v, rates, self.get_clock().now().to_msg()))
 
         def _on_status(self, msg: Any) -> None:
-            armed = int(msg.arming_state) == ARMING_STATE_ARMED
-            if armed and not self.armed and self.frame is not None:
-                self.get_logger().info(
-                    f"armed: PX4's position {tuple(round(v, 2) for v in self.frame.origin_enu)} (ENU) and heading "
-                    f"{math.degrees(self.frame.origin_yaw):.0f} deg are the world's start "
-                    f"{tuple(round(v, 2) for v in self.world.start)}"
-                )
-            self.armed = armed
+            self.armed = int(msg.arming_state) == ARMING_STATE_ARMED
 
         def _on_camera(self) -> None:
             if self.pose is None or self.outcome is not None:

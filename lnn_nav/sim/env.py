@@ -30,6 +30,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
+from . import register_envs
 from .camera import CameraConfig
 from .camera_effects import apply_camera_effects
 from .collision import CollisionChecker
@@ -387,3 +388,7 @@ class NavigationEnv(gym.Env):
         if self._batch is not None:
             self._batch.close()
             self._batch = None
+
+
+# Whoever imports the environments can make them by id (gymnasium.make("lnn_nav/Forest-v0")).
+register_envs()

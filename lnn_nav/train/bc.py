@@ -566,7 +566,7 @@ def train(cfg: TrainConfig, progress: bool = True, log: Any = print) -> dict[str
             f"{len(train_idx)} training / {len(val_idx)} validation sequences, {total_frames} training frames; "
             f"{steps_per_epoch} steps/epoch of {frames_per_step} frames; {world} process(es) on {device}"
         )
-        from lnn_nav.data.flights import DEFAULT_CAMERA_HFOV  # what evaluation flies a checkpoint without one
+        from lnn_nav.rollouts.flights import DEFAULT_CAMERA_HFOV  # what evaluation flies a checkpoint without one
 
         hfov = policy.config.camera_hfov_deg
         log(

@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from lnn_nav.data.errors import BagError
     from lnn_nav.models.errors import CheckpointError
-    from lnn_nav.options import json_object
+    from lnn_nav.rollouts.options import json_object
     from lnn_nav.train.dagger import DaggerConfig, run_dagger
 
     if len(args.episodes) not in (1, len(args.worlds)):

@@ -102,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lnn_nav.data.dataset import DatasetError
-    from lnn_nav.options import json_object
+    from lnn_nav.rollouts.options import json_object
     from lnn_nav.train.bc import TrainConfig, train
 
     try:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lnn_nav.data.dataset import DatasetConfig, build_dataset, find_bags
-from lnn_nav.data.flights import FlightJob, camera_hfov_for, fly_episodes, summarize
+from lnn_nav.rollouts.flights import FlightJob, camera_hfov_for, fly_episodes, summarize
 from lnn_nav.sim.presets import check_training_seeds
 
 #: DAgger worlds come from here (collect uses 100000+ and 200000+): never the evaluation seeds.

@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .models import CheckpointError
-    from .models.checkpoint import with_output_gain
+    from lnn_nav.models import CheckpointError
+    from lnn_nav.models.checkpoint import with_output_gain
 
     if Path(args.out).resolve() == Path(args.checkpoint).resolve():
         print("lnn-nav gain: error: --out must differ from the checkpoint (keep the original)", file=sys.stderr)

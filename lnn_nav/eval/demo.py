@@ -27,9 +27,9 @@ from typing import Any
 
 import torch
 
-from .eval.latency import format_table, step_latency_table
-from .eval.plots import plot_wiring
-from .models import load_policy
+from lnn_nav.eval.latency import format_table, step_latency_table
+from lnn_nav.eval.plots import plot_wiring
+from lnn_nav.models import load_policy
 
 #: Shipped controllers, relative to the share (or source) directory.
 SHIPPED = {"cfc-ncp": "models/cfc_ncp.safetensors", "lstm": "models/lstm.safetensors"}
@@ -48,7 +48,7 @@ class _Progress:
 
 def shipped_model(name: str = "cfc-ncp") -> Path | None:
     """Path of a shipped checkpoint (installed share directory first, then the source tree), or None."""
-    from .nodes.fly import SetupError, share_path
+    from lnn_nav.nodes.fly import SetupError, share_path
 
     try:
         return share_path(SHIPPED[name])
@@ -127,8 +127,8 @@ def run_demo(
 
 
 def _ros_flights(out_dir: Path, model: Path, flights: Sequence) -> list[dict]:
-    from .eval.closed_loop import eval_job
-    from .eval.ros_agreement import fly_seed_over_ros, graph_params
+    from lnn_nav.eval.closed_loop import eval_job
+    from lnn_nav.eval.ros_agreement import fly_seed_over_ros, graph_params
 
     results = []
     for world, preset, seed in flights:
@@ -156,7 +156,7 @@ def _ros_flights(out_dir: Path, model: Path, flights: Sequence) -> list[dict]:
 
 def _local_flights(out_dir: Path, model: Path, flights: Sequence) -> list[dict]:
     """The ROS flights again in-process: same worlds, frames kept for pictures."""
-    from .eval.camera import fly_with_camera, plot_core_traces, write_saliency_gif
+    from lnn_nav.eval.camera import fly_with_camera, plot_core_traces, write_saliency_gif
 
     results = []
     for k, (world_kind, preset, seed) in enumerate(flights):
@@ -186,8 +186,8 @@ def _local_flights(out_dir: Path, model: Path, flights: Sequence) -> list[dict]:
 
 
 def _benchmark(out_dir: Path, model: Path, episodes: int) -> tuple:
-    from .eval.closed_loop import eval_seeds, evaluate
-    from .eval.report import load_results, write_report
+    from lnn_nav.eval.closed_loop import eval_seeds, evaluate
+    from lnn_nav.eval.report import load_results, write_report
 
     out_dir.mkdir(parents=True, exist_ok=True)
     seeds = eval_seeds(episodes)

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from lnn_nav.options import json_object
+from lnn_nav.rollouts.options import json_object
 from lnn_nav.sim.expert import DEMO_EXPERT, ExpertConfig, demo_expert
 
 HELP = "collect expert demonstrations in the simulator, one rosbag2 per episode"
@@ -165,7 +165,7 @@ def expert_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from lnn_nav.data.flights import FlightJob, fly_episodes, summarize
+    from lnn_nav.rollouts.flights import FlightJob, fly_episodes, summarize
     from lnn_nav.sim.camera import CameraConfig
     from lnn_nav.sim.presets import TRAIN_SEED_BASE, check_training_seeds
 

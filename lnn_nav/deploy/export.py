@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .kernels import reference
-from .models.policy import LiquidPolicy
+from lnn_nav.kernels import reference
+from lnn_nav.models.policy import LiquidPolicy
 
 PathLike = str | Path
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lnn_nav.preprocess import SAME_CAMERA_DEG
+from lnn_nav.models.preprocess import SAME_CAMERA_DEG
 from lnn_nav.sim.expert import demo_expert
 
 if TYPE_CHECKING:

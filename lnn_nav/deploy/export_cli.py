@@ -39,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .export import check_onnx, export_onnx, export_torchscript
-    from .models import CheckpointError, load_policy
+    from lnn_nav.deploy.export import check_onnx, export_onnx, export_torchscript
+    from lnn_nav.models import CheckpointError, load_policy
 
     try:
         policy = load_policy(args.checkpoint)

@@ -1,0 +1,1 @@
+"""Deployment: a checkpoint exported to ONNX and TorchScript, and its output gain set."""
