@@ -215,3 +215,18 @@ def test_camera_blur_reduces_high_frequency_energy():
 def test_exposure_scales_intensity():
     img = np.full((8, 8, 3), 100, np.uint8)
     assert np.all(CameraEffects(exposure=1.5)(img) == 150)
+
+
+def test_warp_says_nothing_about_a_cuda_driver_that_is_not_there():
+    # Warp's core prints a CUDA-driver warning in every process that initialises it; on a machine
+    # without the driver that was a dozen lines per demo. init_warp keeps it out (LNN_NAV_WARP_VERBOSE shows it).
+    import ctypes.util
+    import subprocess
+    import sys
+
+    if ctypes.util.find_library("cuda") is not None:
+        pytest.skip("an NVIDIA driver is installed: Warp has no warning to give")
+    code = "from lnn_nav.sim.render import init_warp; init_warp(); import warp as wp; print(wp.get_cuda_device_count())"
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 0 and quiet.stdout.strip() == "0"
+    assert "CUDA" not in quiet.stderr

@@ -163,8 +163,11 @@ def _local_flights(out_dir: Path, model: Path, flights: Sequence) -> list[dict]:
         flight = fly_with_camera(model, world_kind, seed, preset)
         name = f"cfc_ncp_{world_kind}_{preset}"
         pictures = flight.record.save_pictures(out_dir, name)
-        # The camera GIF with what the encoder attends to, every second frame.
-        write_saliency_gif(flight, out_dir / f"{name}_saliency.gif", stride=2)
+        # What the encoder sees (its input resolution) beside what it attends to, every third frame, one
+        # 64-colour palette: a few hundred kB, where full-size frames made 6-24 MB per flight.
+        write_saliency_gif(
+            flight, out_dir / f"{name}_saliency.gif", stride=3, side_by_side=True, scale=2, input_size=True, colors=64
+        )
         if k == 0:
             plot_core_traces(
                 flight,

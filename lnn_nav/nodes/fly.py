@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 PACKAGE_NAME = "lnn_nav"
@@ -246,23 +246,33 @@ def run_fly(
     log_dir: str | None = None,
 ) -> int:
     """Fly one episode; print the outcome JSON. Returns 0 on success, 1 on another outcome, 2 on setup errors."""
+    return report_episode(
+        "lnn-nav fly",
+        lambda: fly_over_ros(world, seed, preset, model, expert, timeout, max_episode_time, camera_size, log_dir),
+        timeout,
+    )
 
-    def _terminate(signum, frame):  # SIGTERM: unwind through fly_over_ros's cleanup
+
+def report_episode(label: str, fly: Callable[[], dict | None], timeout: float) -> int:
+    """Run ``fly`` (one episode), print its outcome JSON or why there is none; the command's exit code:
+    0 on success, 1 on another outcome or none within ``timeout``, 2 on setup errors, 130 on Ctrl-C."""
+
+    def _terminate(signum, frame):  # SIGTERM: unwind through fly's cleanup, which stops the processes
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        result = fly_over_ros(world, seed, preset, model, expert, timeout, max_episode_time, camera_size, log_dir)
+        result = fly()
     except SetupError as err:
-        print(f"lnn-nav fly: {err}", file=sys.stderr)
+        print(f"{label}: {err}", file=sys.stderr)
         return EXIT_SETUP
     except KeyboardInterrupt:
-        print("lnn-nav fly: interrupted; stopping the nodes", file=sys.stderr)
+        print(f"{label}: interrupted; the processes it started are stopped", file=sys.stderr)
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
     if result is None:
-        print(f"lnn-nav fly: no outcome within {timeout:g} s (wall clock)", file=sys.stderr)
+        print(f"{label}: no outcome within {timeout:g} s (wall clock)", file=sys.stderr)
         return EXIT_FAILURE
     print(json.dumps(result), flush=True)
     return EXIT_SUCCESS if result.get("outcome") == "success" else EXIT_FAILURE

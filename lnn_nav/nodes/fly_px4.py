@@ -22,22 +22,18 @@ flight time plus about 20 s of start-up and takeoff.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import sys
 import tempfile
 from pathlib import Path
 
 from lnn_nav.nodes.fly import (
-    EXIT_FAILURE,
-    EXIT_SETUP,
-    EXIT_SUCCESS,
     Children,
     SetupError,
     checkpoint_camera,
     config_path,
     node_command,
+    report_episode,
     wait_for_outcome,
 )
 from lnn_nav.nodes.px4_sitl import Px4Sitl, agent_command, find_bundle
@@ -124,23 +120,8 @@ def run_fly_px4(
     log_dir: str | None = None,
 ) -> int:
     """Fly one episode; print the outcome JSON. 0 on success, 1 on another outcome, 2 on setup errors."""
-
-    def _terminate(signum, frame):  # SIGTERM: unwind through fly_px4's cleanup
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        result = fly_px4(world, seed, preset, model, bundle, timeout, max_episode_time, log_dir)
-    except SetupError as err:
-        print(f"lnn-nav fly --px4: {err}", file=sys.stderr)
-        return EXIT_SETUP
-    except KeyboardInterrupt:
-        print("lnn-nav fly --px4: interrupted; PX4 and the nodes are stopped", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    if result is None:
-        print(f"lnn-nav fly --px4: no outcome within {timeout:g} s", file=sys.stderr)
-        return EXIT_FAILURE
-    print(json.dumps(result), flush=True)
-    return EXIT_SUCCESS if result.get("outcome") == "success" else EXIT_FAILURE
+    return report_episode(
+        "lnn-nav fly --px4",
+        lambda: fly_px4(world, seed, preset, model, bundle, timeout, max_episode_time, log_dir),
+        timeout,
+    )

@@ -112,24 +112,27 @@ def import_px4_msgs() -> Any:
     return msg
 
 
-def _make_node_class() -> type:
-    """Build the node class on first use, so importing this module needs neither rclpy nor px4_msgs."""
-    from geometry_msgs.msg import TwistStamped
-    from rcl_interfaces.msg import ParameterDescriptor
-    from rclpy.node import Node
+def px4_qos() -> Any:
+    """The QoS of PX4's uXRCE-DDS topics: best effort, transient local, keep last 1 (px4_ros_com's)."""
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-    from lnn_nav.nodes.params import float_param, int_param
-
-    px4 = import_px4_msgs()
-
-    # PX4's uXRCE-DDS bridge: best effort, transient local, keep last 1 (as px4_ros_com's examples).
-    px4_qos = QoSProfile(
+    return QoSProfile(
         reliability=ReliabilityPolicy.BEST_EFFORT,
         durability=DurabilityPolicy.TRANSIENT_LOCAL,
         history=HistoryPolicy.KEEP_LAST,
         depth=1,
     )
+
+
+def _make_node_class() -> type:
+    """Build the node class on first use, so importing this module needs neither rclpy nor px4_msgs."""
+    from geometry_msgs.msg import TwistStamped
+    from rcl_interfaces.msg import ParameterDescriptor
+    from rclpy.node import Node
+
+    from lnn_nav.nodes.params import float_param, int_param
+
+    px4 = import_px4_msgs()
 
     class Px4OffboardNode(Node):
         """Streams PX4 offboard velocity setpoints from ``/cmd_vel``; see the module docstring."""
@@ -158,11 +161,13 @@ def _make_node_class() -> type:
             self._command_time: float | None = None
             self._state = self.machine.state
             self.counters = {"setpoints": 0, "vehicle_commands": 0, "rejected_commands": 0}
-            self._mode_pub = self.create_publisher(px4.OffboardControlMode, p("offboard_control_mode_topic"), px4_qos)
-            self._setpoint_pub = self.create_publisher(px4.TrajectorySetpoint, p("trajectory_setpoint_topic"), px4_qos)
-            self._command_pub = self.create_publisher(px4.VehicleCommand, p("vehicle_command_topic"), px4_qos)
-            self.create_subscription(px4.VehicleStatus, p("vehicle_status_topic"), self._on_status, px4_qos)
-            self.create_subscription(px4.VehicleOdometry, p("vehicle_odometry_topic"), self._on_odometry, px4_qos)
+            self._mode_pub = self.create_publisher(px4.OffboardControlMode, p("offboard_control_mode_topic"), px4_qos())
+            self._setpoint_pub = self.create_publisher(
+                px4.TrajectorySetpoint, p("trajectory_setpoint_topic"), px4_qos()
+            )
+            self._command_pub = self.create_publisher(px4.VehicleCommand, p("vehicle_command_topic"), px4_qos())
+            self.create_subscription(px4.VehicleStatus, p("vehicle_status_topic"), self._on_status, px4_qos())
+            self.create_subscription(px4.VehicleOdometry, p("vehicle_odometry_topic"), self._on_odometry, px4_qos())
             self.create_subscription(TwistStamped, p("cmd_vel_topic"), self._on_cmd_vel, 10)
             self._timer = self.create_timer(1.0 / float(p("rate_hz")), self._on_timer)
             self.get_logger().info(

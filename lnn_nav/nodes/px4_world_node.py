@@ -197,12 +197,11 @@ def _make_node_class() -> type:
     from rcl_interfaces.msg import ParameterDescriptor
     from rclpy.clock import Clock, ClockType
     from rclpy.node import Node
-    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image
     from std_msgs.msg import String
 
     from lnn_nav.nodes.conversions import camera_info_msg, odometry_msg, rgb_to_image_msg
-    from lnn_nav.nodes.px4_offboard import import_px4_msgs
+    from lnn_nav.nodes.px4_offboard import import_px4_msgs, px4_qos
     from lnn_nav.nodes.runtime import NodeExit
     from lnn_nav.nodes.sim_node import LATCHED_QOS
     from lnn_nav.sim.camera import CameraConfig, quat_to_matrix
@@ -212,12 +211,6 @@ def _make_node_class() -> type:
     from lnn_nav.sim.world import WorldSpec
 
     px4 = import_px4_msgs()
-    px4_qos = QoSProfile(
-        reliability=ReliabilityPolicy.BEST_EFFORT,
-        durability=DurabilityPolicy.TRANSIENT_LOCAL,
-        history=HistoryPolicy.KEEP_LAST,
-        depth=1,
-    )
 
     class Px4WorldNode(Node):
         """See the module docstring."""
@@ -250,8 +243,8 @@ def _make_node_class() -> type:
             self.pub_odom = self.create_publisher(Odometry, "/odom", 10)
             self.pub_goal = self.create_publisher(PoseStamped, "/goal_pose", LATCHED_QOS)
             self.pub_outcome = self.create_publisher(String, "~/outcome", LATCHED_QOS)
-            self.create_subscription(px4.VehicleOdometry, p["vehicle_odometry_topic"], self._on_odometry, px4_qos)
-            self.create_subscription(px4.VehicleStatus, p["vehicle_status_topic"], self._on_status, px4_qos)
+            self.create_subscription(px4.VehicleOdometry, p["vehicle_odometry_topic"], self._on_odometry, px4_qos())
+            self.create_subscription(px4.VehicleStatus, p["vehicle_status_topic"], self._on_status, px4_qos())
             self.armed = False
             self._frozen_at: float | None = None  # PX4 time (s) the world frame was fixed
             self._ground: deque[tuple[float, float]] = deque()  # (PX4 time, height) before take-off

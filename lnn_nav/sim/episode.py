@@ -59,7 +59,8 @@ class EpisodeRecord:
         crash = {name: track[-1]} if self.outcome in ("collision", "out_of_bounds") else None
         paths = {"map": plot_top_down(self.world, out_dir / f"{name}_map.png", {name: track}, planned, title, crash)}
         if self.frames:
-            paths["gif"] = write_gif(self.frames, out_dir / f"{name}_camera.gif")
+            # One 64-colour palette at the camera's resolution: a few hundred kB a flight, not 6-24 MB.
+            paths["gif"] = write_gif(self.frames, out_dir / f"{name}_camera.gif", scale=1, colors=64)
         return paths
 
 

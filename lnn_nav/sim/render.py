@@ -37,10 +37,12 @@ over worker processes on CPU and renders in-process on CUDA when present.
 
 from __future__ import annotations
 
+import ctypes.util
 import math
 import multiprocessing as mp
 import os
 import pickle
+import sys
 import time
 import traceback
 from collections.abc import Sequence
@@ -768,6 +770,28 @@ def resolve_world_ids(world_ids: np.ndarray | None, envs: int, worlds: int) -> n
     return ids
 
 
+def init_warp() -> None:
+    """``wp.init()``, quiet where no NVIDIA driver exists.
+
+    Warp's C++ core prints "Warp CUDA warning: Could not find or load the NVIDIA CUDA driver" to stderr
+    in every process that initialises it, the render workers included (a dozen lines per `make demo`).
+    Where the loader finds no ``libcuda`` the warning only says that rendering runs on the CPU, which
+    :attr:`Renderer.device` says too, so it is kept out of the output. ``LNN_NAV_WARP_VERBOSE=1`` shows it.
+    """
+    if ctypes.util.find_library("cuda") is not None or os.environ.get("LNN_NAV_WARP_VERBOSE"):
+        wp.init()
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            wp.init()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _default_device() -> str:
     return "cuda:0" if wp.get_cuda_device_count() > 0 else "cpu"
 
@@ -792,7 +816,7 @@ class Renderer:
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown render backend '{backend}'; expected one of {', '.join(BACKENDS)}")
-        wp.init()
+        init_warp()
         self.camera = camera or CameraConfig()
         self.device = device or _default_device()
         self.backend = backend
@@ -1130,7 +1154,7 @@ class RenderPool:
     ) -> None:
         self.camera = camera or CameraConfig()
         self._worlds = [worlds] if isinstance(worlds, WorldSpec) else list(worlds)
-        wp.init()
+        init_warp()
         self.device = device or _default_device()
         self._local: Renderer | None = None
         self._procs: list[Any] = []
