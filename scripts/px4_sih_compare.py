@@ -1,7 +1,7 @@
 """Fly a checkpoint with PX4 in the loop (SITL, SIH) on held-out worlds, beside the embedded simulator.
 
     .venv/bin/python scripts/px4_sih_compare.py --model models/cfc_ncp.safetensors --episodes 5 \\
-        --embedded models/eval/cfc_ncp_in_distribution.json --out models/eval/cfc_ncp_px4_sih.json
+        --embedded models/eval/cfc_ncp_in_distribution.json --out docs/benchmark/px4_sih.json
 
 Each world is flown once by `lnn-nav fly --px4` (PX4's airframe, controllers and
 estimator fly the vehicle; lnn_nav's world node renders the camera from PX4's

@@ -297,7 +297,8 @@ def main(args: list[str] | None = None) -> int:
         print(f"[{NODE_NAME}] error: {err}", file=sys.stderr)
         return EXIT_NO_PX4_MSGS
     import rclpy
-    from rclpy.executors import ExternalShutdownException
+
+    from lnn_nav.nodes.runtime import spin_until_shutdown
 
     rclpy.init(args=args)
     node = None
@@ -307,10 +308,8 @@ def main(args: list[str] | None = None) -> int:
         except ValueError as err:  # inconsistent parameters (OffboardConfig says which)
             print(f"[{NODE_NAME}] error: invalid parameters: {err}", file=sys.stderr)
             return 1
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        if node is not None:
-            node.get_logger().warning("stopping: the setpoint stream ends, PX4's offboard-loss failsafe takes over")
+        spin_until_shutdown(node)
+        node.get_logger().warning("stopping: the setpoint stream ends, PX4's offboard-loss failsafe takes over")
     finally:
         if node is not None:
             node.destroy_node()

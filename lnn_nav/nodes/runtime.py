@@ -34,9 +34,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     code = 0
     try:
         node = factory()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin_until_shutdown(node)
     except NodeExit as done:
         code = done.code
     finally:
@@ -44,6 +42,24 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
             node.destroy_node()
         rclpy.try_shutdown()
     return code
+
+
+def spin_until_shutdown(node: Node) -> None:
+    """``rclpy.spin(node)`` until Ctrl-C or an external shutdown, either of which is a clean stop.
+
+    rclpy's signal handler shuts the context down at once, also while a callback runs: a publish in that
+    callback then raises ("publisher's context is invalid"). Once the context is down that error is the
+    stop itself, not a failure; while it is up, every error propagates.
+    """
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except NodeExit:
+        raise
+    except Exception:
+        if node.context.ok():
+            raise
 
 
 class ShutdownRequest:
