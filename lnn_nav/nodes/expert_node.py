@@ -36,7 +36,7 @@ from lnn_nav.nodes.conversions import command_to_twist_stamped, stamp_to_seconds
 from lnn_nav.nodes.runtime import run_node
 from lnn_nav.nodes.sim_node import LATCHED_QOS
 from lnn_nav.sim.expert import ExpertConfig, PrivilegedExpert, demo_expert
-from lnn_nav.sim.presets import make_world
+from lnn_nav.sim.presets import world_from
 from lnn_nav.sim.world import WorldSpec
 
 #: Value of a tuning parameter that means "the demonstrating expert's for the world kind" (demo_expert):
@@ -95,10 +95,7 @@ class ExpertNode(Node):
             self.declare_parameter(name, default, ParameterDescriptor(description=text))
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
         self.params = p
-        if p["world_file"]:
-            world = WorldSpec.load(p["world_file"])
-        else:
-            world = make_world(p["world"], int(p["seed"]), p["preset"])
+        world = world_from(str(p["world_file"]), str(p["world"]), int(p["seed"]), str(p["preset"]))
         self.expert = PrivilegedExpert(world, self.expert_config(world.kind))
         self.last_stamp: float | None = None
         self.pub_expert = self.create_publisher(TwistStamped, "expert/cmd_vel", 10)

@@ -119,9 +119,12 @@ class Children:
                 return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
         return ""
 
-    def stop(self) -> None:
-        """Stop the children one by one, last started first (the pilot before the clock it runs on)."""
-        for _, proc, _ in reversed(self.procs):
+    def stop(self, keep: Sequence[str] = ()) -> None:
+        """Stop the children one by one, last started first (the pilot before the clock it runs on),
+        but those named in ``keep`` (a later ``stop()`` ends them)."""
+        for name, proc, _ in reversed(self.procs):
+            if name in keep:
+                continue
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
                 if proc.poll() is not None:
                     break

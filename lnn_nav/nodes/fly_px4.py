@@ -101,11 +101,8 @@ def fly_px4(
         raise SetupError(f"{err}\n--- px4.out ---\n{tail}" if tail else str(err)) from err
     finally:
         # The pilot first, then the world and the bridge, PX4 before the agent it talks through.
-        agent = children.procs[:1]
-        children.procs = children.procs[1:]
-        children.stop()
+        children.stop(keep=("agent",))
         px4.stop()
-        children.procs = agent
         children.stop()
 
 

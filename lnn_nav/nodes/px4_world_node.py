@@ -206,9 +206,8 @@ def _make_node_class() -> type:
     from lnn_nav.nodes.sim_node import LATCHED_QOS
     from lnn_nav.sim.camera import CameraConfig, quat_to_matrix
     from lnn_nav.sim.camera_effects import apply_camera_effects
-    from lnn_nav.sim.presets import make_world
+    from lnn_nav.sim.presets import world_from
     from lnn_nav.sim.render import Renderer
-    from lnn_nav.sim.world import WorldSpec
 
     px4 = import_px4_msgs()
 
@@ -221,10 +220,7 @@ def _make_node_class() -> type:
                 self.declare_parameter(name, default, ParameterDescriptor(description=text))
             p = {name: self.get_parameter(name).value for name in PARAMETERS}
             self.params = p
-            if p["world_file"]:
-                self.world = WorldSpec.load(p["world_file"])
-            else:
-                self.world = make_world(str(p["world"]), int(p["seed"]), str(p["preset"]))
+            self.world = world_from(str(p["world_file"]), str(p["world"]), int(p["seed"]), str(p["preset"]))
             self.camera = CameraConfig(
                 width=int(p["camera_width"]), height=int(p["camera_height"]), hfov_deg=float(p["camera_hfov"])
             )

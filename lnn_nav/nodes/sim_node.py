@@ -62,7 +62,7 @@ from lnn_nav.nodes.conversions import (
 from lnn_nav.nodes.runtime import NodeExit, run_node
 from lnn_nav.sim.camera import CameraConfig
 from lnn_nav.sim.env import EnvConfig, FlightBatch
-from lnn_nav.sim.presets import make_world
+from lnn_nav.sim.presets import world_from
 from lnn_nav.sim.world import WorldSpec
 
 _NS_PER_S = 1_000_000_000
@@ -200,10 +200,7 @@ class SimNode(Node):
 
     # -- worlds and episodes ---------------------------------------------------
     def _make_world(self, seed: int) -> WorldSpec:
-        path = str(self.params["world_file"])
-        if path:
-            return WorldSpec.load(path)
-        return make_world(str(self.params["world"]), seed, str(self.params["preset"]))
+        return world_from(str(self.params["world_file"]), str(self.params["world"]), seed, str(self.params["preset"]))
 
     def _start_episode(self) -> None:
         self.batch.reset(np.array([0]), [self.world])

@@ -222,6 +222,14 @@ def make_world(kind: str, seed: int, preset: str = "in_distribution", **override
     return world
 
 
+def world_from(world_file: str, kind: str, seed: int, preset: str) -> WorldSpec:
+    """The world a node's parameters name: ``world_file`` (a WorldSpec JSON) when given, else the
+    generated ``kind`` world of ``seed`` under ``preset``."""
+    if world_file:
+        return WorldSpec.load(world_file)
+    return make_world(kind, seed, preset)
+
+
 def _check_kind(kind: str) -> None:
     if kind not in WORLD_KINDS:
         raise ValueError(f"unknown world kind '{kind}'; expected one of {', '.join(WORLD_KINDS)}")
