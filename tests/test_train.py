@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -336,6 +337,7 @@ def test_json_options_are_refused_naming_the_option(
 
 def test_dagger_round_flies_the_learner_labels_with_the_expert_and_retrains(dataset: Path, tmp_path: Path) -> None:
     from lnn_nav.data.bags import open_bag
+    from lnn_nav.sim.presets import sample_training_conditions
     from lnn_nav.train.dagger import DaggerConfig, run_dagger
 
     train(_cfg(dataset, tmp_path / "bc", epochs=1), progress=False, log=lambda _s: None)
@@ -352,6 +354,7 @@ def test_dagger_round_flies_the_learner_labels_with_the_expert_and_retrains(data
         train_overrides={"max_steps_per_epoch": 3, "threads": 1, "batch_size": 2, "window": 8},
         world_overrides={"size": (64.0, 40.0)},
         expert_overrides={"yaw_deadband": 3.0},
+        randomization="wide",
     )
     result = run_dagger(cfg, log=lambda _s: None, progress=False)
     (round_info,) = result["rounds"]
@@ -361,6 +364,10 @@ def test_dagger_round_flies_the_learner_labels_with_the_expert_and_retrains(data
     with open_bag(bags[0]) as bag:
         assert bag.topics()["/cmd_vel"].count == bag.topics()["/camera/image_raw"].count > 0
         yaw_labels = np.array([x.message.twist.angular.z for x in bag.messages(["/cmd_vel"])])
+        (world_msg,) = [x.message.data for x in bag.messages(["/sim_node/world"])]
+    # The roll-out flew the conditions the wide profile draws for that world seed.
+    wide = sample_training_conditions(np.random.default_rng([310000, 7]), "wide")
+    assert json.loads(world_msg)["conditions"] == json.loads(json.dumps(wide.__dict__))
     # The labelling expert's options reach the labels: a 3 rad deadband leaves only headings
     # more than 172 degrees off the plan turning (the plain yaw law is never exactly 0 here).
     assert np.mean(yaw_labels == 0.0) > 0.9
@@ -369,6 +376,16 @@ def test_dagger_round_flies_the_learner_labels_with_the_expert_and_retrains(data
         DaggerConfig(init="x", data=[], out="o", expert_overrides={"yaw_gian": 1.0})
     with pytest.raises(ValueError, match="yaw_deadband"):
         DaggerConfig(init="x", data=[], out="o", expert_overrides={"yaw_deadband": -1.0})
+    per_world = DaggerConfig(
+        init="x", data=[], out="o", expert_overrides={"lookahead": 4.0, "urban": {"yaw_lookahead": 6.0}}
+    )
+    assert per_world.labelling_expert("urban")["yaw_lookahead"] == 6.0
+    assert per_world.labelling_expert("urban")["lookahead"] == per_world.labelling_expert("forest")["lookahead"] == 4.0
+    assert "yaw_lookahead" not in per_world.labelling_expert("forest")
+    with pytest.raises(ValueError, match="expert options"):
+        DaggerConfig(init="x", data=[], out="o", expert_overrides={"urban": {"yaw_lookahed": 6.0}})
+    with pytest.raises(ValueError, match="randomization must be one of narrow, wide"):
+        DaggerConfig(init="x", data=[], out="o", randomization="wild")
 
 
 def test_steer_weight_pulls_an_ambiguous_frames_command_towards_its_turning_labels() -> None:

@@ -51,7 +51,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="JSON",
         help="ExpertConfig fields of the labelling expert on top of the demonstrating one, e.g. "
         "'{\"yaw_deadband\": 0.15}' (rad of heading error labelled as a sideways correction "
-        "rather than a turn)",
+        "rather than a turn); under a world kind's key for that kind only, e.g. "
+        "'{\"urban\": {\"yaw_lookahead\": 6.0}}'",
+    )
+    parser.add_argument(
+        "--randomize",
+        choices=("narrow", "wide"),
+        default="narrow",
+        metavar="PROFILE",
+        help="randomisation profile of the roll-outs' conditions, as `lnn-nav collect --randomize`: "
+        "use the one the demonstrations were collected with (default: %(default)s)",
     )
     parser.add_argument("--no-progress", action="store_true")
 
@@ -79,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             envs=args.envs,
             train_overrides=json_object(args.train_options, "--train-options"),
             expert_overrides=json_object(args.expert_options, "--expert-options"),
+            randomization=args.randomize,
         )
         result = run_dagger(cfg, progress=not args.no_progress)
     except (ValueError, BagError, CheckpointError, FileNotFoundError) as err:

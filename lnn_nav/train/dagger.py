@@ -41,11 +41,21 @@ class DaggerConfig:
     train_overrides: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields (lr, batch_size, ...)
     world_overrides: dict[str, Any] = field(default_factory=dict)  # make_world options (tests: small worlds)
     # ExpertConfig fields of the labelling expert, on top of the demonstrating expert's
-    # of each world kind (demo_expert), e.g. {"yaw_deadband": 0.15}.
+    # of each world kind (demo_expert), e.g. {"yaw_deadband": 0.15}; a world kind's key holds
+    # its own, e.g. {"urban": {"yaw_lookahead": 6.0}} as its demonstrations were flown.
     expert_overrides: dict[str, Any] = field(default_factory=dict)
+    # The lnn_nav.sim.presets.RANDOMIZATION profile the roll-outs' conditions are drawn from: the
+    # learner should visit the states of the conditions its demonstrations were flown in.
+    randomization: str = "narrow"
 
     def __post_init__(self) -> None:
         from lnn_nav.sim.expert import ExpertConfig
+        from lnn_nav.sim.presets import RANDOMIZATION_PROFILES
+
+        if self.randomization not in RANDOMIZATION_PROFILES:
+            raise ValueError(
+                f"randomization must be one of {', '.join(RANDOMIZATION_PROFILES)}, got {self.randomization!r}"
+            )
 
         try:
             for kind in self.worlds:
@@ -54,9 +64,14 @@ class DaggerConfig:
             raise ValueError(f"expert options: {err}") from None
 
     def labelling_expert(self, kind: str) -> dict[str, Any]:
+        """The demonstrating expert of ``kind``, the shared overrides, then ``kind``'s own ones."""
         from lnn_nav.sim.expert import demo_expert
 
-        return {**demo_expert(kind), **self.expert_overrides}
+        shared = {k: v for k, v in self.expert_overrides.items() if k not in DAGGER_SEED_BASE}
+        own = self.expert_overrides.get(kind, {})
+        if not isinstance(own, dict):
+            raise ValueError(f"expert options for {kind} must be an object of ExpertConfig fields, got {own!r}")
+        return {**demo_expert(kind), **shared, **own}
 
 
 def run_dagger(cfg: DaggerConfig, log: Callable[[str], None] = print, progress: bool = True) -> dict[str, Any]:
@@ -93,6 +108,7 @@ def run_dagger(cfg: DaggerConfig, log: Callable[[str], None] = print, progress: 
                 name_suffix=f"_r{r}",
                 world_overrides=dict(cfg.world_overrides),
                 expert=cfg.labelling_expert(kind),
+                randomization=cfg.randomization,
                 camera_hfov=camera_hfov_for(current)[0],
             )  # the camera it was trained with
             results = fly_episodes(job, workers=cfg.workers, on_result=lambda _r: bar.update(1))  # noqa: B023 -- called within this iteration
