@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="ExpertConfig fields of the labelling expert on top of the demonstrating one, e.g. "
         "'{\"yaw_deadband\": 0.15}' (rad of heading error labelled as a sideways correction "
         "rather than a turn); under a world kind's key for that kind only, e.g. "
-        "'{\"urban\": {\"yaw_lookahead\": 6.0}}'",
+        '\'{"urban": {"yaw_lookahead": 6.0}}\'',
     )
     parser.add_argument(
         "--randomize",
