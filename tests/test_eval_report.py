@@ -325,6 +325,27 @@ def test_cli_writes_the_report(tmp_path, capsys):
     assert "met      cfc-ncp ≥95% in distribution, forest" in capsys.readouterr().out
 
 
+def test_cli_targets_are_the_users_and_their_help_states_the_library_defaults(tmp_path, capsys):
+    from lnn_nav.eval.report import Targets
+
+    results = _write(tmp_path / "r.json", _results(LIQUID_ROBUST))
+    # cfc-ncp flies 20/20 forest in distribution here: a 100% bar is met, its OOD mean misses 99%.
+    argv = [str(results), "--out", str(tmp_path / "out"), "--no-maps", "--target-in-distribution", "1.0"]
+    assert _cli(*argv, "--target-ood", "0.99") == 0
+    out = capsys.readouterr().out
+    assert "met      cfc-ncp ≥100% in distribution, forest" in out
+    assert "not met  cfc-ncp ≥99% averaged over OOD conditions" in out
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## Targets\n" in report and "≥100% in distribution" in report and "issue" not in report
+    assert _cli(str(results), "--out", str(tmp_path / "o2"), "--target-ood", "85") == 2
+    assert "target ood_mean must be a success rate in [0, 1], got 85.0" in capsys.readouterr().err
+    parser = argparse.ArgumentParser()
+    cli_report.add_arguments(parser)
+    helps = {a.dest: a.help for a in parser._actions}
+    assert f"(default: {Targets().in_distribution})" in helps["target_in_distribution"]
+    assert f"(default: {Targets().ood_mean})" in helps["target_ood"]
+
+
 def test_cli_missing_file_exits_2_with_a_message(tmp_path, capsys):
     assert _cli(str(tmp_path / "nope.json"), "--out", str(tmp_path / "out")) == 2
     assert "no such results file" in capsys.readouterr().err

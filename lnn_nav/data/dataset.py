@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -116,9 +116,11 @@ def _parse_topic(
     :func:`~lnn_nav.data.cdr.read_stamped` layout: all at once when they share a layout, else one by one."""
     many = read_stamped_many(raws, msgtype)
     if many is not None:
-        stamps, frame_id, values = many
-        return stamps.tolist(), [frame_id] * len(raws), values
-    stamps, frame_ids, rows = [], [], []
+        stamp_array, frame_id, values = many
+        return stamp_array.tolist(), [frame_id] * len(raws), values
+    stamps: list[int] = []
+    frame_ids: list[str] = []
+    rows: list[np.ndarray] = []
     for t, raw in zip(t_recv, raws):
         fast = read_stamped(raw, msgtype)
         if fast is None:
@@ -245,7 +247,9 @@ class _Writer:
 
     def add_sequence(self, bag_index: int, frames: dict[str, np.ndarray]) -> None:
         count = len(frames["dt"])
-        self.images.write(memoryview(np.ascontiguousarray(frames["image"])).cast("B"))  # no bytes copy
+        # ndarray.data is memoryview(array); spelled so because numpy declares the buffer protocol
+        # (__buffer__) only for Python >= 3.12, which mypy's 3.10 target does not see.
+        self.images.write(np.ascontiguousarray(frames["image"]).data.cast("B"))  # no bytes copy
         for key in ("command", "goal", "imu", "dt"):
             self.columns[key].append(frames[key])
         self.columns["sequence"].append(np.full(count, len(self.seq_start), dtype=np.int32))
@@ -336,7 +340,8 @@ def _frames_of_bag(reader: BagReader, config: DatasetConfig, stats: BagStats) ->
     goals = stream(config.goal_topic, [0, 1, 2], None)
     odom_frames, goal_frames = odoms.frame_ids, goals.frame_ids
     # A non-finite command is dropped on arrival: frames take the last good one before it.
-    finite = np.isfinite(commands.values.astype(np.float32)).all(axis=1)
+    # all(axis=1) of a 2-D array is a 1-D array; numpy's stubs cannot tell it from the 0-D (np.bool) case.
+    finite = cast(np.ndarray, np.isfinite(commands.values.astype(np.float32)).all(axis=1))
     if not finite.all():
         stats.drop("non-finite command", int((~finite).sum()))
         commands.times = [t for t, ok in zip(commands.times, finite) if ok]

@@ -30,6 +30,7 @@ import torch
 from lnn_nav.eval.latency import format_table, step_latency_table
 from lnn_nav.eval.plots import plot_wiring
 from lnn_nav.models import load_policy
+from lnn_nav.models.wirings import Wiring
 
 #: Shipped controllers, relative to the share (or source) directory.
 SHIPPED = {"cfc-ncp": "models/cfc_ncp.safetensors", "lstm": "models/lstm.safetensors"}
@@ -106,6 +107,8 @@ def run_demo(
     table = format_table(rows)
     progress(f"measured batch-1 step latency on {threads} thread(s)")
 
+    if not isinstance(wiring, Wiring):  # nn.Module attribute: mypy sees Tensor | Module; a dense core has None
+        raise TypeError(f"the shipped controller's core has no wiring to draw: {wiring!r}")
     plot_wiring(wiring, out_dir / "wiring.png", f"shipped controller core: {wiring!r}")
     summary = {
         "model": str(model),
@@ -194,7 +197,7 @@ def _benchmark(out_dir: Path, model: Path, episodes: int) -> tuple:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     seeds = eval_seeds(episodes)
-    controllers = [("cfc-ncp", str(model))]
+    controllers: list[tuple[str, str | None]] = [("cfc-ncp", str(model))]  # None: the expert
     baseline = shipped_model("lstm")
     if baseline is not None:
         controllers.append(("lstm", str(baseline)))

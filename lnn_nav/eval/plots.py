@@ -26,7 +26,9 @@ def plot_wiring(wiring: Wiring, path: Path, title: str = "") -> Path:
     assert wiring.sensory_adjacency_matrix is not None, "build the wiring first"
     plt = _pyplot()
     columns = [list(range(wiring.input_dim or 0))] + wiring.layers
-    pos_sensory, pos_neuron = {}, {}
+    # node -> (column, height) in the drawing
+    pos_sensory: dict[int, tuple[int, float]] = {}
+    pos_neuron: dict[int, tuple[int, float]] = {}
     for col, members in enumerate(columns):
         ys = np.linspace(0.0, 1.0, len(members) + 2)[1:-1]
         for member, y in zip(members, ys):

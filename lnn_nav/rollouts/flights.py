@@ -181,16 +181,23 @@ def write_episode_bag(
             if topic != m.TOPIC_CAMERA_INFO or camera is not None:
                 bag.add_topic(topic, msgtype)
         t0 = FIRST_STAMP_NS
+        # The arg-type ignores below: lnn_nav.data.messages annotates its vectors Sequence[float] but only
+        # indexes, slices and float()s them, which 1-D ndarrays do alike. Widening those annotations there
+        # (to Sequence[float] | np.ndarray) is the real fix; these ignores then go (warn_unused_ignores says so).
         bag.write(m.TOPIC_WORLD, t0, m.string(ep.world_json))
-        bag.write(m.TOPIC_GOAL, t0, m.pose_stamped(ep.goal, t0))
+        bag.write(m.TOPIC_GOAL, t0, m.pose_stamped(ep.goal, t0))  # type: ignore[arg-type]
         for k in range(len(ep.rgb)):
             t = t0 + k * period
-            bag.write(m.TOPIC_IMU, t, m.imu(ep.imu[k], ep.quat[k], t))
-            bag.write(m.TOPIC_ODOM, t, m.odometry(ep.pos[k], ep.quat[k], ep.vel[k], ep.rates[k], t))
+            bag.write(m.TOPIC_IMU, t, m.imu(ep.imu[k], ep.quat[k], t))  # type: ignore[arg-type]
+            bag.write(
+                m.TOPIC_ODOM,
+                t,
+                m.odometry(ep.pos[k], ep.quat[k], ep.vel[k], ep.rates[k], t),  # type: ignore[arg-type]
+            )
             bag.write(m.TOPIC_IMAGE, t, m.image(ep.rgb[k], t))
             if camera is not None:
                 bag.write(m.TOPIC_CAMERA_INFO, t, m.camera_info(camera.width, camera.height, camera.intrinsics(), t))
-            bag.write(m.TOPIC_CMD, t, m.twist_stamped(ep.label[k], t))
+            bag.write(m.TOPIC_CMD, t, m.twist_stamped(ep.label[k], t))  # type: ignore[arg-type]
         end = t0 + len(ep.rgb) * period
         bag.write(m.TOPIC_OUTCOME, end, m.string(json.dumps({"outcome": outcome, "seed": ep.seed})))
     # A bag of the same name is this episode flown before (a DAgger round or a collect re-run after
@@ -303,6 +310,7 @@ def fly_worker(job: FlightJob, progress: Any | None = None) -> list[dict[str, An
     results: list[dict[str, Any]] = []
 
     def start(i: int, world: WorldSpec) -> None:
+        assert job.expert is not None  # FlightJob.__post_init__ replaces None with the kind's demo_expert
         experts[i] = PrivilegedExpert(world, ExpertConfig(**job.expert))
         episodes[i] = _Episode(world.seed, json.dumps(world.to_dict()), np.asarray(world.goal, dtype=np.float64))
         # Half the demonstrations clean, half with noise of random strength.
@@ -320,7 +328,8 @@ def fly_worker(job: FlightJob, progress: Any | None = None) -> list[dict[str, An
             quad = batch.quad
             pos, yaw, quat = quad.position, quad.yaw, quad.quaternion
             labels = np.zeros((n, 4))
-            for i in np.flatnonzero(active):
+            # tolist(): drone numbers as Python ints, the type start() and _outcome() take (same indexing).
+            for i in np.flatnonzero(active).tolist():
                 if learner is not None and not job.record:
                     continue  # evaluation: no labels needed
                 # With a learner flying, the expert still slews from its *own* previous label,
@@ -334,8 +343,9 @@ def fly_worker(job: FlightJob, progress: Any | None = None) -> list[dict[str, An
             else:
                 flown = labels + noise.sample()
             flown[~active] = 0.0
-            for i in np.flatnonzero(active):
+            for i in np.flatnonzero(active).tolist():
                 ep = episodes[i]
+                assert ep is not None  # an active drone is mid-episode: start() gave it one
                 ep.yaw.append(float(yaw[i]))
                 ep.world_vel.append(quad.state.velocity[i].copy())
                 ep.flown.append(flown[i].copy())
@@ -352,8 +362,9 @@ def fly_worker(job: FlightJob, progress: Any | None = None) -> list[dict[str, An
             out = batch.step(flown)
             done = np.flatnonzero(active & (out["terminated"] | out["truncated"]))
             restart, new_worlds = [], []
-            for i in done:
+            for i in done.tolist():
                 ep = episodes[i]
+                assert ep is not None  # done is a subset of active, and active drones are mid-episode
                 outcome = _outcome(out, i)
                 track = np.array(ep.pos + [batch.quad.position[i].copy()])
                 keep = job.record and (outcome == "success" or job.keep_failures or learner is not None)

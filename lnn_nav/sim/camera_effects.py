@@ -63,6 +63,7 @@ class CameraEffects:
                     h, w, c
                 )
         if self.noise_std > 0:
+            assert rng is not None  # checked on entry: noise_std > 0 without an rng raises
             img += rng.normal(0.0, self.noise_std * 255.0, img.shape).astype(np.float32)
         return np.clip(img + 0.5, 0, 255).astype(np.uint8).reshape(rgb.shape)
 

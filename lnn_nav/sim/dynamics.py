@@ -12,10 +12,10 @@ follows bit for bit the trajectory it follows alone.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -225,24 +225,25 @@ class QuadrotorState:
         cls,
         params: QuadrotorParams,
         positions: np.ndarray,
-        yaws: Sequence[float] | None = None,
+        yaws: ArrayLike | None = None,
     ) -> QuadrotorState:
         """Level, at rest, rotors at hover speed (accelerometer reading +g)."""
         positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
         n = positions.shape[0]
-        yaws = np.zeros(n) if yaws is None else np.asarray(yaws, dtype=np.float64).reshape(n)
+        yaw = np.zeros(n) if yaws is None else np.asarray(yaws, dtype=np.float64).reshape(n)
         sf = np.zeros((n, 3))
         sf[:, 2] = params.gravity
         return cls(
             positions,
             np.zeros((n, 3)),
-            quat_from_yaw(yaws),
+            quat_from_yaw(yaw),
             np.zeros((n, 3)),
             np.full((n, 4), hover_rotor_speed(params)),
             specific_force=sf,
         )
 
     def copy(self) -> QuadrotorState:
+        assert self.specific_force is not None  # __post_init__ replaces None with zeros
         return QuadrotorState(
             self.position.copy(),
             self.velocity.copy(),

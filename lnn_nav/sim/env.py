@@ -153,7 +153,10 @@ class FlightBatch:
             self.noise.seed(int(i), world.seed)
             self.checkers[i] = CollisionChecker(world)
             self.renderer.set_world(int(i), world)
-        self.quad.wind.set_conditions(indices, [self.worlds[i].conditions for i in indices])
+        wind = self.quad.wind
+        if wind is None:  # __init__ gives the Quadrotor one; only a later quad.set_wind(None) takes it away
+            raise RuntimeError("the env's Quadrotor has no wind model: each world's conditions set its wind")
+        wind.set_conditions(indices, [self.worlds[i].conditions for i in indices])
         starts = np.array([self.worlds[i].start for i in indices]).reshape(-1, 4)
         self.quad.reset(starts[:, :3], starts[:, 3], indices=indices)
         self.imu.reset(indices)

@@ -10,10 +10,10 @@ level-forward however the drone is pitched, and ``vz`` is always world up.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from lnn_nav.sim.dynamics import (
     QuadrotorDynamics,
@@ -307,9 +307,7 @@ class Quadrotor:
             raise ValueError(f"wind model is for {wind.num_drones} drones, this Quadrotor has {self.num_drones}")
         self.wind = wind
 
-    def reset(
-        self, positions: np.ndarray, yaws: Sequence[float] | None = None, indices: np.ndarray | None = None
-    ) -> None:
+    def reset(self, positions: np.ndarray, yaws: ArrayLike | None = None, indices: np.ndarray | None = None) -> None:
         """Hover, at rest, at ``positions`` ``[N, 3]`` with headings ``yaws`` ``[N]``.
 
         With ``indices``, only those drones are reset (``positions`` and
@@ -332,6 +330,7 @@ class Quadrotor:
         s.angular_velocity[idx] = fresh.angular_velocity
         s.rotor_speeds[idx] = fresh.rotor_speeds
         s.rotation[idx] = fresh.rotation
+        assert s.specific_force is not None  # QuadrotorState.__post_init__ replaces None with zeros
         s.specific_force[idx] = fresh.specific_force
         self.controller.reset(rotmat_to_rpy(fresh.rotation)[:, 2], idx)
         if self.wind is not None:
@@ -406,6 +405,7 @@ class Quadrotor:
     @property
     def specific_force(self) -> np.ndarray:
         """``[N, 3]`` body FLU, m/s^2: the ideal accelerometer reading (+g on z at hover)."""
+        assert self.state.specific_force is not None  # QuadrotorState.__post_init__ replaces None with zeros
         return self.state.specific_force
 
     @property

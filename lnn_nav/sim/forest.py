@@ -97,13 +97,13 @@ def generate_forest(
     goal = (float(goal_xy[0]), float(goal_xy[1]), float(flight_altitude))
     beacon_cyl, beacon_sph = goal_beacon(goal)
     cylinders, cylinder_materials = concat_primitives(
-        [(trunks, np.full(len(trunks), MATERIAL_ID["bark"])), (beacon_cyl, [MATERIAL_ID["beacon"]])], 5
+        [(trunks, np.full(len(trunks), MATERIAL_ID["bark"])), (beacon_cyl, np.array([MATERIAL_ID["beacon"]]))], 5
     )
     spheres, sphere_materials = concat_primitives(
         [
             (canopies, np.full(len(canopies), MATERIAL_ID["leaves"])),
             (bushes, np.full(len(bushes), MATERIAL_ID["undergrowth"])),
-            (beacon_sph, [MATERIAL_ID["beacon"]]),
+            (beacon_sph, np.array([MATERIAL_ID["beacon"]])),
         ],
         4,
     )

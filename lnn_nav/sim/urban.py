@@ -99,7 +99,7 @@ def generate_urban(
         7,
     )
     cylinders, cylinder_materials = concat_primitives(
-        [(poles, np.full(len(poles), MATERIAL_ID["pole"])), (beacon_cyl, [MATERIAL_ID["beacon"]])], 5
+        [(poles, np.full(len(poles), MATERIAL_ID["pole"])), (beacon_cyl, np.array([MATERIAL_ID["beacon"]]))], 5
     )
     return WorldSpec(
         kind="urban",
@@ -113,7 +113,7 @@ def generate_urban(
         boxes=boxes,
         box_materials=box_materials,
         spheres=beacon_sph,
-        sphere_materials=[MATERIAL_ID["beacon"]],
+        sphere_materials=np.array([MATERIAL_ID["beacon"]], dtype=np.int32),
         ceiling=float(ceiling),
         params={
             "generator": "urban",
@@ -130,7 +130,9 @@ def generate_urban(
     )
 
 
-def _split(rng: np.random.Generator, rect: tuple[float, float, float, float], axis: int) -> list[tuple[float, ...]]:
+def _split(
+    rng: np.random.Generator, rect: tuple[float, float, float, float], axis: int
+) -> list[tuple[float, float, float, float]]:
     """Cut a rectangle in two across ``axis`` (0: x) at 35-65 % of its length."""
     x0, x1, y0, y1 = rect
     f = rng.uniform(0.35, 0.65)

@@ -91,7 +91,7 @@ def write_gif(
             raise ValueError(f"frames must be uint8 [H, W, 3], got {frame.dtype} {list(frame.shape)}")
         image = Image.fromarray(frame)
         if scale != 1:
-            image = image.resize((frame.shape[1] * scale, frame.shape[0] * scale), Image.NEAREST)
+            image = image.resize((frame.shape[1] * scale, frame.shape[0] * scale), Image.Resampling.NEAREST)
         images.append(image)
     if colors is not None:
         if not 2 <= colors <= 256:

@@ -120,7 +120,7 @@ class WindModel:
             if isinstance(self.rng, DroneStreams):
                 shocks = np.zeros((self.num_drones, 3))
                 for i in np.flatnonzero(self.gust_std > 0):
-                    shocks[i] = self.rng[i].standard_normal(3)
+                    shocks[i] = self.rng[int(i)].standard_normal(3)
             else:
                 shocks = self.rng.standard_normal((self.num_drones, 3))
             self.gust = self.gust * decay + scale * shocks

@@ -294,7 +294,7 @@ class LaneBatcher:
     def next(self) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
         B, T = self.lanes, self.window
         h, w = self.data.height, self.data.width
-        out = {
+        out: dict[str, np.ndarray] = {
             "image": np.zeros((B, T, 3, h, w), np.uint8),
             "command": np.zeros((B, T, 4), np.float32),
             "goal": np.zeros((B, T, 4), np.float32),
@@ -304,12 +304,13 @@ class LaneBatcher:
         mask = np.zeros((B, T), np.float32)
         fresh = np.zeros(B, bool)
         for lane in range(B):
-            if self.current[lane] is None:
-                self.current[lane] = self._next_sequence()
+            current = self.current[lane]
+            if current is None:
+                current = self.current[lane] = self._next_sequence()
                 self.offset[lane] = 0
                 fresh[lane] = True
                 self.augment.redraw(lane)
-            seq = self.data.sequences[self.current[lane]]
+            seq = self.data.sequences[current]
             count = min(T, seq[2] - self.offset[lane])
             frames = self.data.frames(seq, self.offset[lane], count)
             for key, value in frames.items():
@@ -347,6 +348,8 @@ def _policy_with_encoder(cfg: TrainConfig, camera_hfov_deg: float | None, log: A
 
     At the source's frame size; :func:`_at_data_size` resamples it to the datasets'.
     """
+    if cfg.init_encoder is None:
+        raise ValueError("_policy_with_encoder needs cfg.init_encoder (the checkpoint to take the encoder from)")
     source = load_policy(cfg.init_encoder)
     encoder = source.encoder
     if cfg.input_norm is not None and cfg.input_norm != encoder.config.input_norm:
