@@ -19,10 +19,13 @@ topic                   type                         stamp
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 from rosbags.typesys import Stores, get_typestore
+
+#: A vector the builders index and convert with float(): a sequence, or a numpy row of a recorded array.
+Vector: TypeAlias = "Sequence[float] | np.ndarray"
 
 TOPIC_IMAGE = "/camera/image_raw"
 TOPIC_CAMERA_INFO = "/camera/camera_info"
@@ -65,7 +68,7 @@ def image(rgb: np.ndarray, stamp_ns: int, frame_id: str = "camera") -> Any:
     )
 
 
-def camera_info(width: int, height: int, intrinsics: Sequence[float], stamp_ns: int, frame_id: str = "camera") -> Any:
+def camera_info(width: int, height: int, intrinsics: Vector, stamp_ns: int, frame_id: str = "camera") -> Any:
     """``sensor_msgs/CameraInfo`` of an undistorted pinhole camera; ``intrinsics`` = ``(fx, fy, cx, cy)``.
 
     The same fields as the simulator node's (:func:`lnn_nav.nodes.conversions.camera_info_msg`),
@@ -87,17 +90,17 @@ def camera_info(width: int, height: int, intrinsics: Sequence[float], stamp_ns: 
     )
 
 
-def _vec3(v: Sequence[float]) -> Any:
+def _vec3(v: Vector) -> Any:
     return _T["geometry_msgs/msg/Vector3"](x=float(v[0]), y=float(v[1]), z=float(v[2]))
 
 
-def _quat(q_wxyz: Sequence[float]) -> Any:
+def _quat(q_wxyz: Vector) -> Any:
     return _T["geometry_msgs/msg/Quaternion"](
         x=float(q_wxyz[1]), y=float(q_wxyz[2]), z=float(q_wxyz[3]), w=float(q_wxyz[0])
     )
 
 
-def imu(values: Sequence[float], q_wxyz: Sequence[float], stamp_ns: int, frame_id: str = "base_link") -> Any:
+def imu(values: Vector, q_wxyz: Vector, stamp_ns: int, frame_id: str = "base_link") -> Any:
     """``values``: accel xyz (m/s²) then gyro xyz (rad/s), body FLU."""
     return _T["sensor_msgs/msg/Imu"](
         header=header(stamp_ns, frame_id),
@@ -111,10 +114,10 @@ def imu(values: Sequence[float], q_wxyz: Sequence[float], stamp_ns: int, frame_i
 
 
 def odometry(
-    position: Sequence[float],
-    q_wxyz: Sequence[float],
-    velocity_body: Sequence[float],
-    rates_body: Sequence[float],
+    position: Vector,
+    q_wxyz: Vector,
+    velocity_body: Vector,
+    rates_body: Vector,
     stamp_ns: int,
 ) -> Any:
     point = _T["geometry_msgs/msg/Point"](x=float(position[0]), y=float(position[1]), z=float(position[2]))
@@ -128,13 +131,13 @@ def odometry(
     )
 
 
-def pose_stamped(position: Sequence[float], stamp_ns: int, frame_id: str = "odom") -> Any:
+def pose_stamped(position: Vector, stamp_ns: int, frame_id: str = "odom") -> Any:
     point = _T["geometry_msgs/msg/Point"](x=float(position[0]), y=float(position[1]), z=float(position[2]))
     pose = _T["geometry_msgs/msg/Pose"](position=point, orientation=_quat((1.0, 0.0, 0.0, 0.0)))
     return _T["geometry_msgs/msg/PoseStamped"](header=header(stamp_ns, frame_id), pose=pose)
 
 
-def twist_stamped(command: Sequence[float], stamp_ns: int, frame_id: str = "base_link") -> Any:
+def twist_stamped(command: Vector, stamp_ns: int, frame_id: str = "base_link") -> Any:
     """``command``: ``[vx, vy, vz, yaw_rate]``."""
     twist = _T["geometry_msgs/msg/Twist"](linear=_vec3(command[:3]), angular=_vec3((0.0, 0.0, command[3])))
     return _T["geometry_msgs/msg/TwistStamped"](header=header(stamp_ns, frame_id), twist=twist)

@@ -181,23 +181,20 @@ def write_episode_bag(
             if topic != m.TOPIC_CAMERA_INFO or camera is not None:
                 bag.add_topic(topic, msgtype)
         t0 = FIRST_STAMP_NS
-        # The arg-type ignores below: lnn_nav.data.messages annotates its vectors Sequence[float] but only
-        # indexes, slices and float()s them, which 1-D ndarrays do alike. Widening those annotations there
-        # (to Sequence[float] | np.ndarray) is the real fix; these ignores then go (warn_unused_ignores says so).
         bag.write(m.TOPIC_WORLD, t0, m.string(ep.world_json))
-        bag.write(m.TOPIC_GOAL, t0, m.pose_stamped(ep.goal, t0))  # type: ignore[arg-type]
+        bag.write(m.TOPIC_GOAL, t0, m.pose_stamped(ep.goal, t0))
         for k in range(len(ep.rgb)):
             t = t0 + k * period
-            bag.write(m.TOPIC_IMU, t, m.imu(ep.imu[k], ep.quat[k], t))  # type: ignore[arg-type]
+            bag.write(m.TOPIC_IMU, t, m.imu(ep.imu[k], ep.quat[k], t))
             bag.write(
                 m.TOPIC_ODOM,
                 t,
-                m.odometry(ep.pos[k], ep.quat[k], ep.vel[k], ep.rates[k], t),  # type: ignore[arg-type]
+                m.odometry(ep.pos[k], ep.quat[k], ep.vel[k], ep.rates[k], t),
             )
             bag.write(m.TOPIC_IMAGE, t, m.image(ep.rgb[k], t))
             if camera is not None:
                 bag.write(m.TOPIC_CAMERA_INFO, t, m.camera_info(camera.width, camera.height, camera.intrinsics(), t))
-            bag.write(m.TOPIC_CMD, t, m.twist_stamped(ep.label[k], t))  # type: ignore[arg-type]
+            bag.write(m.TOPIC_CMD, t, m.twist_stamped(ep.label[k], t))
         end = t0 + len(ep.rgb) * period
         bag.write(m.TOPIC_OUTCOME, end, m.string(json.dumps({"outcome": outcome, "seed": ep.seed})))
     # A bag of the same name is this episode flown before (a DAgger round or a collect re-run after
