@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import warnings
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -49,7 +50,8 @@ class PolicyStep(nn.Module):
         feats = policy.encoder(image)
         x = policy._with_extras(feats, imu, goal, (image.shape[0],))
         y, state_out = policy.core.cell_step(x, state_in, dt.reshape(-1, 1))
-        return policy._command(y), state_out
+        # A core whose initial state is one tensor (checked in __init__) steps to one tensor.
+        return policy._command(y), cast(Tensor, state_out)
 
 
 def _cpu_copy(policy: LiquidPolicy) -> LiquidPolicy:

@@ -10,6 +10,7 @@ never leaves the device, and Δt is validated on the host before the copy
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -30,16 +31,20 @@ class GraphedPolicyStep:
         device = next(policy.parameters()).device
         if device.type != "cuda":
             raise ValueError(f"move the policy to a CUDA device first (it is on {device})")
-        self.policy = policy.eval()
-        cfg = policy.config
+        # A LiquidPolicy, used duck-typed: the kernels sit below lnn_nav.models and cannot name it,
+        # and nn.Module's __getattr__ would type its config, encoder and core as Tensor | Module.
+        liquid: Any = policy
+        self.policy = liquid.eval()
+        cfg = liquid.config
         enc = cfg.encoder
         self.image = torch.zeros(batch, enc.in_channels, enc.height, enc.width, device=device)
         self.dt = torch.full((batch, 1), 0.05, device=device)
         self.imu = torch.zeros(batch, 6, device=device) if cfg.use_imu else None
         self.goal = torch.zeros(batch, 4, device=device) if cfg.use_goal else None
-        self.state = policy.initial_state(batch, device=device)
-        if not isinstance(self.state, Tensor):
+        state = liquid.initial_state(batch, device=device)
+        if not isinstance(state, Tensor):
             raise ValueError("GraphedPolicyStep supports cores with a single state tensor")
+        self.state: Tensor = state
         stream = torch.cuda.Stream(device)
         stream.wait_stream(torch.cuda.current_stream(device))
         with torch.no_grad(), torch.cuda.stream(stream):
@@ -62,7 +67,9 @@ class GraphedPolicyStep:
     def reset(self) -> None:
         self.state.zero_()
 
-    def __call__(self, image: Tensor, dt, imu: Tensor | None = None, goal: Tensor | None = None) -> Tensor:
+    def __call__(
+        self, image: Tensor, dt: Tensor | float, imu: Tensor | None = None, goal: Tensor | None = None
+    ) -> Tensor:
         if isinstance(dt, Tensor):
             values = dt.detach().to("cpu", torch.float64).reshape(-1)
             bad = not bool(((values >= 0) & (values < math.inf)).all())

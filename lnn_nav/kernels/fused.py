@@ -13,6 +13,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from types import ModuleType
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -106,7 +107,8 @@ def invalidate(core: nn.Module) -> None:
 
 
 def _plan(core: nn.Module) -> FusedPlan | None:
-    plan = core.__dict__.get(_PLAN_ATTR)
+    # False caches "no fused layout", so build_layout runs once per core either way.
+    plan: FusedPlan | Literal[False] | None = core.__dict__.get(_PLAN_ATTR)
     if plan is None:
         layout, _ = build_layout(core)
         plan = FusedPlan(layout) if layout is not None else False
@@ -187,7 +189,10 @@ def try_cell_step(core: nn.Module, x: Tensor, h: Tensor, ts: Tensor) -> tuple[Te
     if not _active():
         return None
     plan = _plan(core)
-    if plan is None or _extension(x.device) is None or not _per_sample_pays(plan, x):
+    if plan is None:
+        return None
+    ext = _extension(x.device)  # cached after the first load
+    if ext is None or not _per_sample_pays(plan, x):
         return None
     if plan.needs_grad(x, h, ts):
         states = torch.ops.lnn_nav.cfc_sequence(
@@ -195,7 +200,6 @@ def try_cell_step(core: nn.Module, x: Tensor, h: Tensor, ts: Tensor) -> tuple[Te
         )
         new_h = states[:, 0]
         return plan.layout.outputs(new_h), new_h
-    ext = _extension(x.device)
     if x.device.type == "cpu":
         return plan.cpu_step(ext, x, h, ts, 0.0)
     result = ext.step(x, h, ts.reshape(-1), plan.packed(), plan.layout.meta)

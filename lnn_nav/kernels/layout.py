@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 if TYPE_CHECKING:  # lnn_nav.models.cfc imports the kernels: no import at run time
-    from lnn_nav.models.cfc import CfCCell
+    from lnn_nav.models.cfc import CfC, CfCCell, WiredCfCCell
 
 MODE_IDS = {"default": 0, "no_gate": 1, "pure": 2}
 META_HEADER = 7
@@ -119,42 +119,50 @@ def build_layout(core: nn.Module) -> tuple[CfCLayout | None, str]:
     """The fused layout of a :class:`~lnn_nav.models.cfc.CfC`, or ``None`` and why not."""
     if getattr(core, "memory", None) is not None:
         return None, "mixed_memory (the LSTM memory cell runs on the reference path)"
-    cell = core.cell
+    # The dispatch in fused.py passes the core as an nn.Module (the kernels sit below
+    # lnn_nav.models); only a CfC is ever given, and typing it so checks what is read below.
+    cfc = cast("CfC", core)
+    cell = cfc.cell
+    # Only a WiredCfCCell has per-layer cells. Told apart by attribute, not
+    # isinstance (the classes cannot be imported here at run time), so the
+    # casts below tell mypy which of the two cell types each branch holds.
     wired = hasattr(cell, "cells")
-    cells = tuple(cell.cells) if wired else (cell,)
+    wired_cell = cast("WiredCfCCell", cell)
+    dense_cell = cast("CfCCell", cell)
+    cells = cast("tuple[CfCCell, ...]", tuple(wired_cell.cells)) if wired else (dense_cell,)
     if len(cells) > MAX_LAYERS:
         return None, f"more than {MAX_LAYERS} wiring layers"
     act = 0
     has_dropout = False
     if not wired:
-        if len(cell.backbone) > MAX_BACKBONE:
+        if len(dense_cell.backbone) > MAX_BACKBONE:
             return None, f"more than {MAX_BACKBONE} backbone layers"
-        if len(cell.backbone):
-            found = activation_id(cell.backbone_activation)
+        if len(dense_cell.backbone):
+            found = activation_id(dense_cell.backbone_activation)
             if found is None:
-                return None, f"backbone activation {cell.backbone_activation!r}"
+                return None, f"backbone activation {dense_cell.backbone_activation!r}"
             act = found
-            widths = {linear.out_features for linear in cell.backbone}
+            widths = {linear.out_features for linear in _linears(dense_cell.backbone)}
             if len(widths) != 1:
                 return None, "backbone layers of different widths"
-        has_dropout = cell.backbone_dropout is not None
+        has_dropout = dense_cell.backbone_dropout is not None
     if wired:
-        motor = [int(i) for i in cell.motor_index.tolist()]
+        motor = [int(i) for i in wired_cell.motor_index.tolist()]
         if motor != list(range(motor[0], motor[0] + len(motor))):
             return None, "motor neurons not contiguous in the state"
         out_start, out_len = motor[0], len(motor)
     else:
-        out_start, out_len = 0, cell.hidden_size
+        out_start, out_len = 0, dense_cell.hidden_size
     state_size = sum(c.hidden_size for c in cells)
     layers: list[int] = []
-    seq_size, in_width = 0, core.input_size
+    seq_size, in_width = 0, cfc.input_size
     for c in cells:
         ints, size = _cell_meta(c, in_width)
         layers += ints
         seq_size += size
         in_width = c.hidden_size
-    proj = core.proj
-    header = [MODE_IDS[core.mode], act, len(cells), core.input_size, out_start, out_len]
+    proj = cfc.proj
+    header = [MODE_IDS[cfc.mode], act, len(cells), cfc.input_size, out_start, out_len]
     layout = CfCLayout(
         cells=cells,
         proj=proj,

@@ -95,8 +95,8 @@ def visual_backprop(model: nn.Module, images: Tensor) -> Tensor:
             averaged.append(mean / mean.amax(dim=(2, 3), keepdim=True).clamp_min(_TINY))
         mask = averaged[-1]
         for level in range(len(maps) - 1, -1, -1):
-            size = averaged[level - 1].shape[-2:] if level > 0 else images.shape[-2:]
-            mask = _scale_up(mask, encoder.convs[level], tuple(size))
+            height, width = averaged[level - 1].shape[-2:] if level > 0 else images.shape[-2:]
+            mask = _scale_up(mask, encoder.convs[level], (height, width))
             if level > 0:
                 mask = mask * averaged[level - 1]
         mask = mask[:, 0]

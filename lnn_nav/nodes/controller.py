@@ -49,6 +49,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.publisher import Publisher
 from rclpy.qos import (
     DurabilityPolicy,
     HistoryPolicy,
@@ -57,6 +58,7 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 from rclpy.signals import SignalHandlerOptions
+from rclpy.timer import Timer
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu
 from std_srvs.srv import SetBool, Trigger
 
@@ -194,9 +196,9 @@ class ControllerNode(LifecycleNode):
         self._active = False
         self._enabled = True
         self._input_subs: list[Any] = []
-        self._cmd_pub = None
-        self._saliency_pub = None
-        self._failsafe_timer = None
+        self._cmd_pub: Publisher | None = None
+        self._saliency_pub: Publisher | None = None
+        self._failsafe_timer: Timer | None = None
         self._dt: DtTracker | None = None
         self._watchdog: InputWatchdog | None = None
         self._imu: np.ndarray | None = None
@@ -204,7 +206,7 @@ class ControllerNode(LifecycleNode):
         self._goal: PoseStamped | None = None
         self._imu_stamp_ns = -1
         self._pending: _Frame | None = None
-        self._sync_timer = None
+        self._sync_timer: Timer | None = None
         self._failsafe_reason = ""
         self._failsafe_active = False
         self._camera_mismatch: str | None = None
@@ -239,6 +241,27 @@ class ControllerNode(LifecycleNode):
 
     def _param(self, name: str) -> Any:
         return self.get_parameter(name).value
+
+    # The policy, the Δt tracker and the watchdog exist from configure on (the policy until cleanup);
+    # the callbacks that use them run only in that window: subscriptions and timers are created by
+    # configure and destroyed by cleanup, and the frame callbacks return early while inactive.
+    @property
+    def _loaded_policy(self) -> LiquidPolicy:
+        if self._policy is None:
+            raise RuntimeError(f"{self.get_name()} is not configured: no policy loaded")
+        return self._policy
+
+    @property
+    def _dt_tracker(self) -> DtTracker:
+        if self._dt is None:
+            raise RuntimeError(f"{self.get_name()} is not configured: no frame-interval tracker")
+        return self._dt
+
+    @property
+    def _input_watchdog(self) -> InputWatchdog:
+        if self._watchdog is None:
+            raise RuntimeError(f"{self.get_name()} is not configured: no input watchdog")
+        return self._watchdog
 
     # ----------------------------------------------------------------- lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -309,7 +332,7 @@ class ControllerNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._reset_recurrent_state()
         now = self._now_ns()
-        self._watchdog.arm(now if now > 0 else None)  # 0: simulated time before the first /clock
+        self._input_watchdog.arm(now if now > 0 else None)  # 0: simulated time before the first /clock
         self._failsafe_active = False
         self._active = True
         self.get_logger().info("active: publishing commands on /cmd_vel")
@@ -338,7 +361,7 @@ class ControllerNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _create_endpoints(self) -> None:
-        cfg = self._policy.config
+        cfg = self._loaded_policy.config
         self._cmd_pub = self.create_publisher(TwistStamped, "/cmd_vel", 10)
         if self._param("publish_saliency"):
             self._saliency_pub = self.create_publisher(Image, "~/saliency", SALIENCY_QOS)
@@ -401,7 +424,7 @@ class ControllerNode(LifecycleNode):
             torch.cuda.empty_cache()
 
     def _warm_up(self) -> None:
-        cfg = self._policy.config
+        cfg = self._loaded_policy.config
         image = torch.zeros(1, 3, cfg.encoder.height, cfg.encoder.width, dtype=torch.uint8)
         extras = {}
         if cfg.use_imu:
@@ -409,8 +432,11 @@ class ControllerNode(LifecycleNode):
         if cfg.use_goal:
             extras["goal"] = torch.zeros(1, 4)
         with torch.inference_mode():
-            self._policy.step(
-                image.to(self._device), self._dt.nominal_dt, None, **{k: v.to(self._device) for k, v in extras.items()}
+            self._loaded_policy.step(
+                image.to(self._device),
+                self._dt_tracker.nominal_dt,
+                None,
+                **{k: v.to(self._device) for k, v in extras.items()},
             )
 
     # ----------------------------------------------------------------- callbacks
@@ -424,7 +450,7 @@ class ControllerNode(LifecycleNode):
             self.counters["malformed_inputs"] += 1
             self.get_logger().warning(f"dropped a camera frame: {err}", throttle_duration_sec=_WARN_EVERY_S)
             return
-        self._watchdog.mark("camera", self._now_ns())
+        self._input_watchdog.mark("camera", self._now_ns())
         self.counters["frames"] += 1
         frame = _Frame(rgb, msg.header, stamp_to_nanoseconds(msg.header.stamp), time.monotonic(), started)
         if self._param("sync_inputs") and not self._inputs_reach(frame.stamp_ns):
@@ -439,7 +465,7 @@ class ControllerNode(LifecycleNode):
     def _inputs_reach(self, stamp_ns: int) -> bool:
         """Whether the goal is in and the odometry (goal policies) and IMU (IMU policies) at hand are stamped at or
         after ``stamp_ns``."""
-        cfg = self._policy.config
+        cfg = self._loaded_policy.config
         if cfg.use_goal and self._goal is None:
             return False  # latched, so on its way when the node has just started
         if cfg.use_imu and self._imu_stamp_ns < stamp_ns:
@@ -473,12 +499,12 @@ class ControllerNode(LifecycleNode):
     def _run_frame(self, frame: _Frame) -> None:
         rgb, started, stamp = frame.rgb, frame.started, frame.header.stamp
         now_ns = self._now_ns()
-        step = self._dt.update(frame.stamp_ns)
+        step = self._dt_tracker.update(frame.stamp_ns)
         if step.reset is not None:
             self.get_logger().info(f"resetting the recurrent state: {step.reset}")
             self._state = None
             self.counters["state_resets"] += 1
-        stale = self._watchdog.stale(now_ns)
+        stale = self._input_watchdog.stale(now_ns)
         if not self._enabled or stale:
             # E-stop or a missing input: hover, and do not advance the network on partial inputs.
             self.counters["dropped_frames"] += int(bool(stale))
@@ -491,11 +517,11 @@ class ControllerNode(LifecycleNode):
             self.get_logger().warning(f"dropped a frame: {err}", throttle_duration_sec=_WARN_EVERY_S)
             self._publish_command(_ZERO, stamp)
             return
-        cfg = self._policy.config
+        cfg = self._loaded_policy.config
         image = preprocess_for_policy(rgb, cfg.encoder.height, cfg.encoder.width).to(self._device)
         with torch.inference_mode():
-            cmd, new_state = self._policy.step(image, step.dt, self._state, **extras)
-        cmd = cmd[0].detach().to("cpu", torch.float64).numpy()
+            out, new_state = self._loaded_policy.step(image, step.dt, self._state, **extras)
+        cmd = out[0].detach().to("cpu", torch.float64).numpy()
         if not np.all(np.isfinite(cmd)):
             self.counters["nonfinite_outputs"] += 1
             self.counters["state_resets"] += 1
@@ -520,7 +546,7 @@ class ControllerNode(LifecycleNode):
     def _extra_inputs(self) -> dict:
         """The policy's IMU/goal inputs; ValueError (the frame is answered with a hover) while one has never
         arrived: the watchdog calls a never-seen input stale only after its timeout, not before."""
-        cfg = self._policy.config
+        cfg = self._loaded_policy.config
         extras = {}
         if cfg.use_imu and self._imu is None:
             raise ValueError("no IMU sample received yet")
@@ -534,7 +560,7 @@ class ControllerNode(LifecycleNode):
         return extras
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        problem = camera_mismatch(self._policy.config.camera_hfov_deg, float(msg.k[0]), int(msg.width))
+        problem = camera_mismatch(self._loaded_policy.config.camera_hfov_deg, float(msg.k[0]), int(msg.width))
         if problem and problem != self._camera_mismatch:
             self.get_logger().warning(f"{problem}: the policy's commands are not to be trusted with this camera")
         elif problem:
@@ -549,17 +575,17 @@ class ControllerNode(LifecycleNode):
             return
         self._imu = values
         self._imu_stamp_ns = stamp_to_nanoseconds(msg.header.stamp)
-        self._watchdog.mark("imu", self._now_ns())
+        self._input_watchdog.mark("imu", self._now_ns())
         self._run_pending()
 
     def _on_odom(self, msg: Odometry) -> None:
         self._odom = msg
-        self._watchdog.mark("odom", self._now_ns())
+        self._input_watchdog.mark("odom", self._now_ns())
         self._run_pending()
 
     def _on_goal(self, msg: PoseStamped) -> None:
         self._goal = msg
-        self._watchdog.mark("goal", self._now_ns())
+        self._input_watchdog.mark("goal", self._now_ns())
         p = msg.pose.position
         self.get_logger().info(f"new goal ({p.x:.2f}, {p.y:.2f}, {p.z:.2f}) in {msg.header.frame_id!r}")
         self._run_pending()
@@ -567,7 +593,7 @@ class ControllerNode(LifecycleNode):
     def _on_failsafe_timer(self) -> None:
         if not self._active:
             return
-        stale = self._watchdog.stale_inputs(self._now_ns())
+        stale = self._input_watchdog.stale_inputs(self._now_ns())
         if stale:
             reason = "; ".join(stale.values())
             if not self._failsafe_active:
@@ -625,7 +651,8 @@ class ControllerNode(LifecycleNode):
         After the command has gone out (and outside the step latency): one
         more encoder pass, so it costs nothing while nobody looks.
         """
-        saliency = visual_backprop(self._policy.encoder, image)[0]
+        assert self._saliency_pub is not None  # _run_frame calls this only when the publisher exists
+        saliency = visual_backprop(self._loaded_policy.encoder, image)[0]
         frame = image[0].permute(1, 2, 0).to("cpu").numpy()
         self._saliency_pub.publish(rgb_to_image_msg(overlay(frame, saliency), header.stamp, header.frame_id))
         self.counters["saliency_images"] += 1
@@ -699,7 +726,7 @@ def main(args: list[str] | None = None) -> int:
         else:
             executor.add_node(node)
             spin_until(executor, stop)
-        if stop:
+        if stop.signal is not None:  # what bool(stop) tests, spelled out so that mypy narrows it
             node.get_logger().info(f"{signal.Signals(stop.signal).name}: stopping")
         if node._active and rclpy.ok():
             node.trigger_deactivate()

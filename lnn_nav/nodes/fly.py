@@ -218,6 +218,7 @@ def fly_over_ros(
             )
             children.start("expert_node", pilot, env)
         else:
+            assert model is not None  # checked on entry: exactly one of model and expert
             try:
                 controller_yaml: Path | None = config_path("controller.yaml")
             except SetupError:

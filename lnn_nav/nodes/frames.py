@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -312,7 +311,7 @@ class OffboardStateMachine:
         now: float,
         status: VehicleStatusSample | None,
         odometry: OdometrySample | None,
-        last_command: Sequence[float] | None,
+        last_command: ArrayLike | None,
         last_command_time: float | None,
     ) -> Outputs:
         """Advance one heartbeat period and say what to publish. ``now`` and command time in seconds."""
@@ -346,7 +345,11 @@ class OffboardStateMachine:
                         out.commands.append(VehicleCommandRequest(VEHICLE_CMD_COMPONENT_ARM_DISARM, (1.0,)))
                 return out
         if state is OffboardState.TAKEOFF:
-            altitude = self._takeoff_start_z - odometry.position_ned[2] if odometry else 0.0
+            if odometry is not None:
+                assert self._takeoff_start_z is not None  # set when TAKEOFF was entered
+                altitude = self._takeoff_start_z - odometry.position_ned[2]
+            else:
+                altitude = 0.0
             if altitude < self.config.takeoff_altitude - self.config.takeoff_tolerance:
                 climb = VelocitySetpoint(velocity_ned=(0.0, 0.0, -self.config.takeoff_speed), yawspeed=0.0)
                 return self._heartbeat(state, climb)
@@ -356,7 +359,9 @@ class OffboardStateMachine:
             return self._failsafe(now, status)
         # TRACKING or STALE: the command's age decides.
         since = last_command_time if last_command is not None and last_command_time is not None else None
-        age = now - (since if since is not None else self._tracking_since)
+        start = since if since is not None else self._tracking_since
+        assert start is not None  # _tracking_since is set when TRACKING was entered (STALE comes after it)
+        age = now - start
         if age > self.config.failsafe_timeout:
             self.state = OffboardState.FAILSAFE_ACTION
             self._last_request = None
@@ -364,6 +369,7 @@ class OffboardStateMachine:
         if since is None or age > self.config.stale_timeout:
             self.state = OffboardState.STALE
             return self._heartbeat(OffboardState.STALE)
+        assert last_command is not None  # since is not None only with a command
         self.state = OffboardState.TRACKING
         yaw = odometry.yaw_ned if odometry is not None else 0.0
         velocity, yawspeed = body_flu_velocity_to_ned(last_command, yaw)
@@ -371,7 +377,8 @@ class OffboardStateMachine:
             target = self._takeoff_start_z - self.config.takeoff_altitude  # NED: up is negative
             hold = self.config.altitude_gain * (target - odometry.position_ned[2])
             velocity[2] = min(max(hold, -self.config.max_hold_speed), self.config.max_hold_speed)
-        setpoint = VelocitySetpoint(velocity_ned=tuple(float(v) for v in velocity), yawspeed=yawspeed)
+        velocity_ned = (float(velocity[0]), float(velocity[1]), float(velocity[2]))
+        setpoint = VelocitySetpoint(velocity_ned=velocity_ned, yawspeed=yawspeed)
         return self._heartbeat(OffboardState.TRACKING, setpoint)
 
     def _heartbeat(self, state: OffboardState, setpoint: VelocitySetpoint | None = None) -> Outputs:

@@ -194,7 +194,8 @@ def _make_node_class() -> type:
             self._status = VehicleStatusSample(int(msg.arming_state), int(msg.nav_state))
 
         def _on_odometry(self, msg: Any) -> None:
-            position = tuple(float(v) for v in msg.position)
+            north, east, down = (float(v) for v in msg.position)  # px4_msgs: float32[3]
+            position = (north, east, down)
             q = np.asarray(msg.q, dtype=np.float64)
             if not (np.all(np.isfinite(position)) and np.all(np.isfinite(q))):
                 return  # PX4 sends NaN while its estimate is invalid

@@ -338,7 +338,7 @@ def run_recorder(
         executor.add_node(node)
         deadline = None if stop_after is None else time.monotonic() + stop_after
         spin_until(executor, stop, deadline)
-        if stop:
+        if stop.signal is not None:  # what bool(stop) tests, spelled out so that mypy narrows it
             node.get_logger().info(f"{signal.Signals(stop.signal).name}: closing the bag")
         if executor.context.ok():
             drain(executor, node)

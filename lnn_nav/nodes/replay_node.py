@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import rclpy
 from builtin_interfaces.msg import Time
@@ -33,7 +33,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
-from rosbags.interfaces import Connection, QosDurability, QosReliability
+from rosbags.interfaces import Connection, ConnectionExtRosbag2, QosDurability, QosReliability
 from rosgraph_msgs.msg import Clock
 
 from lnn_nav.data.bags import BagReader, open_bag, require_topics
@@ -190,7 +190,9 @@ class ReplayNode(Node):
                     f"{topic}: {msgtype} was recorded with a definition other than the installed one "
                     f"(type hash {recorded_hash[:20]}...): subscribers may misread its messages"
                 )
-            qos = publisher_qos([q for c in connections[topic] for q in c.ext.offered_qos_profiles], depth)
+            # BagReader reads rosbag2 only, so every connection carries the rosbag2 extension.
+            offered = [q for c in connections[topic] for q in cast(ConnectionExtRosbag2, c.ext).offered_qos_profiles]
+            qos = publisher_qos(offered, depth)
             self.publishers_by_topic[topic] = self.create_publisher(cls, remap.get(topic, topic), qos)
         if self.skipped:
             self.get_logger().error(
