@@ -179,7 +179,7 @@ def backend_line(world: WorldSpec, min_time: float) -> str:
 
 
 def run(envs_list: Sequence[int], min_time: float) -> tuple[str, list[dict[str, float]], str]:
-    from lnn_nav.sim.render import RenderPool
+    from lnn_nav.sim.render_pool import RenderPool
 
     world = forest_scene()
     x0, x1, y0, y1 = world.bounds

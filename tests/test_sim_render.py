@@ -9,7 +9,8 @@ import pytest
 
 from lnn_nav.sim.camera import CameraConfig, camera_pose, project
 from lnn_nav.sim.camera_effects import CameraEffects, apply_camera_effects
-from lnn_nav.sim.render import Renderer, RenderPool, fog_colour_srgb
+from lnn_nav.sim.render import Renderer, fog_colour_srgb
+from lnn_nav.sim.render_pool import RenderPool
 from lnn_nav.sim.world import MATERIAL_ID, Conditions, WorldSpec
 
 # Camera at the body origin so poses below are the optical centre itself.

@@ -39,7 +39,7 @@ from .flight_controller import Quadrotor
 from .imu import ImuModel
 from .noise import DroneStreams
 from .presets import make_world, sample_training_conditions
-from .render import RenderPool
+from .render_pool import RenderPool
 from .wind import WindModel
 from .world import WorldSpec
 
