@@ -53,7 +53,9 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
 }
 
 #: Top-level modules of ``lnn_nav/`` (not packages); any other needs a package.
-TOP_LEVEL_MODULES = {"__init__", "cli"}
+TOP_LEVEL_MODULES = {"__init__", "cli", "geometry"}
+#: Top-level modules that belong to the root package: they import no package, and every package may use them.
+ROOT_MODULES = {"geometry"}
 
 
 def _closure(package: str) -> set[str]:
@@ -129,7 +131,7 @@ ROOT_NAMES = {
 def _package_of(module: str) -> str:
     """The package of a dotted ``lnn_nav`` module name: ``lnn_nav.models.cfc`` -> ``models``."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 and parts[1] not in ROOT_NAMES else "lnn_nav"
+    return parts[1] if len(parts) > 1 and parts[1] not in ROOT_NAMES | ROOT_MODULES else "lnn_nav"
 
 
 MODULES = sorted(PACKAGE.rglob("*.py"))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
+from lnn_nav.geometry import quaternion_yaw
 from lnn_nav.nodes.frames import (
     AIRCRAFT_BASELINK_Q,
     NED_ENU_Q,
@@ -32,7 +33,6 @@ from lnn_nav.nodes.frames import (
     ned_frd_to_enu_flu_quaternion,
     ned_to_enu,
     quaternion_multiply,
-    quaternion_yaw,
     yaw_enu_to_ned,
     yaw_ned_to_enu,
 )

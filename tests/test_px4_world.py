@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from lnn_nav.nodes.frames import quaternion_yaw
+from lnn_nav.geometry import quaternion_yaw
 from lnn_nav.nodes.px4_world_node import EpisodeJudge, WorldFrame
 from lnn_nav.sim.presets import make_world
 

@@ -7,13 +7,13 @@ import math
 import numpy as np
 import pytest
 
+from lnn_nav.geometry import quat_to_matrix
 from lnn_nav.sim.dynamics import (
     QuadrotorDynamics,
     QuadrotorParams,
     QuadrotorState,
     hover_rotor_speed,
     quat_from_rpy,
-    quat_to_rotmat,
     rotmat_to_rpy,
 )
 from lnn_nav.sim.flight_controller import ControllerGains, Quadrotor
@@ -82,13 +82,13 @@ def test_attitude_integration_keeps_unit_quaternions():
     for _ in range(400):
         dyn.step(state, omega, None, 1.0 / 400.0)
     np.testing.assert_allclose(np.linalg.norm(state.quaternion, axis=1), 1.0, atol=1e-12)
-    np.testing.assert_allclose(state.rotation, quat_to_rotmat(state.quaternion), atol=1e-12)
+    np.testing.assert_allclose(state.rotation, quat_to_matrix(state.quaternion), atol=1e-12)
 
 
 def test_rpy_round_trip():
     rpy = np.array([[0.3, -0.2, 2.5], [-1.0, 0.5, -3.0]])
     q = quat_from_rpy(rpy[:, 0], rpy[:, 1], rpy[:, 2])
-    np.testing.assert_allclose(rotmat_to_rpy(quat_to_rotmat(q)), rpy, atol=1e-12)
+    np.testing.assert_allclose(rotmat_to_rpy(quat_to_matrix(q)), rpy, atol=1e-12)
 
 
 # -- flight controller -----------------------------------------------------------

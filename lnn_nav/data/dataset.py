@@ -35,6 +35,7 @@ from lnn_nav.data.bags import BagReader, open_bag
 from lnn_nav.data.cdr import Stamped, read_image, read_stamped, read_stamped_many
 from lnn_nav.data.errors import BagError, CorruptBagError, MissingTopicError
 from lnn_nav.data.images import ImageConversionError, compressed_image_to_rgb, image_msg_to_rgb
+from lnn_nav.geometry import quat_to_matrix
 
 FORMAT_VERSION = 1
 _NS = 1_000_000_000
@@ -133,16 +134,7 @@ def _parse_topic(
 
 def _quat_rotate_inverse(q_wxyz: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Rotate world vectors ``v`` ``[N, 3]`` into the body frames of orientations ``q`` ``[N, 4]`` (body -> world)."""
-    w, x, y, z = np.asarray(q_wxyz, dtype=np.float64).T
-    r = np.stack(
-        [
-            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        1,
-    )
-    return np.einsum("nji,nj->ni", r, v)
+    return np.einsum("nji,nj->ni", quat_to_matrix(q_wxyz, normalise=False), v)
 
 
 def _count(stats: BagStats, why: str, n: int) -> None:

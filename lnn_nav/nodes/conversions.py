@@ -22,10 +22,11 @@ from lnn_nav.data.images import (  # noqa: F401 - re-exported: the nodes' conver
     compressed_image_to_rgb,
     image_msg_to_rgb,
 )
+from lnn_nav.geometry import quat_to_matrix
 from lnn_nav.models.inputs import resize_rgb
 from lnn_nav.models.policy import COMMAND_SIZE, IMU_SIZE
 from lnn_nav.models.preprocess import goal_features
-from lnn_nav.sim.camera import CameraConfig, quat_to_matrix
+from lnn_nav.sim.camera import CameraConfig
 from lnn_nav.sim.dynamics import rotate_inverse
 
 #: Image encodings accepted by :func:`image_msg_to_rgb`, with their channel count.

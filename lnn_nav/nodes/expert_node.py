@@ -32,6 +32,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from std_msgs.msg import String
 
+from lnn_nav.geometry import quaternion_yaw
 from lnn_nav.nodes.conversions import command_to_twist_stamped, stamp_to_seconds
 from lnn_nav.nodes.runtime import run_node
 from lnn_nav.nodes.sim_node import LATCHED_QOS
@@ -79,11 +80,6 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
         "(a DAgger labeller option, as lnn-nav dagger --expert-options)",
     ),
 }
-
-
-def yaw_from_quaternion(w: float, x: float, y: float, z: float) -> float:
-    """Heading (rad, ENU) of a body FLU -> world rotation given as a unit quaternion."""
-    return float(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
 
 
 class ExpertNode(Node):
@@ -144,7 +140,7 @@ class ExpertNode(Node):
             dt = t - self.last_stamp
         self.last_stamp = t
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
-        yaw = yaw_from_quaternion(q.w, q.x, q.y, q.z)
+        yaw = quaternion_yaw((q.w, q.x, q.y, q.z))
         command = self.expert.command(np.array([[p.x, p.y, p.z]]), np.array([yaw]), dt)[0]
         out = command_to_twist_stamped(command, msg.header.stamp, "base_link")
         self.pub_expert.publish(out)

@@ -100,12 +100,6 @@ def enu_flu_to_ned_frd_quaternion(q_enu_flu: ArrayLike) -> np.ndarray:
     return _canonical(q)
 
 
-def quaternion_yaw(q: ArrayLike) -> float:
-    """Yaw (ZYX Euler, radians in (-pi, pi]) of a ``(w, x, y, z)`` quaternion, in its own world frame."""
-    w, x, y, z = np.asarray(q, dtype=np.float64).reshape(4)
-    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
-
-
 def wrap_angle(a: float) -> float:
     """An angle wrapped into [-pi, pi)."""
     return (a + math.pi) % (2.0 * math.pi) - math.pi

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from lnn_nav.geometry import quaternion_yaw
+
 from .frames import (
     OdometrySample,
     OffboardConfig,
@@ -40,7 +42,6 @@ from .frames import (
     OffboardStateMachine,
     Outputs,
     VehicleStatusSample,
-    quaternion_yaw,
 )
 
 NODE_NAME = "px4_offboard_node"

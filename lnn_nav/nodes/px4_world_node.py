@@ -35,12 +35,12 @@ from typing import Any
 
 import numpy as np
 
+from lnn_nav.geometry import quaternion_yaw
 from lnn_nav.nodes.frames import (
     ARMING_STATE_ARMED,
     ned_frd_to_enu_flu_quaternion,
     ned_to_enu,
     quaternion_multiply,
-    quaternion_yaw,
 )
 
 NODE_NAME = "px4_world_node"
@@ -200,11 +200,12 @@ def _make_node_class() -> type:
     from sensor_msgs.msg import CameraInfo, Image
     from std_msgs.msg import String
 
+    from lnn_nav.geometry import quat_to_matrix
     from lnn_nav.nodes.conversions import camera_info_msg, odometry_msg, rgb_to_image_msg
     from lnn_nav.nodes.px4_offboard import import_px4_msgs, px4_qos
     from lnn_nav.nodes.runtime import NodeExit
     from lnn_nav.nodes.sim_node import LATCHED_QOS
-    from lnn_nav.sim.camera import CameraConfig, quat_to_matrix
+    from lnn_nav.sim.camera import CameraConfig
     from lnn_nav.sim.camera_effects import apply_camera_effects
     from lnn_nav.sim.presets import world_from
     from lnn_nav.sim.render import Renderer

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lnn_nav.geometry import quat_to_matrix
+
 
 @dataclass(frozen=True)
 class CameraConfig:
@@ -61,23 +63,6 @@ class CameraConfig:
         right = [0.0, -1.0, 0.0]
         down = [math.sin(t), 0.0, -math.cos(t)]
         return np.array([right, down, forward]).T
-
-
-def quat_to_matrix(quaternion_wxyz: np.ndarray) -> np.ndarray:
-    """Rotation matrices ``[N, 3, 3]`` from unit quaternions ``[N, 4]`` (w, x, y, z); normalises them."""
-    q = np.asarray(quaternion_wxyz, dtype=np.float64).reshape(-1, 4)
-    norm = np.linalg.norm(q, axis=1, keepdims=True)
-    if np.any(norm < 1e-9):
-        raise ValueError("quaternion with zero norm; expected unit quaternions (w, x, y, z)")
-    w, x, y, z = (q / norm).T
-    return np.stack(
-        [
-            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        axis=1,
-    )
 
 
 def camera_pose(

@@ -17,31 +17,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike
 
+from lnn_nav.geometry import quat_to_matrix
+
 
 def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise cross product of ``[N, 3]`` arrays (np.cross costs ~10x more on small arrays)."""
     a2 = np.concatenate((a, a), axis=1)
     b2 = np.concatenate((b, b), axis=1)
     return a2[:, 1:4] * b2[:, 2:5] - a2[:, 2:5] * b2[:, 1:4]
-
-
-def quat_to_rotmat(q: np.ndarray) -> np.ndarray:
-    """``[N, 4]`` unit quaternions ``(w, x, y, z)`` to ``[N, 3, 3]`` rotation matrices."""
-    w, x, y, z = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
-    xx, yy, zz = x * x, y * y, z * z
-    xy, xz, yz = x * y, x * z, y * z
-    wx, wy, wz = w * x, w * y, w * z
-    r = np.empty((q.shape[0], 3, 3))
-    r[:, 0, 0] = 1.0 - 2.0 * (yy + zz)
-    r[:, 0, 1] = 2.0 * (xy - wz)
-    r[:, 0, 2] = 2.0 * (xz + wy)
-    r[:, 1, 0] = 2.0 * (xy + wz)
-    r[:, 1, 1] = 1.0 - 2.0 * (xx + zz)
-    r[:, 1, 2] = 2.0 * (yz - wx)
-    r[:, 2, 0] = 2.0 * (xz - wy)
-    r[:, 2, 1] = 2.0 * (yz + wx)
-    r[:, 2, 2] = 1.0 - 2.0 * (xx + yy)
-    return r
 
 
 def quat_from_yaw(yaw: np.ndarray) -> np.ndarray:
@@ -210,7 +193,7 @@ class QuadrotorState:
         self.quaternion /= np.linalg.norm(self.quaternion, axis=1, keepdims=True)
         self.angular_velocity = np.array(self.angular_velocity, dtype=np.float64).reshape(n, 3)
         self.rotor_speeds = np.array(self.rotor_speeds, dtype=np.float64).reshape(n, 4)
-        self.rotation = quat_to_rotmat(self.quaternion)
+        self.rotation = quat_to_matrix(self.quaternion, normalise=False)
         if self.specific_force is None:
             self.specific_force = np.zeros((n, 3))
         else:
@@ -315,7 +298,7 @@ class QuadrotorDynamics:
         state.position += state.velocity * dt
         omega += omega_dot * dt
         state.quaternion = _integrate_quaternion(state.quaternion, omega, dt)
-        state.rotation = quat_to_rotmat(state.quaternion)
+        state.rotation = quat_to_matrix(state.quaternion, normalise=False)
 
         # First-order motor lag, exact for a command held over the step.
         cmd = np.clip(rotor_cmd, 0.0, p.max_rotor_speed)
