@@ -41,19 +41,19 @@ train() {
     "$((SECONDS - started))" "$(grep -m1 'process(es) on' "$OUT/train_$name.txt" | sed 's/.*; //')")"
 }
 
-COMMON=(--data "$DATA" --epochs "$EPOCHS" --batch-size 8 --seed 0 --no-progress)
+COMMON=(--data "$DATA" --epochs "$EPOCHS" --batch-size 8 --train-seed 0 --no-progress)
 summary "== $(date +%T) training, $EPOCHS epochs each"
-train cuda_cfc_ncp_fused "$PY" -m lnn_nav.cli train "${COMMON[@]}" --model cfc-ncp --out "$RUNS/cuda_cfc_ncp_fused"
-train cuda_cfc_ncp_reference LNN_NAV_REFERENCE=1 "$PY" -m lnn_nav.cli train "${COMMON[@]}" --model cfc-ncp \
+train cuda_cfc_ncp_fused "$PY" -m lnn_nav.cli train "${COMMON[@]}" --core cfc-ncp --out "$RUNS/cuda_cfc_ncp_fused"
+train cuda_cfc_ncp_reference LNN_NAV_REFERENCE=1 "$PY" -m lnn_nav.cli train "${COMMON[@]}" --core cfc-ncp \
   --out "$RUNS/cuda_cfc_ncp_reference"
-train cuda_lstm "$PY" -m lnn_nav.cli train "${COMMON[@]}" --model lstm --out "$RUNS/cuda_lstm"
-train cuda_finetune_shipped "$PY" -m lnn_nav.cli train "${COMMON[@]}" --model cfc-ncp \
+train cuda_lstm "$PY" -m lnn_nav.cli train "${COMMON[@]}" --core lstm --out "$RUNS/cuda_lstm"
+train cuda_finetune_shipped "$PY" -m lnn_nav.cli train "${COMMON[@]}" --core cfc-ncp \
   --init models/cfc_ncp.safetensors --lr 1e-3 --steer-weight 6 --out "$RUNS/cuda_finetune_shipped"
 train torchrun_nccl_1gpu "$PY" -m torch.distributed.run --standalone --nproc_per_node 1 -m lnn_nav.cli train \
-  "${COMMON[@]}" --model cfc-ncp --out "$RUNS/torchrun_nccl_1gpu"
-train cpu_cfc_ncp_2threads CUDA_VISIBLE_DEVICES= "$PY" -m lnn_nav.cli train "${COMMON[@]}" --model cfc-ncp \
+  "${COMMON[@]}" --core cfc-ncp --out "$RUNS/torchrun_nccl_1gpu"
+train cpu_cfc_ncp_2threads CUDA_VISIBLE_DEVICES= "$PY" -m lnn_nav.cli train "${COMMON[@]}" --core cfc-ncp \
   --threads 2 --out "$RUNS/cpu_cfc_ncp_2threads"
-train cpu_cfc_ncp_all_threads CUDA_VISIBLE_DEVICES= "$PY" -m lnn_nav.cli train "${COMMON[@]}" --model cfc-ncp \
+train cpu_cfc_ncp_all_threads CUDA_VISIBLE_DEVICES= "$PY" -m lnn_nav.cli train "${COMMON[@]}" --core cfc-ncp \
   --threads "$(nproc)" --out "$RUNS/cpu_cfc_ncp_all_threads"
 cp "$RUNS/cuda_finetune_shipped/best.safetensors" "$OUT/cuda_finetuned.safetensors" 2>/dev/null
 summary "== $(date +%T) done"

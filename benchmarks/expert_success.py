@@ -22,13 +22,14 @@ from lnn_nav.sim.collision import CollisionChecker
 from lnn_nav.sim.env import SUCCESS_RADIUS
 from lnn_nav.sim.expert import PrivilegedExpert
 from lnn_nav.sim.flight_controller import Quadrotor
+from lnn_nav.sim.kinds import WORLD_KINDS
 from lnn_nav.sim.presets import make_world
 from lnn_nav.sim.wind import WindModel
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--world", choices=("forest", "urban"), default="forest")
+    parser.add_argument("--world", choices=WORLD_KINDS, default="forest")
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--first-seed", type=int, default=1000)
     parser.add_argument("--preset", default="in_distribution")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from lnn_nav.nodes.fly import SetupError
 from lnn_nav.nodes.fly_px4 import fly_px4
+from lnn_nav.sim.kinds import WORLD_KINDS
 from lnn_nav.sim.presets import EVAL_SEEDS
 
 
@@ -65,7 +66,7 @@ def table(rows: list[dict], model: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, metavar="CKPT")
-    parser.add_argument("--world", nargs="+", choices=("forest", "urban"), default=["forest", "urban"])
+    parser.add_argument("--world", nargs="+", choices=WORLD_KINDS, default=list(WORLD_KINDS))
     parser.add_argument("--episodes", type=int, default=5, help="held-out worlds per kind, from seed 1000")
     parser.add_argument("--embedded", type=Path, required=True, metavar="JSON", help="lnn-nav eval result")
     parser.add_argument("--out", type=Path, required=True, metavar="JSON")

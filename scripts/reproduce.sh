@@ -138,8 +138,8 @@ collect 3.0 0.6 demos_3ms --expert-clearance $LIGHT_WEIGHT $LIGHT_SCALE
 [ "$STAGE3" = 1 ] && [ "$STAGE4" = 1 ] && [ "$STAGE5" = 1 ] && stage5_data
 for model in $MODELS; do
   name=${model//-/_}
-  $LNN train --data "$OUT/ds/demos_3ms" --model "$model" --out "$OUT/runs/$name/bc" \
-    --epochs "$EPOCHS" --batch-size 8 --threads 2 --seed 0
+  $LNN train --data "$OUT/ds/demos_3ms" --core "$model" --out "$OUT/runs/$name/bc" \
+    --epochs "$EPOCHS" --batch-size 8 --threads 2 --train-seed 0
   final="$OUT/runs/$name/bc/best.safetensors"
   if [ "$model" = cfc-ncp ] && [ "$DAGGER_ROUNDS" -gt 0 ]; then
     $LNN dagger --init "$final" --data "$OUT/ds/demos_3ms" --out "$OUT/runs/$name/dagger" \
@@ -149,13 +149,13 @@ for model in $MODELS; do
     final="$OUT/runs/$name/dagger/round_${DAGGER_ROUNDS}/run/best.safetensors"
   fi
   if [ "$STAGE2" = 1 ]; then
-    $LNN train --data "$OUT/ds/demos_2ms" --model "$model" --init "$final" --out "$OUT/runs/$name/ft_2ms" \
-      --epochs "$FT_EPOCHS" --lr 1e-3 --batch-size 8 --threads 2 --seed 0
+    $LNN train --data "$OUT/ds/demos_2ms" --core "$model" --init "$final" --out "$OUT/runs/$name/ft_2ms" \
+      --epochs "$FT_EPOCHS" --lr 1e-3 --batch-size 8 --threads 2 --train-seed 0
     final="$OUT/runs/$name/ft_2ms/best.safetensors"
   fi
   if [ "$STAGE3" = 1 ]; then
-    $LNN train --data "$OUT/ds/demos_2ms_m08_street" --model "$model" --init "$final" --out "$OUT/runs/$name/ft_m08_street" \
-      --epochs "$FT_EPOCHS" --lr 1e-3 --batch-size 8 --threads 2 --seed 0 --steer-weight "$STEER_WEIGHT"
+    $LNN train --data "$OUT/ds/demos_2ms_m08_street" --core "$model" --init "$final" --out "$OUT/runs/$name/ft_m08_street" \
+      --epochs "$FT_EPOCHS" --lr 1e-3 --batch-size 8 --threads 2 --train-seed 0 --steer-weight "$STEER_WEIGHT"
     final="$OUT/runs/$name/ft_m08_street/best.safetensors"
   fi
   if [ "$STAGE3" = 1 ] && [ "$STAGE4" = 1 ]; then
@@ -163,16 +163,16 @@ for model in $MODELS; do
     [ "$model" = cfc-ncp ] && core_options="{\"units\": $STAGE4_NCP_UNITS}"
     lr=1e-3
     [ "$model" = ltc ] && lr=$STAGE4_LTC_LR
-    $LNN train --data "$OUT/ds/m08_forest" "$OUT/ds/heading6_urban" --model "$model" --core-options "$core_options" \
+    $LNN train --data "$OUT/ds/m08_forest" "$OUT/ds/heading6_urban" --core "$model" --core-options "$core_options" \
       --init-encoder "$final" --out "$OUT/runs/$name/heading6_new_core" --epochs "$STAGE4_EPOCHS" --lr "$lr" \
-      --batch-size 8 --threads 2 --seed 0 --steer-weight "$STEER_WEIGHT"
+      --batch-size 8 --threads 2 --train-seed 0 --steer-weight "$STEER_WEIGHT"
     final="$OUT/runs/$name/heading6_new_core/best.safetensors"
     if [ "$STAGE5" = 1 ]; then
       encoder=$final
       for seed in $TRAIN_SEEDS; do
-        $LNN train --data "$OUT/ds/wide_forest" "$OUT/ds/wide_urban" --model "$model" --core-options "$core_options" \
+        $LNN train --data "$OUT/ds/wide_forest" "$OUT/ds/wide_urban" --core "$model" --core-options "$core_options" \
           --init-encoder "$encoder" --out "$OUT/runs/$name/robust_s$seed" --epochs "$STAGE5_EPOCHS" --lr "$lr" \
-          --batch-size 8 --threads 2 --seed "$seed" --steer-weight "$STEER_WEIGHT" --augment "$STAGE5_AUGMENT" \
+          --batch-size 8 --threads 2 --train-seed "$seed" --steer-weight "$STEER_WEIGHT" --augment "$STAGE5_AUGMENT" \
           --input-norm "$STAGE5_INPUT_NORM"
         mkdir -p "$OUT/models/seeds"
         cp "$OUT/runs/$name/robust_s$seed/best.safetensors" "$OUT/models/seeds/${name}_s$seed.safetensors"

@@ -53,9 +53,9 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
 }
 
 #: Top-level modules of ``lnn_nav/`` (not packages); any other needs a package.
-TOP_LEVEL_MODULES = {"__init__", "cli", "geometry"}
+TOP_LEVEL_MODULES = {"__init__", "cli", "geometry", "argtypes"}
 #: Top-level modules that belong to the root package: they import no package, and every package may use them.
-ROOT_MODULES = {"geometry"}
+ROOT_MODULES = {"geometry", "argtypes"}
 
 
 def _closure(package: str) -> set[str]:
@@ -210,7 +210,10 @@ LIGHT_MODULES = [
     "lnn_nav.eval",
     "lnn_nav.deploy",
     "lnn_nav.sim.presets",
+    "lnn_nav.sim.kinds",
     "lnn_nav.sim.world",
+    "lnn_nav.data.formats",
+    "lnn_nav.argtypes",
     "lnn_nav.models.preprocess",
     "lnn_nav.models.errors",
     "lnn_nav.data.errors",

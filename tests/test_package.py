@@ -88,8 +88,8 @@ def test_setup_py_installs_package_xml_and_ament_marker():
     assert "package.xml" in data_files["share/lnn_nav"]
 
 
-def test_cli_help_describes_package_and_planned_commands():
-    from lnn_nav.cli import MODULE_COMMANDS, _planned
+def test_cli_help_describes_package_and_every_command():
+    from lnn_nav.cli import MODULE_COMMANDS
 
     result = _run("-m", "lnn_nav.cli", "--help")
     assert result.returncode == 0, result.stderr
@@ -97,17 +97,26 @@ def test_cli_help_describes_package_and_planned_commands():
     assert "demo" in result.stdout and "info" in result.stdout
     for name, _ in MODULE_COMMANDS:
         assert name in result.stdout
-    if _planned():
-        assert "not yet available" in result.stdout
 
 
-def test_cli_does_not_register_planned_commands():
-    from lnn_nav.cli import _planned
+def test_every_command_is_a_module_with_the_four_names_and_its_help_parses(capsys):
+    # One pattern for every subcommand: HELP, DESCRIPTION, add_arguments(parser), run(args) -> int.
+    import importlib
 
-    for name, _ in _planned():
-        result = _run("-m", "lnn_nav.cli", name)
-        assert result.returncode == 2
-        assert "invalid choice" in result.stderr
+    from lnn_nav.cli import MODULE_COMMANDS, build_parser
+
+    names = [name for name, _ in MODULE_COMMANDS]
+    assert len(set(names)) == len(names)
+    assert {"demo", "sim", "fly", "export-world", "info", "train", "eval"} <= set(names)
+    for name, module_name in MODULE_COMMANDS:
+        module = importlib.import_module(module_name)
+        assert isinstance(module.HELP, str) and module.HELP and "\n" not in module.HELP, name
+        assert isinstance(module.DESCRIPTION, str) and module.DESCRIPTION, name
+        assert callable(module.add_arguments) and callable(module.run), name
+        with pytest.raises(SystemExit) as exc:
+            build_parser(only=name).parse_args([name, "--help"])
+        assert exc.value.code == 0, name
+        assert capsys.readouterr().out.startswith("usage: lnn-nav " + name)
 
 
 def test_cli_module_commands_have_help():

@@ -105,19 +105,17 @@ def test_reproduce_chain_parses_and_hands_checkpoints_on(tmp_path: Path) -> None
         _opt(wide_forest_ds, "--out"),
         _opt(wide_urban_ds, "--out"),
     ]
-    assert _opt(robust, "--augment") == "strong" and _opt(robust, "--seed") == "0"
+    assert _opt(robust, "--augment") == "strong" and _opt(robust, "--train-seed") == "0"
     assert json.loads(_opt(robust, "--core-options")) == {"units": 48}
     assert _opt(ev, "--model") == str(out / "models" / "cfc_ncp.safetensors")
     assert (out / "models" / "cfc_ncp.safetensors").read_text() == "train " + " ".join(robust)
     # The LSTM baseline: BC on the same data, fine-tuned the same two ways, no DAgger, then its own new core
     # (default size) on its own encoder, on the same data.
     lstm_bc, lstm_ft, lstm_m08, lstm_new, lstm_robust = calls[25:30]
-    assert (
-        _opt(lstm_bc, "--model") == "lstm" and _opt(lstm_ft, "--init") == _opt(lstm_bc, "--out") + "/best.safetensors"
-    )
+    assert _opt(lstm_bc, "--core") == "lstm" and _opt(lstm_ft, "--init") == _opt(lstm_bc, "--out") + "/best.safetensors"
     assert _opt(lstm_m08, "--init") == _opt(lstm_ft, "--out") + "/best.safetensors"
     assert _opt(lstm_new, "--init-encoder") == _opt(lstm_m08, "--out") + "/best.safetensors"
-    assert json.loads(_opt(lstm_new, "--core-options")) == {} and _opt(lstm_new, "--model") == "lstm"
+    assert json.loads(_opt(lstm_new, "--core-options")) == {} and _opt(lstm_new, "--core") == "lstm"
     assert lstm_new[lstm_new.index("--data") + 1 : lstm_new.index("--data") + 3] == data
     assert _opt(lstm_robust, "--init-encoder") == _opt(lstm_new, "--out") + "/best.safetensors"
     # Stages 3-4 weight the steering frames (the shipped recipe); stages 1-2 train on the plain loss.
@@ -133,7 +131,7 @@ def test_reproduce_without_stage4_ships_stage3(tmp_path: Path) -> None:
 def test_reproduce_stage5_trains_once_per_training_seed_and_ships_the_first(tmp_path: Path) -> None:
     calls = _run(tmp_path, MODELS="cnn", TRAIN_SEEDS="0 1 2")
     robust = [c for c in calls if c[0] == "train" and "--augment" in c]
-    assert [_opt(c, "--seed") for c in robust] == ["0", "1", "2"]
+    assert [_opt(c, "--train-seed") for c in robust] == ["0", "1", "2"]
     assert len({_opt(c, "--init-encoder") for c in robust}) == 1  # every seed on the same stage-4 encoder
     out = tmp_path / "out" / "models"
     assert sorted(p.name for p in (out / "seeds").iterdir()) == [f"cnn_s{k}.safetensors" for k in range(3)]
@@ -148,7 +146,7 @@ def test_reproduce_stage4_trains_the_ltc_core_at_its_own_learning_rate(tmp_path:
     # (0.0248 against 0.015-0.019) and flew 38% / 24%; at 5e-3 it reached 0.0199 (README).
     calls = _run(tmp_path, MODELS="ltc lstm")
     new_cores = [c for c in calls if c[0] == "train" and "--init-encoder" in c and "--augment" not in c]
-    assert [(_opt(c, "--model"), _opt(c, "--lr")) for c in new_cores] == [("ltc", "5e-3"), ("lstm", "1e-3")]
+    assert [(_opt(c, "--core"), _opt(c, "--lr")) for c in new_cores] == [("ltc", "5e-3"), ("lstm", "1e-3")]
     assert json.loads(_opt(new_cores[0], "--core-options")) == {}
     (tmp_path / "again").mkdir()
     calls = _run(tmp_path / "again", MODELS="ltc", STAGE4_LTC_LR="2e-3")

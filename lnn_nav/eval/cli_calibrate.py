@@ -8,6 +8,9 @@ import sys
 import time
 from pathlib import Path
 
+from lnn_nav.argtypes import positive_int
+from lnn_nav.sim.kinds import WORLD_KINDS
+
 HELP = "choose a checkpoint's output gain in closed loop on calibration worlds (not the held-out ones)"
 DESCRIPTION = """\
 Fly a checkpoint with each candidate output gain (see `lnn-nav gain`) on the
@@ -53,8 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="G",
         help="lateral-velocity and yaw-rate gains to try (default: %(default)s)",
     )
-    parser.add_argument("--world", nargs="+", choices=("forest", "urban"), default=["forest", "urban"])
-    parser.add_argument("--episodes", type=int, default=25, help="calibration worlds per kind (default: %(default)s)")
+    parser.add_argument(
+        "--world", nargs="+", choices=WORLD_KINDS, default=list(WORLD_KINDS), help="world kinds (default: all)"
+    )
+    parser.add_argument(
+        "--episodes", type=positive_int, default=25, help="calibration worlds per kind (default: %(default)s)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="default: %(default)s")
     parser.add_argument("--envs", type=int, default=16, help="drones flown at once (default: %(default)s)")
 
@@ -75,8 +82,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         read_checkpoint_info(args.checkpoint)
         grid = gain_grid(args.vx, args.turn)
-        if args.episodes < 1:
-            raise ValueError(f"--episodes must be at least 1, got {args.episodes}")
     except (CheckpointError, ValueError) as exc:
         print(f"lnn-nav calibrate: error: {exc}", file=sys.stderr)
         return 2

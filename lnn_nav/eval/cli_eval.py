@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lnn_nav.sim.kinds import COMBINATION_PRESET_NAMES, PRESET_NAMES, WORLD_KINDS
+
 if TYPE_CHECKING:
     from lnn_nav.eval.closed_loop import CellResult
 
@@ -76,15 +78,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="CKPT",
         help="checkpoint(s) to fly; the word `expert` flies the privileged expert",
     )
-    parser.add_argument("--world", nargs="+", choices=("forest", "urban"), default=["forest", "urban"])
+    parser.add_argument(
+        "--world", nargs="+", choices=WORLD_KINDS, default=list(WORLD_KINDS), help="world kinds (default: all)"
+    )
     parser.add_argument(
         "--preset",
         nargs="+",
         default=["in_distribution"],
         metavar="NAME",
-        help="conditions: in_distribution, fall, winter, dusk, fog, dense_forest, gusty_wind, "
-        "camera_noise; or a combination: fall_haze, winter_haze, morning_sun, fall_evening, "
-        "light_fog, heavy_fog, moderate_wind (default: in_distribution)",
+        help=f"conditions: {', '.join(PRESET_NAMES)}; or a combination: "
+        f"{', '.join(COMBINATION_PRESET_NAMES)} (default: in_distribution)",
     )
     parser.add_argument("--episodes", type=int, default=100, help="per cell (default: %(default)s)")
     parser.add_argument(

@@ -31,6 +31,7 @@ from lnn_nav.eval.latency import format_table, step_latency_table
 from lnn_nav.eval.plots import plot_wiring
 from lnn_nav.models import load_policy
 from lnn_nav.models.wirings import Wiring
+from lnn_nav.sim.kinds import WORLD_KINDS
 
 #: Shipped controllers, relative to the share (or source) directory.
 SHIPPED = {"cfc-ncp": "models/cfc_ncp.safetensors", "lstm": "models/lstm.safetensors"}
@@ -204,7 +205,7 @@ def _benchmark(out_dir: Path, model: Path, episodes: int) -> tuple:
     controllers.append(("expert", None))
     cells = []
     for name, path in controllers:
-        for world in ("forest", "urban"):
+        for world in WORLD_KINDS:
             cell = evaluate(path, world, seeds, envs=min(8, episodes), workers=2, name=name)
             cells.append({**cell.summary(), "episodes_detail": cell.episodes})
     results = out_dir / "results.json"

@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from lnn_nav.argtypes import byte_size, positive_float
+from lnn_nav.data.formats import COMPRESSIONS, STORAGES
+
 HELP = "record topics of the ROS 2 graph to a rosbag2 (MCAP or SQLite3)"
 DESCRIPTION = """\
 Record topics to a rosbag2, like `ros2 bag record`, without a rosbag2 install:
@@ -24,29 +27,7 @@ examples:
   lnn-nav record /camera/image_raw /imu/data --stop-after 30 -s sqlite3"""
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
-    return value
-
-
-def _size(text: str) -> int:
-    """Bytes, with an optional K/M/G suffix (powers of 1024)."""
-    units = {"K": 2**10, "M": 2**20, "G": 2**30}
-    scale = units.get(text[-1:].upper(), 1)
-    try:
-        value = int(float(text[:-1] if scale > 1 else text) * scale)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size in bytes (e.g. 500M), got {text}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a size >= 0, got {text}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lnn_nav.data.bags import COMPRESSIONS, STORAGES
-
     parser.add_argument("topics", nargs="*", metavar="TOPIC", help="topics to record")
     parser.add_argument("-a", "--all", action="store_true", help="record every topic on the graph")
     parser.add_argument("--exclude", default="", metavar="REGEX", help="do not record topics matching REGEX")
@@ -67,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-b",
         "--max-bag-size",
-        type=_size,
+        type=byte_size,
         default=0,
         metavar="BYTES",
         help="split when a file holds this many message bytes, e.g. 2G (default: no split)",
@@ -75,21 +56,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-d",
         "--max-bag-duration",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         metavar="S",
         help="split every S seconds of recording (default: no split)",
     )
     parser.add_argument(
         "--stop-after",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         metavar="S",
         help="stop after S seconds (default: until Ctrl-C / SIGTERM)",
     )
     parser.add_argument(
         "--flush-period",
-        type=_positive_float,
+        type=positive_float,
         default=1.0,
         metavar="S",
         help="flush to disk every S seconds (default: %(default)s)",

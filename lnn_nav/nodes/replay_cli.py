@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from lnn_nav.argtypes import non_negative_float, positive_float
+
 HELP = "replay a rosbag2 on the ROS 2 graph with its recorded timing (optionally driving /clock)"
 DESCRIPTION = """\
 Publish a rosbag2's messages (MCAP or SQLite3, ours or `ros2 bag`'s) with their
@@ -24,26 +26,12 @@ when playback stopped on a damaged message, 2 when it cannot start
 Discovery follows the environment (ROS_DOMAIN_ID, ROS_AUTOMATIC_DISCOVERY_RANGE)."""
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("bag", metavar="BAG", help="rosbag2 directory, or a single .mcap/.db3 file")
-    parser.add_argument("-r", "--rate", type=_positive_float, default=1.0, help="speed factor (default: %(default)s)")
+    parser.add_argument("-r", "--rate", type=positive_float, default=1.0, help="speed factor (default: %(default)s)")
     parser.add_argument(
         "--start-offset",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=0.0,
         metavar="S",
         help="start S seconds into the recording (default: %(default)s)",
@@ -56,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--clock",
         nargs="?",
-        type=_positive_float,
+        type=positive_float,
         const=100.0,
         default=None,
         metavar="HZ",
@@ -64,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--delay",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=0.0,
         metavar="S",
         help="wait S seconds before the first message (default: %(default)s)",
@@ -72,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wait-for-subscribers",
         nargs="?",
-        type=_non_negative_float,
+        type=non_negative_float,
         const=10.0,
         default=None,
         metavar="S",

@@ -11,8 +11,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from lnn_nav.argtypes import positive_int
+from lnn_nav.data.formats import STORAGES
 from lnn_nav.rollouts.options import json_object
 from lnn_nav.sim.expert import DEMO_EXPERT, ExpertConfig, demo_expert
+from lnn_nav.sim.kinds import RANDOMIZATION_PROFILES, WORLD_KINDS
 
 HELP = "collect expert demonstrations in the simulator, one rosbag2 per episode"
 DESCRIPTION = """\
@@ -41,8 +44,10 @@ Example:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--world", choices=("forest", "urban"), required=True, help="world kind")
-    parser.add_argument("--episodes", type=int, default=100, metavar="N", help="episodes (default: %(default)s)")
+    parser.add_argument("--world", choices=WORLD_KINDS, required=True, help="world kind")
+    parser.add_argument(
+        "--episodes", type=positive_int, default=100, metavar="N", help="episodes (default: %(default)s)"
+    )
     parser.add_argument(
         "--first-seed",
         type=int,
@@ -52,13 +57,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=min(2, os.cpu_count() or 1),
         metavar="K",
         help="worker processes (default: %(default)s)",
     )
     parser.add_argument(
-        "--envs", type=int, default=8, metavar="E", help="drones flown at once, over all workers (default: %(default)s)"
+        "--envs",
+        type=positive_int,
+        default=8,
+        metavar="E",
+        help="drones flown at once, over all workers (default: %(default)s)",
     )
     parser.add_argument(
         "--noise",
@@ -70,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-randomize", action="store_true", help="fly the exact in-distribution conditions")
     parser.add_argument(
         "--randomize",
-        choices=("narrow", "wide"),
+        choices=RANDOMIZATION_PROFILES,
         default="narrow",
         metavar="PROFILE",
         help="randomisation profile (lnn_nav.sim.presets.RANDOMIZATION): narrow (summer, midday, "
@@ -79,9 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: %(default)s)",
     )
     parser.add_argument("--keep-failures", action="store_true", help="also write episodes the expert failed")
-    parser.add_argument(
-        "--storage", choices=("mcap", "sqlite3"), default="mcap", help="bag storage (default: %(default)s)"
-    )
+    parser.add_argument("--storage", choices=STORAGES, default="mcap", help="bag storage (default: %(default)s)")
     parser.add_argument(
         "--camera",
         type=int,
@@ -113,7 +120,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="distance in m the expert's plan keeps between the drone's centre and obstacles "
         f"(default: {DEMO_EXPERT['inflate']}; the drone's radius is 0.25)",
     )
-    forest, urban = (ExpertConfig(**demo_expert(kind)) for kind in ("forest", "urban"))
+    forest, urban = (ExpertConfig(**demo_expert(kind)) for kind in WORLD_KINDS)
     parser.add_argument(
         "--expert-clearance",
         type=float,
@@ -169,9 +176,6 @@ def run(args: argparse.Namespace) -> int:
     from lnn_nav.sim.camera import CameraConfig
     from lnn_nav.sim.presets import TRAIN_SEED_BASE, check_training_seeds
 
-    if args.episodes < 1 or args.workers < 1 or args.envs < 1:
-        print("lnn-nav collect: error: --episodes, --workers and --envs must be >= 1", file=sys.stderr)
-        return 2
     try:
         CameraConfig(hfov_deg=args.camera_hfov)
     except ValueError as err:

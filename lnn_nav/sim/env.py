@@ -37,6 +37,7 @@ from .collision import CollisionChecker
 from .dynamics import rotate_inverse
 from .flight_controller import Quadrotor
 from .imu import ImuModel
+from .kinds import WORLD_KINDS
 from .noise import DroneStreams
 from .presets import make_world, sample_training_conditions
 from .render_pool import RenderPool
@@ -62,8 +63,8 @@ class EnvConfig:
     world_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("forest", "urban"):
-            raise ValueError(f"unknown world kind '{self.kind}'; expected 'forest' or 'urban'")
+        if self.kind not in WORLD_KINDS:
+            raise ValueError(f"unknown world kind '{self.kind}'; expected one of {', '.join(WORLD_KINDS)}")
         if not 1.0 <= self.control_hz <= 100.0:
             raise ValueError(f"control_hz must be in [1, 100], got {self.control_hz}")
         if self.max_episode_time <= 0:

@@ -21,9 +21,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import dijkstra
 
 from .occupancy import occupancy_grid
 from .world import WorldSpec
@@ -131,6 +128,10 @@ class PrivilegedExpert:
             occupied[max(cx - 1, 0) : cx + 2, max(cy - 1, 0) : cy + 2] = False
         self.occupied = occupied
         free = ~occupied
+        # scipy (the `sim` extra) loads with the first plan, not with this module: `lnn-nav collect --help`
+        # shows the expert's defaults (ExpertConfig, DEMO_EXPERT) without it.
+        from scipy import ndimage
+
         clearance = ndimage.distance_transform_edt(free) * config.resolution
         #: Distance (m) from each free cell to the inflated obstacles (0 inside them).
         self.clearance = clearance
@@ -149,6 +150,9 @@ class PrivilegedExpert:
         return np.clip(cells, 0, np.array(self.shape) - 1)
 
     def _plan(self, free: np.ndarray) -> np.ndarray:
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import dijkstra
+
         nx, ny = self.shape
         index = np.arange(nx * ny).reshape(nx, ny)
         rows, cols, weights = [], [], []

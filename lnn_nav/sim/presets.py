@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from lnn_nav.sim.forest import DEFAULT_TREE_DENSITY, generate_forest
+from lnn_nav.sim.kinds import WORLD_KINDS
 from lnn_nav.sim.urban import generate_urban
 from lnn_nav.sim.world import Conditions, WorldSpec
 
@@ -64,9 +65,6 @@ OOD_PRESETS: tuple[str, ...] = ("fall", "winter", "dusk", "fog", "dense_forest",
 
 #: Every name :func:`make_world` and ``lnn-nav eval --preset`` accept.
 ALL_PRESETS: tuple[str, ...] = tuple(CONDITION_PRESETS) + tuple(COMBINATION_PRESETS)
-
-#: World kinds :func:`make_world` builds.
-WORLD_KINDS: tuple[str, ...] = ("forest", "urban")
 
 #: Training-time randomisation profiles: the ranges :func:`sample_training_conditions`
 #: draws from (inclusive). ``narrow`` is the recipe the controllers before the

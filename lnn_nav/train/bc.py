@@ -39,7 +39,7 @@ from lnn_nav.models.checkpoint import load_policy, save_policy
 from lnn_nav.models.encoder import EncoderConfig
 from lnn_nav.models.policy import LiquidPolicy, PolicyConfig
 
-#: Core kinds ``lnn-nav train --model`` accepts (see :func:`lnn_nav.models.factory.build_core`).
+#: Core kinds ``lnn-nav train --core`` accepts (see :func:`lnn_nav.models.factory.build_core`).
 MODEL_KINDS = ("cfc-ncp", "cfc", "ltc", "lstm", "gru", "cnn")
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from lnn_nav.sim.kinds import RANDOMIZATION_PROFILES, WORLD_KINDS
+
 HELP = "DAgger: the learner flies, the expert labels, aggregate, retrain (N rounds)"
 DESCRIPTION = """\
 Improve a behaviour-cloned controller with DAgger. Each round the current
@@ -22,23 +24,38 @@ Example:
 """
 
 
+#: Option (argparse ``dest``) -> the lnn_nav.train.dagger.DaggerConfig field it sets. These options
+#: default to None, so an option not given leaves the field at DaggerConfig's default: the defaults
+#: live there once; the help states them, and a test keeps the two equal.
+CONFIG_FIELDS: dict[str, str] = {
+    "rounds": "rounds",
+    "world": "worlds",
+    "epochs": "epochs",
+    "workers": "workers",
+    "envs": "envs",
+    "randomize": "randomization",
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", required=True, metavar="CKPT", help="behaviour-cloned checkpoint to start from")
     parser.add_argument("--data", nargs="+", required=True, metavar="DIR", help="demonstration dataset folder(s)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    parser.add_argument("--rounds", type=int, default=2, help="default: %(default)s")
+    parser.add_argument("--rounds", type=int, default=None, help="default: 2")
     parser.add_argument(
         "--episodes",
         type=int,
         nargs="+",
-        default=[40],
+        default=None,
         metavar="N",
-        help="roll-outs per round: one number for every world kind, or one per --worlds entry (default: 40)",
+        help="roll-outs per round: one number for every world kind, or one per --world entry (default: 40)",
     )
-    parser.add_argument("--worlds", nargs="+", choices=("forest", "urban"), default=["forest", "urban"])
-    parser.add_argument("--epochs", type=int, default=4, help="training epochs per round (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=2, help="roll-out worker processes (default: %(default)s)")
-    parser.add_argument("--envs", type=int, default=16, help="drones flown at once (default: %(default)s)")
+    parser.add_argument(
+        "--world", nargs="+", choices=WORLD_KINDS, default=None, help="world kinds to fly (default: all)"
+    )
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs per round (default: 4)")
+    parser.add_argument("--workers", type=int, default=None, help="roll-out worker processes (default: 2)")
+    parser.add_argument("--envs", type=int, default=None, help="drones flown at once (default: 16)")
     parser.add_argument(
         "--train-options",
         default="{}",
@@ -56,40 +73,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--randomize",
-        choices=("narrow", "wide"),
-        default="narrow",
+        choices=RANDOMIZATION_PROFILES,
+        default=None,
         metavar="PROFILE",
         help="randomisation profile of the roll-outs' conditions, as `lnn-nav collect --randomize`: "
-        "use the one the demonstrations were collected with (default: %(default)s)",
+        "use the one the demonstrations were collected with (default: narrow)",
     )
     parser.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from lnn_nav.data.errors import BagError
     from lnn_nav.models.errors import CheckpointError
     from lnn_nav.rollouts.options import json_object
     from lnn_nav.train.dagger import DaggerConfig, run_dagger
 
-    if len(args.episodes) not in (1, len(args.worlds)):
-        print("lnn-nav dagger: error: give one --episodes number, or one per --worlds entry", file=sys.stderr)
-        return 2
-    episodes = dict(zip(args.worlds, args.episodes)) if len(args.episodes) > 1 else args.episodes[0]
+    given = {field: getattr(args, dest) for dest, field in CONFIG_FIELDS.items() if getattr(args, dest) is not None}
     try:
         cfg = DaggerConfig(
             init=args.init,
             data=args.data,
             out=args.out,
-            rounds=args.rounds,
-            episodes=episodes,
-            worlds=args.worlds,
-            epochs=args.epochs,
-            workers=args.workers,
-            envs=args.envs,
             train_overrides=json_object(args.train_options, "--train-options"),
             expert_overrides=json_object(args.expert_options, "--expert-options"),
-            randomization=args.randomize,
+            **given,
         )
+        if args.episodes is not None:
+            if len(args.episodes) not in (1, len(cfg.worlds)):
+                raise ValueError("give one --episodes number, or one per --world entry")
+            episodes = dict(zip(cfg.worlds, args.episodes)) if len(args.episodes) > 1 else args.episodes[0]
+            cfg = replace(cfg, episodes=episodes)
         result = run_dagger(cfg, progress=not args.no_progress)
     except (ValueError, BagError, CheckpointError, FileNotFoundError) as err:
         print(f"lnn-nav dagger: error: {err}", file=sys.stderr)

@@ -23,44 +23,75 @@ Several processes or GPUs: torchrun --nproc_per_node N -m lnn_nav.cli train ...
 (DistributedDataParallel; gloo on CPU, NCCL on GPUs).
 
 Example:
-  lnn-nav train --data data/ds/forest data/ds/urban --model cfc-ncp --out runs/cfc_ncp
+  lnn-nav train --data data/ds/forest data/ds/urban --core cfc-ncp --out runs/cfc_ncp
 """
 
 
 #: Same as lnn_nav.train.bc.MODEL_KINDS (a test keeps them equal); repeated so `--help` needs no torch.
 MODEL_KINDS = ("cfc-ncp", "cfc", "ltc", "lstm", "gru", "cnn")
+#: Same as lnn_nav.train.bc.AUGMENT_PROFILES (a test keeps them equal), for the same reason.
+AUGMENT_PROFILES = ("basic", "strong")
+
+#: Option (argparse ``dest``) -> the lnn_nav.train.bc.TrainConfig field it sets. These options default
+#: to None, so an option not given leaves the field at TrainConfig's default: the defaults live there
+#: once; the help states them, and a test keeps the two equal.
+CONFIG_FIELDS: dict[str, str] = {
+    "core": "model",
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "window": "window",
+    "lr": "lr",
+    "weight_decay": "weight_decay",
+    "val_fraction": "val_fraction",
+    "patience": "patience",
+    "max_steps_per_epoch": "max_steps_per_epoch",
+    "train_seed": "seed",
+    "threads": "threads",
+    "augment": "augment_profile",
+    "input_norm": "input_norm",
+    "steer_weight": "steer_weight",
+    "init": "init",
+    "init_encoder": "init_encoder",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", nargs="+", required=True, metavar="DIR", help="dataset folder(s)")
-    parser.add_argument("--model", choices=MODEL_KINDS, default="cfc-ncp", help="recurrent core (default: %(default)s)")
+    parser.add_argument("--core", choices=MODEL_KINDS, default=None, help="recurrent core kind (default: cfc-ncp)")
     parser.add_argument("--out", required=True, metavar="DIR", help="run folder")
-    parser.add_argument("--epochs", type=int, default=30, help="default: %(default)s")
-    parser.add_argument("--batch-size", type=int, default=16, help="sequences in flight (default: %(default)s)")
-    parser.add_argument("--window", type=int, default=32, help="truncated-BPTT window, frames (default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default: %(default)s)")
-    parser.add_argument("--weight-decay", type=float, default=1e-4, help="default: %(default)s")
-    parser.add_argument("--val-fraction", type=float, default=0.1, help="default: %(default)s")
+    parser.add_argument("--epochs", type=int, default=None, help="default: 30")
+    parser.add_argument("--batch-size", type=int, default=None, help="sequences in flight (default: 16)")
+    parser.add_argument("--window", type=int, default=None, help="truncated-BPTT window, frames (default: 32)")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 0.002)")
+    parser.add_argument("--weight-decay", type=float, default=None, help="default: 0.0001")
+    parser.add_argument("--val-fraction", type=float, default=None, help="default: 0.1")
+    parser.add_argument("--patience", type=int, default=None, help="early-stopping patience, epochs (default: 6)")
     parser.add_argument(
-        "--patience", type=int, default=6, help="early-stopping patience, epochs (default: %(default)s)"
+        "--max-steps-per-epoch", type=int, default=None, help="cap steps per epoch (default: 0, a full pass)"
     )
-    parser.add_argument("--max-steps-per-epoch", type=int, default=0, help="cap steps per epoch (0: a full pass)")
-    parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument(
+        "--train-seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="seed of the training's randomness: initial weights, validation split, batch order, "
+        "augmentation (default: 0; world seeds are `collect --first-seed`)",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: 0, torch's default)")
     parser.add_argument(
         "--core-options",
-        default="{}",
+        default=None,
         metavar="JSON",
         help="core options, e.g. '{\"units\": 32}' (default: the factory defaults)",
     )
     parser.add_argument("--no-augment", action="store_true", help="no photometric augmentation")
     parser.add_argument(
         "--augment",
-        choices=("basic", "strong"),
-        default="basic",
+        choices=AUGMENT_PROFILES,
+        default=None,
         help="photometric augmentation per sequence: basic (brightness, contrast, colour balance) "
         "or strong (also hue, saturation/grayscale, gamma, light haze, blur; "
-        "lnn_nav.train.bc.STRONG_AUGMENT) (default: %(default)s)",
+        "lnn_nav.train.bc.STRONG_AUGMENT) (default: basic)",
     )
     parser.add_argument(
         "--input-norm",
@@ -75,18 +106,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--steer-weight",
         type=float,
-        default=0.0,
+        default=None,
         metavar="B",
         help="weight each frame 1 + B * (|vy| + |yaw rate|) of its label, in units of the command "
         "scale: turning frames count more, against a squared loss's pull towards the mean command "
-        "(default: %(default)s, the plain mean; the shipped controllers' last fine-tune used 6, "
+        "(default: 0.0, the plain mean; the shipped controllers' last fine-tune used 6, "
         "scripts/reproduce.sh)",
     )
     parser.add_argument(
         "--init",
         metavar="CKPT",
         help="start from these weights (e.g. the previous DAgger round), keeping that checkpoint's own "
-        "core (--model and --core-options are not used); one trained on "
+        "core (--core and --core-options are not used); one trained on "
         "frames of another size continues at the dataset's size, its encoder's bottleneck "
         'resampled (docs/experiments.md: "Training at a finer resolution")',
     )
@@ -94,7 +125,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--init-encoder",
         metavar="CKPT",
         help="start only the camera encoder from this checkpoint and train a new core "
-        "(--model, --core-options) and head on it, e.g. a wider NCP on the shipped "
+        "(--core, --core-options) and head on it, e.g. a wider NCP on the shipped "
         'controller\'s vision (docs/experiments.md: "A new core on the trained encoder"); not with --init',
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
@@ -105,31 +136,18 @@ def run(args: argparse.Namespace) -> int:
     from lnn_nav.rollouts.options import json_object
     from lnn_nav.train.bc import TrainConfig, train
 
+    given = {field: getattr(args, dest) for dest, field in CONFIG_FIELDS.items() if getattr(args, dest) is not None}
     try:
-        cfg = TrainConfig(
-            data=args.data,
-            out=args.out,
-            model=args.model,
-            core_options=json_object(args.core_options, "--core-options"),
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            window=args.window,
-            lr=args.lr,
-            weight_decay=args.weight_decay,
-            val_fraction=args.val_fraction,
-            patience=args.patience,
-            seed=args.seed,
-            threads=args.threads,
-            augment=not args.no_augment,
-            augment_profile=args.augment,
-            input_norm=args.input_norm,
-            use_goal=not args.no_goal,
-            use_imu=args.use_imu,
-            max_steps_per_epoch=args.max_steps_per_epoch,
-            init=args.init,
-            init_encoder=args.init_encoder,
-            steer_weight=args.steer_weight,
-        )
+        if args.core_options is not None:
+            given["core_options"] = json_object(args.core_options, "--core-options")
+        # The switches turn a TrainConfig default off (augment, use_goal) or on (use_imu).
+        if args.no_augment:
+            given["augment"] = False
+        if args.no_goal:
+            given["use_goal"] = False
+        if args.use_imu:
+            given["use_imu"] = True
+        cfg = TrainConfig(data=args.data, out=args.out, **given)
         summary = train(cfg, progress=not args.no_progress)
     except (ValueError, DatasetError, FileNotFoundError) as err:
         print(f"lnn-nav train: error: {err}", file=sys.stderr)

@@ -21,6 +21,7 @@ from typing import Any
 
 from lnn_nav.data.dataset import DatasetConfig, build_dataset, find_bags
 from lnn_nav.rollouts.flights import FlightJob, camera_hfov_for, fly_episodes, summarize
+from lnn_nav.sim.kinds import WORLD_KINDS
 from lnn_nav.sim.presets import check_training_seeds
 
 #: DAgger worlds come from here (collect uses 100000+ and 200000+): never the evaluation seeds.
@@ -34,7 +35,7 @@ class DaggerConfig:
     out: str
     rounds: int = 2
     episodes: Any = 40  # per world kind and round: one number, or {kind: number}
-    worlds: list[str] = field(default_factory=lambda: ["forest", "urban"])
+    worlds: list[str] = field(default_factory=lambda: list(WORLD_KINDS))
     epochs: int = 4
     workers: int = 2
     envs: int = 16
