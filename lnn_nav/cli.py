@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-PACKAGE_NAME = "lnn_nav"
+from lnn_nav.share import PACKAGE_NAME, share_directory
 
 PROGRAM_DESCRIPTION = """\
 lnn_nav: liquid neural network (CfC/NCP) drone navigation for ROS 2.
@@ -99,30 +99,6 @@ def package_version() -> str:
         return importlib.metadata.version(PACKAGE_NAME)
     except importlib.metadata.PackageNotFoundError:
         return "unknown (not installed; running from source)"
-
-
-def share_directory() -> tuple[Path | None, str]:
-    """Where launch files, configs and checkpoints are found, and how it was found."""
-    try:
-        from ament_index_python.packages import (
-            PackageNotFoundError,
-            get_package_share_directory,
-        )
-    except ImportError:
-        pass
-    else:
-        try:
-            return Path(get_package_share_directory(PACKAGE_NAME)), "ament index"
-        except (PackageNotFoundError, OSError):
-            # OSError: AMENT_PREFIX_PATH unset, i.e. no ROS workspace sourced.
-            pass
-    prefix_share = Path(sys.prefix) / "share" / PACKAGE_NAME
-    if (prefix_share / "package.xml").is_file():
-        return prefix_share, "python prefix"
-    source_root = Path(__file__).resolve().parent.parent
-    if (source_root / "package.xml").is_file():
-        return source_root, "source tree"
-    return None, "not found"
 
 
 # -- `lnn-nav info` (this module is its command module) -----------------------------------------------

@@ -53,9 +53,9 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
 }
 
 #: Top-level modules of ``lnn_nav/`` (not packages); any other needs a package.
-TOP_LEVEL_MODULES = {"__init__", "cli", "geometry", "argtypes"}
+TOP_LEVEL_MODULES = {"__init__", "cli", "geometry", "argtypes", "share"}
 #: Top-level modules that belong to the root package: they import no package, and every package may use them.
-ROOT_MODULES = {"geometry", "argtypes"}
+ROOT_MODULES = {"geometry", "argtypes", "share"}
 
 
 def _closure(package: str) -> set[str]:

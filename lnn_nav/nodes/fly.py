@@ -24,7 +24,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-PACKAGE_NAME = "lnn_nav"
+from lnn_nav.share import share_path as shared_file
+
 OUTCOME_TOPIC = "/sim_node/outcome"
 
 #: Exit codes.
@@ -45,21 +46,12 @@ class SetupError(RuntimeError):
 
 
 def share_path(relative: str) -> Path:
-    """``relative`` (e.g. ``config/sim.yaml``, ``models/cfc_ncp.safetensors``) in the installed share
-    directory, else in the source tree."""
-    candidates: list[Path] = []
+    """``relative`` (e.g. ``config/sim.yaml``, ``models/cfc_ncp.safetensors``) from the share directory
+    (:func:`lnn_nav.share.share_path`); a missing file is a :class:`SetupError` here."""
     try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory(PACKAGE_NAME)) / relative)
-    except Exception:  # noqa: BLE001 - not installed through ament, or no workspace sourced
-        pass
-    candidates.append(Path(sys.prefix) / "share" / PACKAGE_NAME / relative)
-    candidates.append(Path(__file__).resolve().parents[2] / relative)
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise SetupError(f"{relative} not found; looked in: {', '.join(str(c) for c in candidates)}")
+        return shared_file(relative)
+    except FileNotFoundError as err:
+        raise SetupError(str(err)) from None
 
 
 def config_path(name: str) -> Path:
