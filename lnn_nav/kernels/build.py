@@ -33,7 +33,10 @@ LOG = logging.getLogger("lnn_nav.kernels")
 CSRC = Path(__file__).resolve().parent / "csrc"
 HEADERS = ("cfc_layout.h", "cfc_math.h")
 CPU_NAME = "lnn_nav_cfc_cpu"
-CPU_SOURCES = ("cfc_cpu.cpp",)
+# The CNN encoder and the whole policy step (encoder_cpu.cpp) build into the same
+# module as the cell, so one call runs the policy step end to end.
+CPU_SOURCES = ("cfc_cpu.cpp", "encoder_cpu.cpp")
+CPU_HEADERS = ("encoder_cpu.h", "encoder_kernels.h")
 # -fopenmp-simd: honour the `omp simd` loop hints without an OpenMP runtime
 # (GCC and Clang, x86 and ARM alike). -fno-trapping-math (torch builds with it
 # too) lets the compiler turn the clamps and selects of the element-wise math
@@ -143,7 +146,7 @@ def _load(name: str, builder) -> ModuleType | None:
 
 def load_cpu() -> ModuleType | None:
     """The CPU extension, built on first call; ``None`` (logged once) if it cannot be built."""
-    return _load(CPU_NAME, lambda: _build(CPU_NAME, CPU_SOURCES, HEADERS, CPU_FLAGS))
+    return _load(CPU_NAME, lambda: _build(CPU_NAME, CPU_SOURCES, (*HEADERS, *CPU_HEADERS), CPU_FLAGS))
 
 
 def cuda_build_possible() -> str | None:

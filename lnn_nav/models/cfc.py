@@ -268,9 +268,20 @@ class CfC(RecurrentCore):
         h = torch.zeros(batch_size, self.state_size, device=device, dtype=dtype)
         return (h, torch.zeros_like(h)) if self.mixed_memory else h
 
-    # The fused kernels (lnn_nav.kernels) take over step, cell_step and
-    # run_sequence whenever they apply and return None otherwise; the code
-    # below them is the reference they are tested against.
+    # The fused kernels (lnn_nav.kernels) take over forward (inference),
+    # step, cell_step and run_sequence whenever they apply and return None
+    # otherwise; the code below them is the reference they are tested against.
+    def forward(
+        self,
+        input: Tensor,
+        hx: State | None = None,
+        timespans: TimespanLike = None,
+    ) -> tuple[Tensor, State]:
+        # Inference on short sequences (the ncps-style T=1 call included): one C++
+        # call; training (gradients) and everything else: RecurrentCore.forward.
+        result = fused.try_forward(self, input, hx, timespans)
+        return result if result is not None else super().forward(input, hx, timespans)
+
     def step(self, x: Tensor, state: State | None = None, dt: TimespanLike = None) -> tuple[Tensor, State]:
         result = fused.try_step(self, x, state, dt)
         return result if result is not None else super().step(x, state, dt)

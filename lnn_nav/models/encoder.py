@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..kernels import fused_policy
+
 NORMALIZATIONS = ("none", "batch", "group")
 #: How a frame is normalised before the first convolution (``EncoderConfig.input_norm``).
 INPUT_NORMS = ("fixed", "frame")
@@ -148,9 +150,19 @@ class ConvEncoder(nn.Module):
         return maps
 
     def forward(self, images: Tensor) -> Tensor:
+        # Inference on the CPU (eval mode, no gradient wanted) takes the C++ encoder
+        # (lnn_nav.kernels.fused_policy); everything else, and any input it does not
+        # take as it is, the reference below.
+        fast = fused_policy.try_encode(self, images)
+        if fast is not None:
+            return fast
         last = self.feature_maps(images)[-1]
         features = self.bottleneck(self.dropout(last.flatten(1)))
         return torch.tanh(features) if self.config.output_activation == "tanh" else features
+
+    def _apply(self, fn, recurse: bool = True):
+        fused_policy.invalidate(self)  # .to()/.double() may replace the tensors the plan packs
+        return super()._apply(fn, recurse)
 
     def resized(self, height: int, width: int) -> ConvEncoder:
         """A copy of this encoder for ``height`` x ``width`` frames, to fine-tune at another resolution.

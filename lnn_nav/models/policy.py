@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..kernels import fused_policy
+from .cfc import CfC
 from .core import RecurrentCore, State
 from .encoder import ConvEncoder, EncoderConfig
 from .factory import build_core
@@ -131,6 +133,10 @@ class LiquidPolicy(nn.Module):
         # Not in the state dict: the gain lives in the config, and checkpoints from before it still load.
         self.register_buffer("output_gain", torch.tensor(config.output_gain), persistent=False)
 
+    def _apply(self, fn, recurse: bool = True):
+        fused_policy.invalidate(self)  # .to()/.double() may replace the tensors the plan packs
+        return super()._apply(fn, recurse)
+
     @classmethod
     def from_config(cls, config: PolicyConfig) -> LiquidPolicy:
         return cls(config)
@@ -178,6 +184,12 @@ class LiquidPolicy(nn.Module):
         """
         if image.dim() != 4:
             raise ValueError(f"step expects image [B, C, H, W], got {list(image.shape)}")
+        if isinstance(self._modules["core"], CfC):  # the dict, not __getattr__: this runs every frame
+            # Inference on the CPU with a CfC core: encoder, inputs, cell and head in one
+            # C++ call (lnn_nav.kernels.fused_policy); None means the reference path below.
+            fast = fused_policy.try_policy_step(self, image, dt, state, imu, goal)
+            if fast is not None:
+                return fast
         feats = self.encoder(image)
         x = self._with_extras(feats, imu, goal, (image.shape[0],))
         y, new_state = self.core.step(x, state, dt)

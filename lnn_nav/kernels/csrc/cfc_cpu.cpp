@@ -10,6 +10,7 @@
 // output, and its element-wise math vectorises (see cfc_math.h).
 #include <torch/extension.h>
 
+#include <ATen/EmptyTensor.h>
 #include <ATen/Parallel.h>
 #include <c10/util/SmallVector.h>
 
@@ -19,6 +20,7 @@
 
 #include "cfc_layout.h"
 #include "cfc_math.h"
+#include "encoder_cpu.h"
 
 namespace lnn_nav {
 namespace {
@@ -403,6 +405,83 @@ inline void step_sample(const CfCLayout& L, const T* pk, const T* x, const T* P,
   }
 }
 
+// Inference on a group of samples at once (sequence_infer): each weight row is
+// read once per step for the whole group instead of once per sample, so a
+// matrix that lives in L2 (a 64-unit dense cell's 180 KB) streams once per step.
+constexpr int kGroup = 8;
+
+// out_b[o] += sum_{i in [r0, r1)} v_b[i] * Wt[i, o] for the nb samples of a group
+// (v_b = v + b * vs, out_b = out + b * os); four rows per pass, as mv_acc.
+template <typename T>
+LNN_ALWAYS_INLINE void mv_acc_group(const T* __restrict Wt, int64_t ld, int O, const T* __restrict v, int64_t vs,
+                                    int nb, int r0, int r1, T* __restrict out, int64_t os) {
+  int i = r0;
+  for (; i + 4 <= r1; i += 4) {
+    const T* __restrict w0 = Wt + i * ld;
+    const T* __restrict w1 = w0 + ld;
+    const T* __restrict w2 = w1 + ld;
+    const T* __restrict w3 = w2 + ld;
+    for (int b = 0; b < nb; ++b) {
+      const T* vb = v + b * vs;
+      T* __restrict ob = out + b * os;
+      const T v0 = vb[i], v1 = vb[i + 1], v2 = vb[i + 2], v3 = vb[i + 3];
+#pragma omp simd
+      for (int o = 0; o < O; ++o) ob[o] += v0 * w0[o] + v1 * w1[o] + v2 * w2[o] + v3 * w3[o];
+    }
+  }
+  for (; i < r1; ++i) {
+    const T* __restrict row = Wt + i * ld;
+    for (int b = 0; b < nb; ++b) {
+      const T vi = v[b * vs + i];
+      T* __restrict ob = out + b * os;
+#pragma omp simd
+      for (int o = 0; o < O; ++o) ob[o] += vi * row[o];
+    }
+  }
+}
+
+// layer_forward for nb samples: sample b's scratch at scr + b * L.scratch, its
+// feed-forward input at xpart + b * xs, previous state at hprev + b * hs, new
+// state to hnew + b * hns.
+template <typename T>
+void layer_forward_group(const CfCLayout& L, const LayerLayout& ly, const T* pk, const T* xpart, int64_t xs,
+                         const T* hprev, int64_t hs, const T* ts, int nb, T* scr, T* hnew, int64_t hns) {
+  const int64_t ss = L.scratch;
+  for (int b = 0; b < nb; ++b) {
+    T* z0 = scr + b * ss + ly.s_z0;
+    std::copy(xpart + b * xs, xpart + b * xs + ly.in, z0);
+    std::copy(hprev + b * hs, hprev + b * hs + ly.n, z0 + ly.in);
+  }
+  int64_t zoff = ly.s_z0;
+  int width = ly.in + ly.n;
+  for (int j = 0; j < ly.nb; ++j) {
+    for (int b = 0; b < nb; ++b) std::copy_n(pk + ly.bb_b[j], ly.bu, scr + b * ss + ly.s_u[j]);
+    mv_acc_group(pk + ly.bb_w[j], ly.bu, ly.bu, scr + zoff, ss, nb, 0, width, scr + ly.s_u[j], ss);
+    for (int b = 0; b < nb; ++b) act_forward(L.act, scr + b * ss + ly.s_u[j], ly.bu, scr + b * ss + ly.s_zb[j]);
+    zoff = ly.s_zb[j];
+    width = ly.bu;
+  }
+  const int hn = L.heads * ly.n;
+  for (int b = 0; b < nb; ++b) std::copy_n(pk + ly.head_b, hn, scr + b * ss + ly.s_pre);
+  mv_acc_group(pk + ly.head_w, hn, hn, scr + zoff, ss, nb, 0, width, scr + ly.s_pre, ss);
+  for (int b = 0; b < nb; ++b) {
+    cells_forward(L.mode, scr + b * ss + ly.s_pre, ly.n, ts[b], pk + ly.pure_a, pk + ly.pure_w, hnew + b * hns);
+  }
+}
+
+// step_sample for a group of nb <= kGroup samples (strides as layer_forward_group).
+template <typename T>
+void step_group(const CfCLayout& L, const T* pk, const T* x, int64_t xs, const T* hprev, int64_t hs, const T* ts,
+                int nb, T* scr, T* hnew, int64_t hns) {
+  for (int l = 0; l < L.num_layers; ++l) {
+    const LayerLayout& ly = L.layers[l];
+    const bool first = l == 0;
+    const T* xpart = first ? x : hnew + L.layers[l - 1].state_off;
+    layer_forward_group(L, ly, pk, xpart, first ? xs : hns, hprev + ly.state_off, hs, ts, nb, scr, hnew + ly.state_off,
+                        hns);
+  }
+}
+
 bool same_cpu_float(const at::Tensor& t, at::ScalarType dtype) {
   return t.device().is_cpu() && t.scalar_type() == dtype && t.layout() == at::kStrided;
 }
@@ -429,6 +508,12 @@ struct Plan {
     return v;
   }
   bool stale() const { return !packed.defined() || version() != packed_version; }
+  bool any_requires_grad() const {
+    for (const at::Tensor& p : params) {
+      if (p.requires_grad()) return true;
+    }
+    return false;
+  }
   void set_packed(const at::Tensor& pk) {
     TORCH_CHECK(pk.dim() == 1 && pk.numel() == L.packed_size, "packed parameters have ", pk.numel(),
                 " values, layout needs ", L.packed_size);
@@ -510,6 +595,282 @@ py::tuple step(const at::Tensor& x, const at::Tensor& h, const c10::optional<at:
     result = hnew.narrow(1, L.out_start, L.out_len);
   }
   return py::make_tuple(result, hnew);
+}
+
+// Checks the onboard Δt (a 0-d, [B] or [B, 1] float tensor, or a number) and
+// writes one value per sample; false whenever the reference path must judge it.
+template <typename T>
+bool step_timespans(const c10::optional<at::Tensor>& dt, double dt_value, int64_t B, T* ts) {
+  if (dt.has_value()) {
+    const at::Tensor& d = *dt;
+    const bool shape_ok = d.dim() == 0 || (d.dim() == 1 && d.size(0) == B) ||
+                          (d.dim() == 2 && d.size(0) == B && d.size(1) == 1);
+    const bool type_ok = d.scalar_type() == at::kFloat || d.scalar_type() == at::kDouble;
+    if (!shape_ok || !type_ok || !d.device().is_cpu() || d.layout() != at::kStrided) return false;
+  } else if (!std::isfinite(dt_value) || dt_value < 0) {
+    return false;
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    ts[b] = dt.has_value() ? read_dt<T>(*dt, b) : static_cast<T>(dt_value);
+    // NaN fails both comparisons: a bad Δt must not poison the state.
+    if (!(ts[b] >= T(0) && ts[b] < std::numeric_limits<T>::infinity())) return false;
+  }
+  return true;
+}
+
+// Output of the core for one sample from its new state: the motor slice, projected if the core has a projection.
+template <typename T>
+inline const T* core_output(const CfCLayout& L, const T* pk, const T* hnew, T* proj_out) {
+  const T* y = hnew + L.out_start;
+  if (L.proj == 0) return y;
+  std::copy_n(pk + L.proj_b, L.proj, proj_out);
+  mv_acc(pk + L.proj_w, L.proj, L.proj, y, 0, L.out_len, proj_out);
+  return proj_out;
+}
+
+// An extra policy input ([B, n] float32/float64 on the CPU), or false for the reference path.
+bool extra_ok(const c10::optional<at::Tensor>& t, int64_t B, int64_t n) {
+  if (!t.has_value()) return true;
+  const at::Tensor& v = *t;
+  return v.dim() == 2 && v.size(0) == B && v.size(1) == n && v.device().is_cpu() && v.layout() == at::kStrided &&
+         (v.scalar_type() == at::kFloat || v.scalar_type() == at::kDouble);
+}
+
+float extra_at(const at::Tensor& v, int64_t b, int64_t i) {
+  const int64_t offset = b * v.stride(0) + i * v.stride(1);
+  return v.scalar_type() == at::kDouble ? static_cast<float>(v.const_data_ptr<double>()[offset])
+                                        : v.const_data_ptr<float>()[offset];
+}
+
+// The whole policy step without autograd (lnn_nav/models/policy.py, LiquidPolicy.step):
+// image -> encoder features, then the IMU and the goal (its distance clipped and
+// scaled), the CfC step, the head: (command [B, 4], new state [B, S]). Returns ()
+// whenever an input is not the plain case (the reference path raises the
+// package's errors), (None,) when the core's packed parameters are stale.
+py::tuple policy_step(const at::Tensor& image, const c10::optional<at::Tensor>& imu,
+                      const c10::optional<at::Tensor>& goal, const c10::optional<at::Tensor>& h,
+                      const c10::optional<at::Tensor>& dt, double dt_value, EncoderPlan& enc, const Plan& core,
+                      double goal_clip) {
+  const CfCLayout& L = core.L;
+  if (core.stale()) return py::make_tuple(py::none());
+  if (core.packed.scalar_type() != at::kFloat) return py::tuple();
+  ImageView view;
+  if (!image_view(enc, image, view)) return py::tuple();
+  const int64_t B = image.size(0);
+  constexpr int kImu = 6, kGoal = 4;
+  if (!extra_ok(imu, B, kImu) || !extra_ok(goal, B, kGoal)) return py::tuple();
+  const int64_t width = enc.E.features + (imu.has_value() ? kImu : 0) + (goal.has_value() ? kGoal : 0);
+  const int out_size = L.proj > 0 ? L.proj : L.out_len;
+  if (width != L.input_size || enc.E.head_in != out_size) return py::tuple();
+  if (h.has_value()) {
+    const at::Tensor& hv = *h;
+    if (!same_cpu_float(hv, at::kFloat) || hv.dim() != 2 || hv.size(0) != B || hv.size(1) != L.state_size ||
+        !hv.is_contiguous())
+      return py::tuple();
+  }
+  c10::SmallVector<float, 8> ts(B);
+  if (!step_timespans<float>(dt, dt_value, B, ts.data())) return py::tuple();
+  enc.refresh();
+  const auto options = at::TensorOptions().dtype(at::kFloat);
+  at::Tensor command = at::empty({B, kCommands}, options);
+  at::Tensor hnew = at::empty({B, L.state_size}, options);
+  const float* pk = core.packed.const_data_ptr<float>();
+  const float* hp = h.has_value() ? h->const_data_ptr<float>() : nullptr;
+  float* hout = hnew.data_ptr<float>();
+  float* cmd = command.data_ptr<float>();
+  const float clip = static_cast<float>(goal_clip);
+  const int S = L.state_size;
+  auto sample = [&](int64_t b, float* enc_scr, float* x, float* scr, float* zeros, float* proj) {
+    encode_sample(enc.E, enc.weights(), view, b, enc_scr, x);
+    int64_t at_col = enc.E.features;
+    if (imu.has_value()) {
+      for (int i = 0; i < kImu; ++i) x[at_col + i] = extra_at(*imu, b, i);
+      at_col += kImu;
+    }
+    if (goal.has_value()) {
+      for (int i = 0; i < 3; ++i) x[at_col + i] = extra_at(*goal, b, i);
+      const float d = extra_at(*goal, b, 3);
+      x[at_col + 3] = (d > clip ? clip : d) / clip;  // NaN stays NaN, as with clamp
+    }
+    float* hn = hout + b * S;
+    run_vectorised([&] {
+      step_sample(L, pk, static_cast<const float*>(x), static_cast<const float*>(nullptr),
+                  hp != nullptr ? hp + b * S : zeros, ts[b], scr, hn);
+    });
+    policy_head(enc.E, enc.weights(), core_output(L, pk, static_cast<const float*>(hn), proj), cmd + b * kCommands);
+  };
+  auto run_range = [&](int64_t b0, int64_t b1, float* enc_scr) {
+    c10::SmallVector<float, 256> x(L.input_size), zeros(S, 0.0f), proj(std::max(L.proj, 1));
+    c10::SmallVector<float, 1024> scr(L.scratch);
+    for (int64_t b = b0; b < b1; ++b) sample(b, enc_scr, x.data(), scr.data(), zeros.data(), proj.data());
+  };
+  if (B == 1) {
+    run_range(0, 1, enc.scratch.data_ptr<float>());
+  } else {
+    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+      at::Tensor enc_scr = enc.new_scratch();
+      run_range(b0, b1, enc_scr.data_ptr<float>());
+    });
+  }
+  return py::make_tuple(command, hnew);
+}
+
+// A short sequence without autograd, step by step (CfC.forward in inference):
+// x [B, T, F] -> (outputs [B, T, O], final state [B, S]). The ncps-style call
+// model(x[B, 1, F], h, timespans=...) lands here. Δt: `ts` in any layout
+// lnn_nav/models/timespans.py accepts (0-d, [B, T], [B, T, 1], [B] or [B, 1]
+// when T == 1, [T] when B == 1), or the number `ts_value`. Returns () for the
+// reference path (anything else, or a Δt it must refuse), (None,) when stale.
+py::tuple sequence_infer(const at::Tensor& x, const c10::optional<at::Tensor>& h0,
+                         const c10::optional<at::Tensor>& ts, double ts_value, const Plan& plan) {
+  const CfCLayout& L = plan.L;
+  if (plan.stale()) return py::make_tuple(py::none());
+  const at::Tensor& packed = plan.packed;
+  const auto dtype = packed.scalar_type();
+  if (!same_cpu_float(x, dtype) || x.dim() != 3 || x.size(2) != L.input_size || !x.is_contiguous() ||
+      x.size(0) < 1 || x.size(1) < 1)
+    return py::tuple();
+  const int64_t B = x.size(0), T = x.size(1);
+  const int S = L.state_size;
+  if (h0.has_value()) {
+    const at::Tensor& hv = *h0;
+    if (!same_cpu_float(hv, dtype) || hv.dim() != 2 || hv.size(0) != B || hv.size(1) != S || !hv.is_contiguous())
+      return py::tuple();
+  }
+  int64_t sb = 0, st = 0;  // strides of the Δt read for (b, t)
+  if (ts.has_value()) {
+    const at::Tensor& d = *ts;
+    if (!d.device().is_cpu() || d.layout() != at::kStrided ||
+        (d.scalar_type() != at::kFloat && d.scalar_type() != at::kDouble))
+      return py::tuple();
+    const auto sz = d.sizes();
+    if (d.dim() == 0) {
+    } else if ((d.dim() == 2 && sz[0] == B && sz[1] == T) || (d.dim() == 3 && sz[0] == B && sz[1] == T && sz[2] == 1)) {
+      sb = d.stride(0);
+      st = d.stride(1);
+    } else if (T == 1 && ((d.dim() == 1 && sz[0] == B) || (d.dim() == 2 && sz[0] == B && sz[1] == 1))) {
+      sb = d.stride(0);
+    } else if (B == 1 && d.dim() == 1 && sz[0] == T) {
+      st = d.stride(0);
+    } else {
+      return py::tuple();
+    }
+  } else if (!std::isfinite(ts_value) || ts_value < 0) {
+    return py::tuple();
+  }
+  const int out_size = L.proj > 0 ? L.proj : L.out_len;
+  // Straight from the CPU allocator: through the dispatcher (at::empty, a view of
+  // the outputs) each costs about as much as a small step.
+  at::Tensor outputs(at::detail::empty_cpu({B, T, out_size}, dtype, false, c10::nullopt));
+  at::Tensor hlast(at::detail::empty_cpu({B, S}, dtype, false, c10::nullopt));
+  bool ok = true;
+  AT_DISPATCH_FLOATING_TYPES(dtype, "lnn_nav_cfc_sequence_infer", [&] {
+    const int64_t n = B * T;
+    c10::SmallVector<scalar_t, 64> tv(n);
+    for (int64_t b = 0; b < B && ok; ++b) {
+      for (int64_t t = 0; t < T; ++t) {
+        scalar_t value;
+        if (!ts.has_value()) {
+          value = static_cast<scalar_t>(ts_value);
+        } else {
+          const int64_t offset = b * sb + t * st;
+          value = ts->scalar_type() == at::kDouble ? static_cast<scalar_t>(ts->const_data_ptr<double>()[offset])
+                                                   : static_cast<scalar_t>(ts->const_data_ptr<float>()[offset]);
+        }
+        if (!(value >= scalar_t(0) && value < std::numeric_limits<scalar_t>::infinity())) {
+          ok = false;
+          break;
+        }
+        tv[b * T + t] = value;
+      }
+    }
+    if (!ok) return;
+    const scalar_t* pk = packed.const_data_ptr<scalar_t>();
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* hp = h0.has_value() ? h0->const_data_ptr<scalar_t>() : nullptr;
+    scalar_t* op = outputs.data_ptr<scalar_t>();
+    scalar_t* hl = hlast.data_ptr<scalar_t>();
+    // Groups of up to kGroup samples, step by step; groups run in parallel when
+    // there is enough work to share.
+    const int64_t groups = (B + kGroup - 1) / kGroup;
+    const int64_t grain = n * L.scratch < 65536 ? groups : 1;
+    const int gmax = static_cast<int>(std::min<int64_t>(B, kGroup));  // samples in the largest group
+    at::parallel_for(0, groups, grain, [&](int64_t g0, int64_t g1) {
+      c10::SmallVector<scalar_t, 4096> scr(static_cast<int64_t>(gmax) * L.scratch);
+      c10::SmallVector<scalar_t, 1024> ha(gmax * S), hb(gmax * S);
+      c10::SmallVector<scalar_t, 64> proj(std::max(L.proj, 1)), tstep(kGroup);
+      for (int64_t g = g0; g < g1; ++g) {
+        const int64_t b0 = g * kGroup;
+        const int nb = static_cast<int>(std::min<int64_t>(kGroup, B - b0));
+        if (hp != nullptr) {
+          std::copy_n(hp + b0 * S, nb * S, ha.data());
+        } else {
+          std::fill_n(ha.data(), nb * S, scalar_t(0));
+        }
+        scalar_t* cur = ha.data();
+        scalar_t* nxt = hb.data();
+        for (int64_t t = 0; t < T; ++t) {
+          for (int b = 0; b < nb; ++b) tstep[b] = tv[(b0 + b) * T + t];
+          run_vectorised([&] {
+            step_group(L, pk, xp + (b0 * T + t) * L.input_size, T * L.input_size,
+                       static_cast<const scalar_t*>(cur), static_cast<int64_t>(S),
+                       static_cast<const scalar_t*>(tstep.data()), nb, scr.data(), nxt, static_cast<int64_t>(S));
+          });
+          for (int b = 0; b < nb; ++b) {
+            const scalar_t* y = core_output(L, pk, static_cast<const scalar_t*>(nxt + b * S), proj.data());
+            std::copy_n(y, out_size, op + ((b0 + b) * T + t) * out_size);
+          }
+          std::swap(cur, nxt);
+        }
+        std::copy_n(cur, nb * S, hl + b0 * S);
+      }
+    });
+  });
+  if (!ok) return py::tuple();
+  return py::make_tuple(outputs, hlast);
+}
+
+// CfC.forward in inference, its dispatch checks done here rather than in Python
+// (each Python check costs a sizeable part of a few-µs call): x, hx and timespans
+// as the caller passed them. () whenever the reference path must run: a
+// gradient is wanted (grad mode on and x, hx, Δt or a parameter requires it),
+// an argument that is not a tensor (Δt: or a number), more than `max_macs`
+// multiply-adds in all (batch x steps x `macs` per step: the sequence op's
+// batched input projection pays again) or more than `max_batch_macs` in one
+// step of the batch (the reference's batched matrix products win, as for the
+// sequence op: fused.py CPU_PER_SAMPLE_MAX_BATCH_MACS). Else as sequence_infer.
+py::tuple forward_infer(py::handle x_obj, py::handle h_obj, py::handle ts_obj, const Plan& plan, int64_t macs,
+                        int64_t max_macs, int64_t max_batch_macs) {
+  if (!THPVariable_Check(x_obj.ptr())) return py::tuple();
+  const at::Tensor& x = THPVariable_Unpack(x_obj.ptr());
+  c10::optional<at::Tensor> h0, ts;
+  if (!h_obj.is_none()) {
+    if (!THPVariable_Check(h_obj.ptr())) return py::tuple();
+    h0 = THPVariable_Unpack(h_obj.ptr());
+  }
+  double ts_value = 0.0;
+  PyObject* t = ts_obj.ptr();
+  if (ts_obj.is_none()) {
+    ts_value = 1.0;
+  } else if (THPVariable_Check(t)) {
+    ts = THPVariable_Unpack(t);
+  } else if (PyFloat_Check(t) || (PyLong_Check(t) && !PyBool_Check(t))) {
+    ts_value = PyFloat_AsDouble(t);
+    if (ts_value == -1.0 && PyErr_Occurred()) {  // an int too large for a double: the reference says so
+      PyErr_Clear();
+      return py::tuple();
+    }
+  } else {
+    return py::tuple();
+  }
+  if (at::GradMode::is_enabled() && (x.requires_grad() || (h0.has_value() && h0->requires_grad()) ||
+                                     (ts.has_value() && ts->requires_grad()) || plan.any_requires_grad()))
+    return py::tuple();
+  const int64_t per_step = std::max<int64_t>(macs, 1);
+  if (x.dim() != 3 || x.numel() / std::max<int64_t>(x.size(2), 1) > max_macs / per_step ||
+      x.size(0) > max_batch_macs / per_step)
+    return py::tuple();
+  return sequence_infer(x, h0, ts, ts_value, plan);
 }
 
 void check_sequence(const at::Tensor& P, const at::Tensor& h0, const at::Tensor& ts,
@@ -641,6 +1002,20 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("step", &lnn_nav::step,
         "one fused CfC step: (out, h), () for the reference path, (None,) when the plan is stale",
         py::arg("x"), py::arg("h"), py::arg("dt"), py::arg("dt_value"), py::arg("plan"));
+  m.def("sequence_infer", &lnn_nav::sequence_infer,
+        "a short sequence without autograd: (outputs, h), () for the reference path, (None,) when stale",
+        py::arg("x"), py::arg("h0"), py::arg("ts"), py::arg("ts_value"), py::arg("plan"));
+  m.def("forward_infer", &lnn_nav::forward_infer,
+        "CfC.forward without autograd, dispatch checks included: (outputs, h), () for the reference path, "
+        "(None,) when stale",
+        py::arg("x"), py::arg("hx"), py::arg("timespans"), py::arg("plan"), py::arg("macs"), py::arg("max_macs"),
+        py::arg("max_batch_macs"));
+  m.def("policy_step", &lnn_nav::policy_step,
+        "the whole policy step without autograd: (command, h), () for the reference path, (None,) when the "
+        "core plan is stale",
+        py::arg("image"), py::arg("imu"), py::arg("goal"), py::arg("h"), py::arg("dt"), py::arg("dt_value"),
+        py::arg("encoder"), py::arg("core"), py::arg("goal_clip"));
+  lnn_nav::register_encoder(m);
   m.def("seq_forward", &lnn_nav::seq_forward, "fused CfC sequence forward -> states [B, T, S]");
   m.def("seq_backward", &lnn_nav::seq_backward, "gradients of seq_forward (recompute)");
 }
