@@ -21,7 +21,7 @@ help:
 	@echo "  make lint       ruff check, ruff format --check and mypy (settings in pyproject.toml)"
 	@echo "  make test       lint, then run the test suite (creates $(VENV) if needed)"
 	@echo "  make demo       run 'lnn-nav demo', outputs in reports/demo"
-	@echo "  make bench      run benchmarks/step_latency.py"
+	@echo "  make bench      the quick benchmark set -> reports/bench.md (benchmarks/quick.py)"
 	@echo "  make reproduce  regenerate the shipped controllers from scratch (scripts/reproduce.sh)"
 	@echo "  make clean      remove build artefacts and caches (keeps $(VENV))"
 	@echo "  make distclean  clean, and remove $(VENV) too"
@@ -59,7 +59,7 @@ demo: $(STAMP)
 	$(VENV)/bin/lnn-nav demo --out reports/demo
 
 bench: $(STAMP)
-	$(VENV)/bin/python benchmarks/step_latency.py
+	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(VENV)/bin/python benchmarks/quick.py --out reports/bench.md
 
 reproduce: $(STAMP)
 	bash scripts/reproduce.sh
