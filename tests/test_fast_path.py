@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from small_policies import CORE_OPTIONS
+from small_policies import CORE_OPTIONS, KINDS, small_core
 
 from lnn_nav.kernels import fused, fused_policy, load_cpu, reference
-from lnn_nav.models import NCP, AutoNCP, CfC, FullyConnected, load_policy
+from lnn_nav.models import AutoNCP, CfC, load_policy
 from lnn_nav.models.encoder import ConvEncoder, EncoderConfig
 from lnn_nav.models.policy import GOAL_SIZE, IMU_SIZE, LiquidPolicy, PolicyConfig
 
@@ -49,9 +49,7 @@ def _frames(batch: int, cfg: EncoderConfig, seed: int, dtype=torch.uint8) -> tor
 # ---------------------------------------------------------------- the shipped policy
 @pytest.fixture(scope="module")
 def shipped() -> LiquidPolicy:
-    if not SHIPPED.is_file():
-        pytest.skip("models/cfc_ncp.safetensors is not in this checkout")
-    return load_policy(SHIPPED)
+    return load_policy(SHIPPED)  # shipped with the source: a missing file fails here, it is not skipped
 
 
 def test_shipped_policy_takes_the_fused_step(shipped):
@@ -388,26 +386,6 @@ def test_goal_size_constant_is_what_the_kernel_reads():
 
 
 # ----------------------------------------------------- CfC.forward in inference
-def _core(kind: str, mode: str = "default", features: int = 6) -> CfC:
-    torch.manual_seed(3)
-    if kind == "autoncp":
-        return CfC(features, AutoNCP(12, 3, seed=5), mode=mode)
-    if kind == "autoncp-dense":
-        return CfC(features, AutoNCP(12, 3, seed=5), mode=mode, recurrence="dense")
-    if kind == "ncp":
-        return CfC(features, NCP(5, 4, 2, 3, 3, 4, 2, seed=1), mode=mode)
-    if kind == "fully-connected":
-        return CfC(features, FullyConnected(7, 2), mode=mode)
-    if kind == "dense":
-        return CfC(features, 9, mode=mode, backbone_units=11)
-    if kind == "dense-deep-proj":
-        return CfC(features, 9, proj_size=4, mode=mode, activation="silu", backbone_units=10, backbone_layers=2)
-    if kind == "dense-no-backbone":
-        return CfC(features, 9, mode=mode, backbone_layers=0)
-    raise ValueError(kind)
-
-
-KINDS = ("autoncp", "autoncp-dense", "ncp", "fully-connected", "dense", "dense-deep-proj", "dense-no-backbone")
 
 
 def _forward_both(core, *args, **kwargs):
@@ -424,7 +402,7 @@ def _forward_both(core, *args, **kwargs):
 @pytest.mark.parametrize("mode", ["default", "no_gate", "pure"])
 @pytest.mark.parametrize("batch, steps", [(1, 1), (3, 5), (11, 2)])
 def test_inference_forward_matches_the_reference(kind, mode, batch, steps):
-    core = _core(kind, mode).eval()
+    core = small_core(kind, mode).eval()
     gen = torch.Generator().manual_seed(batch * 10 + steps)
     x = torch.randn(batch, steps, 6, generator=gen)
     h0 = torch.randn(batch, core.state_size, generator=gen)
@@ -439,7 +417,7 @@ def test_inference_forward_matches_the_reference(kind, mode, batch, steps):
     "layout", ["scalar-tensor", "[B,T]", "[B,T,1]", "[B] T=1", "[B,1] T=1", "[T] B=1", "float64", "int"]
 )
 def test_every_timespan_layout_matches_the_reference(layout):
-    core = _core("autoncp").eval()
+    core = small_core("autoncp").eval()
     batch, steps = (1, 4) if layout == "[T] B=1" else (3, 1) if "T=1" in layout else (3, 4)
     x = torch.randn(batch, steps, 6)
     ts = {
@@ -483,7 +461,7 @@ def test_return_sequences_false_and_float64_cores_match():
     (y, h), (y_ref, h_ref) = _forward_both(core, x)
     assert y.shape == (2, 2)
     torch.testing.assert_close(y, y_ref, **TOL)
-    core64 = _core("dense").double().eval()
+    core64 = small_core("dense").double().eval()
     x64 = torch.randn(2, 3, 6, dtype=torch.float64)
     (y, h), (y_ref, h_ref) = _forward_both(core64, x64, None, torch.rand(2, 3, dtype=torch.float64))
     assert y.dtype == torch.float64
@@ -491,7 +469,7 @@ def test_return_sequences_false_and_float64_cores_match():
 
 
 def test_long_sequences_and_wide_batches_keep_the_sequence_kernel():
-    core = _core("dense").eval()
+    core = small_core("dense").eval()
     macs = fused._plan(core).macs
     limit = fused.INFER_MAX_MACS // macs  # batch x steps
     widest = fused.CPU_PER_SAMPLE_MAX_BATCH_MACS // macs  # batch
@@ -504,7 +482,7 @@ def test_long_sequences_and_wide_batches_keep_the_sequence_kernel():
 
 @pytest.mark.parametrize("case", ["negative", "nan", "shape", "features", "int-input", "state-shape"])
 def test_bad_forward_inputs_raise_the_reference_errors(case):
-    core = _core("autoncp").eval()
+    core = small_core("autoncp").eval()
     x = torch.randn(2, 3, 6)
     args: list = [x, None, None]
     if case == "negative":
@@ -529,7 +507,7 @@ def test_bad_forward_inputs_raise_the_reference_errors(case):
 
 @pytest.mark.parametrize("kind", ["autoncp", "dense-deep-proj"])
 def test_forward_with_gradients_keeps_the_differentiable_path(kind):
-    core = _core(kind)  # training mode, parameters require grad
+    core = small_core(kind)  # training mode, parameters require grad
     gen = torch.Generator().manual_seed(4)
     x = torch.randn(2, 1, 6, generator=gen, requires_grad=True)
     h0 = torch.randn(2, core.state_size, generator=gen)

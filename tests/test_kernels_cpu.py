@@ -8,36 +8,15 @@ import sys
 
 import pytest
 import torch
+from small_policies import KINDS, small_core
 
 from lnn_nav.kernels import fused, load_cpu, reference, why_not_fused
-from lnn_nav.models import NCP, AutoNCP, CfC, FullyConnected
+from lnn_nav.models import CfC
 
 pytestmark = pytest.mark.skipif(load_cpu() is None, reason="the CPU extension did not build here")
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 MODES = ("default", "no_gate", "pure")
-
-
-def _core(kind: str, mode: str, features: int = 6) -> CfC:
-    torch.manual_seed(3)
-    if kind == "autoncp":
-        return CfC(features, AutoNCP(12, 3, seed=5), mode=mode)
-    if kind == "autoncp-dense":
-        return CfC(features, AutoNCP(12, 3, seed=5), mode=mode, recurrence="dense")
-    if kind == "ncp":
-        return CfC(features, NCP(5, 4, 2, 3, 3, 4, 2, seed=1), mode=mode)
-    if kind == "fully-connected":
-        return CfC(features, FullyConnected(7, 2), mode=mode)
-    if kind == "dense":
-        return CfC(features, 9, mode=mode, backbone_units=11)
-    if kind == "dense-deep-proj":
-        return CfC(features, 9, proj_size=4, mode=mode, activation="silu", backbone_units=10, backbone_layers=2)
-    if kind == "dense-no-backbone":
-        return CfC(features, 9, mode=mode, backbone_layers=0)
-    raise ValueError(kind)
-
-
-KINDS = ("autoncp", "autoncp-dense", "ncp", "fully-connected", "dense", "dense-deep-proj", "dense-no-backbone")
 
 
 def _both_paths(core, fn):
@@ -59,7 +38,7 @@ def _sequence_loss_and_grads(core, x, h0, ts):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("batch, steps", [(1, 1), (3, 7)])
 def test_sequence_outputs_and_gradients_match_reference(kind, mode, batch, steps):
-    core = _core(kind, mode)
+    core = small_core(kind, mode)
     assert why_not_fused(core) is None
     gen = torch.Generator().manual_seed(batch * 100 + steps)
     x = torch.randn(batch, steps, 6, generator=gen, requires_grad=True)
@@ -76,7 +55,7 @@ def test_sequence_outputs_and_gradients_match_reference(kind, mode, batch, steps
 def test_long_sequence_gradients_match_reference(kind):
     # 3 x 100 (sample, step) pairs: more than the backward gathers before one
     # weight-gradient matrix product, so the partial flushes are exercised.
-    core = _core(kind, "default")
+    core = small_core(kind, "default")
     gen = torch.Generator().manual_seed(11)
     x = torch.randn(3, 100, 6, generator=gen, requires_grad=True)
     h0 = torch.randn(3, core.state_size, generator=gen, requires_grad=True)
@@ -92,7 +71,7 @@ def test_long_sequence_gradients_match_reference(kind):
 def test_saturated_activations_match_reference(mode):
     # Pre-activations far into tanh's and the sigmoid's flat tails, where the
     # kernels' float32 tanh is clamped.
-    core = _core("dense", mode).eval()
+    core = small_core("dense", mode).eval()
     with torch.no_grad():
         for p in core.parameters():
             p.mul_(20.0)
@@ -115,7 +94,7 @@ def test_wide_cells_at_large_batches_take_the_reference_path_for_sequences_and_t
 
 
 def test_timespan_gradient_matches_reference():
-    core = _core("dense", "default")
+    core = small_core("dense", "default")
     x = torch.randn(2, 4, 6)
     ts = (torch.rand(2, 4) + 0.1).requires_grad_()
 
@@ -131,7 +110,7 @@ def test_timespan_gradient_matches_reference():
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dt", [0.05, torch.tensor(0.3), "per-sample", "per-sample-column", None])
 def test_inference_step_matches_reference(kind, mode, dt):
-    core = _core(kind, mode).eval()
+    core = small_core(kind, mode).eval()
     x, h = torch.randn(4, 6), torch.randn(4, core.state_size)
     if dt == "per-sample":
         dt = torch.rand(4)
@@ -144,7 +123,7 @@ def test_inference_step_matches_reference(kind, mode, dt):
 
 
 def test_step_with_gradients_matches_reference():
-    core = _core("autoncp", "default")
+    core = small_core("autoncp", "default")
     x = torch.randn(2, 6, requires_grad=True)
     h = torch.randn(2, core.state_size)
 
@@ -157,7 +136,7 @@ def test_step_with_gradients_matches_reference():
 
 
 def test_sequence_equals_step_by_step():
-    core = _core("autoncp", "default").eval()
+    core = small_core("autoncp", "default").eval()
     x, ts = torch.randn(2, 5, 6), torch.rand(2, 5)
     with torch.no_grad():
         y, h = core(x, None, ts)
@@ -171,7 +150,7 @@ def test_sequence_equals_step_by_step():
 @pytest.mark.parametrize("kind", ["autoncp", "dense-deep-proj", "dense"])
 @pytest.mark.parametrize("mode", MODES)
 def test_gradcheck_float64(kind, mode):
-    core = _core(kind, mode, features=3).double()
+    core = small_core(kind, mode, features=3).double()
     layout = fused._plan(core).layout
     x = torch.randn(2, 3, 3, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(2, core.state_size, dtype=torch.float64, requires_grad=True)
@@ -182,7 +161,7 @@ def test_gradcheck_float64(kind, mode):
 
 
 def test_opcheck_custom_op():
-    core = _core("autoncp", "pure")
+    core = small_core("autoncp", "pure")
     layout = fused._plan(core).layout
     args = (
         torch.randn(2, 3, 6, requires_grad=True),
@@ -195,7 +174,7 @@ def test_opcheck_custom_op():
 
 
 def test_in_place_weight_update_is_seen_by_the_cached_step():
-    core = _core("autoncp", "default").eval()
+    core = small_core("autoncp", "default").eval()
     x, h = torch.randn(1, 6), torch.randn(1, core.state_size)
     with torch.no_grad():
         before, _ = core.step(x, h, 0.1)
@@ -208,7 +187,7 @@ def test_in_place_weight_update_is_seen_by_the_cached_step():
 
 
 def test_dtype_conversion_repacks():
-    core = _core("dense", "default").eval()
+    core = small_core("dense", "default").eval()
     x, h = torch.randn(2, 6), torch.randn(2, core.state_size)
     with torch.no_grad():
         core.step(x, h, 0.1)
@@ -222,13 +201,13 @@ def test_dtype_conversion_repacks():
 
 @pytest.mark.parametrize("dt", [float("nan"), -0.1, torch.tensor([0.1, float("inf")])])
 def test_bad_dt_still_raises_the_reference_error(dt):
-    core = _core("autoncp", "default").eval()
+    core = small_core("autoncp", "default").eval()
     with torch.no_grad(), pytest.raises(ValueError, match="timespans"):
         core.step(torch.randn(2, 6), core.initial_state(2), dt)
 
 
 def test_wrong_input_width_still_raises_the_reference_error():
-    core = _core("autoncp", "default").eval()
+    core = small_core("autoncp", "default").eval()
     with torch.no_grad(), pytest.raises(ValueError, match="input features"):
         core.step(torch.randn(1, 5), core.initial_state(1), 0.1)
 
