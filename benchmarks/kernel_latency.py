@@ -13,7 +13,6 @@ machine a burst of load falls on all of them alike.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import platform
 import statistics
 import sys
@@ -23,24 +22,12 @@ from pathlib import Path
 
 import torch
 
+from lnn_nav.eval.latency import Case, case
 from lnn_nav.kernels import reference, why_not_fused
 from lnn_nav.models import LiquidPolicy, PolicyConfig, from_ncps
 
 FEATURES = 32
 Row = tuple[str, float, float | None, float | None]  # name, fused, ours-reference, ncps (µs)
-
-
-# fn, calls per repeat, context
-Case = tuple[Callable[[], object], int, Callable[[], contextlib.AbstractContextManager]]
-
-
-def case(
-    fn: Callable[[], object],
-    iters: int,
-    context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-) -> Case:
-    """``iters`` calls of ``fn`` per repeat, each repeat inside ``context()``."""
-    return fn, max(1, iters), context
 
 
 def timed_together(cases: Sequence[Case], device: str, repeats: int = 5) -> list[float]:

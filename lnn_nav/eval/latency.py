@@ -46,6 +46,7 @@ def case(
     iters: int,
     context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
 ) -> Case:
+    """``iters`` calls of ``fn`` per repeat, each repeat inside ``context()``."""
     return fn, max(1, int(iters)), context
 
 
