@@ -3,6 +3,7 @@
     ros2 launch lnn_nav replay.launch.py bag:=flight_001
     ros2 launch lnn_nav replay.launch.py bag:=flight_001 rate:=0.5 topics:="/camera/image_raw /imu/data"
     ros2 launch lnn_nav replay.launch.py bag:=flight_001 controller:=true model_path:=policy.safetensors
+    ros2 launch lnn_nav replay.launch.py bag:=flight_001 wait_for_subscribers:=true wait_timeout:=30
 
 Parameters come from config/replay.yaml; a launch argument left empty keeps
 the file's value. ``topics`` and ``remap`` take entries separated by spaces
@@ -26,7 +27,7 @@ from launch_ros.actions import Node
 from launch import LaunchDescription
 
 TRUE = ("true", "1", "yes")
-FLOAT_ARGS = ("rate", "start_offset", "delay")
+FLOAT_ARGS = ("rate", "start_offset", "delay", "wait_timeout")
 LIST_ARGS = ("topics", "remap")
 
 
@@ -42,8 +43,9 @@ def _launch_setup(context, *args, **kwargs):
         entries = [e for e in re.split(r"[\s,\[\]]+", arg(name)) if e]
         if entries:
             overrides[name] = entries
-    if arg("loop"):
-        overrides["loop"] = arg("loop").lower() in TRUE
+    for name in ("loop", "wait_for_subscribers"):
+        if arg(name):
+            overrides[name] = arg(name).lower() in TRUE
     if with_controller:
         overrides["publish_clock"] = True  # the controller runs on the recording's time
     elif arg("publish_clock"):
@@ -83,6 +85,14 @@ def generate_launch_description():
             DeclareLaunchArgument("start_offset", default_value="", description="seconds into the recording to start"),
             DeclareLaunchArgument("delay", default_value="", description="wall seconds before the first message"),
             DeclareLaunchArgument("loop", default_value="", description="true: start again after the last message"),
+            DeclareLaunchArgument(
+                "wait_for_subscribers",
+                default_value="",
+                description="true: hold the first message until every replayed topic has a subscriber",
+            ),
+            DeclareLaunchArgument(
+                "wait_timeout", default_value="", description="wait_for_subscribers: start anyway after this many s"
+            ),
             DeclareLaunchArgument(
                 "topics", default_value="", description="bag topics to replay, space or comma separated (empty: all)"
             ),

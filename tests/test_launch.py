@@ -353,8 +353,13 @@ def test_record_launch_records_live_topics_and_replay_launch_plays_them_back(
         "lnn_nav",
         "replay.launch.py",
         f"bag:={bag}",
+        "topics:=/chatter",
         "remap:=/chatter:=/replayed/chatter",
-        "delay:=2.0",
+        # Discovery on a loaded machine can take longer than any fixed delay: the first message
+        # waits until this test's subscription is matched.
+        "wait_for_subscribers:=true",
+        "wait_timeout:=60",
+        "delay:=0.5",
     )
     assert replay.wait(timeout=120) == 0, replay.text()  # the launch ends when the bag has played
     spin_until(lambda: len(heard) >= 20, timeout=10)
