@@ -3,15 +3,24 @@
     python benchmarks/node_latency.py [--seconds 20] [--rates 30 60] [--out FILE.md]
 
 Per rate, a camera process publishes 128x96 rgb8 ``sensor_msgs/Image``
-frames stamped with the wall-clock publish time, the controller runs as
-``python -m lnn_nav.nodes.controller`` (a freshly initialised default
-policy saved to a temporary directory, ``torch_threads:=1``), and this
-process subscribes to ``/cmd_vel``: latency = receive time - command stamp
-(the controller stamps each command with its frame's stamp). Beside it, in
-the same run, the bare ``policy.step`` time (batch 1, one torch thread);
-graph overhead = p50 latency - p50 step time. The issue's target, overhead
-<= 2 ms and no dropped frames at 30 Hz, is printed as PASS/FAIL; the exit
-code does not depend on it.
+frames stamped with the wall-clock publish time and this process subscribes
+to ``/cmd_vel``: latency = receive time - command stamp (each command carries
+its frame's stamp). Two nodes answer the frames in turn, in the same run:
+
+* the reference, a trivial rclpy node that answers each frame with a
+  ``TwistStamped`` and does nothing else (``rclpy.spin``, rclpy's default
+  executor): the graph's own round trip, camera -> node -> here;
+* the controller, ``python -m lnn_nav.nodes.controller`` (a freshly
+  initialised default policy saved to a temporary directory,
+  ``torch_threads:=1``, its ``executor`` parameter as given by ``--executor``).
+
+Beside them, the bare ``policy.step`` (batch 1, one torch thread), timed in
+a tight loop and paced at the camera rate (a sleep of one frame period
+between steps, as in the node: after the wait the caches are cold and the
+step is slower, on this 2-vCPU machine about 3x). Graph overhead = p50
+latency - p50 paced step; its p99 = p99 latency - p50 paced step. The
+targets, overhead <= 1 ms p50 and <= 2 ms p99 with no dropped frame, are
+printed as PASS/FAIL per rate; the exit code does not depend on them.
 
 Environment: ``ROS_AUTOMATIC_DISCOVERY_RANGE`` is set to ``LOCALHOST`` and,
 unless already set, ``ROS_DOMAIN_ID`` to a random domain (1..101), for
@@ -35,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 WIDTH, HEIGHT = 128, 96
-TARGET_RATE_HZ, TARGET_OVERHEAD_MS = 30.0, 2.0
+TARGET_P50_MS, TARGET_P99_MS = 1.0, 2.0
 NS = "/node_latency"
 IMAGE_TOPIC, CMD_TOPIC = f"{NS}/camera/image_raw", f"{NS}/cmd_vel"
 
@@ -70,8 +79,38 @@ def camera_main(rate: float, seconds: float, start_delay: float) -> None:
     rclpy.try_shutdown()
 
 
-def step_times_ms(iters: int = 300) -> np.ndarray:
-    """Bare ``policy.step`` wall time (ms), batch 1, one torch thread, default policy at 96x128."""
+def relay_main() -> None:
+    """Child process: the reference node, answering each frame with a TwistStamped carrying its stamp."""
+    import rclpy
+    from geometry_msgs.msg import TwistStamped
+    from rclpy.executors import ExternalShutdownException
+    from sensor_msgs.msg import Image
+
+    from lnn_nav.nodes.controller import SENSOR_QOS
+
+    rclpy.init()
+    node = rclpy.create_node("node_latency_relay")
+    pub = node.create_publisher(TwistStamped, CMD_TOPIC, 10)
+
+    def answer(msg: Image) -> None:
+        out = TwistStamped()
+        out.header = msg.header
+        out.twist.linear.x = 1.0  # not a hover: the probe counts it as an answer
+        pub.publish(out)
+
+    node.create_subscription(Image, IMAGE_TOPIC, answer, SENSOR_QOS)
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def step_times_ms(iters: int = 300, pace_s: float = 0.0) -> np.ndarray:
+    """Bare ``policy.step`` wall time (ms), batch 1, one torch thread, default policy at 96x128;
+    ``pace_s`` > 0 sleeps that long between steps (a camera's frame period)."""
     import torch
 
     from lnn_nav.models import LiquidPolicy
@@ -87,6 +126,8 @@ def step_times_ms(iters: int = 300) -> np.ndarray:
             _, state = policy.step(image, 1.0 / 30.0, state)
             if i >= 20:
                 out.append((time.perf_counter() - started) * 1e3)
+            if pace_s > 0:
+                time.sleep(pace_s)
     return np.asarray(out)
 
 
@@ -117,11 +158,38 @@ class Children:
         self.procs = []
 
 
-def measure_rate(rate: float, seconds: float, model: Path, children: Children) -> dict[str, float]:
-    """One controller + camera run at ``rate`` Hz; latencies of the commands received here."""
+def controller_command(rate: float, model: Path, executor: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "lnn_nav.nodes.controller",
+        "--ros-args",
+        "-p",
+        f"model_path:={model}",
+        "-p",
+        "torch_threads:=1",
+        "-p",
+        f"executor:={executor}",
+        "-p",
+        f"expected_rate:={rate}",
+        "-p",
+        f"image_topic:={IMAGE_TOPIC}",
+        "-p",
+        "image_timeout:=10.0",
+        "-p",
+        "failsafe_rate_hz:=1.0",
+        "-r",
+        f"/cmd_vel:={CMD_TOPIC}",
+    ]
+
+
+def measure_rate(rate: float, seconds: float, node_cmd: list[str], children: Children) -> dict[str, float]:
+    """One run of the node ``node_cmd`` starts and the camera at ``rate`` Hz; latencies of the commands
+    received here."""
     import rclpy
     from geometry_msgs.msg import TwistStamped
-    from rclpy.executors import SingleThreadedExecutor
+
+    from lnn_nav.nodes.runtime import make_executor
 
     latencies: list[float] = []
     frames_from_ns = [float("inf")]  # commands stamped earlier are fail-safe hovers, not frame answers
@@ -140,38 +208,17 @@ def measure_rate(rate: float, seconds: float, model: Path, children: Children) -
             latencies.append((now - stamp) / 1e6)
 
     node.create_subscription(TwistStamped, CMD_TOPIC, on_cmd, 1000)
-    executor = SingleThreadedExecutor(context=context)
+    # The probe's own dispatch is in both the reference's and the controller's figure; the events
+    # executor keeps it small.
+    executor, _ = make_executor("events", context=context)
     executor.add_node(node)
-    controller = children.start(
-        [
-            sys.executable,
-            "-m",
-            "lnn_nav.nodes.controller",
-            "--ros-args",
-            "-p",
-            f"model_path:={model}",
-            "-p",
-            "torch_threads:=1",
-            "-p",
-            f"expected_rate:={rate}",
-            "-p",
-            f"image_topic:={IMAGE_TOPIC}",
-            "-p",
-            "image_timeout:=10.0",
-            "-p",
-            "failsafe_rate_hz:=1.0",
-            "-r",
-            f"/cmd_vel:={CMD_TOPIC}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    controller = children.start(node_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60.0
         while node.count_publishers(CMD_TOPIC) == 0 and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.05)
             if controller.poll() is not None:
-                raise RuntimeError(f"the controller exited with code {controller.returncode} before starting")
+                raise RuntimeError(f"{node_cmd[2]} exited with code {controller.returncode} before starting")
         frames_from_ns[0] = clock.now().nanoseconds
         camera = children.start(
             [sys.executable, __file__, "--camera", str(rate), "--seconds", str(seconds)],
@@ -206,16 +253,26 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=20.0, help="frames per rate for this long (default 20)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="frames per rate and node for this long (20)")
     parser.add_argument("--rates", type=float, nargs="+", default=[30.0, 60.0], help="camera rates in Hz")
+    parser.add_argument(
+        "--executor",
+        choices=["events", "single_threaded"],
+        default="events",
+        help="the controller's executor parameter (default events, as config/controller.yaml)",
+    )
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
     parser.add_argument("--camera", type=float, help=argparse.SUPPRESS)  # internal: run as the camera child
+    parser.add_argument("--relay", action="store_true", help=argparse.SUPPRESS)  # internal: the reference node
     args = parser.parse_args(argv)
 
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 101)))
     if args.camera is not None:
         camera_main(args.camera, args.seconds, start_delay=0.5)
+        return 0
+    if args.relay:
+        relay_main()
         return 0
 
     import torch
@@ -230,10 +287,14 @@ def main(argv: list[str] | None = None) -> int:
             torch.manual_seed(0)
             model = save_policy(LiquidPolicy(), Path(tmp) / "default.safetensors")
             for rate in args.rates:
-                result = measure_rate(rate, args.seconds, model, children)
-                step = step_times_ms()
-                result["step_p50"] = float(np.percentile(step, 50))
-                result["overhead"] = result["p50"] - result["step_p50"]
+                relay = measure_rate(rate, args.seconds, [sys.executable, __file__, "--relay"], children)
+                result = measure_rate(rate, args.seconds, controller_command(rate, model, args.executor), children)
+                hot, paced = step_times_ms(), step_times_ms(pace_s=1.0 / rate)
+                result["relay_p50"], result["relay_p99"] = relay["p50"], relay["p99"]
+                result["step_hot"] = float(np.percentile(hot, 50))
+                result["step_paced"] = float(np.percentile(paced, 50))
+                result["overhead"] = result["p50"] - result["step_paced"]
+                result["overhead_p99"] = result["p99"] - result["step_paced"]
                 rows.append((rate, result))
                 print(f"{rate:g} Hz: {result}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
@@ -244,30 +305,31 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
 
     header = (
-        f"Camera -> /cmd_vel latency, {WIDTH}x{HEIGHT} rgb8, default policy, torch_threads 1, "
-        f"{args.seconds:g} s per rate, {os.cpu_count()} CPUs, {platform.machine()}, "
-        f"ROS_DOMAIN_ID {os.environ['ROS_DOMAIN_ID']}"
+        f"Camera -> /cmd_vel latency, {WIDTH}x{HEIGHT} rgb8, default policy, torch_threads 1, controller "
+        f"executor {args.executor}, {args.seconds:g} s per rate and node, {os.cpu_count()} CPUs, "
+        f"{platform.machine()}, ROS_DOMAIN_ID {os.environ['ROS_DOMAIN_ID']}"
     )
     lines = [
-        "| rate (Hz) | frames sent | commands | dropped | latency p50 (ms) | latency p99 (ms) "
-        "| policy.step p50 (ms) | overhead p50 (ms) |",
+        "| rate (Hz) | frames sent | commands | dropped | trivial node p50 / p99 (ms) | controller p50 / p99 (ms) "
+        "| policy.step p50 hot / paced (ms) | overhead p50 / p99 (ms) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for rate, r in rows:
         lines.append(
-            f"| {rate:g} | {r['sent']} | {r['received']} | {r['dropped']} | {r['p50']:.2f} "
-            f"| {r['p99']:.2f} | {r['step_p50']:.2f} | {r['overhead']:.2f} |"
+            f"| {rate:g} | {r['sent']} | {r['received']} | {r['dropped']} "
+            f"| {r['relay_p50']:.2f} / {r['relay_p99']:.2f} "
+            f"| {r['p50']:.2f} / {r['p99']:.2f} | {r['step_hot']:.2f} / {r['step_paced']:.2f} "
+            f"| {r['overhead']:.2f} / {r['overhead_p99']:.2f} |"
         )
     table = "\n".join(lines)
     verdicts = []
     for rate, r in rows:
-        if rate == TARGET_RATE_HZ:
-            ok = r["overhead"] <= TARGET_OVERHEAD_MS and r["dropped"] == 0
-            verdicts.append(
-                f"{'PASS' if ok else 'FAIL'}: target at {rate:g} Hz is overhead <= "
-                f"{TARGET_OVERHEAD_MS:g} ms and no drops (got {r['overhead']:.2f} ms, "
-                f"{r['dropped']} dropped)"
-            )
+        ok = r["overhead"] <= TARGET_P50_MS and r["overhead_p99"] <= TARGET_P99_MS and r["dropped"] == 0
+        verdicts.append(
+            f"{'PASS' if ok else 'FAIL'} at {rate:g} Hz: overhead <= {TARGET_P50_MS:g} ms p50, <= {TARGET_P99_MS:g} ms "
+            f"p99, no drops (got {r['overhead']:.2f} / {r['overhead_p99']:.2f} ms, {r['dropped']} dropped; "
+            f"the trivial node alone: {r['relay_p50']:.2f} ms p50)"
+        )
     text = "\n\n".join([header, table, *verdicts])
     print(text)
     if args.out:

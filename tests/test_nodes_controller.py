@@ -33,6 +33,7 @@ from std_srvs.srv import SetBool, Trigger  # noqa: E402
 from lnn_nav.models import EncoderConfig, LiquidPolicy, PolicyConfig, save_policy  # noqa: E402
 from lnn_nav.nodes.controller import ControllerNode  # noqa: E402
 from lnn_nav.nodes.conversions import rgb_to_image_msg  # noqa: E402
+from lnn_nav.nodes.runtime import EXECUTOR_KINDS, make_executor  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -60,7 +61,7 @@ def _key(stamp: Time):
 class Graph:
     """A controller node and a test node, spun by one executor in a background thread."""
 
-    def __init__(self, model_path: str, compressed: bool = False, **params) -> None:
+    def __init__(self, model_path: str, compressed: bool = False, executor: str = "events", **params) -> None:
         self.ns = f"/t{uuid.uuid4().hex[:10]}"
         self.context = Context()
         rclpy.init(context=self.context)
@@ -91,7 +92,8 @@ class Graph:
             self.image_pub = self.peer.create_publisher(CompressedImage, f"{self.ns}/camera/image_raw/compressed", 10)
         else:
             self.image_pub = self.peer.create_publisher(Image, f"{self.ns}/camera/image_raw", 10)
-        self.executor = SingleThreadedExecutor(context=self.context)
+        # The executor the node's process spins with (its `executor` parameter, events by default).
+        self.executor, _ = make_executor(executor, context=self.context)
         self.executor.add_node(self.node)
         self.executor.add_node(self.peer)
         self._running = True
@@ -177,8 +179,9 @@ def _is_zero(cmd: TwistStamped) -> bool:
     return (t.linear.x, t.linear.y, t.linear.z, t.angular.z) == (0.0, 0.0, 0.0, 0.0)
 
 
-def test_one_command_per_frame_stamped_with_the_frame_stamp(tmp_path, graph_factory):
-    g = graph_factory(_policy_file(tmp_path), image_timeout=5.0, max_speed_xy=0.5)
+@pytest.mark.parametrize("executor", EXECUTOR_KINDS)
+def test_one_command_per_frame_stamped_with_the_frame_stamp(tmp_path, graph_factory, executor):
+    g = graph_factory(_policy_file(tmp_path), executor=executor, image_timeout=5.0, max_speed_xy=0.5)
     g.wait_connected()
     for i in range(5):
         cmd = g.send_and_wait(i)
@@ -190,8 +193,24 @@ def test_one_command_per_frame_stamped_with_the_frame_stamp(tmp_path, graph_fact
     assert g.node.counters["frames"] == 5 and g.node.counters["nonfinite_outputs"] == 0
 
 
-def test_stale_camera_hovers_within_the_timeout_and_resumes_on_fresh_frames(tmp_path, graph_factory):
-    g = graph_factory(_policy_file(tmp_path), image_timeout=0.25, failsafe_rate_hz=20.0)
+def test_a_speed_limit_set_while_flying_clamps_the_next_frame(tmp_path, graph_factory):
+    # The limits are read from a cache on every frame; `ros2 param set` must still reach it.
+    g = graph_factory(_policy_file(tmp_path), image_timeout=5.0, max_speed_xy=0.5)
+    g.wait_connected()
+    first = g.send_and_wait(0)
+    assert 0.0 < np.hypot(first.twist.linear.x, first.twist.linear.y) <= 0.5 + 1e-9
+    result = g.node.set_parameters([Parameter("max_speed_xy", value=0.01)])
+    assert result[0].successful
+    cmd = g.send_and_wait(1)
+    assert np.hypot(cmd.twist.linear.x, cmd.twist.linear.y) <= 0.01 + 1e-9
+    assert g.node.set_parameters([Parameter("max_speed_xy", value=-1.0)])[0].successful is False
+    later = g.send_and_wait(2).twist  # a refused value leaves the limit as it was
+    assert np.hypot(later.linear.x, later.linear.y) <= 0.01 + 1e-9
+
+
+@pytest.mark.parametrize("executor", EXECUTOR_KINDS)
+def test_stale_camera_hovers_within_the_timeout_and_resumes_on_fresh_frames(tmp_path, graph_factory, executor):
+    g = graph_factory(_policy_file(tmp_path), executor=executor, image_timeout=0.25, failsafe_rate_hz=20.0)
     g.wait_connected()
     for i in range(3):
         g.send_and_wait(i)
@@ -725,3 +744,26 @@ def test_a_goal_without_odometry_yet_is_answered_with_a_hover_not_a_crash(tmp_pa
     odom_pub.publish(odometry_msg([0, 0, 1], [1, 0, 0, 0], [0, 0, 0], [0, 0, 0], _stamp(3)))
     assert g.wait_for(lambda: g.node._odom is not None, 5.0)
     assert not _is_zero(g.send_and_wait(4))  # flies once the odometry is in
+
+
+def test_an_unknown_executor_parameter_exits_1_naming_the_choices(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lnn_nav.nodes.controller",
+            "--ros-args",
+            "-p",
+            f"model_path:={_policy_file(tmp_path)}",
+            "-p",
+            "executor:=multi",
+            "-r",
+            f"/cmd_vel:=/t{uuid.uuid4().hex[:10]}/cmd_vel",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "executor 'multi' is not one of events, single_threaded" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -12,6 +12,7 @@ from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CompressedImage, Image
 
+from lnn_nav.models import EncoderConfig, LiquidPolicy, PolicyConfig
 from lnn_nav.nodes.controller_logic import DtTracker, InputWatchdog, clamp_command
 from lnn_nav.nodes.conversions import (
     ImageConversionError,
@@ -208,6 +209,27 @@ def test_preprocess_resizes_to_a_uint8_nchw_tensor():
     out = preprocess_for_policy(big, 48, 64)
     assert out.dtype == torch.uint8 and list(out.shape) == [1, 3, 48, 64]
     assert out[0, 0].unique().tolist() == [7] and out[0, 2].unique().tolist() == [200]
+
+
+def test_preprocess_at_the_policy_size_is_a_view_of_the_frame_not_a_copy():
+    frame = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    out = preprocess_for_policy(frame, 48, 64)
+    assert list(out.shape) == [1, 3, 48, 64] and np.shares_memory(out.numpy(), frame)
+    assert torch.equal(out, torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1))).unsqueeze(0))
+    # A message's rgb8 buffer viewed in place (rows padded to a wider step) gives the same tensor.
+    msg = rgb_to_image_msg(frame, Time(), "camera")
+    padded = np.zeros((48, 64 * 3 + 8), np.uint8)
+    padded[:, : 64 * 3] = frame.reshape(48, -1)
+    msg.step, msg.data = 64 * 3 + 8, padded.tobytes()
+    view = image_msg_to_rgb(msg, copy=False)
+    assert torch.equal(preprocess_for_policy(view, 48, 64), out)
+    # The fused policy step reads the channels-last view as the reference reads a contiguous copy.
+    torch.manual_seed(0)
+    policy = LiquidPolicy(PolicyConfig(encoder=EncoderConfig(height=48, width=64))).eval()
+    with torch.inference_mode():
+        fast, _ = policy.step(out, 0.05, None)
+        reference, _ = policy.step(out.contiguous(), 0.05, None)
+    torch.testing.assert_close(fast, reference, rtol=0, atol=1e-6)
 
 
 def test_dt_tracker_first_frame_uses_the_nominal_dt():

@@ -51,3 +51,27 @@ def test_a_publish_after_the_context_shut_down_is_a_clean_stop():
 def test_an_error_in_a_callback_while_running_still_fails():
     result = run("error")
     assert result.returncode != 0 and "a real error in a callback" in result.stderr
+
+
+def test_make_executor_gives_the_named_executor_and_refuses_unknown_names():
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+
+    from lnn_nav.nodes.runtime import make_executor
+
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        single, line = make_executor("single_threaded", context=context)
+        assert isinstance(single, SingleThreadedExecutor) and line == "executor: single_threaded"
+        events, line = make_executor("events", context=context)
+        # rclpy.experimental.EventsExecutor is a C++ object, not an rclpy.executors.Executor subclass.
+        assert type(events).__name__ == "EventsExecutor" and line == "executor: events"
+        assert events.context is context
+        for executor in (single, events):
+            executor.shutdown()
+        with pytest.raises(ValueError, match="executor 'multi' is not one of events, single_threaded"):
+            make_executor("multi", context=context)
+    finally:
+        context.try_shutdown()

@@ -47,8 +47,8 @@ from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
 from rclpy.qos import (
     DurabilityPolicy,
@@ -87,7 +87,7 @@ from .conversions import (
 )
 from .fly import SetupError, share_path
 from .params import float_param, int_param
-from .runtime import ShutdownRequest, spin_until
+from .runtime import EXECUTOR_KINDS, ShutdownRequest, make_executor, spin_until
 
 NODE_NAME = "controller_node"
 #: The checkpoint flown when model_path is empty, relative to the share (or source) directory.
@@ -144,6 +144,11 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
         "run each frame with the odometry/IMU stamped at or after it, waiting up to "
         "sync_timeout (true in lockstep simulation); false: the latest at hand",
     ),
+    "executor": (
+        "events",
+        f"how the process spins: {' or '.join(EXECUTOR_KINDS)} (rclpy's default); events falls back to "
+        "single_threaded where rclpy lacks it. Read at start-up (ros2 run / launch)",
+    ),
     "publish_saliency": (
         False,
         "publish ~/saliency (sensor_msgs/Image, rgb8, policy input size): the frame "
@@ -182,6 +187,10 @@ class _Frame(NamedTuple):
     stamp_ns: int
     received: float  # time.monotonic() at arrival
     started: float  # time.perf_counter() at arrival: the step latency counts the wait
+
+
+def _rgb_view(msg: Image) -> np.ndarray:
+    return image_msg_to_rgb(msg, copy=False)
 
 
 class ControllerNode(LifecycleNode):
@@ -224,6 +233,8 @@ class ControllerNode(LifecycleNode):
             "unsynced_frames": 0,
             "superseded_frames": 0,
         }
+        self._cache_hot_parameters()
+        self.add_post_set_parameters_callback(self._cache_hot_parameters)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(1.0, self._publish_diagnostics)
         self.create_service(SetBool, "~/enable", self._on_enable)
@@ -241,6 +252,17 @@ class ControllerNode(LifecycleNode):
 
     def _param(self, name: str) -> Any:
         return self.get_parameter(name).value
+
+    def _cache_hot_parameters(self, parameters: list[Parameter] | None = None) -> None:
+        """Keep the values read on every frame in plain attributes (a get_parameter costs microseconds,
+        several times that on a cold cache after the wait between frames); ``ros2 param set`` still
+        takes effect at the next frame through this post-set callback."""
+        self._sync_inputs = bool(self._param("sync_inputs"))
+        self._limits = (
+            float(self._param("max_speed_xy")),
+            float(self._param("max_speed_z")),
+            float(self._param("max_yaw_rate")),
+        )
 
     # The policy, the Δt tracker and the watchdog exist from configure on (the policy until cleanup);
     # the callbacks that use them run only in that window: subscriptions and timers are created by
@@ -376,7 +398,7 @@ class ControllerNode(LifecycleNode):
                 self.get_logger().warning(
                     f"image_transport {transport!r} is not supported; using raw (expected raw or compressed)"
                 )
-            sub = self.create_subscription(Image, topic, lambda m: self._on_image(m, image_msg_to_rgb), SENSOR_QOS)
+            sub = self.create_subscription(Image, topic, self._on_raw_image, SENSOR_QOS)
         self._input_subs = [sub]
         if cfg.camera_hfov_deg is not None:
             info_topic = str(self._param("camera_info_topic")) or camera_info_topic(topic)
@@ -453,7 +475,7 @@ class ControllerNode(LifecycleNode):
         self._input_watchdog.mark("camera", self._now_ns())
         self.counters["frames"] += 1
         frame = _Frame(rgb, msg.header, stamp_to_nanoseconds(msg.header.stamp), time.monotonic(), started)
-        if self._param("sync_inputs") and not self._inputs_reach(frame.stamp_ns):
+        if self._sync_inputs and not self._inputs_reach(frame.stamp_ns):
             if self._pending is not None:
                 # Only the newest frame matters; the older one never got its inputs in time.
                 self.counters["superseded_frames"] += 1
@@ -461,6 +483,11 @@ class ControllerNode(LifecycleNode):
             return
         self._pending = None
         self._run_frame(frame)
+
+    def _on_raw_image(self, msg: Image) -> None:
+        # A view of the message's buffer, not a copy: the frame is resized or read in place at once,
+        # and a frame kept for sync_inputs keeps the message's buffer alive.
+        self._on_image(msg, _rgb_view)
 
     def _inputs_reach(self, stamp_ns: int) -> bool:
         """Whether the goal is in and the odometry (goal policies) and IMU (IMU policies) at hand are stamped at or
@@ -518,10 +545,12 @@ class ControllerNode(LifecycleNode):
             self._publish_command(_ZERO, stamp)
             return
         cfg = self._loaded_policy.config
-        image = preprocess_for_policy(rgb, cfg.encoder.height, cfg.encoder.width).to(self._device)
+        image = preprocess_for_policy(rgb, cfg.encoder.height, cfg.encoder.width)
+        if self._device.type != "cpu":
+            image = image.to(self._device)
         with torch.inference_mode():
             out, new_state = self._loaded_policy.step(image, step.dt, self._state, **extras)
-        cmd = out[0].detach().to("cpu", torch.float64).numpy()
+        cmd = out[0].to("cpu", torch.float64).numpy()
         if not np.all(np.isfinite(cmd)):
             self.counters["nonfinite_outputs"] += 1
             self.counters["state_resets"] += 1
@@ -533,12 +562,7 @@ class ControllerNode(LifecycleNode):
             self._publish_command(_ZERO, stamp)
         else:
             self._state = new_state
-            self._publish_command(
-                clamp_command(
-                    cmd, self._param("max_speed_xy"), self._param("max_speed_z"), self._param("max_yaw_rate")
-                ),
-                stamp,
-            )
+            self._publish_command(clamp_command(cmd, *self._limits), stamp)
         self._meter.record(time.perf_counter() - started)
         if self._saliency_pub is not None and self._saliency_pub.get_subscription_count() > 0:
             self._publish_saliency(image, frame.header)
@@ -706,7 +730,8 @@ class ControllerNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    """``ros2 run lnn_nav controller_node``: spin until SIGINT/SIGTERM; exit 1 if autostart fails.
+    """``ros2 run lnn_nav controller_node``: spin until SIGINT/SIGTERM; exit 1 if autostart fails or the
+    ``executor`` parameter names no executor.
 
     On SIGINT or SIGTERM the node publishes one zero command (hover) while
     the context is still valid, then shuts down and exits with 0.
@@ -717,7 +742,15 @@ def main(args: list[str] | None = None) -> int:
     stop = ShutdownRequest()
     previous = stop.install()
     node = ControllerNode()
-    executor = SingleThreadedExecutor()
+    try:
+        executor, which = make_executor(str(node.get_parameter("executor").value))
+    except ValueError as err:
+        node.get_logger().error(f"{err}; exiting")
+        node.destroy_node()
+        rclpy.try_shutdown()
+        stop.restore(previous)
+        return 1
+    node.get_logger().info(which)
     code = 0
     try:
         if node.get_parameter("autostart").value and not node._active:

@@ -181,9 +181,17 @@ def goal_input(odom: Odometry, goal: PoseStamped) -> np.ndarray:
 
 
 def preprocess_for_policy(rgb: np.ndarray, height: int, width: int) -> torch.Tensor:
-    """uint8 ``[H, W, 3]`` RGB -> uint8 ``[1, 3, height, width]`` (the policy scales uint8 itself)."""
+    """uint8 ``[H, W, 3]`` RGB -> uint8 ``[1, 3, height, width]`` (the policy scales uint8 itself).
+
+    A frame already at the policy's size is not copied: the result is a
+    channels-last view of ``rgb`` (NCHW shape, HWC strides), which the fused
+    encoder reads as it is and ATen's convolutions accept. A read-only ``rgb``
+    (a view of an immutable buffer) is copied once: torch tensors are writable.
+    """
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ImageConversionError(f"expected a uint8 [H, W, 3] RGB array, got {rgb.dtype} {list(rgb.shape)}")
-    rgb = resize_rgb(rgb, height, width)  # the filter training used
-    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).unsqueeze(0)
+    rgb = resize_rgb(rgb, height, width)  # the filter training used; the same array at the policy's size
+    if not rgb.flags.writeable:
+        rgb = rgb.copy()
+    return torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0)
