@@ -47,4 +47,16 @@ timeout 150 "$PY" benchmarks/kernel_latency.py --device all --iters 1000 --seq-i
   --out "$OUT/kernel_latency.md" > "$OUT/bench.txt" 2>&1
 echo "bench exit $?" | tee -a "$OUT/summary.txt"
 cat "$OUT/bench.txt" | tee -a "$OUT/summary.txt"
+
+# Warp's CUDA renderer. The warp-lang wheel is not carried: its warp.so alone is 299 MB, over the
+# device tool's 64 MiB; measured only where the machine's Python already has Warp.
+step "Warp CUDA renderer"
+if "$PY" -c "import warp" > /dev/null 2>&1; then
+  timeout 120 "$PY" benchmarks/sim_throughput.py --cuda --quick --out "$OUT/render_cuda.md" > "$OUT/render_cuda.txt" 2>&1
+  echo "render exit $?" | tee -a "$OUT/summary.txt"
+  cat "$OUT/render_cuda.txt" | tee -a "$OUT/summary.txt"
+else
+  echo "warp is not installed here and its wheel is too large to carry: CUDA renderer not measured" \
+    | tee -a "$OUT/summary.txt"
+fi
 step "done"

@@ -10,6 +10,13 @@ processes each with its own DIRECT client calling ``getCameraImage`` with
 segmentation and copies every image back to the caller; PyBullet's images
 stay in its workers. Both favour PyBullet. Ratios are ours (2 workers) /
 PyBullet (> 1: we are faster). Needs ``pip install -r requirements/bench.txt``.
+
+    python benchmarks/sim_throughput.py --cuda [--out FILE.md]
+
+Warp's CUDA path instead (a GPU machine; PyBullet not needed): frames/s of
+the same renderer on ``cuda:0`` for batches up to 4096 cameras, images
+copied back to the host included, beside one CPU core of the same machine
+in the same run (``benchmarks/device_check.sh`` runs it when Warp is there).
 """
 
 from __future__ import annotations
@@ -208,6 +215,59 @@ def run(envs_list: Sequence[int], min_time: float) -> tuple[str, list[dict[str, 
     return scene, rows, backend_line(world, min_time)
 
 
+def cuda_rows(envs_list: Sequence[int], min_time: float) -> list[str]:
+    """Warp CUDA frames/s (images copied to the host each batch) beside one CPU core, same scene and poses."""
+    from lnn_nav.sim.render import Renderer
+
+    world = forest_scene()
+    lines = []
+    for width, height in RESOLUTIONS:
+        camera = CameraConfig(width=width, height=height)
+        gpu = Renderer(world, camera, device="cuda:0")
+        cpu = Renderer(world, camera, device="cpu")
+        for envs in envs_list:
+            pos, quat = camera_poses(world, envs)
+            ours_gpu = frames_per_second(lambda: gpu.render(pos, quat), envs, min_time)  # noqa: B023 -- called within this iteration
+            cpu_envs = min(envs, 16)  # one core's rate is flat beyond a few envs; keeps the run short
+            ours_cpu = frames_per_second(
+                lambda: cpu.render(pos[:cpu_envs], quat[:cpu_envs]),  # noqa: B023 -- called within this iteration
+                cpu_envs,
+                min_time,
+            )
+            mrays = ours_gpu * width * height / 1e6
+            lines.append(
+                f"| {width}x{height} | {envs} | {ours_gpu:.0f} | {ours_cpu:.0f} | {ours_gpu / ours_cpu:.1f} "
+                f"| {mrays:.0f} |"
+            )
+            print(lines[-1], flush=True)
+    return lines
+
+
+CUDA_HEAD = (
+    "| resolution | E | Warp CUDA (fps) | Warp CPU, 1 core (fps) | ratio | CUDA Mrays/s |\n"
+    "| --- | ---: | ---: | ---: | ---: | ---: |"
+)
+
+
+def cuda_main(out: Path | None, quick: bool) -> int:
+    import warp as wp
+
+    if wp.get_cuda_device_count() == 0:
+        print("no CUDA device visible to Warp: nothing to measure", file=sys.stderr)
+        return 1
+    header = f"{wp.get_device('cuda:0').name}, warp {wp.__version__}, Python {platform.python_version()}"
+    envs_list, min_time = ((1, 64, 1024), 0.3) if quick else ((1, 16, 64, 256, 1024, 4096), 1.0)
+    print(header)
+    print(CUDA_HEAD, flush=True)
+    lines = cuda_rows(envs_list, min_time)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(
+            f"Rendered frames/s (RGB + depth + segmentation), {header}\n\n" + "\n".join([CUDA_HEAD, *lines]) + "\n"
+        )
+    return 0
+
+
 def env_steps(envs_list: Sequence[int], min_time: float) -> list[dict[str, float]]:
     """Full closed-loop env steps/s (physics at 400 Hz, collisions, IMU, 128x96 RGB+depth render).
 
@@ -256,10 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke run (~20 s): E = 1, 16 and short timings")
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
+    parser.add_argument("--cuda", action="store_true", help="Warp's CUDA renderer beside one CPU core (a GPU machine)")
     args = parser.parse_args(argv)
     import warp as wp
 
     wp.config.log_level = wp.LOG_WARNING  # no banners; the render workers inherit it
+    if args.cuda:
+        return cuda_main(args.out, args.quick)
     try:
         header = machine_line()
     except ImportError:
