@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from lnn_nav.sim import physics_kernel
 from lnn_nav.sim.dynamics import (
     QuadrotorDynamics,
     QuadrotorParams,
@@ -348,6 +349,9 @@ class Quadrotor:
         self.controller.set_command(commands)
         n_sub = max(1, math.ceil(control_dt / self.physics_dt - 1e-9))
         h = control_dt / n_sub
+        if physics_kernel.try_step(self, n_sub, h):
+            self.time += control_dt
+            return
         state = self.state
         sample = None if self.wind is None else self.wind.sample
         for _ in range(n_sub):
