@@ -271,14 +271,16 @@ def cuda_main(out: Path | None, quick: bool) -> int:
 def env_steps(envs_list: Sequence[int], min_time: float) -> list[dict[str, float]]:
     """Full closed-loop env steps/s (physics at 400 Hz, collisions, IMU, 128x96 RGB+depth render).
 
-    Zero commands (hover) so every env keeps flying for the whole timing; the
-    render goes through a 2-worker RenderPool.
+    Zero commands (hover) so every env keeps flying for the whole timing; one env renders in its
+    own process (as ``gym.make`` with ``render_workers=0``), more go through a 2-worker RenderPool.
+    Beside each figure, the same run with the NumPy physics reference (``set_reference_physics``).
     """
+    from lnn_nav.sim import physics_kernel
     from lnn_nav.sim.env import NavigationVectorEnv
 
-    rows = []
-    for envs in envs_list:
-        env = NavigationVectorEnv(num_envs=envs, kind="forest", render_workers=2, max_episode_time=1e6)
+    def rate(envs: int) -> float:
+        workers = 0 if envs == 1 else 2
+        env = NavigationVectorEnv(num_envs=envs, kind="forest", render_workers=workers, max_episode_time=1e6)
         try:
             env.reset(seed=0)
             actions = np.zeros((envs, 4))
@@ -287,15 +289,34 @@ def env_steps(envs_list: Sequence[int], min_time: float) -> list[dict[str, float
             while time.perf_counter() - start < min_time or steps < 3:
                 env.step(actions)
                 steps += 1
-            rate = steps * envs / (time.perf_counter() - start)
+            return steps * envs / (time.perf_counter() - start)
         finally:
             env.close()
-        rows.append({"envs": envs, "env_steps_per_s": rate, "realtime_factor": rate / 15.0 / envs})
-        print(f"| {envs} | {rate:.0f} | {rate / 15.0 / envs:.1f} |", flush=True)
+
+    rows = []
+    previous = physics_kernel.reference_physics_forced()
+    try:
+        for envs in envs_list:
+            physics_kernel.set_reference_physics(True)
+            reference = rate(envs)
+            physics_kernel.set_reference_physics(False)
+            fast = rate(envs)
+            rows.append({"envs": envs, "env_steps_per_s": fast, "reference": reference})
+            print(env_row(rows[-1]), flush=True)
+    finally:
+        physics_kernel.set_reference_physics(previous)
     return rows
 
 
-ENV_HEAD = "| E | env steps/s (all envs) | real-time factor per env at 15 Hz |\n| ---: | ---: | ---: |"
+def env_row(r: dict[str, float]) -> str:
+    fast, reference, envs = r["env_steps_per_s"], r["reference"], r["envs"]
+    return f"| {envs} | {fast:.0f} | {reference:.0f} | {fast / reference:.1f} | {fast / 15.0 / envs:.1f} |"
+
+
+ENV_HEAD = (
+    "| E | env steps/s (all envs) | with the NumPy physics | ratio | real-time factor per env at 15 Hz |\n"
+    "| ---: | ---: | ---: | ---: | ---: |"
+)
 
 TABLE_HEAD = (
     "| resolution | E | ours 2 workers (fps) | ours 1 worker (fps) | PyBullet 2 procs (fps) | ratio ours/PyBullet "
@@ -339,10 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     env_rows = env_steps(envs_list, min_time)
     if args.out:
         table = "\n".join([TABLE_HEAD, *map(format_row, rows)])
-        env_table = "\n".join(
-            [ENV_HEAD]
-            + [f"| {r['envs']} | {r['env_steps_per_s']:.0f} | {r['realtime_factor']:.1f} |" for r in env_rows]
-        )
+        env_table = "\n".join([ENV_HEAD, *map(env_row, env_rows)])
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(
             f"Rendered frames/s (RGB + depth), {header}\n\n{table}\n\n{scene}. "
