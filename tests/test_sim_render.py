@@ -168,7 +168,26 @@ def test_render_pool_matches_in_process():
     assert np.array_equal(got.rgb, expected.rgb)
     assert np.array_equal(got.depth, expected.depth)
     assert np.array_equal(got.segmentation, expected.segmentation)
+    # One env, two workers: each renders a band of the frame's rows; the frame is the same to the bit.
     assert np.array_equal(again.rgb[0], expected.rgb[0])
+    assert np.array_equal(again.depth[0], expected.depth[0])
+    assert np.array_equal(again.segmentation[0], expected.segmentation[0])
+
+
+def test_a_band_of_rows_is_those_rows_of_the_whole_frame():
+    world = small_forest()
+    pos, quat = np.array([[-15.0, 1.0, 2.0], [0.0, -10.0, 3.0]]), np.stack([yaw_quat(0.3), yaw_quat(2.0)])
+    renderer = Renderer(world, CAM, device="cpu")
+    whole = renderer.render(pos, quat)
+    for v0, v1 in ((0, 1), (13, 60), (CAM.height - 7, CAM.height)):
+        band = renderer.render(pos, quat, rows=(v0, v1))
+        assert band.rgb.shape == (2, v1 - v0, CAM.width, 3)
+        assert np.array_equal(band.rgb, whole.rgb[:, v0:v1])
+        assert np.array_equal(band.depth, whole.depth[:, v0:v1])
+        assert np.array_equal(band.segmentation, whole.segmentation[:, v0:v1])
+    for bad in ((5, 5), (-1, 4), (0, CAM.height + 1)):
+        with pytest.raises(ValueError, match="rows must be"):
+            renderer.render(pos, quat, rows=bad)
 
 
 def test_tilt_moves_horizon_down_by_focal_length_times_tangent():

@@ -135,7 +135,7 @@ class Renderer:
         self._worlds: list[WorldSpec] = [worlds] if isinstance(worlds, WorldSpec) else list(worlds)
         if not self._worlds:
             raise ValueError("Renderer needs at least one world")
-        self._launches: dict[int, tuple[Any, dict[str, wp.array], dict[str, np.ndarray]]] = {}
+        self._launches: dict[tuple[int, int, int], tuple[Any, dict[str, wp.array], dict[str, np.ndarray]]] = {}
         self._upload()
 
     @property
@@ -243,12 +243,15 @@ class Renderer:
         quaternions: np.ndarray,
         world_ids: np.ndarray | None = None,
         out: RenderOutput | None = None,
+        rows: tuple[int, int] | None = None,
     ) -> RenderOutput:
         """Render E envs from body poses: ``positions [E, 3]`` (world, m), ``quaternions [E, 4]`` (w, x, y, z,
         body FLU -> world ENU), ``world_ids [E]`` (default: world 0 with one world, env i -> world i with
-        one world per env; see :func:`resolve_world_ids`). ``out`` receives the images if given."""
+        one world per env; see :func:`resolve_world_ids`). ``out`` receives the images if given.
+        ``rows=(v0, v1)``: only image rows v0..v1-1, the same pixels as in the whole frame (the images
+        returned, or expected in ``out``, are v1 - v0 rows high): how a pool splits one env's frame."""
         origins, rotations = camera_pose(positions, quaternions, self.camera)
-        return self.render_cameras(origins, rotations, world_ids, out)
+        return self.render_cameras(origins, rotations, world_ids, out, rows)
 
     def render_cameras(
         self,
@@ -256,15 +259,19 @@ class Renderer:
         rotations: np.ndarray,
         world_ids: np.ndarray | None = None,
         out: RenderOutput | None = None,
+        rows: tuple[int, int] | None = None,
     ) -> RenderOutput:
         """Render from camera poses (:func:`~lnn_nav.sim.camera.camera_pose`): ``origins [E, 3]``,
-        rotations world <- optical ``[E, 3, 3]``."""
+        rotations world <- optical ``[E, 3, 3]``; ``rows`` as in :meth:`render`."""
         origins = np.asarray(origins, np.float32).reshape(-1, 3)
         envs = len(origins)
         ids = resolve_world_ids(world_ids, envs, len(self._worlds))
+        band = (0, self.camera.height) if rows is None else (int(rows[0]), int(rows[1]))
+        if not 0 <= band[0] < band[1] <= self.camera.height:
+            raise ValueError(f"rows must be (v0, v1) with 0 <= v0 < v1 <= {self.camera.height}, got {rows}")
         if envs == 0:
             return out if out is not None else RenderOutput.empty(0, self.camera)
-        launch, buffers, views = self._launch_for(envs)
+        launch, buffers, views = self._launch_for(envs, band)
         inputs = (origins, np.asarray(rotations, np.float32).reshape(-1, 3, 3), ids)
         for name, value in zip(("origins", "rotations", "world_ids"), inputs):
             if views:
@@ -282,17 +289,22 @@ class Renderer:
             target[...] = im
         return out
 
-    def _launch_for(self, envs: int) -> tuple[Any, dict[str, wp.array], dict[str, np.ndarray]]:
-        """A recorded kernel launch for ``envs`` envs, its pose/image buffers and, on CPU, NumPy views of them.
+    def _launch_for(
+        self, envs: int, band: tuple[int, int] | None = None
+    ) -> tuple[Any, dict[str, wp.array], dict[str, np.ndarray]]:
+        """A recorded kernel launch for ``envs`` envs (image rows ``band``, default all), its pose/image buffers
+        and, on CPU, NumPy views of them.
 
         Packing ~30 kernel arguments costs a few hundred microseconds a call,
         as much as rendering a small frame; a recorded launch skips it.
         """
-        cached = self._launches.get(envs)
+        cam, dev, a = self.camera, self.device, self._arrays
+        v0, v1 = band if band is not None else (0, cam.height)
+        key = (envs, v0, v1)
+        cached = self._launches.get(key)
         if cached is not None:
             return cached
-        cam, dev, a = self.camera, self.device, self._arrays
-        h, w = cam.height, cam.width
+        h, w = v1 - v0, cam.width
         buffers = {
             "origins": wp.zeros(envs, dtype=wp.vec3, device=dev),
             "rotations": wp.zeros(envs, dtype=wp.mat33, device=dev),
@@ -302,6 +314,9 @@ class Renderer:
             "segmentation": wp.zeros((envs, h, w), dtype=wp.uint8, device=dev),
         }
         fx, fy, cx, cy = cam.intrinsics()
+        # Rows v0.. of the frame: the principal point moves up by v0 (small integers and halves, exact in
+        # float32, so every ray is the whole frame's to the bit).
+        cy -= v0
         launch = wp.launch(
             render_kernel,
             dim=(envs, h, w),
@@ -345,5 +360,5 @@ class Renderer:
             record_cmd=True,
         )
         views = {k: b.numpy() for k, b in buffers.items()} if wp.get_device(dev).is_cpu else {}
-        self._launches[envs] = (launch, buffers, views)
+        self._launches[key] = (launch, buffers, views)
         return launch, buffers, views

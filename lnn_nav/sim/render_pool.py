@@ -98,9 +98,12 @@ def _worker_main(conn: Any, setup_name: str) -> None:
                 shm = shared_memory.SharedMemory(name=msg[1])
                 views = _views(shm, _layout(msg[2], camera))
             elif cmd == "render":
-                lo, hi = msg[1], msg[2]
-                out = RenderOutput(views["rgb"][lo:hi], views["depth"][lo:hi], views["segmentation"][lo:hi])
-                renderer.render(views["positions"][lo:hi], views["quaternions"][lo:hi], views["world_ids"][lo:hi], out)
+                lo, hi, v0, v1 = msg[1], msg[2], msg[3], msg[4]  # envs lo..hi, image rows v0..v1
+                rows = (slice(lo, hi), slice(v0, v1))
+                out = RenderOutput(views["rgb"][rows], views["depth"][rows], views["segmentation"][rows])
+                renderer.render(
+                    views["positions"][lo:hi], views["quaternions"][lo:hi], views["world_ids"][lo:hi], out, (v0, v1)
+                )
             elif cmd == "world":
                 renderer.set_world(msg[1], msg[2])
             conn.send(("ok", None))
@@ -115,7 +118,8 @@ def _worker_main(conn: Any, setup_name: str) -> None:
 class RenderPool:
     """Batched rendering across processes on CPU (Warp runs a CPU kernel on one thread).
 
-    Envs are split into contiguous slices, one per worker process; each worker
+    Envs are split into contiguous slices, one per worker process (with fewer
+    envs than workers, each frame's rows are split instead); each worker
     holds its own Warp arrays and writes into shared memory, so no image is
     pickled. With ``workers <= 1``, or on CUDA, rendering happens in-process.
     Use as a context manager or call :meth:`close`. Workers are spawned
@@ -261,10 +265,18 @@ class RenderPool:
         self._ensure_capacity(envs)
         v = self._views
         v["positions"][:envs], v["quaternions"][:envs], v["world_ids"][:envs] = pos, quat, ids
-        bounds = np.linspace(0, envs, min(self.workers, envs) + 1).round().astype(int)
-        active = range(len(bounds) - 1)
+        height = self.camera.height
+        if envs < self.workers:
+            # Fewer envs than workers (one env, as gym.make flies): every worker renders a band of
+            # rows of every frame, so all cores work on it.
+            bands = np.linspace(0, height, min(self.workers, height) + 1).round().astype(int)
+            jobs = [(0, envs, int(bands[i]), int(bands[i + 1])) for i in range(len(bands) - 1)]
+        else:
+            bounds = np.linspace(0, envs, self.workers + 1).round().astype(int)
+            jobs = [(int(bounds[i]), int(bounds[i + 1]), 0, height) for i in range(len(bounds) - 1)]
+        active = range(len(jobs))
         for i in active:
-            self._conns[i].send(("render", int(bounds[i]), int(bounds[i + 1])))
+            self._conns[i].send(("render", *jobs[i]))
         self._wait(active)
         return RenderOutput(v["rgb"][:envs].copy(), v["depth"][:envs].copy(), v["segmentation"][:envs].copy())
 
