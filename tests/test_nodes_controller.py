@@ -563,25 +563,23 @@ class _ProcessPeer:
         self.context.try_shutdown()
 
 
+def _controller_process(params: dict[str, str], remaps: dict[str, str]) -> list[str]:
+    """``python -m lnn_nav.nodes.controller --ros-args -p K:=V ... -r FROM:=TO ...`` (as ros2 run starts it)."""
+    cmd = [sys.executable, "-m", "lnn_nav.nodes.controller", "--ros-args"]
+    for name, value in params.items():
+        cmd += ["-p", f"{name}:={value}"]
+    for topic, target in remaps.items():
+        cmd += ["-r", f"{topic}:={target}"]
+    return cmd
+
+
 @pytest.mark.parametrize("use_sim_time", [False, True], ids=["wall_time", "sim_time"])
 def test_sigint_stops_the_controller_process_within_3_s_with_exit_code_0(tmp_path, use_sim_time):
     ns = f"/t{uuid.uuid4().hex[:10]}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "lnn_nav.nodes.controller",
-        "--ros-args",
-        "-p",
-        f"model_path:={_policy_file(tmp_path)}",
-        "-p",
-        f"use_sim_time:={str(use_sim_time).lower()}",
-        "-r",
-        f"/diagnostics:={ns}/diagnostics",
-        "-r",
-        f"/cmd_vel:={ns}/cmd_vel",
-        "-r",
-        f"/clock:={ns}/clock",
-    ]
+    cmd = _controller_process(
+        {"model_path": _policy_file(tmp_path), "use_sim_time": str(use_sim_time).lower()},
+        {topic: f"{ns}{topic}" for topic in ("/diagnostics", "/cmd_vel", "/clock")},
+    )
     peer = _ProcessPeer(ns)
     peer.clock_running = use_sim_time
     proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -748,18 +746,10 @@ def test_a_goal_without_odometry_yet_is_answered_with_a_hover_not_a_crash(tmp_pa
 
 def test_an_unknown_executor_parameter_exits_1_naming_the_choices(tmp_path):
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lnn_nav.nodes.controller",
-            "--ros-args",
-            "-p",
-            f"model_path:={_policy_file(tmp_path)}",
-            "-p",
-            "executor:=multi",
-            "-r",
-            f"/cmd_vel:=/t{uuid.uuid4().hex[:10]}/cmd_vel",
-        ],
+        _controller_process(
+            {"model_path": _policy_file(tmp_path), "executor": "multi"},
+            {"/cmd_vel": f"/t{uuid.uuid4().hex[:10]}/cmd_vel"},
+        ),
         capture_output=True,
         text=True,
         timeout=60,
