@@ -136,6 +136,30 @@ def test_strong_augmentation_sets_are_fixed_per_sequence() -> None:
     assert not torch.allclose(a, augment(frame, torch.Generator().manual_seed(0)))
 
 
+def test_mixed_augmentation_draws_basic_and_strong_sequences() -> None:
+    # About half the sequences carry strong changes (hue, gamma, haze, blur); the others are basic with
+    # every strong-only change back at identity, even after a strong draw on the same lane.
+    rng = np.random.default_rng(3)
+    augment = _Augment(1, rng, True, 0.02, "mixed")
+    strong = basic = 0
+    for _ in range(200):
+        augment.redraw(0)
+        identity = (
+            np.allclose(augment.colour[0], np.eye(3), atol=1e-6)
+            and augment.gamma[0] == 1.0
+            and augment.haze[0] == 0.0
+            and augment.blur[0] == 0.0
+        )
+        if identity:
+            basic += 1
+            assert augment.lane_noise[0] == np.float32(0.02)
+            assert 0.75 * 0.9 <= augment.gain[0].min() and augment.gain[0].max() <= 1.25 * 1.1
+        else:
+            strong += 1
+    assert 70 <= strong <= 130 and strong + basic == 200
+    assert torch.equal(_augmented("mixed"), _augmented("mixed"))  # seeded
+
+
 def test_grayscale_draw_removes_colour() -> None:
     rng = np.random.default_rng(0)
     augment = _Augment(1, rng, True, 0.0, "strong")
@@ -154,7 +178,7 @@ def test_grayscale_draw_removes_colour() -> None:
 
 
 def test_unknown_augment_profile_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="basic, strong"):
+    with pytest.raises(ValueError, match="basic, strong, mixed"):
         TrainConfig(data=["x"], out=str(tmp_path), augment_profile="extreme")
 
 

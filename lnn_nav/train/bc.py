@@ -62,8 +62,9 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads (0: torch's default)
     augment: bool = True
     # "basic": brightness, contrast, colour balance; "strong": also hue, saturation, gamma, light haze and
-    # blur (STRONG_AUGMENT). Why: a controller that sees only summer midday colours crashes in haze and
-    # at other seasons (the shipped CfC-NCP's urban fog was 0 %).
+    # blur (STRONG_AUGMENT); "mixed": strong on half the sequences (MIXED_STRONG_P), basic on the rest.
+    # Why: a controller that sees only summer midday colours crashes in haze and at other seasons (the
+    # shipped CfC-NCP's urban fog was 0 %).
     augment_profile: str = "basic"
     # Encoder input normalisation ("fixed" mean/std, or "frame": each frame's own statistics; see
     # EncoderConfig.input_norm). None: "fixed" for a new encoder, the source's with --init-encoder.
@@ -144,7 +145,7 @@ def split_sequences(n: int, val_fraction: float, seed: int) -> tuple[list[int], 
 
 
 #: Photometric augmentation profiles (``TrainConfig.augment_profile``).
-AUGMENT_PROFILES = ("basic", "strong")
+AUGMENT_PROFILES = ("basic", "strong", "mixed")
 
 #: The ``strong`` profile's ranges, drawn once per sequence (a camera's exposure and the air change slowly).
 #: Haze stays a uniform blend of at most 0.3 towards a sky colour: the fog preset (0.05 /m) veils a
@@ -162,6 +163,10 @@ STRONG_AUGMENT: dict[str, tuple[float, float]] = {
     "noise": (0.0, 0.03),  # per-frame pixel noise std
 }
 GRAYSCALE_P, HAZE_P, BLUR_P = 0.1, 0.5, 0.3
+#: The ``mixed`` profile draws a sequence's change from the strong ranges with this probability and from
+#: the basic ones otherwise. Why: the strong profile carries winter and fog but costs forest flights in
+#: distribution (the network never sees unaltered colours); half the sequences keep them.
+MIXED_STRONG_P = 0.5
 
 # RGB <-> YIQ (NTSC): luma plus a chroma plane in which a rotation turns the hue.
 _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
@@ -173,7 +178,8 @@ class _Augment:
 
     ``basic``: brightness, contrast and colour balance. ``strong`` adds hue,
     saturation (sometimes grayscale), gamma, a light haze towards a sky colour
-    and blur, all drawn per sequence (:data:`STRONG_AUGMENT`).
+    and blur, all drawn per sequence (:data:`STRONG_AUGMENT`). ``mixed``: each
+    sequence is strong with probability :data:`MIXED_STRONG_P`, basic otherwise.
     """
 
     def __init__(
@@ -181,7 +187,9 @@ class _Augment:
     ) -> None:
         if profile not in AUGMENT_PROFILES:
             raise ValueError(f"augment profile must be one of {', '.join(AUGMENT_PROFILES)}, got {profile!r}")
-        self.rng, self.enabled, self.noise, self.strong = rng, enabled, noise, profile == "strong"
+        self.rng, self.enabled, self.noise = rng, enabled, noise
+        self.strong = profile in ("strong", "mixed")  # some lanes may carry strong changes
+        self.mixed = profile == "mixed"
         self.gain = np.ones((lanes, 3), np.float32)
         self.contrast = np.ones(lanes, np.float32)
         self.bias = np.zeros(lanes, np.float32)
@@ -195,12 +203,25 @@ class _Augment:
     def redraw(self, lane: int) -> None:
         if not self.enabled:
             return
-        if not self.strong:
-            # The basic profile's draws, in their original order (a seed gives the runs it always gave).
-            self.gain[lane] = self.rng.uniform(0.9, 1.1, 3) * self.rng.uniform(0.75, 1.25)
-            self.contrast[lane] = self.rng.uniform(0.75, 1.25)
-            self.bias[lane] = self.rng.uniform(-0.05, 0.05)
+        if self.mixed and self.rng.random() >= MIXED_STRONG_P:
+            # A basic lane: the strong-only changes back to identity, the basic profile's noise.
+            self.colour[lane] = np.eye(3, dtype=np.float32)
+            self.gamma[lane], self.haze[lane], self.blur[lane] = 1.0, 0.0, 0.0
+            self.lane_noise[lane] = self.noise
+            self._redraw_basic(lane)
             return
+        if not self.strong:
+            self._redraw_basic(lane)
+            return
+        self._redraw_strong(lane)
+
+    def _redraw_basic(self, lane: int) -> None:
+        # The basic profile's draws, in their original order (a seed gives the runs it always gave).
+        self.gain[lane] = self.rng.uniform(0.9, 1.1, 3) * self.rng.uniform(0.75, 1.25)
+        self.contrast[lane] = self.rng.uniform(0.75, 1.25)
+        self.bias[lane] = self.rng.uniform(-0.05, 0.05)
+
+    def _redraw_strong(self, lane: int) -> None:
         r, a = self.rng, STRONG_AUGMENT
         log_uniform = lambda lo, hi: math.exp(r.uniform(math.log(lo), math.log(hi)))  # noqa: E731
         self.gain[lane] = r.uniform(*a["channel_gain"], 3) * log_uniform(*a["exposure"])
