@@ -419,3 +419,13 @@ def test_gz_px4_launch_compiles(tmp_path):
 
 def test_console_script_registered():
     assert "px4_offboard_node = lnn_nav.nodes.px4_offboard:main" in (ROOT / "setup.py").read_text()
+
+
+def test_release_reason_names_why_px4_let_go() -> None:
+    # The "-> released" log line says why: PX4's latest disarming reason, or the mode it switched to.
+    assert VehicleStatusSample(1, 14, disarm_reason=7).release_reason() == (
+        "PX4 disarmed: no takeoff after arming (COM_DISARM_PRFLT)"
+    )
+    assert VehicleStatusSample(1, 18, disarm_reason=6).release_reason() == "PX4 disarmed: landing detected"
+    assert VehicleStatusSample(1, 4, disarm_reason=99).release_reason() == "PX4 disarmed: reason 99"
+    assert VehicleStatusSample(2, 2).release_reason() == "PX4 left offboard: nav_state 2"

@@ -330,6 +330,7 @@ class Probe:
 
         self.node_proc: subprocess.Popen | None = None  # the bridge under test, once started
         self.node_log: Path | None = None
+        self.px4_console: Path | None = None  # PX4's px4.out: commander and estimator lines in failures
         self.context = Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("px4_sitl_probe", context=self.context)
@@ -392,10 +393,13 @@ class Probe:
             if last
             else "no odometry"
         )
+        px4 = f"; PX4 console:\n{_px4_console(self.px4_console)}" if self.px4_console is not None else ""
         if self.node_proc is None or self.node_log is None:
-            return f"status (arming, nav) {self.status}, {odom}"
+            return f"status (arming, nav) {self.status}, {odom}{px4}"
         node = "running" if self.node_proc.poll() is None else f"exited rc {self.node_proc.returncode}"
-        return f"status (arming, nav) {self.status}, {odom}, node {node}; node log tail:\n{_tail(self.node_log, 15)}"
+        return (
+            f"status (arming, nav) {self.status}, {odom}, node {node}; node log tail:\n{_tail(self.node_log, 15)}{px4}"
+        )
 
     def spin_until(self, condition: Callable[[], bool], timeout: float, what: str) -> float:
         """Spin until ``condition()``; the monotonic time it became true. Fails after ``timeout`` s."""
@@ -429,15 +433,54 @@ class Probe:
 def probe(px4_stack: Stack) -> Iterator[Probe]:
     """The test's own node, up before the bridge starts (so it sees the whole sequence)."""
     node = Probe()
+    node.px4_console = px4_stack.workdir / "px4.out"
     try:
         yield node
     finally:
         node.close()
 
 
+def _px4_console(path: Path, lines: int = 15) -> str:
+    """PX4's console lines past start-up (commander, estimator, failsafe), without the DDS topic list."""
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError as err:
+        return f"(cannot read {path}: {err})"
+    kept = [line for line in text if line.strip() and "uxrce_dds_client] successfully created" not in line]
+    return "\n".join(kept[-lines:])
+
+
 # ----------------------------------------------------------------------------- flight phases
-def _to_altitude(probe: Probe, t_node: float, summary: dict[str, Any]) -> float:
-    """PX4 seen, offboard + armed, climbed to the takeoff altitude. Returns the takeoff's start z (NED)."""
+class _GroundDisarm(Exception):
+    """PX4 disarmed on the ground after arming, before the climb: PX4's doing, not the bridge's."""
+
+
+def _to_altitude(
+    probe: Probe, launch: Callable[[], tuple[subprocess.Popen, Path]], summary: dict[str, Any]
+) -> tuple[float, subprocess.Popen, Path]:
+    """Start the bridge, see PX4 offboard + armed and climbed to the takeoff altitude.
+
+    Returns the takeoff's start z (NED) and the bridge's process and log. Under a heavily loaded machine
+    PX4 SIH has been seen (once in CI) to disarm on the ground seconds after arming, its estimate 30 m off,
+    before any climb; the bridge then correctly reports ``released``. That start is retried once with a
+    new bridge, and the retry and PX4's console are kept in the flight summary.
+    """
+    for attempt in (1, 2):
+        t_node = time.monotonic()
+        proc, log = launch()
+        probe.node_proc, probe.node_log = proc, log
+        try:
+            return _climb(probe, t_node, summary), proc, log
+        except _GroundDisarm as err:
+            if attempt == 2:
+                pytest.fail(f"PX4 disarmed on the ground before the climb, twice: {err}")
+            summary["ground_disarm_retry"] = str(err)
+            print(f"PX4 disarmed on the ground before the climb; starting the bridge again: {err}")
+            _stop_process(proc, signal.SIGINT, 15.0)
+    raise AssertionError("unreachable")
+
+
+def _climb(probe: Probe, t_node: float, summary: dict[str, Any]) -> float:
     t_seen = probe.spin_until(lambda: probe.status is not None and bool(probe.odom), 60, "PX4 status and odometry")
     assert probe.frames == (1, 1), f"odometry frames (pose, velocity) {probe.frames}; expected NED (1, 1)"
     t_arm = probe.spin_until(lambda: probe.status is not None and probe.status[0] == ARMING_STATE_ARMED, 60, "arming")
@@ -445,9 +488,14 @@ def _to_altitude(probe: Probe, t_node: float, summary: dict[str, Any]) -> float:
     t_off = probe.spin_until(lambda: probe.status is not None and probe.status[1] == NAV_OFFBOARD, 30, "offboard")
     t_both = probe.spin_until(probe.armed_offboard, 30, "armed and in offboard together")
     target = z_ground - TAKEOFF_ALTITUDE
-    t_top = probe.spin_until(
-        lambda: probe.latest().position[2] <= target + 0.15, 60, f"climb to {TAKEOFF_ALTITUDE} m (z {target:.2f} NED)"
-    )
+
+    def climbed() -> bool:
+        z = probe.latest().position[2]
+        if probe.status is not None and probe.status[0] == ARMING_STATE_DISARMED and z_ground - z < 0.3:
+            raise _GroundDisarm(probe.describe())
+        return z <= target + 0.15
+
+    t_top = probe.spin_until(climbed, 60, f"climb to {TAKEOFF_ALTITUDE} m (z {target:.2f} NED)")
     # Settle: the bridge hovers (zero command) once up.
     probe.spin_until(lambda: abs(probe.latest().velocity[2]) < 0.15, 15, "vertical speed to settle after the climb")
     summary.update(
@@ -563,18 +611,19 @@ def test_offboard_takeoff_velocity_tracking_and_hold_on_stale_commands(
     px4_stack: Stack, start_bridge: Callable[..., tuple[subprocess.Popen, Path]], probe: Probe
 ) -> None:
     t_test = time.monotonic()
-    t_node = time.monotonic()
-    proc, log = start_bridge(
-        failsafe_action="hold",
-        takeoff_altitude=TAKEOFF_ALTITUDE,
-        stale_timeout=0.5,
-        failsafe_timeout=3.0,
-        target_system=px4_stack.target_system,
-    )
-    probe.node_proc, probe.node_log = proc, log
     probe.command = (0.0, 0.0, 0.0, 0.0)  # fresh zero commands: the bridge hovers when the climb ends
     summary: dict[str, Any] = {"failsafe_action": "hold", "px4_instance": px4_stack.instance, **px4_stack.started}
-    _to_altitude(probe, t_node, summary)
+    _, proc, log = _to_altitude(
+        probe,
+        lambda: start_bridge(
+            failsafe_action="hold",
+            takeoff_altitude=TAKEOFF_ALTITUDE,
+            stale_timeout=0.5,
+            failsafe_timeout=3.0,
+            target_system=px4_stack.target_system,
+        ),
+        summary,
+    )
 
     # Turn left (CCW in FLU) first, so that forward is not PX4's initial heading (north): a forward command
     # that ignored the heading, or swapped north and east, would then go the wrong way.
@@ -643,18 +692,19 @@ def test_stale_commands_with_failsafe_land_make_px4_land(
     px4_stack: Stack, start_bridge: Callable[..., tuple[subprocess.Popen, Path]], probe: Probe
 ) -> None:
     t_test = time.monotonic()
-    t_node = time.monotonic()
-    proc, log = start_bridge(
-        failsafe_action="land",
-        takeoff_altitude=TAKEOFF_ALTITUDE,
-        stale_timeout=0.5,
-        failsafe_timeout=2.0,
-        target_system=px4_stack.target_system,
-    )
-    probe.node_proc, probe.node_log = proc, log
     probe.command = (0.0, 0.0, 0.0, 0.0)
     summary: dict[str, Any] = {"failsafe_action": "land", "px4_instance": px4_stack.instance, **px4_stack.started}
-    z_ground = _to_altitude(probe, t_node, summary)
+    z_ground, proc, log = _to_altitude(
+        probe,
+        lambda: start_bridge(
+            failsafe_action="land",
+            takeoff_altitude=TAKEOFF_ALTITUDE,
+            stale_timeout=0.5,
+            failsafe_timeout=2.0,
+            target_system=px4_stack.target_system,
+        ),
+        summary,
+    )
     probe.command = None
     t_stop = time.monotonic()
     t_land = probe.spin_until(
@@ -668,7 +718,7 @@ def test_stale_commands_with_failsafe_land_make_px4_land(
         "disarmed_after_stop_s": round(t_disarm - t_stop, 2),
         "height_at_disarm_m": round(z_ground - probe.latest().position[2], 2),
         "max_descent_rate_mps": round(max(s.velocity[2] for s in probe.since(t_land) if s.t <= t_disarm), 2),
-        "status_changes": [(round(t - t_node, 2), a, n) for t, a, n in probe.status_log],
+        "status_changes": [(round(t - t_test, 2), a, n) for t, a, n in probe.status_log],
     }
     _node_log_has(log, "offboard: tracking -> stale", "-> failsafe_action", "vehicle command 21")
     _stop_node(proc, log)

@@ -156,12 +156,35 @@ class OffboardState(enum.Enum):
     RELEASED = "released"
 
 
+#: ``px4_msgs/VehicleStatus.latest_disarming_reason`` values, for the log line when PX4 lets go.
+DISARM_REASONS = {
+    1: "stick gesture",
+    2: "RC switch",
+    3: "internal command",
+    4: "external command",
+    5: "mission start",
+    6: "landing detected",
+    7: "no takeoff after arming (COM_DISARM_PRFLT)",
+    8: "kill switch",
+    13: "RC button",
+    14: "failsafe",
+}
+
+
 @dataclass(frozen=True)
 class VehicleStatusSample:
-    """The two ``px4_msgs/VehicleStatus`` fields the state machine reads."""
+    """The ``px4_msgs/VehicleStatus`` fields the state machine reads (and the disarm reason it logs)."""
 
     arming_state: int
     nav_state: int
+    disarm_reason: int = 0  # latest_disarming_reason (0: none given)
+
+    def release_reason(self) -> str:
+        """Why PX4 no longer flies offboard for us, in words (for the ``-> released`` log line)."""
+        if not self.armed:
+            reason = DISARM_REASONS.get(self.disarm_reason, f"reason {self.disarm_reason}")
+            return f"PX4 disarmed: {reason}"
+        return f"PX4 left offboard: nav_state {self.nav_state}"
 
     @property
     def armed(self) -> bool:

@@ -192,7 +192,9 @@ def _make_node_class() -> type:
 
         # ------------------------------------------------------------- callbacks
         def _on_status(self, msg: Any) -> None:
-            self._status = VehicleStatusSample(int(msg.arming_state), int(msg.nav_state))
+            self._status = VehicleStatusSample(
+                int(msg.arming_state), int(msg.nav_state), int(getattr(msg, "latest_disarming_reason", 0))
+            )
 
         def _on_odometry(self, msg: Any) -> None:
             north, east, down = (float(v) for v in msg.position)  # px4_msgs: float32[3]
@@ -218,6 +220,8 @@ def _make_node_class() -> type:
             out = self.machine.tick(self._now_s(), self._status, self._odometry, self._command, self._command_time)
             if out.state is not self._state:
                 message = f"offboard: {self._state.value} -> {out.state.value}"
+                if out.state is OffboardState.RELEASED and self._status is not None:
+                    message += f" ({self._status.release_reason()})"
                 # One severity per call site: rclpy raises ValueError when one line logs at two severities.
                 if out.state in _WARN_STATES:
                     self.get_logger().warning(message)
