@@ -25,7 +25,7 @@ from lnn_nav.sim.presets import (
     within_ranges,
 )
 from lnn_nav.sim.world import SEASON_PALETTES, Conditions
-from lnn_nav.train.bc import STRONG_AUGMENT, TrainConfig, _Augment
+from lnn_nav.train.bc import STRONG_AUGMENT, TrainConfig, _Augment, _blur_lanes
 
 
 def test_season_mix_blends_the_palettes_linearly() -> None:
@@ -158,6 +158,42 @@ def test_mixed_augmentation_draws_basic_and_strong_sequences() -> None:
             strong += 1
     assert 70 <= strong <= 130 and strong + basic == 200
     assert torch.equal(_augmented("mixed"), _augmented("mixed"))  # seeded
+
+
+def _reference_augment(augment: _Augment, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The augmentation written out of place, step by step (what the in-place code must equal bit for bit)."""
+
+    def lane(values: np.ndarray, *dims: int) -> torch.Tensor:
+        return torch.from_numpy(values).view(values.shape[0], *dims)
+
+    x = images.float() / 255.0
+    if augment.strong:
+        haze = lane(augment.haze, 1, 1, 1, 1)
+        x = x * (1.0 - haze) + haze * lane(augment.haze_colour, 1, 3, 1, 1)
+        x = (lane(augment.colour, 1, 3, 3) @ x.reshape(*x.shape[:3], -1)).reshape(x.shape)
+    mean = x.mean(dim=(2, 3, 4), keepdim=True)
+    x = (x - mean) * lane(augment.contrast, 1, 1, 1, 1) + mean
+    x = x * lane(augment.gain, 1, 3, 1, 1) + lane(augment.bias, 1, 1, 1, 1)
+    if augment.strong:
+        x = x.clamp(0.0, 1.0).pow(lane(augment.gamma, 1, 1, 1, 1))
+        x = _blur_lanes(x.clone(), augment.blur)
+    std = lane(augment.lane_noise, 1, 1, 1, 1) if augment.strong else augment.noise
+    x = x + std * torch.randn(x.shape, generator=generator)
+    return x.clamp(0.0, 1.0)
+
+
+@pytest.mark.parametrize("profile", ["basic", "strong", "mixed"])
+def test_in_place_augmentation_equals_the_out_of_place_steps(profile: str) -> None:
+    images = torch.randint(0, 256, (4, 3, 3, 12, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    augment = _Augment(4, np.random.default_rng(5), True, 0.02, profile)
+    for lane in range(4):
+        augment.redraw(lane)
+    if profile == "strong":
+        augment.blur[::2] = 0.6  # blurred and sharp lanes in one batch
+    before = images.clone()
+    out = augment(images, torch.Generator().manual_seed(3))
+    assert torch.equal(out, _reference_augment(augment, images, torch.Generator().manual_seed(3)))
+    assert torch.equal(images, before)  # the caller's batch is not written
 
 
 def test_grayscale_draw_removes_colour() -> None:
