@@ -456,9 +456,9 @@ class _GroundDisarm(Exception):
 
 
 def _to_altitude(
-    probe: Probe, launch: Callable[[], tuple[subprocess.Popen, Path]], summary: dict[str, Any]
+    probe: Probe, start_bridge: Callable[..., tuple[subprocess.Popen, Path]], summary: dict[str, Any], **params: Any
 ) -> tuple[float, subprocess.Popen, Path]:
-    """Start the bridge, see PX4 offboard + armed and climbed to the takeoff altitude.
+    """Start the bridge with ``params``, see PX4 offboard + armed and climbed to the takeoff altitude.
 
     Returns the takeoff's start z (NED) and the bridge's process and log. Under a heavily loaded machine
     PX4 SIH has been seen (once in CI) to disarm on the ground seconds after arming, its estimate 30 m off,
@@ -467,7 +467,7 @@ def _to_altitude(
     """
     for attempt in (1, 2):
         t_node = time.monotonic()
-        proc, log = launch()
+        proc, log = start_bridge(**params)
         probe.node_proc, probe.node_log = proc, log
         try:
             return _climb(probe, t_node, summary), proc, log
@@ -615,14 +615,13 @@ def test_offboard_takeoff_velocity_tracking_and_hold_on_stale_commands(
     summary: dict[str, Any] = {"failsafe_action": "hold", "px4_instance": px4_stack.instance, **px4_stack.started}
     _, proc, log = _to_altitude(
         probe,
-        lambda: start_bridge(
-            failsafe_action="hold",
-            takeoff_altitude=TAKEOFF_ALTITUDE,
-            stale_timeout=0.5,
-            failsafe_timeout=3.0,
-            target_system=px4_stack.target_system,
-        ),
+        start_bridge,
         summary,
+        failsafe_action="hold",
+        takeoff_altitude=TAKEOFF_ALTITUDE,
+        stale_timeout=0.5,
+        failsafe_timeout=3.0,
+        target_system=px4_stack.target_system,
     )
 
     # Turn left (CCW in FLU) first, so that forward is not PX4's initial heading (north): a forward command
@@ -696,14 +695,13 @@ def test_stale_commands_with_failsafe_land_make_px4_land(
     summary: dict[str, Any] = {"failsafe_action": "land", "px4_instance": px4_stack.instance, **px4_stack.started}
     z_ground, proc, log = _to_altitude(
         probe,
-        lambda: start_bridge(
-            failsafe_action="land",
-            takeoff_altitude=TAKEOFF_ALTITUDE,
-            stale_timeout=0.5,
-            failsafe_timeout=2.0,
-            target_system=px4_stack.target_system,
-        ),
+        start_bridge,
         summary,
+        failsafe_action="land",
+        takeoff_altitude=TAKEOFF_ALTITUDE,
+        stale_timeout=0.5,
+        failsafe_timeout=2.0,
+        target_system=px4_stack.target_system,
     )
     probe.command = None
     t_stop = time.monotonic()

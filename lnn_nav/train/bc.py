@@ -280,7 +280,6 @@ def _blur_lanes(x: Tensor, sigmas: np.ndarray) -> Tensor:
     Writes into ``x`` (each lane's result is computed from padded copies before it is stored)."""
     if not (sigmas > 0).any():
         return x
-    out = x
     taps = torch.arange(-2, 3, dtype=x.dtype, device=x.device)
     for b in np.flatnonzero(sigmas > 0):
         k = torch.exp(-0.5 * (taps / float(sigmas[b])) ** 2)
@@ -292,8 +291,8 @@ def _blur_lanes(x: Tensor, sigmas: np.ndarray) -> Tensor:
         y = nn.functional.pad(frames, (2, 2, 0, 0), mode="reflect")
         y = nn.functional.conv2d(y, horizontal, groups=c)
         y = nn.functional.pad(y, (0, 0, 2, 2), mode="reflect")
-        out[b] = nn.functional.conv2d(y, vertical, groups=c)
-    return out
+        x[b] = nn.functional.conv2d(y, vertical, groups=c)
+    return x
 
 
 class LaneBatcher:
