@@ -30,14 +30,18 @@
 #   STAGE3=0 make reproduce             # stop after step 2 (the 0.6 m margin recipe)
 #   STAGE4=0 make reproduce             # stop after step 3 (the checkpoints shipped before 2026-11-30 evening)
 #   STAGE5=0 make reproduce             # stop after step 4 (the checkpoints shipped before the robust recipe)
-#   TRAIN_SEEDS="0 1 2" MODELS="cfc-ncp cfc lstm cnn" make reproduce   # stage 5 three times per core
+#   TRAIN_SEEDS="0 1 2" MODELS="cfc-ncp cfc lstm cnn" make reproduce   # stage 5 three times per core,
+#                                       # each training seed flown in and out of distribution (held out)
+#   scripts/stage4_checkpoints.sh build/stage4 && STAGE4_FROM=build/stage4 TRAIN_SEEDS="0 1 2" make reproduce
+#                                       # stage 5 alone, from the stage-4 checkpoints shipped before it (git history)
+#   COMPARE=1 TRAIN_SEEDS=1 MODELS=lstm STAGE4_FROM=build/stage4 make reproduce   # one more seed of one core, flown
 #   STEER_WEIGHT=0 make reproduce       # stage 3 with the plain loss (the checkpoints before 2026-11-29 evening)
 #   SIZE="128 96" HFOV=120 OUT=build/r128 make reproduce   # another input size / camera, trained from
 #                                       # stage 1 (not by fine-tune: docs/experiments.md "Training at a finer resolution");
 #                                       # use a new OUT: finished stages in an old one are reused as they are
 #
 # Fixed seeds throughout (worlds, noise, training). Finished stages are skipped on a
-# re-run (the collect/dataset outputs, the training runs resume). Stage times measured
+# re-run (the collect/dataset/eval outputs; the training runs resume). Stage times measured
 # on the 2-core CPU build machine are in docs/training.md; the whole chain for
 # CfC-NCP + LSTM takes about 3.5 hours there (stage 4: two urban collections of ~5 min and a
 # 10-epoch training of ~13 min per model). The shipped files came out of this chain
@@ -63,6 +67,10 @@ STAGE5_EPOCHS=${STAGE5_EPOCHS:-10}
 STAGE5_AUGMENT=${STAGE5_AUGMENT:-strong}       # train --augment
 STAGE5_INPUT_NORM=${STAGE5_INPUT_NORM:-fixed}  # train --input-norm
 TRAIN_SEEDS=${TRAIN_SEEDS:-0}                  # stage 5's training seeds; the first one's controller ships
+STAGE4_FROM=${STAGE4_FROM:-}                   # a folder of stage-4 checkpoints (<core>.safetensors): skip stages 1-4
+COMPARE=${COMPARE:-}                           # 1: fly each training seed held out (default: when several)
+OOD_EPISODES=${OOD_EPISODES:-25}               # per out-of-distribution cell, for each training seed's evaluation
+OOD_PRESETS="fall winter dusk fog dense_forest gusty_wind camera_noise"   # 7 forest cells, 6 urban (no dense_forest)
 FT_EPOCHS=${FT_EPOCHS:-6}
 STEER_WEIGHT=${STEER_WEIGHT:-6}  # stage 3: frames that turn count 1 + B*(|vy|/s_vy + |yaw rate|/s_yaw)
 EVAL_EPISODES=${EVAL_EPISODES:-100}
@@ -130,59 +138,98 @@ stage5_data() {  # the stage-3 forest seeds and the stage-4 urban ones, flown un
   fi
 }
 
+eval_seed() {  # checkpoint: in distribution (EVAL_EPISODES) and the 13 OOD cells (OOD_EPISODES), held out
+  local ckpt=$1 name
+  name=$(basename "$ckpt" .safetensors)
+  mkdir -p "$OUT/eval/seeds"
+  if [ ! -f "$OUT/eval/seeds/$name.json" ]; then
+    $LNN eval --model "$ckpt" --world forest urban --episodes "$EVAL_EPISODES" --out "$OUT/eval/seeds/$name.json"
+  fi
+  if [ ! -f "$OUT/eval/seeds/${name}_ood.json" ]; then
+    # shellcheck disable=SC2086  # OOD_PRESETS is a list of words
+    $LNN eval --model "$ckpt" --world forest urban --preset $OOD_PRESETS --episodes "$OOD_EPISODES" \
+      --out "$OUT/eval/seeds/${name}_ood.json"
+  fi
+}
+
 mkdir -p "$OUT/models"
-collect 3.0 0.6 demos_3ms --expert-clearance $LIGHT_WEIGHT $LIGHT_SCALE
-[ "$STAGE2" = 1 ] && collect 2.0 0.6 demos_2ms --expert-clearance $LIGHT_WEIGHT $LIGHT_SCALE
-[ "$STAGE3" = 1 ] && collect 2.0 0.8 demos_2ms_m08_street
-[ "$STAGE3" = 1 ] && [ "$STAGE4" = 1 ] && stage4_data
-[ "$STAGE3" = 1 ] && [ "$STAGE4" = 1 ] && [ "$STAGE5" = 1 ] && stage5_data
+if [ -n "$STAGE4_FROM" ]; then
+  STAGE5=1
+  stage5_data
+else
+  collect 3.0 0.6 demos_3ms --expert-clearance $LIGHT_WEIGHT $LIGHT_SCALE
+  [ "$STAGE2" = 1 ] && collect 2.0 0.6 demos_2ms --expert-clearance $LIGHT_WEIGHT $LIGHT_SCALE
+  [ "$STAGE3" = 1 ] && collect 2.0 0.8 demos_2ms_m08_street
+  [ "$STAGE3" = 1 ] && [ "$STAGE4" = 1 ] && stage4_data
+  [ "$STAGE3" = 1 ] && [ "$STAGE4" = 1 ] && [ "$STAGE5" = 1 ] && stage5_data
+fi
+if [ -z "$COMPARE" ]; then
+  COMPARE=0
+  [ "$(echo $TRAIN_SEEDS | wc -w)" -gt 1 ] && COMPARE=1
+fi
 for model in $MODELS; do
   name=${model//-/_}
-  $LNN train --data "$OUT/ds/demos_3ms" --core "$model" --out "$OUT/runs/$name/bc" \
-    --epochs "$EPOCHS" --batch-size 8 --threads 2 --train-seed 0
-  final="$OUT/runs/$name/bc/best.safetensors"
-  if [ "$model" = cfc-ncp ] && [ "$DAGGER_ROUNDS" -gt 0 ]; then
-    $LNN dagger --init "$final" --data "$OUT/ds/demos_3ms" --out "$OUT/runs/$name/dagger" \
-      --rounds "$DAGGER_ROUNDS" --episodes $DAGGER_EPISODES --epochs "$DAGGER_EPOCHS" \
-      --expert-options "{\"clearance_weight\": $LIGHT_WEIGHT, \"clearance_scale\": $LIGHT_SCALE}" \
-      --train-options '{"threads": 2, "batch_size": 8, "lr": 1e-3}'
-    final="$OUT/runs/$name/dagger/round_${DAGGER_ROUNDS}/run/best.safetensors"
-  fi
-  if [ "$STAGE2" = 1 ]; then
-    $LNN train --data "$OUT/ds/demos_2ms" --core "$model" --init "$final" --out "$OUT/runs/$name/ft_2ms" \
-      --epochs "$FT_EPOCHS" --lr 1e-3 --batch-size 8 --threads 2 --train-seed 0
-    final="$OUT/runs/$name/ft_2ms/best.safetensors"
-  fi
-  if [ "$STAGE3" = 1 ]; then
-    $LNN train --data "$OUT/ds/demos_2ms_m08_street" --core "$model" --init "$final" --out "$OUT/runs/$name/ft_m08_street" \
-      --epochs "$FT_EPOCHS" --lr 1e-3 --batch-size 8 --threads 2 --train-seed 0 --steer-weight "$STEER_WEIGHT"
-    final="$OUT/runs/$name/ft_m08_street/best.safetensors"
-  fi
-  if [ "$STAGE3" = 1 ] && [ "$STAGE4" = 1 ]; then
-    core_options='{}'
-    [ "$model" = cfc-ncp ] && core_options="{\"units\": $STAGE4_NCP_UNITS}"
-    lr=1e-3
-    [ "$model" = ltc ] && lr=$STAGE4_LTC_LR
-    $LNN train --data "$OUT/ds/m08_forest" "$OUT/ds/heading6_urban" --core "$model" --core-options "$core_options" \
-      --init-encoder "$final" --out "$OUT/runs/$name/heading6_new_core" --epochs "$STAGE4_EPOCHS" --lr "$lr" \
-      --batch-size 8 --threads 2 --train-seed 0 --steer-weight "$STEER_WEIGHT"
-    final="$OUT/runs/$name/heading6_new_core/best.safetensors"
-    if [ "$STAGE5" = 1 ]; then
-      encoder=$final
-      for seed in $TRAIN_SEEDS; do
-        $LNN train --data "$OUT/ds/wide_forest" "$OUT/ds/wide_urban" --core "$model" --core-options "$core_options" \
-          --init-encoder "$encoder" --out "$OUT/runs/$name/robust_s$seed" --epochs "$STAGE5_EPOCHS" --lr "$lr" \
-          --batch-size 8 --threads 2 --train-seed "$seed" --steer-weight "$STEER_WEIGHT" --augment "$STAGE5_AUGMENT" \
-          --input-norm "$STAGE5_INPUT_NORM"
-        mkdir -p "$OUT/models/seeds"
-        cp "$OUT/runs/$name/robust_s$seed/best.safetensors" "$OUT/models/seeds/${name}_s$seed.safetensors"
-      done
-      first=${TRAIN_SEEDS%% *}
-      final="$OUT/runs/$name/robust_s$first/best.safetensors"
+  core_options='{}'
+  [ "$model" = cfc-ncp ] && core_options="{\"units\": $STAGE4_NCP_UNITS}"
+  lr=1e-3
+  [ "$model" = ltc ] && lr=$STAGE4_LTC_LR
+  if [ -n "$STAGE4_FROM" ]; then
+    final="$STAGE4_FROM/$name.safetensors"
+    if [ ! -f "$final" ]; then
+      echo "reproduce: no stage-4 checkpoint $final (scripts/stage4_checkpoints.sh $STAGE4_FROM makes them)" >&2
+      exit 2
+    fi
+  else
+    $LNN train --data "$OUT/ds/demos_3ms" --core "$model" --out "$OUT/runs/$name/bc" \
+      --epochs "$EPOCHS" --batch-size 8 --threads 2 --train-seed 0
+    final="$OUT/runs/$name/bc/best.safetensors"
+    if [ "$model" = cfc-ncp ] && [ "$DAGGER_ROUNDS" -gt 0 ]; then
+      $LNN dagger --init "$final" --data "$OUT/ds/demos_3ms" --out "$OUT/runs/$name/dagger" \
+        --rounds "$DAGGER_ROUNDS" --episodes $DAGGER_EPISODES --epochs "$DAGGER_EPOCHS" \
+        --expert-options "{\"clearance_weight\": $LIGHT_WEIGHT, \"clearance_scale\": $LIGHT_SCALE}" \
+        --train-options '{"threads": 2, "batch_size": 8, "lr": 1e-3}'
+      final="$OUT/runs/$name/dagger/round_${DAGGER_ROUNDS}/run/best.safetensors"
+    fi
+    if [ "$STAGE2" = 1 ]; then
+      $LNN train --data "$OUT/ds/demos_2ms" --core "$model" --init "$final" --out "$OUT/runs/$name/ft_2ms" \
+        --epochs "$FT_EPOCHS" --lr 1e-3 --batch-size 8 --threads 2 --train-seed 0
+      final="$OUT/runs/$name/ft_2ms/best.safetensors"
+    fi
+    if [ "$STAGE3" = 1 ]; then
+      $LNN train --data "$OUT/ds/demos_2ms_m08_street" --core "$model" --init "$final" --out "$OUT/runs/$name/ft_m08_street" \
+        --epochs "$FT_EPOCHS" --lr 1e-3 --batch-size 8 --threads 2 --train-seed 0 --steer-weight "$STEER_WEIGHT"
+      final="$OUT/runs/$name/ft_m08_street/best.safetensors"
+    fi
+    if [ "$STAGE3" = 1 ] && [ "$STAGE4" = 1 ]; then
+      $LNN train --data "$OUT/ds/m08_forest" "$OUT/ds/heading6_urban" --core "$model" --core-options "$core_options" \
+        --init-encoder "$final" --out "$OUT/runs/$name/heading6_new_core" --epochs "$STAGE4_EPOCHS" --lr "$lr" \
+        --batch-size 8 --threads 2 --train-seed 0 --steer-weight "$STEER_WEIGHT"
+      final="$OUT/runs/$name/heading6_new_core/best.safetensors"
     fi
   fi
+  if [ "$STAGE5" = 1 ] && { [ -n "$STAGE4_FROM" ] || { [ "$STAGE3" = 1 ] && [ "$STAGE4" = 1 ]; }; }; then
+    encoder=$final
+    for seed in $TRAIN_SEEDS; do
+      $LNN train --data "$OUT/ds/wide_forest" "$OUT/ds/wide_urban" --core "$model" --core-options "$core_options" \
+        --init-encoder "$encoder" --out "$OUT/runs/$name/robust_s$seed" --epochs "$STAGE5_EPOCHS" --lr "$lr" \
+        --batch-size 8 --threads 2 --train-seed "$seed" --steer-weight "$STEER_WEIGHT" --augment "$STAGE5_AUGMENT" \
+        --input-norm "$STAGE5_INPUT_NORM"
+      mkdir -p "$OUT/models/seeds"
+      cp "$OUT/runs/$name/robust_s$seed/best.safetensors" "$OUT/models/seeds/${name}_s$seed.safetensors"
+      # Several training seeds are a comparison between cores: each one is flown, in and out of distribution.
+      [ "$COMPARE" = 1 ] && eval_seed "$OUT/models/seeds/${name}_s$seed.safetensors"
+    done
+    first=${TRAIN_SEEDS%% *}
+    final="$OUT/runs/$name/robust_s$first/best.safetensors"
+  fi
   cp "$final" "$OUT/models/$name.safetensors"
-  $LNN eval --model "$OUT/models/$name.safetensors" --world forest urban --episodes "$EVAL_EPISODES" \
-    --out "$OUT/eval/$name.json"
+  # In a comparison the shipped one (the first seed) was flown above, as ${name}_s<first>.
+  if [ "$COMPARE" != 1 ] && [ ! -f "$OUT/eval/$name.json" ]; then
+    $LNN eval --model "$OUT/models/$name.safetensors" --world forest urban --episodes "$EVAL_EPISODES" \
+      --out "$OUT/eval/$name.json"
+  fi
 done
 echo "controllers in $OUT/models (copy them to models/ to ship them)"
+if [ "$COMPARE" = 1 ]; then
+  echo "each training seed's results in $OUT/eval/seeds: lnn-nav report $OUT/eval/seeds/*.json --out $OUT/compare"
+fi

@@ -13,11 +13,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 RECORDER = r"""
 import json, sys
 from pathlib import Path
+
+import pytest
 from lnn_nav.cli import build_parser
 
 argv = sys.argv[1:]
@@ -50,6 +54,9 @@ def _run(tmp_path: Path, **env: str) -> list[list[str]]:
     )
     assert proc.returncode == 0, proc.stderr
     return [json.loads(line) for line in (tmp_path / "lnn_nav_recorder.py.log").read_text().splitlines()]
+
+
+OOD_PRESETS = ["fall", "winter", "dusk", "fog", "dense_forest", "gusty_wind", "camera_noise"]
 
 
 def _opt(argv: list[str], name: str) -> str:
@@ -136,6 +143,18 @@ def test_reproduce_stage5_trains_once_per_training_seed_and_ships_the_first(tmp_
     out = tmp_path / "out" / "models"
     assert sorted(p.name for p in (out / "seeds").iterdir()) == [f"cnn_s{k}.safetensors" for k in range(3)]
     assert (out / "cnn.safetensors").read_text() == "train " + " ".join(robust[0])
+    # Each training seed is flown held out, in distribution and in the 13 OOD cells, right after its training
+    # (so an interrupted comparison keeps what it flew); the shipped first seed is not flown a second time.
+    after_stage5 = calls[calls.index(robust[0]) :]
+    assert [c[0] for c in after_stage5] == ["train", "eval", "eval"] * 3
+    evals = [c for c in calls if c[0] == "eval"]
+    seeds = [str(out / "seeds" / f"cnn_s{k}.safetensors") for k in range(3)]
+    assert [_opt(c, "--model") for c in evals] == [ckpt for ckpt in seeds for _ in ("in", "ood")]
+    assert all("--calibration" not in c and "--seed-offset" not in c for c in evals)  # held-out seeds 1000+
+    ood = evals[1::2]
+    assert all(c[c.index("--preset") + 1 : c.index("--preset") + 8] == OOD_PRESETS for c in ood)
+    assert {_opt(c, "--episodes") for c in ood} == {"25"} and {_opt(c, "--episodes") for c in evals[::2]} == {"100"}
+    assert _opt(ood[2], "--out") == str(tmp_path / "out" / "eval" / "seeds" / "cnn_s2_ood.json")
     (tmp_path / "off").mkdir()
     calls = _run(tmp_path / "off", MODELS="cnn", STAGE5="0")
     assert not any("--randomize" in c or "--augment" in c for c in calls)
@@ -172,3 +191,71 @@ def test_reproduce_at_another_size_and_camera(tmp_path: Path) -> None:
     assert len(datasets) == 7 and all(
         c[c.index("--size") + 1 : c.index("--size") + 3] == ["128", "96"] for c in datasets
     )
+
+
+def test_reproduce_stage5_alone_from_stage4_checkpoints(tmp_path: Path) -> None:
+    # STAGE4_FROM: no stage 1-4 collection or training; stage 5's data, then each core's stage 5 on the
+    # encoder of its own stage-4 checkpoint (what scripts/stage4_checkpoints.sh takes from the history).
+    stage4 = tmp_path / "stage4"
+    stage4.mkdir()
+    for name in ("cfc_ncp", "lstm"):
+        (stage4 / f"{name}.safetensors").write_text(name)
+    calls = _run(tmp_path, STAGE4_FROM=str(stage4), MODELS="cfc-ncp lstm", TRAIN_SEEDS="0 1", STAGE5_AUGMENT="mixed")
+    assert [c[0] for c in calls] == ["collect"] * 3 + ["dataset"] * 2 + ["train", "eval", "eval"] * 4
+    assert all(_opt(c, "--randomize") == "wide" for c in calls if c[0] == "collect")
+    trains = [c for c in calls if c[0] == "train"]
+    assert [(_opt(c, "--core"), _opt(c, "--train-seed")) for c in trains] == [
+        ("cfc-ncp", "0"),
+        ("cfc-ncp", "1"),
+        ("lstm", "0"),
+        ("lstm", "1"),
+    ]
+    assert [_opt(c, "--init-encoder") for c in trains] == [str(stage4 / "cfc_ncp.safetensors")] * 2 + [
+        str(stage4 / "lstm.safetensors")
+    ] * 2
+    assert [json.loads(_opt(c, "--core-options")) for c in trains] == [{"units": 48}] * 2 + [{}] * 2
+    assert {_opt(c, "--augment") for c in trains} == {"mixed"}
+    # COMPARE=1: a single seed of a comparison (seed by seed, core by core) is flown as its own run too.
+    (tmp_path / "one").mkdir()
+    calls = _run(tmp_path / "one", STAGE4_FROM=str(stage4), MODELS="lstm", TRAIN_SEEDS="2", COMPARE="1")
+    assert [c[0] for c in calls][-3:] == ["train", "eval", "eval"]
+    assert {_opt(c, "--model") for c in calls if c[0] == "eval"} == {
+        str(tmp_path / "one" / "out" / "models" / "seeds" / "lstm_s2.safetensors")
+    }
+    # A core without its stage-4 checkpoint stops the run with the command that makes it.
+    (tmp_path / "missing").mkdir()
+    env = {**os.environ, "LNN": "true"}
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "reproduce.sh")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**env, "OUT": str(tmp_path / "missing"), "STAGE4_FROM": str(stage4), "MODELS": "cnn"},
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "scripts/stage4_checkpoints.sh" in proc.stderr, proc.stderr
+
+
+def test_stage4_checkpoints_come_from_the_history_as_each_cores_stage4_controller(tmp_path: Path) -> None:
+    from lnn_nav.models.checkpoint import read_checkpoint_info
+
+    if subprocess.run(["git", "cat-file", "-e", "7f34ac1:models/cfc_ncp.safetensors"], cwd=ROOT).returncode != 0:
+        pytest.skip("this clone lacks the history that holds the stage-4 checkpoints (a shallow clone)")
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "stage4_checkpoints.sh"), str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    cores = {"cfc_ncp": "cfc-ncp", "cfc": "cfc", "ltc": "ltc", "lstm": "lstm", "gru": "gru", "cnn": "cnn"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{n}.safetensors" for n in cores)
+    for name, core in cores.items():
+        config, metadata = read_checkpoint_info(tmp_path / f"{name}.safetensors")
+        assert config.core == core
+        # Stage 4 trained on the stage-3 forest set and the heading-6-m urban demonstrations, not stage 5's
+        # wide-randomisation sets.
+        assert not any("wide" in source for source in metadata["trained_on"]), metadata
+    config, _ = read_checkpoint_info(tmp_path / "cfc_ncp.safetensors")
+    assert config.core_options["units"] == 48
