@@ -188,6 +188,20 @@ def test_targets_are_checked_against_the_numbers(cells):
     assert "not run: forest winter" in checks["cfc-ncp ≥85% averaged over OOD conditions"].text
 
 
+def test_targets_are_the_shipped_controllers_when_seed_runs_sit_beside_it(tmp_path):
+    # A comparison's cfc_ncp_s<k> runs are reported over training seeds; the targets are cfc_ncp's.
+    table = {**LIQUID_ROBUST, "cfc_ncp_s1": {k: 5 for k in LIQUID_ROBUST["cfc_ncp"]}}
+    checks = check_targets(load_results([_write(tmp_path / "r.json", _results(table))]))
+    flagship = [c for c in checks if c.target.startswith("cfc-ncp")]
+    assert len(flagship) == 3 and all(c.status == "met" and "cfc_ncp_s1" not in c.text for c in flagship)
+    # Seed runs alone: each is checked, none is dropped.
+    del table["cfc_ncp"]
+    table["cfc_ncp_s0"] = LIQUID_ROBUST["cfc_ncp"]
+    checks = check_targets(load_results([_write(tmp_path / "s.json", _results(table))]))
+    forest = [c for c in checks if c.target == "cfc-ncp ≥95% in distribution, forest"]
+    assert [c.status for c in forest] == ["met", "not met"]
+
+
 def test_liquid_degrading_less_is_stated_with_the_drops(cells):
     drops, ood = degradation(cells)
     # gru skipped forest fog, so the fair comparison uses forest fall and urban fog only.
