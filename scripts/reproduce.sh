@@ -19,8 +19,8 @@
 #   5. the robust-flight recipe: demonstrations under the wide randomisation profile (summer-to-fall
 #      palettes, morning-to-afternoon sun, light haze, more wind and camera artefacts; `collect
 #      --randomize wide`) on the stage-3 forest seeds and the stage-4 urban ones (heading 6 m ahead)
-#      -> dataset -> every model's stage-4 camera encoder with a new core, 10 epochs with the strong
-#      per-sequence photometric augmentation (`train --augment strong`), once per training seed
+#      -> dataset -> every model's stage-4 camera encoder with a new core, 10 epochs with per-sequence
+#      photometric augmentation, strong on half the sequences (`train --augment mixed`), once per training seed
 #      (TRAIN_SEEDS; the first is shipped, the others are for the comparison between cores);
 #   6. closed-loop success on held-out worlds (seeds 1000+).
 #
@@ -64,7 +64,7 @@ STAGE4_NCP_UNITS=${STAGE4_NCP_UNITS:-48}   # the stage-4 CfC-NCP's neurons (19 b
 STAGE4_LTC_LR=${STAGE4_LTC_LR:-5e-3}       # the LTC's fresh core barely learns at 1e-3 in 10 epochs (docs/experiments.md)
 STAGE5=${STAGE5:-1}
 STAGE5_EPOCHS=${STAGE5_EPOCHS:-10}
-STAGE5_AUGMENT=${STAGE5_AUGMENT:-strong}       # train --augment
+STAGE5_AUGMENT=${STAGE5_AUGMENT:-mixed}        # train --augment (strong: the CfC-NCP shipped before 2026-12-07)
 STAGE5_INPUT_NORM=${STAGE5_INPUT_NORM:-fixed}  # train --input-norm
 TRAIN_SEEDS=${TRAIN_SEEDS:-0}                  # stage 5's training seeds; the first one's controller ships
 STAGE4_FROM=${STAGE4_FROM:-}                   # a folder of stage-4 checkpoints (<core>.safetensors): skip stages 1-4

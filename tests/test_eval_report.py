@@ -214,6 +214,16 @@ def test_liquid_degrading_less_is_stated_with_the_drops(cells):
     assert "cfc-ncp 97.5% → 87.5% (−10.0 pp)" in check.text and "lstm 95.0% → 57.5% (−37.5 pp)" in check.text
 
 
+def test_a_controller_flown_in_distribution_only_is_left_out_of_the_drops(tmp_path):
+    # The shipped GRU was never flown OOD: it must not empty the common set of conditions.
+    table = {**LIQUID_ROBUST, "cnn": {("forest", "in_distribution"): 20, ("urban", "in_distribution"): 20}}
+    cells = load_results([_write(tmp_path / "r.json", _results(table))])
+    drops, ood = degradation(cells)
+    assert ood == [("forest", "fall"), ("urban", "fog")] and "cnn" not in {d.controller for d in drops}
+    check = check_targets(cells)[-1]
+    assert check.status == "met" and "not compared, no OOD run: cnn" in check.text
+
+
 def test_liquid_not_degrading_less_is_stated_plainly(tmp_path):
     swapped = {
         **LIQUID_ROBUST,
@@ -489,23 +499,25 @@ def test_bar_chart_draws_cells_at_0_and_100_percent_with_any_episode_count(tmp_p
     assert _row(success_table(cells), "cfc-ncp")["forest in-dist"] == "100% [85–100]"
 
 
-@pytest.mark.parametrize("sub", [""], ids=["shipped"])
-def test_committed_benchmark_report_matches_the_committed_results(sub):
+def test_committed_benchmark_report_matches_the_committed_results():
     # docs/benchmark/report.md is what the README shows; it must be rebuilt when models/eval/ changes.
-    # Only the shipped controllers' current results live in the tree (experiments: git history, docs/experiments.md).
+    # Only the shipped controllers' current results live in the tree (experiments: git history, docs/experiments.md),
+    # with the comparison's training-seed runs of the same recipe in models/eval/seeds/.
     root = Path(__file__).resolve().parents[1]
-    results = sorted((root / "models" / "eval" / sub).glob("*.json"))
-    assert results, f"models/eval/{sub} holds the controllers' results"
+    results = sorted((root / "models" / "eval").glob("*.json")) + sorted(
+        (root / "models" / "eval" / "seeds").glob("*.json")
+    )
+    assert results, "models/eval/ holds the controllers' results"
     from lnn_nav.eval.report import split_combinations
 
     # The combination presets have their own table; the per-world tables hold the named presets.
     cells = split_combinations(load_results(results))[1]
-    report = root / "docs" / "benchmark" / sub / "report.md"
+    report = root / "docs" / "benchmark" / "report.md"
     committed = report.read_text()
     for world in ("forest", "urban"):
         hint = (
-            f"{world} table differs; rebuild: lnn-nav report models/eval/{sub + '/' if sub else ''}*.json "
-            f"--out {report.parent.relative_to(root)} --no-maps"
+            f"{world} table differs; rebuild: lnn-nav report models/eval/*.json models/eval/seeds/*.json "
+            "--out docs/benchmark --no-maps"
         )
         assert success_table(cells, world=world) in committed, hint
     for source in results:

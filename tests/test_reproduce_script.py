@@ -106,13 +106,14 @@ def test_reproduce_chain_parses_and_hands_checkpoints_on(tmp_path: Path) -> None
     assert "--init" not in new_core and json.loads(_opt(new_core, "--core-options")) == {"units": 48}
     data = new_core[new_core.index("--data") + 1 : new_core.index("--data") + 3]
     assert data == [_opt(forest_ds, "--out"), _opt(urban_ds, "--out")]
-    # Stage 5: a new core on the stage-4 encoder, on the wide-randomisation data, with the strong augmentation.
+    # Stage 5: a new core on the stage-4 encoder, on the wide-randomisation data, with the mixed augmentation
+    # (the strong photometric changes on half the sequences).
     assert _opt(robust, "--init-encoder") == _opt(new_core, "--out") + "/best.safetensors"
     assert robust[robust.index("--data") + 1 : robust.index("--data") + 3] == [
         _opt(wide_forest_ds, "--out"),
         _opt(wide_urban_ds, "--out"),
     ]
-    assert _opt(robust, "--augment") == "strong" and _opt(robust, "--train-seed") == "0"
+    assert _opt(robust, "--augment") == "mixed" and _opt(robust, "--train-seed") == "0"
     assert json.loads(_opt(robust, "--core-options")) == {"units": 48}
     assert _opt(ev, "--model") == str(out / "models" / "cfc_ncp.safetensors")
     assert (out / "models" / "cfc_ncp.safetensors").read_text() == "train " + " ".join(robust)

@@ -9,10 +9,8 @@ from typing import Any
 import numpy as np
 
 from lnn_nav.eval.results import (
-    BASELINE_CORES,
     FAILED_FLIGHT,
     IN_DIST,
-    LIQUID_CORES,
     PRESET_LABELS,
     Cell,
     Condition,
@@ -137,12 +135,8 @@ def plot_in_vs_ood(cells: Sequence[Cell], path: str | Path) -> Path:
     if not ood:
         raise ValueError("no out-of-distribution condition that every liquid core and baseline ran in-distribution too")
     index = index_cells(cells)
-    names = [
-        n
-        for n in controllers_in(cells)
-        if controller_core(n) in LIQUID_CORES + BASELINE_CORES
-        or all((n, w, p) in index and (n, w, IN_DIST) in index for w, p in ood)
-    ]
+    # Every controller that ran those conditions (a core flown in distribution only has no bar pair).
+    names = [n for n in controllers_in(cells) if all((n, w, p) in index and (n, w, IN_DIST) in index for w, p in ood)]
     pairs = [in_and_ood_cells(cells, n, ood) for n in names]
     in_rates = [mean_rate(a) for a, _ in pairs]
     out_rates = [mean_rate(b) for _, b in pairs]

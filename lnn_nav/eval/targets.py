@@ -77,9 +77,12 @@ def degradation(cells: Sequence[Cell]) -> tuple[list[Drop], list[Condition]]:
     A common set keeps the comparison fair: a controller that skipped the
     hardest condition would otherwise look robust. In-distribution is the
     mean over the worlds of that set, OOD the mean over its OOD conditions.
+    A controller flown in distribution only (no OOD cell at all) has no drop
+    to compare and is left out rather than emptying the common set.
     Returns the drops (table order) and the OOD conditions compared.
     """
     compared = [n for n in controllers_in(cells) if controller_core(n) in LIQUID_CORES + BASELINE_CORES]
+    compared = [n for n in compared if any(c["controller"] == n and c["preset"] != IN_DIST for c in cells)]
     ood = _common_ood(cells, compared)
     drops = []
     for n in compared if ood else []:
@@ -200,6 +203,11 @@ def _degradation_check(cells: Sequence[Cell]) -> TargetCheck:
             "both an in-distribution and an out-of-distribution run.",
         )
     over = f"over {len(ood)} OOD condition{'s' * (len(ood) != 1)} all of them ran"
+    flown = {d.controller for d in drops}
+    unflown = [n for n in controllers_in(cells) if controller_core(n) in LIQUID_CORES + BASELINE_CORES]
+    unflown = [n for n in unflown if n not in flown]
+    if unflown:
+        over += f" (not compared, no OOD run: {', '.join(unflown)})"
     mean_l = sum(d.drop for d in liquid) / len(liquid)
     mean_b = sum(d.drop for d in base) / len(base)
     numbers = (
