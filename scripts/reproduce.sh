@@ -138,16 +138,18 @@ stage5_data() {  # the stage-3 forest seeds and the stage-4 urban ones, flown un
   fi
 }
 
-eval_seed() {  # checkpoint: in distribution (EVAL_EPISODES) and the 13 OOD cells (OOD_EPISODES), held out
+eval_seed() {  # checkpoint: in distribution (EVAL_EPISODES) and the 13 OOD cells (OOD_EPISODES), held out;
+  # without tracks, so the files can go to models/eval/seeds/ as they are
   local ckpt=$1 name
   name=$(basename "$ckpt" .safetensors)
   mkdir -p "$OUT/eval/seeds"
   if [ ! -f "$OUT/eval/seeds/$name.json" ]; then
-    $LNN eval --model "$ckpt" --world forest urban --episodes "$EVAL_EPISODES" --out "$OUT/eval/seeds/$name.json"
+    $LNN eval --model "$ckpt" --world forest urban --episodes "$EVAL_EPISODES" --no-tracks \
+      --out "$OUT/eval/seeds/$name.json"
   fi
   if [ ! -f "$OUT/eval/seeds/${name}_ood.json" ]; then
     # shellcheck disable=SC2086  # OOD_PRESETS is a list of words
-    $LNN eval --model "$ckpt" --world forest urban --preset $OOD_PRESETS --episodes "$OOD_EPISODES" \
+    $LNN eval --model "$ckpt" --world forest urban --preset $OOD_PRESETS --episodes "$OOD_EPISODES" --no-tracks \
       --out "$OUT/eval/seeds/${name}_ood.json"
   fi
 }

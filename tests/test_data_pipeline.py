@@ -791,3 +791,16 @@ def test_cli_eval_seed_offset_flies_later_held_out_seeds_and_refuses_bad_ones(tm
     assert result.returncode == 0, result.stderr
     (cell,) = json.loads(out.read_text())["cells"]
     assert [e["seed"] for e in cell["episodes_detail"]] == [1100]
+    assert cell["episodes_detail"][0]["track"]  # the report's maps draw it
+
+
+def test_cli_eval_no_tracks_leaves_the_trajectories_out(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    command = [sys.executable, "-m", "lnn_nav.cli", "eval", "--model", "expert", "--world", "urban", "--episodes", "1"]
+    result = subprocess.run(
+        [*command, "--workers", "1", "--envs", "1", "--no-tracks", "--out", str(out)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    (cell,) = json.loads(out.read_text())["cells"]
+    (episode,) = cell["episodes_detail"]
+    assert "track" not in episode and episode["outcome"] == "success" and episode["path_length"] > 0

@@ -152,6 +152,7 @@ def test_reproduce_stage5_trains_once_per_training_seed_and_ships_the_first(tmp_
     seeds = [str(out / "seeds" / f"cnn_s{k}.safetensors") for k in range(3)]
     assert [_opt(c, "--model") for c in evals] == [ckpt for ckpt in seeds for _ in ("in", "ood")]
     assert all("--calibration" not in c and "--seed-offset" not in c for c in evals)  # held-out seeds 1000+
+    assert all("--no-tracks" in c for c in evals)  # committed as they are (models/eval/seeds/)
     ood = evals[1::2]
     assert all(c[c.index("--preset") + 1 : c.index("--preset") + 8] == OOD_PRESETS for c in ood)
     assert {_opt(c, "--episodes") for c in ood} == {"25"} and {_opt(c, "--episodes") for c in evals[::2]} == {"100"}

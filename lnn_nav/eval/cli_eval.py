@@ -117,6 +117,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", default="reports/eval/results.json", metavar="PATH", help="default: %(default)s")
     parser.add_argument(
+        "--no-tracks",
+        action="store_true",
+        help="leave each episode's trajectory out of --out (the report's maps need them; results kept in "
+        "a repository, like models/eval/, go without: ~10x smaller)",
+    )
+    parser.add_argument(
         "--ros-episodes",
         type=int,
         default=0,
@@ -203,7 +209,10 @@ def run(args: argparse.Namespace) -> int:
                     camera_hfov=cameras[model],
                 )
                 bar.close()
-                entry = {**cell.summary(), "episodes_detail": cell.episodes}
+                episodes = cell.episodes
+                if args.no_tracks:
+                    episodes = [{k: v for k, v in e.items() if k != "track"} for e in episodes]
+                entry = {**cell.summary(), "episodes_detail": episodes}
                 ros_column = ""
                 if args.ros_episodes:
                     entry["ros"] = ros = _fly_over_ros(model, cell, seeds[: args.ros_episodes], out.parent)
