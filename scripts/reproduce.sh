@@ -35,6 +35,8 @@
 #   scripts/stage4_checkpoints.sh build/stage4 && STAGE4_FROM=build/stage4 TRAIN_SEEDS="0 1 2" make reproduce
 #                                       # stage 5 alone, from the stage-4 checkpoints shipped before it (git history)
 #   COMPARE=1 TRAIN_SEEDS=1 MODELS=lstm STAGE4_FROM=build/stage4 make reproduce   # one more seed of one core, flown
+#   mkdir -p build/reproduce/eval/seeds && cp models/eval/seeds/*.json build/reproduce/eval/seeds/
+#                                       # then the comparison's command goes on where the committed results end
 #   STEER_WEIGHT=0 make reproduce       # stage 3 with the plain loss (the checkpoints before 2026-11-29 evening)
 #   SIZE="128 96" HFOV=120 OUT=build/r128 make reproduce   # another input size / camera, trained from
 #                                       # stage 1 (not by fine-tune: docs/experiments.md "Training at a finer resolution");
@@ -212,6 +214,13 @@ for model in $MODELS; do
   if [ "$STAGE5" = 1 ] && { [ -n "$STAGE4_FROM" ] || { [ "$STAGE3" = 1 ] && [ "$STAGE4" = 1 ]; }; }; then
     encoder=$final
     for seed in $TRAIN_SEEDS; do
+      flown="$OUT/eval/seeds/${name}_s$seed"
+      if [ "$COMPARE" = 1 ] && [ -f "$flown.json" ] && [ -f "${flown}_ood.json" ] \
+        && [ ! -f "$OUT/runs/$name/robust_s$seed/best.safetensors" ]; then
+        # Results of an earlier machine (models/eval/seeds/ copied in): that run is done.
+        echo "reproduce: ${name}_s$seed was flown already ($flown*.json): not trained again"
+        continue
+      fi
       $LNN train --data "$OUT/ds/wide_forest" "$OUT/ds/wide_urban" --core "$model" --core-options "$core_options" \
         --init-encoder "$encoder" --out "$OUT/runs/$name/robust_s$seed" --epochs "$STAGE5_EPOCHS" --lr "$lr" \
         --batch-size 8 --threads 2 --train-seed "$seed" --steer-weight "$STEER_WEIGHT" --augment "$STAGE5_AUGMENT" \
@@ -224,7 +233,8 @@ for model in $MODELS; do
     first=${TRAIN_SEEDS%% *}
     final="$OUT/runs/$name/robust_s$first/best.safetensors"
   fi
-  cp "$final" "$OUT/models/$name.safetensors"
+  # (a comparison continued from earlier results may not have retrained the first seed here)
+  [ -f "$final" ] && cp "$final" "$OUT/models/$name.safetensors"
   # In a comparison the shipped one (the first seed) was flown above, as ${name}_s<first>.
   if [ "$COMPARE" != 1 ] && [ ! -f "$OUT/eval/$name.json" ]; then
     $LNN eval --model "$OUT/models/$name.safetensors" --world forest urban --episodes "$EVAL_EPISODES" \

@@ -224,6 +224,16 @@ def test_reproduce_stage5_alone_from_stage4_checkpoints(tmp_path: Path) -> None:
     assert {_opt(c, "--model") for c in calls if c[0] == "eval"} == {
         str(tmp_path / "one" / "out" / "models" / "seeds" / "lstm_s2.safetensors")
     }
+    # A comparison continued on another machine: runs whose results were copied in are neither trained nor flown.
+    (tmp_path / "again").mkdir()
+    seeds = tmp_path / "again" / "out" / "eval" / "seeds"
+    seeds.mkdir(parents=True)
+    for name in ("cfc_ncp_s0", "cfc_ncp_s0_ood", "lstm_s1"):  # lstm_s1 lacks its OOD flight: it runs again
+        (seeds / f"{name}.json").write_text("{}")
+    calls = _run(tmp_path / "again", STAGE4_FROM=str(stage4), MODELS="cfc-ncp lstm", TRAIN_SEEDS="0 1")
+    runs = [(_opt(c, "--core"), _opt(c, "--train-seed")) for c in calls if c[0] == "train"]
+    assert runs == [("cfc-ncp", "1"), ("lstm", "0"), ("lstm", "1")]
+    assert [c[0] for c in calls][5:] == ["train", "eval", "eval", "train", "eval", "eval", "train", "eval"]
     # A core without its stage-4 checkpoint stops the run with the command that makes it.
     (tmp_path / "missing").mkdir()
     env = {**os.environ, "LNN": "true"}
