@@ -20,8 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RECORDER = r"""
 import json, sys
 from pathlib import Path
-
-import pytest
 from lnn_nav.cli import build_parser
 
 argv = sys.argv[1:]

@@ -81,8 +81,7 @@ def degradation(cells: Sequence[Cell]) -> tuple[list[Drop], list[Condition]]:
     to compare and is left out rather than emptying the common set.
     Returns the drops (table order) and the OOD conditions compared.
     """
-    compared = [n for n in controllers_in(cells) if controller_core(n) in LIQUID_CORES + BASELINE_CORES]
-    compared = [n for n in compared if any(c["controller"] == n and c["preset"] != IN_DIST for c in cells)]
+    compared = [n for n in _cores(cells) if any(c["controller"] == n and c["preset"] != IN_DIST for c in cells)]
     ood = _common_ood(cells, compared)
     drops = []
     for n in compared if ood else []:
@@ -95,6 +94,11 @@ def degradation(cells: Sequence[Cell]) -> tuple[list[Drop], list[Condition]]:
             )
         )
     return drops, ood
+
+
+def _cores(cells: Sequence[Cell]) -> list[str]:
+    """The liquid cores and baselines among the controllers (the expert is neither), in table order."""
+    return [n for n in controllers_in(cells) if controller_core(n) in LIQUID_CORES + BASELINE_CORES]
 
 
 def _common_ood(cells: Sequence[Cell], controllers: Sequence[str]) -> list[Condition]:
@@ -204,8 +208,7 @@ def _degradation_check(cells: Sequence[Cell]) -> TargetCheck:
         )
     over = f"over {len(ood)} OOD condition{'s' * (len(ood) != 1)} all of them ran"
     flown = {d.controller for d in drops}
-    unflown = [n for n in controllers_in(cells) if controller_core(n) in LIQUID_CORES + BASELINE_CORES]
-    unflown = [n for n in unflown if n not in flown]
+    unflown = [n for n in _cores(cells) if n not in flown]
     if unflown:
         over += f" (not compared, no OOD run: {', '.join(unflown)})"
     mean_l = sum(d.drop for d in liquid) / len(liquid)
