@@ -77,6 +77,7 @@ FT_EPOCHS=${FT_EPOCHS:-6}
 STEER_WEIGHT=${STEER_WEIGHT:-6}  # stage 3: frames that turn count 1 + B*(|vy|/s_vy + |yaw rate|/s_yaw)
 EVAL_EPISODES=${EVAL_EPISODES:-100}
 SIZE=${SIZE:-"64 48"}            # image size the datasets store and the encoder takes (W H)
+THREADS=${THREADS:-2}            # torch threads per training (1 when two reproductions share 2 cores)
 HFOV=${HFOV:-90}                 # camera horizontal field of view (deg); the checkpoints record it
 LNN=${LNN:-.venv/bin/lnn-nav}
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
@@ -185,29 +186,29 @@ for model in $MODELS; do
     fi
   else
     $LNN train --data "$OUT/ds/demos_3ms" --core "$model" --out "$OUT/runs/$name/bc" \
-      --epochs "$EPOCHS" --batch-size 8 --threads 2 --train-seed 0
+      --epochs "$EPOCHS" --batch-size 8 --threads "$THREADS" --train-seed 0
     final="$OUT/runs/$name/bc/best.safetensors"
     if [ "$model" = cfc-ncp ] && [ "$DAGGER_ROUNDS" -gt 0 ]; then
       $LNN dagger --init "$final" --data "$OUT/ds/demos_3ms" --out "$OUT/runs/$name/dagger" \
         --rounds "$DAGGER_ROUNDS" --episodes $DAGGER_EPISODES --epochs "$DAGGER_EPOCHS" \
         --expert-options "{\"clearance_weight\": $LIGHT_WEIGHT, \"clearance_scale\": $LIGHT_SCALE}" \
-        --train-options '{"threads": 2, "batch_size": 8, "lr": 1e-3}'
+        --train-options '{"threads": '"$THREADS"', "batch_size": 8, "lr": 1e-3}'
       final="$OUT/runs/$name/dagger/round_${DAGGER_ROUNDS}/run/best.safetensors"
     fi
     if [ "$STAGE2" = 1 ]; then
       $LNN train --data "$OUT/ds/demos_2ms" --core "$model" --init "$final" --out "$OUT/runs/$name/ft_2ms" \
-        --epochs "$FT_EPOCHS" --lr 1e-3 --batch-size 8 --threads 2 --train-seed 0
+        --epochs "$FT_EPOCHS" --lr 1e-3 --batch-size 8 --threads "$THREADS" --train-seed 0
       final="$OUT/runs/$name/ft_2ms/best.safetensors"
     fi
     if [ "$STAGE3" = 1 ]; then
       $LNN train --data "$OUT/ds/demos_2ms_m08_street" --core "$model" --init "$final" --out "$OUT/runs/$name/ft_m08_street" \
-        --epochs "$FT_EPOCHS" --lr 1e-3 --batch-size 8 --threads 2 --train-seed 0 --steer-weight "$STEER_WEIGHT"
+        --epochs "$FT_EPOCHS" --lr 1e-3 --batch-size 8 --threads "$THREADS" --train-seed 0 --steer-weight "$STEER_WEIGHT"
       final="$OUT/runs/$name/ft_m08_street/best.safetensors"
     fi
     if [ "$STAGE3" = 1 ] && [ "$STAGE4" = 1 ]; then
       $LNN train --data "$OUT/ds/m08_forest" "$OUT/ds/heading6_urban" --core "$model" --core-options "$core_options" \
         --init-encoder "$final" --out "$OUT/runs/$name/heading6_new_core" --epochs "$STAGE4_EPOCHS" --lr "$lr" \
-        --batch-size 8 --threads 2 --train-seed 0 --steer-weight "$STEER_WEIGHT"
+        --batch-size 8 --threads "$THREADS" --train-seed 0 --steer-weight "$STEER_WEIGHT"
       final="$OUT/runs/$name/heading6_new_core/best.safetensors"
     fi
   fi
@@ -223,7 +224,7 @@ for model in $MODELS; do
       fi
       $LNN train --data "$OUT/ds/wide_forest" "$OUT/ds/wide_urban" --core "$model" --core-options "$core_options" \
         --init-encoder "$encoder" --out "$OUT/runs/$name/robust_s$seed" --epochs "$STAGE5_EPOCHS" --lr "$lr" \
-        --batch-size 8 --threads 2 --train-seed "$seed" --steer-weight "$STEER_WEIGHT" --augment "$STAGE5_AUGMENT" \
+        --batch-size 8 --threads "$THREADS" --train-seed "$seed" --steer-weight "$STEER_WEIGHT" --augment "$STAGE5_AUGMENT" \
         --input-norm "$STAGE5_INPUT_NORM"
       mkdir -p "$OUT/models/seeds"
       cp "$OUT/runs/$name/robust_s$seed/best.safetensors" "$OUT/models/seeds/${name}_s$seed.safetensors"
