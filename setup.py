@@ -58,7 +58,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(exclude=["tests*", "benchmarks*"]),
     # Fused-kernel sources, compiled on first use (lnn_nav/kernels/build.py).
-    package_data={"lnn_nav.kernels": ["csrc/*.h", "csrc/*.cpp", "csrc/*.cu"]},
+    package_data={"lnn_nav.kernels": ["csrc/*.h", "csrc/*.cpp", "csrc/*.cu"], "lnn_nav.sim": ["csrc/*.cpp"]},
     data_files=DATA_FILES,
     # rclpy and the message packages are not pip requirements: on a robot
     # they come from apt (rosdep, see package.xml); elsewhere from the

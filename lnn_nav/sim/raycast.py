@@ -1,0 +1,216 @@
+"""The C++ CPU ray caster (``csrc/raycast.cpp``): built on first use, called through ctypes.
+
+The grid path of :func:`lnn_nav.sim.render_kernels.render_kernel` cast in C++
+with the same float32 operations in the same order, so a frame is the Warp
+kernel's bit for bit (``tests/test_sim_raycast.py``) at 2-4x the speed on a CPU
+core. :class:`~lnn_nav.sim.render.Renderer` uses it for CPU grid rendering;
+the Warp kernel stays the reference, for the mesh backend and on CUDA.
+
+Switches: ``LNN_NAV_REFERENCE_RENDER=1`` (or :func:`set_reference_render`)
+renders with the Warp kernel. Without a C++ compiler (``CXX``, else ``c++``)
+the build fails once, says why on stderr, and the Warp kernel renders.
+
+The library is plain C ABI (no Python, NumPy or torch headers), built with
+``-O3 -ffp-contract=off`` into ``$LNN_NAV_KERNEL_CACHE`` or
+``~/.cache/lnn_nav/sim``, named by a hash of its source, flags and compiler,
+so a changed source or compiler builds anew; several processes building at
+once each write their own file and rename it into place.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["RcArgs", "build_error", "load", "reference_render", "set_reference_render"]
+
+SOURCE = Path(__file__).with_name("csrc") / "raycast.cpp"
+# -ffp-contract=off: no fused multiply-adds, as in Warp's baseline-ISA CPU code (bit-identical frames).
+FLAGS = (
+    "-O3",
+    "-std=c++17",
+    "-shared",
+    "-fPIC",
+    "-ffp-contract=off",
+    "-fno-math-errno",  # sqrtf as one instruction (IEEE exact either way)
+    "-fvisibility=hidden",
+)
+ABI_VERSION = 1
+
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+_reference_forced = os.environ.get("LNN_NAV_REFERENCE_RENDER", "") not in ("", "0")
+
+
+def set_reference_render(on: bool) -> None:
+    """Render with the Warp kernel (True) or the C++ caster where it builds (False) from the next launch."""
+    global _reference_forced
+    _reference_forced = bool(on)
+
+
+def reference_render() -> bool:
+    return _reference_forced
+
+
+_P = ctypes.c_void_p
+_I = ctypes.c_int32
+_F = ctypes.c_float
+
+
+class RcArgs(ctypes.Structure):
+    """``struct RcArgs`` of csrc/raycast.cpp, field for field."""
+
+    _fields_ = [
+        ("cam_origin", _P),
+        ("cam_rot", _P),
+        ("env_world", _P),
+        ("envs", _I),
+        ("height", _I),
+        ("width", _I),
+        ("fx", _F),
+        ("fy", _F),
+        ("cx", _F),
+        ("cy", _F),
+        ("near_", _F),
+        ("far_", _F),
+        ("rgb", _P),
+        ("depth", _P),
+        ("seg", _P),
+        ("grid_f", _P),
+        ("grid_i", _P),
+        ("grid_z", _P),
+        ("cell_start", _P),
+        ("cell_items", _P),
+        ("cell_item_z", _P),
+        ("sorted_items", _P),
+        ("sorted_z", _P),
+        ("cyl", _P),
+        ("box", _P),
+        ("sph", _P),
+        ("cyl_mat", _P),
+        ("box_mat", _P),
+        ("sph_mat", _P),
+        ("palette", _P),
+        ("materials", _I),
+        ("sky_zenith", _P),
+        ("sky_horizon", _P),
+        ("sky_glow", _P),
+        ("sun_dir", _P),
+        ("sun_rgb", _P),
+        ("ambient", _P),
+        ("fog_density", _P),
+        ("fog_colour", _P),
+        ("srgb_lut", _P),
+        ("srgb_steps", _I),
+        ("mat_ground", _I),
+        ("mat_bark", _I),
+        ("mat_leaves", _I),
+        ("mat_undergrowth", _I),
+        ("mat_concrete", _I),
+        ("mat_glass", _I),
+        ("mat_beacon", _I),
+    ]
+
+
+def cache_dir() -> Path:
+    explicit = os.environ.get("LNN_NAV_KERNEL_CACHE")
+    if explicit:
+        return Path(explicit) / "sim"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(base) / "lnn_nav" / "sim"
+
+
+def _compiler() -> str | None:
+    name = os.environ.get("CXX") or "c++"
+    return shutil.which(name)
+
+
+def _tag(compiler: str) -> str:
+    try:
+        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        version = ""
+    digest = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), " ".join(FLAGS).encode(), version.encode(), compiler.encode()):
+        digest.update(part)
+    return digest.hexdigest()[:16]
+
+
+def _build() -> ctypes.CDLL:
+    compiler = _compiler()
+    if compiler is None:
+        raise RuntimeError(f"no C++ compiler ('{os.environ.get('CXX') or 'c++'}' is not on PATH)")
+    target = cache_dir() / f"raycast-{_tag(compiler)}.so"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        os.close(fd)
+        try:
+            done = subprocess.run(
+                [compiler, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True, timeout=300
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"{compiler} failed on {SOURCE.name}:\n{done.stderr.strip()[-2000:]}")
+            os.replace(tmp, target)  # atomic: a concurrent builder's file is the same bytes
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    lib = ctypes.CDLL(str(target))
+    if lib.rc_abi_version() != ABI_VERSION:
+        raise RuntimeError(f"{target} has ABI {lib.rc_abi_version()}, expected {ABI_VERSION}")
+    lib.rc_render.argtypes = [ctypes.POINTER(RcArgs), ctypes.c_int32, ctypes.c_int32]
+    lib.rc_render.restype = None
+    return lib
+
+
+def load() -> ctypes.CDLL | None:
+    """The built caster, or None (reference forced, or the build failed: :func:`build_error` says why)."""
+    if _reference_forced:
+        return None
+    with _lock:
+        if "lib" not in _state:
+            try:
+                _state["lib"] = _build()
+            except (OSError, RuntimeError, AttributeError, subprocess.SubprocessError) as exc:
+                _state["lib"] = None
+                _state["error"] = str(exc)
+                print(f"lnn_nav.sim: the C++ ray caster did not build, rendering with Warp: {exc}", file=sys.stderr)
+    lib = _state["lib"]
+    return lib if isinstance(lib, ctypes.CDLL) else None
+
+
+def build_error() -> str | None:
+    error = _state.get("error")
+    return str(error) if error is not None else None
+
+
+def pointer(array: np.ndarray) -> int:
+    """The address of a C-contiguous array (checked: the caster reads it as packed rows)."""
+    if not array.flags.c_contiguous:
+        raise ValueError("the ray caster needs C-contiguous arrays")
+    return int(array.ctypes.data)
+
+
+def sorted_cells(cell_start: np.ndarray, cell_items: np.ndarray, cell_item_z: np.ndarray) -> dict[str, np.ndarray]:
+    """Each cell's items ordered by their lowest point (ties: code order), for the caster's early stop."""
+    n = len(cell_items)
+    if n <= 1 or len(cell_start) < 2:
+        return {"sorted_items": np.ascontiguousarray(cell_items), "sorted_z": np.ascontiguousarray(cell_item_z)}
+    counts: np.ndarray = (cell_start[1:] - cell_start[:-1]).astype(np.int64)
+    cell_of = np.repeat(np.arange(len(counts)), counts)
+    # The padding row of an empty scene is no item of any cell.
+    cell_of = np.concatenate([cell_of, np.full(n - len(cell_of), len(counts))]) if len(cell_of) < n else cell_of
+    order = np.lexsort((cell_items, cell_item_z[:, 0], cell_of))
+    return {
+        "sorted_items": np.ascontiguousarray(cell_items[order]),
+        "sorted_z": np.ascontiguousarray(cell_item_z[order]),
+    }

@@ -1,0 +1,177 @@
+"""The C++ CPU ray caster renders the Warp kernel's frames bit for bit, and falls back to Warp when it cannot build."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from lnn_nav.sim import raycast
+from lnn_nav.sim.camera import CameraConfig
+from lnn_nav.sim.presets import make_world
+from lnn_nav.sim.render import Renderer
+from lnn_nav.sim.world import MATERIAL_ID, WorldSpec
+
+pytestmark = pytest.mark.skipif(raycast.load() is None, reason=f"the C++ caster did not build: {raycast.build_error()}")
+
+
+@pytest.fixture
+def reference_render() -> Iterator[None]:
+    raycast.set_reference_render(True)
+    try:
+        yield
+    finally:
+        raycast.set_reference_render(False)
+
+
+def both(worlds: WorldSpec | list[WorldSpec], camera: CameraConfig) -> tuple[Renderer, Renderer]:
+    cpp = Renderer(worlds, camera, device="cpu")
+    raycast.set_reference_render(True)
+    try:
+        warp = Renderer(worlds, camera, device="cpu")
+    finally:
+        raycast.set_reference_render(False)
+    assert cpp.uses_cpp and not warp.uses_cpp
+    return cpp, warp
+
+
+def poses(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Poses along the worlds' corridors, some rolled and pitched, some low and high."""
+    rng = np.random.default_rng(seed)
+    pos = np.c_[rng.uniform(-5, 45, n), rng.uniform(-8, 8, n), rng.uniform(0.3, 6.0, n)]
+    yaw, roll, pitch = rng.uniform(-np.pi, np.pi, n), rng.uniform(-0.4, 0.4, n), rng.uniform(-0.5, 0.5, n)
+    cy, sy = np.cos(yaw / 2), np.sin(yaw / 2)
+    cr, sr = np.cos(roll / 2), np.sin(roll / 2)
+    cp, sp = np.cos(pitch / 2), np.sin(pitch / 2)
+    quat = np.c_[
+        cr * cp * cy + sr * sp * sy,
+        sr * cp * cy - cr * sp * sy,
+        cr * sp * cy + sr * cp * sy,
+        cr * cp * sy - sr * sp * cy,
+    ]
+    return pos, quat
+
+
+def assert_same(a, b) -> None:  # type: ignore[no-untyped-def]
+    for name in ("rgb", "depth", "segmentation"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.shape == y.shape and x.dtype == y.dtype
+        assert np.array_equal(x, y), f"{name} differs at {np.count_nonzero(x != y)} of {x.size} values"
+
+
+@pytest.mark.parametrize("size", [(64, 48), (128, 96)])
+def test_same_frames_as_warp_in_every_condition(size: tuple[int, int]) -> None:
+    """Forest and urban worlds under the OOD presets, several worlds in one launch, poses all around."""
+    worlds = [
+        make_world("forest", 11),
+        make_world("urban", 12),
+        make_world("forest", 13, "fog"),
+        make_world("urban", 14, "dusk"),
+        make_world("forest", 15, "winter"),
+        make_world("urban", 16, "fall"),
+        make_world("forest", 17, "dense_forest"),
+    ]
+    cpp, warp = both(worlds, CameraConfig(width=size[0], height=size[1]))
+    pos, quat = poses(21, seed=size[0])
+    ids = np.arange(21) % len(worlds)
+    assert_same(cpp.render(pos, quat, ids), warp.render(pos, quat, ids))
+
+
+def test_same_rows_of_a_band() -> None:
+    """A pool renders one frame in bands of rows: each band is the whole frame's rows, as with Warp."""
+    cam = CameraConfig(width=64, height=48)
+    cpp, warp = both(make_world("forest", 21), cam)
+    pos, quat = poses(3, seed=5)
+    whole = warp.render(pos, quat)
+    for rows in ((0, 17), (17, 48), (40, 41)):
+        band = cpp.render(pos, quat, rows=rows)
+        assert np.array_equal(band.rgb, whole.rgb[:, rows[0] : rows[1]])
+        assert np.array_equal(band.depth, whole.depth[:, rows[0] : rows[1]])
+
+
+def test_equal_hits_resolve_as_warp_does() -> None:
+    """Two primitives hit at exactly the same distance: Warp keeps the first it tested (the lower code in one
+    cell). The caster visits a cell's items from the lowest up, so it must break ties the same way."""
+    world = WorldSpec(
+        kind="test",
+        seed=0,
+        bounds=(-20, 20, -20, 20),
+        start=(0, 0, 1, 0),
+        goal=(15, 0, 1),
+        # Two boxes sharing the face x = 9: the first (lower code) spans z 1-4, the second z 0-2, so the
+        # caster tests the second first; where both are hit (z 1-2) the first must win, as in Warp.
+        boxes=[[10.0, 0.0, 2.5, 1.0, 3.0, 1.5, 0.0], [10.0, 0.0, 1.0, 1.0, 3.0, 1.0, 0.0]],
+        box_materials=[MATERIAL_ID["concrete"], MATERIAL_ID["glass"]],
+        # The same trunk twice in two materials.
+        cylinders=[[6.0, 2.0, 0.0, 3.0, 0.4]] * 2,
+        cylinder_materials=[MATERIAL_ID["bark"], MATERIAL_ID["undergrowth"]],
+    )
+    cam = CameraConfig(width=64, height=48, offset=(0.0, 0.0, 0.0))
+    cpp, warp = both(world, cam)
+    pos = np.array([[0.0, 0.0, 1.5], [0.0, 0.5, 2.0], [3.0, 1.0, 0.6]])
+    quat = np.array([[1.0, 0.0, 0.0, 0.0], [np.cos(0.05), 0.0, 0.0, np.sin(0.05)], [1.0, 0.0, 0.0, 0.0]])
+    a, b = cpp.render(pos, quat), warp.render(pos, quat)
+    assert_same(a, b)
+    assert a.segmentation[0, 24, 32] == MATERIAL_ID["concrete"] + 1  # straight ahead at z 1.5: the tie
+    seen = set(np.unique(a.segmentation).tolist())
+    assert MATERIAL_ID["glass"] + 1 in seen  # below z 1 only the second box
+    assert MATERIAL_ID["bark"] + 1 in seen and MATERIAL_ID["undergrowth"] + 1 not in seen
+
+
+def test_empty_world_and_set_world() -> None:
+    empty = WorldSpec(kind="test", seed=0, bounds=(-5, 5, -5, 5), start=(0, 0, 1, 0), goal=(4, 0, 1))
+    cpp, warp = both(empty, CameraConfig(width=32, height=24))
+    pos, quat = poses(2, seed=1)
+    assert_same(cpp.render(pos, quat), warp.render(pos, quat))
+    forest = make_world("forest", 31)
+    cpp.set_world(0, forest)
+    warp.set_world(0, forest)
+    assert_same(cpp.render(pos, quat), warp.render(pos, quat))
+
+
+def test_sorted_cells_keeps_each_cells_items() -> None:
+    start = np.array([0, 3, 3, 5], np.int32)
+    items = np.array([9, 4, 6, 2, 1], np.int32)
+    z = np.array([[2.0, 3.0], [0.0, 5.0], [2.0, 2.5], [1.0, 2.0], [0.5, 1.0]], np.float32)
+    out = raycast.sorted_cells(start, items, z)
+    assert out["sorted_items"].tolist() == [4, 6, 9, 1, 2]  # by lowest point, ties by code
+    assert out["sorted_z"][:, 0].tolist() == [0.0, 2.0, 2.0, 0.5, 1.0]
+
+
+def test_no_compiler_falls_back_to_warp(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Without a C++ compiler the renderer says why once and renders with Warp."""
+    code = (
+        "import numpy as np\n"
+        "from lnn_nav.sim import raycast\n"
+        "from lnn_nav.sim.camera import CameraConfig\n"
+        "from lnn_nav.sim.presets import make_world\n"
+        "from lnn_nav.sim.render import Renderer\n"
+        "r = Renderer(make_world('forest', 3), CameraConfig(width=16, height=12), device='cpu')\n"
+        "out = r.render(np.array([[0.0, 0.0, 2.0]]), np.array([[1.0, 0.0, 0.0, 0.0]]))\n"
+        "print('uses_cpp', r.uses_cpp, int(out.segmentation.max()) > 0)\n"
+    )
+    env = dict(os.environ, CXX=str(tmp_path / "no-such-compiler"), LNN_NAV_KERNEL_CACHE=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "uses_cpp False True" in done.stdout
+    assert "the C++ ray caster did not build, rendering with Warp" in done.stderr
+    assert "no-such-compiler" in done.stderr
+
+
+def test_the_source_is_installed_with_the_package() -> None:
+    """The caster is built on first use where the package is installed (pip, colcon): its source ships."""
+    import ast
+    from pathlib import Path
+
+    setup = Path(__file__).resolve().parents[1] / "setup.py"
+    call = next(
+        n.value
+        for n in ast.parse(setup.read_text()).body
+        if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call) and getattr(n.value.func, "id", "") == "setup"
+    )
+    package_data = ast.literal_eval(next(k.value for k in call.keywords if k.arg == "package_data"))
+    assert any(raycast.SOURCE.match(pattern) for pattern in package_data["lnn_nav.sim"])
