@@ -106,6 +106,9 @@ def test_section_states_the_verdict_with_its_interval() -> None:
     assert "cfc_ncp loses less than lstm out of distribution" in section(4, 20)
     assert "cfc_ncp loses more than lstm" in section(20, 4)
     assert "cannot be told apart" in section(6, 6)
+    assert "cfc_ncp flies more out-of-distribution worlds than lstm" in section(4, 20)
+    assert "cfc_ncp flies fewer out-of-distribution worlds than lstm" in section(20, 4)
+    assert "fly as many out-of-distribution worlds within the interval" in section(6, 6)
     assert "cfc_ncp (3 seeds)" in section(4, 20) and "true shifts (1)" in section(4, 20)
     no_groups = [_cell("cfc_ncp", "forest", "fog", set())]
     assert (

@@ -225,6 +225,16 @@ def seed_comparison_section(
         drop = drop_difference(cells, a, b, ood)
         row.append(drop.text() if drop else "–")
         rows.append(row)
+        # Absolute success beside the drop: a core weak in distribution has less to lose.
+        if out is not None:
+            if out.lo > 0:
+                verdicts.append(f"{lq} flies more out-of-distribution worlds than {bl} ({out.text()}).")
+            elif out.hi < 0:
+                verdicts.append(f"{lq} flies fewer out-of-distribution worlds than {bl} ({out.text()}).")
+            else:
+                verdicts.append(
+                    f"{lq} and {bl} fly as many out-of-distribution worlds within the interval {out.text()}."
+                )
         if drop is not None:
             if drop.hi < 0:
                 verdicts.append(f"{lq} loses less than {bl} out of distribution ({drop.text()}).")
@@ -238,7 +248,8 @@ def seed_comparison_section(
         "Paired on the same worlds: per world, each core's success averaged over its training seeds; the "
         "difference averaged over worlds (and over conditions), in percentage points, with a 95% bootstrap "
         f"interval over worlds ({BOOTSTRAP} resamples). A negative drop difference means the liquid core "
-        "loses less.\n",
+        "loses less; the drop favours a core weak in distribution (it has less to lose), so absolute "
+        "out-of-distribution success is judged beside it.\n",
         markdown_table(header, rows),
         "\n".join(f"- {v}" for v in verdicts) + "\n",
     ]
