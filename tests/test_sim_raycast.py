@@ -94,7 +94,7 @@ def test_same_rows_of_a_band() -> None:
 
 
 def test_equal_hits_resolve_as_warp_does() -> None:
-    """Two primitives hit at exactly the same distance: Warp keeps the first it tested (the lower code in one
+    """Two primitives hit at exactly the same distance: Warp keeps the first it tested (the one listed first in a
     cell). The caster visits a cell's items from the lowest up, so it must break ties the same way."""
     world = WorldSpec(
         kind="test",
@@ -102,7 +102,7 @@ def test_equal_hits_resolve_as_warp_does() -> None:
         bounds=(-20, 20, -20, 20),
         start=(0, 0, 1, 0),
         goal=(15, 0, 1),
-        # Two boxes sharing the face x = 9: the first (lower code) spans z 1-4, the second z 0-2, so the
+        # Two boxes sharing the face x = 9: the first (listed first) spans z 1-4, the second z 0-2, so the
         # caster tests the second first; where both are hit (z 1-2) the first must win, as in Warp.
         boxes=[[10.0, 0.0, 2.5, 1.0, 3.0, 1.5, 0.0], [10.0, 0.0, 1.0, 1.0, 3.0, 1.0, 0.0]],
         box_materials=[MATERIAL_ID["concrete"], MATERIAL_ID["glass"]],
@@ -122,6 +122,29 @@ def test_equal_hits_resolve_as_warp_does() -> None:
     assert MATERIAL_ID["bark"] + 1 in seen and MATERIAL_ID["undergrowth"] + 1 not in seen
 
 
+def test_a_tie_between_kinds_goes_to_the_first_in_the_cell_as_in_warp() -> None:
+    """A cell lists cylinders before boxes (the world's order), whatever their codes: a trunk top and a box
+    top at the same height, seen from above, tie; Warp keeps the trunk (tested first) though the box's
+    code is lower."""
+    world = WorldSpec(
+        kind="test",
+        seed=0,
+        bounds=(-20, 20, -20, 20),
+        start=(0, 0, 1, 0),
+        goal=(15, 0, 1),
+        cylinders=[[15.0, 15.0, 0.0, 2.0, 0.3], [0.0, 0.0, 0.0, 2.0, 0.5]],  # the second: code 4
+        cylinder_materials=[MATERIAL_ID["bark"], MATERIAL_ID["bark"]],
+        boxes=[[0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0]],  # code 1, its top at z = 2 as the trunk's
+        box_materials=[MATERIAL_ID["concrete"]],
+    )
+    cam = CameraConfig(width=32, height=24, offset=(0.0, 0.0, 0.0))
+    cpp, warp = both(world, cam)
+    down = np.array([[np.cos(np.pi / 4), 0.0, np.sin(np.pi / 4), 0.0]])  # pitched 90 degrees down
+    a, b = cpp.render(np.array([[0.0, 0.0, 3.0]]), down), warp.render(np.array([[0.0, 0.0, 3.0]]), down)
+    assert_same(a, b)
+    assert a.segmentation[0, 12, 16] == MATERIAL_ID["bark"] + 1  # the trunk's top, not the box's
+
+
 def test_empty_world_and_set_world() -> None:
     empty = WorldSpec(kind="test", seed=0, bounds=(-5, 5, -5, 5), start=(0, 0, 1, 0), goal=(4, 0, 1))
     cpp, warp = both(empty, CameraConfig(width=32, height=24))
@@ -138,8 +161,9 @@ def test_sorted_cells_keeps_each_cells_items() -> None:
     items = np.array([9, 4, 6, 2, 1], np.int32)
     z = np.array([[2.0, 3.0], [0.0, 5.0], [2.0, 2.5], [1.0, 2.0], [0.5, 1.0]], np.float32)
     out = raycast.sorted_cells(start, items, z)
-    assert out["sorted_items"].tolist() == [4, 6, 9, 1, 2]  # by lowest point, ties by code
+    assert out["sorted_items"].tolist() == [4, 9, 6, 1, 2]  # by lowest point, ties in list order
     assert out["sorted_z"][:, 0].tolist() == [0.0, 2.0, 2.0, 0.5, 1.0]
+    assert out["sorted_rank"].tolist() == [1, 0, 2, 4, 3]
 
 
 def test_no_compiler_falls_back_to_warp(tmp_path) -> None:  # type: ignore[no-untyped-def]

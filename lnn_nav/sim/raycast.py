@@ -44,7 +44,7 @@ FLAGS = (
     "-fno-math-errno",  # sqrtf as one instruction (IEEE exact either way)
     "-fvisibility=hidden",
 )
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}
@@ -93,6 +93,7 @@ class RcArgs(ctypes.Structure):
         ("cell_item_z", _P),
         ("sorted_items", _P),
         ("sorted_z", _P),
+        ("sorted_rank", _P),
         ("cyl", _P),
         ("box", _P),
         ("sph", _P),
@@ -201,16 +202,23 @@ def pointer(array: np.ndarray) -> int:
 
 
 def sorted_cells(cell_start: np.ndarray, cell_items: np.ndarray, cell_item_z: np.ndarray) -> dict[str, np.ndarray]:
-    """Each cell's items ordered by their lowest point (ties: code order), for the caster's early stop."""
+    """Each cell's items ordered by their lowest point, for the caster's early stop, with each one's place in
+    ``cell_items`` (Warp's order within a cell: equal hits go to the item listed first)."""
     n = len(cell_items)
+    rank = np.arange(n, dtype=np.int32)
     if n <= 1 or len(cell_start) < 2:
-        return {"sorted_items": np.ascontiguousarray(cell_items), "sorted_z": np.ascontiguousarray(cell_item_z)}
+        return {
+            "sorted_items": np.ascontiguousarray(cell_items),
+            "sorted_z": np.ascontiguousarray(cell_item_z),
+            "sorted_rank": rank,
+        }
     counts: np.ndarray = (cell_start[1:] - cell_start[:-1]).astype(np.int64)
     cell_of = np.repeat(np.arange(len(counts)), counts)
     # The padding row of an empty scene is no item of any cell.
     cell_of = np.concatenate([cell_of, np.full(n - len(cell_of), len(counts))]) if len(cell_of) < n else cell_of
-    order = np.lexsort((cell_items, cell_item_z[:, 0], cell_of))
+    order = np.lexsort((rank, cell_item_z[:, 0], cell_of))
     return {
         "sorted_items": np.ascontiguousarray(cell_items[order]),
         "sorted_z": np.ascontiguousarray(cell_item_z[order]),
+        "sorted_rank": np.ascontiguousarray(rank[order]),
     }

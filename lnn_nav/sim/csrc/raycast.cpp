@@ -124,6 +124,7 @@ struct RcArgs {
   const float* cell_item_z;  // [items, 2]
   const int32_t* sorted_items; // cell_items with each cell's items ordered by their lowest point
   const float* sorted_z;       // their [z_lo, z_hi]
+  const int32_t* sorted_rank;  // their places in cell_items: the order Warp tests a cell's items in
   const float* cyl;          // [C, 5] x, y, z0, z1, r
   const float* box;          // [B, 8] x, y, z, hx, hy, hz, cos, sin
   const float* sph;          // [S, 4] x, y, z, r
@@ -278,6 +279,7 @@ struct Caster {
     float bt = tmax;
     int bi = best_item;
     int bi_cell = -1;  // the cell whose walk found bi (the ground: none)
+    int bi_rank = 0;   // bi's place in that cell's list
     for (;;) {
       int cell = base + iy * nx + ix;
       float t_exit = fmin_(fmin_(t_next_x, t_next_y), t1);
@@ -295,12 +297,14 @@ struct Caster {
           // A tie must come back from the test to be judged: its bound is then the next float above.
           float bound = bi_cell == cell ? std::nextafter(bt, kMiss) : bt;
           float t = hit_item(item, o, d, tmin, bound);
-          // Warp tests a cell's items in code order and keeps the first of equal hits: a tie within this
-          // cell goes to the lower code, one with an earlier cell's hit to that hit.
-          if (t < bt || (t == bt && bi_cell == cell && item < bi)) {
+          // Warp tests a cell's items in list order and keeps the first of equal hits: a tie within this
+          // cell goes to the item listed first, one with an earlier cell's hit to that hit.
+          int rank = a.sorted_rank[k];
+          if (t < bt || (t == bt && bi_cell == cell && rank < bi_rank)) {
             bt = t;
             bi = item;
             bi_cell = cell;
+            bi_rank = rank;
           }
         }
       }
@@ -500,6 +504,6 @@ RC_EXPORT void rc_render(const RcArgs* args, int32_t v_begin, int32_t v_end) {
       for (int u = 0; u < args->width; ++u) caster.pixel(e, v, u);
 }
 
-RC_EXPORT int32_t rc_abi_version() { return 1; }
+RC_EXPORT int32_t rc_abi_version() { return 2; }
 
 }  // extern "C"
