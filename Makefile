@@ -43,6 +43,8 @@ $(STAMP): requirements/base.txt requirements/test.txt requirements/ros-extras.tx
 	$(VENV)/bin/python scripts/ament_layout.py $(VENV)
 	# Fused CfC kernels, built once into ~/.cache/lnn_nav (a failure only means the reference path).
 	-$(VENV)/bin/python -m lnn_nav.kernels.build
+	# The simulator's C++ ray caster, likewise (a failure only means Warp renders).
+	-$(VENV)/bin/python -c "from lnn_nav.sim import raycast; print('ray caster:', 'built' if raycast.load() else 'Warp')"
 	touch $@
 
 install: $(STAMP)
