@@ -2,8 +2,8 @@
 
 The grid path of :func:`lnn_nav.sim.render_kernels.render_kernel` cast in C++
 with the same float32 operations in the same order, so a frame is the Warp
-kernel's bit for bit (``tests/test_sim_raycast.py``) at 2-4x the speed on a CPU
-core. :class:`~lnn_nav.sim.render.Renderer` uses it for CPU grid rendering;
+kernel's bit for bit (``tests/test_sim_raycast.py``) at 1.3-1.7x the speed on a
+CPU core. :class:`~lnn_nav.sim.render.Renderer` uses it for CPU grid rendering;
 the Warp kernel stays the reference, for the mesh backend and on CUDA.
 
 Switches: ``LNN_NAV_REFERENCE_RENDER=1`` (or :func:`set_reference_render`)
@@ -22,6 +22,8 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["RcArgs", "build_error", "load", "reference_render", "set_reference_render"]
+__all__ = ["RcArgs", "build_error", "compiler_found", "load", "reference_render", "set_reference_render"]
 
 SOURCE = Path(__file__).with_name("csrc") / "raycast.cpp"
 # -ffp-contract=off: no fused multiply-adds, as in Warp's baseline-ISA CPU code (bit-identical frames).
@@ -52,7 +54,8 @@ _reference_forced = os.environ.get("LNN_NAV_REFERENCE_RENDER", "") not in ("", "
 
 
 def set_reference_render(on: bool) -> None:
-    """Render with the Warp kernel (True) or the C++ caster where it builds (False) from the next launch."""
+    """Renderers made from now on render with the Warp kernel (True) or the C++ caster where it builds
+    (False); one made before keeps the implementation it was made with."""
     global _reference_forced
     _reference_forced = bool(on)
 
@@ -130,19 +133,22 @@ def cache_dir() -> Path:
     return Path(base) / "lnn_nav" / "sim"
 
 
-def _compiler() -> str | None:
-    name = os.environ.get("CXX") or "c++"
-    return shutil.which(name)
+def _compiler() -> list[str] | None:
+    """The compiler command (``CXX`` may carry a wrapper, e.g. ``ccache g++``), or None if not on PATH."""
+    words = shlex.split(os.environ.get("CXX") or "c++")
+    found = shutil.which(words[0]) if words else None
+    return [found, *words[1:]] if found else None
 
 
-def _tag(compiler: str) -> str:
+def _tag(compiler: list[str]) -> str:
     try:
-        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+        version = subprocess.run([*compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
         version = ""
     digest = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(FLAGS).encode(), version.encode(), compiler.encode()):
-        digest.update(part)
+    # The machine too: an x86-64 and an aarch64 host sharing a home report the same compiler version.
+    for part in (SOURCE.read_bytes(), " ".join(FLAGS), version, " ".join(compiler), platform.machine()):
+        digest.update(part if isinstance(part, bytes) else part.encode())
     return digest.hexdigest()[:16]
 
 
@@ -157,10 +163,10 @@ def _build() -> ctypes.CDLL:
         os.close(fd)
         try:
             done = subprocess.run(
-                [compiler, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True, timeout=300
+                [*compiler, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True, timeout=300
             )
             if done.returncode != 0:
-                raise RuntimeError(f"{compiler} failed on {SOURCE.name}:\n{done.stderr.strip()[-2000:]}")
+                raise RuntimeError(f"{' '.join(compiler)} failed on {SOURCE.name}:\n{done.stderr.strip()[-2000:]}")
             os.replace(tmp, target)  # atomic: a concurrent builder's file is the same bytes
         finally:
             if os.path.exists(tmp):
@@ -187,6 +193,11 @@ def load() -> ctypes.CDLL | None:
                 print(f"lnn_nav.sim: the C++ ray caster did not build, rendering with Warp: {exc}", file=sys.stderr)
     lib = _state["lib"]
     return lib if isinstance(lib, ctypes.CDLL) else None
+
+
+def compiler_found() -> bool:
+    """Whether a C++ compiler is on PATH (the caster can be built here)."""
+    return _compiler() is not None
 
 
 def build_error() -> str | None:
@@ -222,3 +233,11 @@ def sorted_cells(cell_start: np.ndarray, cell_items: np.ndarray, cell_item_z: np
         "sorted_z": np.ascontiguousarray(cell_item_z[order]),
         "sorted_rank": np.ascontiguousarray(rank[order]),
     }
+
+
+#: The scene arrays the caster reads (RcArgs' pointer fields that are not the launch's own buffers).
+SCENE_FIELDS = frozenset(
+    str(field[0])
+    for field in RcArgs._fields_
+    if field[1] is _P and field[0] not in ("cam_origin", "cam_rot", "env_world", "rgb", "depth", "seg")
+)

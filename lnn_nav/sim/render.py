@@ -141,7 +141,8 @@ class Renderer:
         if not self._worlds:
             raise ValueError("Renderer needs at least one world")
         # Decided once: a renderer's frames come from one implementation for its whole life.
-        self._cpp = backend == "grid" and wp.get_device(self.device).is_cpu and raycast.load() is not None
+        self._caster = raycast.load() if backend == "grid" and wp.get_device(self.device).is_cpu else None
+        self._cpp = self._caster is not None
         self._launches: dict[tuple[int, int, int], tuple[Any, dict[str, wp.array], dict[str, np.ndarray], Any]] = {}
         self._upload()
 
@@ -243,6 +244,7 @@ class Renderer:
             self._arrays[k] = arr(np.stack(per_world), float if np.ndim(per_world[0]) == 0 else wp.vec3)
         self._meshes = meshes  # the BVHs live as long as their ids are in use
         self._launches = {}  # recorded launches point at the old arrays
+        self._cpp_arrays: dict[str, np.ndarray] | None = None
 
     def render(
         self,
@@ -285,7 +287,7 @@ class Renderer:
                 views[name][...] = value  # CPU: write through a cached view, cheaper than assign()
             else:
                 buffers[name].assign(value)
-        if cpp is not None:
+        if cpp is not None and self._caster is not None:
             self._caster.rc_render(ctypes.byref(cpp), 0, band[1] - band[0])
         else:
             launch.launch()
@@ -379,16 +381,23 @@ class Renderer:
         self._launches[key] = (launch, buffers, views, cpp)
         return launch, buffers, views, cpp
 
+    def _cpp_scene(self) -> dict[str, np.ndarray]:
+        """Host views of the uploaded scene plus each cell's items by height, made once per upload: every
+        recorded launch's arguments point into these arrays, which live as long as the upload."""
+        scene = self._cpp_arrays
+        if scene is None:
+            scene = {k: a.numpy() for k, a in self._arrays.items() if k not in ("mesh_ids", "face_items")}
+            scene.update(raycast.sorted_cells(scene["cell_start"], scene["cell_items"], scene["cell_item_z"]))
+            if set(scene) != raycast.SCENE_FIELDS:  # a field left out would be a null pointer in C++
+                raise RuntimeError(f"ray caster scene mismatch: {sorted(set(scene) ^ raycast.SCENE_FIELDS)}")
+            self._cpp_arrays = scene
+        return scene
+
     def _cpp_args(
         self, envs: int, height: int, intrinsics: tuple[float, float, float, float], views: dict[str, np.ndarray]
     ) -> raycast.RcArgs:
         """The C++ caster's arguments: the same host buffers the Warp launch reads and writes."""
-        lib = raycast.load()
-        assert lib is not None  # uses_cpp checked it
-        self._caster = lib
-        scene = {k: a.numpy() for k, a in self._arrays.items() if k not in ("mesh_ids", "face_items")}
-        self._cpp_keep = scene  # the views must outlive the pointers
-        scene.update(raycast.sorted_cells(scene["cell_start"], scene["cell_items"], scene["cell_item_z"]))
+        scene = self._cpp_scene()
         ptr = raycast.pointer
         fx, fy, cx, cy = intrinsics
         ids = {f"mat_{name}": MATERIAL_ID[name] for name in ("ground", "bark", "leaves", "undergrowth")}

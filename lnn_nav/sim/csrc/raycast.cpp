@@ -5,11 +5,11 @@
 // 128x96 frames to ~2.8 M rays/s per core. This file casts the same rays with the same float32
 // operations in the same order, so its images are the Warp kernel's bit for bit (tests/test_sim_raycast.py):
 //   * every expression keeps the Warp code's evaluation order and float32 rounding; the build passes
-//     -ffp-contract=off so no multiply-add is fused where Warp's baseline-ISA code does not fuse one;
+//     -ffp-contract=off so no multiply-add is fused (Warp's CPU code fuses none: the frames agree);
 //   * the transcendental functions are the C library's (sinf, expf, atan2f), the ones Warp's CPU
 //     builtins call, resolved in the same process;
-//   * min/max/clamp are fminf/fmaxf as in Warp, sign() is x < 0 ? -1 : 1.
-// Speed (1.3-1.7x Warp's on one core): no per-thread argument and stride handling, fminf/fmaxf inline
+//   * min/max/clamp are Warp's own expressions, sign() is x < 0 ? -1 : 1.
+// Speed (1.3-1.7x Warp's on one core): no per-thread argument and stride handling, min/max inline
 // (as calls they were a fifth of the frame), and each cell's primitives visited from the lowest up so
 // the walk stops at the first that starts above the ray, ties broken as Warp breaks them.
 //
@@ -30,18 +30,10 @@ constexpr int kCylinder = 0;
 constexpr int kBox = 1;
 constexpr int kSphere = 2;
 
-// fminf/fmaxf as the C library computes them (x if x < y, y if x >= y, the non-NaN one otherwise),
-// inline: the library calls were an eighth of the frame.
-inline float fmin_(float x, float y) {
-  if (x < y) return x;
-  if (x >= y) return y;
-  return y != y ? x : y;
-}
-inline float fmax_(float x, float y) {
-  if (x > y) return x;
-  if (x <= y) return y;
-  return y != y ? x : y;
-}
+// min/max as Warp's CPU builtins compute them (warp/native/builtin.h, _wp_native_fmin/fmax): the first
+// argument on equality, the non-NaN one otherwise; inline (as library calls they were a fifth of the frame).
+inline float fmin_(float a, float b) { return (a <= b) ? a : ((b == b) ? b : a); }
+inline float fmax_(float a, float b) { return (a >= b) ? a : ((b == b) ? b : a); }
 inline float clampf(float x, float a, float b) { return fmin_(fmax_(a, x), b); }
 inline int clampi(int x, int a, int b) { return x < a ? a : (x > b ? b : x); }
 inline float signf(float x) { return x < 0.0f ? -1.0f : 1.0f; }
