@@ -141,3 +141,20 @@ def test_report_separates_covered_conditions_and_gives_the_true_shift_mean(tmp_p
     part = text.split("## What training covers")[1].split("\n## ")[0]
     assert "| fall | beyond | covered |" in part and "| fog | beyond | beyond | yes |" in part
     assert "| cfc_ncp_s0 | 90% [" in part and "| lstm_s0 | 50% [" in part  # fog only: 36/40 and 20/40
+
+
+def test_the_degrade_target_is_judged_over_seeds_where_they_exist() -> None:
+    """With several seeds of a liquid core and a baseline, the report's target reads the paired drop, not
+    one run against another (a shipped name and its `_s0` run are one flight twice)."""
+    from lnn_nav.eval.targets import DEGRADE_TARGET, check_targets
+
+    def degrade(lq: int, bl: int) -> object:
+        checks = [c for c in check_targets(_suite(lq, bl)) if c.target == DEGRADE_TARGET]
+        assert len(checks) == 1
+        return checks[0]
+
+    less, more, same = degrade(4, 20), degrade(20, 4), degrade(6, 6)
+    assert less.status == "met" and "cfc_ncp (3 seeds) − lstm (3 seeds)" in less.text and "(loses less)" in less.text
+    assert more.status == "not met" and "(loses more)" in more.text
+    assert same.status == "not met" and "cannot be told apart" in same.text
+    assert "OOD success" in less.text and "pp [" in less.text
