@@ -1,6 +1,6 @@
 """Camera-to-command latency through a real ROS 2 graph: camera process -> controller process -> here.
 
-    python benchmarks/node_latency.py [--seconds 20] [--rates 30 60] [--out FILE.md]
+    python benchmarks/node_latency.py [--seconds 20] [--rates 30 60] [--native] [--out FILE.md]
 
 Per rate, a camera process publishes 128x96 rgb8 ``sensor_msgs/Image``
 frames stamped with the wall-clock publish time and this process subscribes
@@ -13,6 +13,12 @@ its frame's stamp). Two nodes answer the frames in turn, in the same run:
 * the controller, ``python -m lnn_nav.nodes.controller`` (a freshly
   initialised default policy saved to a temporary directory,
   ``torch_threads:=1``, its ``executor`` parameter as given by ``--executor``).
+
+With ``--native``, a third node in the same run: ``benchmarks/native_relay.c``,
+the trivial node written in C on rcl (the C library under rclpy and rclcpp),
+built here with ``cc`` against the ``ros-jazzy-*`` wheels' headers and
+libraries: the round trip without Python in the middle node, the floor a
+native controller would stand on.
 
 Beside them, the bare ``policy.step`` (batch 1, one torch thread), timed in
 a tight loop and paced at the camera rate (a sleep of one frame period
@@ -108,6 +114,53 @@ def relay_main() -> None:
         rclpy.try_shutdown()
 
 
+def build_native_relay(out_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """``benchmarks/native_relay.c`` compiled against the ROS wheels in this environment: the command
+    (without topics) and the environment it runs in.
+
+    The wheels' libraries are auditwheel-repaired (their own dependencies under ``*.libs`` folders) and
+    some link the Python message bindings, so the program links ``libpython`` and runs with every
+    library folder of the environment on ``LD_LIBRARY_PATH``, as rclpy's extension finds them.
+    """
+    import sysconfig
+
+    prefix = Path(sys.prefix)
+    include = sorted(p for p in (prefix / "include").iterdir() if p.is_dir())
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    binary = out_dir / "native_relay"
+    source = Path(__file__).with_name("native_relay.c")
+    libs = [
+        "rcl",
+        "rcutils",
+        "rmw",
+        "rosidl_runtime_c",
+        "sensor_msgs__rosidl_generator_c",
+        "sensor_msgs__rosidl_typesupport_c",
+        "geometry_msgs__rosidl_generator_c",
+        "geometry_msgs__rosidl_typesupport_c",
+    ]
+    cmd = [
+        os.environ.get("CC", "cc"),
+        "-O2",
+        "-o",
+        str(binary),
+        str(source),
+        *(f"-I{p}" for p in include),
+        f"-L{prefix / 'lib'}",
+        "-Wl,--allow-shlib-undefined",
+        *(f"-l{lib}" for lib in libs),
+        f"-L{libdir}",
+        "-Wl,--no-as-needed",
+        f"-lpython{sysconfig.get_python_version()}",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"building {source.name} failed:\n{done.stderr[-2000:]}")
+    folders = sorted({str(p.parent) for p in prefix.rglob("*.so*") if p.is_file()} | {libdir})
+    env = dict(os.environ, LD_LIBRARY_PATH=os.pathsep.join([*folders, os.environ.get("LD_LIBRARY_PATH", "")]))
+    return [str(binary)], env
+
+
 def step_times_ms(iters: int = 300, pace_s: float = 0.0) -> np.ndarray:
     """Bare ``policy.step`` wall time (ms), batch 1, one torch thread, default policy at 96x128;
     ``pace_s`` > 0 sleeps that long between steps (a camera's frame period)."""
@@ -183,7 +236,9 @@ def controller_command(rate: float, model: Path, executor: str) -> list[str]:
     ]
 
 
-def measure_rate(rate: float, seconds: float, node_cmd: list[str], children: Children) -> dict[str, float]:
+def measure_rate(
+    rate: float, seconds: float, node_cmd: list[str], children: Children, env: dict[str, str] | None = None
+) -> dict[str, float]:
     """One run of the node ``node_cmd`` starts and the camera at ``rate`` Hz; latencies of the commands
     received here."""
     import rclpy
@@ -212,13 +267,13 @@ def measure_rate(rate: float, seconds: float, node_cmd: list[str], children: Chi
     # executor keeps it small.
     executor, _ = make_executor("events", context=context)
     executor.add_node(node)
-    controller = children.start(node_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    controller = children.start(node_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         deadline = time.monotonic() + 60.0
         while node.count_publishers(CMD_TOPIC) == 0 and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.05)
             if controller.poll() is not None:
-                raise RuntimeError(f"{node_cmd[2]} exited with code {controller.returncode} before starting")
+                raise RuntimeError(f"{' '.join(node_cmd[:3])} exited with code {controller.returncode} before starting")
         frames_from_ns[0] = clock.now().nanoseconds
         camera = children.start(
             [sys.executable, __file__, "--camera", str(rate), "--seconds", str(seconds)],
@@ -261,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
         default="events",
         help="the controller's executor parameter (default events, as config/controller.yaml)",
     )
+    parser.add_argument(
+        "--native", action="store_true", help="also time the trivial node in C on rcl (benchmarks/native_relay.c)"
+    )
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
     parser.add_argument("--camera", type=float, help=argparse.SUPPRESS)  # internal: run as the camera child
     parser.add_argument("--relay", action="store_true", help=argparse.SUPPRESS)  # internal: the reference node
@@ -286,11 +344,18 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="lnn_nav_node_latency_") as tmp:
             torch.manual_seed(0)
             model = save_policy(LiquidPolicy(), Path(tmp) / "default.safetensors")
+            native = build_native_relay(Path(tmp)) if args.native else None
             for rate in args.rates:
                 relay = measure_rate(rate, args.seconds, [sys.executable, __file__, "--relay"], children)
+                if native is not None:
+                    cmd, env = native
+                    native_run = measure_rate(rate, args.seconds, [*cmd, IMAGE_TOPIC, CMD_TOPIC], children, env)
                 result = measure_rate(rate, args.seconds, controller_command(rate, model, args.executor), children)
                 hot, paced = step_times_ms(), step_times_ms(pace_s=1.0 / rate)
                 result["relay_p50"], result["relay_p99"] = relay["p50"], relay["p99"]
+                if native is not None:
+                    result["native_p50"], result["native_p99"] = native_run["p50"], native_run["p99"]
+                    result["native_dropped"] = native_run["dropped"]
                 result["step_hot"] = float(np.percentile(hot, 50))
                 result["step_paced"] = float(np.percentile(paced, 50))
                 result["overhead"] = result["p50"] - result["step_paced"]
@@ -321,6 +386,18 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['p50']:.2f} / {r['p99']:.2f} | {r['step_hot']:.2f} / {r['step_paced']:.2f} "
             f"| {r['overhead']:.2f} / {r['overhead_p99']:.2f} |"
         )
+    if args.native:
+        lines += [
+            "",
+            "| rate (Hz) | trivial rclpy node p50 / p99 (ms) | trivial C node on rcl p50 / p99 (ms) | C node dropped "
+            "| rclpy − C, p50 (ms) |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for rate, r in rows:
+            lines.append(
+                f"| {rate:g} | {r['relay_p50']:.2f} / {r['relay_p99']:.2f} | {r['native_p50']:.2f} / "
+                f"{r['native_p99']:.2f} | {r['native_dropped']:.0f} | {r['relay_p50'] - r['native_p50']:.2f} |"
+            )
     table = "\n".join(lines)
     verdicts = []
     for rate, r in rows:
