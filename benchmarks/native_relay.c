@@ -91,13 +91,14 @@ int main(int argc, char** argv) {
 
   sensor_msgs__msg__Image__fini(&image);
   geometry_msgs__msg__TwistStamped__fini(&command);
+  // In order: the wait set, publisher and subscription before their node, shutdown before the context.
   // Teardown errors change nothing at exit; each is still reported.
-  rcl_ret_t rcs[] = {
-      rcl_wait_set_fini(&wait_set), rcl_publisher_fini(&pub, &node), rcl_subscription_fini(&sub, &node),
-      rcl_node_fini(&node),         rcl_shutdown(&context),          rcl_context_fini(&context),
-      rcl_init_options_fini(&init_options),
-  };
-  for (size_t i = 0; i < sizeof(rcs) / sizeof(rcs[0]); ++i)
-    if (rcs[i] != RCL_RET_OK) fprintf(stderr, "native_relay: teardown step %zu returned %d\n", i, (int)rcs[i]);
+  if (rcl_wait_set_fini(&wait_set) != RCL_RET_OK) fprintf(stderr, "native_relay: rcl_wait_set_fini failed\n");
+  if (rcl_publisher_fini(&pub, &node) != RCL_RET_OK) fprintf(stderr, "native_relay: rcl_publisher_fini failed\n");
+  if (rcl_subscription_fini(&sub, &node) != RCL_RET_OK) fprintf(stderr, "native_relay: rcl_subscription_fini failed\n");
+  if (rcl_node_fini(&node) != RCL_RET_OK) fprintf(stderr, "native_relay: rcl_node_fini failed\n");
+  if (rcl_shutdown(&context) != RCL_RET_OK) fprintf(stderr, "native_relay: rcl_shutdown failed\n");
+  if (rcl_context_fini(&context) != RCL_RET_OK) fprintf(stderr, "native_relay: rcl_context_fini failed\n");
+  if (rcl_init_options_fini(&init_options) != RCL_RET_OK) fprintf(stderr, "native_relay: rcl_init_options_fini failed\n");
   return 0;
 }

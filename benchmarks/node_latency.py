@@ -40,6 +40,7 @@ import argparse
 import os
 import platform
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -116,17 +117,25 @@ def relay_main() -> None:
 
 def build_native_relay(out_dir: Path) -> tuple[list[str], dict[str, str]]:
     """``benchmarks/native_relay.c`` compiled against the ROS wheels in this environment: the command
-    (without topics) and the environment it runs in.
+    (without topics) and the environment it runs in. Raises RuntimeError saying what is missing.
 
-    The wheels' libraries are auditwheel-repaired (their own dependencies under ``*.libs`` folders) and
-    some link the Python message bindings, so the program links ``libpython`` and runs with every
-    library folder of the environment on ``LD_LIBRARY_PATH``, as rclpy's extension finds them.
+    The wheels' libraries are auditwheel-repaired (their own dependencies in ``*.libs`` folders beside
+    them) and some link the Python message bindings, so the program links the shared ``libpython`` and
+    runs with the environment's ``lib`` and those ``*.libs`` folders on ``LD_LIBRARY_PATH``.
     """
     import sysconfig
 
     prefix = Path(sys.prefix)
+    compiler = shutil.which(os.environ.get("CC", "cc"))
+    if compiler is None:
+        raise RuntimeError(f"no C compiler ('{os.environ.get('CC', 'cc')}' is not on PATH)")
+    if not (prefix / "include" / "rcl").is_dir():
+        raise RuntimeError(f"no rcl headers under {prefix / 'include'} (the ros-jazzy-* wheels install them)")
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        raise RuntimeError("this Python has no shared libpython, which the ROS wheels' libraries link")
+    libdir = str(sysconfig.get_config_var("LIBDIR") or "")
+    libpython = str(sysconfig.get_config_var("LDLIBRARY") or "")  # e.g. libpython3.11.so
     include = sorted(p for p in (prefix / "include").iterdir() if p.is_dir())
-    libdir = sysconfig.get_config_var("LIBDIR") or ""
     binary = out_dir / "native_relay"
     source = Path(__file__).with_name("native_relay.c")
     libs = [
@@ -140,7 +149,7 @@ def build_native_relay(out_dir: Path) -> tuple[list[str], dict[str, str]]:
         "geometry_msgs__rosidl_typesupport_c",
     ]
     cmd = [
-        os.environ.get("CC", "cc"),
+        compiler,
         "-O2",
         "-o",
         str(binary),
@@ -149,15 +158,16 @@ def build_native_relay(out_dir: Path) -> tuple[list[str], dict[str, str]]:
         f"-L{prefix / 'lib'}",
         "-Wl,--allow-shlib-undefined",
         *(f"-l{lib}" for lib in libs),
-        f"-L{libdir}",
         "-Wl,--no-as-needed",
-        f"-lpython{sysconfig.get_python_version()}",
+        str(Path(libdir) / libpython),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"building {source.name} failed:\n{done.stderr[-2000:]}")
-    folders = sorted({str(p.parent) for p in prefix.rglob("*.so*") if p.is_file()} | {libdir})
-    env = dict(os.environ, LD_LIBRARY_PATH=os.pathsep.join([*folders, os.environ.get("LD_LIBRARY_PATH", "")]))
+    site = Path(sysconfig.get_paths()["purelib"])
+    folders = [str(prefix / "lib"), *sorted(str(p) for p in site.glob("*.libs") if p.is_dir()), libdir]
+    inherited = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]  # no empty entry
+    env = dict(os.environ, LD_LIBRARY_PATH=os.pathsep.join([*folders, *inherited]))
     return [str(binary)], env
 
 

@@ -158,3 +158,26 @@ def test_the_degrade_target_is_judged_over_seeds_where_they_exist() -> None:
     assert more.status == "not met" and "(loses more)" in more.text
     assert same.status == "not met" and "cannot be told apart" in same.text
     assert "OOD success" in less.text and "pp [" in less.text
+
+
+def test_the_seed_verdict_names_what_it_did_not_compare() -> None:
+    """A baseline group without paired worlds cannot leave "met" standing; single runs and groups flown in
+    distribution only are named, not silently left out of "every"."""
+    from lnn_nav.eval.targets import DEGRADE_TARGET, check_targets
+
+    def degrade(cells: list) -> object:
+        return next(c for c in check_targets(cells) if c.target == DEGRADE_TARGET)
+
+    cells = _suite(4, 20)
+    for k in range(2):  # a GRU whose episodes carry no world seeds: nothing to pair on
+        for preset, fail in (("in_distribution", set()), ("fog", set(SEEDS))):
+            cell = _cell(f"gru_s{k}", "forest", preset, fail)
+            cell["episodes_detail"] = []
+            cells.append(cell)
+    check = degrade(cells)
+    assert check.status == "not run" and "ot compared (no worlds flown by both): cfc_ncp − gru" in check.text
+    only_in = _suite(4, 20) + [_cell(f"cnn_s{k}", "forest", "in_distribution", set()) for k in range(2)]
+    only_in += [_cell("ltc", "forest", "in_distribution", set()), _cell("ltc", "forest", "fog", set(SEEDS[:30]))]
+    check = degrade(only_in)
+    assert check.status == "met"  # the pair that could be compared decides; the rest is named
+    assert "several seeds, no OOD run): cnn" in check.text and "(a single run each): ltc" in check.text
