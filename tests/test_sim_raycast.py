@@ -31,6 +31,11 @@ def both(worlds: WorldSpec | list[WorldSpec], camera: CameraConfig) -> tuple[Ren
     return cpp, warp
 
 
+def tie_world(**primitives) -> WorldSpec:  # type: ignore[no-untyped-def]
+    """A small test world holding only ``primitives`` (WorldSpec keyword arguments)."""
+    return WorldSpec(kind="test", seed=0, bounds=(-20, 20, -20, 20), start=(0, 0, 1, 0), goal=(15, 0, 1), **primitives)
+
+
 def poses(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Poses along the worlds' corridors, some rolled and pitched, some low and high."""
     rng = np.random.default_rng(seed)
@@ -140,12 +145,7 @@ def test_same_frames_for_other_cell_sizes_and_from_outside_and_above(cell_size: 
 def test_equal_hits_resolve_as_warp_does() -> None:
     """Two primitives hit at exactly the same distance: Warp keeps the first it tested (the one listed first in a
     cell). The caster visits a cell's items from the lowest up, so it must break ties the same way."""
-    world = WorldSpec(
-        kind="test",
-        seed=0,
-        bounds=(-20, 20, -20, 20),
-        start=(0, 0, 1, 0),
-        goal=(15, 0, 1),
+    world = tie_world(
         # Two boxes sharing the face x = 9: the first (listed first) spans z 1-4, the second z 0-2, so the
         # caster tests the second first; where both are hit (z 1-2) the first must win, as in Warp.
         boxes=[[10.0, 0.0, 2.5, 1.0, 3.0, 1.5, 0.0], [10.0, 0.0, 1.0, 1.0, 3.0, 1.0, 0.0]],
@@ -171,12 +171,7 @@ def test_a_tie_between_kinds_goes_to_the_first_in_the_cell_as_in_warp() -> None:
     """A cell lists cylinders before boxes (the world's order), whatever their codes: a trunk top and a box
     top at the same height, seen from above, tie; Warp keeps the trunk (tested first) though the box's
     code is lower."""
-    world = WorldSpec(
-        kind="test",
-        seed=0,
-        bounds=(-20, 20, -20, 20),
-        start=(0, 0, 1, 0),
-        goal=(15, 0, 1),
+    world = tie_world(
         cylinders=[[15.0, 15.0, 0.0, 2.0, 0.3], [0.0, 0.0, 0.0, 2.0, 0.5]],  # the second: code 4
         cylinder_materials=[MATERIAL_ID["bark"], MATERIAL_ID["bark"]],
         boxes=[[0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0]],  # code 1, its top at z = 2 as the trunk's

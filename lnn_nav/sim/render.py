@@ -142,7 +142,6 @@ class Renderer:
             raise ValueError("Renderer needs at least one world")
         # Decided once: a renderer's frames come from one implementation for its whole life.
         self._caster = raycast.load() if backend == "grid" and wp.get_device(self.device).is_cpu else None
-        self._cpp = self._caster is not None
         self._launches: dict[tuple[int, int, int], tuple[Any, dict[str, wp.array], dict[str, np.ndarray], Any]] = {}
         self._upload()
 
@@ -304,7 +303,7 @@ class Renderer:
     @property
     def uses_cpp(self) -> bool:
         """Whether frames come from the C++ caster (CPU, grid backend, built, not switched off when made)."""
-        return self._cpp
+        return self._caster is not None
 
     def _launch_for(
         self, envs: int, band: tuple[int, int] | None = None
