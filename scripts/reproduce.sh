@@ -82,6 +82,17 @@ HFOV=${HFOV:-90}                 # camera horizontal field of view (deg); the ch
 LNN=${LNN:-.venv/bin/lnn-nav}
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 
+# A misspelt core would otherwise fail at its first training, after the data collection (tens of minutes).
+for model in $MODELS; do
+  case $model in
+    cfc-ncp | cfc | ltc | lstm | gru | cnn) ;;
+    *)
+      echo "reproduce: unknown core '$model' in MODELS (cores: cfc-ncp cfc ltc lstm gru cnn)" >&2
+      exit 2
+      ;;
+  esac
+done
+
 # The light clearance cost (weight, fall-off in m) every expert planned with before the
 # street-centred urban one.
 LIGHT_WEIGHT=1.0

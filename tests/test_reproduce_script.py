@@ -269,3 +269,18 @@ def test_stage4_checkpoints_come_from_the_history_as_each_cores_stage4_controlle
         assert not any("wide" in source for source in metadata["trained_on"]), metadata
     config, _ = read_checkpoint_info(tmp_path / "cfc_ncp.safetensors")
     assert config.core_options["units"] == 48
+
+
+def test_reproduce_refuses_an_unknown_core_before_any_work(tmp_path: Path) -> None:
+    # cfc_ncp (the file name) for cfc-ncp (the core): a clear error before the first collection, not after.
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "reproduce.sh")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LNN": "false", "OUT": str(tmp_path / "out"), "MODELS": "lstm cfc_ncp"},
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "unknown core 'cfc_ncp'" in proc.stderr
+    assert not (tmp_path / "out").exists()
