@@ -89,6 +89,28 @@ def test_paired_differences_have_the_right_sign_and_an_interval_around_them() ->
     assert paired_difference(cells, liquid, baseline, [("urban", "fog")]) is None
 
 
+def test_a_world_is_resampled_with_every_condition_it_was_flown_in() -> None:
+    # The liquid core fails the same 10 worlds in fog and in winter (the layout decides), the baseline none.
+    cells = []
+    for k in range(2):
+        for preset in ("fog", "winter", "in_distribution"):
+            failing = set(SEEDS[:10]) if preset != "in_distribution" else set()
+            cells.append(_cell(f"cfc_ncp_s{k}", "forest", preset, failing))
+            cells.append(_cell(f"lstm_s{k}", "forest", preset, set()))
+    liquid, baseline = ["cfc_ncp_s0", "cfc_ncp_s1"], ["lstm_s0", "lstm_s1"]
+    one = paired_difference(cells, liquid, baseline, [("forest", "fog")])
+    both = paired_difference(cells, liquid, baseline, [("forest", "fog"), ("forest", "winter")])
+    assert one is not None and both is not None and both.mean == pytest.approx(-0.25)
+    # Perfectly correlated conditions carry no more information than one of them: the same interval
+    # (resampled independently, the mean of the two would look tighter by about 1/sqrt(2)).
+    assert (both.lo, both.hi) == pytest.approx((one.lo, one.hi))
+    assert one.hi - one.lo > 0.2
+    # In distribution the cores agree everywhere: the drop is the OOD difference, with its interval.
+    drop = drop_difference(cells, liquid, baseline, [("forest", "fog"), ("forest", "winter")])
+    assert drop is not None and drop.mean == pytest.approx(0.25)
+    assert (drop.lo, drop.hi) == pytest.approx((-one.hi, -one.lo))
+
+
 def test_section_states_the_verdict_with_its_interval() -> None:
     def section(lq: int, bl: int) -> str:
         text = seed_comparison_section(

@@ -10,8 +10,9 @@ runs of one core and reports:
   and a pooled 95 % Wilson interval over every episode of every seed;
 * liquid core vs baseline, paired on the same worlds: per world seed, each
   core's success averaged over its training seeds, the difference averaged
-  over worlds, with a bootstrap interval over worlds (fixed seed, so a report
-  rebuilds identically);
+  over worlds, with a bootstrap interval over worlds (each world resampled with
+  all the conditions it was flown in; fixed seed, so a report rebuilds
+  identically);
 * the same for the drop from in distribution to out of distribution, which is
   the question the liquid-drone paper asks: does the liquid core lose less?
 """
@@ -126,23 +127,43 @@ class Paired:
         return f"{pp(self.mean)} pp [{pp(self.lo)}, {pp(self.hi)}]"
 
 
-def _bootstrap(per_condition: Sequence[np.ndarray], weights: Sequence[float], rng: np.random.Generator) -> Paired:
-    """Weighted sum over conditions of each condition's mean difference; worlds resampled within each."""
-    point = float(sum(w * d.mean() for w, d in zip(weights, per_condition)))
-    draws = np.zeros(BOOTSTRAP)
-    for w, d in zip(weights, per_condition):
-        picks = rng.integers(0, len(d), size=(BOOTSTRAP, len(d)))
-        draws += w * d[picks].mean(axis=1)
+def _bootstrap(
+    per_condition: Sequence[dict[int, float]], worlds: Sequence[str], weights: Sequence[float], rng: np.random.Generator
+) -> Paired:
+    """Weighted sum over conditions of each condition's mean difference, with a bootstrap over worlds.
+
+    A world (its kind and seed) flown in several conditions is one unit: the same layout decides its
+    outcome in fog and in distribution alike, so resampling each condition on its own would treat
+    correlated outcomes as independent (too narrow an interval for a mean over conditions, too wide
+    for a drop). Worlds are grouped by the set of conditions they were flown in (here the first 25
+    seeds of a kind: in distribution and every OOD cell; the other 75: in distribution alone) and
+    drawn with replacement within each group, all of a drawn world's conditions together.
+    """
+    point = float(sum(w * np.mean(list(d.values())) for w, d in zip(weights, per_condition)))
+    groups: dict[tuple[int, ...], list[tuple[str, int]]] = {}
+    for unit in sorted({(k, s) for k, d in zip(worlds, per_condition) for s in d}):
+        pattern = tuple(i for i, (k, d) in enumerate(zip(worlds, per_condition)) if k == unit[0] and unit[1] in d)
+        groups.setdefault(pattern, []).append(unit)
+    sums = np.zeros((len(per_condition), BOOTSTRAP))
+    for pattern, units in groups.items():
+        picks = rng.integers(0, len(units), size=(BOOTSTRAP, len(units)))
+        for i in pattern:
+            values = np.array([per_condition[i][seed] for _, seed in units])
+            sums[i] += values[picks].sum(axis=1)
+    draws = sum(w * sums[i] / len(d) for i, (w, d) in enumerate(zip(weights, per_condition)))
     lo, hi = np.percentile(draws, [2.5, 97.5])
     return Paired(point, float(lo), float(hi), int(sum(len(d) for d in per_condition)))
 
 
-def _differences(cells: Sequence[Cell], a: Sequence[str], b: Sequence[str], condition: Condition) -> np.ndarray | None:
+def _differences(
+    cells: Sequence[Cell], a: Sequence[str], b: Sequence[str], condition: Condition
+) -> dict[int, float] | None:
+    """World seed -> ``a``'s success minus ``b``'s in ``condition``, over the worlds both flew."""
     sa, sb = world_success(cells, a, condition), world_success(cells, b, condition)
     common = sorted(set(sa) & set(sb))
     if not common:
         return None
-    return np.array([sa[s] - sb[s] for s in common])
+    return {s: sa[s] - sb[s] for s in common}
 
 
 def paired_difference(
@@ -153,7 +174,8 @@ def paired_difference(
     if not conditions or any(d is None for d in diffs):
         return None
     present = [d for d in diffs if d is not None]
-    return _bootstrap(present, [1.0 / len(present)] * len(present), np.random.default_rng(seed))
+    weights = [1.0 / len(present)] * len(present)
+    return _bootstrap(present, [w for w, _ in conditions], weights, np.random.default_rng(seed))
 
 
 def drop_difference(
@@ -170,7 +192,7 @@ def drop_difference(
         return None
     parts = [d for d in ins + outs if d is not None]
     weights = [1.0 / len(ins)] * len(ins) + [-1.0 / len(outs)] * len(outs)
-    return _bootstrap(parts, weights, np.random.default_rng(seed))
+    return _bootstrap(parts, worlds + [w for w, _ in ood], weights, np.random.default_rng(seed))
 
 
 def seed_comparison_section(
@@ -247,7 +269,8 @@ def seed_comparison_section(
     md += [
         "Paired on the same worlds: per world, each core's success averaged over its training seeds; the "
         "difference averaged over worlds (and over conditions), in percentage points, with a 95% bootstrap "
-        f"interval over worlds ({BOOTSTRAP} resamples). A negative drop difference means the liquid core "
+        f"interval over worlds ({BOOTSTRAP} resamples; a world is drawn with every condition it was flown in, "
+        "since its layout decides its outcome in each). A negative drop difference means the liquid core "
         "loses less; the drop favours a core weak in distribution (it has less to lose), so absolute "
         "out-of-distribution success is judged beside it.\n",
         markdown_table(header, rows),
