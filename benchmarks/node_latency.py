@@ -1,6 +1,6 @@
 """Camera-to-command latency through a real ROS 2 graph: camera process -> controller process -> here.
 
-    python benchmarks/node_latency.py [--seconds 20] [--rates 30 60] [--native] [--out FILE.md]
+    python benchmarks/node_latency.py [--seconds 20] [--rates 30 60] [--native] [--messages] [--out FILE.md]
 
 Per rate, a camera process publishes 128x96 rgb8 ``sensor_msgs/Image``
 frames stamped with the wall-clock publish time and this process subscribes
@@ -12,7 +12,11 @@ its frame's stamp). Two nodes answer the frames in turn, in the same run:
   executor): the graph's own round trip, camera -> node -> here;
 * the controller, ``python -m lnn_nav.nodes.controller`` (a freshly
   initialised default policy saved to a temporary directory,
-  ``torch_threads:=1``, its ``executor`` parameter as given by ``--executor``).
+  ``torch_threads:=1``, its ``executor`` parameter as given by ``--executor``,
+  ``raw_io`` as by default: frames read and commands written as CDR bytes).
+
+With ``--messages``, the controller once more with ``raw_io:=false`` (rclpy's
+message conversion both ways, the reference for ``raw_io``), in the same run.
 
 With ``--native``, a third node in the same run: ``benchmarks/native_relay.c``,
 the trivial node written in C on rcl (the C library under rclpy and rclcpp),
@@ -221,7 +225,7 @@ class Children:
         self.procs = []
 
 
-def controller_command(rate: float, model: Path, executor: str) -> list[str]:
+def controller_command(rate: float, model: Path, executor: str, raw_io: bool = True) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -233,6 +237,8 @@ def controller_command(rate: float, model: Path, executor: str) -> list[str]:
         "torch_threads:=1",
         "-p",
         f"executor:={executor}",
+        "-p",
+        f"raw_io:={'true' if raw_io else 'false'}",
         "-p",
         f"expected_rate:={rate}",
         "-p",
@@ -329,6 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--native", action="store_true", help="also time the trivial node in C on rcl (benchmarks/native_relay.c)"
     )
+    parser.add_argument(
+        "--messages",
+        action="store_true",
+        help="also time the controller with raw_io:=false (rclpy messages in and out, the reference)",
+    )
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
     parser.add_argument("--camera", type=float, help=argparse.SUPPRESS)  # internal: run as the camera child
     parser.add_argument("--relay", action="store_true", help=argparse.SUPPRESS)  # internal: the reference node
@@ -361,6 +372,11 @@ def main(argv: list[str] | None = None) -> int:
                     cmd, env = native
                     native_run = measure_rate(rate, args.seconds, [*cmd, IMAGE_TOPIC, CMD_TOPIC], children, env)
                 result = measure_rate(rate, args.seconds, controller_command(rate, model, args.executor), children)
+                if args.messages:
+                    cmd = controller_command(rate, model, args.executor, raw_io=False)
+                    messages = measure_rate(rate, args.seconds, cmd, children)
+                    result["messages_p50"], result["messages_p99"] = messages["p50"], messages["p99"]
+                    result["messages_dropped"] = messages["dropped"]
                 hot, paced = step_times_ms(), step_times_ms(pace_s=1.0 / rate)
                 result["relay_p50"], result["relay_p99"] = relay["p50"], relay["p99"]
                 if native is not None:
@@ -407,6 +423,18 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(
                 f"| {rate:g} | {r['relay_p50']:.2f} / {r['relay_p99']:.2f} | {r['native_p50']:.2f} / "
                 f"{r['native_p99']:.2f} | {r['native_dropped']:.0f} | {r['relay_p50'] - r['native_p50']:.2f} |"
+            )
+    if args.messages:
+        lines += [
+            "",
+            "| rate (Hz) | controller, rclpy messages (raw_io false) p50 / p99 (ms) | dropped "
+            "| controller, CDR (raw_io true) p50 / p99 (ms) | messages − CDR, p50 (ms) |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for rate, r in rows:
+            lines.append(
+                f"| {rate:g} | {r['messages_p50']:.2f} / {r['messages_p99']:.2f} | {r['messages_dropped']:.0f} "
+                f"| {r['p50']:.2f} / {r['p99']:.2f} | {r['messages_p50'] - r['p50']:.2f} |"
             )
     table = "\n".join(lines)
     verdicts = []

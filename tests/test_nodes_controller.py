@@ -253,6 +253,50 @@ def test_malformed_images_are_dropped_and_counted(tmp_path, graph_factory):
     assert not _is_zero(g.send_and_wait(3))  # still running
 
 
+def _padded_bgr(i: int) -> Image:
+    # bgr8 with 8 bytes of row padding and a frame id whose length moves every later field's alignment
+    msg = rgb_to_image_msg(FRAME, _stamp(i), "cam_front_left", encoding="bgr8")
+    rows = np.frombuffer(bytes(msg.data), dtype=np.uint8).reshape(48, 64 * 3)
+    msg.data = np.hstack([rows, np.full((48, 8), 255, np.uint8)]).tobytes()
+    msg.step = 64 * 3 + 8
+    return msg
+
+
+def test_raw_io_flies_the_same_commands_as_rclpy_messages(tmp_path, graph_factory):
+    # The CDR path (default) and rclpy's message conversion, frame for frame: same values, same stamps.
+    model = _policy_file(tmp_path)
+    runs = {}
+    for raw_io in (True, False):
+        g = graph_factory(model, image_timeout=5.0, raw_io=raw_io)
+        g.wait_connected()
+        cmds = [g.send_and_wait(i, _padded_bgr(i) if i % 2 else None) for i in range(6)]
+        runs[raw_io] = [(_key(c.header.stamp), c.header.frame_id, *_twist_values(c)) for c in cmds]
+        assert g.node.counters["frames"] >= 6 and g.node.counters["malformed_inputs"] == 0
+    assert runs[True] == runs[False]
+    assert all(not np.allclose(r[2:], 0.0) for r in runs[True])
+
+
+def test_raw_io_reads_other_encapsulations_and_drops_bytes_that_are_no_image(tmp_path, graph_factory):
+    from rclpy.serialization import serialize_message
+
+    g = graph_factory(_policy_file(tmp_path), image_timeout=5.0)
+    g.wait_connected()
+    assert not _is_zero(g.send_and_wait(0))
+    # The same frame in XCDR2 (encapsulation 0x0007, as another rmw may send it): rclpy's deserialiser reads it.
+    xcdr2 = bytearray(serialize_message(rgb_to_image_msg(FRAME, _stamp(1), "camera")))
+    xcdr2[1] = 7
+    for _ in range(20):
+        g.image_pub.publish(bytes(xcdr2))
+        if g.wait_for(lambda: g.commands_for(1), 0.5):
+            break
+    assert g.commands_for(1) and not _is_zero(g.commands_for(1)[0])
+    assert g.node.counters["malformed_inputs"] == 0
+    for count, junk in enumerate((b"\x00\x01\x00\x00abc", bytes(xcdr2[:40])), start=1):
+        g.image_pub.publish(junk)
+        assert g.wait_for(lambda: g.node.counters["malformed_inputs"] == count, 3.0)  # noqa: B023 -- this iteration
+    assert not _is_zero(g.send_and_wait(3))  # still flying
+
+
 def test_compressed_transport_decodes_jpeg_and_drops_corrupt_data(tmp_path, graph_factory):
     g = graph_factory(_policy_file(tmp_path), compressed=True, image_timeout=5.0)
     g.wait_connected()

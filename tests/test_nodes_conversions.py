@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from sensor_msgs.msg import CompressedImage, Image
 
 from lnn_nav.models import EncoderConfig, LiquidPolicy, PolicyConfig
@@ -290,3 +290,26 @@ def test_clamp_keeps_horizontal_direction_and_bounds_each_axis():
     out = clamp_command(np.array([3.0, 4.0, -2.0, 5.0]), 2.0, 1.0, 0.5)
     np.testing.assert_allclose(out, [1.2, 1.6, -1.0, 0.5])
     np.testing.assert_array_equal(clamp_command(np.array([0.1, 0, 0, 0]), 2, 1, 1), [0.1, 0, 0, 0])
+
+
+@pytest.mark.parametrize("frame_id", ["", "a", "abc", "abcd", "abcdefg", "base_link", "abcdefghijklmnop"])
+@pytest.mark.parametrize("sec, nanosec", [(0, 0), (1000, 50_000_000), (-5, 999_999_999)])
+def test_twist_stamped_cdr_is_the_bytes_rclpy_serialises(frame_id: str, sec: int, nanosec: int) -> None:
+    # The controller's raw_io path publishes these bytes: every frame id length (each pads the six
+    # doubles differently) must give exactly what rclpy's serialiser makes of the same message.
+    from rclpy.serialization import deserialize_message, serialize_message
+
+    from lnn_nav.data.cdr import write_twist_stamped
+
+    cmd = [1.5, -0.25, 0.1, 0.3]
+    msg = command_to_twist_stamped(cmd, Time(sec=sec, nanosec=nanosec), frame_id)
+    raw = write_twist_stamped(sec, nanosec, frame_id, (1.5, -0.25, 0.1, 0.0, 0.0, 0.3))
+    ref = serialize_message(msg)
+    # Equal but for the padding before the doubles, which rclpy's serialiser leaves uninitialised.
+    pad_from = 4 + 12 + len(frame_id) + 1
+    pad_to = 4 + ((pad_from - 4 + 7) & ~7)
+    assert len(raw) == len(ref) and raw[pad_from:pad_to] == bytes(pad_to - pad_from)
+    assert raw[:pad_from] == ref[:pad_from] and raw[pad_to:] == ref[pad_to:]
+    back = deserialize_message(raw, TwistStamped)
+    assert (back.header.stamp.sec, back.header.stamp.nanosec, back.header.frame_id) == (sec, nanosec, frame_id)
+    assert twist_to_command(back).tolist() == pytest.approx(cmd)

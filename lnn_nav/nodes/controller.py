@@ -41,6 +41,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import rclpy
 import torch
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from nav_msgs.msg import Odometry
@@ -57,11 +58,14 @@ from rclpy.qos import (
     ReliabilityPolicy,
     qos_profile_sensor_data,
 )
+from rclpy.serialization import deserialize_message
 from rclpy.signals import SignalHandlerOptions
 from rclpy.timer import Timer
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu
+from std_msgs.msg import Header
 from std_srvs.srv import SetBool, Trigger
 
+from lnn_nav.data.cdr import read_image, write_twist_stamped
 from lnn_nav.models import CheckpointError, LiquidPolicy, load_policy
 from lnn_nav.models.core import State
 from lnn_nav.models.saliency import overlay, visual_backprop
@@ -149,6 +153,11 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
         f"how the process spins: {' or '.join(EXECUTOR_KINDS)} (rclpy's default); events falls back to "
         "single_threaded where rclpy lacks it. Read at start-up (ros2 run / launch)",
     ),
+    "raw_io": (
+        True,
+        "read camera frames (image_transport raw) and write /cmd_vel as serialized CDR, without a Python "
+        "message object per frame; false: rclpy's message conversion (the reference). Read at configure",
+    ),
     "publish_saliency": (
         False,
         "publish ~/saliency (sensor_msgs/Image, rgb8, policy input size): the frame "
@@ -193,6 +202,19 @@ def _rgb_view(msg: Image) -> np.ndarray:
     return image_msg_to_rgb(msg, copy=False)
 
 
+class _CdrImage(NamedTuple):
+    """The fields of a serialized ``sensor_msgs/Image`` that the controller reads; ``data`` is a view of the
+    received bytes (no copy)."""
+
+    header: Header
+    height: int
+    width: int
+    encoding: str
+    is_bigendian: int
+    step: int
+    data: memoryview
+
+
 class ControllerNode(LifecycleNode):
     """Runs a :class:`~lnn_nav.models.LiquidPolicy` on each camera frame and publishes ``/cmd_vel``."""
 
@@ -206,6 +228,7 @@ class ControllerNode(LifecycleNode):
         self._enabled = True
         self._input_subs: list[Any] = []
         self._cmd_pub: Publisher | None = None
+        self._raw_io = False  # set with the endpoints at configure
         self._saliency_pub: Publisher | None = None
         self._failsafe_timer: Timer | None = None
         self._dt: DtTracker | None = None
@@ -384,6 +407,7 @@ class ControllerNode(LifecycleNode):
 
     def _create_endpoints(self) -> None:
         cfg = self._loaded_policy.config
+        self._raw_io = bool(self._param("raw_io"))
         self._cmd_pub = self.create_publisher(TwistStamped, "/cmd_vel", 10)
         if self._param("publish_saliency"):
             self._saliency_pub = self.create_publisher(Image, "~/saliency", SALIENCY_QOS)
@@ -398,7 +422,10 @@ class ControllerNode(LifecycleNode):
                 self.get_logger().warning(
                     f"image_transport {transport!r} is not supported; using raw (expected raw or compressed)"
                 )
-            sub = self.create_subscription(Image, topic, self._on_raw_image, SENSOR_QOS)
+            if self._raw_io:
+                sub = self.create_subscription(Image, topic, self._on_cdr_image, SENSOR_QOS, raw=True)
+            else:
+                sub = self.create_subscription(Image, topic, self._on_raw_image, SENSOR_QOS)
         self._input_subs = [sub]
         if cfg.camera_hfov_deg is not None:
             info_topic = str(self._param("camera_info_topic")) or camera_info_topic(topic)
@@ -488,6 +515,29 @@ class ControllerNode(LifecycleNode):
         # A view of the message's buffer, not a copy: the frame is resized or read in place at once,
         # and a frame kept for sync_inputs keeps the message's buffer alive.
         self._on_image(msg, _rgb_view)
+
+    def _on_cdr_image(self, raw: bytes) -> None:
+        # The plain little-endian CDR every rmw here writes is read in place; anything else (big-endian,
+        # XCDR2) goes through rclpy's deserialiser, and bytes that fail both are a malformed frame.
+        if not self._active:
+            return
+        view = read_image(raw)
+        if view is None:
+            try:
+                msg = deserialize_message(raw, Image)
+            except Exception as err:  # the rmw's error type is not part of rclpy's API
+                self.counters["malformed_inputs"] += 1
+                self.get_logger().warning(
+                    f"dropped a camera frame: {len(raw)} bytes that are not a sensor_msgs/Image ({err})",
+                    throttle_duration_sec=_WARN_EVERY_S,
+                )
+                return
+            self._on_image(msg, _rgb_view)
+            return
+        sec, nanosec = divmod(view.stamp_ns, 1_000_000_000)
+        header = Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=view.frame_id)
+        frame = _CdrImage(header, view.height, view.width, view.encoding, view.is_bigendian, view.step, view.data)
+        self._on_image(frame, _rgb_view)
 
     def _inputs_reach(self, stamp_ns: int) -> bool:
         """Whether the goal is in and the odometry (goal policies) and IMU (IMU policies) at hand are stamped at or
@@ -666,7 +716,13 @@ class ControllerNode(LifecycleNode):
     def _publish_command(self, cmd: np.ndarray, stamp: Any) -> None:
         if self._cmd_pub is None:
             return
-        self._cmd_pub.publish(command_to_twist_stamped(cmd, stamp, CMD_FRAME))
+        if self._raw_io:
+            vx, vy, vz, yaw_rate = (float(x) for x in cmd)
+            self._cmd_pub.publish(
+                write_twist_stamped(stamp.sec, stamp.nanosec, CMD_FRAME, (vx, vy, vz, 0.0, 0.0, yaw_rate))
+            )
+        else:
+            self._cmd_pub.publish(command_to_twist_stamped(cmd, stamp, CMD_FRAME))
         self.counters["commands"] += 1
 
     def _publish_saliency(self, image: torch.Tensor, header: Any) -> None:
