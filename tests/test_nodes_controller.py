@@ -267,11 +267,15 @@ def test_raw_io_flies_the_same_commands_as_rclpy_messages(tmp_path, graph_factor
     model = _policy_file(tmp_path)
     runs = {}
     for raw_io in (True, False):
-        g = graph_factory(model, image_timeout=5.0, raw_io=raw_io)
-        g.wait_connected()
-        cmds = [g.send_and_wait(i, _padded_bgr(i) if i % 2 else None) for i in range(6)]
+        for _attempt in range(3):
+            g = graph_factory(model, image_timeout=5.0, raw_io=raw_io)
+            g.wait_connected()
+            cmds = [g.send_and_wait(i, _padded_bgr(i) if i % 2 else None) for i in range(6)]
+            assert g.node.counters["malformed_inputs"] == 0
+            # A frame resent after a slow answer steps the state twice: such a run is no comparison.
+            if g.node.counters["frames"] == 6:
+                break
         runs[raw_io] = [(_key(c.header.stamp), c.header.frame_id, *_twist_values(c)) for c in cmds]
-        assert g.node.counters["frames"] >= 6 and g.node.counters["malformed_inputs"] == 0
     assert runs[True] == runs[False]
     assert all(not np.allclose(r[2:], 0.0) for r in runs[True])
 
@@ -295,6 +299,14 @@ def test_raw_io_reads_other_encapsulations_and_drops_bytes_that_are_no_image(tmp
         g.image_pub.publish(junk)
         assert g.wait_for(lambda: g.node.counters["malformed_inputs"] == count, 3.0)  # noqa: B023 -- this iteration
     assert not _is_zero(g.send_and_wait(3))  # still flying
+    # A stamp at the edge of its fields (int32 sec, uint32 nanosec beyond a second) is echoed as sent.
+    edge = rgb_to_image_msg(FRAME, Time(sec=2**31 - 1, nanosec=2**32 - 1), "camera")
+    for _ in range(20):
+        g.image_pub.publish(edge)
+        if g.wait_for(lambda: any(_key(c.header.stamp) == (2**31 - 1, 2**32 - 1) for c in g.snapshot()), 0.5):
+            break
+    assert any(_key(c.header.stamp) == (2**31 - 1, 2**32 - 1) for c in g.snapshot())
+    assert not _is_zero(g.send_and_wait(4))
 
 
 def test_compressed_transport_decodes_jpeg_and_drops_corrupt_data(tmp_path, graph_factory):

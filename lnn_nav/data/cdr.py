@@ -141,6 +141,16 @@ def read_stamped_many(raws: Sequence[bytes], msgtype: str) -> tuple[np.ndarray, 
     return sec * 1_000_000_000 + nsec, frame_id, values
 
 
+def read_stamp(raw: bytes | memoryview) -> tuple[int, int] | None:
+    """``(sec, nanosec)`` of a little-endian message that starts with a ``std_msgs/Header``, as sent (not
+    normalised: a nanosec of 1e9 or more stays as it is, as rclpy's message would keep it), or None."""
+    raw = memoryview(raw)
+    if not _little(raw) or len(raw) < 12:
+        return None
+    sec, nanosec = _STAMP.unpack_from(raw, 4)
+    return sec, nanosec
+
+
 def read_image(raw: bytes | memoryview) -> RawImage | None:
     """The fields of a little-endian ``sensor_msgs/Image`` (data as a zero-copy view), or None."""
     raw = memoryview(raw)

@@ -65,7 +65,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, Imu
 from std_msgs.msg import Header
 from std_srvs.srv import SetBool, Trigger
 
-from lnn_nav.data.cdr import read_image, write_twist_stamped
+from lnn_nav.data.cdr import read_image, read_stamp, write_twist_stamped
 from lnn_nav.models import CheckpointError, LiquidPolicy, load_policy
 from lnn_nav.models.core import State
 from lnn_nav.models.saliency import overlay, visual_backprop
@@ -534,7 +534,9 @@ class ControllerNode(LifecycleNode):
                 return
             self._on_image(msg, _rgb_view)
             return
-        sec, nanosec = divmod(view.stamp_ns, 1_000_000_000)
+        # The stamp as sent (sec, nanosec), not rebuilt from nanoseconds: the command echoes it field for
+        # field, as the message path does, whatever the sender put there.
+        sec, nanosec = read_stamp(raw) or (0, 0)
         header = Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=view.frame_id)
         frame = _CdrImage(header, view.height, view.width, view.encoding, view.is_bigendian, view.step, view.data)
         self._on_image(frame, _rgb_view)
