@@ -45,6 +45,8 @@ $(STAMP): requirements/base.txt requirements/test.txt requirements/ros-extras.tx
 	-$(VENV)/bin/python -m lnn_nav.kernels.build
 	# The simulator's C++ ray caster, likewise (a failure only means Warp renders).
 	-$(VENV)/bin/python -c "from lnn_nav.sim import raycast; print('ray caster:', 'built' if raycast.load() else 'Warp')"
+	# The torch-free policy runtime (lnn-nav export --format native), likewise.
+	-$(VENV)/bin/python -c "from lnn_nav.kernels import native; native.load(); print('native policy runtime: built')"
 	touch $@
 
 install: $(STAMP)

@@ -34,11 +34,13 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from lnn_nav.eval.latency import SHIPPED_POLICY
 from lnn_nav.kernels import fused_policy, reference
+from lnn_nav.kernels.native import NativeError, NativePolicy, export_weights
 from lnn_nav.models import LiquidPolicy, PolicyConfig, load_policy
 
 Timed = tuple[str, Callable[[], object], int, Callable[[], contextlib.AbstractContextManager]]
@@ -152,6 +154,35 @@ def main(argv: list[str] | None = None) -> int:
         def step(p=policy, i=image, s=state, e=extras):
             return p.step(i, 0.05, s, **e)
 
+        # The torch-free runtime (lnn_nav.kernels.native; CfC cores), called through ctypes from here.
+        natives = []
+        try:
+            runtime = NativePolicy(export_weights(policy))
+        except (ValueError, NativeError) as err:
+            print(f"{name}: no native runtime row ({err})", file=sys.stderr)
+        else:
+            frame = np.ascontiguousarray(image[0].permute(1, 2, 0).numpy())
+            h0, g0 = state[0].numpy().copy(), (extras["goal"][0].numpy() if extras else None)
+            # The node's frame: interleaved channels (HWC), which the fused step reads as a channels-last view.
+            hwc = torch.from_numpy(frame).permute(2, 0, 1).unsqueeze(0)
+            natives = [
+                (
+                    "fused, HWC frame",
+                    lambda p=policy, i=hwc, s=state, e=extras: p.step(i, 0.05, s, **e),
+                    args.iters,
+                    contextlib.nullcontext,
+                ),
+                (
+                    "native",
+                    lambda r=runtime, f=frame, h=h0, g=g0: r.step(f, 0.05, h, goal=g),
+                    args.iters,
+                    contextlib.nullcontext,
+                ),
+            ]
+            native_diff = max(
+                float(np.abs(a - b[0].numpy()).max()) for a, b in zip(runtime.step(frame, 0.05, h0, goal=g0), fast)
+            )
+
         t = timed_together(
             [
                 ("fused", step, args.iters, contextlib.nullcontext),
@@ -165,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                     fused_policy.reference_encoder,
                 ),
             ]
+            + natives
             + [
                 (label, fn, ref_iters, contextlib.nullcontext)
                 for label, fn in (_alternatives(policy.encoder, image) if args.alternatives else [])
@@ -179,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         rows += [
             ("encoder", label, "encoder ATen", "ATen (reference path)") for label in t if label.startswith("encoder, ")
         ]
+        if natives:
+            rows.append(
+                ("full step", "native", "fused, HWC frame", "the fused torch step, same HWC frame (runtime via ctypes)")
+            )
         out = []
         for what, mine, theirs, label in rows:
             (m50, mbest), (r50, rbest) = t[mine], t[theirs]
@@ -188,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r50 / m50:.2f}x | {label} |"
             )
         out.append(f"| {name} | max abs difference of command and state, fused vs reference | {diff:.2g} | | | |")
+        if natives:
+            out.append(
+                f"| {name} | max abs difference of command and state, native vs fused | {native_diff:.2g} | | | |"
+            )
         print("\n".join(out), flush=True)
         lines += out
     if args.out:

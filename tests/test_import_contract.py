@@ -53,9 +53,9 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
 }
 
 #: Top-level modules of ``lnn_nav/`` (not packages); any other needs a package.
-TOP_LEVEL_MODULES = {"__init__", "cli", "geometry", "argtypes", "share"}
+TOP_LEVEL_MODULES = {"__init__", "cli", "geometry", "argtypes", "share", "cbuild"}
 #: Top-level modules that belong to the root package: they import no package, and every package may use them.
-ROOT_MODULES = {"geometry", "argtypes", "share"}
+ROOT_MODULES = {"geometry", "argtypes", "share", "cbuild"}
 
 
 def _closure(package: str) -> set[str]:

@@ -31,7 +31,7 @@ import torch
 LOG = logging.getLogger("lnn_nav.kernels")
 
 CSRC = Path(__file__).resolve().parent / "csrc"
-HEADERS = ("cfc_layout.h", "cfc_math.h")
+HEADERS = ("cfc_layout.h", "cfc_math.h", "cfc_step.h")
 CPU_NAME = "lnn_nav_cfc_cpu"
 # The CNN encoder and the whole policy step (encoder_cpu.cpp) build into the same
 # module as the cell, so one call runs the policy step end to end.

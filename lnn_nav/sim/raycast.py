@@ -11,27 +11,22 @@ renders with the Warp kernel. Without a C++ compiler (``CXX``, else ``c++``)
 the build fails once, says why on stderr, and the Warp kernel renders.
 
 The library is plain C ABI (no Python, NumPy or torch headers), built with
-``-O3 -ffp-contract=off`` into ``$LNN_NAV_KERNEL_CACHE`` or
-``~/.cache/lnn_nav/sim``, named by a hash of its source, flags and compiler,
-so a changed source or compiler builds anew; several processes building at
-once each write their own file and rename it into place.
+``-O3 -ffp-contract=off`` by :mod:`lnn_nav.cbuild` into ``$LNN_NAV_KERNEL_CACHE/sim``
+or ``~/.cache/lnn_nav/sim``, named by a hash of its source, flags, compiler and machine.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import platform
-import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
+
+from lnn_nav import cbuild
 
 __all__ = ["RcArgs", "build_error", "compiler_found", "load", "reference_render", "set_reference_render"]
 
@@ -125,52 +120,8 @@ class RcArgs(ctypes.Structure):
     ]
 
 
-def cache_dir() -> Path:
-    explicit = os.environ.get("LNN_NAV_KERNEL_CACHE")
-    if explicit:
-        return Path(explicit) / "sim"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
-    return Path(base) / "lnn_nav" / "sim"
-
-
-def _compiler() -> list[str] | None:
-    """The compiler command (``CXX`` may carry a wrapper, e.g. ``ccache g++``), or None if not on PATH."""
-    words = shlex.split(os.environ.get("CXX") or "c++")
-    found = shutil.which(words[0]) if words else None
-    return [found, *words[1:]] if found else None
-
-
-def _tag(compiler: list[str]) -> str:
-    try:
-        version = subprocess.run([*compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
-        version = ""
-    digest = hashlib.sha256()
-    # The machine too: an x86-64 and an aarch64 host sharing a home report the same compiler version.
-    for part in (SOURCE.read_bytes(), " ".join(FLAGS), version, " ".join(compiler), platform.machine()):
-        digest.update(part if isinstance(part, bytes) else part.encode())
-    return digest.hexdigest()[:16]
-
-
 def _build() -> ctypes.CDLL:
-    compiler = _compiler()
-    if compiler is None:
-        raise RuntimeError(f"no C++ compiler ('{os.environ.get('CXX') or 'c++'}' is not on PATH)")
-    target = cache_dir() / f"raycast-{_tag(compiler)}.so"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-        os.close(fd)
-        try:
-            done = subprocess.run(
-                [*compiler, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True, timeout=300
-            )
-            if done.returncode != 0:
-                raise RuntimeError(f"{' '.join(compiler)} failed on {SOURCE.name}:\n{done.stderr.strip()[-2000:]}")
-            os.replace(tmp, target)  # atomic: a concurrent builder's file is the same bytes
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+    target = cbuild.build_shared("sim", "raycast", SOURCE, FLAGS)
     lib = ctypes.CDLL(str(target))
     if lib.rc_abi_version() != ABI_VERSION:
         raise RuntimeError(f"{target} has ABI {lib.rc_abi_version()}, expected {ABI_VERSION}")
@@ -197,7 +148,7 @@ def load() -> ctypes.CDLL | None:
 
 def compiler_found() -> bool:
     """Whether a C++ compiler is on PATH (the caster can be built here)."""
-    return _compiler() is not None
+    return cbuild.compiler() is not None
 
 
 def build_error() -> str | None:

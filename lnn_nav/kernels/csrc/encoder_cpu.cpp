@@ -166,7 +166,12 @@ void register_encoder(py::module& m) {
       .def(py::init<std::vector<int64_t>, std::vector<double>, std::vector<at::Tensor>>(), py::arg("meta"),
            py::arg("eps"), py::arg("sources"))
       .def("repack", &EncoderPlan::repack)
-      .def_property_readonly("stale", [](const EncoderPlan& p) { return p.version() != p.packed_version; });
+      .def_property_readonly("stale", [](const EncoderPlan& p) { return p.version() != p.packed_version; })
+      // The packed weights (repacked first if a source changed): what the torch-free runtime is given.
+      .def_property_readonly("packed", [](EncoderPlan& p) {
+        p.refresh();
+        return p.packed;
+      });
   m.def("encode", &encode, "ConvEncoder features [B, F] for inference; () for the reference path",
         py::arg("images"), py::arg("plan"));
 }
