@@ -58,7 +58,11 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(exclude=["tests*", "benchmarks*"]),
     # Fused-kernel sources, compiled on first use (lnn_nav/kernels/build.py).
-    package_data={"lnn_nav.kernels": ["csrc/*.h", "csrc/*.cpp", "csrc/*.cu"], "lnn_nav.sim": ["csrc/*.cpp"]},
+    package_data={
+        "lnn_nav.kernels": ["csrc/*.h", "csrc/*.cpp", "csrc/*.cu"],
+        "lnn_nav.sim": ["csrc/*.cpp"],
+        "lnn_nav.nodes": ["csrc/*.cpp"],
+    },
     data_files=DATA_FILES,
     # rclpy and the message packages are not pip requirements: on a robot
     # they come from apt (rosdep, see package.xml); elsewhere from the
@@ -83,6 +87,8 @@ setup(
             "lnn-nav = lnn_nav.cli:main",
             # Node executables, for `ros2 run lnn_nav <node>`.
             "controller_node = lnn_nav.nodes.controller:main",
+            # The controller without Python in the loop (built on first run): lnn_nav/nodes/native.py.
+            "native_controller_node = lnn_nav.nodes.native:main",
             "sim_node = lnn_nav.nodes.sim_node:main",
             "expert_node = lnn_nav.nodes.expert_node:main",
             "px4_offboard_node = lnn_nav.nodes.px4_offboard:main",

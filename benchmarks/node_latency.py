@@ -121,25 +121,14 @@ def relay_main() -> None:
 
 def build_native_relay(out_dir: Path) -> tuple[list[str], dict[str, str]]:
     """``benchmarks/native_relay.c`` compiled against the ROS wheels in this environment: the command
-    (without topics) and the environment it runs in. Raises RuntimeError saying what is missing.
+    (without topics) and the environment it runs in. Raises RuntimeError saying what is missing
+    (the link and run environment: :func:`lnn_nav.nodes.native.ros_link_environment`)."""
+    from lnn_nav.nodes.native import link_flags, ros_link_environment
 
-    The wheels' libraries are auditwheel-repaired (their own dependencies in ``*.libs`` folders beside
-    them) and some link the Python message bindings, so the program links the shared ``libpython`` and
-    runs with the environment's ``lib`` and those ``*.libs`` folders on ``LD_LIBRARY_PATH``.
-    """
-    import sysconfig
-
-    prefix = Path(sys.prefix)
     compiler = shutil.which(os.environ.get("CC", "cc"))
     if compiler is None:
         raise RuntimeError(f"no C compiler ('{os.environ.get('CC', 'cc')}' is not on PATH)")
-    if not (prefix / "include" / "rcl").is_dir():
-        raise RuntimeError(f"no rcl headers under {prefix / 'include'} (the ros-jazzy-* wheels install them)")
-    if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
-        raise RuntimeError("this Python has no shared libpython, which the ROS wheels' libraries link")
-    libdir = str(sysconfig.get_config_var("LIBDIR") or "")
-    libpython = str(sysconfig.get_config_var("LDLIBRARY") or "")  # e.g. libpython3.11.so
-    include = sorted(p for p in (prefix / "include").iterdir() if p.is_dir())
+    link = ros_link_environment()
     binary = out_dir / "native_relay"
     source = Path(__file__).with_name("native_relay.c")
     libs = [
@@ -152,27 +141,37 @@ def build_native_relay(out_dir: Path) -> tuple[list[str], dict[str, str]]:
         "geometry_msgs__rosidl_generator_c",
         "geometry_msgs__rosidl_typesupport_c",
     ]
-    cmd = [
-        compiler,
-        "-O2",
-        "-o",
-        str(binary),
-        str(source),
-        *(f"-I{p}" for p in include),
-        f"-L{prefix / 'lib'}",
-        "-Wl,--allow-shlib-undefined",
-        *(f"-l{lib}" for lib in libs),
-        "-Wl,--no-as-needed",
-        str(Path(libdir) / libpython),
-    ]
+    cmd = [compiler, "-O2", "-o", str(binary), str(source), *(f"-I{p}" for p in link.includes), *link_flags(link, libs)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"building {source.name} failed:\n{done.stderr[-2000:]}")
-    site = Path(sysconfig.get_paths()["purelib"])
-    folders = [str(prefix / "lib"), *sorted(str(p) for p in site.glob("*.libs") if p.is_dir()), libdir]
-    inherited = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]  # no empty entry
-    env = dict(os.environ, LD_LIBRARY_PATH=os.pathsep.join([*folders, *inherited]))
-    return [str(binary)], env
+    return [str(binary)], link.env
+
+
+def native_controller_command(rate: float, policy: object, out_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """The native controller node (lnn_nav/nodes/csrc/native_controller.cpp) on ``policy``'s exported weights,
+    with the Python controller's settings in this benchmark."""
+    from lnn_nav.kernels.native import export_weights, save_weights
+    from lnn_nav.nodes import native
+
+    binary, env = native.build()
+    weights = save_weights(export_weights(policy), out_dir / "policy.native.safetensors")
+    cmd = [
+        str(binary),
+        "--weights",
+        str(weights),
+        "--image-topic",
+        IMAGE_TOPIC,
+        "--cmd-topic",
+        CMD_TOPIC,
+        "--image-timeout",
+        "10.0",
+        "--failsafe-rate",
+        "1.0",
+        "--expected-rate",
+        str(rate),
+    ]
+    return cmd, env
 
 
 def step_times_ms(iters: int = 300, pace_s: float = 0.0) -> np.ndarray:
@@ -336,6 +335,11 @@ def main(argv: list[str] | None = None) -> int:
         "--native", action="store_true", help="also time the trivial node in C on rcl (benchmarks/native_relay.c)"
     )
     parser.add_argument(
+        "--native-controller",
+        action="store_true",
+        help="also time the native controller node (rcl + the torch-free runtime) on the same policy",
+    )
+    parser.add_argument(
         "--messages",
         action="store_true",
         help="also time the controller with raw_io:=false (rclpy messages in and out, the reference)",
@@ -364,7 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="lnn_nav_node_latency_") as tmp:
             torch.manual_seed(0)
-            model = save_policy(LiquidPolicy(), Path(tmp) / "default.safetensors")
+            policy = LiquidPolicy().eval()
+            model = save_policy(policy, Path(tmp) / "default.safetensors")
+            native_controller = native_controller_command(30.0, policy, Path(tmp)) if args.native_controller else None
             native = build_native_relay(Path(tmp)) if args.native else None
             for rate in args.rates:
                 relay = measure_rate(rate, args.seconds, [sys.executable, __file__, "--relay"], children)
@@ -372,6 +378,11 @@ def main(argv: list[str] | None = None) -> int:
                     cmd, env = native
                     native_run = measure_rate(rate, args.seconds, [*cmd, IMAGE_TOPIC, CMD_TOPIC], children, env)
                 result = measure_rate(rate, args.seconds, controller_command(rate, model, args.executor), children)
+                if native_controller is not None:
+                    cmd, env = native_controller
+                    cmd = [*cmd[:-1], str(rate)]  # --expected-rate
+                    nc = measure_rate(rate, args.seconds, cmd, children, env)
+                    result["nc_p50"], result["nc_p99"], result["nc_dropped"] = nc["p50"], nc["p99"], nc["dropped"]
                 if args.messages:
                     cmd = controller_command(rate, model, args.executor, raw_io=False)
                     messages = measure_rate(rate, args.seconds, cmd, children)
@@ -436,9 +447,30 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {rate:g} | {r['messages_p50']:.2f} / {r['messages_p99']:.2f} | {r['messages_dropped']:.0f} "
                 f"| {r['p50']:.2f} / {r['p99']:.2f} | {r['messages_p50'] - r['p50']:.2f} |"
             )
+    if args.native_controller:
+        lines += [
+            "",
+            "| rate (Hz) | native controller node p50 / p99 (ms) | dropped | overhead p50 / p99 (ms) "
+            "| Python controller p50 (ms) | Python − native, p50 (ms) |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        for rate, r in rows:
+            lines.append(
+                f"| {rate:g} | {r['nc_p50']:.2f} / {r['nc_p99']:.2f} | {r['nc_dropped']:.0f} "
+                f"| {r['nc_p50'] - r['step_paced']:.2f} / {r['nc_p99'] - r['step_paced']:.2f} "
+                f"| {r['p50']:.2f} | {r['p50'] - r['nc_p50']:.2f} |"
+            )
     table = "\n".join(lines)
     verdicts = []
     for rate, r in rows:
+        if args.native_controller:
+            native_overhead, native_p99 = r["nc_p50"] - r["step_paced"], r["nc_p99"] - r["step_paced"]
+            ok = native_overhead <= TARGET_P50_MS and native_p99 <= TARGET_P99_MS and r["nc_dropped"] == 0
+            verdicts.append(
+                f"{'PASS' if ok else 'FAIL'} at {rate:g} Hz, native controller node: overhead <= {TARGET_P50_MS:g} ms "
+                f"p50, <= {TARGET_P99_MS:g} ms p99, no drops (got {native_overhead:.2f} / {native_p99:.2f} ms, "
+                f"{r['nc_dropped']:.0f} dropped)"
+            )
         ok = r["overhead"] <= TARGET_P50_MS and r["overhead_p99"] <= TARGET_P99_MS and r["dropped"] == 0
         verdicts.append(
             f"{'PASS' if ok else 'FAIL'} at {rate:g} Hz: overhead <= {TARGET_P50_MS:g} ms p50, <= {TARGET_P99_MS:g} ms "

@@ -31,7 +31,7 @@ from lnn_nav.cbuild import build_shared
 
 CSRC = Path(__file__).resolve().parent / "csrc"
 SOURCE = CSRC / "policy_runtime.cpp"
-HEADERS = tuple(CSRC / h for h in ("cfc_layout.h", "cfc_math.h", "cfc_step.h", "encoder_kernels.h"))
+HEADERS = tuple(CSRC / h for h in ("cfc_layout.h", "cfc_math.h", "cfc_step.h", "encoder_kernels.h", "policy_runtime.h"))
 #: The torch extension's CPU flags (build.CPU_FLAGS, not imported: that module imports torch) and the
 #: shared-library ones.
 FLAGS = ("-O3", "-fopenmp-simd", "-fno-trapping-math", "-std=c++17", "-shared", "-fPIC", "-fvisibility=hidden")

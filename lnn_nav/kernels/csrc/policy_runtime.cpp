@@ -18,6 +18,7 @@
 #include "cfc_math.h"
 #include "cfc_step.h"
 #include "encoder_kernels.h"
+#include "policy_runtime.h"
 
 #define RT_EXPORT extern "C" __attribute__((visibility("default")))
 

@@ -1,0 +1,682 @@
+// The controller node without Python or torch: rcl (the C client library under rclpy and rclcpp) around
+// the torch-free policy runtime (lnn_nav/kernels/csrc/policy_runtime.cpp). It flies what the Python
+// controller node flies, with the same commands, and keeps its fail-safes:
+//   * each camera frame (rgb8, bgr8, rgba8, bgra8, mono8; at the policy's input size, or an integer
+//     multiple of it, shrunk by area averaging as OpenCV's INTER_AREA does) -> one TwistStamped on the
+//     command topic, stamped with the frame's stamp, frame "base_link";
+//   * Δt from the frame stamps: the first frame, a stamp that goes back or a gap over max_dt get the
+//     nominal Δt, and the latter two restart the recurrent state;
+//   * a goal policy flies to the latched goal (/goal_pose, in the odometry's frame) from /odom;
+//   * hover (zero command) while the camera is older than image_timeout (at failsafe_rate, stamped now),
+//     and for every frame while the odometry or the goal is missing or stale; a non-finite output is a
+//     zero command and a state restart; commands are clamped (horizontal speed by norm, the rest per axis);
+//   * frames it cannot read are dropped and counted, never flown; SIGINT/SIGTERM end it with a final zero.
+// Not here (yet): lifecycle, ~/enable and ~/reset_state, /diagnostics, ROS parameters (options are
+// command-line flags), IMU policies, sync_inputs, the CameraInfo check.
+//
+//   native_controller --weights W.native.safetensors [--image-topic T] [--cmd-topic T] [--odom-topic T]
+//       [--goal-topic T] [--max-speed-xy 6] [--max-speed-z 3] [--max-yaw-rate 2.0944] [--image-timeout 0.25]
+//       [--odom-timeout 0.25] [--failsafe-rate 20] [--expected-rate 15] [--max-dt 0.5] [--ros-args ...]
+//
+// Built by lnn_nav/nodes/native.py (`lnn-nav native-node`), which also runs it.
+
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <geometry_msgs/msg/pose_stamped.h>
+#include <geometry_msgs/msg/twist_stamped.h>
+#include <nav_msgs/msg/odometry.h>
+#include <rcl/error_handling.h>
+#include <rcl/rcl.h>
+#include <rcutils/time.h>
+#include <rmw/qos_profiles.h>
+#include <rosidl_runtime_c/string_functions.h>
+#include <sensor_msgs/msg/image.h>
+
+#include "policy_runtime.h"
+
+namespace {
+
+volatile sig_atomic_t g_running = 1;
+void on_signal(int) { g_running = 0; }
+
+// ---------------------------------------------------------------- a small JSON reader (safetensors header)
+struct Json {
+  enum Kind { kNull, kBool, kNumber, kString, kArray, kObject } kind = kNull;
+  bool boolean = false;
+  double number = 0.0;
+  std::string text;
+  std::vector<Json> items;
+  std::map<std::string, Json> fields;
+  const Json* get(const std::string& key) const {
+    auto it = fields.find(key);
+    return it == fields.end() ? nullptr : &it->second;
+  }
+};
+
+struct JsonParser {
+  const std::string& s;
+  size_t i = 0;
+  bool ok = true;
+  void ws() {
+    while (i < s.size() && (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t')) ++i;
+  }
+  bool eat(char c) {
+    ws();
+    if (i < s.size() && s[i] == c) {
+      ++i;
+      return true;
+    }
+    return false;
+  }
+  std::string str() {
+    std::string out;
+    if (!eat('"')) {
+      ok = false;
+      return out;
+    }
+    while (i < s.size() && s[i] != '"') {
+      char c = s[i++];
+      if (c == '\\' && i < s.size()) {
+        char e = s[i++];
+        switch (e) {
+          case 'n': out += '\n'; break;
+          case 't': out += '\t'; break;
+          case 'r': out += '\r'; break;
+          case 'b': out += '\b'; break;
+          case 'f': out += '\f'; break;
+          case 'u':  // the metadata is ASCII; keep any other code point as '?'
+            i += 4;
+            out += '?';
+            break;
+          default: out += e;
+        }
+      } else {
+        out += c;
+      }
+    }
+    if (i >= s.size()) ok = false;
+    ++i;
+    return out;
+  }
+  Json value(int depth = 0) {
+    Json v;
+    ws();
+    if (!ok || i >= s.size() || depth > 32) {
+      ok = false;
+      return v;
+    }
+    char c = s[i];
+    if (c == '{') {
+      ++i;
+      v.kind = Json::kObject;
+      if (eat('}')) return v;
+      do {
+        std::string key = str();
+        if (!eat(':')) ok = false;
+        v.fields[key] = value(depth + 1);
+      } while (ok && eat(','));
+      if (!eat('}')) ok = false;
+    } else if (c == '[') {
+      ++i;
+      v.kind = Json::kArray;
+      if (eat(']')) return v;
+      do {
+        v.items.push_back(value(depth + 1));
+      } while (ok && eat(','));
+      if (!eat(']')) ok = false;
+    } else if (c == '"') {
+      v.kind = Json::kString;
+      v.text = str();
+    } else if (s.compare(i, 4, "true") == 0) {
+      v.kind = Json::kBool;
+      v.boolean = true;
+      i += 4;
+    } else if (s.compare(i, 5, "false") == 0) {
+      v.kind = Json::kBool;
+      i += 5;
+    } else if (s.compare(i, 4, "null") == 0) {
+      i += 4;
+    } else {
+      char* end = nullptr;
+      v.kind = Json::kNumber;
+      v.number = std::strtod(s.c_str() + i, &end);
+      if (end == s.c_str() + i) ok = false;
+      i = static_cast<size_t>(end - s.c_str());
+    }
+    return v;
+  }
+};
+
+bool parse_json(const std::string& text, Json& out) {
+  JsonParser p{text};
+  out = p.value();
+  p.ws();
+  return p.ok && p.i == text.size();
+}
+
+// ---------------------------------------------------------------- the weights file
+struct Weights {
+  std::vector<int64_t> encoder_meta, core_meta;
+  std::vector<double> encoder_eps;
+  std::vector<float> encoder_packed, core_packed;
+  bool use_imu = false, use_goal = false;
+  float goal_clip = 10.0f;
+  int height = 0, width = 0, channels = 0;
+};
+
+template <typename T>
+bool read_array(const Json& header, const std::string& data, const char* name, const char* dtype,
+                std::vector<T>& out, std::string& err) {
+  const Json* entry = header.get(name);
+  const Json* kind = entry ? entry->get("dtype") : nullptr;
+  const Json* offsets = entry ? entry->get("data_offsets") : nullptr;
+  if (!kind || kind->text != dtype || !offsets || offsets->items.size() != 2) {
+    err = std::string("no ") + dtype + " array '" + name + "'";
+    return false;
+  }
+  const auto a = static_cast<size_t>(offsets->items[0].number), b = static_cast<size_t>(offsets->items[1].number);
+  if (b < a || b > data.size() || (b - a) % sizeof(T) != 0) {
+    err = std::string("array '") + name + "' lies outside the file";
+    return false;
+  }
+  out.resize((b - a) / sizeof(T));
+  std::memcpy(out.data(), data.data() + a, b - a);  // safetensors is little-endian, as every target here
+  return true;
+}
+
+bool load_weights(const std::string& path, Weights& w, std::string& err) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) {
+    err = "cannot open " + path;
+    return false;
+  }
+  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (bytes.size() < 8) {
+    err = path + " is not a safetensors file (too short)";
+    return false;
+  }
+  uint64_t n = 0;
+  std::memcpy(&n, bytes.data(), 8);
+  if (n > bytes.size() - 8) {
+    err = path + " is not a safetensors file (header length beyond the file)";
+    return false;
+  }
+  Json header;
+  if (!parse_json(bytes.substr(8, n), header) || header.kind != Json::kObject) {
+    err = path + " is not a safetensors file (its header is not JSON)";
+    return false;
+  }
+  const Json* meta = header.get("__metadata__");
+  const Json* native = meta ? meta->get("lnn_nav_native") : nullptr;
+  Json m;
+  if (!native || native->kind != Json::kString || !parse_json(native->text, m)) {
+    err = path + " has no lnn_nav_native metadata: export it with `lnn-nav export CKPT --format native`";
+    return false;
+  }
+  const Json* format = m.get("format");
+  if (!format || format->number != 1) {
+    err = path + ": native weights format other than 1";
+    return false;
+  }
+  const std::string data = bytes.substr(8 + n);
+  if (!read_array(header, data, "encoder_meta", "I64", w.encoder_meta, err) ||
+      !read_array(header, data, "encoder_eps", "F64", w.encoder_eps, err) ||
+      !read_array(header, data, "encoder_packed", "F32", w.encoder_packed, err) ||
+      !read_array(header, data, "core_meta", "I64", w.core_meta, err) ||
+      !read_array(header, data, "core_packed", "F32", w.core_packed, err)) {
+    err = path + ": " + err;
+    return false;
+  }
+  auto num = [&m](const char* key) {
+    const Json* v = m.get(key);
+    return v ? (v->kind == Json::kBool ? (v->boolean ? 1.0 : 0.0) : v->number) : 0.0;
+  };
+  w.use_imu = num("use_imu") != 0.0;
+  w.use_goal = num("use_goal") != 0.0;
+  w.goal_clip = static_cast<float>(num("goal_clip"));
+  w.height = static_cast<int>(num("height"));
+  w.width = static_cast<int>(num("width"));
+  w.channels = static_cast<int>(num("channels"));
+  return true;
+}
+
+// ---------------------------------------------------------------- options
+struct Options {
+  std::string weights, image_topic = "/camera/image_raw", cmd_topic = "/cmd_vel", odom_topic = "/odom",
+                       goal_topic = "/goal_pose";
+  double max_speed_xy = 6.0, max_speed_z = 3.0, max_yaw_rate = 2.0943951023931953;  // 120 deg/s
+  double image_timeout = 0.25, odom_timeout = 0.25, failsafe_rate = 20.0, expected_rate = 15.0, max_dt = 0.5;
+};
+
+bool parse_options(int argc, char** argv, Options& o, std::string& err) {
+  std::map<std::string, double*> numbers = {
+      {"--max-speed-xy", &o.max_speed_xy}, {"--max-speed-z", &o.max_speed_z}, {"--max-yaw-rate", &o.max_yaw_rate},
+      {"--image-timeout", &o.image_timeout}, {"--odom-timeout", &o.odom_timeout},
+      {"--failsafe-rate", &o.failsafe_rate}, {"--expected-rate", &o.expected_rate}, {"--max-dt", &o.max_dt}};
+  std::map<std::string, std::string*> texts = {{"--weights", &o.weights},       {"--image-topic", &o.image_topic},
+                                               {"--cmd-topic", &o.cmd_topic},   {"--odom-topic", &o.odom_topic},
+                                               {"--goal-topic", &o.goal_topic}};
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--ros-args") break;  // rcl's own arguments from here on
+    if (i + 1 >= argc) {
+      err = "option " + a + " needs a value";
+      return false;
+    }
+    if (texts.count(a)) {
+      *texts[a] = argv[++i];
+    } else if (numbers.count(a)) {
+      char* end = nullptr;
+      double v = std::strtod(argv[++i], &end);
+      if (*end != '\0' || !std::isfinite(v) || v < 0) {
+        err = "option " + a + " needs a number >= 0, got '" + argv[i] + "'";
+        return false;
+      }
+      *numbers[a] = v;
+    } else {
+      err = "unknown option " + a;
+      return false;
+    }
+  }
+  if (o.weights.empty()) err = "--weights is required (lnn-nav export CKPT --format native)";
+  else if (!(o.failsafe_rate > 0) || !(o.expected_rate > 0)) err = "rates must be > 0";
+  else if (!(o.max_dt >= 1.0 / o.expected_rate)) err = "max_dt must be >= 1 / expected_rate";
+  return err.empty();
+}
+
+// ---------------------------------------------------------------- the controller's decisions
+int64_t now_ns() {
+  rcutils_time_point_value_t t = 0;
+  return rcutils_system_time_now(&t) == RCUTILS_RET_OK ? t : 0;
+}
+
+int64_t stamp_ns(const builtin_interfaces__msg__Time& t) {
+  return static_cast<int64_t>(t.sec) * 1000000000LL + static_cast<int64_t>(t.nanosec);
+}
+
+// Frame -> RGB at the policy's size. False (with why) for what the Python node also refuses, and for
+// sizes that are not the policy's or an integer multiple of it.
+bool frame_to_rgb(const sensor_msgs__msg__Image& m, int H, int W, std::vector<uint8_t>& rgb, std::string& why) {
+  const std::string enc = m.encoding.data ? m.encoding.data : "";
+  int channels = 0;
+  std::string lower;
+  for (char c : enc) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (lower == "rgb8" || lower == "bgr8") channels = 3;
+  else if (lower == "rgba8" || lower == "bgra8") channels = 4;
+  else if (lower == "mono8") channels = 1;
+  else {
+    why = "image encoding '" + enc + "' is not supported; expected one of rgb8, bgr8, rgba8, bgra8, mono8";
+    return false;
+  }
+  if (m.is_bigendian > 1) {
+    why = "is_bigendian must be 0 or 1";
+    return false;
+  }
+  const int64_t h = m.height, w = m.width, step = m.step;
+  if (h == 0 || w == 0) {
+    why = "image has zero size";
+    return false;
+  }
+  if (step < w * channels || static_cast<int64_t>(m.data.size) != step * h) {
+    why = "image step/data do not match its size";
+    return false;
+  }
+  const int64_t k = h / H;
+  if (h % H != 0 || w % W != 0 || w / W != k || k < 1) {
+    why = "the native node takes frames at the policy's input size " + std::to_string(W) + "x" +
+          std::to_string(H) + " or an integer multiple of it, got " + std::to_string(w) + "x" + std::to_string(h);
+    return false;
+  }
+  const bool bgr = lower[0] == 'b';
+  const uint8_t* d = m.data.data;
+  rgb.resize(static_cast<size_t>(H) * W * 3);
+  const int64_t n = k * k;
+  const float inv = 1.0f / static_cast<float>(n);
+  for (int y = 0; y < H; ++y) {
+    for (int x = 0; x < W; ++x) {
+      for (int c = 0; c < 3; ++c) {
+        const int src = channels == 1 ? 0 : (bgr ? 2 - c : c);
+        int64_t sum = 0;
+        for (int64_t dy = 0; dy < k; ++dy)
+          for (int64_t dx = 0; dx < k; ++dx) sum += d[(y * k + dy) * step + (x * k + dx) * channels + src];
+        // OpenCV's INTER_AREA at integer factors: 2 rounds half up (its fast path), others half to even.
+        int64_t v = k == 1 ? sum : (k == 2 ? (sum + 2) >> 2 : static_cast<int64_t>(std::nearbyint(sum * inv)));
+        rgb[(static_cast<size_t>(y) * W + x) * 3 + c] = static_cast<uint8_t>(v);
+      }
+    }
+  }
+  return true;
+}
+
+// lnn_nav.nodes.conversions.goal_input: the world vector to the goal in the body frame (float64, the
+// odometry's orientation normalised), then unit direction and distance in float32.
+void goal_input(const nav_msgs__msg__Odometry& odom, const geometry_msgs__msg__PoseStamped& goal, float out[4]) {
+  const auto& o = odom.pose.pose.orientation;
+  double q[4] = {o.w, o.x, o.y, o.z};
+  const double norm = std::sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
+  for (double& v : q) v = v / norm;
+  const double w = q[0], x = q[1], y = q[2], z = q[3];
+  const double xx = x * x, yy = y * y, zz = z * z, xy = x * y, xz = x * z, yz = y * z, wx = w * x, wy = w * y,
+               wz = w * z;
+  const double r[3][3] = {{1.0 - 2.0 * (yy + zz), 2.0 * (xy - wz), 2.0 * (xz + wy)},
+                          {2.0 * (xy + wz), 1.0 - 2.0 * (xx + zz), 2.0 * (yz - wx)},
+                          {2.0 * (xz - wy), 2.0 * (yz + wx), 1.0 - 2.0 * (xx + yy)}};
+  const auto& p = odom.pose.pose.position;
+  const auto& g = goal.pose.position;
+  const double v[3] = {g.x - p.x, g.y - p.y, g.z - p.z};
+  float body[3];
+  for (int j = 0; j < 3; ++j) body[j] = static_cast<float>((r[0][j] * v[0] + r[1][j] * v[1]) + r[2][j] * v[2]);
+  const float dist = std::sqrt((body[0] * body[0] + body[1] * body[1]) + body[2] * body[2]);
+  for (int j = 0; j < 3; ++j) out[j] = dist > 1e-9f ? body[j] / dist : 0.0f;
+  out[3] = dist;
+}
+
+void clamp_command(double c[4], const Options& o) {
+  const double speed = std::hypot(c[0], c[1]);
+  if (speed > o.max_speed_xy) {
+    c[0] *= o.max_speed_xy / speed;
+    c[1] *= o.max_speed_xy / speed;
+  }
+  c[2] = std::fmin(std::fmax(c[2], -o.max_speed_z), o.max_speed_z);
+  c[3] = std::fmin(std::fmax(c[3], -o.max_yaw_rate), o.max_yaw_rate);
+}
+
+#define CHECK(call)                                                                                 \
+  do {                                                                                              \
+    rcl_ret_t rc_ = (call);                                                                         \
+    if (rc_ != RCL_RET_OK) {                                                                        \
+      fprintf(stderr, "native_controller: %s failed: %s\n", #call, rcl_get_error_string().str);     \
+      return 1;                                                                                     \
+    }                                                                                               \
+  } while (0)
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt;
+  std::string err;
+  if (!parse_options(argc, argv, opt, err)) {
+    fprintf(stderr, "native_controller: %s\n", err.c_str());
+    return 2;
+  }
+  Weights wts;
+  if (!load_weights(opt.weights, wts, err)) {
+    fprintf(stderr, "native_controller: %s\n", err.c_str());
+    return 2;
+  }
+  if (wts.use_imu) {
+    fprintf(stderr, "native_controller: IMU policies are not flown by the native node yet; use the Python one\n");
+    return 2;
+  }
+  std::unique_ptr<void, void (*)(void*)> rt(
+      lnn_rt_create(wts.encoder_meta.data(), static_cast<int64_t>(wts.encoder_meta.size()), wts.encoder_eps.data(),
+                    static_cast<int64_t>(wts.encoder_eps.size()), wts.encoder_packed.data(),
+                    static_cast<int64_t>(wts.encoder_packed.size()), wts.core_meta.data(),
+                    static_cast<int64_t>(wts.core_meta.size()), wts.core_packed.data(),
+                    static_cast<int64_t>(wts.core_packed.size()), 0, wts.use_goal ? 1 : 0, wts.goal_clip),
+      lnn_rt_destroy);
+  if (!rt) {
+    fprintf(stderr, "native_controller: %s: %s\n", opt.weights.c_str(), lnn_rt_last_error());
+    return 2;
+  }
+  const int H = static_cast<int>(lnn_rt_size(rt.get(), 1)), W = static_cast<int>(lnn_rt_size(rt.get(), 2));
+  const int S = static_cast<int>(lnn_rt_size(rt.get(), 0));
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
+
+  rcl_allocator_t allocator = rcl_get_default_allocator();
+  rcl_init_options_t init_options = rcl_get_zero_initialized_init_options();
+  CHECK(rcl_init_options_init(&init_options, allocator));
+  rcl_context_t context = rcl_get_zero_initialized_context();
+  CHECK(rcl_init(argc, const_cast<const char* const*>(argv), &init_options, &context));
+  rcl_node_t node = rcl_get_zero_initialized_node();
+  rcl_node_options_t node_options = rcl_node_get_default_options();
+  CHECK(rcl_node_init(&node, "native_controller", "", &context, &node_options));
+
+  // The Python node's QoS: camera and odometry best effort keep-last-1, the goal latched, commands reliable.
+  rcl_subscription_options_t sensor = rcl_subscription_get_default_options();
+  sensor.qos = rmw_qos_profile_sensor_data;
+  sensor.qos.depth = 1;
+  rcl_subscription_options_t latched = rcl_subscription_get_default_options();
+  latched.qos.depth = 1;
+  latched.qos.reliability = RMW_QOS_POLICY_RELIABILITY_RELIABLE;
+  latched.qos.durability = RMW_QOS_POLICY_DURABILITY_TRANSIENT_LOCAL;
+  rcl_subscription_t image_sub = rcl_get_zero_initialized_subscription();
+  rcl_subscription_t odom_sub = rcl_get_zero_initialized_subscription();
+  rcl_subscription_t goal_sub = rcl_get_zero_initialized_subscription();
+  CHECK(rcl_subscription_init(&image_sub, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(sensor_msgs, msg, Image),
+                              opt.image_topic.c_str(), &sensor));
+  if (wts.use_goal) {
+    CHECK(rcl_subscription_init(&odom_sub, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(nav_msgs, msg, Odometry),
+                                opt.odom_topic.c_str(), &sensor));
+    CHECK(rcl_subscription_init(&goal_sub, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(geometry_msgs, msg, PoseStamped),
+                                opt.goal_topic.c_str(), &latched));
+  }
+  rcl_publisher_options_t pub_options = rcl_publisher_get_default_options();  // reliable, keep last 10
+  rcl_publisher_t pub = rcl_get_zero_initialized_publisher();
+  CHECK(rcl_publisher_init(&pub, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(geometry_msgs, msg, TwistStamped),
+                           opt.cmd_topic.c_str(), &pub_options));
+  rcl_wait_set_t wait_set = rcl_get_zero_initialized_wait_set();
+  CHECK(rcl_wait_set_init(&wait_set, 3, 0, 0, 0, 0, 0, &context, allocator));
+
+  sensor_msgs__msg__Image image;
+  nav_msgs__msg__Odometry odom, odom_in;
+  geometry_msgs__msg__PoseStamped goal, goal_in;
+  geometry_msgs__msg__TwistStamped cmd;
+  sensor_msgs__msg__Image__init(&image);
+  nav_msgs__msg__Odometry__init(&odom);
+  nav_msgs__msg__Odometry__init(&odom_in);
+  geometry_msgs__msg__PoseStamped__init(&goal);
+  geometry_msgs__msg__PoseStamped__init(&goal_in);
+  geometry_msgs__msg__TwistStamped__init(&cmd);
+  rosidl_runtime_c__String__assign(&cmd.header.frame_id, "base_link");
+
+  auto publish = [&](const double c[4], const builtin_interfaces__msg__Time& stamp) {
+    cmd.header.stamp = stamp;
+    cmd.twist.linear.x = c[0];
+    cmd.twist.linear.y = c[1];
+    cmd.twist.linear.z = c[2];
+    cmd.twist.angular.z = c[3];
+    if (rcl_publish(&pub, &cmd, nullptr) != RCL_RET_OK) {
+      fprintf(stderr, "native_controller: rcl_publish failed: %s\n", rcl_get_error_string().str);
+      rcl_reset_error();
+    }
+  };
+  auto now_stamp = []() {
+    builtin_interfaces__msg__Time t;
+    const int64_t ns = now_ns();
+    t.sec = static_cast<int32_t>(ns / 1000000000LL);
+    t.nanosec = static_cast<uint32_t>(ns % 1000000000LL);
+    return t;
+  };
+  const double zero[4] = {0.0, 0.0, 0.0, 0.0};
+  std::vector<float> h(static_cast<size_t>(S), 0.0f), h_new(static_cast<size_t>(S), 0.0f);
+  std::vector<uint8_t> rgb;
+  bool have_state = false, have_odom = false, have_goal = false, failsafe = false;
+  int64_t last_stamp = 0, camera_at = -1, odom_at = -1;
+  bool have_stamp = false;
+  const int64_t armed_at = now_ns();
+  const int64_t period_ns = static_cast<int64_t>(1e9 / opt.failsafe_rate);
+  int64_t next_check = armed_at + period_ns;
+  uint64_t frames = 0, commands = 0, dropped = 0, resets = 0, nonfinite = 0, hovers = 0;
+  fprintf(stderr, "native_controller: %s (%dx%d%s), camera %s -> %s\n", opt.weights.c_str(), W, H,
+          wts.use_goal ? ", goal policy" : "", opt.image_topic.c_str(), opt.cmd_topic.c_str());
+
+  // Names of the stale inputs at `now` ("" when none), as the Python node's InputWatchdog.
+  auto stale = [&](int64_t now) {
+    std::string out;
+    auto check = [&](const char* name, int64_t at, double timeout) {
+      const double waited = (now - (at < 0 ? armed_at : at)) / 1e9;
+      if (waited > timeout) out += out.empty() ? name : std::string(", ") + name;
+    };
+    check("camera", camera_at, opt.image_timeout);
+    if (wts.use_goal) {
+      check("odom", odom_at, opt.odom_timeout);
+      if (!have_goal) out += out.empty() ? "goal" : ", goal";
+    }
+    return out;
+  };
+
+  while (g_running) {
+    CHECK(rcl_wait_set_clear(&wait_set));
+    CHECK(rcl_wait_set_add_subscription(&wait_set, &image_sub, nullptr));
+    if (wts.use_goal) {
+      CHECK(rcl_wait_set_add_subscription(&wait_set, &odom_sub, nullptr));
+      CHECK(rcl_wait_set_add_subscription(&wait_set, &goal_sub, nullptr));
+    }
+    const int64_t wait_ns = std::max<int64_t>(0, next_check - now_ns());
+    rcl_ret_t waited = rcl_wait(&wait_set, wait_ns);
+    if (waited != RCL_RET_OK && waited != RCL_RET_TIMEOUT) {
+      if (!g_running) break;
+      fprintf(stderr, "native_controller: rcl_wait failed: %s\n", rcl_get_error_string().str);
+      rcl_reset_error();
+      continue;
+    }
+    rmw_message_info_t info;
+    if (wts.use_goal) {
+      while (rcl_take(&goal_sub, &goal_in, &info, nullptr) == RCL_RET_OK) {
+        geometry_msgs__msg__PoseStamped__copy(&goal_in, &goal);
+        have_goal = true;
+        fprintf(stderr, "native_controller: new goal (%.2f, %.2f, %.2f) in '%s'\n", goal.pose.position.x,
+                goal.pose.position.y, goal.pose.position.z, goal.header.frame_id.data);
+      }
+      while (rcl_take(&odom_sub, &odom_in, &info, nullptr) == RCL_RET_OK) {
+        nav_msgs__msg__Odometry__copy(&odom_in, &odom);
+        have_odom = true;
+        odom_at = now_ns();
+      }
+    }
+    while (rcl_take(&image_sub, &image, &info, nullptr) == RCL_RET_OK) {
+      std::string why;
+      if (!frame_to_rgb(image, H, W, rgb, why)) {
+        ++dropped;
+        fprintf(stderr, "native_controller: dropped a camera frame: %s\n", why.c_str());
+        continue;
+      }
+      ++frames;
+      const int64_t now = now_ns();
+      camera_at = now;
+      const builtin_interfaces__msg__Time stamp = image.header.stamp;
+      // Δt (DtTracker): the first frame, a stamp going back, a gap over max_dt: nominal Δt; the last two reset.
+      double dt = 1.0 / opt.expected_rate;
+      const int64_t sn = stamp_ns(stamp);
+      if (have_stamp) {
+        const double delta = (sn - last_stamp) / 1e9;
+        if (delta < 0 || delta > opt.max_dt) {
+          have_state = false;
+          ++resets;
+          fprintf(stderr, "native_controller: resetting the recurrent state: %s\n",
+                  delta < 0 ? "frame stamp went back" : "gap between frames exceeds max_dt");
+        } else {
+          dt = delta;
+        }
+      }
+      have_stamp = true;
+      last_stamp = sn;
+      const std::string missing = stale(now);
+      if (!missing.empty()) {  // a missing input: hover, and do not advance the network on partial inputs
+        publish(zero, stamp);
+        ++commands;
+        continue;
+      }
+      float g[4];
+      if (wts.use_goal) {
+        if (!have_odom) {  // not stale yet (within odom_timeout of the start) but not here either
+          publish(zero, stamp);
+          ++commands;
+          continue;
+        }
+        if (strcmp(odom.header.frame_id.data, goal.header.frame_id.data) != 0) {
+          fprintf(stderr, "native_controller: dropped a frame: goal in frame '%s' but odometry in '%s'\n",
+                  goal.header.frame_id.data, odom.header.frame_id.data);
+          publish(zero, stamp);
+          ++commands;
+          continue;
+        }
+        goal_input(odom, goal, g);
+      }
+      float command[4];
+      const int32_t rc = lnn_rt_step(rt.get(), rgb.data(), H, W, static_cast<int64_t>(W) * 3, nullptr,
+                                     wts.use_goal ? g : nullptr, have_state ? h.data() : nullptr,
+                                     static_cast<float>(dt), h_new.data(), command);
+      double c[4] = {command[0], command[1], command[2], command[3]};
+      const bool finite = rc == 0 && std::isfinite(c[0]) && std::isfinite(c[1]) && std::isfinite(c[2]) &&
+                          std::isfinite(c[3]);
+      if (!finite) {
+        ++nonfinite;
+        ++resets;
+        have_state = false;
+        fprintf(stderr, "native_controller: policy output is not finite%s%s; commanding zero and resetting\n",
+                rc != 0 ? ": " : "", rc != 0 ? lnn_rt_last_error() : "");
+        publish(zero, stamp);
+      } else {
+        h.swap(h_new);
+        have_state = true;
+        clamp_command(c, opt);
+        publish(c, stamp);
+      }
+      ++commands;
+    }
+    const int64_t now = now_ns();
+    if (now >= next_check) {  // the fail-safe timer
+      next_check = now + period_ns;
+      const std::string missing = stale(now);
+      if (!missing.empty()) {
+        if (!failsafe) fprintf(stderr, "native_controller: fail-safe: hovering (zero command): %s\n", missing.c_str());
+        failsafe = true;
+        if (missing.find("camera") != std::string::npos) {
+          publish(zero, now_stamp());
+          ++hovers;
+        }
+      } else if (failsafe) {
+        failsafe = false;
+        fprintf(stderr, "native_controller: fail-safe cleared: inputs are fresh again, resuming\n");
+      }
+    }
+  }
+  publish(zero, now_stamp());  // the final zero, waited on briefly so it is delivered before the publisher goes
+  if (rcl_publisher_wait_for_all_acked(&pub, RCL_MS_TO_NS(250)) != RCL_RET_OK) rcl_reset_error();
+  fprintf(stderr,
+          "native_controller: stopped; frames %llu, commands %llu, dropped frames %llu, state resets %llu, "
+          "non-finite outputs %llu, fail-safe hovers %llu\n",
+          (unsigned long long)frames, (unsigned long long)commands, (unsigned long long)dropped,
+          (unsigned long long)resets, (unsigned long long)nonfinite, (unsigned long long)hovers);
+  sensor_msgs__msg__Image__fini(&image);
+  nav_msgs__msg__Odometry__fini(&odom);
+  nav_msgs__msg__Odometry__fini(&odom_in);
+  geometry_msgs__msg__PoseStamped__fini(&goal);
+  geometry_msgs__msg__PoseStamped__fini(&goal_in);
+  geometry_msgs__msg__TwistStamped__fini(&cmd);
+  // In order: the wait set, publisher and subscriptions before their node, shutdown before the context.
+  // Teardown errors change nothing at exit; each is still reported.
+  auto report = [](rcl_ret_t rc, const char* what) {
+    if (rc != RCL_RET_OK) fprintf(stderr, "native_controller: %s failed\n", what);
+  };
+  report(rcl_wait_set_fini(&wait_set), "rcl_wait_set_fini");
+  report(rcl_publisher_fini(&pub, &node), "rcl_publisher_fini");
+  report(rcl_subscription_fini(&image_sub, &node), "rcl_subscription_fini");
+  if (wts.use_goal) {
+    report(rcl_subscription_fini(&odom_sub, &node), "rcl_subscription_fini");
+    report(rcl_subscription_fini(&goal_sub, &node), "rcl_subscription_fini");
+  }
+  report(rcl_node_fini(&node), "rcl_node_fini");
+  report(rcl_shutdown(&context), "rcl_shutdown");
+  report(rcl_context_fini(&context), "rcl_context_fini");
+  report(rcl_init_options_fini(&init_options), "rcl_init_options_fini");
+  return 0;
+}

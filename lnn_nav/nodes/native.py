@@ -1,0 +1,148 @@
+"""The native controller node (``csrc/native_controller.cpp``): built here against the ROS wheels, then run.
+
+``python -m lnn_nav.nodes.native --weights W.native.safetensors [node options] [--ros-args ...]`` builds
+the node once (into ``~/.cache/lnn_nav/native_node``, named by a hash of its sources, flags and
+compiler) and runs it in place of this process. The weights come from
+``lnn-nav export CKPT --format native``. What the node does and does not do (yet) is in its source's
+header comment and in docs/nodes.md, "The native controller node".
+
+The ``ros-jazzy-*`` wheels carry rcl's headers and libraries; they are auditwheel-repaired (their own
+dependencies in ``*.libs`` folders beside them) and some link the Python message bindings, so the
+program links the shared ``libpython`` and runs with the environment's ``lib`` and those ``*.libs``
+folders on ``LD_LIBRARY_PATH`` (:func:`ros_link_environment`). In a ROS install built from source
+(colcon), the same sources build with the install's include and lib folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from lnn_nav import cbuild
+
+HERE = Path(__file__).resolve().parent
+SOURCE = HERE / "csrc" / "native_controller.cpp"
+KERNELS = HERE.parent / "kernels" / "csrc"
+RUNTIME = KERNELS / "policy_runtime.cpp"
+RUNTIME_HEADERS = ("cfc_layout.h", "cfc_math.h", "cfc_step.h", "encoder_kernels.h", "policy_runtime.h")
+# The runtime with the torch extension's flags (its commands are the extension's); the node's own code
+# without fused multiply-adds, so the goal input is NumPy's bits on every machine.
+RUNTIME_FLAGS = ("-O3", "-fopenmp-simd", "-fno-trapping-math", "-std=c++17", "-fPIC")
+NODE_FLAGS = ("-O2", "-ffp-contract=off", "-std=c++17")
+LIBS = (
+    "rcl",
+    "rcutils",
+    "rmw",
+    "rosidl_runtime_c",
+    "sensor_msgs__rosidl_generator_c",
+    "sensor_msgs__rosidl_typesupport_c",
+    "geometry_msgs__rosidl_generator_c",
+    "geometry_msgs__rosidl_typesupport_c",
+    "nav_msgs__rosidl_generator_c",
+    "nav_msgs__rosidl_typesupport_c",
+    "builtin_interfaces__rosidl_generator_c",
+    "std_msgs__rosidl_generator_c",
+)
+
+
+@dataclass(frozen=True)
+class RosLink:
+    """Where this environment's rcl headers and libraries are, and how a program linked to them runs."""
+
+    includes: list[Path]
+    libdir: Path
+    libpython: Path
+    env: dict[str, str]
+
+
+def ros_link_environment() -> RosLink:
+    """The ROS wheels' include folders and libraries in this Python environment; RuntimeError naming what is
+    missing."""
+    prefix = Path(sys.prefix)
+    if not (prefix / "include" / "rcl").is_dir():
+        raise RuntimeError(f"no rcl headers under {prefix / 'include'} (the ros-jazzy-* wheels install them)")
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        raise RuntimeError("this Python has no shared libpython, which the ROS wheels' libraries link")
+    libdir = Path(str(sysconfig.get_config_var("LIBDIR") or ""))
+    libpython = libdir / str(sysconfig.get_config_var("LDLIBRARY") or "")  # e.g. libpython3.11.so
+    site = Path(sysconfig.get_paths()["purelib"])
+    folders = [str(prefix / "lib"), *sorted(str(p) for p in site.glob("*.libs") if p.is_dir()), str(libdir)]
+    inherited = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]  # no empty entry
+    env = dict(os.environ, LD_LIBRARY_PATH=os.pathsep.join([*folders, *inherited]))
+    includes = sorted(p for p in (prefix / "include").iterdir() if p.is_dir())
+    return RosLink(includes, prefix / "lib", libpython, env)
+
+
+def link_flags(link: RosLink, libs: Sequence[str]) -> list[str]:
+    """The linker arguments for ``libs`` (rcl and message libraries) in this environment."""
+    return [
+        f"-L{link.libdir}",
+        "-Wl,--allow-shlib-undefined",
+        *(f"-l{lib}" for lib in libs),
+        "-Wl,--no-as-needed",
+        str(link.libpython),
+    ]
+
+
+def _run(cmd: list[str], what: str) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{done.stderr.strip()[-2000:]}")
+
+
+def build() -> tuple[Path, dict[str, str]]:
+    """The node's executable (built now unless cached) and the environment it runs in; RuntimeError if it
+    cannot be built here."""
+    compiler = cbuild.compiler()
+    if compiler is None:
+        raise RuntimeError(f"no C++ compiler ('{os.environ.get('CXX') or 'c++'}' is not on PATH)")
+    link = ros_link_environment()
+    digest = hashlib.sha256()
+    for f in (SOURCE, RUNTIME, *(KERNELS / h for h in RUNTIME_HEADERS)):
+        digest.update(f.read_bytes())
+    for text in (" ".join(RUNTIME_FLAGS), " ".join(NODE_FLAGS), " ".join(LIBS), " ".join(compiler), sys.prefix):
+        digest.update(text.encode())
+    target = cbuild.cache_dir("native_node") / f"native_controller-{digest.hexdigest()[:16]}"
+    if target.exists():
+        return target, link.env
+    target.parent.mkdir(parents=True, exist_ok=True)
+    includes = [f"-I{p}" for p in link.includes]
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        runtime_o, node_o, binary = Path(tmp) / "runtime.o", Path(tmp) / "node.o", Path(tmp) / "native_controller"
+        _run([*compiler, *RUNTIME_FLAGS, "-c", str(RUNTIME), "-o", str(runtime_o)], f"compiling {RUNTIME.name}")
+        _run(
+            [*compiler, *NODE_FLAGS, f"-I{KERNELS}", *includes, "-c", str(SOURCE), "-o", str(node_o)],
+            f"compiling {SOURCE.name}",
+        )
+        _run(
+            [*compiler, str(node_o), str(runtime_o), "-o", str(binary), *link_flags(link, LIBS)],
+            "linking the native controller",
+        )
+        os.replace(binary, target)  # atomic: a concurrent builder's file is the same program
+    return target, link.env
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] in (["-h"], ["--help"]):
+        print(__doc__)
+        return 0
+    try:
+        binary, env = build()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as err:
+        print(f"native controller: cannot build it here: {err}", file=sys.stderr)
+        return 2
+    # The node replaces this process: signals reach it directly, its exit code is the command's.
+    os.execve(str(binary), [str(binary), *args], env)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())

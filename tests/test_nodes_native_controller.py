@@ -1,0 +1,344 @@
+"""The native controller node (rcl + the torch-free runtime) on a real graph: the Python controller's commands
+for the same frames, goal and odometry; its fail-safes; its refusals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+rclpy = pytest.importorskip("rclpy")
+
+from builtin_interfaces.msg import Time  # noqa: E402
+from geometry_msgs.msg import PoseStamped, TwistStamped  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from lnn_nav.kernels.native import export_weights, save_weights  # noqa: E402
+from lnn_nav.models import EncoderConfig, LiquidPolicy, PolicyConfig  # noqa: E402
+from lnn_nav.models.preprocess import resize_rgb  # noqa: E402
+from lnn_nav.nodes import native  # noqa: E402
+from lnn_nav.nodes.controller_logic import DtTracker, clamp_command  # noqa: E402
+from lnn_nav.nodes.conversions import goal_input, rgb_to_image_msg  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+LIMITS = (0.5, 3.0, 2.0943951023931953)  # max_speed_xy small enough that the clamp acts
+
+
+@pytest.fixture(scope="module")
+def node_binary() -> tuple[Path, dict[str, str]]:
+    try:
+        return native.build()
+    except RuntimeError as err:
+        if "no C++ compiler" in str(err):
+            pytest.skip(str(err))
+        raise
+
+
+def _weights(tmp_path: Path, use_goal: bool, use_imu: bool = False) -> tuple[LiquidPolicy, Path]:
+    torch.manual_seed(4)
+    cfg = PolicyConfig(encoder=EncoderConfig(height=48, width=64), use_goal=use_goal, use_imu=use_imu)
+    policy = LiquidPolicy(cfg).eval()
+    if use_imu:
+        return policy, tmp_path / "unused"
+    return policy, save_weights(export_weights(policy), tmp_path / "policy.native.safetensors")
+
+
+class Peer:
+    """The test's side of the graph: camera, odometry and goal publishers, the command subscriber."""
+
+    def __init__(self, ns: str) -> None:
+        self.ns = ns
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("native_controller_test_peer", context=self.context)
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.image_pub = self.node.create_publisher(Image, f"{ns}/camera/image_raw", reliable)
+        self.odom_pub = self.node.create_publisher(Odometry, f"{ns}/odom", reliable)
+        latched = QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
+        self.goal_pub = self.node.create_publisher(PoseStamped, f"{ns}/goal_pose", latched)
+        self.commands: list[TwistStamped] = []
+        self.lock = threading.Lock()
+        self.node.create_subscription(TwistStamped, f"{ns}/cmd_vel", self._on_cmd, 100)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._running = True
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        while self._running and self.context.ok():
+            self.executor.spin_once(timeout_sec=0.02)
+
+    def _on_cmd(self, msg: TwistStamped) -> None:
+        with self.lock:
+            self.commands.append(msg)
+
+    def snapshot(self) -> list[TwistStamped]:
+        with self.lock:
+            return list(self.commands)
+
+    def wait_for(self, predicate, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.01)
+        return predicate()
+
+    def answer(self, stamp: Time) -> TwistStamped | None:
+        for c in self.snapshot():
+            if (c.header.stamp.sec, c.header.stamp.nanosec) == (stamp.sec, stamp.nanosec):
+                return c
+        return None
+
+    def close(self) -> None:
+        self._running = False
+        self.thread.join(timeout=5)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+def _start(binary_env, weights: Path, ns: str, *extra: str) -> subprocess.Popen:
+    binary, env = binary_env
+    env = dict(env, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    cmd = [
+        str(binary),
+        "--weights",
+        str(weights),
+        "--image-topic",
+        f"{ns}/camera/image_raw",
+        "--cmd-topic",
+        f"{ns}/cmd_vel",
+        "--odom-topic",
+        f"{ns}/odom",
+        "--goal-topic",
+        f"{ns}/goal_pose",
+        "--max-speed-xy",
+        str(LIMITS[0]),
+        "--image-timeout",
+        "0.5",
+        "--odom-timeout",
+        "5.0",
+        *extra,
+    ]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _stop(proc: subprocess.Popen) -> tuple[int, str]:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return proc.returncode, err
+
+
+def _frames() -> list[tuple[Time, Image, np.ndarray]]:
+    """Frames at the policy's size and at twice it (shrunk by the node), rgb8 and bgr8, varying Δt."""
+    rng = np.random.default_rng(2)
+    out, t = [], 1000.0
+    for i in range(6):
+        t += [0.05, 0.07, 0.1, 0.033, 0.2, 0.06][i]
+        stamp = Time(sec=int(t), nanosec=int(round((t % 1) * 1e9)))
+        size = (96, 128) if i % 3 == 1 else (48, 64)
+        rgb = rng.integers(0, 256, size=(*size, 3), dtype=np.uint8)
+        msg = rgb_to_image_msg(rgb, stamp, "camera", encoding="bgr8" if i % 2 else "rgb8")
+        out.append((stamp, msg, rgb))
+    return out
+
+
+def _expected(
+    policy: LiquidPolicy, answered: list[tuple[Time, np.ndarray]], goal: np.ndarray | None, hovered: int = 0
+) -> list:
+    """The Python controller's commands for the frames the node answered, in order (its Δt, step, clamp); the
+    first ``hovered`` frames only move the Δt tracker (an input was missing: hover, network not advanced)."""
+    tracker, state, out = DtTracker(1.0 / 15.0, 0.5), None, []
+    for i, (stamp, rgb) in enumerate(answered):
+        step = tracker.update(stamp.sec * 1_000_000_000 + stamp.nanosec)
+        if step.reset is not None:
+            state = None
+        if i < hovered:
+            out.append(np.zeros(4))
+            continue
+        image = torch.from_numpy(resize_rgb(rgb, 48, 64)).permute(2, 0, 1).unsqueeze(0)
+        extras = {"goal": torch.from_numpy(goal).reshape(1, 4)} if goal is not None else {}
+        with torch.inference_mode():
+            cmd, state = policy.step(image, step.dt, state, **extras)
+        out.append(clamp_command(cmd[0].to(torch.float64).numpy(), *LIMITS))
+    return out
+
+
+def _fly(peer: Peer, frames) -> list[tuple[Time, np.ndarray, np.ndarray]]:
+    """Sends each frame once (waiting for its answer); returns (stamp, frame, command) of those answered."""
+    answered = []
+    for stamp, msg, rgb in frames:
+        peer.image_pub.publish(msg)
+        if peer.wait_for(lambda s=stamp: peer.answer(s) is not None, 3.0):
+            c = peer.answer(stamp)
+            assert c is not None
+            t = c.twist
+            answered.append((stamp, rgb, np.array([t.linear.x, t.linear.y, t.linear.z, t.angular.z])))
+    return answered
+
+
+def _connected(peer: Peer, proc: subprocess.Popen) -> None:
+    """Until the node answers a warm-up frame (discovery can match one side before the other, and a frame
+    sent then is lost). Its stamp lies 100 s before the test's frames: the gap restarts the node's state,
+    so the frames that follow start as from rest."""
+    ok = peer.wait_for(
+        lambda: peer.image_pub.get_subscription_count() > 0 and peer.node.count_publishers(f"{peer.ns}/cmd_vel") > 0,
+        15.0,
+    )
+    assert ok, f"the node never connected: {proc.poll()} {proc.stderr.read() if proc.poll() is not None else ''}"
+    warm = rgb_to_image_msg(np.zeros((48, 64, 3), np.uint8), Time(sec=900), "camera")
+    for _ in range(30):
+        peer.image_pub.publish(warm)
+        if peer.wait_for(lambda: peer.answer(warm.header.stamp) is not None, 0.5):
+            return
+    raise AssertionError("the node answered no warm-up frame")
+
+
+def test_native_node_flies_the_python_controllers_commands(node_binary, tmp_path: Path) -> None:
+    policy, weights = _weights(tmp_path, use_goal=False)
+    ns = f"/n{uuid.uuid4().hex[:8]}"
+    peer = Peer(ns)
+    proc = _start(node_binary, weights, ns)
+    try:
+        _connected(peer, proc)
+        answered = _fly(peer, _frames())
+        assert len(answered) >= 5, f"only {len(answered)} of 6 frames answered"
+        expected = _expected(policy, [(s, rgb) for s, rgb, _ in answered], None)
+        for (_, _, got), want in zip(answered, expected):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+        assert all(np.hypot(*got[:2]) <= LIMITS[0] + 1e-9 for _, _, got in answered)
+        assert any(not np.allclose(got, 0.0) for _, _, got in answered)
+        assert all(c.header.frame_id == "base_link" for c in peer.snapshot())
+    finally:
+        code, err = _stop(proc)
+        peer.close()
+    assert code == 0, err
+    assert "stopped; frames" in err
+
+
+def test_native_node_flies_to_the_goal_from_odometry(node_binary, tmp_path: Path) -> None:
+    policy, weights = _weights(tmp_path, use_goal=True)
+    ns = f"/n{uuid.uuid4().hex[:8]}"
+    peer = Peer(ns)
+    proc = _start(node_binary, weights, ns)
+    odom = Odometry()
+    odom.header.frame_id = "map"
+    odom.pose.pose.position.x, odom.pose.pose.position.y, odom.pose.pose.position.z = 1.0, -2.0, 1.5
+    q = np.array([0.9, 0.1, -0.05, 0.4])  # not unit: the node normalises it, as goal_input does
+    odom.pose.pose.orientation.w, odom.pose.pose.orientation.x = float(q[0]), float(q[1])
+    odom.pose.pose.orientation.y, odom.pose.pose.orientation.z = float(q[2]), float(q[3])
+    goal = PoseStamped()
+    goal.header.frame_id = "map"
+    goal.pose.position.x, goal.pose.position.y, goal.pose.position.z = 20.0, 5.0, 2.0
+    try:
+        _connected(peer, proc)
+        frames = _frames()
+        # Before the goal: every frame is a hover, the network not advanced.
+        peer.odom_pub.publish(odom)
+        first = _fly(peer, frames[:1])
+        assert first and np.allclose(first[0][2], 0.0)
+        peer.goal_pub.publish(goal)
+        time.sleep(0.3)  # the latched goal arrives
+        peer.odom_pub.publish(odom)
+        time.sleep(0.1)
+        answered = _fly(peer, frames[1:])
+        assert len(answered) >= 4
+        expected = _expected(policy, [(s, rgb) for s, rgb, _ in first + answered], goal_input(odom, goal), hovered=1)
+        for (_, _, got), want in zip(answered, expected[1:]):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    finally:
+        code, err = _stop(proc)
+        peer.close()
+    assert code == 0, err
+    assert "new goal (20.00, 5.00, 2.00) in 'map'" in err
+
+
+def test_native_node_drops_bad_frames_hovers_on_a_stale_camera_and_ends_with_a_zero(node_binary, tmp_path) -> None:
+    _, weights = _weights(tmp_path, use_goal=False)
+    ns = f"/n{uuid.uuid4().hex[:8]}"
+    peer = Peer(ns)
+    proc = _start(node_binary, weights, ns, "--failsafe-rate", "20")
+    try:
+        _connected(peer, proc)
+        frames = _frames()
+        assert _fly(peer, frames[:1])
+        bad = rgb_to_image_msg(np.zeros((48, 64, 3), np.uint8), Time(sec=1001, nanosec=0), "camera")
+        bad.encoding = "yuv422"
+        odd = rgb_to_image_msg(np.zeros((50, 64, 3), np.uint8), Time(sec=1001, nanosec=1), "camera")
+        for msg in (bad, odd):  # one at a time: the node's depth-1 camera queue keeps only the newest
+            peer.image_pub.publish(msg)
+            time.sleep(0.3)
+        assert peer.answer(bad.header.stamp) is None and peer.answer(odd.header.stamp) is None
+        before = len(peer.snapshot())
+        # No frames for longer than image_timeout (0.5 s): hovers at the fail-safe rate, stamped now.
+        assert peer.wait_for(lambda: len(peer.snapshot()) - before >= 3, 3.0)
+        hovers = peer.snapshot()[before:]
+        assert all(np.allclose([h.twist.linear.x, h.twist.linear.y, h.twist.angular.z], 0.0) for h in hovers)
+        assert all(h.header.stamp.sec > 1_600_000_000 for h in hovers)  # the wall clock, not a frame's
+        resumed = _fly(peer, frames[1:2])
+        assert resumed and not np.allclose(resumed[0][2], 0.0)
+        count = len(peer.snapshot())
+    finally:
+        code, err = _stop(proc)
+    try:
+        assert peer.wait_for(lambda: len(peer.snapshot()) > count, 3.0)  # the final zero
+        final = peer.snapshot()[-1].twist
+        assert (final.linear.x, final.linear.y, final.linear.z, final.angular.z) == (0.0, 0.0, 0.0, 0.0)
+    finally:
+        peer.close()
+    assert code == 0, err
+    assert "dropped a camera frame: image encoding 'yuv422' is not supported" in err
+    assert "integer multiple" in err and "fail-safe: hovering" in err and "fail-safe cleared" in err
+
+
+def test_native_node_refuses_what_it_cannot_fly(node_binary, tmp_path: Path) -> None:
+    binary, env = node_binary
+    env = dict(env, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(binary), *args], env=env, capture_output=True, text=True, timeout=30)
+
+    missing = run("--weights", str(tmp_path / "missing.safetensors"))
+    assert missing.returncode == 2 and "cannot open" in missing.stderr
+    checkpoint = run("--weights", str(Path(__file__).resolve().parent.parent / "models" / "cfc_ncp.safetensors"))
+    assert checkpoint.returncode == 2 and "--format native" in checkpoint.stderr
+    (tmp_path / "junk").write_bytes(os.urandom(64))
+    assert run("--weights", str(tmp_path / "junk")).returncode == 2
+    assert run().returncode == 2 and "--weights is required" in run().stderr
+    _, weights = _weights(tmp_path, use_goal=False)
+    bad = run("--weights", str(weights), "--max-speed-xy", "fast")
+    assert bad.returncode == 2 and "needs a number" in bad.stderr
+    assert run("--weights", str(weights), "--frobnicate", "1").returncode == 2
+
+
+def test_the_node_sources_ship_with_the_package() -> None:
+    import ast
+
+    setup = Path(__file__).resolve().parent.parent / "setup.py"
+    call = next(n for n in ast.walk(ast.parse(setup.read_text())) if isinstance(n, ast.Call) and n.keywords)
+    package_data = ast.literal_eval(next(k.value for k in call.keywords if k.arg == "package_data"))
+    assert any(native.SOURCE.match(p) for p in package_data["lnn_nav.nodes"])
+    assert any(native.RUNTIME.match(p) for p in package_data["lnn_nav.kernels"])
+    assert "native_controller_node = lnn_nav.nodes.native:main" in setup.read_text()
