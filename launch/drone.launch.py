@@ -10,10 +10,16 @@ image_topic, as image_transport does (``/camera/color/image_raw`` ->
 ``/camera/color/camera_info``). Pair it with a camera driver and the PX4
 offboard bridge. The `launch` package comes with a ROS install (not as a
 pip wheel).
+
+    ros2 launch lnn_nav drone.launch.py native_weights:=/path/policy.native.safetensors
+
+runs the native controller node instead (no Python or torch in the loop; weights from
+``lnn-nav export CKPT --format native``), with config/controller.yaml's limits, timeouts and rates.
 """
 
 import os
 
+import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
@@ -33,11 +39,46 @@ def controller_overrides(model_path: str, device: str, image_topic: str, info_to
     }
 
 
+#: config/controller.yaml parameter -> the native controller node's flag.
+NATIVE_FLAGS = {
+    "max_speed_xy": "--max-speed-xy",
+    "max_speed_z": "--max-speed-z",
+    "max_yaw_rate": "--max-yaw-rate",
+    "image_timeout": "--image-timeout",
+    "odom_timeout": "--odom-timeout",
+    "failsafe_rate_hz": "--failsafe-rate",
+    "expected_rate": "--expected-rate",
+    "max_dt": "--max-dt",
+}
+
+
+def native_arguments(weights: str, image_topic: str, parameters: dict) -> list[str]:
+    """The native controller node's command line: the weights, the camera topic, and the limits, timeouts and
+    rates of the controller's parameters (config/controller.yaml), so both nodes fly alike."""
+    out = ["--weights", weights, "--image-topic", image_topic]
+    for name, flag in NATIVE_FLAGS.items():
+        if name in parameters:
+            out += [flag, str(float(parameters[name]))]
+    return out
+
+
 def _launch_setup(context, *args, **kwargs):
     config = os.path.join(get_package_share_directory("lnn_nav"), "config", "controller.yaml")
     arg = lambda name: LaunchConfiguration(name).perform(context).strip()  # noqa: E731
     # Parameters, not a remapping of /camera/image_raw: a remapping would miss the compressed transport's
     # <image_topic>/compressed and the camera_info the node derives from its image_topic parameter.
+    if arg("native_weights"):
+        with open(config) as f:
+            parameters = yaml.safe_load(f)["controller_node"]["ros__parameters"]
+        return [
+            Node(
+                package="lnn_nav",
+                executable="native_controller_node",
+                name="native_controller",
+                output="screen",
+                arguments=native_arguments(arg("native_weights"), arg("image_topic"), parameters),
+            ),
+        ]
     overrides = controller_overrides(arg("model_path"), arg("device"), arg("image_topic"), arg("camera_info_topic"))
     return [
         Node(
@@ -53,7 +94,17 @@ def _launch_setup(context, *args, **kwargs):
 def generate_launch_description():
     return LaunchDescription(
         [
-            DeclareLaunchArgument("model_path", description="controller checkpoint (.safetensors)"),
+            DeclareLaunchArgument(
+                "model_path",
+                default_value="",
+                description="controller checkpoint (.safetensors); empty: the shipped CfC-NCP",
+            ),
+            DeclareLaunchArgument(
+                "native_weights",
+                default_value="",
+                description="weights from `lnn-nav export CKPT --format native`: run the native controller node "
+                "(no Python or torch in the loop) instead of controller_node",
+            ),
             DeclareLaunchArgument("image_topic", default_value="/camera/image_raw", description="camera image topic"),
             DeclareLaunchArgument(
                 "camera_info_topic",

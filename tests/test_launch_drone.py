@@ -114,3 +114,26 @@ def test_the_default_image_topic_and_an_explicit_camera_info_topic(monkeypatch, 
         module, model_path="/m.safetensors", image_topic="/cam/left/image_rect", camera_info_topic="/cam/calibration"
     )
     assert (overrides["image_topic"], overrides["camera_info_topic"]) == ("/cam/left/image_rect", "/cam/calibration")
+
+
+def test_native_weights_run_the_native_node_with_the_yaml_limits(monkeypatch, tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "controller.yaml").write_text((ROOT / "config" / "controller.yaml").read_text())
+    module = _load_drone_launch(monkeypatch, tmp_path)
+    description = module.generate_launch_description()
+    declared = {a.args[0]: a.kwargs.get("default_value") for a in description.args[0] if a.args}
+    assert declared["native_weights"] == "" and declared["model_path"] == ""
+    context = {name: default for name, default in declared.items() if default is not None}
+    context.update(native_weights="/w/cfc_ncp.native.safetensors", image_topic="/cam/image_raw")
+    setup = next(a.kwargs["function"] for a in description.args[0] if "function" in a.kwargs)
+    (node,) = setup(context)
+    assert node.kwargs["executable"] == "native_controller_node"
+    args = node.kwargs["arguments"]
+    flags = dict(zip(args[::2], args[1::2]))
+    assert flags["--weights"] == "/w/cfc_ncp.native.safetensors" and flags["--image-topic"] == "/cam/image_raw"
+    import yaml
+
+    params = yaml.safe_load((ROOT / "config" / "controller.yaml").read_text())["controller_node"]["ros__parameters"]
+    assert float(flags["--max-speed-xy"]) == params["max_speed_xy"]
+    assert float(flags["--failsafe-rate"]) == params["failsafe_rate_hz"]
+    assert float(flags["--image-timeout"]) == params["image_timeout"]
