@@ -342,3 +342,41 @@ def test_the_node_sources_ship_with_the_package() -> None:
     assert any(native.SOURCE.match(p) for p in package_data["lnn_nav.nodes"])
     assert any(native.RUNTIME.match(p) for p in package_data["lnn_nav.kernels"])
     assert "native_controller_node = lnn_nav.nodes.native:main" in setup.read_text()
+
+
+def test_native_node_e_stop_and_reset_services(node_binary, tmp_path: Path) -> None:
+    from std_srvs.srv import SetBool, Trigger
+
+    policy, weights = _weights(tmp_path, use_goal=False)
+    ns = f"/n{uuid.uuid4().hex[:8]}"
+    peer = Peer(ns)
+    proc = _start(node_binary, weights, ns, "--ros-args", "-r", f"__ns:={ns}")
+
+    def call(srv_type, name: str, request):
+        client = peer.node.create_client(srv_type, f"{ns}/native_controller/{name}")
+        assert client.wait_for_service(timeout_sec=10.0)
+        future = client.call_async(request)
+        assert peer.wait_for(future.done, 10.0)
+        return future.result()
+
+    try:
+        _connected(peer, proc)
+        frames = _frames()
+        assert _fly(peer, frames[:1])
+        stopped = call(SetBool, "enable", SetBool.Request(data=False))
+        assert stopped.success and stopped.message == "e-stop: zero commands"
+        during = _fly(peer, frames[1:3])
+        assert during and all(np.allclose(got, 0.0) for _, _, got in during)
+        assert call(SetBool, "enable", SetBool.Request(data=True)).message == "enabled"
+        # Re-enabled: the network restarts from rest, as a fresh node on these frames would fly them.
+        after = _fly(peer, frames[3:])
+        expected = _expected(policy, [(s, rgb) for s, rgb, _ in after], None)
+        for (_, _, got), want in zip(after, expected):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+        reset = call(Trigger, "reset_state", Trigger.Request())
+        assert reset.success and reset.message == "recurrent state reset"
+    finally:
+        code, err = _stop(proc)
+        peer.close()
+    assert code == 0, err
+    assert "e-stop: commanding zero" in err and "enabled: commanding resumes" in err

@@ -49,6 +49,8 @@ LIBS = (
     "nav_msgs__rosidl_typesupport_c",
     "builtin_interfaces__rosidl_generator_c",
     "std_msgs__rosidl_generator_c",
+    "std_srvs__rosidl_generator_c",
+    "std_srvs__rosidl_typesupport_c",
 )
 
 

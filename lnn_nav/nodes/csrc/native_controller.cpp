@@ -10,9 +10,11 @@
 //   * hover (zero command) while the camera is older than image_timeout (at failsafe_rate, stamped now),
 //     and for every frame while the odometry or the goal is missing or stale; a non-finite output is a
 //     zero command and a state restart; commands are clamped (horizontal speed by norm, the rest per axis);
+//   * ~/enable (std_srvs/SetBool): false is an e-stop (a zero at once, then a zero for every frame, the
+//     network not advanced) until true, which restarts the network from rest; ~/reset_state (Trigger);
 //   * frames it cannot read are dropped and counted, never flown; SIGINT/SIGTERM end it with a final zero.
-// Not here (yet): lifecycle, ~/enable and ~/reset_state, /diagnostics, ROS parameters (options are
-// command-line flags), IMU policies, sync_inputs, the CameraInfo check.
+// Not here (yet): lifecycle, /diagnostics, ROS parameters (options are command-line flags), IMU policies,
+// sync_inputs, the CameraInfo check.
 //
 //   native_controller --weights W.native.safetensors [--image-topic T] [--cmd-topic T] [--odom-topic T]
 //       [--goal-topic T] [--max-speed-xy 6] [--max-speed-z 3] [--max-yaw-rate 2.0944] [--image-timeout 0.25]
@@ -46,6 +48,8 @@
 #include <rmw/qos_profiles.h>
 #include <rosidl_runtime_c/string_functions.h>
 #include <sensor_msgs/msg/image.h>
+#include <std_srvs/srv/set_bool.h>
+#include <std_srvs/srv/trigger.h>
 
 #include "policy_runtime.h"
 
@@ -471,8 +475,15 @@ int main(int argc, char** argv) {
   rcl_publisher_t pub = rcl_get_zero_initialized_publisher();
   CHECK(rcl_publisher_init(&pub, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(geometry_msgs, msg, TwistStamped),
                            opt.cmd_topic.c_str(), &pub_options));
+  rcl_service_options_t srv_options = rcl_service_get_default_options();
+  rcl_service_t enable_srv = rcl_get_zero_initialized_service();
+  rcl_service_t reset_srv = rcl_get_zero_initialized_service();
+  CHECK(rcl_service_init(&enable_srv, &node, ROSIDL_GET_SRV_TYPE_SUPPORT(std_srvs, srv, SetBool), "~/enable",
+                         &srv_options));
+  CHECK(rcl_service_init(&reset_srv, &node, ROSIDL_GET_SRV_TYPE_SUPPORT(std_srvs, srv, Trigger), "~/reset_state",
+                         &srv_options));
   rcl_wait_set_t wait_set = rcl_get_zero_initialized_wait_set();
-  CHECK(rcl_wait_set_init(&wait_set, 3, 0, 0, 0, 0, 0, &context, allocator));
+  CHECK(rcl_wait_set_init(&wait_set, 3, 0, 0, 0, 2, 0, &context, allocator));
 
   sensor_msgs__msg__Image image;
   nav_msgs__msg__Odometry odom, odom_in;
@@ -507,7 +518,7 @@ int main(int argc, char** argv) {
   const double zero[4] = {0.0, 0.0, 0.0, 0.0};
   std::vector<float> h(static_cast<size_t>(S), 0.0f), h_new(static_cast<size_t>(S), 0.0f);
   std::vector<uint8_t> rgb;
-  bool have_state = false, have_odom = false, have_goal = false, failsafe = false;
+  bool have_state = false, have_odom = false, have_goal = false, failsafe = false, enabled = true;
   int64_t last_stamp = 0, camera_at = -1, odom_at = -1;
   bool have_stamp = false;
   const int64_t armed_at = now_ns();
@@ -539,6 +550,8 @@ int main(int argc, char** argv) {
       CHECK(rcl_wait_set_add_subscription(&wait_set, &odom_sub, nullptr));
       CHECK(rcl_wait_set_add_subscription(&wait_set, &goal_sub, nullptr));
     }
+    CHECK(rcl_wait_set_add_service(&wait_set, &enable_srv, nullptr));
+    CHECK(rcl_wait_set_add_service(&wait_set, &reset_srv, nullptr));
     const int64_t wait_ns = std::max<int64_t>(0, next_check - now_ns());
     rcl_ret_t waited = rcl_wait(&wait_set, wait_ns);
     if (waited != RCL_RET_OK && waited != RCL_RET_TIMEOUT) {
@@ -547,6 +560,41 @@ int main(int argc, char** argv) {
       rcl_reset_error();
       continue;
     }
+    rmw_request_id_t request_id;
+    std_srvs__srv__SetBool_Request enable_req;
+    std_srvs__srv__SetBool_Request__init(&enable_req);
+    while (rcl_take_request(&enable_srv, &request_id, &enable_req) == RCL_RET_OK) {
+      if (enable_req.data && !enabled) {  // the network sat idle during the stop: restart it from rest
+        have_state = false;
+        have_stamp = false;
+        fprintf(stderr, "native_controller: enabled: commanding resumes\n");
+      } else if (!enable_req.data && enabled) {
+        fprintf(stderr, "native_controller: e-stop: commanding zero until re-enabled\n");
+        publish(zero, now_stamp());
+      }
+      enabled = enable_req.data;
+      std_srvs__srv__SetBool_Response resp;
+      std_srvs__srv__SetBool_Response__init(&resp);
+      resp.success = true;
+      rosidl_runtime_c__String__assign(&resp.message, enabled ? "enabled" : "e-stop: zero commands");
+      if (rcl_send_response(&enable_srv, &request_id, &resp) != RCL_RET_OK) rcl_reset_error();
+      std_srvs__srv__SetBool_Response__fini(&resp);
+    }
+    std_srvs__srv__SetBool_Request__fini(&enable_req);
+    std_srvs__srv__Trigger_Request reset_req;
+    std_srvs__srv__Trigger_Request__init(&reset_req);
+    while (rcl_take_request(&reset_srv, &request_id, &reset_req) == RCL_RET_OK) {
+      have_state = false;
+      have_stamp = false;
+      ++resets;
+      std_srvs__srv__Trigger_Response resp;
+      std_srvs__srv__Trigger_Response__init(&resp);
+      resp.success = true;
+      rosidl_runtime_c__String__assign(&resp.message, "recurrent state reset");
+      if (rcl_send_response(&reset_srv, &request_id, &resp) != RCL_RET_OK) rcl_reset_error();
+      std_srvs__srv__Trigger_Response__fini(&resp);
+    }
+    std_srvs__srv__Trigger_Request__fini(&reset_req);
     rmw_message_info_t info;
     if (wts.use_goal) {
       while (rcl_take(&goal_sub, &goal_in, &info, nullptr) == RCL_RET_OK) {
@@ -589,7 +637,7 @@ int main(int argc, char** argv) {
       have_stamp = true;
       last_stamp = sn;
       const std::string missing = stale(now);
-      if (!missing.empty()) {  // a missing input: hover, and do not advance the network on partial inputs
+      if (!enabled || !missing.empty()) {  // e-stop or a missing input: hover, the network not advanced
         publish(zero, stamp);
         ++commands;
         continue;
@@ -668,6 +716,8 @@ int main(int argc, char** argv) {
     if (rc != RCL_RET_OK) fprintf(stderr, "native_controller: %s failed\n", what);
   };
   report(rcl_wait_set_fini(&wait_set), "rcl_wait_set_fini");
+  report(rcl_service_fini(&enable_srv, &node), "rcl_service_fini");
+  report(rcl_service_fini(&reset_srv, &node), "rcl_service_fini");
   report(rcl_publisher_fini(&pub, &node), "rcl_publisher_fini");
   report(rcl_subscription_fini(&image_sub, &node), "rcl_subscription_fini");
   if (wts.use_goal) {
