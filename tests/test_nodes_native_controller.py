@@ -380,3 +380,21 @@ def test_native_node_e_stop_and_reset_services(node_binary, tmp_path: Path) -> N
         peer.close()
     assert code == 0, err
     assert "e-stop: commanding zero" in err and "enabled: commanding resumes" in err
+
+
+def test_a_sourced_ros_install_is_found_when_the_wheels_are_not(tmp_path: Path, monkeypatch) -> None:
+    # A fake /opt/ros/jazzy: rcl's headers in include/rcl/rcl, libraries in lib; this Python's prefix has none.
+    install = tmp_path / "opt_ros_jazzy"
+    (install / "include" / "rcl" / "rcl").mkdir(parents=True)
+    (install / "include" / "sensor_msgs").mkdir()
+    (install / "lib").mkdir()
+    monkeypatch.setattr(native.sys, "prefix", str(tmp_path / "venv"))
+    monkeypatch.setenv("AMENT_PREFIX_PATH", f"{tmp_path / 'ws' / 'install'}{os.pathsep}{install}")
+    link = native.ros_link_environment()
+    assert link.libdir == install / "lib" and link.libpython == Path()
+    assert install / "include" / "sensor_msgs" in link.includes
+    assert link.env["LD_LIBRARY_PATH"].split(os.pathsep)[0] == str(install / "lib")
+    assert "libpython" not in " ".join(native.link_flags(link, ["rcl"]))
+    monkeypatch.setenv("AMENT_PREFIX_PATH", "")
+    with pytest.raises(RuntimeError, match="no rcl headers"):
+        native.ros_link_environment()

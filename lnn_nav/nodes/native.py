@@ -9,8 +9,9 @@ header comment and in docs/nodes.md, "The native controller node".
 The ``ros-jazzy-*`` wheels carry rcl's headers and libraries; they are auditwheel-repaired (their own
 dependencies in ``*.libs`` folders beside them) and some link the Python message bindings, so the
 program links the shared ``libpython`` and runs with the environment's ``lib`` and those ``*.libs``
-folders on ``LD_LIBRARY_PATH`` (:func:`ros_link_environment`). In a ROS install built from source
-(colcon), the same sources build with the install's include and lib folders.
+folders on ``LD_LIBRARY_PATH`` (:func:`ros_link_environment`). Without the wheels, a sourced ROS install
+(``AMENT_PREFIX_PATH``: /opt/ros/jazzy on a Jetson) is used: its include and lib folders, no libpython.
+Only the wheels' build was exercised here.
 """
 
 from __future__ import annotations
@@ -60,24 +61,42 @@ class RosLink:
 
     includes: list[Path]
     libdir: Path
-    libpython: Path
+    libpython: Path  # Path() where the libraries do not need it (a ROS install)
     env: dict[str, str]
 
 
+def _ros_prefixes() -> list[Path]:
+    """Where to look for rcl: this Python environment (the ros-jazzy-* wheels), then a sourced ROS install's
+    prefixes (``AMENT_PREFIX_PATH``: /opt/ros/jazzy, a colcon workspace's install)."""
+    ament = [Path(p) for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    return [Path(sys.prefix), *ament]
+
+
 def ros_link_environment() -> RosLink:
-    """The ROS wheels' include folders and libraries in this Python environment; RuntimeError naming what is
-    missing."""
-    prefix = Path(sys.prefix)
-    if not (prefix / "include" / "rcl").is_dir():
-        raise RuntimeError(f"no rcl headers under {prefix / 'include'} (the ros-jazzy-* wheels install them)")
-    if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
-        raise RuntimeError("this Python has no shared libpython, which the ROS wheels' libraries link")
-    libdir = Path(str(sysconfig.get_config_var("LIBDIR") or ""))
-    libpython = libdir / str(sysconfig.get_config_var("LDLIBRARY") or "")  # e.g. libpython3.11.so
-    site = Path(sysconfig.get_paths()["purelib"])
-    folders = [str(prefix / "lib"), *sorted(str(p) for p in site.glob("*.libs") if p.is_dir()), str(libdir)]
+    """The include folders and libraries of the ROS this process sees; RuntimeError naming what is missing.
+
+    The wheels (this environment's prefix) are auditwheel-repaired and some of their libraries link the
+    Python message bindings: the program then links the shared ``libpython`` too and runs with the wheels'
+    ``*.libs`` folders on ``LD_LIBRARY_PATH``. A ROS install's libraries need neither.
+    """
+    prefixes = _ros_prefixes()
+    prefix = next((p for p in prefixes if (p / "include" / "rcl").is_dir()), None)
+    if prefix is None:
+        looked = ", ".join(str(p / "include") for p in prefixes)
+        raise RuntimeError(f"no rcl headers under {looked} (install the ros-jazzy-* wheels or source a ROS install)")
+    wheels = prefix == Path(sys.prefix)
+    folders = [str(prefix / "lib")]
+    libpython = Path()
+    if wheels:
+        if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
+            raise RuntimeError("this Python has no shared libpython, which the ROS wheels' libraries link")
+        libdir = Path(str(sysconfig.get_config_var("LIBDIR") or ""))
+        libpython = libdir / str(sysconfig.get_config_var("LDLIBRARY") or "")  # e.g. libpython3.11.so
+        site = Path(sysconfig.get_paths()["purelib"])
+        folders += [*sorted(str(p) for p in site.glob("*.libs") if p.is_dir()), str(libdir)]
     inherited = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]  # no empty entry
     env = dict(os.environ, LD_LIBRARY_PATH=os.pathsep.join([*folders, *inherited]))
+    # The wheels put each package's headers in include/<pkg>/<pkg>/..., as a ROS install does.
     includes = sorted(p for p in (prefix / "include").iterdir() if p.is_dir())
     return RosLink(includes, prefix / "lib", libpython, env)
 
@@ -88,8 +107,7 @@ def link_flags(link: RosLink, libs: Sequence[str]) -> list[str]:
         f"-L{link.libdir}",
         "-Wl,--allow-shlib-undefined",
         *(f"-l{lib}" for lib in libs),
-        "-Wl,--no-as-needed",
-        str(link.libpython),
+        *(["-Wl,--no-as-needed", str(link.libpython)] if link.libpython != Path() else []),
     ]
 
 

@@ -13,8 +13,8 @@
 //   * ~/enable (std_srvs/SetBool): false is an e-stop (a zero at once, then a zero for every frame, the
 //     network not advanced) until true, which restarts the network from rest; ~/reset_state (Trigger);
 //   * frames it cannot read are dropped and counted, never flown; SIGINT/SIGTERM end it with a final zero.
-// Not here (yet): lifecycle, /diagnostics, ROS parameters (options are command-line flags), IMU policies,
-// sync_inputs, the CameraInfo check.
+// Not here (yet): lifecycle, /diagnostics, ROS parameters (options are command-line flags), use_sim_time
+// (the wall clock throughout), IMU policies, sync_inputs, the CameraInfo check.
 //
 //   native_controller --weights W.native.safetensors [--image-topic T] [--cmd-topic T] [--odom-topic T]
 //       [--goal-topic T] [--max-speed-xy 6] [--max-speed-z 3] [--max-yaw-rate 2.0944] [--image-timeout 0.25]
