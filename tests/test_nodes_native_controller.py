@@ -18,6 +18,7 @@ import torch
 rclpy = pytest.importorskip("rclpy")
 
 from builtin_interfaces.msg import Time  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from geometry_msgs.msg import PoseStamped, TwistStamped  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.context import Context  # noqa: E402
@@ -363,8 +364,21 @@ def test_native_node_e_stop_and_reset_services(node_binary, tmp_path: Path) -> N
         _connected(peer, proc)
         frames = _frames()
         assert _fly(peer, frames[:1])
+        statuses: list = []
+        peer.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: statuses.extend(m.status), 10)
         stopped = call(SetBool, "enable", SetBool.Request(data=False))
         assert stopped.success and stopped.message == "e-stop: zero commands"
+
+        def e_stop_reported() -> bool:
+            return any(
+                st.name == "native_controller: lnn_nav controller"
+                and st.level == DiagnosticStatus.WARN
+                and st.message == "e-stop: commanding zero"
+                and {kv.key: kv.value for kv in st.values}.get("enabled") == "False"
+                for st in list(statuses)
+            )
+
+        assert peer.wait_for(e_stop_reported, 3.0)
         during = _fly(peer, frames[1:3])
         assert during and all(np.allclose(got, 0.0) for _, _, got in during)
         assert call(SetBool, "enable", SetBool.Request(data=True)).message == "enabled"

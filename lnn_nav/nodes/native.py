@@ -51,6 +51,8 @@ LIBS = (
     "builtin_interfaces__rosidl_generator_c",
     "std_msgs__rosidl_generator_c",
     "std_srvs__rosidl_generator_c",
+    "diagnostic_msgs__rosidl_generator_c",
+    "diagnostic_msgs__rosidl_typesupport_c",
     "std_srvs__rosidl_typesupport_c",
 )
 

@@ -13,7 +13,9 @@
 //   * ~/enable (std_srvs/SetBool): false is an e-stop (a zero at once, then a zero for every frame, the
 //     network not advanced) until true, which restarts the network from rest; ~/reset_state (Trigger);
 //   * frames it cannot read are dropped and counted, never flown; SIGINT/SIGTERM end it with a final zero.
-// Not here (yet): lifecycle, /diagnostics, ROS parameters (options are command-line flags), use_sim_time
+//   * /diagnostics once a second: OK flying, WARN e-stop, ERROR fail-safe hover, with its counters, frame
+//     rate and step latency, as the Python node publishes them;
+// Not here (yet): lifecycle, ROS parameters (options are command-line flags), use_sim_time
 // (the wall clock throughout), IMU policies, sync_inputs, the CameraInfo check.
 //
 //   native_controller --weights W.native.safetensors [--image-topic T] [--cmd-topic T] [--odom-topic T]
@@ -39,6 +41,9 @@
 #include <string>
 #include <vector>
 
+#include <diagnostic_msgs/msg/detail/diagnostic_status__functions.h>
+#include <diagnostic_msgs/msg/detail/key_value__functions.h>
+#include <diagnostic_msgs/msg/diagnostic_array.h>
 #include <geometry_msgs/msg/pose_stamped.h>
 #include <geometry_msgs/msg/twist_stamped.h>
 #include <nav_msgs/msg/odometry.h>
@@ -475,6 +480,9 @@ int main(int argc, char** argv) {
   rcl_publisher_t pub = rcl_get_zero_initialized_publisher();
   CHECK(rcl_publisher_init(&pub, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(geometry_msgs, msg, TwistStamped),
                            opt.cmd_topic.c_str(), &pub_options));
+  rcl_publisher_t diag_pub = rcl_get_zero_initialized_publisher();
+  CHECK(rcl_publisher_init(&diag_pub, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(diagnostic_msgs, msg, DiagnosticArray),
+                           "/diagnostics", &pub_options));
   rcl_service_options_t srv_options = rcl_service_get_default_options();
   rcl_service_t enable_srv = rcl_get_zero_initialized_service();
   rcl_service_t reset_srv = rcl_get_zero_initialized_service();
@@ -525,6 +533,61 @@ int main(int argc, char** argv) {
   const int64_t period_ns = static_cast<int64_t>(1e9 / opt.failsafe_rate);
   int64_t next_check = armed_at + period_ns;
   uint64_t frames = 0, commands = 0, dropped = 0, resets = 0, nonfinite = 0, hovers = 0;
+  std::string failsafe_reason;
+  // Per diagnostics period: frames stepped, their latency (take to publish) summed and at most.
+  uint64_t window_frames = 0;
+  double window_latency = 0.0, window_max = 0.0;
+  int64_t next_diag = armed_at + 1000000000LL, window_start = armed_at;
+  auto publish_diagnostics = [&](int64_t now) {
+    diagnostic_msgs__msg__DiagnosticArray arr;
+    diagnostic_msgs__msg__DiagnosticArray__init(&arr);
+    arr.header.stamp = now_stamp();
+    diagnostic_msgs__msg__DiagnosticStatus__Sequence__init(&arr.status, 1);
+    diagnostic_msgs__msg__DiagnosticStatus& st = arr.status.data[0];
+    rosidl_runtime_c__String__assign(&st.name, "native_controller: lnn_nav controller");
+    rosidl_runtime_c__String__assign(&st.hardware_id, "cpu");
+    std::string message = "flying";
+    st.level = diagnostic_msgs__msg__DiagnosticStatus__OK;
+    if (!enabled) {
+      st.level = diagnostic_msgs__msg__DiagnosticStatus__WARN;
+      message = "e-stop: commanding zero";
+    } else if (failsafe) {
+      st.level = diagnostic_msgs__msg__DiagnosticStatus__ERROR;
+      message = "fail-safe hover: " + failsafe_reason;
+    }
+    rosidl_runtime_c__String__assign(&st.message, message.c_str());
+    const double seconds = std::max(1e-9, (now - window_start) / 1e9);
+    char buf[64];
+    auto fmt = [&buf](double v) {
+      snprintf(buf, sizeof(buf), "%.2f", v);
+      return std::string(buf);
+    };
+    const std::vector<std::pair<std::string, std::string>> values = {
+        {"state", "active"},
+        {"enabled", enabled ? "True" : "False"},
+        {"frame_rate_hz", fmt(window_frames / seconds)},
+        {"step_latency_mean_ms", fmt(window_frames ? window_latency / window_frames * 1e3 : 0.0)},
+        {"step_latency_max_ms", fmt(window_max * 1e3)},
+        {"failsafe_active", failsafe ? "True" : "False"},
+        {"last_failsafe_reason", failsafe_reason},
+        {"frames", std::to_string(frames)},
+        {"commands", std::to_string(commands)},
+        {"malformed_inputs", std::to_string(dropped)},
+        {"state_resets", std::to_string(resets)},
+        {"nonfinite_outputs", std::to_string(nonfinite)},
+        {"failsafe_commands", std::to_string(hovers)},
+    };
+    diagnostic_msgs__msg__KeyValue__Sequence__init(&st.values, values.size());
+    for (size_t i = 0; i < values.size(); ++i) {
+      rosidl_runtime_c__String__assign(&st.values.data[i].key, values[i].first.c_str());
+      rosidl_runtime_c__String__assign(&st.values.data[i].value, values[i].second.c_str());
+    }
+    if (rcl_publish(&diag_pub, &arr, nullptr) != RCL_RET_OK) rcl_reset_error();
+    diagnostic_msgs__msg__DiagnosticArray__fini(&arr);
+    window_frames = 0;
+    window_latency = window_max = 0.0;
+    window_start = now;
+  };
   fprintf(stderr, "native_controller: %s (%dx%d%s), camera %s -> %s\n", opt.weights.c_str(), W, H,
           wts.use_goal ? ", goal policy" : "", opt.image_topic.c_str(), opt.cmd_topic.c_str());
 
@@ -552,7 +615,7 @@ int main(int argc, char** argv) {
     }
     CHECK(rcl_wait_set_add_service(&wait_set, &enable_srv, nullptr));
     CHECK(rcl_wait_set_add_service(&wait_set, &reset_srv, nullptr));
-    const int64_t wait_ns = std::max<int64_t>(0, next_check - now_ns());
+    const int64_t wait_ns = std::max<int64_t>(0, std::min(next_check, next_diag) - now_ns());
     rcl_ret_t waited = rcl_wait(&wait_set, wait_ns);
     if (waited != RCL_RET_OK && waited != RCL_RET_TIMEOUT) {
       if (!g_running) break;
@@ -618,6 +681,7 @@ int main(int argc, char** argv) {
       }
       ++frames;
       const int64_t now = now_ns();
+      const int64_t taken_at = now;
       camera_at = now;
       const builtin_interfaces__msg__Time stamp = image.header.stamp;
       // Δt (DtTracker): the first frame, a stamp going back, a gap over max_dt: nominal Δt; the last two reset.
@@ -679,6 +743,10 @@ int main(int argc, char** argv) {
         publish(c, stamp);
       }
       ++commands;
+      const double latency = (now_ns() - taken_at) / 1e9;
+      ++window_frames;
+      window_latency += latency;
+      window_max = std::max(window_max, latency);
     }
     const int64_t now = now_ns();
     if (now >= next_check) {  // the fail-safe timer
@@ -687,6 +755,7 @@ int main(int argc, char** argv) {
       if (!missing.empty()) {
         if (!failsafe) fprintf(stderr, "native_controller: fail-safe: hovering (zero command): %s\n", missing.c_str());
         failsafe = true;
+        failsafe_reason = missing;
         if (missing.find("camera") != std::string::npos) {
           publish(zero, now_stamp());
           ++hovers;
@@ -695,6 +764,10 @@ int main(int argc, char** argv) {
         failsafe = false;
         fprintf(stderr, "native_controller: fail-safe cleared: inputs are fresh again, resuming\n");
       }
+    }
+    if (now >= next_diag) {
+      next_diag = now + 1000000000LL;
+      publish_diagnostics(now);
     }
   }
   publish(zero, now_stamp());  // the final zero, waited on briefly so it is delivered before the publisher goes
@@ -719,6 +792,7 @@ int main(int argc, char** argv) {
   report(rcl_service_fini(&enable_srv, &node), "rcl_service_fini");
   report(rcl_service_fini(&reset_srv, &node), "rcl_service_fini");
   report(rcl_publisher_fini(&pub, &node), "rcl_publisher_fini");
+  report(rcl_publisher_fini(&diag_pub, &node), "rcl_publisher_fini");
   report(rcl_subscription_fini(&image_sub, &node), "rcl_subscription_fini");
   if (wts.use_goal) {
     report(rcl_subscription_fini(&odom_sub, &node), "rcl_subscription_fini");
