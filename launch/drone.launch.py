@@ -27,6 +27,7 @@ from launch_ros.actions import Node
 
 from launch import LaunchDescription
 from lnn_nav.nodes.controller_logic import camera_info_topic
+from lnn_nav.nodes.native import native_arguments
 
 
 def controller_overrides(model_path: str, device: str, image_topic: str, info_topic: str = "") -> dict:
@@ -37,29 +38,6 @@ def controller_overrides(model_path: str, device: str, image_topic: str, info_to
         "image_topic": image_topic,
         "camera_info_topic": info_topic or camera_info_topic(image_topic),
     }
-
-
-#: config/controller.yaml parameter -> the native controller node's flag.
-NATIVE_FLAGS = {
-    "max_speed_xy": "--max-speed-xy",
-    "max_speed_z": "--max-speed-z",
-    "max_yaw_rate": "--max-yaw-rate",
-    "image_timeout": "--image-timeout",
-    "odom_timeout": "--odom-timeout",
-    "failsafe_rate_hz": "--failsafe-rate",
-    "expected_rate": "--expected-rate",
-    "max_dt": "--max-dt",
-}
-
-
-def native_arguments(weights: str, image_topic: str, parameters: dict) -> list[str]:
-    """The native controller node's command line: the weights, the camera topic, and the limits, timeouts and
-    rates of the controller's parameters (config/controller.yaml), so both nodes fly alike."""
-    out = ["--weights", weights, "--image-topic", image_topic]
-    for name, flag in NATIVE_FLAGS.items():
-        if name in parameters:
-            out += [flag, str(float(parameters[name]))]
-    return out
 
 
 def _launch_setup(context, *args, **kwargs):

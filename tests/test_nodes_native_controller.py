@@ -412,3 +412,22 @@ def test_a_sourced_ros_install_is_found_when_the_wheels_are_not(tmp_path: Path, 
     monkeypatch.setenv("AMENT_PREFIX_PATH", "")
     with pytest.raises(RuntimeError, match="no rcl headers"):
         native.ros_link_environment()
+
+
+@pytest.mark.slow
+def test_native_node_flies_the_in_process_episode_step_for_step(node_binary, tmp_path: Path) -> None:
+    # The shipped CfC-NCP through sim_node and the native node, lockstep on /clock with each frame's own
+    # odometry: the same episode as the batched in-process benchmark flies on that seed (outcome, time, path).
+    from lnn_nav.eval.camera import fly_with_camera
+    from lnn_nav.eval.closed_loop import eval_job
+    from lnn_nav.eval.ros_agreement import fly_seed_over_ros, graph_params
+
+    model = str(Path(__file__).resolve().parent.parent / "models" / "cfc_ncp.safetensors")
+    world, preset, seed = "forest", "in_distribution", 1003
+    params = graph_params(eval_job(model, world, [seed], preset), expert=False)
+    ros = fly_seed_over_ros(world, seed, preset, model, timeout=240.0, log_dir=str(tmp_path), native=True, **params)
+    local = fly_with_camera(model, world, seed, preset)
+    assert (ros["outcome"], round(ros["time"], 3)) == (local.outcome, round(local.time, 3)), ros
+    assert round(ros["path_length"], 2) == round(local.path_length, 2)
+    log = (tmp_path / "native_controller.log").read_text()
+    assert "non-finite outputs 0" in log and "dropped frames 0" in log

@@ -61,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: config/sim.yaml, 60)",
     )
     parser.add_argument(
+        "--native",
+        action="store_true",
+        help="fly the checkpoint in the native controller node (C++ on rcl, no Python or torch in the loop; "
+        "CfC cores) instead of the Python controller_node",
+    )
+    parser.add_argument(
         "--log-dir",
         metavar="DIR",
         default=None,
@@ -69,6 +75,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.native and (args.expert or args.px4):
+        print(
+            "lnn-nav fly: --native flies a controller checkpoint (--model) in the embedded simulator", file=sys.stderr
+        )
+        return 2
     if args.px4:
         if args.expert:
             print("lnn-nav fly: --px4 flies a controller checkpoint (--model), not the expert", file=sys.stderr)
@@ -96,4 +107,5 @@ def run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         max_episode_time=args.max_episode_time,
         log_dir=args.log_dir,
+        native=args.native,
     )

@@ -72,6 +72,27 @@ def checkpoint_camera(model: str) -> dict[str, object]:
     return {} if hfov is None else {"camera_hfov": float(hfov)}
 
 
+def native_pilot(model: str, controller_yaml: Path | None, out_dir: Path) -> list[str]:
+    """The native controller node's command for ``model``: its weights exported into ``out_dir``, the
+    controller's YAML settings with the closed-loop ones (:data:`SIM_CONTROLLER_PARAMS`)."""
+    import yaml
+
+    from lnn_nav.kernels.native import NativeError, export_weights, save_weights
+    from lnn_nav.models import CheckpointError, load_policy
+
+    from .native import native_arguments
+
+    try:
+        weights = save_weights(export_weights(load_policy(model)), out_dir / "pilot.native.safetensors")
+    except (CheckpointError, ValueError, NativeError) as err:
+        raise SetupError(f"the native node cannot fly {model}: {err}") from err
+    params: dict[str, object] = {}
+    if controller_yaml is not None:
+        params = dict(yaml.safe_load(controller_yaml.read_text())["controller_node"]["ros__parameters"])
+    params.update(SIM_CONTROLLER_PARAMS)
+    return [sys.executable, "-m", "lnn_nav.nodes.native", *native_arguments(str(weights), "/camera/image_raw", params)]
+
+
 def node_command(module: str, params_file: Path | None, params: dict[str, object]) -> list[str]:
     """``python -m lnn_nav.nodes.<module> --ros-args --params-file F -p k:=v ...``."""
     cmd = [sys.executable, "-m", f"lnn_nav.nodes.{module}", "--ros-args"]
@@ -172,8 +193,12 @@ def fly_over_ros(
     log_dir: str | None = None,
     sim_params: dict[str, object] | None = None,
     pilot_params: dict[str, object] | None = None,
+    native: bool = False,
 ) -> dict | None:
     """Fly one episode through the graph; the outcome dict, or None if none came within ``timeout``.
+
+    ``native``: the checkpoint flies in the native controller node (C++ on rcl; ``pilot_params`` do not
+    apply) instead of the Python one.
 
     ``sim_params`` and ``pilot_params`` are ROS parameters for ``sim_node``
     and the pilot node that override their YAML and the arguments above: a
@@ -215,12 +240,16 @@ def fly_over_ros(
                 controller_yaml: Path | None = config_path("controller.yaml")
             except SetupError:
                 controller_yaml = None
-            pilot = node_command(
-                "controller",
-                controller_yaml,
-                {"model_path": str(Path(model).resolve()), **SIM_CONTROLLER_PARAMS, **(pilot_params or {})},
-            )
-            children.start("controller", pilot, env)
+            if native:
+                pilot = native_pilot(model, controller_yaml, logs)
+                children.start("native_controller", pilot, env)
+            else:
+                pilot = node_command(
+                    "controller",
+                    controller_yaml,
+                    {"model_path": str(Path(model).resolve()), **SIM_CONTROLLER_PARAMS, **(pilot_params or {})},
+                )
+                children.start("controller", pilot, env)
         print(
             f"lnn-nav fly: {world} seed {seed} ({preset}), pilot {'expert' if expert else model}; node logs in {logs}",
             file=sys.stderr,
@@ -240,11 +269,14 @@ def run_fly(
     max_episode_time: float | None = None,
     camera_size: tuple | None = None,
     log_dir: str | None = None,
+    native: bool = False,
 ) -> int:
     """Fly one episode; print the outcome JSON. Returns 0 on success, 1 on another outcome, 2 on setup errors."""
     return report_episode(
         "lnn-nav fly",
-        lambda: fly_over_ros(world, seed, preset, model, expert, timeout, max_episode_time, camera_size, log_dir),
+        lambda: fly_over_ros(
+            world, seed, preset, model, expert, timeout, max_episode_time, camera_size, log_dir, native=native
+        ),
         timeout,
     )
 

@@ -51,10 +51,40 @@ LIBS = (
     "builtin_interfaces__rosidl_generator_c",
     "std_msgs__rosidl_generator_c",
     "std_srvs__rosidl_generator_c",
+    "rosgraph_msgs__rosidl_generator_c",
+    "rosgraph_msgs__rosidl_typesupport_c",
     "diagnostic_msgs__rosidl_generator_c",
     "diagnostic_msgs__rosidl_typesupport_c",
     "std_srvs__rosidl_typesupport_c",
 )
+
+
+#: The Python controller's parameter (config/controller.yaml) -> the native node's flag.
+NATIVE_FLAGS = {
+    "max_speed_xy": "--max-speed-xy",
+    "max_speed_z": "--max-speed-z",
+    "max_yaw_rate": "--max-yaw-rate",
+    "image_timeout": "--image-timeout",
+    "odom_timeout": "--odom-timeout",
+    "failsafe_rate_hz": "--failsafe-rate",
+    "expected_rate": "--expected-rate",
+    "max_dt": "--max-dt",
+    "sync_timeout": "--sync-timeout",
+}
+#: Switches of the native node from the controller's boolean parameters.
+NATIVE_SWITCHES = {"use_sim_time": "--use-sim-time", "sync_inputs": "--sync-inputs"}
+
+
+def native_arguments(weights: str, image_topic: str, parameters: dict) -> list[str]:
+    """The native node's command line for the controller's ``parameters`` (config/controller.yaml's, with any
+    overrides): the weights, the camera topic, the limits, timeouts and rates, sim time and input sync, so
+    both nodes fly alike."""
+    out = ["--weights", str(weights), "--image-topic", image_topic]
+    for name, flag in NATIVE_FLAGS.items():
+        if name in parameters:
+            out += [flag, str(float(parameters[name]))]
+    out += [flag for name, flag in NATIVE_SWITCHES.items() if parameters.get(name)]
+    return out
 
 
 @dataclass(frozen=True)

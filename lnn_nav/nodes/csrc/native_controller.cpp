@@ -15,8 +15,11 @@
 //   * frames it cannot read are dropped and counted, never flown; SIGINT/SIGTERM end it with a final zero.
 //   * /diagnostics once a second: OK flying, WARN e-stop, ERROR fail-safe hover, with its counters, frame
 //     rate and step latency, as the Python node publishes them;
-// Not here (yet): lifecycle, ROS parameters (options are command-line flags), use_sim_time
-// (the wall clock throughout), IMU policies, sync_inputs, the CameraInfo check.
+//   * --use-sim-time: input ages and hover stamps on /clock (a lockstep simulator's time), as the Python
+//     node's use_sim_time; --sync-inputs: a goal policy's frame waits (up to --sync-timeout wall seconds)
+//     for the odometry stamped with it, so a simulator's flight repeats step for step;
+// Not here (yet): lifecycle, ROS parameters (options are command-line flags), IMU policies, the CameraInfo
+// check.
 //
 //   native_controller --weights W.native.safetensors [--image-topic T] [--cmd-topic T] [--odom-topic T]
 //       [--goal-topic T] [--max-speed-xy 6] [--max-speed-z 3] [--max-yaw-rate 2.0944] [--image-timeout 0.25]
@@ -50,6 +53,7 @@
 #include <rcl/error_handling.h>
 #include <rcl/rcl.h>
 #include <rcutils/time.h>
+#include <rosgraph_msgs/msg/clock.h>
 #include <rmw/qos_profiles.h>
 #include <rosidl_runtime_c/string_functions.h>
 #include <sensor_msgs/msg/image.h>
@@ -270,19 +274,27 @@ struct Options {
                        goal_topic = "/goal_pose";
   double max_speed_xy = 6.0, max_speed_z = 3.0, max_yaw_rate = 2.0943951023931953;  // 120 deg/s
   double image_timeout = 0.25, odom_timeout = 0.25, failsafe_rate = 20.0, expected_rate = 15.0, max_dt = 0.5;
+  double sync_timeout = 0.05;
+  bool use_sim_time = false, sync_inputs = false;
 };
 
 bool parse_options(int argc, char** argv, Options& o, std::string& err) {
   std::map<std::string, double*> numbers = {
       {"--max-speed-xy", &o.max_speed_xy}, {"--max-speed-z", &o.max_speed_z}, {"--max-yaw-rate", &o.max_yaw_rate},
       {"--image-timeout", &o.image_timeout}, {"--odom-timeout", &o.odom_timeout},
-      {"--failsafe-rate", &o.failsafe_rate}, {"--expected-rate", &o.expected_rate}, {"--max-dt", &o.max_dt}};
+      {"--failsafe-rate", &o.failsafe_rate}, {"--expected-rate", &o.expected_rate}, {"--max-dt", &o.max_dt},
+      {"--sync-timeout", &o.sync_timeout}};
+  std::map<std::string, bool*> switches = {{"--use-sim-time", &o.use_sim_time}, {"--sync-inputs", &o.sync_inputs}};
   std::map<std::string, std::string*> texts = {{"--weights", &o.weights},       {"--image-topic", &o.image_topic},
                                                {"--cmd-topic", &o.cmd_topic},   {"--odom-topic", &o.odom_topic},
                                                {"--goal-topic", &o.goal_topic}};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--ros-args") break;  // rcl's own arguments from here on
+    if (switches.count(a)) {
+      *switches[a] = true;
+      continue;
+    }
     if (i + 1 >= argc) {
       err = "option " + a + " needs a value";
       return false;
@@ -309,9 +321,15 @@ bool parse_options(int argc, char** argv, Options& o, std::string& err) {
 }
 
 // ---------------------------------------------------------------- the controller's decisions
-int64_t now_ns() {
+int64_t system_ns() {
   rcutils_time_point_value_t t = 0;
   return rcutils_system_time_now(&t) == RCUTILS_RET_OK ? t : 0;
+}
+
+// The loop's own periods (fail-safe checks, diagnostics, sync timeouts, latency): never simulated time.
+int64_t wall_ns() {
+  rcutils_time_point_value_t t = 0;
+  return rcutils_steady_time_now(&t) == RCUTILS_RET_OK ? t : 0;
 }
 
 int64_t stamp_ns(const builtin_interfaces__msg__Time& t) {
@@ -476,6 +494,13 @@ int main(int argc, char** argv) {
     CHECK(rcl_subscription_init(&goal_sub, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(geometry_msgs, msg, PoseStamped),
                                 opt.goal_topic.c_str(), &latched));
   }
+  rcl_subscription_t clock_sub = rcl_get_zero_initialized_subscription();
+  if (opt.use_sim_time) {
+    rcl_subscription_options_t clock_options = rcl_subscription_get_default_options();
+    clock_options.qos.depth = 1;  // rclpy's time source: the newest clock only
+    CHECK(rcl_subscription_init(&clock_sub, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(rosgraph_msgs, msg, Clock), "/clock",
+                                &clock_options));
+  }
   rcl_publisher_options_t pub_options = rcl_publisher_get_default_options();  // reliable, keep last 10
   rcl_publisher_t pub = rcl_get_zero_initialized_publisher();
   CHECK(rcl_publisher_init(&pub, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(geometry_msgs, msg, TwistStamped),
@@ -491,7 +516,7 @@ int main(int argc, char** argv) {
   CHECK(rcl_service_init(&reset_srv, &node, ROSIDL_GET_SRV_TYPE_SUPPORT(std_srvs, srv, Trigger), "~/reset_state",
                          &srv_options));
   rcl_wait_set_t wait_set = rcl_get_zero_initialized_wait_set();
-  CHECK(rcl_wait_set_init(&wait_set, 3, 0, 0, 0, 2, 0, &context, allocator));
+  CHECK(rcl_wait_set_init(&wait_set, 4, 0, 0, 0, 2, 0, &context, allocator));
 
   sensor_msgs__msg__Image image;
   nav_msgs__msg__Odometry odom, odom_in;
@@ -516,7 +541,10 @@ int main(int argc, char** argv) {
       rcl_reset_error();
     }
   };
-  auto now_stamp = []() {
+  // The node's time: /clock's under --use-sim-time (0 until the first), else the system clock, as rclpy's.
+  int64_t sim_now = 0;
+  auto now_ns = [&]() { return opt.use_sim_time ? sim_now : system_ns(); };
+  auto now_stamp = [&]() {
     builtin_interfaces__msg__Time t;
     const int64_t ns = now_ns();
     t.sec = static_cast<int32_t>(ns / 1000000000LL);
@@ -529,15 +557,17 @@ int main(int argc, char** argv) {
   bool have_state = false, have_odom = false, have_goal = false, failsafe = false, enabled = true;
   int64_t last_stamp = 0, camera_at = -1, odom_at = -1;
   bool have_stamp = false;
-  const int64_t armed_at = now_ns();
+  // Simulated time that has not started (no /clock yet): the wait for a first input starts with it.
+  int64_t armed_at = opt.use_sim_time ? -1 : now_ns();
   const int64_t period_ns = static_cast<int64_t>(1e9 / opt.failsafe_rate);
-  int64_t next_check = armed_at + period_ns;
+  int64_t next_check = wall_ns() + period_ns;
   uint64_t frames = 0, commands = 0, dropped = 0, resets = 0, nonfinite = 0, hovers = 0;
+  uint64_t superseded = 0, unsynced = 0;
   std::string failsafe_reason;
   // Per diagnostics period: frames stepped, their latency (take to publish) summed and at most.
   uint64_t window_frames = 0;
   double window_latency = 0.0, window_max = 0.0;
-  int64_t next_diag = armed_at + 1000000000LL, window_start = armed_at;
+  int64_t next_diag = wall_ns() + 1000000000LL, window_start = wall_ns();
   auto publish_diagnostics = [&](int64_t now) {
     diagnostic_msgs__msg__DiagnosticArray arr;
     diagnostic_msgs__msg__DiagnosticArray__init(&arr);
@@ -576,6 +606,8 @@ int main(int argc, char** argv) {
         {"state_resets", std::to_string(resets)},
         {"nonfinite_outputs", std::to_string(nonfinite)},
         {"failsafe_commands", std::to_string(hovers)},
+        {"superseded_frames", std::to_string(superseded)},
+        {"unsynced_frames", std::to_string(unsynced)},
     };
     diagnostic_msgs__msg__KeyValue__Sequence__init(&st.values, values.size());
     for (size_t i = 0; i < values.size(); ++i) {
@@ -594,6 +626,10 @@ int main(int argc, char** argv) {
   // Names of the stale inputs at `now` ("" when none), as the Python node's InputWatchdog.
   auto stale = [&](int64_t now) {
     std::string out;
+    if (armed_at < 0) {
+      if (now <= 0) return out;  // the clock has not started: nothing can be late yet
+      armed_at = now;
+    }
     auto check = [&](const char* name, int64_t at, double timeout) {
       const double waited = (now - (at < 0 ? armed_at : at)) / 1e9;
       if (waited > timeout) out += out.empty() ? name : std::string(", ") + name;
@@ -606,6 +642,82 @@ int main(int argc, char** argv) {
     return out;
   };
 
+  // Whether a frame stamped `frame` has its inputs (sync_inputs): the goal, and odometry stamped at or after it.
+  auto inputs_reach = [&](int64_t frame) {
+    if (!wts.use_goal) return true;
+    return have_goal && have_odom && stamp_ns(odom.header.stamp) >= frame;
+  };
+  bool pending = false;
+  std::vector<uint8_t> pending_rgb;
+  builtin_interfaces__msg__Time pending_stamp{};
+  int64_t pending_at = 0;
+  // One frame through the Δt tracker, the fail-safes, the policy and the clamp: one command.
+  auto run_frame = [&](const std::vector<uint8_t>& rgb, const builtin_interfaces__msg__Time stamp, int64_t taken_at) {
+    // Δt (DtTracker): the first frame, a stamp going back, a gap over max_dt: nominal Δt; the last two reset.
+    double dt = 1.0 / opt.expected_rate;
+    const int64_t sn = stamp_ns(stamp);
+    if (have_stamp) {
+      const double delta = (sn - last_stamp) / 1e9;
+      if (delta < 0 || delta > opt.max_dt) {
+        have_state = false;
+        ++resets;
+        fprintf(stderr, "native_controller: resetting the recurrent state: %s\n",
+                delta < 0 ? "frame stamp went back" : "gap between frames exceeds max_dt");
+      } else {
+        dt = delta;
+      }
+    }
+    have_stamp = true;
+    last_stamp = sn;
+    const std::string missing = stale(now_ns());
+    if (!enabled || !missing.empty()) {  // e-stop or a missing input: hover, the network not advanced
+      publish(zero, stamp);
+      ++commands;
+      return;
+    }
+    float g[4];
+    if (wts.use_goal) {
+      if (!have_odom) {  // not stale yet (within odom_timeout of the start) but not here either
+        publish(zero, stamp);
+        ++commands;
+        return;
+      }
+      if (strcmp(odom.header.frame_id.data, goal.header.frame_id.data) != 0) {
+        fprintf(stderr, "native_controller: dropped a frame: goal in frame '%s' but odometry in '%s'\n",
+                goal.header.frame_id.data, odom.header.frame_id.data);
+        publish(zero, stamp);
+        ++commands;
+        return;
+      }
+      goal_input(odom, goal, g);
+    }
+    float command[4];
+    const int32_t rc = lnn_rt_step(rt.get(), rgb.data(), H, W, static_cast<int64_t>(W) * 3, nullptr,
+                                   wts.use_goal ? g : nullptr, have_state ? h.data() : nullptr,
+                                   static_cast<float>(dt), h_new.data(), command);
+    double c[4] = {command[0], command[1], command[2], command[3]};
+    const bool finite = rc == 0 && std::isfinite(c[0]) && std::isfinite(c[1]) && std::isfinite(c[2]) &&
+                        std::isfinite(c[3]);
+    if (!finite) {
+      ++nonfinite;
+      ++resets;
+      have_state = false;
+      fprintf(stderr, "native_controller: policy output is not finite%s%s; commanding zero and resetting\n",
+              rc != 0 ? ": " : "", rc != 0 ? lnn_rt_last_error() : "");
+      publish(zero, stamp);
+    } else {
+      h.swap(h_new);
+      have_state = true;
+      clamp_command(c, opt);
+      publish(c, stamp);
+    }
+    ++commands;
+    const double latency = (wall_ns() - taken_at) / 1e9;
+    ++window_frames;
+    window_latency += latency;
+    window_max = std::max(window_max, latency);
+  };
+
   while (g_running) {
     CHECK(rcl_wait_set_clear(&wait_set));
     CHECK(rcl_wait_set_add_subscription(&wait_set, &image_sub, nullptr));
@@ -613,9 +725,13 @@ int main(int argc, char** argv) {
       CHECK(rcl_wait_set_add_subscription(&wait_set, &odom_sub, nullptr));
       CHECK(rcl_wait_set_add_subscription(&wait_set, &goal_sub, nullptr));
     }
+    if (opt.use_sim_time) CHECK(rcl_wait_set_add_subscription(&wait_set, &clock_sub, nullptr));
     CHECK(rcl_wait_set_add_service(&wait_set, &enable_srv, nullptr));
     CHECK(rcl_wait_set_add_service(&wait_set, &reset_srv, nullptr));
-    const int64_t wait_ns = std::max<int64_t>(0, std::min(next_check, next_diag) - now_ns());
+    int64_t until = std::min(next_check, next_diag);
+    if (pending) until = std::min(until, pending_at + static_cast<int64_t>(opt.sync_timeout * 1e9));
+    // At most 100 ms: a signal does not interrupt rcl_wait, the stop flag is read between waits.
+    const int64_t wait_ns = std::min<int64_t>(std::max<int64_t>(0, until - wall_ns()), RCL_MS_TO_NS(100));
     rcl_ret_t waited = rcl_wait(&wait_set, wait_ns);
     if (waited != RCL_RET_OK && waited != RCL_RET_TIMEOUT) {
       if (!g_running) break;
@@ -659,6 +775,12 @@ int main(int argc, char** argv) {
     }
     std_srvs__srv__Trigger_Request__fini(&reset_req);
     rmw_message_info_t info;
+    if (opt.use_sim_time) {
+      rosgraph_msgs__msg__Clock clock;
+      rosgraph_msgs__msg__Clock__init(&clock);
+      while (rcl_take(&clock_sub, &clock, &info, nullptr) == RCL_RET_OK) sim_now = stamp_ns(clock.clock);
+      rosgraph_msgs__msg__Clock__fini(&clock);
+    }
     if (wts.use_goal) {
       while (rcl_take(&goal_sub, &goal_in, &info, nullptr) == RCL_RET_OK) {
         geometry_msgs__msg__PoseStamped__copy(&goal_in, &goal);
@@ -680,78 +802,35 @@ int main(int argc, char** argv) {
         continue;
       }
       ++frames;
-      const int64_t now = now_ns();
-      const int64_t taken_at = now;
-      camera_at = now;
-      const builtin_interfaces__msg__Time stamp = image.header.stamp;
-      // Δt (DtTracker): the first frame, a stamp going back, a gap over max_dt: nominal Δt; the last two reset.
-      double dt = 1.0 / opt.expected_rate;
-      const int64_t sn = stamp_ns(stamp);
-      if (have_stamp) {
-        const double delta = (sn - last_stamp) / 1e9;
-        if (delta < 0 || delta > opt.max_dt) {
-          have_state = false;
-          ++resets;
-          fprintf(stderr, "native_controller: resetting the recurrent state: %s\n",
-                  delta < 0 ? "frame stamp went back" : "gap between frames exceeds max_dt");
-        } else {
-          dt = delta;
-        }
-      }
-      have_stamp = true;
-      last_stamp = sn;
-      const std::string missing = stale(now);
-      if (!enabled || !missing.empty()) {  // e-stop or a missing input: hover, the network not advanced
-        publish(zero, stamp);
-        ++commands;
+      camera_at = now_ns();
+      const int64_t taken = wall_ns();
+      if (opt.sync_inputs && !inputs_reach(stamp_ns(image.header.stamp))) {
+        if (pending) ++superseded;  // only the newest frame matters: the older never got its inputs in time
+        pending = true;
+        pending_rgb.swap(rgb);
+        pending_stamp = image.header.stamp;
+        pending_at = taken;
         continue;
       }
-      float g[4];
-      if (wts.use_goal) {
-        if (!have_odom) {  // not stale yet (within odom_timeout of the start) but not here either
-          publish(zero, stamp);
-          ++commands;
-          continue;
-        }
-        if (strcmp(odom.header.frame_id.data, goal.header.frame_id.data) != 0) {
-          fprintf(stderr, "native_controller: dropped a frame: goal in frame '%s' but odometry in '%s'\n",
-                  goal.header.frame_id.data, odom.header.frame_id.data);
-          publish(zero, stamp);
-          ++commands;
-          continue;
-        }
-        goal_input(odom, goal, g);
-      }
-      float command[4];
-      const int32_t rc = lnn_rt_step(rt.get(), rgb.data(), H, W, static_cast<int64_t>(W) * 3, nullptr,
-                                     wts.use_goal ? g : nullptr, have_state ? h.data() : nullptr,
-                                     static_cast<float>(dt), h_new.data(), command);
-      double c[4] = {command[0], command[1], command[2], command[3]};
-      const bool finite = rc == 0 && std::isfinite(c[0]) && std::isfinite(c[1]) && std::isfinite(c[2]) &&
-                          std::isfinite(c[3]);
-      if (!finite) {
-        ++nonfinite;
-        ++resets;
-        have_state = false;
-        fprintf(stderr, "native_controller: policy output is not finite%s%s; commanding zero and resetting\n",
-                rc != 0 ? ": " : "", rc != 0 ? lnn_rt_last_error() : "");
-        publish(zero, stamp);
-      } else {
-        h.swap(h_new);
-        have_state = true;
-        clamp_command(c, opt);
-        publish(c, stamp);
-      }
-      ++commands;
-      const double latency = (now_ns() - taken_at) / 1e9;
-      ++window_frames;
-      window_latency += latency;
-      window_max = std::max(window_max, latency);
+      pending = false;
+      run_frame(rgb, image.header.stamp, taken);
     }
-    const int64_t now = now_ns();
-    if (now >= next_check) {  // the fail-safe timer
-      next_check = now + period_ns;
-      const std::string missing = stale(now);
+    if (pending) {
+      const bool timed_out = wall_ns() - pending_at >= static_cast<int64_t>(opt.sync_timeout * 1e9);
+      if (timed_out || inputs_reach(stamp_ns(pending_stamp))) {
+        pending = false;
+        if (timed_out) {
+          ++unsynced;
+          fprintf(stderr, "native_controller: no odometry stamped with the frame within sync_timeout=%g s; "
+                  "running it with the latest inputs\n", opt.sync_timeout);
+        }
+        run_frame(pending_rgb, pending_stamp, pending_at);
+      }
+    }
+    const int64_t wall = wall_ns();
+    if (wall >= next_check) {  // the fail-safe timer
+      next_check = wall + period_ns;
+      const std::string missing = stale(now_ns());
       if (!missing.empty()) {
         if (!failsafe) fprintf(stderr, "native_controller: fail-safe: hovering (zero command): %s\n", missing.c_str());
         failsafe = true;
@@ -765,9 +844,9 @@ int main(int argc, char** argv) {
         fprintf(stderr, "native_controller: fail-safe cleared: inputs are fresh again, resuming\n");
       }
     }
-    if (now >= next_diag) {
-      next_diag = now + 1000000000LL;
-      publish_diagnostics(now);
+    if (wall >= next_diag) {
+      next_diag = wall + 1000000000LL;
+      publish_diagnostics(wall);
     }
   }
   publish(zero, now_stamp());  // the final zero, waited on briefly so it is delivered before the publisher goes
