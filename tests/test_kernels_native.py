@@ -156,3 +156,51 @@ def test_cli_export_native_writes_checked_weights_and_refuses_other_cores(tmp_pa
     )
     assert cli_main(["export", str(lstm), "--format", "native", "--out", str(tmp_path / "l")]) == 2
     assert "runs CfC cores" in capsys.readouterr().err
+
+
+def test_weights_whose_layout_would_overflow_are_refused_not_run() -> None:
+    # A file's layout values go through int sums in the shared parsers: an output slice at 2^31 - 3 would
+    # wrap past the check and read far outside the state. Refused at creation.
+    torch.manual_seed(0)
+    weights = export_weights(LiquidPolicy(PolicyConfig(encoder=EncoderConfig(height=48, width=64))).eval())
+    core_meta = weights.core_meta.copy()
+    core_meta[4] = 2**31 - 3  # out_start
+    with pytest.raises(NativeError, match="out of range"):
+        NativePolicy(native.NativeWeights(**{**weights.__dict__, "core_meta": core_meta}))
+    encoder_meta = weights.encoder_meta.copy()
+    encoder_meta[-4] = -1  # the last layer's kernel
+    with pytest.raises(NativeError, match="out of range"):
+        NativePolicy(native.NativeWeights(**{**weights.__dict__, "encoder_meta": encoder_meta}))
+
+
+def test_one_runtime_stepped_from_two_threads_gives_each_its_own_commands() -> None:
+    import threading
+
+    policy = load_policy(ROOT / "models" / "cfc.safetensors")
+    runtime = NativePolicy(export_weights(policy))
+    frames = _frames(policy, 2)
+    goal = np.array([1.0, 0.0, 0.0, 4.0]) if policy.config.use_goal else None
+    expected = [runtime.step(f, 0.1, goal=goal)[0] for f in frames]
+    wrong = []
+
+    def fly(k: int) -> None:
+        for _ in range(200):
+            cmd, _ = runtime.step(frames[k], 0.1, goal=goal)
+            if not np.array_equal(cmd, expected[k]):
+                wrong.append(k)
+
+    threads = [threading.Thread(target=fly, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not wrong
+
+
+def test_the_runtime_is_built_with_the_extensions_flags() -> None:
+    # The same commands need the same flags: the two copies of them must not drift apart.
+    from lnn_nav.kernels.build import CPU_FLAGS
+    from lnn_nav.nodes import native as node
+
+    assert native.FLAGS[: len(CPU_FLAGS)] == CPU_FLAGS
+    assert node.RUNTIME_FLAGS[: len(CPU_FLAGS)] == CPU_FLAGS

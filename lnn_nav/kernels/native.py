@@ -245,7 +245,10 @@ class NativePolicy:
         self._handle = handle
         self.weights = weights
         self.state_size = int(self._lib.lnn_rt_size(handle, 0))
-        self._command = np.zeros(4, dtype=np.float32)
+        # The shape the runtime reads (its layout's, not the file's metadata).
+        self.shape = tuple(int(self._lib.lnn_rt_size(handle, k)) for k in (1, 2, 3))
+        # One step at a time: ctypes releases the GIL, and the runtime's scratch is per handle.
+        self._step_lock = threading.Lock()
 
     def __del__(self) -> None:
         handle = getattr(self, "_handle", None)
@@ -263,13 +266,13 @@ class NativePolicy:
     ) -> tuple[np.ndarray, np.ndarray]:
         """``image``: uint8 ``[H, W, C]`` at the policy's input size (rows may be strided). Returns the
         command ``[vx, vy, vz, yaw_rate]`` and the new state (float32)."""
-        w = self.weights
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape != (w.height, w.width, w.channels):
+        height, width, channels = self.shape
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape != self.shape:
             raise NativeError(
-                f"expected a uint8 [{w.height}, {w.width}, {w.channels}] image, got {image.dtype} {list(image.shape)}"
+                f"expected a uint8 [{height}, {width}, {channels}] image, got {image.dtype} {list(image.shape)}"
             )
-        if image.strides[1:] != (w.channels, 1):
-            image = np.ascontiguousarray(image)
+        if image.strides[1:] != (channels, 1) or image.strides[0] < width * channels:
+            image = np.ascontiguousarray(image)  # interleaved rows, top to bottom, as the runtime reads them
         extras = []
         for name, value, size in (("imu", imu, 6), ("goal", goal, 4)):
             if value is not None:
@@ -283,19 +286,27 @@ class NativePolicy:
                 raise NativeError(f"the state has {h.size} values, the core {self.state_size}")
         h_out = np.empty(self.state_size, dtype=np.float32)
         command = np.empty(4, dtype=np.float32)
-        code = self._lib.lnn_rt_step(
-            self._handle,
-            _ptr(image),
-            image.shape[0],
-            image.shape[1],
-            image.strides[0],
-            _ptr(extras[0]),
-            _ptr(extras[1]),
-            _ptr(h),
-            float(dt),
-            _ptr(h_out),
-            _ptr(command),
-        )
+        with self._step_lock:
+            code = self._step(image, extras, h, dt, h_out, command)
         if code != 0:
             raise NativeError(self._lib.lnn_rt_last_error().decode())
         return command, h_out
+
+    def _step(
+        self, image: np.ndarray, extras: list, h: np.ndarray | None, dt: float, h_out: np.ndarray, command: np.ndarray
+    ) -> int:
+        return int(
+            self._lib.lnn_rt_step(
+                self._handle,
+                _ptr(image),
+                image.shape[0],
+                image.shape[1],
+                image.strides[0],
+                _ptr(extras[0]),
+                _ptr(extras[1]),
+                _ptr(h),
+                float(dt),
+                _ptr(h_out),
+                _ptr(command),
+            )
+        )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import subprocess
 import sys
 import sysconfig
@@ -159,7 +160,25 @@ def build() -> tuple[Path, dict[str, str]]:
     digest = hashlib.sha256()
     for f in (SOURCE, RUNTIME, *(KERNELS / h for h in RUNTIME_HEADERS)):
         digest.update(f.read_bytes())
-    for text in (" ".join(RUNTIME_FLAGS), " ".join(NODE_FLAGS), " ".join(LIBS), " ".join(compiler), sys.prefix):
+    try:
+        version = subprocess.run([*compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        version = ""
+    # The ROS it links: where it is and which build of rcl (a wheel update, a sourced /opt/ros instead).
+    rcl = [link.libdir / "librcl.so", *(p / "rcl" / "rcl.h" for p in link.includes if p.name == "rcl")]
+    stamps = [f"{f}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in rcl if f.exists()]
+    for text in (
+        " ".join(RUNTIME_FLAGS),
+        " ".join(NODE_FLAGS),
+        " ".join(LIBS),
+        " ".join(compiler),
+        version,
+        platform.machine(),
+        " ".join(str(p) for p in link.includes),
+        str(link.libdir),
+        str(link.libpython),
+        " ".join(stamps),
+    ):
         digest.update(text.encode())
     target = cbuild.cache_dir("native_node") / f"native_controller-{digest.hexdigest()[:16]}"
     if target.exists():

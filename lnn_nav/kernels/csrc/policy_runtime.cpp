@@ -83,7 +83,18 @@ RT_EXPORT void* lnn_rt_create(const int64_t* enc_meta, int64_t enc_meta_len, con
     set_error("out of memory");
     return nullptr;
   }
-  const char* err = lnn_nav::parse_encoder_layout(enc_meta, enc_meta_len, eps, num_eps, rt->E);
+  // The layouts' parsers (shared with the extension, which hands them its own sizes) add these values in
+  // int: from a file they are bounded first, so no sum can wrap (every size here is far below 2^20).
+  constexpr int64_t kMaxMeta = int64_t{1} << 20;
+  const char* err = nullptr;
+  if (enc_meta == nullptr || core_meta == nullptr || enc_meta_len < 1 || core_meta_len < 1 || enc_meta_len > 4096 ||
+      core_meta_len > 4096)
+    err = "layout metadata missing or too long";
+  for (int64_t i = 0; err == nullptr && i < enc_meta_len; ++i)
+    if (enc_meta[i] < 0 || enc_meta[i] > kMaxMeta) err = "encoder layout value out of range";
+  for (int64_t i = 0; err == nullptr && i < core_meta_len; ++i)
+    if (core_meta[i] < 0 || core_meta[i] > kMaxMeta) err = "core layout value out of range";
+  if (err == nullptr) err = lnn_nav::parse_encoder_layout(enc_meta, enc_meta_len, eps, num_eps, rt->E);
   if (err == nullptr) err = lnn_nav::parse_layout(core_meta, core_meta_len, rt->L);
   if (err == nullptr && enc_packed_len != rt->E.packed_size) err = "encoder weights do not match the layout";
   if (err == nullptr && core_packed_len != rt->L.packed_size) err = "core parameters do not match the layout";

@@ -229,6 +229,10 @@ bool load_weights(const std::string& path, Weights& w, std::string& err) {
     err = path + " is not a safetensors file (header length beyond the file)";
     return false;
   }
+  if (n > 100000000 || n < 2 || bytes[8] != '{') {  // safetensors' own cap; a header is a JSON object
+    err = path + " is not a safetensors file (its header is not a JSON object of at most 100 MB)";
+    return false;
+  }
   Json header;
   if (!parse_json(bytes.substr(8, n), header) || header.kind != Json::kObject) {
     err = path + " is not a safetensors file (its header is not JSON)";
@@ -359,7 +363,8 @@ bool frame_to_rgb(const sensor_msgs__msg__Image& m, int H, int W, std::vector<ui
     why = "image has zero size";
     return false;
   }
-  if (step < w * channels || static_cast<int64_t>(m.data.size) != step * h) {
+  if (step < w * channels || static_cast<uint64_t>(m.data.size) / static_cast<uint64_t>(step) != static_cast<uint64_t>(h) ||
+      static_cast<uint64_t>(m.data.size) % static_cast<uint64_t>(step) != 0) {
     why = "image step/data do not match its size";
     return false;
   }
@@ -392,10 +397,12 @@ bool frame_to_rgb(const sensor_msgs__msg__Image& m, int H, int W, std::vector<ui
 
 // lnn_nav.nodes.conversions.goal_input: the world vector to the goal in the body frame (float64, the
 // odometry's orientation normalised), then unit direction and distance in float32.
-void goal_input(const nav_msgs__msg__Odometry& odom, const geometry_msgs__msg__PoseStamped& goal, float out[4]) {
+// False for a quaternion of (near) zero norm, which lnn_nav.geometry.quat_to_matrix refuses.
+bool goal_input(const nav_msgs__msg__Odometry& odom, const geometry_msgs__msg__PoseStamped& goal, float out[4]) {
   const auto& o = odom.pose.pose.orientation;
   double q[4] = {o.w, o.x, o.y, o.z};
   const double norm = std::sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
+  if (!(norm >= 1e-9)) return false;
   for (double& v : q) v = v / norm;
   const double w = q[0], x = q[1], y = q[2], z = q[3];
   const double xx = x * x, yy = y * y, zz = z * z, xy = x * y, xz = x * z, yz = y * z, wx = w * x, wy = w * y,
@@ -411,6 +418,7 @@ void goal_input(const nav_msgs__msg__Odometry& odom, const geometry_msgs__msg__P
   const float dist = std::sqrt((body[0] * body[0] + body[1] * body[1]) + body[2] * body[2]);
   for (int j = 0; j < 3; ++j) out[j] = dist > 1e-9f ? body[j] / dist : 0.0f;
   out[3] = dist;
+  return true;
 }
 
 void clamp_command(double c[4], const Options& o) {
@@ -463,6 +471,11 @@ int main(int argc, char** argv) {
   }
   const int H = static_cast<int>(lnn_rt_size(rt.get(), 1)), W = static_cast<int>(lnn_rt_size(rt.get(), 2));
   const int S = static_cast<int>(lnn_rt_size(rt.get(), 0));
+  if (lnn_rt_size(rt.get(), 3) != 3) {
+    fprintf(stderr, "native_controller: %s takes %lld-channel frames; the node feeds RGB\n", opt.weights.c_str(),
+            static_cast<long long>(lnn_rt_size(rt.get(), 3)));
+    return 2;
+  }
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
 
@@ -497,7 +510,9 @@ int main(int argc, char** argv) {
   rcl_subscription_t clock_sub = rcl_get_zero_initialized_subscription();
   if (opt.use_sim_time) {
     rcl_subscription_options_t clock_options = rcl_subscription_get_default_options();
-    clock_options.qos.depth = 1;  // rclpy's time source: the newest clock only
+    // rclpy's and rclcpp's time sources: best effort, the newest clock only (it matches every publisher).
+    clock_options.qos.depth = 1;
+    clock_options.qos.reliability = RMW_QOS_POLICY_RELIABILITY_BEST_EFFORT;
     CHECK(rcl_subscription_init(&clock_sub, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(rosgraph_msgs, msg, Clock), "/clock",
                                 &clock_options));
   }
@@ -530,6 +545,17 @@ int main(int argc, char** argv) {
   geometry_msgs__msg__TwistStamped__init(&cmd);
   rosidl_runtime_c__String__assign(&cmd.header.frame_id, "base_link");
 
+  uint64_t frames = 0, commands = 0, dropped = 0, resets = 0, nonfinite = 0, hovers = 0, dropped_frames = 0;
+  uint64_t superseded = 0, unsynced = 0;
+  // Warnings that can come with every frame, at most once per 5 s each (the Python node's throttle).
+  std::map<std::string, int64_t> warned_at;
+  auto warn = [&](const std::string& key, const std::string& text) {
+    const int64_t now = wall_ns();
+    auto it = warned_at.find(key);
+    if (it != warned_at.end() && now - it->second < 5000000000LL) return;
+    warned_at[key] = now;
+    fprintf(stderr, "native_controller: %s\n", text.c_str());
+  };
   auto publish = [&](const double c[4], const builtin_interfaces__msg__Time& stamp) {
     cmd.header.stamp = stamp;
     cmd.twist.linear.x = c[0];
@@ -540,6 +566,7 @@ int main(int argc, char** argv) {
       fprintf(stderr, "native_controller: rcl_publish failed: %s\n", rcl_get_error_string().str);
       rcl_reset_error();
     }
+    ++commands;  // every command, hovers included, as the Python node counts them
   };
   // The node's time: /clock's under --use-sim-time (0 until the first), else the system clock, as rclpy's.
   int64_t sim_now = 0;
@@ -561,8 +588,7 @@ int main(int argc, char** argv) {
   int64_t armed_at = opt.use_sim_time ? -1 : now_ns();
   const int64_t period_ns = static_cast<int64_t>(1e9 / opt.failsafe_rate);
   int64_t next_check = wall_ns() + period_ns;
-  uint64_t frames = 0, commands = 0, dropped = 0, resets = 0, nonfinite = 0, hovers = 0;
-  uint64_t superseded = 0, unsynced = 0;
+
   std::string failsafe_reason;
   // Per diagnostics period: frames stepped, their latency (take to publish) summed and at most.
   uint64_t window_frames = 0;
@@ -603,6 +629,7 @@ int main(int argc, char** argv) {
         {"frames", std::to_string(frames)},
         {"commands", std::to_string(commands)},
         {"malformed_inputs", std::to_string(dropped)},
+        {"dropped_frames", std::to_string(dropped_frames)},
         {"state_resets", std::to_string(resets)},
         {"nonfinite_outputs", std::to_string(nonfinite)},
         {"failsafe_commands", std::to_string(hovers)},
@@ -626,10 +653,7 @@ int main(int argc, char** argv) {
   // Names of the stale inputs at `now` ("" when none), as the Python node's InputWatchdog.
   auto stale = [&](int64_t now) {
     std::string out;
-    if (armed_at < 0) {
-      if (now <= 0) return out;  // the clock has not started: nothing can be late yet
-      armed_at = now;
-    }
+    if (armed_at < 0) armed_at = now;  // the wait for a first input starts at the first check (InputWatchdog)
     auto check = [&](const char* name, int64_t at, double timeout) {
       const double waited = (now - (at < 0 ? armed_at : at)) / 1e9;
       if (waited > timeout) out += out.empty() ? name : std::string(", ") + name;
@@ -671,25 +695,29 @@ int main(int argc, char** argv) {
     last_stamp = sn;
     const std::string missing = stale(now_ns());
     if (!enabled || !missing.empty()) {  // e-stop or a missing input: hover, the network not advanced
+      dropped_frames += missing.empty() ? 0 : 1;
       publish(zero, stamp);
-      ++commands;
       return;
     }
     float g[4];
     if (wts.use_goal) {
-      if (!have_odom) {  // not stale yet (within odom_timeout of the start) but not here either
+      // As the Python node's _extra_inputs: no odometry or goal yet, another frame, or a zero orientation is
+      // a dropped frame answered with a hover (the network not advanced, the state kept).
+      std::string why;
+      if (!have_odom || !have_goal) {
+        why = std::string("no ") + (!have_odom ? "odometry" : "goal") + " received yet";
+      } else if (strcmp(odom.header.frame_id.data, goal.header.frame_id.data) != 0) {
+        why = std::string("goal is in frame '") + goal.header.frame_id.data + "' but odometry is in '" +
+              odom.header.frame_id.data + "'; publish the goal in the odometry frame";
+      } else if (!goal_input(odom, goal, g)) {
+        why = "quaternion with zero norm in the odometry";
+      }
+      if (!why.empty()) {
+        ++dropped_frames;
+        warn(why.substr(0, 10), "dropped a frame: " + why);
         publish(zero, stamp);
-        ++commands;
         return;
       }
-      if (strcmp(odom.header.frame_id.data, goal.header.frame_id.data) != 0) {
-        fprintf(stderr, "native_controller: dropped a frame: goal in frame '%s' but odometry in '%s'\n",
-                goal.header.frame_id.data, odom.header.frame_id.data);
-        publish(zero, stamp);
-        ++commands;
-        return;
-      }
-      goal_input(odom, goal, g);
     }
     float command[4];
     const int32_t rc = lnn_rt_step(rt.get(), rgb.data(), H, W, static_cast<int64_t>(W) * 3, nullptr,
@@ -711,7 +739,6 @@ int main(int argc, char** argv) {
       clamp_command(c, opt);
       publish(c, stamp);
     }
-    ++commands;
     const double latency = (wall_ns() - taken_at) / 1e9;
     ++window_frames;
     window_latency += latency;
@@ -765,7 +792,6 @@ int main(int argc, char** argv) {
     while (rcl_take_request(&reset_srv, &request_id, &reset_req) == RCL_RET_OK) {
       have_state = false;
       have_stamp = false;
-      ++resets;
       std_srvs__srv__Trigger_Response resp;
       std_srvs__srv__Trigger_Response__init(&resp);
       resp.success = true;
@@ -798,7 +824,7 @@ int main(int argc, char** argv) {
       std::string why;
       if (!frame_to_rgb(image, H, W, rgb, why)) {
         ++dropped;
-        fprintf(stderr, "native_controller: dropped a camera frame: %s\n", why.c_str());
+        warn(why.substr(0, 16), "dropped a camera frame: " + why);
         continue;
       }
       ++frames;
@@ -873,6 +899,7 @@ int main(int argc, char** argv) {
   report(rcl_publisher_fini(&pub, &node), "rcl_publisher_fini");
   report(rcl_publisher_fini(&diag_pub, &node), "rcl_publisher_fini");
   report(rcl_subscription_fini(&image_sub, &node), "rcl_subscription_fini");
+  if (opt.use_sim_time) report(rcl_subscription_fini(&clock_sub, &node), "rcl_subscription_fini");
   if (wts.use_goal) {
     report(rcl_subscription_fini(&odom_sub, &node), "rcl_subscription_fini");
     report(rcl_subscription_fini(&goal_sub, &node), "rcl_subscription_fini");
