@@ -49,6 +49,8 @@ def test_demo_flies_the_shipped_controller_and_writes_a_report(tmp_path, capsys)
     (local,) = summary["in_process_flights"]
     # The graph flight and the in-process one are the same episode, step for step: same outcome and time.
     assert (local["outcome"], round(local["time"], 3)) == (ros["outcome"], round(ros["time"], 3))
+    (native,) = summary["native_graph_flights"]  # the native controller node: the same episode again
+    assert (native["outcome"], round(native["time"], 3)) == (ros["outcome"], round(ros["time"], 3)), native
     cells = summary["benchmark"]
     assert {(c["controller"], c["world"]) for c in cells} >= {
         ("cfc-ncp", "forest"),
@@ -68,7 +70,7 @@ def test_demo_flies_the_shipped_controller_and_writes_a_report(tmp_path, capsys)
     ):
         assert (tmp_path / name).stat().st_size > 0, name
     out = capsys.readouterr().out
-    assert "[6/6]" in out
+    assert "[7/7]" in out
 
 
 def test_latency_table_pairs_each_imported_model_with_ncps():

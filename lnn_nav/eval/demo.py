@@ -65,7 +65,7 @@ def run_demo(
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     torch.set_num_threads(threads)
-    progress = _Progress(6)
+    progress = _Progress(7)
     print(
         "lnn_nav demo: the shipped CfC-NCP liquid controller flying closed loop in the embedded simulator.", flush=True
     )
@@ -89,6 +89,12 @@ def run_demo(
     progress(
         "through the ROS 2 graph (sim_node + controller_node processes): "
         + "; ".join(f"{f['world']} {f['preset']} seed {f['seed']} -> {f['outcome']}" for f in ros)
+    )
+
+    native = _ros_flights(out_dir, model, ros_flights, native=True)
+    progress(
+        "the same through the native controller node (C++ on rcl, no Python or torch in the loop): "
+        + "; ".join(f"{f['world']} {f['preset']} seed {f['seed']} -> {f['outcome']}" for f in native)
     )
 
     local = _local_flights(out_dir, model, ros_flights)
@@ -115,6 +121,7 @@ def run_demo(
         "model": str(model),
         "parameters": n_params,
         "ros_graph_flights": ros,
+        "native_graph_flights": native,
         "in_process_flights": local,
         "benchmark": [
             {k: c[k] for k in ("controller", "world", "preset", "episodes", "success_rate", "ci95")} for c in cells
@@ -123,14 +130,15 @@ def run_demo(
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     (out_dir / "README.md").write_text(
-        _readme(model, n_params, wiring, ros, local, cells, report_path, table, episodes)
+        _readme(model, n_params, wiring, ros, native, local, cells, report_path, table, episodes)
     )
     progress(f"wrote {out_dir / 'README.md'} and {report_path}")
     print("\n" + table)
     return 0
 
 
-def _ros_flights(out_dir: Path, model: Path, flights: Sequence) -> list[dict]:
+def _ros_flights(out_dir: Path, model: Path, flights: Sequence, native: bool = False) -> list[dict]:
+    """The flights through the graph: ``controller_node``, or with ``native`` the native controller node."""
     from lnn_nav.eval.closed_loop import eval_job
     from lnn_nav.eval.ros_agreement import fly_seed_over_ros, graph_params
 
@@ -150,7 +158,8 @@ def _ros_flights(out_dir: Path, model: Path, flights: Sequence) -> list[dict]:
                     preset,
                     str(model),
                     timeout=240.0,
-                    log_dir=str(out_dir / "ros_logs" / f"{world}_{preset}_{seed}"),
+                    log_dir=str(out_dir / ("native_logs" if native else "ros_logs") / f"{world}_{preset}_{seed}"),
+                    native=native,
                     **params,
                 ),
             }
@@ -219,6 +228,7 @@ def _readme(
     n_params: int,
     wiring: Any,
     ros: list[dict],
+    native: list[dict],
     local: list[dict],
     cells: list[dict],
     report_path: Path,
@@ -227,8 +237,12 @@ def _readme(
 ) -> str:
     ros_rows = "\n".join(
         f"| {f['world']} | {f['preset']} | {f['seed']} | {f['outcome']} | {f.get('time', float('nan')):.1f} | "
-        f"{g['outcome']} |"
-        for f, g in zip(ros, local)
+        f"{n['outcome']} | {n.get('time', float('nan')):.1f} | {g['outcome']} | {g['time']:.1f} |"
+        for f, n, g in zip(ros, native, local)
+    )
+    ros_header = (
+        "| world | conditions | seed | outcome (ROS) | sim time (s) | outcome (native node) | sim time (s) "
+        "| outcome (in-process) | sim time (s) |\n| --- | --- | ---: | --- | ---: | --- | ---: | --- | ---: |"
     )
     bench_rows = "\n".join(
         f"| {c['controller']} | {c['world']} | {c['episodes']} | {c['success_rate']:.0%} "
@@ -255,10 +269,11 @@ loopback, exactly as `lnn-nav fly` runs them; then the same worlds in-process
 (where frames are kept for the pictures below). Held-out worlds (seeds 1000+)
 that no training flight used. Both runs fly the same noise (IMU, wind gusts,
 camera: one stream per drone, seeded by the world) and the same inputs
-(the controller runs each frame with the odometry stamped with it).
+(the controller runs each frame with the odometry stamped with it). The native
+controller node (C++ on rcl around the torch-free policy runtime, no Python or
+torch in the loop) flies the same worlds through the same graph.
 
-| world | conditions | seed | outcome (ROS) | sim time (s) | outcome (in-process) |
-| --- | --- | ---: | --- | ---: | --- |
+{ros_header}
 {ros_rows}
 
 {pics}
