@@ -745,16 +745,26 @@ int main(int argc, char** argv) {
     window_max = std::max(window_max, latency);
   };
 
+  int exit_code = 0, wait_failures = 0;
+  // A wait set that cannot be filled ends the loop (exit 1) through the final zero below, not around it.
+  auto filled = [&](rcl_ret_t rc, const char* what) {
+    if (rc == RCL_RET_OK) return true;
+    fprintf(stderr, "native_controller: %s failed: %s\n", what, rcl_get_error_string().str);
+    rcl_reset_error();
+    exit_code = 1;
+    return false;
+  };
   while (g_running) {
-    CHECK(rcl_wait_set_clear(&wait_set));
-    CHECK(rcl_wait_set_add_subscription(&wait_set, &image_sub, nullptr));
-    if (wts.use_goal) {
-      CHECK(rcl_wait_set_add_subscription(&wait_set, &odom_sub, nullptr));
-      CHECK(rcl_wait_set_add_subscription(&wait_set, &goal_sub, nullptr));
+    bool ok = filled(rcl_wait_set_clear(&wait_set), "rcl_wait_set_clear") &&
+              filled(rcl_wait_set_add_subscription(&wait_set, &image_sub, nullptr), "adding the camera");
+    if (ok && wts.use_goal) {
+      ok = filled(rcl_wait_set_add_subscription(&wait_set, &odom_sub, nullptr), "adding the odometry") &&
+           filled(rcl_wait_set_add_subscription(&wait_set, &goal_sub, nullptr), "adding the goal");
     }
-    if (opt.use_sim_time) CHECK(rcl_wait_set_add_subscription(&wait_set, &clock_sub, nullptr));
-    CHECK(rcl_wait_set_add_service(&wait_set, &enable_srv, nullptr));
-    CHECK(rcl_wait_set_add_service(&wait_set, &reset_srv, nullptr));
+    if (ok && opt.use_sim_time) ok = filled(rcl_wait_set_add_subscription(&wait_set, &clock_sub, nullptr), "adding /clock");
+    ok = ok && filled(rcl_wait_set_add_service(&wait_set, &enable_srv, nullptr), "adding ~/enable") &&
+         filled(rcl_wait_set_add_service(&wait_set, &reset_srv, nullptr), "adding ~/reset_state");
+    if (!ok) break;
     int64_t until = std::min(next_check, next_diag);
     if (pending) until = std::min(until, pending_at + static_cast<int64_t>(opt.sync_timeout * 1e9));
     // At most 100 ms: a signal does not interrupt rcl_wait, the stop flag is read between waits.
@@ -764,8 +774,13 @@ int main(int argc, char** argv) {
       if (!g_running) break;
       fprintf(stderr, "native_controller: rcl_wait failed: %s\n", rcl_get_error_string().str);
       rcl_reset_error();
+      if (++wait_failures >= 10) {  // not a passing hiccup: stop (through the final zero), do not spin
+        exit_code = 1;
+        break;
+      }
       continue;
     }
+    wait_failures = 0;
     rmw_request_id_t request_id;
     std_srvs__srv__SetBool_Request enable_req;
     std_srvs__srv__SetBool_Request__init(&enable_req);
@@ -908,5 +923,5 @@ int main(int argc, char** argv) {
   report(rcl_shutdown(&context), "rcl_shutdown");
   report(rcl_context_fini(&context), "rcl_context_fini");
   report(rcl_init_options_fini(&init_options), "rcl_init_options_fini");
-  return 0;
+  return exit_code;
 }
