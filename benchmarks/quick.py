@@ -29,7 +29,10 @@ QUICK: dict[str, tuple[list[str], str]] = {
     "cell_call_styles": (["--repeats", "5"], "CfC cell call styles vs ncps on the same weights"),
     "step_latency": (["--iters", "500", "--repeats", "3"], "batch-1 step latency vs ncps"),
     "sim_throughput": (["--quick"], "simulator camera vs PyBullet TinyRenderer, env steps/s"),
-    "node_latency": (["--seconds", "5"], "ROS 2 graph: image stamp to /cmd_vel"),
+    "node_latency": (
+        ["--seconds", "5", "--native-controller"],
+        "ROS 2 graph: image stamp to /cmd_vel (Python and native controller nodes)",
+    ),
 }
 
 
