@@ -370,7 +370,13 @@ def main(argv: list[str] | None = None) -> int:
             torch.manual_seed(0)
             policy = LiquidPolicy().eval()
             model = save_policy(policy, Path(tmp) / "default.safetensors")
-            native_controller = native_controller_command(30.0, policy, Path(tmp)) if args.native_controller else None
+            native_controller = None
+            if args.native_controller:
+                try:
+                    native_controller = native_controller_command(30.0, policy, Path(tmp))
+                except (RuntimeError, OSError, ValueError) as err:
+                    print(f"node_latency: no native controller row: {err}", file=sys.stderr)
+                    args.native_controller = False
             native = build_native_relay(Path(tmp)) if args.native else None
             for rate in args.rates:
                 relay = measure_rate(rate, args.seconds, [sys.executable, __file__, "--relay"], children)
