@@ -21,6 +21,8 @@ the graph up after the episode.
 """
 
 import os
+import tempfile
+from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler
@@ -29,7 +31,7 @@ from launch.events import Shutdown
 from launch_ros.actions import Node
 
 from launch import LaunchDescription
-from lnn_nav.nodes.fly import SIM_CONTROLLER_PARAMS, checkpoint_camera, share_path
+from lnn_nav.nodes.fly import SIM_CONTROLLER_PARAMS, checkpoint_camera, native_pilot, share_path
 
 TRUE = ("true", "1", "yes")
 
@@ -75,6 +77,17 @@ def _launch_setup(context, *args, **kwargs):
             output="screen",
             parameters=[os.path.join(config, "expert.yaml"), world_params, {"fly": True, "use_sim_time": True}],
         )
+    elif arg("native").lower() in TRUE:
+        # The checkpoint's weights for the native node, exported now, with the Python node's settings.
+        weights_dir = Path(tempfile.mkdtemp(prefix="lnn_nav_native_"))
+        model = model_path or str(share_path("models/cfc_ncp.safetensors"))
+        pilot = Node(
+            package="lnn_nav",
+            executable="native_controller_node",
+            name="native_controller",
+            output="screen",
+            arguments=native_pilot(model, Path(config) / "controller.yaml", weights_dir),
+        )
     else:
         pilot = Node(
             package="lnn_nav",
@@ -101,6 +114,11 @@ def generate_launch_description():
                 description="controller checkpoint (.safetensors); empty: the shipped CfC-NCP",
             ),
             DeclareLaunchArgument("use_expert", default_value="false", description="fly the privileged expert instead"),
+            DeclareLaunchArgument(
+                "native",
+                default_value="false",
+                description="fly the checkpoint in the native controller node (C++ on rcl) instead of controller_node",
+            ),
             DeclareLaunchArgument(
                 "exit_on_outcome",
                 default_value="true",

@@ -184,6 +184,35 @@ def test_sim_closed_loop_launch_flies_one_episode_to_its_outcome_as_lnn_nav_fly_
     assert fly_code == code
 
 
+@pytest.mark.slow
+def test_sim_closed_loop_launch_flies_the_native_node_through_the_same_episode(ros2, procs) -> None:
+    # native:=true: the checkpoint exported and flown by the native controller node (C++ on rcl); the same
+    # episode as the in-process flight of that seed, step for step.
+    from lnn_nav.eval.camera import fly_with_camera
+
+    world, seed = "forest", 3
+    launch = procs(
+        "launch",
+        ros2,
+        "launch",
+        "lnn_nav",
+        "sim_closed_loop.launch.py",
+        f"world:={world}",
+        f"seed:={seed}",
+        "native:=true",
+    )
+    code = launch.wait(timeout=300)
+    text = launch.text()
+    launched = episode_over(text)
+    assert code == (0 if launched["outcome"] == "success" else 1), text[-2000:]
+    assert "native_controller" in text and "process has finished cleanly" in text
+    if "no command for frame" in text or "sync_timeout" in text:
+        pytest.skip("the machine was too loaded for lockstep: a command or odometry came after its timeout")
+    local = fly_with_camera(str(SHIPPED), world, seed, "in_distribution")
+    assert (launched["outcome"], launched["time"]) == (local.outcome, round(local.time, 3))
+    assert launched["path_length"] == pytest.approx(local.path_length, abs=0.01)
+
+
 def test_sim_closed_loop_launch_with_a_missing_checkpoint_fails_with_its_name(ros2, procs, tmp_path: Path) -> None:
     missing = tmp_path / "nope.safetensors"
     launch = procs("launch", ros2, "launch", "lnn_nav", "sim_closed_loop.launch.py", f"model_path:={missing}")

@@ -73,8 +73,9 @@ def checkpoint_camera(model: str) -> dict[str, object]:
 
 
 def native_pilot(model: str, controller_yaml: Path | None, out_dir: Path) -> list[str]:
-    """The native controller node's command for ``model``: its weights exported into ``out_dir``, the
-    controller's YAML settings with the closed-loop ones (:data:`SIM_CONTROLLER_PARAMS`)."""
+    """The native controller node's arguments for ``model``: its weights exported into ``out_dir``, the
+    controller's YAML settings with the closed-loop ones (:data:`SIM_CONTROLLER_PARAMS`).
+    :class:`SetupError` if the checkpoint cannot be flown natively."""
     import yaml
 
     from lnn_nav.kernels.native import NativeError, export_weights, save_weights
@@ -90,7 +91,7 @@ def native_pilot(model: str, controller_yaml: Path | None, out_dir: Path) -> lis
     if controller_yaml is not None:
         params = dict(yaml.safe_load(controller_yaml.read_text())["controller_node"]["ros__parameters"])
     params.update(SIM_CONTROLLER_PARAMS)
-    return [sys.executable, "-m", "lnn_nav.nodes.native", *native_arguments(str(weights), "/camera/image_raw", params)]
+    return native_arguments(str(weights), "/camera/image_raw", params)
 
 
 def node_command(module: str, params_file: Path | None, params: dict[str, object]) -> list[str]:
@@ -241,7 +242,7 @@ def fly_over_ros(
             except SetupError:
                 controller_yaml = None
             if native:
-                pilot = native_pilot(model, controller_yaml, logs)
+                pilot = [sys.executable, "-m", "lnn_nav.nodes.native", *native_pilot(model, controller_yaml, logs)]
                 children.start("native_controller", pilot, env)
             else:
                 pilot = node_command(
