@@ -123,7 +123,7 @@ def build_native_relay(out_dir: Path) -> tuple[list[str], dict[str, str]]:
     """``benchmarks/native_relay.c`` compiled against the ROS wheels in this environment: the command
     (without topics) and the environment it runs in. Raises RuntimeError saying what is missing
     (the link and run environment: :func:`lnn_nav.nodes.native.ros_link_environment`)."""
-    from lnn_nav.nodes.native import link_flags, ros_link_environment
+    from lnn_nav.nodes.native import RCL_LIBS, link_flags, ros_link_environment
 
     compiler = shutil.which(os.environ.get("CC", "cc"))
     if compiler is None:
@@ -131,17 +131,15 @@ def build_native_relay(out_dir: Path) -> tuple[list[str], dict[str, str]]:
     link = ros_link_environment()
     binary = out_dir / "native_relay"
     source = Path(__file__).with_name("native_relay.c")
-    libs = [
-        "rcl",
-        "rcutils",
-        "rmw",
-        "rosidl_runtime_c",
-        "sensor_msgs__rosidl_generator_c",
-        "sensor_msgs__rosidl_typesupport_c",
-        "geometry_msgs__rosidl_generator_c",
-        "geometry_msgs__rosidl_typesupport_c",
+    cmd = [
+        compiler,
+        "-O2",
+        "-o",
+        str(binary),
+        str(source),
+        *(f"-I{p}" for p in link.includes),
+        *link_flags(link, RCL_LIBS),
     ]
-    cmd = [compiler, "-O2", "-o", str(binary), str(source), *(f"-I{p}" for p in link.includes), *link_flags(link, libs)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"building {source.name} failed:\n{done.stderr[-2000:]}")

@@ -38,7 +38,8 @@ RUNTIME_HEADERS = ("cfc_layout.h", "cfc_math.h", "cfc_step.h", "encoder_kernels.
 # without fused multiply-adds, so the goal input is NumPy's bits on every machine.
 RUNTIME_FLAGS = ("-O3", "-fopenmp-simd", "-fno-trapping-math", "-std=c++17", "-fPIC")
 NODE_FLAGS = ("-O2", "-ffp-contract=off", "-std=c++17")
-LIBS = (
+#: rcl and the camera-in, command-out messages: what any such node links (benchmarks/native_relay.c too).
+RCL_LIBS = (
     "rcl",
     "rcutils",
     "rmw",
@@ -47,6 +48,9 @@ LIBS = (
     "sensor_msgs__rosidl_typesupport_c",
     "geometry_msgs__rosidl_generator_c",
     "geometry_msgs__rosidl_typesupport_c",
+)
+LIBS = (
+    *RCL_LIBS,
     "nav_msgs__rosidl_generator_c",
     "nav_msgs__rosidl_typesupport_c",
     "builtin_interfaces__rosidl_generator_c",
