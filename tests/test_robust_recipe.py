@@ -63,7 +63,7 @@ def test_every_profile_draws_inside_its_ranges(profile: str) -> None:
     draws = [sample_training_conditions(rng, profile) for _ in range(300)]
     assert all(within_ranges(c, RANDOMIZATION[profile]) for c in draws)
     mixes = [c.season_mix for c in draws]
-    if profile == "wide":
+    if profile != "narrow":
         assert min(mixes) < 0.1 and max(mixes) > 0.9  # the whole summer-fall span
         assert max(c.fog_density for c in draws) > 0.01
     else:
@@ -71,7 +71,7 @@ def test_every_profile_draws_inside_its_ranges(profile: str) -> None:
 
 
 def test_unknown_profile_is_refused_by_name() -> None:
-    with pytest.raises(ValueError, match="narrow, wide"):
+    with pytest.raises(ValueError, match="narrow, wide, wider"):
         sample_training_conditions(np.random.default_rng(0), "everything")
 
 
@@ -95,6 +95,15 @@ def test_true_shifts_stay_beyond_the_strong_augmentation() -> None:
     # Gusts are dynamics: augmentation changes only pixels. Winter: no augmentation draws the snow palette
     # (the photometric ops keep the scene's layout of colours; tested by the coverage of the profiles above).
     assert "wind" not in " ".join(STRONG_AUGMENT)
+
+
+def test_wider_profile_covers_a_working_day_and_moderate_wind_but_no_true_shift() -> None:
+    assert [p for p in OOD_PRESETS if preset_coverage(p, "wider") == "covered"] == ["fall"]
+    covered = [p for p in COMBINATION_PRESETS if preset_coverage(p, "wider") == "covered"]
+    assert covered == ["morning_sun", "moderate_wind"]
+    # Every draw of the wide profile is one of the wider profile too.
+    rng = np.random.default_rng(3)
+    assert all(within_ranges(sample_training_conditions(rng, "wide"), RANDOMIZATION["wider"]) for _ in range(200))
 
 
 def test_combination_presets_fly_like_presets_and_lie_beyond_training() -> None:

@@ -97,6 +97,20 @@ RANDOMIZATION: dict[str, dict[str, tuple[float, float]]] = {
         "camera_blur": (0.0, 0.6),
         "exposure": (0.8, 1.2),
     },
+    # ``wide`` plus the light of a whole working day and the wind a demonstration recovers from:
+    # the expert's flights under stronger wind carry the corrections a gust asks of the learner
+    # (the recovery states the liquid-network drone paper added synthetically).
+    "wider": {
+        "season_mix": (0.0, 1.0),
+        "time_of_day": (7.0, 17.0),  # sun 15-60 deg up; dusk (19 h, sun set) and a 17.5 h evening stay beyond
+        "fog_density": (0.0, 0.015),
+        "wind_speed": (0.0, 2.2),  # the gusty preset's mean is 2.9 m/s
+        "gust_std": (0.0, 1.2),  # ... and its gusts 2.0 m/s
+        "gust_tau": (1.0, 3.0),
+        "camera_noise": (0.0, 0.03),
+        "camera_blur": (0.0, 0.6),
+        "exposure": (0.7, 1.2),
+    },
 }
 RANDOMIZATION_PROFILES: tuple[str, ...] = tuple(RANDOMIZATION)
 
