@@ -14,12 +14,12 @@ pip wheel).
     ros2 launch lnn_nav drone.launch.py native_weights:=/path/policy.native.safetensors
 
 runs the native controller node instead (no Python or torch in the loop; weights from
-``lnn-nav export CKPT --format native``), with config/controller.yaml's limits, timeouts and rates.
+``lnn-nav export CKPT --format native``) under the controller's name, reading config/controller.yaml's
+limits, timeouts and rates as ROS parameters.
 """
 
 import os
 
-import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
@@ -27,7 +27,6 @@ from launch_ros.actions import Node
 
 from launch import LaunchDescription
 from lnn_nav.nodes.controller_logic import camera_info_topic
-from lnn_nav.nodes.native import native_arguments
 
 
 def controller_overrides(model_path: str, device: str, image_topic: str, info_topic: str = "") -> dict:
@@ -46,15 +45,16 @@ def _launch_setup(context, *args, **kwargs):
     # Parameters, not a remapping of /camera/image_raw: a remapping would miss the compressed transport's
     # <image_topic>/compressed and the camera_info the node derives from its image_topic parameter.
     if arg("native_weights"):
-        with open(config) as f:
-            parameters = yaml.safe_load(f)["controller_node"]["ros__parameters"]
+        # The native node under the Python node's name reads the same YAML (its limits, timeouts, rates; the
+        # torch-only keys it leaves alone) and offers the same ~/enable and ~/reset_state services.
+        native = {"weights": arg("native_weights"), "image_topic": arg("image_topic")}
         return [
             Node(
                 package="lnn_nav",
                 executable="native_controller_node",
-                name="native_controller",
+                name="controller_node",
                 output="screen",
-                arguments=native_arguments(arg("native_weights"), arg("image_topic"), parameters),
+                parameters=[config, native],
             ),
         ]
     overrides = controller_overrides(arg("model_path"), arg("device"), arg("image_topic"), arg("camera_info_topic"))

@@ -312,6 +312,38 @@ def test_drone_launch_answers_a_camera_in_another_process_on_cmd_vel(ros2, procs
 
 
 @pytest.mark.slow
+def test_drone_launch_runs_the_native_node_under_the_controllers_name_with_its_yaml(
+    ros2, procs, graph, tmp_path: Path
+) -> None:
+    from std_srvs.srv import SetBool
+
+    from lnn_nav.kernels.native import export_weights, save_weights
+    from lnn_nav.models.checkpoint import load_policy
+
+    weights = save_weights(export_weights(load_policy(SHIPPED)), tmp_path / "cfc_ncp.native.safetensors")
+    node, spin_until = graph
+    commands = collect_commands(node, "/cmd_vel")
+    launch = procs(
+        "launch",
+        ros2,
+        "launch",
+        "lnn_nav",
+        "drone.launch.py",
+        f"native_weights:={weights}",
+        "image_topic:=/front/image_raw",
+    )
+    # The Python node's services, under its name: a drop-in for whatever calls them.
+    client = node.create_client(SetBool, "/controller_node/enable")
+    assert spin_until(client.service_is_ready, timeout=60), launch.text()[-2000:]
+    sent = run_camera(procs, "/front/image_raw", 45)
+    spin_until(lambda: sent <= stamps_of(commands), timeout=10)
+    answers = [c for c in commands if stamps_of([c]) <= sent]
+    assert len(answers) >= max(10, len(sent) // 4), f"{len(answers)} of {len(sent)} frames answered"
+    assert any(abs(c.twist.linear.x) + abs(c.twist.angular.z) > 1e-3 for c in answers)
+    assert "unknown parameter" not in launch.text()
+
+
+@pytest.mark.slow
 def test_ros2_run_takes_parameters_and_remaps_from_the_command_line(ros2, procs, graph) -> None:
     node, spin_until = graph
     remapped = collect_commands(node, "/drone1/cmd_vel")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 rclpy = pytest.importorskip("rclpy")
 
@@ -327,11 +328,66 @@ def test_native_node_refuses_what_it_cannot_fly(node_binary, tmp_path: Path) -> 
     assert checkpoint.returncode == 2 and "--format native" in checkpoint.stderr
     (tmp_path / "junk").write_bytes(os.urandom(64))
     assert run("--weights", str(tmp_path / "junk")).returncode == 2
-    assert run().returncode == 2 and "--weights is required" in run().stderr
+    assert run().returncode == 2 and "--weights (or the weights parameter) is required" in run().stderr
     _, weights = _weights(tmp_path, use_goal=False)
     bad = run("--weights", str(weights), "--max-speed-xy", "fast")
     assert bad.returncode == 2 and "needs a number" in bad.stderr
     assert run("--weights", str(weights), "--frobnicate", "1").returncode == 2
+    # The same refusals through ROS parameters, each a clean exit 2 after rcl is up.
+    ros = ("--ros-args", "-p")
+    torch_ckpt = run(*ros, "model_path:=models/cfc_ncp.safetensors")
+    assert (
+        torch_ckpt.returncode == 2 and "lnn-nav export models/cfc_ncp.safetensors --format native" in torch_ckpt.stderr
+    )
+    compressed = run("--weights", str(weights), *ros, "image_transport:=compressed")
+    assert compressed.returncode == 2 and "raw frames only" in compressed.stderr
+    not_a_number = run(*ros, f"weights:={weights}", "-p", "max_speed_xy:=fast")
+    assert not_a_number.returncode == 2 and "parameter max_speed_xy needs a number" in not_a_number.stderr
+    missing_by_parameter = run(*ros, f"weights:={tmp_path / 'missing.safetensors'}")
+    assert missing_by_parameter.returncode == 2 and "cannot open" in missing_by_parameter.stderr
+
+
+def test_native_node_reads_the_python_nodes_parameter_file(node_binary, tmp_path: Path) -> None:
+    """config/controller.yaml's format under the Python node's name (a launch remaps the native node to it): its
+    limits and topics apply, its torch-only keys are accepted, a command-line flag wins over a parameter."""
+    binary, env = node_binary
+    policy, weights = _weights(tmp_path, use_goal=False)
+    ns = f"/n{uuid.uuid4().hex[:8]}"
+    parameters = {
+        "autostart": True,
+        "device": "cpu",
+        "raw_io": True,
+        "executor": "events",
+        "image_topic": f"{ns}/camera/image_raw",
+        "max_speed_xy": 9.0,  # the flag's 0.5 wins
+        "image_timeout": 0.5,
+        "expected_rate": 15.0,
+    }
+    config = tmp_path / "controller.yaml"
+    config.write_text(yaml.safe_dump({"controller_node": {"ros__parameters": parameters}}))
+    peer = Peer(ns)
+    cmd = [str(binary), "--max-speed-xy", str(LIMITS[0]), "--ros-args", "--params-file", str(config)]
+    cmd += ["-r", "__node:=controller_node", "-p", f"weights:={weights}", "-p", f"cmd_topic:={ns}/cmd_vel"]
+    proc = subprocess.Popen(
+        cmd,
+        env=dict(env, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _connected(peer, proc)
+        answered = _fly(peer, _frames())
+        assert len(answered) >= 5, f"only {len(answered)} of 6 frames answered"
+        expected = _expected(policy, [(s, rgb) for s, rgb, _ in answered], None)
+        for (_, _, got), want in zip(answered, expected):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+        assert any(np.hypot(*want[:2]) > LIMITS[0] - 1e-9 for want in expected), "the clamp never acted"
+    finally:
+        code, err = _stop(proc)
+        peer.close()
+    assert code == 0, err
+    assert "unknown parameter" not in err
 
 
 def test_the_node_sources_ship_with_the_package() -> None:

@@ -51,6 +51,7 @@ RCL_LIBS = (
 )
 LIBS = (
     *RCL_LIBS,
+    "rcl_yaml_param_parser",
     "nav_msgs__rosidl_generator_c",
     "nav_msgs__rosidl_typesupport_c",
     "builtin_interfaces__rosidl_generator_c",

@@ -18,8 +18,10 @@
 //   * --use-sim-time: input ages and hover stamps on /clock (a lockstep simulator's time), as the Python
 //     node's use_sim_time; --sync-inputs: a goal policy's frame waits (up to --sync-timeout wall seconds)
 //     for the odometry stamped with it, so a simulator's flight repeats step for step;
-// Not here (yet): lifecycle, ROS parameters (options are command-line flags), IMU policies, the CameraInfo
-// check.
+//   * its options are the Python node's ROS parameters too (--ros-args --params-file config/controller.yaml,
+//     -p max_speed_xy:=3.0): one YAML serves both nodes; a flag on the command line wins over a parameter.
+// Not here (yet): lifecycle, parameter services (values are read once at start-up), IMU policies, the
+// CameraInfo check.
 //
 //   native_controller --weights W.native.safetensors [--image-topic T] [--cmd-topic T] [--odom-topic T]
 //       [--goal-topic T] [--max-speed-xy 6] [--max-speed-z 3] [--max-yaw-rate 2.0944] [--image-timeout 0.25]
@@ -41,6 +43,7 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -51,7 +54,9 @@
 #include <geometry_msgs/msg/twist_stamped.h>
 #include <nav_msgs/msg/odometry.h>
 #include <rcl/error_handling.h>
+#include <rcl/arguments.h>
 #include <rcl/rcl.h>
+#include <rcl_yaml_param_parser/parser.h>
 #include <rcutils/time.h>
 #include <rosgraph_msgs/msg/clock.h>
 #include <rmw/qos_profiles.h>
@@ -282,43 +287,155 @@ struct Options {
   bool use_sim_time = false, sync_inputs = false;
 };
 
-bool parse_options(int argc, char** argv, Options& o, std::string& err) {
-  std::map<std::string, double*> numbers = {
-      {"--max-speed-xy", &o.max_speed_xy}, {"--max-speed-z", &o.max_speed_z}, {"--max-yaw-rate", &o.max_yaw_rate},
-      {"--image-timeout", &o.image_timeout}, {"--odom-timeout", &o.odom_timeout},
-      {"--failsafe-rate", &o.failsafe_rate}, {"--expected-rate", &o.expected_rate}, {"--max-dt", &o.max_dt},
-      {"--sync-timeout", &o.sync_timeout}};
-  std::map<std::string, bool*> switches = {{"--use-sim-time", &o.use_sim_time}, {"--sync-inputs", &o.sync_inputs}};
-  std::map<std::string, std::string*> texts = {{"--weights", &o.weights},       {"--image-topic", &o.image_topic},
-                                               {"--cmd-topic", &o.cmd_topic},   {"--odom-topic", &o.odom_topic},
-                                               {"--goal-topic", &o.goal_topic}};
+// A command-line flag's ROS parameter: --max-speed-xy -> max_speed_xy (the Python node's names).
+std::string flag_parameter(const std::string& flag) {
+  if (flag == "--failsafe-rate") return "failsafe_rate_hz";
+  std::string name = flag.substr(2);
+  std::replace(name.begin(), name.end(), '-', '_');
+  return name;
+}
+
+struct OptionTable {
+  std::map<std::string, double*> numbers;
+  std::map<std::string, bool*> switches;
+  std::map<std::string, std::string*> texts;
+};
+
+OptionTable option_table(Options& o) {  // keyed by ROS parameter name
+  return OptionTable{
+      {{"max_speed_xy", &o.max_speed_xy}, {"max_speed_z", &o.max_speed_z}, {"max_yaw_rate", &o.max_yaw_rate},
+       {"image_timeout", &o.image_timeout}, {"odom_timeout", &o.odom_timeout},
+       {"failsafe_rate_hz", &o.failsafe_rate}, {"expected_rate", &o.expected_rate}, {"max_dt", &o.max_dt},
+       {"sync_timeout", &o.sync_timeout}},
+      {{"use_sim_time", &o.use_sim_time}, {"sync_inputs", &o.sync_inputs}},
+      {{"weights", &o.weights}, {"image_topic", &o.image_topic}, {"cmd_topic", &o.cmd_topic},
+       {"odom_topic", &o.odom_topic}, {"goal_topic", &o.goal_topic}}};
+}
+
+// Flags before --ros-args; `given` collects the parameters they set (a flag wins over a ROS parameter).
+bool parse_options(int argc, char** argv, Options& o, std::set<std::string>& given, std::string& err) {
+  OptionTable t = option_table(o);
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--ros-args") break;  // rcl's own arguments from here on
-    if (switches.count(a)) {
-      *switches[a] = true;
+    const std::string name = a.rfind("--", 0) == 0 ? flag_parameter(a) : std::string();
+    if (t.switches.count(name)) {
+      *t.switches[name] = true;
+      given.insert(name);
       continue;
+    }
+    if (!t.texts.count(name) && !t.numbers.count(name)) {
+      err = "unknown option " + a;
+      return false;
     }
     if (i + 1 >= argc) {
       err = "option " + a + " needs a value";
       return false;
     }
-    if (texts.count(a)) {
-      *texts[a] = argv[++i];
-    } else if (numbers.count(a)) {
+    if (t.texts.count(name)) {
+      *t.texts[name] = argv[++i];
+    } else {
       char* end = nullptr;
       double v = std::strtod(argv[++i], &end);
       if (*end != '\0' || !std::isfinite(v) || v < 0) {
         err = "option " + a + " needs a number >= 0, got '" + argv[i] + "'";
         return false;
       }
-      *numbers[a] = v;
-    } else {
-      err = "unknown option " + a;
-      return false;
+      *t.numbers[name] = v;
+    }
+    given.insert(name);
+  }
+  return true;
+}
+
+// rclcpp's matching of a parameter file's node names: "/**" any node, "*" one name token, else exact.
+bool node_name_matches(const char* pattern, const char* name) {
+  if (*pattern == '\0') return *name == '\0';
+  if (pattern[0] == '*' && pattern[1] == '*') {
+    for (const char* n = name;; ++n) {
+      if (node_name_matches(pattern + 2, n)) return true;
+      if (*n == '\0') return false;
     }
   }
-  if (o.weights.empty()) err = "--weights is required (lnn-nav export CKPT --format native)";
+  if (*pattern == '*') {
+    for (const char* n = name;; ++n) {
+      if (node_name_matches(pattern + 1, n)) return true;
+      if (*n == '\0' || *n == '/') return false;
+    }
+  }
+  return *pattern == *name && node_name_matches(pattern + 1, name + 1);
+}
+
+// The Python controller's parameters this node has no use for (torch, lifecycle, saliency): accepted from the
+// shared config/controller.yaml and left alone; image_transport and model_path are checked.
+const std::set<std::string> kPythonOnly = {"autostart",    "model_path",    "allow_untrained", "device",
+                                           "camera_info_topic", "imu_timeout", "torch_threads", "executor",
+                                           "raw_io",       "publish_saliency", "image_transport"};
+
+// ROS parameters (--ros-args --params-file F / -p name:=value; the Python node's names, so one YAML serves
+// both nodes) over the defaults, under the flags given on the command line. Later entries win, as in rclcpp.
+bool apply_parameters(const rcl_context_t& context, const rcl_node_t& node, Options& o,
+                      const std::set<std::string>& given, std::string& err) {
+  rcl_params_t* params = nullptr;
+  if (rcl_arguments_get_param_overrides(&context.global_arguments, &params) != RCL_RET_OK) {
+    err = std::string("reading the parameter overrides: ") + rcl_get_error_string().str;
+    rcl_reset_error();
+    return false;
+  }
+  if (!params) return true;
+  std::unique_ptr<rcl_params_t, void (*)(rcl_params_t*)> owned(params, rcl_yaml_node_struct_fini);
+  OptionTable t = option_table(o);
+  const char* fqn = rcl_node_get_fully_qualified_name(&node);
+  std::string model_path;
+  for (size_t n = 0; n < params->num_nodes; ++n) {
+    // A file's "controller_node:" is "/controller_node" (rclcpp's reading: a name without a namespace is absolute).
+    std::string pattern = params->node_names[n];
+    if (pattern.empty() || pattern[0] != '/') pattern = "/" + pattern;
+    if (!node_name_matches(pattern.c_str(), fqn)) continue;
+    const rcl_node_params_t& np = params->params[n];
+    for (size_t k = 0; k < np.num_params; ++k) {
+      const std::string name = np.parameter_names[k];
+      const rcl_variant_t& v = np.parameter_values[k];
+      if (given.count(name)) continue;
+      if (t.numbers.count(name)) {
+        double x = v.double_value ? *v.double_value : v.integer_value ? static_cast<double>(*v.integer_value) : NAN;
+        if (!std::isfinite(x) || x < 0) {
+          err = "parameter " + name + " needs a number >= 0";
+          return false;
+        }
+        *t.numbers[name] = x;
+      } else if (t.switches.count(name)) {
+        if (!v.bool_value) {
+          err = "parameter " + name + " needs true or false";
+          return false;
+        }
+        *t.switches[name] = *v.bool_value;
+      } else if (t.texts.count(name)) {
+        if (!v.string_value) {
+          err = "parameter " + name + " needs a string";
+          return false;
+        }
+        *t.texts[name] = v.string_value;
+      } else if (name == "image_transport") {
+        if (!v.string_value || std::string(v.string_value) != "raw") {
+          err = "image_transport: the native node reads raw frames only (the Python node decodes compressed ones)";
+          return false;
+        }
+      } else if (name == "model_path") {
+        model_path = v.string_value ? v.string_value : "";
+      } else if (!kPythonOnly.count(name)) {
+        fprintf(stderr, "native_controller: unknown parameter %s ignored\n", name.c_str());
+      }
+    }
+  }
+  if (o.weights.empty() && !model_path.empty())
+    err = "model_path is a PyTorch checkpoint; the native node flies exported weights: `lnn-nav export " +
+          model_path + " --format native --out P`, then weights:=P.native.safetensors";
+  return err.empty();
+}
+
+bool validate_options(const Options& o, std::string& err) {
+  if (o.weights.empty()) err = "--weights (or the weights parameter) is required (lnn-nav export CKPT --format native)";
   else if (!(o.failsafe_rate > 0) || !(o.expected_rate > 0)) err = "rates must be > 0";
   else if (!(o.max_dt >= 1.0 / o.expected_rate)) err = "max_dt must be >= 1 / expected_rate";
   return err.empty();
@@ -444,41 +561,12 @@ void clamp_command(double c[4], const Options& o) {
 
 int main(int argc, char** argv) {
   Options opt;
+  std::set<std::string> given;
   std::string err;
-  if (!parse_options(argc, argv, opt, err)) {
+  if (!parse_options(argc, argv, opt, given, err)) {
     fprintf(stderr, "native_controller: %s\n", err.c_str());
     return 2;
   }
-  Weights wts;
-  if (!load_weights(opt.weights, wts, err)) {
-    fprintf(stderr, "native_controller: %s\n", err.c_str());
-    return 2;
-  }
-  if (wts.use_imu) {
-    fprintf(stderr, "native_controller: IMU policies are not flown by the native node yet; use the Python one\n");
-    return 2;
-  }
-  std::unique_ptr<void, void (*)(void*)> rt(
-      lnn_rt_create(wts.encoder_meta.data(), static_cast<int64_t>(wts.encoder_meta.size()), wts.encoder_eps.data(),
-                    static_cast<int64_t>(wts.encoder_eps.size()), wts.encoder_packed.data(),
-                    static_cast<int64_t>(wts.encoder_packed.size()), wts.core_meta.data(),
-                    static_cast<int64_t>(wts.core_meta.size()), wts.core_packed.data(),
-                    static_cast<int64_t>(wts.core_packed.size()), 0, wts.use_goal ? 1 : 0, wts.goal_clip),
-      lnn_rt_destroy);
-  if (!rt) {
-    fprintf(stderr, "native_controller: %s: %s\n", opt.weights.c_str(), lnn_rt_last_error());
-    return 2;
-  }
-  const int H = static_cast<int>(lnn_rt_size(rt.get(), 1)), W = static_cast<int>(lnn_rt_size(rt.get(), 2));
-  const int S = static_cast<int>(lnn_rt_size(rt.get(), 0));
-  if (lnn_rt_size(rt.get(), 3) != 3) {
-    fprintf(stderr, "native_controller: %s takes %lld-channel frames; the node feeds RGB\n", opt.weights.c_str(),
-            static_cast<long long>(lnn_rt_size(rt.get(), 3)));
-    return 2;
-  }
-  signal(SIGINT, on_signal);
-  signal(SIGTERM, on_signal);
-
   rcl_allocator_t allocator = rcl_get_default_allocator();
   rcl_init_options_t init_options = rcl_get_zero_initialized_init_options();
   CHECK(rcl_init_options_init(&init_options, allocator));
@@ -487,6 +575,38 @@ int main(int argc, char** argv) {
   rcl_node_t node = rcl_get_zero_initialized_node();
   rcl_node_options_t node_options = rcl_node_get_default_options();
   CHECK(rcl_node_init(&node, "native_controller", "", &context, &node_options));
+  // The node's own name (a launch file may remap it: __node:=controller_node takes controller_node's YAML).
+  const std::string node_name = rcl_node_get_name(&node);
+  // Refusals from here on leave rcl as the normal exit does (the middleware's threads outlive main otherwise
+  // and abort the process on the way out).
+  auto refuse = [&](const std::string& why) {
+    fprintf(stderr, "native_controller: %s\n", why.c_str());
+    (void)rcl_node_fini(&node);
+    (void)rcl_shutdown(&context);
+    (void)rcl_context_fini(&context);
+    (void)rcl_init_options_fini(&init_options);
+    return 2;
+  };
+  Weights wts;
+  if (!apply_parameters(context, node, opt, given, err) || !validate_options(opt, err) ||
+      !load_weights(opt.weights, wts, err))
+    return refuse(err);
+  if (wts.use_imu) return refuse("IMU policies are not flown by the native node yet; use the Python one");
+  std::unique_ptr<void, void (*)(void*)> rt(
+      lnn_rt_create(wts.encoder_meta.data(), static_cast<int64_t>(wts.encoder_meta.size()), wts.encoder_eps.data(),
+                    static_cast<int64_t>(wts.encoder_eps.size()), wts.encoder_packed.data(),
+                    static_cast<int64_t>(wts.encoder_packed.size()), wts.core_meta.data(),
+                    static_cast<int64_t>(wts.core_meta.size()), wts.core_packed.data(),
+                    static_cast<int64_t>(wts.core_packed.size()), 0, wts.use_goal ? 1 : 0, wts.goal_clip),
+      lnn_rt_destroy);
+  if (!rt) return refuse(opt.weights + ": " + lnn_rt_last_error());
+  const int H = static_cast<int>(lnn_rt_size(rt.get(), 1)), W = static_cast<int>(lnn_rt_size(rt.get(), 2));
+  const int S = static_cast<int>(lnn_rt_size(rt.get(), 0));
+  if (lnn_rt_size(rt.get(), 3) != 3)
+    return refuse(opt.weights + " takes " + std::to_string(lnn_rt_size(rt.get(), 3)) +
+                  "-channel frames; the node feeds RGB");
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
 
   // The Python node's QoS: camera and odometry best effort keep-last-1, the goal latched, commands reliable.
   rcl_subscription_options_t sensor = rcl_subscription_get_default_options();
@@ -600,7 +720,7 @@ int main(int argc, char** argv) {
     arr.header.stamp = now_stamp();
     diagnostic_msgs__msg__DiagnosticStatus__Sequence__init(&arr.status, 1);
     diagnostic_msgs__msg__DiagnosticStatus& st = arr.status.data[0];
-    rosidl_runtime_c__String__assign(&st.name, "native_controller: lnn_nav controller");
+    rosidl_runtime_c__String__assign(&st.name, (node_name + ": lnn_nav controller").c_str());
     rosidl_runtime_c__String__assign(&st.hardware_id, "cpu");
     std::string message = "flying";
     st.level = diagnostic_msgs__msg__DiagnosticStatus__OK;
