@@ -61,7 +61,7 @@ setup(
     package_data={
         "lnn_nav.kernels": ["csrc/*.h", "csrc/*.cpp", "csrc/*.cu"],
         "lnn_nav.sim": ["csrc/*.cpp"],
-        "lnn_nav.nodes": ["csrc/*.cpp"],
+        "lnn_nav.nodes": ["csrc/*.cpp", "csrc/*.h"],
     },
     data_files=DATA_FILES,
     # rclpy and the message packages are not pip requirements: on a robot

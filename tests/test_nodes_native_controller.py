@@ -452,6 +452,65 @@ def test_native_node_e_stop_and_reset_services(node_binary, tmp_path: Path) -> N
     assert "e-stop: commanding zero" in err and "enabled: commanding resumes" in err
 
 
+def test_native_node_lifecycle_as_the_python_nodes(node_binary, tmp_path: Path) -> None:
+    """--no-autostart waits in 'unconfigured' answering no frame; configure + activate (by id and by label, as
+    `ros2 lifecycle set` sends them) fly the Python controller's commands; deactivate sends one zero and stops."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
+
+    policy, weights = _weights(tmp_path, use_goal=False)
+    ns = f"/n{uuid.uuid4().hex[:8]}"
+    peer = Peer(ns)
+    proc = _start(node_binary, weights, ns, "--no-autostart", "--ros-args", "-r", f"__ns:={ns}")
+
+    def call(srv_type, name: str, request):
+        client = peer.node.create_client(srv_type, f"{ns}/native_controller/{name}")
+        assert client.wait_for_service(timeout_sec=10.0), name
+        future = client.call_async(request)
+        assert peer.wait_for(future.done, 10.0)
+        return future.result()
+
+    def state() -> str:
+        return call(GetState, "get_state", GetState.Request()).current_state.label
+
+    try:
+        assert state() == "unconfigured"
+        frames = _frames()
+        assert peer.wait_for(lambda: peer.image_pub.get_subscription_count() > 0, 15.0)
+        peer.image_pub.publish(frames[0][1])
+        assert not peer.wait_for(lambda: bool(peer.snapshot()), 1.0), "an unconfigured node commanded"
+        configure = ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE))
+        assert call(ChangeState, "change_state", configure).success
+        assert state() == "inactive"
+        offered = call(GetAvailableTransitions, "get_available_transitions", GetAvailableTransitions.Request())
+        assert {t.transition.label for t in offered.available_transitions} >= {"activate", "cleanup", "shutdown"}
+        assert not call(ChangeState, "change_state", configure).success  # not from 'inactive'
+        activate = ChangeState.Request(transition=Transition(label="activate"))
+        assert call(ChangeState, "change_state", activate).success
+        assert state() == "active"
+        _connected(peer, proc)
+        answered = _fly(peer, frames)
+        assert len(answered) >= 5, f"only {len(answered)} of 6 frames answered"
+        expected = _expected(policy, [(s, rgb) for s, rgb, _ in answered], None)
+        for (_, _, got), want in zip(answered, expected):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+        before = len(peer.snapshot())
+        deactivate = ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE))
+        assert call(ChangeState, "change_state", deactivate).success
+        assert peer.wait_for(lambda: len(peer.snapshot()) > before, 3.0)
+        last = peer.snapshot()[-1].twist
+        assert (last.linear.x, last.linear.y, last.linear.z, last.angular.z) == (0.0, 0.0, 0.0, 0.0)
+        settled = len(peer.snapshot())
+        peer.image_pub.publish(frames[0][1])
+        assert not peer.wait_for(lambda: len(peer.snapshot()) > settled, 1.0), "an inactive node commanded"
+        assert state() == "inactive"
+    finally:
+        code, err = _stop(proc)
+        peer.close()
+    assert code == 0, err
+    assert "waiting in 'unconfigured'" in err and "inactive: published one zero command" in err
+
+
 def test_a_sourced_ros_install_is_found_when_the_wheels_are_not(tmp_path: Path, monkeypatch) -> None:
     # A fake /opt/ros/jazzy: rcl's headers in include/rcl/rcl, libraries in lib; this Python's prefix has none.
     install = tmp_path / "opt_ros_jazzy"

@@ -31,6 +31,7 @@ from lnn_nav import cbuild
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "csrc" / "native_controller.cpp"
+NODE_HEADERS = (HERE / "csrc" / "node_lifecycle.h",)
 KERNELS = HERE.parent / "kernels" / "csrc"
 RUNTIME = KERNELS / "policy_runtime.cpp"
 RUNTIME_HEADERS = ("cfc_layout.h", "cfc_math.h", "cfc_step.h", "encoder_kernels.h", "policy_runtime.h")
@@ -52,6 +53,9 @@ RCL_LIBS = (
 LIBS = (
     *RCL_LIBS,
     "rcl_yaml_param_parser",
+    "rcl_lifecycle",
+    "lifecycle_msgs__rosidl_generator_c",
+    "lifecycle_msgs__rosidl_typesupport_c",
     "nav_msgs__rosidl_generator_c",
     "nav_msgs__rosidl_typesupport_c",
     "builtin_interfaces__rosidl_generator_c",
@@ -163,7 +167,7 @@ def build() -> tuple[Path, dict[str, str]]:
         raise RuntimeError(f"no C++ compiler ('{os.environ.get('CXX') or 'c++'}' is not on PATH)")
     link = ros_link_environment()
     digest = hashlib.sha256()
-    for f in (SOURCE, RUNTIME, *(KERNELS / h for h in RUNTIME_HEADERS)):
+    for f in (SOURCE, *NODE_HEADERS, RUNTIME, *(KERNELS / h for h in RUNTIME_HEADERS)):
         digest.update(f.read_bytes())
     try:
         version = subprocess.run([*compiler, "--version"], capture_output=True, text=True, timeout=30).stdout

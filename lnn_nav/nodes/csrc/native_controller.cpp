@@ -20,7 +20,10 @@
 //     for the odometry stamped with it, so a simulator's flight repeats step for step;
 //   * its options are the Python node's ROS parameters too (--ros-args --params-file config/controller.yaml,
 //     -p max_speed_xy:=3.0): one YAML serves both nodes; a flag on the command line wins over a parameter.
-// Not here (yet): lifecycle, parameter services (values are read once at start-up), IMU policies, the
+//   * the managed-node lifecycle (node_lifecycle.h): autostart (default) configures and activates it at
+//     start; only 'active' commands; deactivate and shutdown send one zero; --no-autostart / autostart:=false
+//     waits for a lifecycle manager.
+// Not here (yet): parameter services (values are read once at start-up), IMU policies, the
 // CameraInfo check.
 //
 //   native_controller --weights W.native.safetensors [--image-topic T] [--cmd-topic T] [--odom-topic T]
@@ -65,6 +68,7 @@
 #include <std_srvs/srv/set_bool.h>
 #include <std_srvs/srv/trigger.h>
 
+#include "node_lifecycle.h"
 #include "policy_runtime.h"
 
 namespace {
@@ -284,7 +288,7 @@ struct Options {
   double max_speed_xy = 6.0, max_speed_z = 3.0, max_yaw_rate = 2.0943951023931953;  // 120 deg/s
   double image_timeout = 0.25, odom_timeout = 0.25, failsafe_rate = 20.0, expected_rate = 15.0, max_dt = 0.5;
   double sync_timeout = 0.05;
-  bool use_sim_time = false, sync_inputs = false;
+  bool use_sim_time = false, sync_inputs = false, autostart = true;
 };
 
 // A command-line flag's ROS parameter: --max-speed-xy -> max_speed_xy (the Python node's names).
@@ -307,7 +311,7 @@ OptionTable option_table(Options& o) {  // keyed by ROS parameter name
        {"image_timeout", &o.image_timeout}, {"odom_timeout", &o.odom_timeout},
        {"failsafe_rate_hz", &o.failsafe_rate}, {"expected_rate", &o.expected_rate}, {"max_dt", &o.max_dt},
        {"sync_timeout", &o.sync_timeout}},
-      {{"use_sim_time", &o.use_sim_time}, {"sync_inputs", &o.sync_inputs}},
+      {{"use_sim_time", &o.use_sim_time}, {"sync_inputs", &o.sync_inputs}, {"autostart", &o.autostart}},
       {{"weights", &o.weights}, {"image_topic", &o.image_topic}, {"cmd_topic", &o.cmd_topic},
        {"odom_topic", &o.odom_topic}, {"goal_topic", &o.goal_topic}}};
 }
@@ -319,7 +323,12 @@ bool parse_options(int argc, char** argv, Options& o, std::set<std::string>& giv
     std::string a = argv[i];
     if (a == "--ros-args") break;  // rcl's own arguments from here on
     const std::string name = a.rfind("--", 0) == 0 ? flag_parameter(a) : std::string();
-    if (t.switches.count(name)) {
+    if (name == "no_autostart") {  // wait in 'unconfigured' for a lifecycle manager
+      o.autostart = false;
+      given.insert("autostart");
+      continue;
+    }
+    if (t.switches.count(name) && name != "autostart") {
       *t.switches[name] = true;
       given.insert(name);
       continue;
@@ -368,7 +377,7 @@ bool node_name_matches(const char* pattern, const char* name) {
 
 // The Python controller's parameters this node has no use for (torch, lifecycle, saliency): accepted from the
 // shared config/controller.yaml and left alone; image_transport and model_path are checked.
-const std::set<std::string> kPythonOnly = {"autostart",    "model_path",    "allow_untrained", "device",
+const std::set<std::string> kPythonOnly = {"model_path",    "allow_untrained", "device",
                                            "camera_info_topic", "imu_timeout", "torch_threads", "executor",
                                            "raw_io",       "publish_saliency", "image_transport"};
 
@@ -650,8 +659,10 @@ int main(int argc, char** argv) {
                          &srv_options));
   CHECK(rcl_service_init(&reset_srv, &node, ROSIDL_GET_SRV_TYPE_SUPPORT(std_srvs, srv, Trigger), "~/reset_state",
                          &srv_options));
+  NodeLifecycle lifecycle;
+  if (!lifecycle.init(&node, err)) return refuse(err);
   rcl_wait_set_t wait_set = rcl_get_zero_initialized_wait_set();
-  CHECK(rcl_wait_set_init(&wait_set, 4, 0, 0, 0, 2, 0, &context, allocator));
+  CHECK(rcl_wait_set_init(&wait_set, 4, 0, 0, 0, 2 + NodeLifecycle::kServices, 0, &context, allocator));
 
   sensor_msgs__msg__Image image;
   nav_msgs__msg__Odometry odom, odom_in;
@@ -702,6 +713,7 @@ int main(int argc, char** argv) {
   std::vector<float> h(static_cast<size_t>(S), 0.0f), h_new(static_cast<size_t>(S), 0.0f);
   std::vector<uint8_t> rgb;
   bool have_state = false, have_odom = false, have_goal = false, failsafe = false, enabled = true;
+  bool active = false;  // the lifecycle's 'active': only then does a frame or the fail-safe timer command
   int64_t last_stamp = 0, camera_at = -1, odom_at = -1;
   bool have_stamp = false;
   // Simulated time that has not started (no /clock yet): the wait for a first input starts with it.
@@ -724,7 +736,10 @@ int main(int argc, char** argv) {
     rosidl_runtime_c__String__assign(&st.hardware_id, "cpu");
     std::string message = "flying";
     st.level = diagnostic_msgs__msg__DiagnosticStatus__OK;
-    if (!enabled) {
+    if (!active) {
+      st.level = diagnostic_msgs__msg__DiagnosticStatus__WARN;
+      message = std::string(lifecycle.label()) + ": not commanding";
+    } else if (!enabled) {
       st.level = diagnostic_msgs__msg__DiagnosticStatus__WARN;
       message = "e-stop: commanding zero";
     } else if (failsafe) {
@@ -739,7 +754,7 @@ int main(int argc, char** argv) {
       return std::string(buf);
     };
     const std::vector<std::pair<std::string, std::string>> values = {
-        {"state", "active"},
+        {"state", lifecycle.label()},
         {"enabled", enabled ? "True" : "False"},
         {"frame_rate_hz", fmt(window_frames / seconds)},
         {"step_latency_mean_ms", fmt(window_frames ? window_latency / window_frames * 1e3 : 0.0)},
@@ -865,6 +880,47 @@ int main(int argc, char** argv) {
     window_max = std::max(window_max, latency);
   };
 
+  // The node's part of each lifecycle transition, as the Python node's on_configure ... on_error. The weights
+  // were loaded (and refused if unusable) at start, so configure has nothing left that can fail.
+  auto final_zero = [&]() {  // waited on briefly so it is delivered before anything else happens
+    publish(zero, now_stamp());
+    if (rcl_publisher_wait_for_all_acked(&pub, RCL_MS_TO_NS(250)) != RCL_RET_OK) rcl_reset_error();
+  };
+  auto on_transition = [&](uint8_t intermediate) -> uint8_t {
+    switch (intermediate) {
+      case lifecycle_msgs__msg__State__TRANSITION_STATE_ACTIVATING:
+        // From rest, every input waited for from now (InputWatchdog.arm; 0 = a simulated clock not started).
+        have_state = have_stamp = failsafe = pending = false;
+        camera_at = odom_at = -1;
+        armed_at = now_ns() > 0 ? now_ns() : -1;
+        next_check = wall_ns() + period_ns;
+        active = true;
+        fprintf(stderr, "native_controller: active: publishing commands on %s\n", opt.cmd_topic.c_str());
+        break;
+      case lifecycle_msgs__msg__State__TRANSITION_STATE_DEACTIVATING:
+        active = false;
+        final_zero();
+        fprintf(stderr, "native_controller: inactive: published one zero command, commanding stopped\n");
+        break;
+      case lifecycle_msgs__msg__State__TRANSITION_STATE_SHUTTINGDOWN:
+        if (active) final_zero();
+        active = false;
+        break;
+      case lifecycle_msgs__msg__State__TRANSITION_STATE_ERRORPROCESSING:
+        active = false;
+        break;
+      default:  // configuring, cleaning up: the state starts from rest at the next activation
+        have_state = have_stamp = false;
+    }
+    return lifecycle_msgs__msg__Transition__TRANSITION_CALLBACK_SUCCESS;
+  };
+  if (opt.autostart) {
+    lifecycle.change(lifecycle_msgs__msg__Transition__TRANSITION_CONFIGURE, on_transition);
+    lifecycle.change(lifecycle_msgs__msg__Transition__TRANSITION_ACTIVATE, on_transition);
+  } else {
+    fprintf(stderr, "native_controller: autostart off: waiting in 'unconfigured' for a lifecycle manager\n");
+  }
+
   int exit_code = 0, wait_failures = 0;
   // A wait set that cannot be filled ends the loop (exit 1) through the final zero below, not around it.
   auto filled = [&](rcl_ret_t rc, const char* what) {
@@ -883,7 +939,8 @@ int main(int argc, char** argv) {
     }
     if (ok && opt.use_sim_time) ok = filled(rcl_wait_set_add_subscription(&wait_set, &clock_sub, nullptr), "adding /clock");
     ok = ok && filled(rcl_wait_set_add_service(&wait_set, &enable_srv, nullptr), "adding ~/enable") &&
-         filled(rcl_wait_set_add_service(&wait_set, &reset_srv, nullptr), "adding ~/reset_state");
+         filled(rcl_wait_set_add_service(&wait_set, &reset_srv, nullptr), "adding ~/reset_state") &&
+         filled(lifecycle.add_to(&wait_set), "adding the lifecycle services");
     if (!ok) break;
     int64_t until = std::min(next_check, next_diag);
     if (pending) until = std::min(until, pending_at + static_cast<int64_t>(opt.sync_timeout * 1e9));
@@ -901,6 +958,7 @@ int main(int argc, char** argv) {
       continue;
     }
     wait_failures = 0;
+    lifecycle.serve(on_transition);
     rmw_request_id_t request_id;
     std_srvs__srv__SetBool_Request enable_req;
     std_srvs__srv__SetBool_Request__init(&enable_req);
@@ -956,6 +1014,7 @@ int main(int argc, char** argv) {
       }
     }
     while (rcl_take(&image_sub, &image, &info, nullptr) == RCL_RET_OK) {
+      if (!active) continue;  // not commanding: frames are not flown (the Python node's early return)
       std::string why;
       if (!frame_to_rgb(image, H, W, rgb, why)) {
         ++dropped;
@@ -976,7 +1035,7 @@ int main(int argc, char** argv) {
       pending = false;
       run_frame(rgb, image.header.stamp, taken);
     }
-    if (pending) {
+    if (pending && active) {
       const bool timed_out = wall_ns() - pending_at >= static_cast<int64_t>(opt.sync_timeout * 1e9);
       if (timed_out || inputs_reach(stamp_ns(pending_stamp))) {
         pending = false;
@@ -989,7 +1048,7 @@ int main(int argc, char** argv) {
       }
     }
     const int64_t wall = wall_ns();
-    if (wall >= next_check) {  // the fail-safe timer
+    if (active && wall >= next_check) {  // the fail-safe timer
       next_check = wall + period_ns;
       const std::string missing = stale(now_ns());
       if (!missing.empty()) {
@@ -1010,8 +1069,7 @@ int main(int argc, char** argv) {
       publish_diagnostics(wall);
     }
   }
-  publish(zero, now_stamp());  // the final zero, waited on briefly so it is delivered before the publisher goes
-  if (rcl_publisher_wait_for_all_acked(&pub, RCL_MS_TO_NS(250)) != RCL_RET_OK) rcl_reset_error();
+  if (active) final_zero();  // an inactive node leaves the vehicle to whoever commands it
   fprintf(stderr,
           "native_controller: stopped; frames %llu, commands %llu, dropped frames %llu, state resets %llu, "
           "non-finite outputs %llu, fail-safe hovers %llu\n",
@@ -1029,6 +1087,7 @@ int main(int argc, char** argv) {
     if (rc != RCL_RET_OK) fprintf(stderr, "native_controller: %s failed\n", what);
   };
   report(rcl_wait_set_fini(&wait_set), "rcl_wait_set_fini");
+  lifecycle.fini();
   report(rcl_service_fini(&enable_srv, &node), "rcl_service_fini");
   report(rcl_service_fini(&reset_srv, &node), "rcl_service_fini");
   report(rcl_publisher_fini(&pub, &node), "rcl_publisher_fini");
