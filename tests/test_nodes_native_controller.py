@@ -358,13 +358,17 @@ def test_native_node_reads_the_python_nodes_parameter_file(node_binary, tmp_path
         "device": "cpu",
         "raw_io": True,
         "executor": "events",
-        "image_topic": f"{ns}/camera/image_raw",
         "max_speed_xy": 9.0,  # the flag's 0.5 wins
         "image_timeout": 0.5,
         "expected_rate": 15.0,
     }
     config = tmp_path / "controller.yaml"
-    config.write_text(yaml.safe_dump({"controller_node": {"ros__parameters": parameters}}))
+    # A namespace-agnostic entry ("/**" matching no namespace at all, as rclcpp reads it) sets the topic: the
+    # node answers nothing unless it applies.
+    anywhere = {"ros__parameters": {"image_topic": f"{ns}/camera/image_raw"}}
+    config.write_text(
+        yaml.safe_dump({"controller_node": {"ros__parameters": parameters}, "/**/controller_node": anywhere})
+    )
     peer = Peer(ns)
     cmd = [str(binary), "--max-speed-xy", str(LIMITS[0]), "--ros-args", "--params-file", str(config)]
     cmd += ["-r", "__node:=controller_node", "-p", f"weights:={weights}", "-p", f"cmd_topic:={ns}/cmd_vel"]
@@ -457,6 +461,7 @@ def test_native_node_lifecycle_as_the_python_nodes(node_binary, tmp_path: Path) 
     `ros2 lifecycle set` sends them) fly the Python controller's commands; deactivate sends one zero and stops."""
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
+    from std_srvs.srv import SetBool
 
     policy, weights = _weights(tmp_path, use_goal=False)
     ns = f"/n{uuid.uuid4().hex[:8]}"
@@ -473,8 +478,16 @@ def test_native_node_lifecycle_as_the_python_nodes(node_binary, tmp_path: Path) 
     def state() -> str:
         return call(GetState, "get_state", GetState.Request()).current_state.label
 
+    def cpu_seconds() -> float:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     try:
         assert state() == "unconfigured"
+        # Waiting, not spinning: an unconfigured node's loop sleeps between its diagnostics.
+        before_cpu, t0 = cpu_seconds(), time.monotonic()
+        time.sleep(2.0)
+        assert cpu_seconds() - before_cpu < 0.1 * (time.monotonic() - t0), "the idle node spins"
         frames = _frames()
         assert peer.wait_for(lambda: peer.image_pub.get_subscription_count() > 0, 15.0)
         peer.image_pub.publish(frames[0][1])
@@ -504,6 +517,16 @@ def test_native_node_lifecycle_as_the_python_nodes(node_binary, tmp_path: Path) 
         peer.image_pub.publish(frames[0][1])
         assert not peer.wait_for(lambda: len(peer.snapshot()) > settled, 1.0), "an inactive node commanded"
         assert state() == "inactive"
+        # An e-stop while inactive changes the flag, not /cmd_vel (another controller may be flying).
+        assert call(SetBool, "enable", SetBool.Request(data=False)).success
+        assert not peer.wait_for(lambda: len(peer.snapshot()) > settled, 0.5), "an inactive node sent a zero"
+        # A label names the transition whatever the id says (rclcpp, rclpy): id 3 is activate, the label wins.
+        shutdown = ChangeState.Request(transition=Transition(id=Transition.TRANSITION_ACTIVATE, label="shutdown"))
+        assert call(ChangeState, "change_state", shutdown).success
+        assert state() == "finalized"
+        assert not call(
+            ChangeState, "change_state", ChangeState.Request(transition=Transition(label="nonsense"))
+        ).success
     finally:
         code, err = _stop(proc)
         peer.close()

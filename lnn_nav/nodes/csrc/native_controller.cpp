@@ -43,6 +43,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -357,22 +358,29 @@ bool parse_options(int argc, char** argv, Options& o, std::set<std::string>& giv
   return true;
 }
 
-// rclcpp's matching of a parameter file's node names: "/**" any node, "*" one name token, else exact.
-bool node_name_matches(const char* pattern, const char* name) {
-  if (*pattern == '\0') return *name == '\0';
-  if (pattern[0] == '*' && pattern[1] == '*') {
-    for (const char* n = name;; ++n) {
-      if (node_name_matches(pattern + 2, n)) return true;
-      if (*n == '\0') return false;
+// rclcpp's matching of a parameter file's node names (after a leading '/' is added to a bare name): segment by
+// segment, "**" any number of segments (none included: "/**/controller_node" matches "/controller_node"), "*"
+// exactly one, anything else itself.
+bool node_name_matches(const std::string& pattern, const std::string& name) {
+  auto split = [](const std::string& path) {
+    std::vector<std::string> out;
+    size_t at = 0;
+    while (at <= path.size()) {
+      const size_t next = path.find('/', at);
+      const std::string seg = path.substr(at, next == std::string::npos ? std::string::npos : next - at);
+      if (!seg.empty()) out.push_back(seg);
+      if (next == std::string::npos) break;
+      at = next + 1;
     }
-  }
-  if (*pattern == '*') {
-    for (const char* n = name;; ++n) {
-      if (node_name_matches(pattern + 1, n)) return true;
-      if (*n == '\0' || *n == '/') return false;
-    }
-  }
-  return *pattern == *name && node_name_matches(pattern + 1, name + 1);
+    return out;
+  };
+  const std::vector<std::string> p = split(pattern), n = split(name);
+  std::function<bool(size_t, size_t)> match = [&](size_t i, size_t j) -> bool {
+    if (i == p.size()) return j == n.size();
+    if (p[i] == "**") return match(i + 1, j) || (j < n.size() && match(i, j + 1));
+    return j < n.size() && (p[i] == "*" || p[i] == n[j]) && match(i + 1, j + 1);
+  };
+  return match(0, 0);
 }
 
 // The Python controller's parameters this node has no use for (torch, lifecycle, saliency): accepted from the
@@ -400,7 +408,7 @@ bool apply_parameters(const rcl_context_t& context, const rcl_node_t& node, Opti
     // A file's "controller_node:" is "/controller_node" (rclcpp's reading: a name without a namespace is absolute).
     std::string pattern = params->node_names[n];
     if (pattern.empty() || pattern[0] != '/') pattern = "/" + pattern;
-    if (!node_name_matches(pattern.c_str(), fqn)) continue;
+    if (!node_name_matches(pattern, fqn)) continue;
     const rcl_node_params_t& np = params->params[n];
     for (size_t k = 0; k < np.num_params; ++k) {
       const std::string name = np.parameter_names[k];
@@ -614,6 +622,8 @@ int main(int argc, char** argv) {
   if (lnn_rt_size(rt.get(), 3) != 3)
     return refuse(opt.weights + " takes " + std::to_string(lnn_rt_size(rt.get(), 3)) +
                   "-channel frames; the node feeds RGB");
+  NodeLifecycle lifecycle;  // before the node's own endpoints: refuse() finalises the node alone
+  if (!lifecycle.init(&node, err)) return refuse(err);
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
 
@@ -659,8 +669,6 @@ int main(int argc, char** argv) {
                          &srv_options));
   CHECK(rcl_service_init(&reset_srv, &node, ROSIDL_GET_SRV_TYPE_SUPPORT(std_srvs, srv, Trigger), "~/reset_state",
                          &srv_options));
-  NodeLifecycle lifecycle;
-  if (!lifecycle.init(&node, err)) return refuse(err);
   rcl_wait_set_t wait_set = rcl_get_zero_initialized_wait_set();
   CHECK(rcl_wait_set_init(&wait_set, 4, 0, 0, 0, 2 + NodeLifecycle::kServices, 0, &context, allocator));
 
@@ -898,7 +906,7 @@ int main(int argc, char** argv) {
         fprintf(stderr, "native_controller: active: publishing commands on %s\n", opt.cmd_topic.c_str());
         break;
       case lifecycle_msgs__msg__State__TRANSITION_STATE_DEACTIVATING:
-        active = false;
+        active = pending = false;
         final_zero();
         fprintf(stderr, "native_controller: inactive: published one zero command, commanding stopped\n");
         break;
@@ -914,14 +922,17 @@ int main(int argc, char** argv) {
     }
     return lifecycle_msgs__msg__Transition__TRANSITION_CALLBACK_SUCCESS;
   };
+  int exit_code = 0, wait_failures = 0;
   if (opt.autostart) {
-    lifecycle.change(lifecycle_msgs__msg__Transition__TRANSITION_CONFIGURE, on_transition);
-    lifecycle.change(lifecycle_msgs__msg__Transition__TRANSITION_ACTIVATE, on_transition);
+    // As the Python node's main: an autostart that does not reach 'active' is an exit 1, not an idle node.
+    if (!lifecycle.change(lifecycle_msgs__msg__Transition__TRANSITION_CONFIGURE, on_transition) ||
+        !lifecycle.change(lifecycle_msgs__msg__Transition__TRANSITION_ACTIVATE, on_transition)) {
+      fprintf(stderr, "native_controller: autostart failed: the node did not reach 'active'; exiting\n");
+      exit_code = 1;
+    }
   } else {
     fprintf(stderr, "native_controller: autostart off: waiting in 'unconfigured' for a lifecycle manager\n");
   }
-
-  int exit_code = 0, wait_failures = 0;
   // A wait set that cannot be filled ends the loop (exit 1) through the final zero below, not around it.
   auto filled = [&](rcl_ret_t rc, const char* what) {
     if (rc == RCL_RET_OK) return true;
@@ -930,7 +941,7 @@ int main(int argc, char** argv) {
     exit_code = 1;
     return false;
   };
-  while (g_running) {
+  while (g_running && exit_code == 0) {
     bool ok = filled(rcl_wait_set_clear(&wait_set), "rcl_wait_set_clear") &&
               filled(rcl_wait_set_add_subscription(&wait_set, &image_sub, nullptr), "adding the camera");
     if (ok && wts.use_goal) {
@@ -942,8 +953,9 @@ int main(int argc, char** argv) {
          filled(rcl_wait_set_add_service(&wait_set, &reset_srv, nullptr), "adding ~/reset_state") &&
          filled(lifecycle.add_to(&wait_set), "adding the lifecycle services");
     if (!ok) break;
-    int64_t until = std::min(next_check, next_diag);
-    if (pending) until = std::min(until, pending_at + static_cast<int64_t>(opt.sync_timeout * 1e9));
+    // Inactive: the fail-safe timer and a held frame do not run, so they must not shorten the wait either.
+    int64_t until = active ? std::min(next_check, next_diag) : next_diag;
+    if (pending && active) until = std::min(until, pending_at + static_cast<int64_t>(opt.sync_timeout * 1e9));
     // At most 100 ms: a signal does not interrupt rcl_wait, the stop flag is read between waits.
     const int64_t wait_ns = std::min<int64_t>(std::max<int64_t>(0, until - wall_ns()), RCL_MS_TO_NS(100));
     rcl_ret_t waited = rcl_wait(&wait_set, wait_ns);
@@ -969,7 +981,7 @@ int main(int argc, char** argv) {
         fprintf(stderr, "native_controller: enabled: commanding resumes\n");
       } else if (!enable_req.data && enabled) {
         fprintf(stderr, "native_controller: e-stop: commanding zero until re-enabled\n");
-        publish(zero, now_stamp());
+        if (active) publish(zero, now_stamp());  // inactive: /cmd_vel belongs to whoever commands the vehicle
       }
       enabled = enable_req.data;
       std_srvs__srv__SetBool_Response resp;

@@ -83,7 +83,7 @@ class NodeLifecycle {
       return false;
     }
     const uint8_t answer = callback(state());
-    complete(answer);
+    if (!complete(answer)) return false;
     if (answer == lifecycle_msgs__msg__Transition__TRANSITION_CALLBACK_ERROR) complete(callback(state()));
     return answer == lifecycle_msgs__msg__Transition__TRANSITION_CALLBACK_SUCCESS;
   }
@@ -99,7 +99,7 @@ class NodeLifecycle {
         lifecycle_msgs__srv__ChangeState_Response resp;
         lifecycle_msgs__srv__ChangeState_Response__init(&resp);
         unsigned int transition = req.transition.id;
-        if (transition == 0 && req.transition.label.size > 0) {  // by label, among the current state's
+        if (req.transition.label.size > 0) {  // a label names it, whatever the id (rclcpp, rclpy)
           const rcl_lifecycle_transition_t* t =
               rcl_lifecycle_get_transition_by_label(sm_.current_state, req.transition.label.data);
           if (t == nullptr) rcl_reset_error();
@@ -145,7 +145,7 @@ class NodeLifecycle {
   }
 
  private:
-  void complete(uint8_t answer) {
+  bool complete(uint8_t answer) {
     const char* how = answer == lifecycle_msgs__msg__Transition__TRANSITION_CALLBACK_SUCCESS
                           ? rcl_lifecycle_transition_success_label
                       : answer == lifecycle_msgs__msg__Transition__TRANSITION_CALLBACK_FAILURE
@@ -155,7 +155,9 @@ class NodeLifecycle {
       fprintf(stderr, "native_controller: lifecycle: completing the transition (%s) failed: %s\n", how,
               rcl_get_error_string().str);
       rcl_reset_error();
+      return false;
     }
+    return true;
   }
 
   static void fill(lifecycle_msgs__msg__State& out, const rcl_lifecycle_state_t& s) {
