@@ -22,6 +22,7 @@ from lnn_nav.sim.presets import (
     make_world,
     preset_coverage,
     sample_training_conditions,
+    training_density_scale,
     within_ranges,
 )
 from lnn_nav.sim.world import SEASON_PALETTES, Conditions
@@ -71,7 +72,7 @@ def test_every_profile_draws_inside_its_ranges(profile: str) -> None:
 
 
 def test_unknown_profile_is_refused_by_name() -> None:
-    with pytest.raises(ValueError, match="narrow, wide, wider"):
+    with pytest.raises(ValueError, match="narrow, wide, wider, widest"):
         sample_training_conditions(np.random.default_rng(0), "everything")
 
 
@@ -104,6 +105,32 @@ def test_wider_profile_covers_a_working_day_and_moderate_wind_but_no_true_shift(
     # Every draw of the wide profile is one of the wider profile too.
     rng = np.random.default_rng(3)
     assert all(within_ranges(sample_training_conditions(rng, "wide"), RANDOMIZATION["wider"]) for _ in range(200))
+
+
+def test_widest_profile_draws_denser_forests_and_leaves_everything_else_as_it_was() -> None:
+    scales = [training_density_scale(seed, "widest") for seed in range(300000, 300200)]
+    assert 1.0 <= min(scales) < 1.05 and 1.35 < max(scales) <= 1.4
+    for profile in ("narrow", "wide", "wider"):
+        assert {training_density_scale(seed, profile) for seed in range(300000, 300050)} == {1.0}
+    assert preset_coverage("dense_forest", "widest") == "beyond"  # 1.8x stays beyond
+    # The conditions stream is the wider profile's: the density draw has its own.
+    for seed in (300000, 300001):
+        rng_a, rng_b = np.random.default_rng([seed, 7]), np.random.default_rng([seed, 7])
+        assert sample_training_conditions(rng_a, "widest") == sample_training_conditions(rng_b, "wider")
+
+
+def test_a_widest_collection_flies_its_seeds_denser_forests_and_their_conditions() -> None:
+    from lnn_nav.rollouts.flights import FlightJob, training_world
+
+    def trees(profile: str, seed: int, kind: str = "forest") -> tuple[int, Conditions]:
+        world = training_world(FlightJob(kind=kind, seeds=[seed], out_dir="-", randomization=profile), seed)
+        return len(world.cylinders), world.conditions
+
+    seed = next(s for s in range(300000, 300100) if training_density_scale(s, "widest") > 1.3)
+    dense, dense_conditions = trees("widest", seed)
+    plain, plain_conditions = trees("wider", seed)
+    assert dense > 1.15 * plain and dense_conditions == plain_conditions
+    assert trees("widest", 400000, "urban") == trees("wider", 400000, "urban")  # no density in a city
 
 
 def test_combination_presets_fly_like_presets_and_lie_beyond_training() -> None:

@@ -84,8 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PROFILE",
         help="randomisation profile (lnn_nav.sim.presets.RANDOMIZATION): narrow (summer, midday, "
         "clear air), wide (summer-to-fall palettes, morning to afternoon sun, light haze, more "
-        "wind and camera artefacts) or wider (wide with 7-17 h sun, darker exposures and wind "
-        "up to 2.2 m/s with 1.2 m/s gusts); winter, preset fog and gusty wind stay beyond all "
+        "wind and camera artefacts), wider (wide with 7-17 h sun, darker exposures and wind "
+        "up to 2.2 m/s with 1.2 m/s gusts) or widest (wider, forests up to 1.4x as dense); winter, "
+        "preset fog, gusty wind and the dense forest stay beyond all "
         "(default: %(default)s)",
     )
     parser.add_argument("--keep-failures", action="store_true", help="also write episodes the expert failed")

@@ -40,6 +40,7 @@ from lnn_nav.sim.expert import demo_expert
 
 if TYPE_CHECKING:
     from lnn_nav.sim.camera import CameraConfig
+    from lnn_nav.sim.world import WorldSpec
 
 _NS = 1_000_000_000
 #: First frame's stamp: the simulator node's clock also starts at 1 s (0 reads as "unset").
@@ -263,6 +264,24 @@ class _Learner:
         return cmd
 
 
+def training_world(job: FlightJob, seed: int) -> WorldSpec:
+    """World ``seed`` as ``job`` flies it: under its randomisation profile, the conditions and (forests) the
+    density that profile draws for that seed, so re-running a seed re-creates its episode."""
+    from lnn_nav.sim.forest import DEFAULT_TREE_DENSITY
+    from lnn_nav.sim.presets import make_world, sample_training_conditions, training_density_scale
+    from lnn_nav.sim.world import WorldSpec  # noqa: F811 -- the class at run time (the annotation's is typing-only)
+
+    overrides = dict(job.world_overrides)
+    scale = training_density_scale(seed, job.randomization) if job.randomize_conditions else 1.0
+    if job.kind == "forest" and scale != 1.0:
+        overrides["density"] = overrides.get("density", DEFAULT_TREE_DENSITY) * scale
+    world = make_world(job.kind, seed, job.preset, **overrides)
+    if job.randomize_conditions:
+        conditions = sample_training_conditions(np.random.default_rng([seed, 7]), job.randomization)
+        world = WorldSpec.from_dict({**world.to_dict(), "conditions": conditions.__dict__})
+    return world
+
+
 def fly_worker(job: FlightJob, progress: Any | None = None) -> list[dict[str, Any]]:
     """Fly every seed of ``job`` (``job.envs`` at a time); returns one result dict per episode."""
     from lnn_nav.sim.camera import CameraConfig
@@ -270,8 +289,6 @@ def fly_worker(job: FlightJob, progress: Any | None = None) -> list[dict[str, An
     from lnn_nav.sim.env import EnvConfig, FlightBatch
     from lnn_nav.sim.expert import ExpertConfig, PrivilegedExpert
     from lnn_nav.sim.forensics import crash_report, timeout_report
-    from lnn_nav.sim.presets import make_world, sample_training_conditions
-    from lnn_nav.sim.world import WorldSpec
 
     out_dir = Path(job.out_dir)
     if job.record:
@@ -291,12 +308,7 @@ def fly_worker(job: FlightJob, progress: Any | None = None) -> list[dict[str, An
     dt = 1.0 / job.control_hz
 
     def world_for(seed: int) -> WorldSpec:
-        world = make_world(job.kind, seed, job.preset, **job.world_overrides)
-        if job.randomize_conditions:
-            # Conditions from a generator seeded by the world seed: re-running a seed re-creates its episode.
-            conditions = sample_training_conditions(np.random.default_rng([seed, 7]), job.randomization)
-            world = WorldSpec.from_dict({**world.to_dict(), "conditions": conditions.__dict__})
-        return world
+        return training_world(job, seed)
 
     first = [world_for(pending.pop(0)) for _ in range(n)]
     batch = FlightBatch(n, config, rng, world_source=lambda _rng: first[0])

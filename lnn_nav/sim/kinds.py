@@ -37,4 +37,4 @@ COMBINATION_PRESET_NAMES: tuple[str, ...] = (
 )
 
 #: Training-time randomisation profiles (``--randomize``; :data:`lnn_nav.sim.presets.RANDOMIZATION`).
-RANDOMIZATION_PROFILES: tuple[str, ...] = ("narrow", "wide", "wider")
+RANDOMIZATION_PROFILES: tuple[str, ...] = ("narrow", "wide", "wider", "widest")

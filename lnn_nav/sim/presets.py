@@ -85,6 +85,7 @@ RANDOMIZATION: dict[str, dict[str, tuple[float, float]]] = {
         "camera_noise": (0.0, 0.02),
         "camera_blur": (0.0, 0.3),
         "exposure": (0.9, 1.1),
+        "density_scale": (1.0, 1.0),  # forest trees per area, times the generator's default
     },
     "wide": {
         "season_mix": (0.0, 1.0),  # summer -> fall palette
@@ -96,6 +97,7 @@ RANDOMIZATION: dict[str, dict[str, tuple[float, float]]] = {
         "camera_noise": (0.0, 0.03),
         "camera_blur": (0.0, 0.6),
         "exposure": (0.8, 1.2),
+        "density_scale": (1.0, 1.0),
     },
     # ``wide`` plus the light of a whole working day and the wind a demonstration recovers from:
     # the expert's flights under stronger wind carry the corrections a gust asks of the learner
@@ -110,6 +112,20 @@ RANDOMIZATION: dict[str, dict[str, tuple[float, float]]] = {
         "camera_noise": (0.0, 0.03),
         "camera_blur": (0.0, 0.6),
         "exposure": (0.7, 1.2),
+        "density_scale": (1.0, 1.0),
+    },
+    # ``wider`` in forests up to 1.4x as dense: tighter gaps to thread (the dense_forest preset's 1.8x stays beyond).
+    "widest": {
+        "season_mix": (0.0, 1.0),
+        "time_of_day": (7.0, 17.0),
+        "fog_density": (0.0, 0.015),
+        "wind_speed": (0.0, 2.2),
+        "gust_std": (0.0, 1.2),
+        "gust_tau": (1.0, 3.0),
+        "camera_noise": (0.0, 0.03),
+        "camera_blur": (0.0, 0.6),
+        "exposure": (0.7, 1.2),
+        "density_scale": (1.0, 1.4),
     },
 }
 RANDOMIZATION_PROFILES: tuple[str, ...] = tuple(RANDOMIZATION)
@@ -161,6 +177,19 @@ def sample_training_conditions(rng: np.random.Generator, profile: str = DEFAULT_
     return conditions
 
 
+def training_density_scale(seed: int, profile: str = DEFAULT_RANDOMIZATION) -> float:
+    """The forest density multiplier a profile draws for training world ``seed`` (1.0 where it draws none).
+
+    Its own stream (seeded by the world seed), so adding it left every profile's conditions as they were.
+    """
+    if profile not in RANDOMIZATION:
+        raise ValueError(f"unknown randomisation profile {profile!r}; expected one of {', '.join(RANDOMIZATION)}")
+    lo, hi = RANDOMIZATION[profile]["density_scale"]
+    if hi <= lo:
+        return float(lo)
+    return float(np.random.default_rng([seed, 8]).uniform(lo, hi))
+
+
 def within_ranges(c: Conditions, ranges: dict[str, tuple[float, float]]) -> bool:
     """Whether conditions ``c`` lie inside a randomisation profile's ranges (season: summer-fall blends)."""
 
@@ -189,14 +218,16 @@ def within_ranges(c: Conditions, ranges: dict[str, tuple[float, float]]) -> bool
 def preset_coverage(preset: str, profile: str = DEFAULT_RANDOMIZATION) -> str:
     """``"covered"`` if a training profile draws the preset's conditions, else ``"beyond"``.
 
-    Geometry presets (``dense_forest``) are beyond every profile: training
-    worlds use the generator's default density.
+    Geometry presets (``dense_forest``) are covered only where the profile's
+    ``density_scale`` reaches their multiplier (none does).
     """
     table = {**CONDITION_PRESETS, **COMBINATION_PRESETS}
     if preset not in table:
         raise ValueError(f"unknown preset '{preset}'; expected one of {', '.join(ALL_PRESETS)}")
     if preset in DENSITY_SCALE:
-        return "beyond"
+        lo, hi = RANDOMIZATION[profile]["density_scale"]
+        if not lo <= DENSITY_SCALE[preset] <= hi:
+            return "beyond"
     inside = within_ranges(Conditions(**table[preset]), RANDOMIZATION[profile])
     return "covered" if inside else "beyond"
 
