@@ -72,6 +72,8 @@ def test_weights_round_trip_through_a_file_and_other_files_are_refused(tmp_path:
     for name in ("encoder_meta", "encoder_eps", "encoder_packed", "core_meta", "core_packed"):
         np.testing.assert_array_equal(getattr(back, name), getattr(weights, name))
     assert (back.height, back.width, back.use_goal, back.goal_clip) == (48, 64, weights.use_goal, weights.goal_clip)
+    # The camera it was trained with travels too (the native node checks CameraInfo against it).
+    assert back.camera_hfov_deg == weights.camera_hfov_deg == policy.config.camera_hfov_deg == 90.0
     frame = _frames(policy, 1)[0]
     a, _ = NativePolicy(weights).step(frame, 0.1, goal=np.array([1.0, 0.0, 0.0, 5.0]) if weights.use_goal else None)
     b, _ = NativePolicy(back).step(frame, 0.1, goal=np.array([1.0, 0.0, 0.0, 5.0]) if back.use_goal else None)

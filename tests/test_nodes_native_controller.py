@@ -534,6 +534,49 @@ def test_native_node_lifecycle_as_the_python_nodes(node_binary, tmp_path: Path) 
     assert "waiting in 'unconfigured'" in err and "inactive: published one zero command" in err
 
 
+def test_native_node_checks_camera_info_against_the_trained_camera(node_binary, tmp_path: Path) -> None:
+    from sensor_msgs.msg import CameraInfo
+
+    torch.manual_seed(4)
+    cfg = PolicyConfig(encoder=EncoderConfig(height=48, width=64), camera_hfov_deg=90.0)
+    weights = save_weights(export_weights(LiquidPolicy(cfg).eval()), tmp_path / "policy.native.safetensors")
+    ns = f"/n{uuid.uuid4().hex[:8]}"
+    peer = Peer(ns)
+    info_pub = peer.node.create_publisher(CameraInfo, f"{ns}/camera/camera_info", 10)  # beside the image topic
+    statuses: list = []
+    peer.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: statuses.extend(m.status), 10)
+    # A long camera timeout: no fail-safe hover (an ERROR) hides the camera check's WARN between frames.
+    proc = _start(node_binary, weights, ns, "--image-timeout", "60", "--ros-args", "-r", f"__node:=cam_{ns[2:]}")
+
+    def reported(level: int, message: str, mismatch: str) -> bool:
+        return any(
+            st.name == f"cam_{ns[2:]}: lnn_nav controller"
+            and (st.level, st.message) == (level, message)
+            and {kv.key: kv.value for kv in st.values}.get("camera_mismatch") == mismatch
+            for st in list(statuses)
+        )
+
+    def info(hfov_deg: float) -> CameraInfo:
+        msg = CameraInfo(width=640, height=480)
+        msg.k[0] = 320.0 / np.tan(np.radians(hfov_deg) / 2.0)
+        return msg
+
+    wrong = "camera field of view 60.0 deg (CameraInfo) differs from the 90.0 deg it was trained with"
+    try:
+        _connected(peer, proc)
+        assert peer.wait_for(lambda: info_pub.get_subscription_count() > 0, 10.0)
+        info_pub.publish(info(60.0))
+        assert peer.wait_for(lambda: reported(DiagnosticStatus.WARN, f"flying; {wrong}", wrong), 5.0)
+        statuses.clear()
+        info_pub.publish(info(90.3))  # within the 1 deg tolerance
+        assert peer.wait_for(lambda: reported(DiagnosticStatus.OK, "flying", ""), 5.0)
+    finally:
+        code, err = _stop(proc)
+        peer.close()
+    assert code == 0, err
+    assert f"{wrong}: the policy's commands are not to be trusted with this camera" in err
+
+
 def test_a_sourced_ros_install_is_found_when_the_wheels_are_not(tmp_path: Path, monkeypatch) -> None:
     # A fake /opt/ros/jazzy: rcl's headers in include/rcl/rcl, libraries in lib; this Python's prefix has none.
     install = tmp_path / "opt_ros_jazzy"

@@ -62,6 +62,9 @@ class NativeWeights:
     height: int
     width: int
     channels: int
+    # The camera the policy was trained with (horizontal field of view, deg; None: not recorded), which the
+    # native node checks CameraInfo against as the Python node does.
+    camera_hfov_deg: float | None = None
 
 
 def export_weights(policy: Any) -> NativeWeights:
@@ -104,6 +107,7 @@ def export_weights(policy: Any) -> NativeWeights:
         height=int(cfg.encoder.height),
         width=int(cfg.encoder.width),
         channels=int(cfg.encoder.in_channels),
+        camera_hfov_deg=None if cfg.camera_hfov_deg is None else float(cfg.camera_hfov_deg),
     )
 
 
@@ -151,6 +155,7 @@ def save_weights(weights: NativeWeights, path: str | Path) -> Path:
         "height": weights.height,
         "width": weights.width,
         "channels": weights.channels,
+        "camera_hfov_deg": weights.camera_hfov_deg,
     }
     save_file({k: getattr(weights, k) for k in _ARRAYS}, str(path), metadata={"lnn_nav_native": json.dumps(meta)})
     return path
@@ -182,6 +187,7 @@ def load_weights(path: str | Path) -> NativeWeights:
         height=int(meta["height"]),
         width=int(meta["width"]),
         channels=int(meta["channels"]),
+        camera_hfov_deg=None if meta.get("camera_hfov_deg") is None else float(meta["camera_hfov_deg"]),
     )
 
 

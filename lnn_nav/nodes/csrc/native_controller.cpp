@@ -23,8 +23,9 @@
 //   * the managed-node lifecycle (node_lifecycle.h): autostart (default) configures and activates it at
 //     start; only 'active' commands; deactivate and shutdown send one zero; --no-autostart / autostart:=false
 //     waits for a lifecycle manager.
-// Not here (yet): parameter services (values are read once at start-up), IMU policies, the
-// CameraInfo check.
+//   * CameraInfo (camera_info_topic, default beside the image) checked against the camera the weights record:
+//     a field of view more than 1 deg off is logged and a WARN in /diagnostics, as the Python node does.
+// Not here (yet): parameter services (values are read once at start-up), IMU policies.
 //
 //   native_controller --weights W.native.safetensors [--image-topic T] [--cmd-topic T] [--odom-topic T]
 //       [--goal-topic T] [--max-speed-xy 6] [--max-speed-z 3] [--max-yaw-rate 2.0944] [--image-timeout 0.25]
@@ -65,6 +66,7 @@
 #include <rosgraph_msgs/msg/clock.h>
 #include <rmw/qos_profiles.h>
 #include <rosidl_runtime_c/string_functions.h>
+#include <sensor_msgs/msg/camera_info.h>
 #include <sensor_msgs/msg/image.h>
 #include <std_srvs/srv/set_bool.h>
 #include <std_srvs/srv/trigger.h>
@@ -200,6 +202,7 @@ struct Weights {
   bool use_imu = false, use_goal = false;
   float goal_clip = 10.0f;
   int height = 0, width = 0, channels = 0;
+  double camera_hfov = NAN;  // deg; NaN: the file does not record its camera
 };
 
 template <typename T>
@@ -279,13 +282,15 @@ bool load_weights(const std::string& path, Weights& w, std::string& err) {
   w.height = static_cast<int>(num("height"));
   w.width = static_cast<int>(num("width"));
   w.channels = static_cast<int>(num("channels"));
+  const Json* hfov = m.get("camera_hfov_deg");
+  if (hfov && hfov->kind == Json::kNumber) w.camera_hfov = hfov->number;
   return true;
 }
 
 // ---------------------------------------------------------------- options
 struct Options {
   std::string weights, image_topic = "/camera/image_raw", cmd_topic = "/cmd_vel", odom_topic = "/odom",
-                       goal_topic = "/goal_pose";
+                       goal_topic = "/goal_pose", camera_info_topic;  // empty: camera_info beside the image
   double max_speed_xy = 6.0, max_speed_z = 3.0, max_yaw_rate = 2.0943951023931953;  // 120 deg/s
   double image_timeout = 0.25, odom_timeout = 0.25, failsafe_rate = 20.0, expected_rate = 15.0, max_dt = 0.5;
   double sync_timeout = 0.05;
@@ -314,7 +319,7 @@ OptionTable option_table(Options& o) {  // keyed by ROS parameter name
        {"sync_timeout", &o.sync_timeout}},
       {{"use_sim_time", &o.use_sim_time}, {"sync_inputs", &o.sync_inputs}, {"autostart", &o.autostart}},
       {{"weights", &o.weights}, {"image_topic", &o.image_topic}, {"cmd_topic", &o.cmd_topic},
-       {"odom_topic", &o.odom_topic}, {"goal_topic", &o.goal_topic}}};
+       {"odom_topic", &o.odom_topic}, {"goal_topic", &o.goal_topic}, {"camera_info_topic", &o.camera_info_topic}}};
 }
 
 // Flags before --ros-args; `given` collects the parameters they set (a flag wins over a ROS parameter).
@@ -386,7 +391,7 @@ bool node_name_matches(const std::string& pattern, const std::string& name) {
 // The Python controller's parameters this node has no use for (torch, lifecycle, saliency): accepted from the
 // shared config/controller.yaml and left alone; image_transport and model_path are checked.
 const std::set<std::string> kPythonOnly = {"model_path",    "allow_untrained", "device",
-                                           "camera_info_topic", "imu_timeout", "torch_threads", "executor",
+                                           "imu_timeout", "torch_threads", "executor",
                                            "raw_io",       "publish_saliency", "image_transport"};
 
 // ROS parameters (--ros-args --params-file F / -p name:=value; the Python node's names, so one YAML serves
@@ -456,6 +461,26 @@ bool validate_options(const Options& o, std::string& err) {
   else if (!(o.failsafe_rate > 0) || !(o.expected_rate > 0)) err = "rates must be > 0";
   else if (!(o.max_dt >= 1.0 / o.expected_rate)) err = "max_dt must be >= 1 / expected_rate";
   return err.empty();
+}
+
+// ---------------------------------------------------------------- the camera check
+// image_transport's CameraInfo topic for an image topic: camera_info in its namespace (controller_logic).
+std::string camera_info_beside(const std::string& image_topic) {
+  const size_t slash = image_topic.rfind('/');
+  return slash == std::string::npos ? "camera_info" : image_topic.substr(0, slash) + "/camera_info";
+}
+
+// Why the camera a CameraInfo describes is not the one the policy was trained with, or "" (controller_logic's
+// camera_mismatch: the horizontal field of view from K, 1 deg tolerance; an uncalibrated K of zeros, or weights
+// that do not record their camera, cannot be judged).
+std::string camera_mismatch(double trained_deg, double fx, uint32_t width) {
+  if (!std::isfinite(trained_deg) || !(std::isfinite(fx) && fx > 0) || width == 0) return "";
+  const double hfov = 2.0 * std::atan(width / (2.0 * fx)) * 180.0 / M_PI;
+  if (std::fabs(hfov - trained_deg) <= 1.0) return "";
+  char buf[160];
+  snprintf(buf, sizeof(buf), "camera field of view %.1f deg (CameraInfo) differs from the %.1f deg it was trained with",
+           hfov, trained_deg);
+  return buf;
 }
 
 // ---------------------------------------------------------------- the controller's decisions
@@ -640,6 +665,11 @@ int main(int argc, char** argv) {
   rcl_subscription_t goal_sub = rcl_get_zero_initialized_subscription();
   CHECK(rcl_subscription_init(&image_sub, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(sensor_msgs, msg, Image),
                               opt.image_topic.c_str(), &sensor));
+  const std::string info_topic = opt.camera_info_topic.empty() ? camera_info_beside(opt.image_topic)
+                                                               : opt.camera_info_topic;
+  rcl_subscription_t info_sub = rcl_get_zero_initialized_subscription();
+  CHECK(rcl_subscription_init(&info_sub, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(sensor_msgs, msg, CameraInfo),
+                              info_topic.c_str(), &sensor));
   if (wts.use_goal) {
     CHECK(rcl_subscription_init(&odom_sub, &node, ROSIDL_GET_MSG_TYPE_SUPPORT(nav_msgs, msg, Odometry),
                                 opt.odom_topic.c_str(), &sensor));
@@ -670,9 +700,11 @@ int main(int argc, char** argv) {
   CHECK(rcl_service_init(&reset_srv, &node, ROSIDL_GET_SRV_TYPE_SUPPORT(std_srvs, srv, Trigger), "~/reset_state",
                          &srv_options));
   rcl_wait_set_t wait_set = rcl_get_zero_initialized_wait_set();
-  CHECK(rcl_wait_set_init(&wait_set, 4, 0, 0, 0, 2 + NodeLifecycle::kServices, 0, &context, allocator));
+  CHECK(rcl_wait_set_init(&wait_set, 5, 0, 0, 0, 2 + NodeLifecycle::kServices, 0, &context, allocator));
 
   sensor_msgs__msg__Image image;
+  sensor_msgs__msg__CameraInfo camera_info;
+  sensor_msgs__msg__CameraInfo__init(&camera_info);
   nav_msgs__msg__Odometry odom, odom_in;
   geometry_msgs__msg__PoseStamped goal, goal_in;
   geometry_msgs__msg__TwistStamped cmd;
@@ -722,6 +754,7 @@ int main(int argc, char** argv) {
   std::vector<uint8_t> rgb;
   bool have_state = false, have_odom = false, have_goal = false, failsafe = false, enabled = true;
   bool active = false;  // the lifecycle's 'active': only then does a frame or the fail-safe timer command
+  std::string mismatch;  // the camera check's finding ("" = the trained camera, or cannot be judged)
   int64_t last_stamp = 0, camera_at = -1, odom_at = -1;
   bool have_stamp = false;
   // Simulated time that has not started (no /clock yet): the wait for a first input starts with it.
@@ -753,6 +786,9 @@ int main(int argc, char** argv) {
     } else if (failsafe) {
       st.level = diagnostic_msgs__msg__DiagnosticStatus__ERROR;
       message = "fail-safe hover: " + failsafe_reason;
+    } else if (!mismatch.empty()) {
+      st.level = diagnostic_msgs__msg__DiagnosticStatus__WARN;
+      message = "flying; " + mismatch;
     }
     rosidl_runtime_c__String__assign(&st.message, message.c_str());
     const double seconds = std::max(1e-9, (now - window_start) / 1e9);
@@ -769,6 +805,7 @@ int main(int argc, char** argv) {
         {"step_latency_max_ms", fmt(window_max * 1e3)},
         {"failsafe_active", failsafe ? "True" : "False"},
         {"last_failsafe_reason", failsafe_reason},
+        {"camera_mismatch", mismatch},
         {"frames", std::to_string(frames)},
         {"commands", std::to_string(commands)},
         {"malformed_inputs", std::to_string(dropped)},
@@ -949,7 +986,8 @@ int main(int argc, char** argv) {
            filled(rcl_wait_set_add_subscription(&wait_set, &goal_sub, nullptr), "adding the goal");
     }
     if (ok && opt.use_sim_time) ok = filled(rcl_wait_set_add_subscription(&wait_set, &clock_sub, nullptr), "adding /clock");
-    ok = ok && filled(rcl_wait_set_add_service(&wait_set, &enable_srv, nullptr), "adding ~/enable") &&
+    ok = ok && filled(rcl_wait_set_add_subscription(&wait_set, &info_sub, nullptr), "adding the camera info") &&
+         filled(rcl_wait_set_add_service(&wait_set, &enable_srv, nullptr), "adding ~/enable") &&
          filled(rcl_wait_set_add_service(&wait_set, &reset_srv, nullptr), "adding ~/reset_state") &&
          filled(lifecycle.add_to(&wait_set), "adding the lifecycle services");
     if (!ok) break;
@@ -1006,6 +1044,15 @@ int main(int argc, char** argv) {
     }
     std_srvs__srv__Trigger_Request__fini(&reset_req);
     rmw_message_info_t info;
+    while (rcl_take(&info_sub, &camera_info, &info, nullptr) == RCL_RET_OK) {
+      const std::string problem = camera_mismatch(wts.camera_hfov, camera_info.k[0], camera_info.width);
+      if (!problem.empty() && problem != mismatch)
+        fprintf(stderr, "native_controller: %s: the policy's commands are not to be trusted with this camera\n",
+                problem.c_str());
+      else if (!problem.empty())
+        warn("camera", problem);
+      mismatch = problem;
+    }
     if (opt.use_sim_time) {
       rosgraph_msgs__msg__Clock clock;
       rosgraph_msgs__msg__Clock__init(&clock);
@@ -1088,6 +1135,7 @@ int main(int argc, char** argv) {
           (unsigned long long)frames, (unsigned long long)commands, (unsigned long long)dropped,
           (unsigned long long)resets, (unsigned long long)nonfinite, (unsigned long long)hovers);
   sensor_msgs__msg__Image__fini(&image);
+  sensor_msgs__msg__CameraInfo__fini(&camera_info);
   nav_msgs__msg__Odometry__fini(&odom);
   nav_msgs__msg__Odometry__fini(&odom_in);
   geometry_msgs__msg__PoseStamped__fini(&goal);
@@ -1105,6 +1153,7 @@ int main(int argc, char** argv) {
   report(rcl_publisher_fini(&pub, &node), "rcl_publisher_fini");
   report(rcl_publisher_fini(&diag_pub, &node), "rcl_publisher_fini");
   report(rcl_subscription_fini(&image_sub, &node), "rcl_subscription_fini");
+  report(rcl_subscription_fini(&info_sub, &node), "rcl_subscription_fini");
   if (opt.use_sim_time) report(rcl_subscription_fini(&clock_sub, &node), "rcl_subscription_fini");
   if (wts.use_goal) {
     report(rcl_subscription_fini(&odom_sub, &node), "rcl_subscription_fini");
