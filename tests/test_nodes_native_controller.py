@@ -197,6 +197,8 @@ def _fly(peer: Peer, frames) -> list[tuple[Time, np.ndarray, np.ndarray]]:
             c = peer.answer(stamp)
             assert c is not None
             t = c.twist
+            # A velocity command and nothing else (rosidl's C init leaves unassigned fields as they were).
+            assert (t.angular.x, t.angular.y) == (0.0, 0.0), f"a command that is not a velocity command: {t}"
             answered.append((stamp, rgb, np.array([t.linear.x, t.linear.y, t.linear.z, t.angular.z])))
     return answered
 
@@ -238,6 +240,40 @@ def test_native_node_flies_the_python_controllers_commands(node_binary, tmp_path
         peer.close()
     assert code == 0, err
     assert "stopped; frames" in err
+
+
+def test_native_node_shrinks_any_larger_frame_as_opencv_does(node_binary, tmp_path: Path) -> None:
+    """Larger frames of any size: whole factors that differ per axis (320x144 -> 5 x 3, as 1280x720 is 20 x 15),
+    fractional ones (OpenCV's area table), one axis at size and one fractional; the commands are the Python node's,
+    whose resize is cv2.resize(INTER_AREA). A frame smaller than the policy's input is dropped (the Python node would
+    enlarge it)."""
+    policy, weights = _weights(tmp_path, use_goal=False)
+    ns = f"/n{uuid.uuid4().hex[:8]}"
+    peer = Peer(ns)
+    proc = _start(node_binary, weights, ns)
+    rng = np.random.default_rng(5)
+    frames, t = [], 1000.0
+    # (Camera-sized frames, 1280x720 and up, lose fragments on a loaded machine's best-effort camera QoS.)
+    for i, size in enumerate([(144, 320), (75, 100), (50, 64), (61, 97), (240, 320), (49, 65)]):
+        t += 0.07
+        stamp = Time(sec=int(t), nanosec=int(round((t % 1) * 1e9)))
+        rgb = rng.integers(0, 256, size=(*size, 3), dtype=np.uint8)
+        frames.append((stamp, rgb_to_image_msg(rgb, stamp, "camera", encoding="bgr8" if i % 2 else "rgb8"), rgb))
+    try:
+        _connected(peer, proc)
+        answered = _fly(peer, frames)
+        assert len(answered) >= 5, f"only {len(answered)} of 6 frames answered"
+        expected = _expected(policy, [(s, rgb) for s, rgb, _ in answered], None)
+        for (_, _, got), want in zip(answered, expected):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+        small = rgb_to_image_msg(np.zeros((40, 64, 3), np.uint8), Time(sec=1100), "camera")
+        peer.image_pub.publish(small)
+        assert not peer.wait_for(lambda: peer.answer(small.header.stamp) is not None, 1.0)
+    finally:
+        code, err = _stop(proc)
+        peer.close()
+    assert code == 0, err
+    assert "does not enlarge them, got 64x40" in err
 
 
 def test_native_node_flies_to_the_goal_from_odometry(node_binary, tmp_path: Path) -> None:
@@ -288,7 +324,7 @@ def test_native_node_drops_bad_frames_hovers_on_a_stale_camera_and_ends_with_a_z
         assert _fly(peer, frames[:1])
         bad = rgb_to_image_msg(np.zeros((48, 64, 3), np.uint8), Time(sec=1001, nanosec=0), "camera")
         bad.encoding = "yuv422"
-        odd = rgb_to_image_msg(np.zeros((50, 64, 3), np.uint8), Time(sec=1001, nanosec=1), "camera")
+        odd = rgb_to_image_msg(np.zeros((40, 64, 3), np.uint8), Time(sec=1001, nanosec=1), "camera")  # too small
         for msg in (bad, odd):  # one at a time: the node's depth-1 camera queue keeps only the newest
             peer.image_pub.publish(msg)
             time.sleep(0.3)
@@ -312,7 +348,7 @@ def test_native_node_drops_bad_frames_hovers_on_a_stale_camera_and_ends_with_a_z
         peer.close()
     assert code == 0, err
     assert "dropped a camera frame: image encoding 'yuv422' is not supported" in err
-    assert "integer multiple" in err and "fail-safe: hovering" in err and "fail-safe cleared" in err
+    assert "does not enlarge them" in err and "fail-safe: hovering" in err and "fail-safe cleared" in err
 
 
 def test_native_node_refuses_what_it_cannot_fly(node_binary, tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 // The controller node without Python or torch: rcl (the C client library under rclpy and rclcpp) around
 // the torch-free policy runtime (lnn_nav/kernels/csrc/policy_runtime.cpp). It flies what the Python
 // controller node flies, with the same commands, and keeps its fail-safes:
-//   * each camera frame (rgb8, bgr8, rgba8, bgra8, mono8; at the policy's input size, or an integer
-//     multiple of it, shrunk by area averaging as OpenCV's INTER_AREA does) -> one TwistStamped on the
+//   * each camera frame (rgb8, bgr8, rgba8, bgra8, mono8; at the policy's input size or larger, shrunk as
+//     the Python node's cv2.resize(INTER_AREA) shrinks it, pixel for pixel) -> one TwistStamped on the
 //     command topic, stamped with the frame's stamp, frame "base_link";
 //   * Δt from the frame stamps: the first frame, a stamp that goes back or a gap over max_dt get the
 //     nominal Δt, and the latter two restart the recurrent state;
@@ -40,6 +40,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cfloat>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -499,8 +500,30 @@ int64_t stamp_ns(const builtin_interfaces__msg__Time& t) {
   return static_cast<int64_t>(t.sec) * 1000000000LL + static_cast<int64_t>(t.nanosec);
 }
 
-// Frame -> RGB at the policy's size. False (with why) for what the Python node also refuses, and for
-// sizes that are not the policy's or an integer multiple of it.
+// One source pixel's weight in a destination pixel of OpenCV's area resampling (its computeResizeAreaTab, the
+// weights in double then stored as float, accumulated in float in table order: the same rounding as cv2.resize).
+struct AreaTap {
+  int d, s;
+  float alpha;
+};
+
+std::vector<AreaTap> area_taps(int src, int dst, double scale) {
+  std::vector<AreaTap> tab;
+  for (int dx = 0; dx < dst; ++dx) {
+    const double f1 = dx * scale, f2 = f1 + scale;
+    const double cell = std::min(scale, src - f1);
+    int s2 = std::min(static_cast<int>(std::floor(f2)), src - 1);
+    const int s1 = std::min(static_cast<int>(std::ceil(f1)), s2);
+    if (s1 - f1 > 1e-3) tab.push_back({dx, s1 - 1, static_cast<float>((s1 - f1) / cell)});
+    for (int sx = s1; sx < s2; ++sx) tab.push_back({dx, sx, static_cast<float>(1.0 / cell)});
+    if (f2 - s2 > 1e-3) tab.push_back({dx, s2, static_cast<float>(std::min(std::min(f2 - s2, 1.0), cell) / cell)});
+  }
+  return tab;
+}
+
+// Frame -> RGB at the policy's size, shrunk as the Python node's resize_rgb (cv2.resize, INTER_AREA) shrinks it.
+// False (with why) for what the Python node also refuses, and for frames smaller than the policy's input
+// (the Python node enlarges those bilinearly).
 bool frame_to_rgb(const sensor_msgs__msg__Image& m, int H, int W, std::vector<uint8_t>& rgb, std::string& why) {
   const std::string enc = m.encoding.data ? m.encoding.data : "";
   int channels = 0;
@@ -527,29 +550,62 @@ bool frame_to_rgb(const sensor_msgs__msg__Image& m, int H, int W, std::vector<ui
     why = "image step/data do not match its size";
     return false;
   }
-  const int64_t k = h / H;
-  if (h % H != 0 || w % W != 0 || w / W != k || k < 1) {
-    why = "the native node takes frames at the policy's input size " + std::to_string(W) + "x" +
-          std::to_string(H) + " or an integer multiple of it, got " + std::to_string(w) + "x" + std::to_string(h);
+  if (h < H || w < W) {
+    why = "the native node shrinks frames to the policy's input size " + std::to_string(W) + "x" + std::to_string(H) +
+          " but does not enlarge them, got " + std::to_string(w) + "x" + std::to_string(h);
     return false;
   }
   const bool bgr = lower[0] == 'b';
   const uint8_t* d = m.data.data;
   rgb.resize(static_cast<size_t>(H) * W * 3);
-  const int64_t n = k * k;
-  const float inv = 1.0f / static_cast<float>(n);
-  for (int y = 0; y < H; ++y) {
-    for (int x = 0; x < W; ++x) {
-      for (int c = 0; c < 3; ++c) {
-        const int src = channels == 1 ? 0 : (bgr ? 2 - c : c);
-        int64_t sum = 0;
-        for (int64_t dy = 0; dy < k; ++dy)
-          for (int64_t dx = 0; dx < k; ++dx) sum += d[(y * k + dy) * step + (x * k + dx) * channels + src];
-        // OpenCV's INTER_AREA at integer factors: 2 rounds half up (its fast path), others half to even.
-        int64_t v = k == 1 ? sum : (k == 2 ? (sum + 2) >> 2 : static_cast<int64_t>(std::nearbyint(sum * inv)));
-        rgb[(static_cast<size_t>(y) * W + x) * 3 + c] = static_cast<uint8_t>(v);
+  auto at = [&](int64_t y, int64_t x, int c) {
+    return d[y * step + x * channels + (channels == 1 ? 0 : (bgr ? 2 - c : c))];
+  };
+  // OpenCV's choice (resize, INTER_AREA): its box filter where both scales are whole numbers, else its table.
+  const double sx = 1.0 / (static_cast<double>(W) / static_cast<double>(w));
+  const double sy = 1.0 / (static_cast<double>(H) / static_cast<double>(h));
+  const int64_t kx = static_cast<int64_t>(std::lround(sx)), ky = static_cast<int64_t>(std::lround(sy));
+  if (std::fabs(sx - kx) < DBL_EPSILON && std::fabs(sy - ky) < DBL_EPSILON) {
+    const float inv = 1.0f / static_cast<float>(kx * ky);
+    for (int y = 0; y < H; ++y) {
+      for (int x = 0; x < W; ++x) {
+        for (int c = 0; c < 3; ++c) {
+          int64_t sum = 0;
+          for (int64_t dy = 0; dy < ky; ++dy)
+            for (int64_t dx = 0; dx < kx; ++dx) sum += at(y * ky + dy, x * kx + dx, c);
+          // Its box filter: 2x2 rounds half up (a fast path of its own), other factors half to even.
+          const int64_t n = kx * ky;
+          int64_t v = n == 1 ? sum
+                      : (kx == 2 && ky == 2 ? (sum + 2) >> 2 : static_cast<int64_t>(std::nearbyint(sum * inv)));
+          rgb[(static_cast<size_t>(y) * W + x) * 3 + c] = static_cast<uint8_t>(v);
+        }
       }
     }
+    return true;
+  }
+  const std::vector<AreaTap> xtab = area_taps(static_cast<int>(w), W, sx), ytab = area_taps(static_cast<int>(h), H, sy);
+  std::vector<float> buf(static_cast<size_t>(W)), sum(static_cast<size_t>(W));
+  for (int c = 0; c < 3; ++c) {
+    auto write = [&](int row) {
+      for (int x = 0; x < W; ++x) {
+        const float v = std::nearbyint(sum[x]);  // saturate_cast<uchar>: round half to even, then clamp
+        rgb[(static_cast<size_t>(row) * W + x) * 3 + c] = static_cast<uint8_t>(v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v));
+      }
+    };
+    std::fill(sum.begin(), sum.end(), 0.0f);
+    int prev = ytab.front().d;
+    for (const AreaTap& yt : ytab) {
+      std::fill(buf.begin(), buf.end(), 0.0f);
+      for (const AreaTap& xt : xtab) buf[xt.d] = buf[xt.d] + static_cast<float>(at(yt.s, xt.s, c)) * xt.alpha;
+      if (yt.d != prev) {
+        write(prev);
+        for (int x = 0; x < W; ++x) sum[x] = yt.alpha * buf[x];
+        prev = yt.d;
+      } else {
+        for (int x = 0; x < W; ++x) sum[x] = sum[x] + yt.alpha * buf[x];
+      }
+    }
+    write(prev);
   }
   return true;
 }
@@ -702,12 +758,14 @@ int main(int argc, char** argv) {
   rcl_wait_set_t wait_set = rcl_get_zero_initialized_wait_set();
   CHECK(rcl_wait_set_init(&wait_set, 5, 0, 0, 0, 2 + NodeLifecycle::kServices, 0, &context, allocator));
 
-  sensor_msgs__msg__Image image;
-  sensor_msgs__msg__CameraInfo camera_info;
+  sensor_msgs__msg__Image image{};
+  sensor_msgs__msg__CameraInfo camera_info{};
   sensor_msgs__msg__CameraInfo__init(&camera_info);
-  nav_msgs__msg__Odometry odom, odom_in;
-  geometry_msgs__msg__PoseStamped goal, goal_in;
-  geometry_msgs__msg__TwistStamped cmd;
+  nav_msgs__msg__Odometry odom{}, odom_in{};
+  geometry_msgs__msg__PoseStamped goal{}, goal_in{};
+  // Zeroed before init: rosidl's C init functions leave fields without a default (every Vector3 component)
+  // as they were, and angular.x/y are never assigned: uninitialised stack bytes went out on /cmd_vel.
+  geometry_msgs__msg__TwistStamped cmd{};
   sensor_msgs__msg__Image__init(&image);
   nav_msgs__msg__Odometry__init(&odom);
   nav_msgs__msg__Odometry__init(&odom_in);
@@ -743,7 +801,7 @@ int main(int argc, char** argv) {
   int64_t sim_now = 0;
   auto now_ns = [&]() { return opt.use_sim_time ? sim_now : system_ns(); };
   auto now_stamp = [&]() {
-    builtin_interfaces__msg__Time t;
+    builtin_interfaces__msg__Time t{};
     const int64_t ns = now_ns();
     t.sec = static_cast<int32_t>(ns / 1000000000LL);
     t.nanosec = static_cast<uint32_t>(ns % 1000000000LL);
@@ -768,7 +826,7 @@ int main(int argc, char** argv) {
   double window_latency = 0.0, window_max = 0.0;
   int64_t next_diag = wall_ns() + 1000000000LL, window_start = wall_ns();
   auto publish_diagnostics = [&](int64_t now) {
-    diagnostic_msgs__msg__DiagnosticArray arr;
+    diagnostic_msgs__msg__DiagnosticArray arr{};
     diagnostic_msgs__msg__DiagnosticArray__init(&arr);
     arr.header.stamp = now_stamp();
     diagnostic_msgs__msg__DiagnosticStatus__Sequence__init(&arr.status, 1);
@@ -1010,7 +1068,7 @@ int main(int argc, char** argv) {
     wait_failures = 0;
     lifecycle.serve(on_transition);
     rmw_request_id_t request_id;
-    std_srvs__srv__SetBool_Request enable_req;
+    std_srvs__srv__SetBool_Request enable_req{};
     std_srvs__srv__SetBool_Request__init(&enable_req);
     while (rcl_take_request(&enable_srv, &request_id, &enable_req) == RCL_RET_OK) {
       if (enable_req.data && !enabled) {  // the network sat idle during the stop: restart it from rest
@@ -1022,7 +1080,7 @@ int main(int argc, char** argv) {
         if (active) publish(zero, now_stamp());  // inactive: /cmd_vel belongs to whoever commands the vehicle
       }
       enabled = enable_req.data;
-      std_srvs__srv__SetBool_Response resp;
+      std_srvs__srv__SetBool_Response resp{};
       std_srvs__srv__SetBool_Response__init(&resp);
       resp.success = true;
       rosidl_runtime_c__String__assign(&resp.message, enabled ? "enabled" : "e-stop: zero commands");
@@ -1030,12 +1088,12 @@ int main(int argc, char** argv) {
       std_srvs__srv__SetBool_Response__fini(&resp);
     }
     std_srvs__srv__SetBool_Request__fini(&enable_req);
-    std_srvs__srv__Trigger_Request reset_req;
+    std_srvs__srv__Trigger_Request reset_req{};
     std_srvs__srv__Trigger_Request__init(&reset_req);
     while (rcl_take_request(&reset_srv, &request_id, &reset_req) == RCL_RET_OK) {
       have_state = false;
       have_stamp = false;
-      std_srvs__srv__Trigger_Response resp;
+      std_srvs__srv__Trigger_Response resp{};
       std_srvs__srv__Trigger_Response__init(&resp);
       resp.success = true;
       rosidl_runtime_c__String__assign(&resp.message, "recurrent state reset");
@@ -1054,7 +1112,7 @@ int main(int argc, char** argv) {
       mismatch = problem;
     }
     if (opt.use_sim_time) {
-      rosgraph_msgs__msg__Clock clock;
+      rosgraph_msgs__msg__Clock clock{};
       rosgraph_msgs__msg__Clock__init(&clock);
       while (rcl_take(&clock_sub, &clock, &info, nullptr) == RCL_RET_OK) sim_now = stamp_ns(clock.clock);
       rosgraph_msgs__msg__Clock__fini(&clock);

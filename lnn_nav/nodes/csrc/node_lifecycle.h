@@ -93,10 +93,10 @@ class NodeLifecycle {
     rcl_lifecycle_com_interface_t& c = sm_.com_interface;
     rmw_request_id_t id;
     {
-      lifecycle_msgs__srv__ChangeState_Request req;
+      lifecycle_msgs__srv__ChangeState_Request req{};
       lifecycle_msgs__srv__ChangeState_Request__init(&req);
       while (rcl_take_request(&c.srv_change_state, &id, &req) == RCL_RET_OK) {
-        lifecycle_msgs__srv__ChangeState_Response resp;
+        lifecycle_msgs__srv__ChangeState_Response resp{};
         lifecycle_msgs__srv__ChangeState_Response__init(&resp);
         unsigned int transition = req.transition.id;
         if (req.transition.label.size > 0) {  // a label names it, whatever the id (rclcpp, rclpy)
@@ -112,10 +112,10 @@ class NodeLifecycle {
       lifecycle_msgs__srv__ChangeState_Request__fini(&req);
     }
     {
-      lifecycle_msgs__srv__GetState_Request req;
+      lifecycle_msgs__srv__GetState_Request req{};
       lifecycle_msgs__srv__GetState_Request__init(&req);
       while (rcl_take_request(&c.srv_get_state, &id, &req) == RCL_RET_OK) {
-        lifecycle_msgs__srv__GetState_Response resp;
+        lifecycle_msgs__srv__GetState_Response resp{};
         lifecycle_msgs__srv__GetState_Response__init(&resp);
         fill(resp.current_state, *sm_.current_state);
         if (rcl_send_response(&c.srv_get_state, &id, &resp) != RCL_RET_OK) rcl_reset_error();
@@ -124,10 +124,10 @@ class NodeLifecycle {
       lifecycle_msgs__srv__GetState_Request__fini(&req);
     }
     {
-      lifecycle_msgs__srv__GetAvailableStates_Request req;
+      lifecycle_msgs__srv__GetAvailableStates_Request req{};
       lifecycle_msgs__srv__GetAvailableStates_Request__init(&req);
       while (rcl_take_request(&c.srv_get_available_states, &id, &req) == RCL_RET_OK) {
-        lifecycle_msgs__srv__GetAvailableStates_Response resp;
+        lifecycle_msgs__srv__GetAvailableStates_Response resp{};
         lifecycle_msgs__srv__GetAvailableStates_Response__init(&resp);
         const rcl_lifecycle_transition_map_t& map = sm_.transition_map;
         lifecycle_msgs__msg__State__Sequence__init(&resp.available_states, map.states_size);
@@ -167,10 +167,10 @@ class NodeLifecycle {
 
   void answer_transitions(rcl_service_t* srv, const rcl_lifecycle_transition_t* list, unsigned int n) {
     rmw_request_id_t id;
-    lifecycle_msgs__srv__GetAvailableTransitions_Request req;
+    lifecycle_msgs__srv__GetAvailableTransitions_Request req{};
     lifecycle_msgs__srv__GetAvailableTransitions_Request__init(&req);
     while (rcl_take_request(srv, &id, &req) == RCL_RET_OK) {
-      lifecycle_msgs__srv__GetAvailableTransitions_Response resp;
+      lifecycle_msgs__srv__GetAvailableTransitions_Response resp{};
       lifecycle_msgs__srv__GetAvailableTransitions_Response__init(&resp);
       lifecycle_msgs__msg__TransitionDescription__Sequence__init(&resp.available_transitions, n);
       for (unsigned int i = 0; i < n; ++i) {
