@@ -63,8 +63,9 @@ int main(int argc, char** argv) {
 
   rcl_wait_set_t wait_set = rcl_get_zero_initialized_wait_set();
   CHECK(rcl_wait_set_init(&wait_set, 1, 0, 0, 0, 0, 0, &context, allocator));
-  sensor_msgs__msg__Image image;
-  geometry_msgs__msg__TwistStamped command;
+  /* Zeroed first: rosidl's C init leaves fields without a default (a Vector3's components) unset. */
+  sensor_msgs__msg__Image image = {0};
+  geometry_msgs__msg__TwistStamped command = {0};
   sensor_msgs__msg__Image__init(&image);
   geometry_msgs__msg__TwistStamped__init(&command);
   command.twist.linear.x = 1.0;  // not a hover: the probe counts it as an answer
