@@ -613,6 +613,88 @@ def test_native_node_checks_camera_info_against_the_trained_camera(node_binary, 
     assert f"{wrong}: the policy's commands are not to be trusted with this camera" in err
 
 
+def test_native_node_parameter_services_as_ros2_param_uses_them(node_binary, tmp_path: Path) -> None:
+    """list / get / describe / set (one by one and atomically): a limit set while flying clamps the next frames;
+    read-only, wrongly typed and inconsistent values are refused and change nothing."""
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import (
+        DescribeParameters,
+        GetParameters,
+        ListParameters,
+        SetParameters,
+        SetParametersAtomically,
+    )
+
+    _, weights = _weights(tmp_path, use_goal=False)
+    ns = f"/n{uuid.uuid4().hex[:8]}"
+    peer = Peer(ns)
+    proc = _start(node_binary, weights, ns, "--ros-args", "-r", f"__ns:={ns}")
+
+    def call(srv_type, name: str, request):
+        client = peer.node.create_client(srv_type, f"{ns}/native_controller/{name}")
+        assert client.wait_for_service(timeout_sec=10.0), name
+        future = client.call_async(request)
+        assert peer.wait_for(future.done, 10.0)
+        return future.result()
+
+    def param(name: str, **value) -> Parameter:
+        return Parameter(name=name, value=ParameterValue(**value))
+
+    def get(*names: str) -> list:
+        return list(call(GetParameters, "get_parameters", GetParameters.Request(names=list(names))).values)
+
+    double, string = ParameterType.PARAMETER_DOUBLE, ParameterType.PARAMETER_STRING
+    try:
+        listed = set(call(ListParameters, "list_parameters", ListParameters.Request()).result.names)
+        assert {"weights", "image_topic", "max_speed_xy", "image_timeout", "sync_inputs", "use_sim_time"} <= listed
+        speed, topic, unknown = get("max_speed_xy", "image_topic", "nonsense")
+        assert (speed.type, speed.double_value) == (double, LIMITS[0])
+        assert (topic.type, topic.string_value) == (string, f"{ns}/camera/image_raw")
+        assert unknown.type == ParameterType.PARAMETER_NOT_SET
+        (described,) = call(
+            DescribeParameters, "describe_parameters", DescribeParameters.Request(names=["image_topic"])
+        ).descriptors
+        assert described.read_only and described.type == string
+        results = call(
+            SetParameters,
+            "set_parameters",
+            SetParameters.Request(
+                parameters=[
+                    param("max_speed_xy", type=double, double_value=0.2),
+                    param("image_topic", type=string, string_value="/elsewhere"),
+                    param("max_speed_z", type=ParameterType.PARAMETER_INTEGER, integer_value=1),
+                    param("expected_rate", type=double, double_value=1.0),  # 1 s frames with max_dt 0.5: inconsistent
+                    param("nonsense", type=double, double_value=1.0),
+                ]
+            ),
+        ).results
+        assert [r.successful for r in results] == [True, False, False, False, False]
+        assert "read-only" in results[1].reason and "is a double, not integer" in results[2].reason
+        assert "max_dt" in results[3].reason and "not declared" in results[4].reason
+        atomic = call(
+            SetParametersAtomically,
+            "set_parameters_atomically",
+            SetParametersAtomically.Request(
+                parameters=[
+                    param("max_speed_xy", type=double, double_value=0.1),
+                    param("image_timeout", type=double, double_value=-1.0),
+                ]
+            ),
+        ).result
+        assert not atomic.successful
+        speed, rate = get("max_speed_xy", "expected_rate")
+        assert (speed.double_value, rate.double_value) == (0.2, 15.0)  # the set one kept, the refused ones undone
+        _connected(peer, proc)
+        answered = _fly(peer, _frames())
+        assert answered and all(np.hypot(*got[:2]) <= 0.2 + 1e-9 for _, _, got in answered)
+        assert max(np.hypot(*got[:2]) for _, _, got in answered) > 0.19  # flying at the new limit
+    finally:
+        code, err = _stop(proc)
+        peer.close()
+    assert code == 0, err
+    assert "parameter max_speed_xy set" in err
+
+
 def test_a_sourced_ros_install_is_found_when_the_wheels_are_not(tmp_path: Path, monkeypatch) -> None:
     # A fake /opt/ros/jazzy: rcl's headers in include/rcl/rcl, libraries in lib; this Python's prefix has none.
     install = tmp_path / "opt_ros_jazzy"

@@ -31,7 +31,7 @@ from lnn_nav import cbuild
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "csrc" / "native_controller.cpp"
-NODE_HEADERS = (HERE / "csrc" / "node_lifecycle.h",)
+NODE_HEADERS = (HERE / "csrc" / "node_lifecycle.h", HERE / "csrc" / "node_parameters.h")
 KERNELS = HERE.parent / "kernels" / "csrc"
 RUNTIME = KERNELS / "policy_runtime.cpp"
 RUNTIME_HEADERS = ("cfc_layout.h", "cfc_math.h", "cfc_step.h", "encoder_kernels.h", "policy_runtime.h")
@@ -56,6 +56,8 @@ LIBS = (
     "rcl_lifecycle",
     "lifecycle_msgs__rosidl_generator_c",
     "lifecycle_msgs__rosidl_typesupport_c",
+    "rcl_interfaces__rosidl_generator_c",
+    "rcl_interfaces__rosidl_typesupport_c",
     "nav_msgs__rosidl_generator_c",
     "nav_msgs__rosidl_typesupport_c",
     "builtin_interfaces__rosidl_generator_c",

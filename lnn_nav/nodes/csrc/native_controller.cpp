@@ -25,7 +25,9 @@
 //     waits for a lifecycle manager.
 //   * CameraInfo (camera_info_topic, default beside the image) checked against the camera the weights record:
 //     a field of view more than 1 deg off is logged and a WARN in /diagnostics, as the Python node does.
-// Not here (yet): parameter services (values are read once at start-up), IMU policies.
+//   * parameter services (node_parameters.h): `ros2 param list/get/set/describe`; the limits, timeouts, rates
+//     and input sync change while it flies, the weights, topics and clock are read-only.
+// Not here (yet): /parameter_events, IMU policies.
 //
 //   native_controller --weights W.native.safetensors [--image-topic T] [--cmd-topic T] [--odom-topic T]
 //       [--goal-topic T] [--max-speed-xy 6] [--max-speed-z 3] [--max-yaw-rate 2.0944] [--image-timeout 0.25]
@@ -73,6 +75,7 @@
 #include <std_srvs/srv/trigger.h>
 
 #include "node_lifecycle.h"
+#include "node_parameters.h"
 #include "policy_runtime.h"
 
 namespace {
@@ -705,6 +708,31 @@ int main(int argc, char** argv) {
                   "-channel frames; the node feeds RGB");
   NodeLifecycle lifecycle;  // before the node's own endpoints: refuse() finalises the node alone
   if (!lifecycle.init(&node, err)) return refuse(err);
+  // The parameter services over the options: what the loop reads on every frame or check can change while it
+  // flies; what shaped the node at start (weights, topics, the clock, the fail-safe timer's rate) is read-only.
+  NodeParameters parameters;
+  parameters.add("weights", &opt.weights, true, "native weights file (lnn-nav export CKPT --format native)");
+  parameters.add("image_topic", &opt.image_topic, true, "camera image topic");
+  parameters.add("camera_info_topic", &opt.camera_info_topic, true, "CameraInfo topic (empty: beside the image)");
+  parameters.add("cmd_topic", &opt.cmd_topic, true, "velocity command topic");
+  parameters.add("odom_topic", &opt.odom_topic, true, "odometry topic (goal policies)");
+  parameters.add("goal_topic", &opt.goal_topic, true, "goal topic (goal policies, latched)");
+  parameters.add("max_speed_xy", &opt.max_speed_xy, false, "m/s, horizontal speed limit (by norm)");
+  parameters.add("max_speed_z", &opt.max_speed_z, false, "m/s, vertical speed limit");
+  parameters.add("max_yaw_rate", &opt.max_yaw_rate, false, "rad/s, yaw rate limit");
+  parameters.add("image_timeout", &opt.image_timeout, false, "s; an older camera frame makes the node hover");
+  parameters.add("odom_timeout", &opt.odom_timeout, false, "s; older odometry makes a goal policy hover");
+  parameters.add("failsafe_rate_hz", &opt.failsafe_rate, true, "hover publishing rate while an input is stale");
+  parameters.add("expected_rate", &opt.expected_rate, false, "Hz; the first frame's dt after a (re)start");
+  parameters.add("max_dt", &opt.max_dt, false, "s; larger frame gaps reset the recurrent state");
+  parameters.add("sync_inputs", &opt.sync_inputs, false, "each frame waits for odometry stamped with it");
+  parameters.add("sync_timeout", &opt.sync_timeout, false, "s (wall); the longest a frame waits for its odometry");
+  parameters.add("use_sim_time", &opt.use_sim_time, true, "input ages and hover stamps on /clock");
+  parameters.add("autostart", &opt.autostart, true, "configure and activate at start");
+  if (!parameters.init(&node, err)) {
+    lifecycle.fini();
+    return refuse(err);
+  }
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
 
@@ -756,7 +784,8 @@ int main(int argc, char** argv) {
   CHECK(rcl_service_init(&reset_srv, &node, ROSIDL_GET_SRV_TYPE_SUPPORT(std_srvs, srv, Trigger), "~/reset_state",
                          &srv_options));
   rcl_wait_set_t wait_set = rcl_get_zero_initialized_wait_set();
-  CHECK(rcl_wait_set_init(&wait_set, 5, 0, 0, 0, 2 + NodeLifecycle::kServices, 0, &context, allocator));
+  CHECK(rcl_wait_set_init(&wait_set, 5, 0, 0, 0, 2 + NodeLifecycle::kServices + NodeParameters::kServices, 0, &context,
+                          allocator));
 
   sensor_msgs__msg__Image image{};
   sensor_msgs__msg__CameraInfo camera_info{};
@@ -1047,7 +1076,8 @@ int main(int argc, char** argv) {
     ok = ok && filled(rcl_wait_set_add_subscription(&wait_set, &info_sub, nullptr), "adding the camera info") &&
          filled(rcl_wait_set_add_service(&wait_set, &enable_srv, nullptr), "adding ~/enable") &&
          filled(rcl_wait_set_add_service(&wait_set, &reset_srv, nullptr), "adding ~/reset_state") &&
-         filled(lifecycle.add_to(&wait_set), "adding the lifecycle services");
+         filled(lifecycle.add_to(&wait_set), "adding the lifecycle services") &&
+         filled(parameters.add_to(&wait_set), "adding the parameter services");
     if (!ok) break;
     // Inactive: the fail-safe timer and a held frame do not run, so they must not shorten the wait either.
     int64_t until = active ? std::min(next_check, next_diag) : next_diag;
@@ -1067,6 +1097,11 @@ int main(int argc, char** argv) {
     }
     wait_failures = 0;
     lifecycle.serve(on_transition);
+    parameters.serve([&](const std::string&) {
+      std::string why;
+      validate_options(opt, why);
+      return why;
+    });
     rmw_request_id_t request_id;
     std_srvs__srv__SetBool_Request enable_req{};
     std_srvs__srv__SetBool_Request__init(&enable_req);
@@ -1206,6 +1241,7 @@ int main(int argc, char** argv) {
   };
   report(rcl_wait_set_fini(&wait_set), "rcl_wait_set_fini");
   lifecycle.fini();
+  parameters.fini();
   report(rcl_service_fini(&enable_srv, &node), "rcl_service_fini");
   report(rcl_service_fini(&reset_srv, &node), "rcl_service_fini");
   report(rcl_publisher_fini(&pub, &node), "rcl_publisher_fini");
