@@ -379,6 +379,9 @@ def test_native_node_refuses_what_it_cannot_fly(node_binary, tmp_path: Path) -> 
     assert compressed.returncode == 2 and "raw frames only" in compressed.stderr
     not_a_number = run(*ros, f"weights:={weights}", "-p", "max_speed_xy:=fast")
     assert not_a_number.returncode == 2 and "parameter max_speed_xy needs a number" in not_a_number.stderr
+    # The Python node's declared ranges hold at start too (a flag or a parameter).
+    too_fast = run("--weights", str(weights), "--max-speed-xy", "1000")
+    assert too_fast.returncode == 2 and "max_speed_xy must be in [0, 50], got 1000" in too_fast.stderr
     missing_by_parameter = run(*ros, f"weights:={tmp_path / 'missing.safetensors'}")
     assert missing_by_parameter.returncode == 2 and "cannot open" in missing_by_parameter.stderr
 
@@ -582,7 +585,7 @@ def test_native_node_checks_camera_info_against_the_trained_camera(node_binary, 
     statuses: list = []
     peer.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: statuses.extend(m.status), 10)
     # A long camera timeout: no fail-safe hover (an ERROR) hides the camera check's WARN between frames.
-    proc = _start(node_binary, weights, ns, "--image-timeout", "60", "--ros-args", "-r", f"__node:=cam_{ns[2:]}")
+    proc = _start(node_binary, weights, ns, "--image-timeout", "10", "--ros-args", "-r", f"__node:=cam_{ns[2:]}")
 
     def reported(level: int, message: str, mismatch: str) -> bool:
         return any(
@@ -647,14 +650,15 @@ def test_native_node_parameter_services_as_ros2_param_uses_them(node_binary, tmp
     try:
         listed = set(call(ListParameters, "list_parameters", ListParameters.Request()).result.names)
         assert {"weights", "image_topic", "max_speed_xy", "image_timeout", "sync_inputs", "use_sim_time"} <= listed
-        speed, topic, unknown = get("max_speed_xy", "image_topic", "nonsense")
+        speed, topic = get("max_speed_xy", "image_topic")
         assert (speed.type, speed.double_value) == (double, LIMITS[0])
         assert (topic.type, topic.string_value) == (string, f"{ns}/camera/image_raw")
-        assert unknown.type == ParameterType.PARAMETER_NOT_SET
-        (described,) = call(
-            DescribeParameters, "describe_parameters", DescribeParameters.Request(names=["image_topic"])
+        assert get("max_speed_xy", "nonsense") == []  # an undeclared name: an empty answer (rclpy, rclcpp)
+        topic_d, speed_d = call(
+            DescribeParameters, "describe_parameters", DescribeParameters.Request(names=["image_topic", "max_speed_xy"])
         ).descriptors
-        assert described.read_only and described.type == string
+        assert topic_d.read_only and topic_d.type == string
+        assert not speed_d.read_only and (speed_d.floating_point_range[0].to_value == 50.0)
         results = call(
             SetParameters,
             "set_parameters",
@@ -665,12 +669,25 @@ def test_native_node_parameter_services_as_ros2_param_uses_them(node_binary, tmp
                     param("max_speed_z", type=ParameterType.PARAMETER_INTEGER, integer_value=1),
                     param("expected_rate", type=double, double_value=1.0),  # 1 s frames with max_dt 0.5: inconsistent
                     param("nonsense", type=double, double_value=1.0),
+                    param("max_speed_z", type=double, double_value=1e6),  # beyond the declared [0, 20]
                 ]
             ),
         ).results
-        assert [r.successful for r in results] == [True, False, False, False, False]
+        assert [r.successful for r in results] == [True, False, False, False, False, False]
         assert "read-only" in results[1].reason and "is a double, not integer" in results[2].reason
         assert "max_dt" in results[3].reason and "not declared" in results[4].reason
+        assert "must be in [0, 20]" in results[5].reason
+        # Atomically, the final values are judged together: a lower max_dt with a higher rate, in either order.
+        for order in ((("max_dt", 0.05), ("expected_rate", 30.0)), (("expected_rate", 30.0), ("max_dt", 0.05))):
+            both = [param(name, type=double, double_value=value) for name, value in order]
+            request = SetParametersAtomically.Request(parameters=both)
+            assert call(SetParametersAtomically, "set_parameters_atomically", request).result.successful
+        restore = [
+            param("max_dt", type=double, double_value=0.5),
+            param("expected_rate", type=double, double_value=15.0),
+        ]
+        request = SetParametersAtomically.Request(parameters=restore)
+        assert call(SetParametersAtomically, "set_parameters_atomically", request).result.successful
         atomic = call(
             SetParametersAtomically,
             "set_parameters_atomically",

@@ -460,7 +460,23 @@ bool apply_parameters(const rcl_context_t& context, const rcl_node_t& node, Opti
   return err.empty();
 }
 
-bool validate_options(const Options& o, std::string& err) {
+// The Python node's declared ranges of its numeric parameters (lnn_nav/nodes/controller.py, RANGED): the same
+// values are refused at start and by `ros2 param set`.
+const std::map<std::string, std::pair<double, double>> kRanges = {
+    {"expected_rate", {1.0, 1000.0}}, {"max_dt", {0.001, 10.0}},         {"max_speed_xy", {0.0, 50.0}},
+    {"max_speed_z", {0.0, 20.0}},     {"max_yaw_rate", {0.0, 10.0}},     {"failsafe_rate_hz", {1.0, 200.0}},
+    {"image_timeout", {0.01, 10.0}},  {"odom_timeout", {0.01, 10.0}},    {"sync_timeout", {0.001, 1.0}}};
+
+bool validate_options(Options& o, std::string& err) {
+  for (const auto& [name, value] : option_table(o).numbers) {
+    const auto& [low, high] = kRanges.at(name);
+    if (!(*value >= low && *value <= high)) {
+      char text[160];
+      snprintf(text, sizeof(text), "%s must be in [%g, %g], got %g", name.c_str(), low, high, *value);
+      err = text;
+      return false;
+    }
+  }
   if (o.weights.empty()) err = "--weights (or the weights parameter) is required (lnn-nav export CKPT --format native)";
   else if (!(o.failsafe_rate > 0) || !(o.expected_rate > 0)) err = "rates must be > 0";
   else if (!(o.max_dt >= 1.0 / o.expected_rate)) err = "max_dt must be >= 1 / expected_rate";
@@ -717,16 +733,25 @@ int main(int argc, char** argv) {
   parameters.add("cmd_topic", &opt.cmd_topic, true, "velocity command topic");
   parameters.add("odom_topic", &opt.odom_topic, true, "odometry topic (goal policies)");
   parameters.add("goal_topic", &opt.goal_topic, true, "goal topic (goal policies, latched)");
-  parameters.add("max_speed_xy", &opt.max_speed_xy, false, "m/s, horizontal speed limit (by norm)");
-  parameters.add("max_speed_z", &opt.max_speed_z, false, "m/s, vertical speed limit");
-  parameters.add("max_yaw_rate", &opt.max_yaw_rate, false, "rad/s, yaw rate limit");
-  parameters.add("image_timeout", &opt.image_timeout, false, "s; an older camera frame makes the node hover");
-  parameters.add("odom_timeout", &opt.odom_timeout, false, "s; older odometry makes a goal policy hover");
-  parameters.add("failsafe_rate_hz", &opt.failsafe_rate, true, "hover publishing rate while an input is stale");
-  parameters.add("expected_rate", &opt.expected_rate, false, "Hz; the first frame's dt after a (re)start");
-  parameters.add("max_dt", &opt.max_dt, false, "s; larger frame gaps reset the recurrent state");
+  parameters.add("max_speed_xy", &opt.max_speed_xy, false, "m/s, horizontal speed limit (by norm)", kRanges.at("max_speed_xy").first,
+                 kRanges.at("max_speed_xy").second);
+  parameters.add("max_speed_z", &opt.max_speed_z, false, "m/s, vertical speed limit", kRanges.at("max_speed_z").first,
+                 kRanges.at("max_speed_z").second);
+  parameters.add("max_yaw_rate", &opt.max_yaw_rate, false, "rad/s, yaw rate limit", kRanges.at("max_yaw_rate").first,
+                 kRanges.at("max_yaw_rate").second);
+  parameters.add("image_timeout", &opt.image_timeout, false, "s; an older camera frame makes the node hover", kRanges.at("image_timeout").first,
+                 kRanges.at("image_timeout").second);
+  parameters.add("odom_timeout", &opt.odom_timeout, false, "s; older odometry makes a goal policy hover", kRanges.at("odom_timeout").first,
+                 kRanges.at("odom_timeout").second);
+  parameters.add("failsafe_rate_hz", &opt.failsafe_rate, true, "hover publishing rate while an input is stale",
+                 kRanges.at("failsafe_rate_hz").first, kRanges.at("failsafe_rate_hz").second);
+  parameters.add("expected_rate", &opt.expected_rate, false, "Hz; the first frame's dt after a (re)start", kRanges.at("expected_rate").first,
+                 kRanges.at("expected_rate").second);
+  parameters.add("max_dt", &opt.max_dt, false, "s; larger frame gaps reset the recurrent state", kRanges.at("max_dt").first,
+                 kRanges.at("max_dt").second);
   parameters.add("sync_inputs", &opt.sync_inputs, false, "each frame waits for odometry stamped with it");
-  parameters.add("sync_timeout", &opt.sync_timeout, false, "s (wall); the longest a frame waits for its odometry");
+  parameters.add("sync_timeout", &opt.sync_timeout, false, "s (wall); the longest a frame waits for its odometry", kRanges.at("sync_timeout").first,
+                 kRanges.at("sync_timeout").second);
   parameters.add("use_sim_time", &opt.use_sim_time, true, "input ages and hover stamps on /clock");
   parameters.add("autostart", &opt.autostart, true, "configure and activate at start");
   if (!parameters.init(&node, err)) {

@@ -17,7 +17,9 @@
 
 #include <rcl/error_handling.h>
 #include <rcl/rcl.h>
+#include <rmw/qos_profiles.h>
 #include <rcl_interfaces/msg/detail/set_parameters_result__functions.h>
+#include <rcl_interfaces/msg/detail/floating_point_range__functions.h>
 #include <rcl_interfaces/msg/detail/parameter_descriptor__functions.h>
 #include <rcl_interfaces/msg/detail/parameter_value__functions.h>
 #include <rcl_interfaces/msg/parameter_type.h>
@@ -36,22 +38,25 @@ class NodeParameters {
   using Check = std::function<std::string(const std::string& name)>;
   static constexpr size_t kServices = 6;
 
-  void add(const std::string& name, double* value, bool read_only, const std::string& description) {
+  // A double in [low, high] (the Python node's declared range: describe reports it, set enforces it).
+  void add(const std::string& name, double* value, bool read_only, const std::string& description, double low,
+           double high) {
     entries_.push_back({name, rcl_interfaces__msg__ParameterType__PARAMETER_DOUBLE, value, nullptr, nullptr,
-                        read_only, description});
+                        read_only, description, low, high});
   }
   void add(const std::string& name, bool* value, bool read_only, const std::string& description) {
     entries_.push_back({name, rcl_interfaces__msg__ParameterType__PARAMETER_BOOL, nullptr, value, nullptr,
-                        read_only, description});
+                        read_only, description, 0.0, 0.0});
   }
   void add(const std::string& name, std::string* value, bool read_only, const std::string& description) {
     entries_.push_back({name, rcl_interfaces__msg__ParameterType__PARAMETER_STRING, nullptr, nullptr, value,
-                        read_only, description});
+                        read_only, description, 0.0, 0.0});
   }
 
   bool init(rcl_node_t* node, std::string& err) {
     node_ = node;
-    const rcl_service_options_t options = rcl_service_get_default_options();
+    rcl_service_options_t options = rcl_service_get_default_options();
+    options.qos = rmw_qos_profile_parameters;  // rclcpp's parameter services' QoS
     struct Spec {
       rcl_service_t* srv;
       const rosidl_service_type_support_t* ts;
@@ -119,11 +124,10 @@ class NodeParameters {
       while (rcl_take_request(&get_, &id, &req) == RCL_RET_OK) {
         rcl_interfaces__srv__GetParameters_Response resp{};
         rcl_interfaces__srv__GetParameters_Response__init(&resp);
-        rcl_interfaces__msg__ParameterValue__Sequence__init(&resp.values, req.names.size);
-        for (size_t i = 0; i < req.names.size; ++i) {
-          const Entry* e = find(req.names.data[i].data);
-          if (e != nullptr) fill(resp.values.data[i], *e);  // unknown: PARAMETER_NOT_SET, as rclcpp answers
-        }
+        // An undeclared name among them: an empty answer, as rclpy and rclcpp give.
+        const size_t n = all_declared(req.names) ? req.names.size : 0;
+        rcl_interfaces__msg__ParameterValue__Sequence__init(&resp.values, n);
+        for (size_t i = 0; i < n; ++i) fill(resp.values.data[i], *find(req.names.data[i].data));
         respond(&get_, id, &resp);
         rcl_interfaces__srv__GetParameters_Response__fini(&resp);
       }
@@ -135,11 +139,9 @@ class NodeParameters {
       while (rcl_take_request(&types_, &id, &req) == RCL_RET_OK) {
         rcl_interfaces__srv__GetParameterTypes_Response resp{};
         rcl_interfaces__srv__GetParameterTypes_Response__init(&resp);
-        rosidl_runtime_c__uint8__Sequence__init(&resp.types, req.names.size);
-        for (size_t i = 0; i < req.names.size; ++i) {
-          const Entry* e = find(req.names.data[i].data);
-          resp.types.data[i] = e ? e->type : rcl_interfaces__msg__ParameterType__PARAMETER_NOT_SET;
-        }
+        const size_t n = all_declared(req.names) ? req.names.size : 0;
+        rosidl_runtime_c__uint8__Sequence__init(&resp.types, n);  // (its data is not zeroed: every one is set)
+        for (size_t i = 0; i < n; ++i) resp.types.data[i] = find(req.names.data[i].data)->type;
         respond(&types_, id, &resp);
         rcl_interfaces__srv__GetParameterTypes_Response__fini(&resp);
       }
@@ -151,15 +153,22 @@ class NodeParameters {
       while (rcl_take_request(&describe_, &id, &req) == RCL_RET_OK) {
         rcl_interfaces__srv__DescribeParameters_Response resp{};
         rcl_interfaces__srv__DescribeParameters_Response__init(&resp);
-        rcl_interfaces__msg__ParameterDescriptor__Sequence__init(&resp.descriptors, req.names.size);
-        for (size_t i = 0; i < req.names.size; ++i) {
+        const size_t n = all_declared(req.names) ? req.names.size : 0;
+        rcl_interfaces__msg__ParameterDescriptor__Sequence__init(&resp.descriptors, n);
+        for (size_t i = 0; i < n; ++i) {
           rcl_interfaces__msg__ParameterDescriptor& d = resp.descriptors.data[i];
-          rosidl_runtime_c__String__assign(&d.name, req.names.data[i].data);
           const Entry* e = find(req.names.data[i].data);
-          d.type = e ? e->type : rcl_interfaces__msg__ParameterType__PARAMETER_NOT_SET;
-          d.read_only = e && e->read_only;
+          rosidl_runtime_c__String__assign(&d.name, e->name.c_str());
+          d.type = e->type;
+          d.read_only = e->read_only;
           d.dynamic_typing = false;
-          if (e) rosidl_runtime_c__String__assign(&d.description, e->description.c_str());
+          rosidl_runtime_c__String__assign(&d.description, e->description.c_str());
+          if (e->d) {
+            rcl_interfaces__msg__FloatingPointRange__Sequence__init(&d.floating_point_range, 1);
+            d.floating_point_range.data[0].from_value = e->low;
+            d.floating_point_range.data[0].to_value = e->high;
+            d.floating_point_range.data[0].step = 0.0;
+          }
         }
         respond(&describe_, id, &resp);
         rcl_interfaces__srv__DescribeParameters_Response__fini(&resp);
@@ -208,6 +217,7 @@ class NodeParameters {
     std::string* s;
     bool read_only;
     std::string description;
+    double low, high;  // doubles only
   };
   struct Saved {
     Entry* e;
@@ -215,6 +225,12 @@ class NodeParameters {
     bool b;
     std::string s;
   };
+
+  bool all_declared(const rosidl_runtime_c__String__Sequence& names) {
+    for (size_t i = 0; i < names.size; ++i)
+      if (find(names.data[i].data) == nullptr) return false;
+    return true;
+  }
 
   Entry* find(const char* name) {
     for (Entry& e : entries_)
@@ -262,16 +278,19 @@ class NodeParameters {
         why = "parameter '" + name + "' is read-only: it is read at start-up (restart the node to change it)";
       } else if (v.type != e->type) {
         why = "parameter '" + name + "' is a " + type_name(e->type) + ", not " + type_name(v.type);
-      } else if (e->d && !(std::isfinite(v.double_value) && v.double_value >= 0.0)) {
-        why = "parameter '" + name + "' needs a number >= 0";
+      } else if (e->d && !(std::isfinite(v.double_value) && v.double_value >= e->low && v.double_value <= e->high)) {
+        char range[96];
+        snprintf(range, sizeof(range), "[%g, %g]", e->low, e->high);
+        why = "parameter '" + name + "' must be in " + range;
       } else {
         saved.push_back({e, e->d ? *e->d : 0.0, e->b ? *e->b : false, e->s ? *e->s : std::string()});
         if (e->d) *e->d = v.double_value;
         if (e->b) *e->b = v.bool_value;
         if (e->s) *e->s = v.string_value.data;
-        why = check(name);
       }
     }
+    // The node's options judged once, on the final values (max_dt >= 1 / expected_rate ties two together).
+    if (why.empty()) why = check(n == 1 ? std::string(params[0].name.data) : std::string());
     if (!why.empty()) {
       for (auto it = saved.rbegin(); it != saved.rend(); ++it) {
         if (it->e->d) *it->e->d = it->d;
