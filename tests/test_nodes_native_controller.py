@@ -619,7 +619,7 @@ def test_native_node_checks_camera_info_against_the_trained_camera(node_binary, 
 def test_native_node_parameter_services_as_ros2_param_uses_them(node_binary, tmp_path: Path) -> None:
     """list / get / describe / set (one by one and atomically): a limit set while flying clamps the next frames;
     read-only, wrongly typed and inconsistent values are refused and change nothing."""
-    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.msg import Parameter, ParameterEvent, ParameterType, ParameterValue
     from rcl_interfaces.srv import (
         DescribeParameters,
         GetParameters,
@@ -642,6 +642,9 @@ def test_native_node_parameter_services_as_ros2_param_uses_them(node_binary, tmp
 
     def param(name: str, **value) -> Parameter:
         return Parameter(name=name, value=ParameterValue(**value))
+
+    events: list = []
+    peer.node.create_subscription(ParameterEvent, "/parameter_events", events.append, 100)
 
     def get(*names: str) -> list:
         return list(call(GetParameters, "get_parameters", GetParameters.Request(names=list(names))).values)
@@ -674,6 +677,15 @@ def test_native_node_parameter_services_as_ros2_param_uses_them(node_binary, tmp
             ),
         ).results
         assert [r.successful for r in results] == [True, False, False, False, False, False]
+
+        def announced() -> bool:  # the accepted change on /parameter_events, as rclcpp's nodes announce it
+            return any(
+                e.node == f"{ns}/native_controller"
+                and [(p.name, p.value.double_value) for p in e.changed_parameters] == [("max_speed_xy", 0.2)]
+                for e in list(events)
+            )
+
+        assert peer.wait_for(announced, 5.0)
         assert "read-only" in results[1].reason and "is a double, not integer" in results[2].reason
         assert "max_dt" in results[3].reason and "not declared" in results[4].reason
         assert "must be in [0, 20]" in results[5].reason

@@ -27,7 +27,8 @@
 //     a field of view more than 1 deg off is logged and a WARN in /diagnostics, as the Python node does.
 //   * parameter services (node_parameters.h): `ros2 param list/get/set/describe`; the limits, timeouts, rates
 //     and input sync change while it flies, the weights, topics and clock are read-only.
-// Not here (yet): /parameter_events, IMU policies.
+//     Changes are announced on /parameter_events.
+// Not here (yet): IMU policies, frames smaller than the policy's input.
 //
 //   native_controller --weights W.native.safetensors [--image-topic T] [--cmd-topic T] [--odom-topic T]
 //       [--goal-topic T] [--max-speed-xy 6] [--max-speed-z 3] [--max-yaw-rate 2.0944] [--image-timeout 0.25]

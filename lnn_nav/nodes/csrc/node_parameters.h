@@ -5,7 +5,8 @@
 // The values live in the node's own variables (registered by pointer). A parameter is typed as declared (a
 // double takes a double, not an integer, as rclpy declares it); read-only ones (topics, the weights: read at
 // start) refuse a change; `check` judges the node's options after a change, and a refusal puts the old value
-// back. Not here: /parameter_events.
+// back. Every change is announced on /parameter_events (the declared parameters once at start), as rclcpp's
+// nodes announce theirs.
 #pragma once
 
 #include <stdio.h>
@@ -22,7 +23,11 @@
 #include <rcl_interfaces/msg/detail/floating_point_range__functions.h>
 #include <rcl_interfaces/msg/detail/parameter_descriptor__functions.h>
 #include <rcl_interfaces/msg/detail/parameter_value__functions.h>
+#include <rcl_interfaces/msg/detail/parameter__functions.h>
+#include <rcl_interfaces/msg/detail/parameter_event__functions.h>
+#include <rcl_interfaces/msg/parameter_event.h>
 #include <rcl_interfaces/msg/parameter_type.h>
+#include <rcutils/time.h>
 #include <rcl_interfaces/srv/describe_parameters.h>
 #include <rcl_interfaces/srv/get_parameter_types.h>
 #include <rcl_interfaces/srv/get_parameters.h>
@@ -81,6 +86,19 @@ class NodeParameters {
       }
       started_.push_back(s.srv);
     }
+    rcl_publisher_options_t events = rcl_publisher_get_default_options();
+    events.qos = rmw_qos_profile_parameter_events;
+    events_ = rcl_get_zero_initialized_publisher();
+    if (rcl_publisher_init(&events_, node, ROSIDL_GET_MSG_TYPE_SUPPORT(rcl_interfaces, msg, ParameterEvent),
+                           "/parameter_events", &events) != RCL_RET_OK) {
+      err = std::string("the /parameter_events publisher: ") + rcl_get_error_string().str;
+      rcl_reset_error();
+      fini();
+      return false;
+    }
+    std::vector<const Entry*> all;
+    for (const Entry& e : entries_) all.push_back(&e);
+    announce(all, true);
     return true;
   }
 
@@ -88,6 +106,8 @@ class NodeParameters {
     for (rcl_service_t* srv : started_)
       if (rcl_service_fini(srv, node_) != RCL_RET_OK) rcl_reset_error();
     started_.clear();
+    if (rcl_publisher_is_valid(&events_) && rcl_publisher_fini(&events_, node_) != RCL_RET_OK) rcl_reset_error();
+    rcl_reset_error();  // (rcl_publisher_is_valid sets one for a publisher never made)
   }
 
   rcl_ret_t add_to(rcl_wait_set_t* wait_set) {
@@ -299,8 +319,33 @@ class NodeParameters {
       }
       return why;
     }
-    for (size_t i = 0; i < n; ++i) fprintf(stderr, "native_controller: parameter %s set\n", params[i].name.data);
+    std::vector<const Entry*> changed;
+    for (size_t i = 0; i < n; ++i) {
+      fprintf(stderr, "native_controller: parameter %s set\n", params[i].name.data);
+      changed.push_back(find(params[i].name.data));
+    }
+    announce(changed, false);
     return why;
+  }
+
+  // A ParameterEvent for `entries` (new at start, else changed), stamped with the system time.
+  void announce(const std::vector<const Entry*>& entries, bool as_new) {
+    rcl_interfaces__msg__ParameterEvent ev{};
+    rcl_interfaces__msg__ParameterEvent__init(&ev);
+    rcutils_time_point_value_t now = 0;
+    if (rcutils_system_time_now(&now) != RCUTILS_RET_OK) now = 0;
+    ev.stamp.sec = static_cast<int32_t>(now / 1000000000LL);
+    ev.stamp.nanosec = static_cast<uint32_t>(now % 1000000000LL);
+    rosidl_runtime_c__String__assign(&ev.node, rcl_node_get_fully_qualified_name(node_));
+    rcl_interfaces__msg__Parameter__Sequence& list = as_new ? ev.new_parameters : ev.changed_parameters;
+    rcl_interfaces__msg__Parameter__Sequence__fini(&list);
+    rcl_interfaces__msg__Parameter__Sequence__init(&list, entries.size());
+    for (size_t i = 0; i < entries.size(); ++i) {
+      rosidl_runtime_c__String__assign(&list.data[i].name, entries[i]->name.c_str());
+      fill(list.data[i].value, *entries[i]);
+    }
+    if (rcl_publish(&events_, &ev, nullptr) != RCL_RET_OK) rcl_reset_error();
+    rcl_interfaces__msg__ParameterEvent__fini(&ev);
   }
 
   static void respond(rcl_service_t* srv, rmw_request_id_t& id, void* resp) {
@@ -311,4 +356,5 @@ class NodeParameters {
   std::vector<Entry> entries_;
   std::vector<rcl_service_t*> started_;
   rcl_service_t list_, get_, types_, describe_, set_, atomic_;
+  rcl_publisher_t events_ = rcl_get_zero_initialized_publisher();
 };
