@@ -440,6 +440,7 @@ def test_the_node_sources_ship_with_the_package() -> None:
     call = next(n for n in ast.walk(ast.parse(setup.read_text())) if isinstance(n, ast.Call) and n.keywords)
     package_data = ast.literal_eval(next(k.value for k in call.keywords if k.arg == "package_data"))
     assert any(native.SOURCE.match(p) for p in package_data["lnn_nav.nodes"])
+    assert all(any(h.match(p) for p in package_data["lnn_nav.nodes"]) for h in native.NODE_HEADERS)
     assert any(native.RUNTIME.match(p) for p in package_data["lnn_nav.kernels"])
     assert "native_controller_node = lnn_nav.nodes.native:main" in setup.read_text()
 
