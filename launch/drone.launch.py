@@ -12,6 +12,7 @@ offboard bridge. The `launch` package comes with a ROS install (not as a
 pip wheel).
 
     ros2 launch lnn_nav drone.launch.py native_weights:=/path/policy.native.safetensors
+    ros2 launch lnn_nav drone.launch.py native:=true [model_path:=...]
 
 runs the native controller node instead (no Python or torch in the loop; weights from
 ``lnn-nav export CKPT --format native``) under the controller's name, reading config/controller.yaml's
@@ -19,6 +20,8 @@ limits, timeouts and rates as ROS parameters.
 """
 
 import os
+import tempfile
+from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -27,6 +30,8 @@ from launch_ros.actions import Node
 
 from launch import LaunchDescription
 from lnn_nav.nodes.controller_logic import camera_info_topic
+
+TRUE = ("true", "1", "yes")
 
 
 def controller_overrides(model_path: str, device: str, image_topic: str, info_topic: str = "") -> dict:
@@ -44,10 +49,17 @@ def _launch_setup(context, *args, **kwargs):
     arg = lambda name: LaunchConfiguration(name).perform(context).strip()  # noqa: E731
     # Parameters, not a remapping of /camera/image_raw: a remapping would miss the compressed transport's
     # <image_topic>/compressed and the camera_info the node derives from its image_topic parameter.
-    if arg("native_weights"):
+    weights = arg("native_weights")
+    if not weights and arg("native").lower() in TRUE:
+        # model_path's checkpoint (or the shipped one) exported now for the native node.
+        from lnn_nav.nodes.fly import export_native, share_path
+
+        model = arg("model_path") or str(share_path("models/cfc_ncp.safetensors"))
+        weights = str(export_native(model, Path(tempfile.mkdtemp(prefix="lnn_nav_native_"))))
+    if weights:
         # The native node under the Python node's name reads the same YAML (its limits, timeouts, rates; the
         # torch-only keys it leaves alone) and offers the same ~/enable and ~/reset_state services.
-        native = {"weights": arg("native_weights"), "image_topic": arg("image_topic")}
+        native = {"weights": weights, "image_topic": arg("image_topic")}
         return [
             Node(
                 package="lnn_nav",
@@ -82,6 +94,12 @@ def generate_launch_description():
                 default_value="",
                 description="weights from `lnn-nav export CKPT --format native`: run the native controller node "
                 "(no Python or torch in the loop) instead of controller_node",
+            ),
+            DeclareLaunchArgument(
+                "native",
+                default_value="false",
+                description="true: the native controller node on model_path's checkpoint (the shipped one when "
+                "empty), exported now into a temporary folder",
             ),
             DeclareLaunchArgument("image_topic", default_value="/camera/image_raw", description="camera image topic"),
             DeclareLaunchArgument(

@@ -312,24 +312,20 @@ def test_drone_launch_answers_a_camera_in_another_process_on_cmd_vel(ros2, procs
 
 
 @pytest.mark.slow
-def test_drone_launch_runs_the_native_node_under_the_controllers_name_with_its_yaml(
-    ros2, procs, graph, tmp_path: Path
-) -> None:
+def test_drone_launch_runs_the_native_node_under_the_controllers_name_with_its_yaml(ros2, procs, graph) -> None:
     from std_srvs.srv import SetBool
 
-    from lnn_nav.kernels.native import export_weights, save_weights
-    from lnn_nav.models.checkpoint import load_policy
-
-    weights = save_weights(export_weights(load_policy(SHIPPED)), tmp_path / "cfc_ncp.native.safetensors")
     node, spin_until = graph
     commands = collect_commands(node, "/cmd_vel")
+    # native:=true: the launch exports model_path's checkpoint itself (native_weights:=FILE takes an exported one).
     launch = procs(
         "launch",
         ros2,
         "launch",
         "lnn_nav",
         "drone.launch.py",
-        f"native_weights:={weights}",
+        "native:=true",
+        f"model_path:={SHIPPED}",
         "image_topic:=/front/image_raw",
     )
     # The Python node's services, under its name: a drop-in for whatever calls them.

@@ -133,3 +133,25 @@ def test_native_weights_run_the_native_node_with_the_yaml_limits(monkeypatch, tm
     config, native = node.kwargs["parameters"]
     assert config == str(tmp_path / "config" / "controller.yaml")
     assert native == {"weights": "/w/cfc_ncp.native.safetensors", "image_topic": "/cam/image_raw"}
+
+
+def test_native_true_exports_model_path_for_the_native_node(monkeypatch, tmp_path):
+    from lnn_nav.kernels.native import load_weights
+
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "controller.yaml").write_text((ROOT / "config" / "controller.yaml").read_text())
+    module = _load_drone_launch(monkeypatch, tmp_path)
+    description = module.generate_launch_description()
+    declared = {a.args[0]: a.kwargs.get("default_value") for a in description.args[0] if a.args}
+    assert declared["native"] == "false"
+    context = {name: default for name, default in declared.items() if default is not None}
+    context.update(native="true", model_path=str(ROOT / "models" / "cfc_ncp.safetensors"))
+    setup = next(a.kwargs["function"] for a in description.args[0] if "function" in a.kwargs)
+    (node,) = setup(context)
+    assert (node.kwargs["executable"], node.kwargs["name"]) == ("native_controller_node", "controller_node")
+    _, native = node.kwargs["parameters"]
+    weights = load_weights(native["weights"])  # exported now, a file the native node flies
+    assert (weights.height, weights.width, weights.camera_hfov_deg) == (48, 64, 90.0)
+    context.update(model_path=str(tmp_path / "missing.safetensors"))
+    with pytest.raises(RuntimeError, match="the native node cannot fly"):
+        setup(context)

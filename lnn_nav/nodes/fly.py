@@ -72,21 +72,27 @@ def checkpoint_camera(model: str) -> dict[str, object]:
     return {} if hfov is None else {"camera_hfov": float(hfov)}
 
 
+def export_native(model: str, out_dir: Path) -> Path:
+    """``model``'s weights for the native controller node, written into ``out_dir``; :class:`SetupError` if
+    the checkpoint cannot be flown natively."""
+    from lnn_nav.kernels.native import NativeError, export_weights, save_weights
+    from lnn_nav.models import CheckpointError, load_policy
+
+    try:
+        return save_weights(export_weights(load_policy(model)), out_dir / "pilot.native.safetensors")
+    except (CheckpointError, ValueError, NativeError, OSError) as err:
+        raise SetupError(f"the native node cannot fly {model}: {err}") from err
+
+
 def native_pilot(model: str, controller_yaml: Path | None, out_dir: Path) -> list[str]:
     """The native controller node's arguments for ``model``: its weights exported into ``out_dir``, the
     controller's YAML settings with the closed-loop ones (:data:`SIM_CONTROLLER_PARAMS`).
     :class:`SetupError` if the checkpoint cannot be flown natively."""
     import yaml
 
-    from lnn_nav.kernels.native import NativeError, export_weights, save_weights
-    from lnn_nav.models import CheckpointError, load_policy
-
     from .native import native_arguments
 
-    try:
-        weights = save_weights(export_weights(load_policy(model)), out_dir / "pilot.native.safetensors")
-    except (CheckpointError, ValueError, NativeError) as err:
-        raise SetupError(f"the native node cannot fly {model}: {err}") from err
+    weights = export_native(model, out_dir)
     params: dict[str, object] = {}
     if controller_yaml is not None:
         params = dict(yaml.safe_load(controller_yaml.read_text())["controller_node"]["ros__parameters"])
