@@ -116,16 +116,21 @@ def test_the_default_image_topic_and_an_explicit_camera_info_topic(monkeypatch, 
     assert (overrides["image_topic"], overrides["camera_info_topic"]) == ("/cam/left/image_rect", "/cam/calibration")
 
 
-def test_native_weights_run_the_native_node_with_the_yaml_limits(monkeypatch, tmp_path):
+def _drone_setup(monkeypatch, tmp_path: Path):
+    """drone.launch.py over the repository's controller.yaml: its declared defaults and its setup function."""
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "controller.yaml").write_text((ROOT / "config" / "controller.yaml").read_text())
-    module = _load_drone_launch(monkeypatch, tmp_path)
-    description = module.generate_launch_description()
+    description = _load_drone_launch(monkeypatch, tmp_path).generate_launch_description()
     declared = {a.args[0]: a.kwargs.get("default_value") for a in description.args[0] if a.args}
+    setup = next(a.kwargs["function"] for a in description.args[0] if "function" in a.kwargs)
+    return declared, setup
+
+
+def test_native_weights_run_the_native_node_with_the_yaml_limits(monkeypatch, tmp_path):
+    declared, setup = _drone_setup(monkeypatch, tmp_path)
     assert declared["native_weights"] == "" and declared["model_path"] == ""
     context = {name: default for name, default in declared.items() if default is not None}
     context.update(native_weights="/w/cfc_ncp.native.safetensors", image_topic="/cam/image_raw")
-    setup = next(a.kwargs["function"] for a in description.args[0] if "function" in a.kwargs)
     (node,) = setup(context)
     assert node.kwargs["executable"] == "native_controller_node"
     # Under the Python node's name: config/controller.yaml's controller_node section applies to it as it is.
@@ -138,15 +143,10 @@ def test_native_weights_run_the_native_node_with_the_yaml_limits(monkeypatch, tm
 def test_native_true_exports_model_path_for_the_native_node(monkeypatch, tmp_path):
     from lnn_nav.kernels.native import load_weights
 
-    (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "controller.yaml").write_text((ROOT / "config" / "controller.yaml").read_text())
-    module = _load_drone_launch(monkeypatch, tmp_path)
-    description = module.generate_launch_description()
-    declared = {a.args[0]: a.kwargs.get("default_value") for a in description.args[0] if a.args}
+    declared, setup = _drone_setup(monkeypatch, tmp_path)
     assert declared["native"] == "false"
     context = {name: default for name, default in declared.items() if default is not None}
     context.update(native="true", model_path=str(ROOT / "models" / "cfc_ncp.safetensors"))
-    setup = next(a.kwargs["function"] for a in description.args[0] if "function" in a.kwargs)
     (node,) = setup(context)
     assert (node.kwargs["executable"], node.kwargs["name"]) == ("native_controller_node", "controller_node")
     _, native = node.kwargs["parameters"]

@@ -116,6 +116,15 @@ class Peer:
         self.context.try_shutdown()
 
 
+def _call(peer: Peer, service: str, srv_type, request):
+    """A service call from the test's peer, waited for (the service's full name)."""
+    client = peer.node.create_client(srv_type, service)
+    assert client.wait_for_service(timeout_sec=10.0), service
+    future = client.call_async(request)
+    assert peer.wait_for(future.done, 10.0)
+    return future.result()
+
+
 def _start(binary_env, weights: Path, ns: str, *extra: str) -> subprocess.Popen:
     binary, env = binary_env
     env = dict(env, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
@@ -454,11 +463,7 @@ def test_native_node_e_stop_and_reset_services(node_binary, tmp_path: Path) -> N
     proc = _start(node_binary, weights, ns, "--ros-args", "-r", f"__ns:={ns}")
 
     def call(srv_type, name: str, request):
-        client = peer.node.create_client(srv_type, f"{ns}/native_controller/{name}")
-        assert client.wait_for_service(timeout_sec=10.0)
-        future = client.call_async(request)
-        assert peer.wait_for(future.done, 10.0)
-        return future.result()
+        return _call(peer, f"{ns}/native_controller/{name}", srv_type, request)
 
     try:
         _connected(peer, proc)
@@ -509,11 +514,7 @@ def test_native_node_lifecycle_as_the_python_nodes(node_binary, tmp_path: Path) 
     proc = _start(node_binary, weights, ns, "--no-autostart", "--ros-args", "-r", f"__ns:={ns}")
 
     def call(srv_type, name: str, request):
-        client = peer.node.create_client(srv_type, f"{ns}/native_controller/{name}")
-        assert client.wait_for_service(timeout_sec=10.0), name
-        future = client.call_async(request)
-        assert peer.wait_for(future.done, 10.0)
-        return future.result()
+        return _call(peer, f"{ns}/native_controller/{name}", srv_type, request)
 
     def state() -> str:
         return call(GetState, "get_state", GetState.Request()).current_state.label
@@ -635,11 +636,7 @@ def test_native_node_parameter_services_as_ros2_param_uses_them(node_binary, tmp
     proc = _start(node_binary, weights, ns, "--ros-args", "-r", f"__ns:={ns}")
 
     def call(srv_type, name: str, request):
-        client = peer.node.create_client(srv_type, f"{ns}/native_controller/{name}")
-        assert client.wait_for_service(timeout_sec=10.0), name
-        future = client.call_async(request)
-        assert peer.wait_for(future.done, 10.0)
-        return future.result()
+        return _call(peer, f"{ns}/native_controller/{name}", srv_type, request)
 
     def param(name: str, **value) -> Parameter:
         return Parameter(name=name, value=ParameterValue(**value))
