@@ -41,7 +41,7 @@ FLAGS = (
     "-fno-math-errno",  # sqrtf as one instruction (IEEE exact either way)
     "-fvisibility=hidden",
 )
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}
@@ -92,6 +92,7 @@ class RcArgs(ctypes.Structure):
         ("sorted_items", _P),
         ("sorted_z", _P),
         ("sorted_rank", _P),
+        ("sorted_disc", _P),
         ("cyl", _P),
         ("box", _P),
         ("sph", _P),
@@ -163,9 +164,42 @@ def pointer(array: np.ndarray) -> int:
     return int(array.ctypes.data)
 
 
-def sorted_cells(cell_start: np.ndarray, cell_items: np.ndarray, cell_item_z: np.ndarray) -> dict[str, np.ndarray]:
+def item_discs(items: np.ndarray, cyl: np.ndarray, box: np.ndarray, sph: np.ndarray) -> np.ndarray:
+    """``[len(items), 4]`` float32: each item's footprint on the ground as a disc (centre x, y, squared
+    radius, 0) that holds it with room to spare, for the caster's cheap test before the exact one.
+
+    The radius is the cylinder's or sphere's, a box's half-diagonal, grown by 0.1 % and 0.1 mm, so that
+    rounding never turns an exact hit into a rejection (the caster adds a slack that grows with distance
+    too). Items that name no primitive (an empty scene's padding row) get an infinite disc: never rejected.
+    """
+    out = np.zeros((len(items), 4), np.float32)
+    out[:, 2] = np.inf
+    kind, index = items & 3, items >> 2
+    for k, prims, radius in (
+        (0, cyl.reshape(-1, 5), lambda p: p[:, 4]),
+        (1, box.reshape(-1, 8), lambda p: np.hypot(p[:, 3], p[:, 4])),
+        (2, sph.reshape(-1, 4), lambda p: p[:, 3]),
+    ):
+        take = (kind == k) & (index < len(prims))
+        if not take.any():
+            continue
+        rows = prims[index[take]].astype(np.float64)
+        r = np.abs(radius(rows)) * 1.001 + 1.0e-4
+        out[take, 0], out[take, 1], out[take, 2] = rows[:, 0], rows[:, 1], r * r
+    return out
+
+
+def sorted_cells(
+    cell_start: np.ndarray,
+    cell_items: np.ndarray,
+    cell_item_z: np.ndarray,
+    cyl: np.ndarray,
+    box: np.ndarray,
+    sph: np.ndarray,
+) -> dict[str, np.ndarray]:
     """Each cell's items ordered by their lowest point, for the caster's early stop, with each one's place in
-    ``cell_items`` (Warp's order within a cell: equal hits go to the item listed first)."""
+    ``cell_items`` (Warp's order within a cell: equal hits go to the item listed first) and its footprint
+    disc (:func:`item_discs`)."""
     n = len(cell_items)
     rank = np.arange(n, dtype=np.int32)
     if n <= 1 or len(cell_start) < 2:
@@ -173,6 +207,7 @@ def sorted_cells(cell_start: np.ndarray, cell_items: np.ndarray, cell_item_z: np
             "sorted_items": np.ascontiguousarray(cell_items),
             "sorted_z": np.ascontiguousarray(cell_item_z),
             "sorted_rank": rank,
+            "sorted_disc": item_discs(cell_items, cyl, box, sph),
         }
     counts: np.ndarray = (cell_start[1:] - cell_start[:-1]).astype(np.int64)
     cell_of = np.repeat(np.arange(len(counts)), counts)
@@ -183,6 +218,7 @@ def sorted_cells(cell_start: np.ndarray, cell_items: np.ndarray, cell_item_z: np
         "sorted_items": np.ascontiguousarray(cell_items[order]),
         "sorted_z": np.ascontiguousarray(cell_item_z[order]),
         "sorted_rank": np.ascontiguousarray(rank[order]),
+        "sorted_disc": item_discs(cell_items[order], cyl, box, sph),
     }
 
 

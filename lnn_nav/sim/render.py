@@ -386,7 +386,16 @@ class Renderer:
         scene = self._cpp_arrays
         if scene is None:
             scene = {k: a.numpy() for k, a in self._arrays.items() if k not in ("mesh_ids", "face_items")}
-            scene.update(raycast.sorted_cells(scene["cell_start"], scene["cell_items"], scene["cell_item_z"]))
+            scene.update(
+                raycast.sorted_cells(
+                    scene["cell_start"],
+                    scene["cell_items"],
+                    scene["cell_item_z"],
+                    scene["cyl"],
+                    scene["box"],
+                    scene["sph"],
+                )
+            )
             if set(scene) != raycast.SCENE_FIELDS:  # a field left out would be a null pointer in C++
                 raise RuntimeError(f"ray caster scene mismatch: {sorted(set(scene) ^ raycast.SCENE_FIELDS)}")
             self._cpp_arrays = scene
