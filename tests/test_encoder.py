@@ -132,3 +132,41 @@ def test_frame_input_norm_cancels_global_brightness_contrast_and_colour_cast() -
         assert torch.isfinite(encoder(torch.full((1, 3, 24, 32), 0.5))).all()
     with pytest.raises(ValueError, match="input_norm"):
         EncoderConfig(input_norm="auto")
+
+
+def test_frame_input_norm_floor_scales_flat_frames_by_the_floor() -> None:
+    """A frame flatter than the floor is divided by the floor, not by its own spread: a dark frame's
+    features then differ from a bright one's, and the fused path leaves such an encoder to PyTorch."""
+    from dataclasses import replace as _replace
+
+    from lnn_nav.kernels import fused_policy
+    from lnn_nav.models.encoder import ConvEncoder, EncoderConfig
+    from lnn_nav.models.policy import LiquidPolicy, PolicyConfig
+
+    torch.manual_seed(0)
+    cfg = EncoderConfig(height=24, width=32, input_norm="frame", input_norm_floor=0.1)
+    encoder = ConvEncoder(cfg).eval()
+    frame = torch.rand(1, 3, 24, 32) * 0.6 + 0.2  # spread ~0.17: above the floor
+    dark = frame * 0.3  # spread ~0.05: below it
+    first = encoder.convs[0][0]
+    with torch.no_grad():
+        expected = []
+        for x, divisor in ((frame, None), (dark, 0.1)):
+            centred = x - x.mean(dim=(2, 3), keepdim=True)
+            spread = centred.pow(2).mean().sqrt() if divisor is None else torch.tensor(divisor)
+            expected.append(first(centred / spread))
+        for x, want in zip((frame, dark), expected):
+            torch.testing.assert_close(encoder.feature_maps(x)[0], torch.relu(want))  # Conv2d + ReLU blocks
+        assert not torch.allclose(encoder(frame), encoder(dark), atol=1e-3)
+        # The default floor (0.02) cancels the same darkening.
+        default = ConvEncoder(_replace(cfg, input_norm_floor=0.02)).eval()
+        default.load_state_dict(encoder.state_dict())
+        assert torch.allclose(default(frame), default(dark), atol=1e-4)
+    policy = LiquidPolicy(PolicyConfig(encoder=cfg, core="cfc-ncp", core_options={"units": 12})).eval()
+    assert "floor" in (fused_policy.why_not_fused_policy(policy) or "")
+    image = torch.rand(1, 3, 24, 32)
+    command, _ = policy.step(image, torch.tensor([0.05]), policy.initial_state(1))  # the PyTorch encoder flies it
+    assert torch.isfinite(command).all()
+    for bad in (0.0, -0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="input_norm_floor"):
+            EncoderConfig(input_norm="frame", input_norm_floor=bad)

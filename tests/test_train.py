@@ -495,6 +495,15 @@ def test_init_encoder_trains_a_new_core_on_a_trained_encoder(dataset: Path, tmp_
     )
     assert any("input normalisation fixed -> frame" in line for line in lines)
     assert load_policy(tmp_path / "frame" / "best.safetensors").config.encoder.input_norm == "frame"
+    # ... and its floor, which the checkpoint records.
+    lines = []
+    train(
+        _cfg(dataset, tmp_path / "floor", init_encoder=source_path, input_norm="frame", input_norm_floor=0.1, **quick),
+        progress=False,
+        log=lines.append,
+    )
+    assert any("input norm floor 0.02 -> 0.1" in line for line in lines)
+    assert load_policy(tmp_path / "floor" / "best.safetensors").config.encoder.input_norm_floor == 0.1
     with pytest.raises(ValueError, match="exclude each other"):
         _cfg(dataset, tmp_path / "both", init=source_path, init_encoder=source_path)
     result = subprocess.run(

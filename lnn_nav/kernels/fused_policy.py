@@ -37,6 +37,8 @@ _reference_encoder = os.environ.get("LNN_NAV_REFERENCE_ENCODER", "") not in ("",
 _ENCODER_PLAN_ATTR = "_fused_encoder_plan"
 _POLICY_PLAN_ATTR = "_fused_policy_plan"
 _INPUT_NORM_IDS = {"fixed": 0, "frame": 1}
+#: The floor of the C++ encoder's frame input norm (encoder_kernels.h, fill_input).
+FRAME_NORM_FLOOR = 0.02
 #: Batches above this stay with ATen's batched convolutions. The C++ encoder runs
 #: frame by frame (in parallel over the batch); measured on the 2-core build
 #: machine, 48x64 frames, one thread: 7x ATen at batch 1, 2.6-2.9x per frame at
@@ -81,6 +83,8 @@ def _encoder_layout(encoder: Any) -> tuple[list[int], list[float], list[Tensor]]
     cfg = encoder.config
     if encoder.mean.dtype != torch.float32 or encoder.mean.device.type != "cpu":
         raise _Unsupported("the fused encoder runs float32 on the CPU")
+    if cfg.input_norm == "frame" and cfg.input_norm_floor != FRAME_NORM_FLOOR:
+        raise _Unsupported(f"frame input norm with a floor other than {FRAME_NORM_FLOOR} (the C++ encoder's)")
     meta = [
         int(cfg.in_channels),
         int(cfg.height),

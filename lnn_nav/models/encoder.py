@@ -32,7 +32,11 @@ class EncoderConfig:
     each frame's own per-channel mean and divides by its standard deviation
     (over all channels and pixels): a global brightness, contrast or colour
     cast shift (dusk, exposure, haze) then leaves the first convolution's
-    input unchanged.
+    input unchanged. The divisor never falls below ``input_norm_floor`` (in
+    units of the [0, 1] pixel range): a frame flatter than that is scaled by
+    the floor instead, so the noise of a dark or uniform frame is not blown up
+    to unit scale (a dusk forest frame's spread is 0.05-0.07, a midday one's
+    0.13-0.15).
     """
 
     in_channels: int = 3
@@ -51,6 +55,7 @@ class EncoderConfig:
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     input_norm: str = "fixed"
+    input_norm_floor: float = 0.02
 
     def __post_init__(self) -> None:
         # JSON round trips hand back lists; keep the config hashable-looking and immutable.
@@ -73,6 +78,8 @@ class EncoderConfig:
             )
         if self.input_norm not in INPUT_NORMS:
             raise ValueError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, got {self.input_norm!r}")
+        if not (math.isfinite(self.input_norm_floor) and self.input_norm_floor > 0):
+            raise ValueError(f"input_norm_floor must be a finite number > 0, got {self.input_norm_floor}")
         if self.output_activation not in ("none", "tanh"):
             raise ValueError(f"output_activation must be 'none' or 'tanh', got {self.output_activation!r}")
         if not 0.0 <= self.dropout < 1.0:
@@ -138,9 +145,10 @@ class ConvEncoder(nn.Module):
         """Activations after each convolution block (input for VisualBackProp)."""
         x = self._to_float(images)
         if self.config.input_norm == "frame":
-            # Floor on the std: a uniform frame (lens cap, white-out) must not blow noise up to unit scale.
+            # Floor on the std: a uniform or dark frame (lens cap, white-out, dusk) must not blow its noise
+            # up to unit scale.
             x = x - x.mean(dim=(2, 3), keepdim=True)
-            x = x / x.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp(min=0.02)
+            x = x / x.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp(min=self.config.input_norm_floor)
         else:
             x = (x - self.mean) / self.std
         maps = []

@@ -69,6 +69,9 @@ class TrainConfig:
     # Encoder input normalisation ("fixed" mean/std, or "frame": each frame's own statistics; see
     # EncoderConfig.input_norm). None: "fixed" for a new encoder, the source's with --init-encoder.
     input_norm: str | None = None
+    # The frame norm's floor on a frame's spread (EncoderConfig.input_norm_floor). None: the encoder's default
+    # for a new encoder, the source's with --init-encoder.
+    input_norm_floor: float | None = None
     pixel_noise: float = 0.02
     use_goal: bool = True
     use_imu: bool = False
@@ -355,6 +358,7 @@ def _build_policy(cfg: TrainConfig, height: int, width: int, camera_hfov_deg: fl
         output_activation="tanh",
         normalization=cfg.normalization,
         input_norm=cfg.input_norm or "fixed",
+        input_norm_floor=EncoderConfig.input_norm_floor if cfg.input_norm_floor is None else cfg.input_norm_floor,
     )
     config = PolicyConfig(
         encoder=encoder,
@@ -381,6 +385,9 @@ def _policy_with_encoder(cfg: TrainConfig, camera_hfov_deg: float | None, log: A
         # The trained convolutions adapt to the new input statistics during training.
         log(f"encoder input normalisation {encoder.config.input_norm} -> {cfg.input_norm}")
         encoder.config = replace(encoder.config, input_norm=cfg.input_norm)
+    if cfg.input_norm_floor is not None and cfg.input_norm_floor != encoder.config.input_norm_floor:
+        log(f"encoder input norm floor {encoder.config.input_norm_floor} -> {cfg.input_norm_floor}")
+        encoder.config = replace(encoder.config, input_norm_floor=cfg.input_norm_floor)
     enc = encoder.config
     policy = _build_policy(
         replace(cfg, feature_dim=enc.feature_dim, normalization=enc.normalization),

@@ -49,6 +49,7 @@ CONFIG_FIELDS: dict[str, str] = {
     "threads": "threads",
     "augment": "augment_profile",
     "input_norm": "input_norm",
+    "input_norm_floor": "input_norm_floor",
     "steer_weight": "steer_weight",
     "init": "init",
     "init_encoder": "init_encoder",
@@ -101,6 +102,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="encoder input normalisation: fixed (ImageNet mean/std) or frame (each frame's own "
         "mean and std, so global brightness/contrast/colour shifts cancel) (default: fixed for a "
         "new encoder, the source's with --init-encoder)",
+    )
+    parser.add_argument(
+        "--input-norm-floor",
+        type=float,
+        default=None,
+        metavar="S",
+        help="with --input-norm frame: the smallest spread a frame is divided by, in [0, 1] pixel units; "
+        "flatter frames (dusk, fog) are scaled by S instead, so their noise is not amplified to unit "
+        "scale (default: 0.02, or the source's with --init-encoder; only 0.02 takes the C++ encoder, "
+        "others run the PyTorch one)",
     )
     parser.add_argument("--use-imu", action="store_true", help="feed the IMU to the core too")
     parser.add_argument("--no-goal", action="store_true", help="do not feed the goal direction/distance")
