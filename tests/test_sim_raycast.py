@@ -79,6 +79,57 @@ def test_same_frames_as_warp_in_every_condition(size: tuple[int, int]) -> None:
     assert_same(cpp.render(pos, quat, ids), warp.render(pos, quat, ids))
 
 
+def wild_poses(world: WorldSpec, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Poses anywhere over a world, any attitude (looking straight down or up, rolled on its side), a third
+    of them inside the canopies and against the trunks."""
+    rng = np.random.default_rng(seed)
+    x0, x1, y0, y1 = world.bounds
+    pos = np.c_[rng.uniform(x0, x1, n), rng.uniform(y0, y1, n), rng.uniform(0.05, 12.0, n)]
+    if len(world.spheres):
+        near = rng.choice(len(world.spheres), n // 3)
+        pos[: n // 3] = world.spheres[near, :3] + rng.normal(0, 0.3, (n // 3, 3))
+    if len(world.cylinders):
+        near = rng.choice(len(world.cylinders), n // 6)
+        c = world.cylinders[near]
+        angle = rng.uniform(0, 2 * np.pi, n // 6)
+        gap = c[:, 4] + 0.05  # 5 cm from the bark
+        pos[n // 3 : n // 3 + n // 6] = np.c_[
+            c[:, 0] + gap * np.cos(angle), c[:, 1] + gap * np.sin(angle), rng.uniform(0.3, 3, n // 6)
+        ]
+    quat = rng.normal(size=(n, 4))
+    quat[: n // 2, 1:3] *= 0.2  # half of them near level
+    return pos, quat / np.linalg.norm(quat, axis=1, keepdims=True)
+
+
+@needs_compiler
+@pytest.mark.parametrize("width", [8, 5, 1])
+def test_columns_of_rays_cast_the_walks_frames(width: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Columns of rays sharing a candidate list (the default) find every ray's hit the grid walk finds, bit
+    for bit, from any pose: hundreds of cameras in forests, a dense forest and a city."""
+    worlds = [make_world("forest", 51), make_world("urban", 52), make_world("forest", 53, "dense_forest")]
+    cam = CameraConfig(width=128, height=96)
+    monkeypatch.setenv("LNN_NAV_RAY_COLUMN", "0")
+    walk = Renderer(worlds, cam, device="cpu")
+    monkeypatch.setenv("LNN_NAV_RAY_COLUMN", str(width))
+    columns = Renderer(worlds, cam, device="cpu")
+    assert walk.uses_cpp and columns.uses_cpp, raycast.build_error()
+    for k, world in enumerate(worlds):
+        pos, quat = wild_poses(world, 90, seed=k + 10 * width)
+        ids = np.full(len(pos), k)
+        assert_same(columns.render(pos, quat, ids), walk.render(pos, quat, ids))
+
+
+def test_column_width_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LNN_NAV_RAY_COLUMN", raising=False)
+    assert raycast.column_width() == 8
+    monkeypatch.setenv("LNN_NAV_RAY_COLUMN", "0")
+    assert raycast.column_width() == 0
+    for bad in ("-1", "wide"):
+        monkeypatch.setenv("LNN_NAV_RAY_COLUMN", bad)
+        with pytest.raises(ValueError, match="LNN_NAV_RAY_COLUMN"):
+            raycast.column_width()
+
+
 @needs_compiler
 def test_same_rows_of_a_band() -> None:
     """A pool renders one frame in bands of rows: each band is the whole frame's rows, as with Warp."""
@@ -183,6 +234,12 @@ def test_a_tie_between_kinds_goes_to_the_first_in_the_cell_as_in_warp() -> None:
     a, b = cpp.render(np.array([[0.0, 0.0, 3.0]]), down), warp.render(np.array([[0.0, 0.0, 3.0]]), down)
     assert_same(a, b)
     assert a.segmentation[0, 12, 16] == MATERIAL_ID["bark"] + 1  # the trunk's top, not the box's
+    # Seen at a slant the rays are cast in columns (the trunk and the box are candidates of one list, the box
+    # nearer the camera): the tie must still go to the trunk, as the walk gives it.
+    slant = np.array([[np.cos(0.35), 0.0, np.sin(0.35), 0.0]])  # pitched 40 degrees down
+    a, b = cpp.render(np.array([[-2.5, 0.0, 3.5]]), slant), warp.render(np.array([[-2.5, 0.0, 3.5]]), slant)
+    assert_same(a, b)
+    assert (a.segmentation == MATERIAL_ID["bark"] + 1).sum() >= 10
 
 
 @needs_compiler

@@ -142,6 +142,8 @@ class Renderer:
             raise ValueError("Renderer needs at least one world")
         # Decided once: a renderer's frames come from one implementation for its whole life.
         self._caster = raycast.load() if backend == "grid" and wp.get_device(self.device).is_cpu else None
+        # Columns of rays or the walk alone: fixed when the renderer is made (LNN_NAV_RAY_COLUMN).
+        self._column_width = raycast.column_width()
         self._launches: dict[tuple[int, int, int], tuple[Any, dict[str, wp.array], dict[str, np.ndarray], Any]] = {}
         self._upload()
 
@@ -396,6 +398,11 @@ class Renderer:
                     scene["sph"],
                 )
             )
+            scene.update(
+                raycast.world_items(
+                    scene["grid_i"], scene["cell_start"], scene["cell_items"], scene["cyl"], scene["box"], scene["sph"]
+                )
+            )
             if set(scene) != raycast.SCENE_FIELDS:  # a field left out would be a null pointer in C++
                 raise RuntimeError(f"ray caster scene mismatch: {sorted(set(scene) ^ raycast.SCENE_FIELDS)}")
             self._cpp_arrays = scene
@@ -428,6 +435,7 @@ class Renderer:
             seg=ptr(views["segmentation"]),
             materials=int(scene["palette"].shape[1]),
             srgb_steps=int(SRGB_STEPS),
+            column_width=self._column_width,
             **{k: ptr(v) for k, v in scene.items()},
             **ids,
         )
