@@ -4,18 +4,21 @@ The grid path of :func:`lnn_nav.sim.render_kernels.render_kernel` cast in C++
 with the same float32 exact intersections, so a frame is the Warp kernel's bit
 for bit (``tests/test_sim_raycast.py``) at about 2.5x the speed on a CPU core:
 the rays of a camera are cast in columns that share one list of candidate
-primitives, four rays at a time through the cheap tests. :class:`~lnn_nav.sim.render.Renderer` uses it for CPU grid rendering;
-the Warp kernel stays the reference, for the mesh backend and on CUDA.
+primitives, four rays at a time through the cheap tests.
+:class:`~lnn_nav.sim.render.Renderer` uses it for CPU grid rendering; the Warp
+kernel stays the reference, for the mesh backend and on CUDA.
 
 Switches: ``LNN_NAV_REFERENCE_RENDER=1`` (or :func:`set_reference_render`)
 renders with the Warp kernel. ``LNN_NAV_RAY_COLUMN`` sets how many pixels wide
 the columns of rays that share one candidate list are (default 8; ``0`` walks
-the grid ray by ray, the Warp kernel's order: the same frames, slower).
-Without a C++ compiler (``CXX``, else ``c++``) the build fails once, says why on stderr, and the Warp kernel renders.
+the grid ray by ray, the Warp kernel's order: the same frames, slower). Without
+a C++ compiler (``CXX``, else ``c++``) the build fails once, says why on
+stderr, and the Warp kernel renders.
 
 The library is plain C ABI (no Python, NumPy or torch headers), built with
-``-O3 -ffp-contract=off`` by :mod:`lnn_nav.cbuild` into ``$LNN_NAV_KERNEL_CACHE/sim``
-or ``~/.cache/lnn_nav/sim``, named by a hash of its source, flags, compiler and machine.
+``-O3 -ffp-contract=off`` by :mod:`lnn_nav.cbuild` into
+``$LNN_NAV_KERNEL_CACHE/sim`` or ``~/.cache/lnn_nav/sim``, named by a hash of
+its source, flags, compiler and machine.
 """
 
 from __future__ import annotations

@@ -459,6 +459,9 @@ struct Caster {
     V3 d;
     float dlen, tmin, best_t;
     int best_item;
+    // For the columns' cheap tests: the direction's ground-plane length (h), its square and the height
+    // gained per metre on the ground plane.
+    float h, aa, slope;
   };
 
   Ray setup(int e, int v, int u, V3 o) const {
@@ -470,6 +473,9 @@ struct Caster {
     V3 rd = v3(r[0] * dc.x + r[1] * dc.y + r[2] * dc.z, r[3] * dc.x + r[4] * dc.y + r[5] * dc.z,
                r[6] * dc.x + r[7] * dc.y + r[8] * dc.z);
     ray.d = normalize(rd);
+    ray.aa = ray.d.x * ray.d.x + ray.d.y * ray.d.y;
+    ray.h = std::sqrt(ray.aa);
+    ray.slope = ray.d.z * (1.0f / ray.h);  // +-inf straight up or down: such rays are walked
     ray.tmin = a.near_ * ray.dlen;
     ray.best_t = a.far_ * ray.dlen;
     ray.best_item = kSky;
@@ -579,13 +585,12 @@ struct Caster {
     bool tie[kLanes] = {};
     for (size_t l = 0; l < kLanes; ++l) {
       const Ray& r = rays[l < n ? l : 0];  // spare lanes repeat the first ray; their results are dropped
-      const float a2 = r.d.x * r.d.x + r.d.y * r.d.y;
-      const float hl = std::sqrt(a2);
+      const float hl = r.h;
       dx[l] = r.d.x;
       dy[l] = r.d.y;
-      aa[l] = a2;
+      aa[l] = r.aa;
       h[l] = hl;
-      slope[l] = r.d.z * (1.0f / hl);  // height gained per metre on the ground plane
+      slope[l] = r.slope;
       bt[l] = r.best_t;
       bi[l] = r.best_item;
       tmin[l] = r.tmin;
@@ -649,7 +654,7 @@ struct Caster {
     float sx = 0.0f, sy = 0.0f;
     for (size_t i = 0; i < n; ++i) {
       const V3 d = rays[i].d;
-      const float h = std::sqrt(d.x * d.x + d.y * d.y);
+      const float h = rays[i].h;
       if (!(h > 0.05f)) return g;  // a ray near vertical: no wedge
       sx += d.x / h;
       sy += d.y / h;
@@ -661,7 +666,7 @@ struct Caster {
     g.ay = sy / len;
     for (size_t i = 0; i < n; ++i) {
       const V3 d = rays[i].d;
-      g.cos_half = fmin_(g.cos_half, (d.x * g.ax + d.y * g.ay) / std::sqrt(d.x * d.x + d.y * d.y));
+      g.cos_half = fmin_(g.cos_half, (d.x * g.ax + d.y * g.ay) / rays[i].h);
     }
     // Widen it a little past its rays (float error in the cosines) and the reach by a metre.
     g.cos_half = fmax_(g.cos_half - 1.0e-3f, 0.0f);
@@ -757,12 +762,9 @@ struct Caster {
           const size_t m = n - t0 < per_tile ? n - t0 : per_tile;
           float smin = kMiss, smax = -kMiss, reach = 0.0f;
           for (size_t i = t0; i < t0 + m; ++i) {
-            const V3 d = rs[i].d;
-            const float h = std::sqrt(d.x * d.x + d.y * d.y);
-            const float sl = d.z * (1.0f / h);
-            smin = fmin_(smin, sl);
-            smax = fmax_(smax, sl);
-            reach = fmax_(reach, rs[i].best_t * h);
+            smin = fmin_(smin, rs[i].slope);
+            smax = fmax_(smax, rs[i].slope);
+            reach = fmax_(reach, rs[i].best_t * rs[i].h);
           }
           reach = reach * 1.0001f + 1.0e-3f;
           tile.clear();
