@@ -42,6 +42,16 @@ inline float fmax_(float a, float b) { return (a >= b) ? a : ((b == b) ? b : a);
 inline float clampf(float x, float a, float b) { return fmin_(fmax_(a, x), b); }
 inline int clampi(int x, int a, int b) { return x < a ? a : (x > b ? b : x); }
 inline float signf(float x) { return x < 0.0f ? -1.0f : 1.0f; }
+// std::nextafter(x, kMiss) without the library call (one per exact test where ties are watched): for
+// 0 < x < kMiss, as every hit distance here, the next float up is the next bit pattern.
+inline float next_up(float x) {
+  if (!(x > 0.0f && x < kMiss)) return std::nextafter(x, kMiss);
+  uint32_t bits;
+  __builtin_memcpy(&bits, &x, sizeof bits);
+  bits += 1u;
+  __builtin_memcpy(&x, &bits, sizeof bits);
+  return x;
+}
 
 // Four floats as one vector (GCC/Clang vector extensions: SSE2 on x86-64, NEON on aarch64), for the cheap
 // tests that decide which rays need an exact intersection; the exact tests stay scalar.
@@ -84,7 +94,15 @@ float hash3(int ix, int iy, int iz) {
 
 inline float lerp(float a, float b, float t) { return a * (1.0f - t) + b * t; }
 
-float value_noise(float x, float y, int seed) {
+// The four lattice hashes of the last cell value_noise looked up, for one seed: neighbouring pixels mostly
+// fall in the same cell (the ground's cells are 9 m and 2.5 m wide), and a hash is a pure function.
+struct NoiseCell {
+  int ix = 0, iy = 0;
+  bool valid = false;
+  float a = 0.0f, b = 0.0f, c = 0.0f, d = 0.0f;
+};
+
+float value_noise(float x, float y, int seed, NoiseCell& cell) {
   float fx = std::floor(x);
   float fy = std::floor(y);
   int ix = static_cast<int>(fx);
@@ -93,11 +111,16 @@ float value_noise(float x, float y, int seed) {
   float sy = y - fy;
   sx = sx * sx * (3.0f - 2.0f * sx);
   sy = sy * sy * (3.0f - 2.0f * sy);
-  float a = hash3(ix, iy, seed);
-  float b = hash3(ix + 1, iy, seed);
-  float c = hash3(ix, iy + 1, seed);
-  float d = hash3(ix + 1, iy + 1, seed);
-  return lerp(lerp(a, b, sx), lerp(c, d, sx), sy);
+  if (!cell.valid || cell.ix != ix || cell.iy != iy) {
+    cell.a = hash3(ix, iy, seed);
+    cell.b = hash3(ix + 1, iy, seed);
+    cell.c = hash3(ix, iy + 1, seed);
+    cell.d = hash3(ix + 1, iy + 1, seed);
+    cell.ix = ix;
+    cell.iy = iy;
+    cell.valid = true;
+  }
+  return lerp(lerp(cell.a, cell.b, sx), lerp(cell.c, cell.d, sx), sy);
 }
 
 struct Slab {
@@ -174,6 +197,7 @@ namespace {
 
 struct Caster {
   const RcArgs& a;
+  mutable NoiseCell noise[4];  // value_noise's last cell per use (one caster per call, one thread)
 
   float hit_cylinder(V3 o, V3 d, int i, float tmin, float tmax) const {
     const float* c = a.cyl + 5 * i;
@@ -330,7 +354,7 @@ struct Caster {
           }
           int item = a.sorted_items[k];
           // A tie must come back from the test to be judged: its bound is then the next float above.
-          float bound = bi_cell == cell ? std::nextafter(bt, kMiss) : bt;
+          float bound = bi_cell == cell ? next_up(bt) : bt;
           float t = hit_item(item, o, d, tmin, bound);
           // Warp tests a cell's items in list order and keeps the first of equal hits: a tie within this
           // cell goes to the item listed first, one with an earlier cell's hit to that hit.
@@ -396,8 +420,8 @@ struct Caster {
     float fine = clampf(1.0f - dist / 30.0f, 0.0f, 1.0f);
     int i = item >> 2;
     if (mat == a.mat_ground) {
-      float patches = value_noise(p.x / 9.0f, p.y / 9.0f, 1);
-      float mid = value_noise(p.x / 2.5f, p.y / 2.5f, 2);
+      float patches = value_noise(p.x / 9.0f, p.y / 9.0f, 1, noise[0]);
+      float mid = value_noise(p.x / 2.5f, p.y / 2.5f, 2, noise[1]);
       float grain = hash3(static_cast<int>(std::floor(p.x * 8.0f)), static_cast<int>(std::floor(p.y * 8.0f)), 3) - 0.5f;
       float f = 0.72f + 0.4f * patches + 0.18f * mid + 0.25f * fine * grain;
       return v3(base.x * f * (0.9f + 0.2f * patches), base.y * f, base.z * f * (1.1f - 0.2f * patches));
@@ -405,7 +429,7 @@ struct Caster {
     if (mat == a.mat_bark && (item & 3) == kCylinder) {
       const float* c = a.cyl + 5 * i;
       float angle = std::atan2(p.y - c[1], p.x - c[0]);
-      float wobble = value_noise(p.z * 1.5f, static_cast<float>(local), 4);
+      float wobble = value_noise(p.z * 1.5f, static_cast<float>(local), 4, noise[2]);
       float ridges = 0.5f + 0.5f * std::sin(angle * 9.0f + 4.0f * wobble);
       float grain = hash3(static_cast<int>(std::floor(p.z * 12.0f)), local, 5) - 0.5f;
       return scale(base, 0.7f + 0.45f * ridges + 0.2f * fine * grain);
@@ -413,7 +437,7 @@ struct Caster {
     if (mat == a.mat_leaves || mat == a.mat_undergrowth) {
       float speck = hash3(static_cast<int>(std::floor(p.x * 7.0f)), static_cast<int>(std::floor(p.y * 7.0f)),
                           static_cast<int>(std::floor(p.z * 7.0f)));
-      float clump = value_noise(p.x * 0.7f + p.z, p.y * 0.7f, 6);
+      float clump = value_noise(p.x * 0.7f + p.z, p.y * 0.7f, 6, noise[3]);
       float f = 0.75f + 0.35f * clump + 0.45f * fine * (speck - 0.5f);
       return v3(base.x * f * (0.85f + 0.3f * speck), base.y * f, base.z * f);
     }
@@ -620,7 +644,7 @@ struct Caster {
         const Ray& r = rays[l];
         // An item's hit equal to another item's must be seen (the walk would keep the one it met first).
         const bool item_hit = bi[l] >= 0;
-        const float t = hit_item(item, o, r.d, tmin[l], item_hit ? std::nextafter(bt[l], kMiss) : bt[l]);
+        const float t = hit_item(item, o, r.d, tmin[l], item_hit ? next_up(bt[l]) : bt[l]);
         if (t < bt[l]) {
           bt[l] = t;
           bi[l] = item;
@@ -794,7 +818,7 @@ extern "C" {
 
 // Renders image rows [v_begin, v_end) of every env (rows of the launch's own band, 0-based).
 RC_EXPORT void rc_render(const RcArgs* args, int32_t v_begin, int32_t v_end) {
-  const Caster caster{*args};
+  const Caster caster{*args, {}};
   const int cw = args->column_width;
   if (cw <= 0) {
     for (int e = 0; e < args->envs; ++e)
