@@ -119,12 +119,28 @@ def test_columns_of_rays_cast_the_walks_frames(width: int, monkeypatch: pytest.M
         assert_same(columns.render(pos, quat, ids), walk.render(pos, quat, ids))
 
 
+@needs_compiler
+def test_a_camera_partly_not_finite_is_walked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A NaN in the camera's x or y: the walk still hits boxes (Warp's min/max skip NaN slabs); the columns'
+    cheap tests would drop every primitive, so such a camera is walked."""
+    cam = CameraConfig(width=64, height=48)
+    monkeypatch.setenv("LNN_NAV_RAY_COLUMN", "0")
+    walk = Renderer(make_world("urban", 52), cam, device="cpu")
+    monkeypatch.setenv("LNN_NAV_RAY_COLUMN", "8")
+    columns = Renderer(make_world("urban", 52), cam, device="cpu")
+    pos = np.array([[np.nan, 0.0, 20.0], [0.0, np.nan, 20.0], [np.nan, np.nan, np.nan], [np.inf, 0.0, 2.0]])
+    quat = np.tile([np.cos(0.2), 0.0, np.sin(0.2), 0.0], (4, 1))
+    a, b = columns.render(pos, quat), walk.render(pos, quat)
+    assert_same(a, b)
+    assert (a.segmentation[0] == MATERIAL_ID["asphalt"] + 1).any()  # the road box: the case that differed
+
+
 def test_column_width_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LNN_NAV_RAY_COLUMN", raising=False)
     assert raycast.column_width() == 8
     monkeypatch.setenv("LNN_NAV_RAY_COLUMN", "0")
     assert raycast.column_width() == 0
-    for bad in ("-1", "wide"):
+    for bad in ("-1", "wide", "4097", str(2**31)):
         monkeypatch.setenv("LNN_NAV_RAY_COLUMN", bad)
         with pytest.raises(ValueError, match="LNN_NAV_RAY_COLUMN"):
             raycast.column_width()

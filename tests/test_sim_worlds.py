@@ -355,3 +355,23 @@ def test_occupancy_grid_is_fast_on_a_default_forest() -> None:
         occupancy_grid(world, 2.0, 0.5, 0.25)
         best = min(best, time.perf_counter() - t)
     assert best < 0.05
+
+
+def test_malformed_geometry_is_refused() -> None:
+    """A negative radius or extent, a cylinder upside down or a NaN coordinate is no shape: refused with what
+    is wrong, rather than rendered by one renderer and not another."""
+    from lnn_nav.sim.world import WorldSpec
+
+    def spec(**geometry: object) -> WorldSpec:
+        return WorldSpec(kind="test", seed=0, bounds=(-5, 5, -5, 5), start=(0, 0, 1, 0), goal=(4, 0, 1), **geometry)
+
+    for geometry, match in (
+        ({"cylinders": [[1, 1, 3, 0, 0.2]], "cylinder_materials": [1]}, "z0 <= z1"),
+        ({"cylinders": [[1, 1, 0, 3, -0.2]], "cylinder_materials": [1]}, "radius > 0"),
+        ({"boxes": [[1, 1, 1, 1, 1, -1, 0]], "box_materials": [1]}, "half-extents > 0"),
+        ({"spheres": [[1, 1, 1, 0]], "sphere_materials": [1]}, "radius > 0"),
+        ({"spheres": [[1, np.nan, 1, 1]], "sphere_materials": [1]}, "finite"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            spec(**geometry)
+    spec(cylinders=[[1, 1, 0, 3, 0.2]], cylinder_materials=[1])  # a sound one stays accepted

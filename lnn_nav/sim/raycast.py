@@ -48,6 +48,8 @@ FLAGS = (
     "-fvisibility=hidden",
 )
 ABI_VERSION = 4
+#: The widest column of rays LNN_NAV_RAY_COLUMN may ask for (wider than any camera: one column).
+MAX_COLUMN_WIDTH = 4096
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}
@@ -75,8 +77,8 @@ def column_width() -> int:
         raise ValueError(
             f"LNN_NAV_RAY_COLUMN must be a whole number of pixels (0: walk the grid), got {value!r}"
         ) from None
-    if width < 0:
-        raise ValueError(f"LNN_NAV_RAY_COLUMN must be >= 0, got {width}")
+    if not 0 <= width <= MAX_COLUMN_WIDTH:
+        raise ValueError(f"LNN_NAV_RAY_COLUMN must be in [0, {MAX_COLUMN_WIDTH}], got {width}")
     return width
 
 
@@ -196,7 +198,8 @@ def item_discs(items: np.ndarray, cyl: np.ndarray, box: np.ndarray, sph: np.ndar
 
     The radius is the cylinder's or sphere's, a box's half-diagonal, grown by 0.1 % and 0.1 mm, so that
     rounding never turns an exact hit into a rejection (the caster adds a slack that grows with distance
-    too). Items that name no primitive (an empty scene's padding row) get an infinite disc: never rejected.
+    too). Items that name no primitive get an infinite disc: never rejected (the renderer's empty-scene
+    padding row names its all-zero padding primitive instead; no cell lists it).
     """
     out = np.zeros((len(items), 4), np.float32)
     out[:, 2] = np.inf

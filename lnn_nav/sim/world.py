@@ -182,6 +182,18 @@ class WorldSpec:
                 raise ValueError(f"{len(geo)} {name}s but {len(mats)} {name} materials")
             if len(mats) and (mats.min() < 0 or mats.max() >= len(MATERIALS)):
                 raise ValueError(f"{name} material ids must be in [0, {len(MATERIALS)})")
+            if not np.isfinite(geo).all():
+                raise ValueError(f"{name} geometry must be finite")
+        # Every consumer (the renderers, collision, occupancy, SDF export) reads these as sizes: a negative
+        # radius or extent, or a cylinder whose bottom lies above its top, is no shape at all.
+        if len(self.cylinders) and (
+            (self.cylinders[:, 4] <= 0).any() or (self.cylinders[:, 2] > self.cylinders[:, 3]).any()
+        ):
+            raise ValueError("cylinders need a radius > 0 and z0 <= z1 ([x, y, z0, z1, r])")
+        if len(self.boxes) and (self.boxes[:, 3:6] <= 0).any():
+            raise ValueError("boxes need half-extents > 0 ([x, y, z, hx, hy, hz, yaw])")
+        if len(self.spheres) and (self.spheres[:, 3] <= 0).any():
+            raise ValueError("spheres need a radius > 0 ([x, y, z, r])")
         if isinstance(self.conditions, Mapping):
             self.conditions = Conditions(**self.conditions)
         self.bounds = tuple(float(v) for v in self.bounds)  # type: ignore[assignment]

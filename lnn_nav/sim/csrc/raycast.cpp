@@ -719,14 +719,19 @@ struct Caster {
     const int w = a.env_world[e];
     const float* oe = a.cam_origin + 3 * e;
     const V3 o = v3(oe[0], oe[1], oe[2]);
-    const int W = a.width, rows = v1 - v0, blocks = (W + cw - 1) / cw;
+    const int W = a.width, rows = v1 - v0;
+    if (cw > W) cw = W;
+    const int blocks = (W + cw - 1) / cw;
     // The rays, column block by column block (each block's rows one after another).
     rays.clear();
     for (int b = 0; b < blocks; ++b)
       for (int v = v0; v < v1; ++v)
         for (int u = b * cw; u < W && u < (b + 1) * cw; ++u) rays.push_back(setup(e, v, u, o));
     wedges.clear();
-    bool all_narrow = a.grid_i[7 * w] > 0;
+    // A camera somewhere not finite is walked ray by ray: the cheap tests' comparisons with NaN would drop
+    // primitives the walk (whose tests fall the other way) keeps.
+    const bool finite = std::isfinite(o.x) && std::isfinite(o.y) && std::isfinite(o.z);
+    bool all_narrow = finite && a.grid_i[7 * w] > 0;
     float sx = 0.0f, sy = 0.0f;
     for (int b = 0, first = 0; b < blocks; ++b) {
       const int n = rows * (std::min(W, (b + 1) * cw) - b * cw);
@@ -774,7 +779,7 @@ struct Caster {
       const size_t n = static_cast<size_t>(rows * (u1 - u0));
       Ray* rs = &rays[first];
       const Wedge& g = wedges[b];
-      if (!g.narrow) {
+      if (!g.narrow || !finite) {
         for (size_t i = 0; i < n; ++i) trace_grid(o, rs[i].d, rs[i].tmin, rs[i].best_t, w, rs[i].best_t, rs[i].best_item);
       } else {
         col.clear();
