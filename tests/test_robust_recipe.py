@@ -196,6 +196,32 @@ def test_mixed_augmentation_draws_basic_and_strong_sequences() -> None:
     assert torch.equal(_augmented("mixed"), _augmented("mixed"))  # seeded
 
 
+def test_dim_augmentation_darkens_a_quarter_of_the_sequences() -> None:
+    """About a quarter of the sequences are low-light ones (exposure at most 0.6, contrast at most 0.7, more
+    noise); the others are drawn as the mixed profile draws them."""
+    from lnn_nav.train.bc import DIM_AUGMENT, DIM_P
+
+    rng = np.random.default_rng(7)
+    augment = _Augment(1, rng, True, 0.02, "dim")
+    dim = 0
+    for _ in range(400):
+        augment.redraw(0)
+        if augment.bias[0] == 0.0:  # only a low-light draw leaves the bias at exactly 0
+            dim += 1
+            assert augment.contrast[0] <= DIM_AUGMENT["contrast"][1] and augment.gain[0].max() <= 0.6 * 1.15 + 1e-6
+            assert augment.lane_noise[0] >= DIM_AUGMENT["noise"][0]
+    assert abs(dim / 400 - DIM_P) < 0.08
+    # A mid-grey frame of a dim sequence comes out darker and flatter than it went in.
+    frame = torch.randint(100, 160, (1, 1, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    augment.gain[0], augment.contrast[0], augment.lane_noise[0] = 0.3, 0.4, 0.0
+    augment.haze[0], augment.gamma[0], augment.blur[0] = 0.0, 1.0, 0.0
+    augment.colour[0] = np.eye(3, dtype=np.float32)
+    out = augment(frame, torch.Generator().manual_seed(0))
+    x = frame.float() / 255
+    assert float(out.mean()) < 0.35 * float(x.mean()) and float(out.std()) < 0.2 * float(x.std())
+    assert torch.equal(_augmented("dim"), _augmented("dim"))  # seeded
+
+
 def _reference_augment(augment: _Augment, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """The augmentation written out of place, step by step (what the in-place code must equal bit for bit)."""
 
@@ -218,7 +244,7 @@ def _reference_augment(augment: _Augment, images: torch.Tensor, generator: torch
     return x.clamp(0.0, 1.0)
 
 
-@pytest.mark.parametrize("profile", ["basic", "strong", "mixed"])
+@pytest.mark.parametrize("profile", ["basic", "strong", "mixed", "dim"])
 def test_in_place_augmentation_equals_the_out_of_place_steps(profile: str) -> None:
     images = torch.randint(0, 256, (4, 3, 3, 12, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     augment = _Augment(4, np.random.default_rng(5), True, 0.02, profile)

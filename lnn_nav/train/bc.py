@@ -62,7 +62,8 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads (0: torch's default)
     augment: bool = True
     # "basic": brightness, contrast, colour balance; "strong": also hue, saturation, gamma, light haze and
-    # blur (STRONG_AUGMENT); "mixed": strong on half the sequences (MIXED_STRONG_P), basic on the rest.
+    # blur (STRONG_AUGMENT); "mixed": strong on half the sequences (MIXED_STRONG_P), basic on the rest;
+    # "dim": mixed with a quarter of the sequences at low light (DIM_P, DIM_AUGMENT).
     # Why: a controller that sees only summer midday colours crashes in haze and at other seasons (the
     # shipped CfC-NCP's urban fog was 0 %).
     augment_profile: str = "basic"
@@ -148,7 +149,7 @@ def split_sequences(n: int, val_fraction: float, seed: int) -> tuple[list[int], 
 
 
 #: Photometric augmentation profiles (``TrainConfig.augment_profile``).
-AUGMENT_PROFILES = ("basic", "strong", "mixed")
+AUGMENT_PROFILES = ("basic", "strong", "mixed", "dim")
 
 #: The ``strong`` profile's ranges, drawn once per sequence (a camera's exposure and the air change slowly).
 #: Haze stays a uniform blend of at most 0.3 towards a sky colour: the fog preset (0.05 /m) veils a
@@ -170,6 +171,18 @@ GRAYSCALE_P, HAZE_P, BLUR_P = 0.1, 0.5, 0.3
 #: the basic ones otherwise. Why: the strong profile carries winter and fog but costs forest flights in
 #: distribution (the network never sees unaltered colours); half the sequences keep them.
 MIXED_STRONG_P = 0.5
+#: The ``dim`` profile: ``mixed``, with a low-light sequence drawn instead with probability DIM_P: the strong
+#: changes, then an exposure, contrast and sensor noise of a camera at dusk or under a dark canopy (a dusk
+#: forest frame's spread is a third of a midday one's, a trunk's contrast with what lies behind it an eighth),
+#: and a warm or cool cast. Why: the forest at dusk is the controllers' weakest visual condition (48-60 %);
+#: its crashes are trunks straight ahead, in view.
+DIM_P = 0.25
+DIM_AUGMENT: dict[str, tuple[float, float]] = {
+    "exposure": (0.25, 0.6),  # log-uniform overall gain
+    "contrast": (0.3, 0.7),
+    "tint": (-0.15, 0.15),  # red up and blue down by this much (warm), or the reverse (cool)
+    "noise": (0.01, 0.04),
+}
 
 # RGB <-> YIQ (NTSC): luma plus a chroma plane in which a rotation turns the hue.
 _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
@@ -183,6 +196,8 @@ class _Augment:
     saturation (sometimes grayscale), gamma, a light haze towards a sky colour
     and blur, all drawn per sequence (:data:`STRONG_AUGMENT`). ``mixed``: each
     sequence is strong with probability :data:`MIXED_STRONG_P`, basic otherwise.
+    ``dim``: ``mixed``, but a sequence is a low-light one with probability
+    :data:`DIM_P` (:data:`DIM_AUGMENT`).
     """
 
     def __init__(
@@ -191,8 +206,9 @@ class _Augment:
         if profile not in AUGMENT_PROFILES:
             raise ValueError(f"augment profile must be one of {', '.join(AUGMENT_PROFILES)}, got {profile!r}")
         self.rng, self.enabled, self.noise = rng, enabled, noise
-        self.strong = profile in ("strong", "mixed")  # some lanes may carry strong changes
-        self.mixed = profile == "mixed"
+        self.strong = profile in ("strong", "mixed", "dim")  # some lanes may carry strong changes
+        self.mixed = profile in ("mixed", "dim")
+        self.dim = profile == "dim"
         self.gain = np.ones((lanes, 3), np.float32)
         self.contrast = np.ones(lanes, np.float32)
         self.bias = np.zeros(lanes, np.float32)
@@ -205,6 +221,10 @@ class _Augment:
 
     def redraw(self, lane: int) -> None:
         if not self.enabled:
+            return
+        if self.dim and self.rng.random() < DIM_P:
+            self._redraw_strong(lane)
+            self._redraw_dim(lane)
             return
         if self.mixed and self.rng.random() >= MIXED_STRONG_P:
             # A basic lane: the strong-only changes back to identity, the basic profile's noise.
@@ -240,6 +260,15 @@ class _Augment:
         # Grey-blue to grey-white skies.
         self.haze_colour[lane] = r.uniform(0.6, 0.9) + r.uniform(-0.04, 0.08) * np.array([-1.0, 0.0, 1.0])
         self.blur[lane] = r.uniform(*a["blur"]) if r.random() < BLUR_P else 0.0
+        self.lane_noise[lane] = r.uniform(*a["noise"])
+
+    def _redraw_dim(self, lane: int) -> None:
+        r, a = self.rng, DIM_AUGMENT
+        tint = r.uniform(*a["tint"])
+        exposure = math.exp(r.uniform(math.log(a["exposure"][0]), math.log(a["exposure"][1])))
+        self.gain[lane] = exposure * np.array([1.0 + tint, 1.0, 1.0 - tint], np.float32)
+        self.contrast[lane] = r.uniform(*a["contrast"])
+        self.bias[lane] = 0.0
         self.lane_noise[lane] = r.uniform(*a["noise"])
 
     def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:

@@ -30,7 +30,7 @@ Example:
 #: Same as lnn_nav.train.bc.MODEL_KINDS (a test keeps them equal); repeated so `--help` needs no torch.
 MODEL_KINDS = ("cfc-ncp", "cfc", "ltc", "lstm", "gru", "cnn")
 #: Same as lnn_nav.train.bc.AUGMENT_PROFILES (a test keeps them equal), for the same reason.
-AUGMENT_PROFILES = ("basic", "strong", "mixed")
+AUGMENT_PROFILES = ("basic", "strong", "mixed", "dim")
 
 #: Option (argparse ``dest``) -> the lnn_nav.train.bc.TrainConfig field it sets. These options default
 #: to None, so an option not given leaves the field at TrainConfig's default: the defaults live there
@@ -93,6 +93,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="photometric augmentation per sequence: basic (brightness, contrast, colour balance) "
         "or strong (also hue, saturation/grayscale, gamma, light haze, blur; "
         "lnn_nav.train.bc.STRONG_AUGMENT) or mixed (strong on half the sequences, basic on the rest) "
+        "or dim (mixed, with a quarter of the sequences darkened to dusk: low exposure and contrast, "
+        "more sensor noise, a warm or cool cast; lnn_nav.train.bc.DIM_AUGMENT) "
         "(default: basic)",
     )
     parser.add_argument(
