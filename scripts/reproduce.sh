@@ -38,6 +38,8 @@
 #   mkdir -p build/reproduce/eval/seeds && cp models/eval/seeds/*.json build/reproduce/eval/seeds/
 #                                       # then the comparison's command goes on where the committed results end
 #   STEER_WEIGHT=0 make reproduce       # stage 3 with the plain loss (the checkpoints before 2026-11-29 evening)
+#   STAGE5_URBAN_NOISE=1.0 STAGE4_FROM=build/stage4 make reproduce   # stage 5 with stronger lateral noise
+#                                       # in the urban demonstrations (an experiment, not the shipped recipe)
 #   SIZE="128 96" HFOV=120 OUT=build/r128 make reproduce   # another input size / camera, trained from
 #                                       # stage 1 (not by fine-tune: docs/experiments.md "Training at a finer resolution");
 #                                       # use a new OUT: finished stages in an old one are reused as they are
@@ -68,6 +70,14 @@ STAGE5=${STAGE5:-1}
 STAGE5_EPOCHS=${STAGE5_EPOCHS:-10}
 STAGE5_AUGMENT=${STAGE5_AUGMENT:-mixed}        # train --augment (strong: the CfC-NCP shipped before 2026-12-07)
 STAGE5_INPUT_NORM=${STAGE5_INPUT_NORM:-fixed}  # train --input-norm
+# collect --noise for the stage-5 urban demonstrations (0.5: collect's default, the shipped recipe; 1.0: the
+# stronger lateral recovery of docs/experiments.md "DART noise in the urban demonstrations only")
+STAGE5_URBAN_NOISE=${STAGE5_URBAN_NOISE:-0.5}
+if [ "$STAGE5_URBAN_NOISE" = "0.5" ]; then
+  WIDE_URBAN=wide_urban URBAN_DEMOS=demos_wide
+else
+  WIDE_URBAN="wide_urban_noise$STAGE5_URBAN_NOISE" URBAN_DEMOS="demos_wide_noise$STAGE5_URBAN_NOISE"
+fi
 TRAIN_SEEDS=${TRAIN_SEEDS:-0}                  # stage 5's training seeds; the first one's controller ships
 STAGE4_FROM=${STAGE4_FROM:-}                   # a folder of stage-4 checkpoints (<core>.safetensors): skip stages 1-4
 COMPARE=${COMPARE:-}                           # 1: fly each training seed held out (default: when several)
@@ -137,18 +147,19 @@ stage5_data() {  # the stage-3 forest seeds and the stage-4 urban ones, flown un
       --camera-hfov "$HFOV" --randomize wide --out "$OUT/demos_wide/forest"
   fi
   for seed in 200000 200160; do
-    folder="$OUT/demos_wide/urban_$seed"
+    folder="$OUT/$URBAN_DEMOS/urban_$seed"
     if [ ! -f "$folder/collect.json" ]; then
       $LNN collect --world urban --episodes "$EPISODES" --first-seed "$seed" --workers 2 --envs 8 --expert-speed 2.0 \
         --expert-margin 0.8 --camera-hfov "$HFOV" --randomize wide --expert-options '{"yaw_lookahead": 6.0}' \
-        --out "$folder"
+        --noise "$STAGE5_URBAN_NOISE" --out "$folder"
     fi
   done
   if [ ! -f "$OUT/ds/wide_forest/meta.json" ]; then
     $LNN dataset "$OUT/demos_wide/forest" --size $SIZE --out "$OUT/ds/wide_forest"
   fi
-  if [ ! -f "$OUT/ds/wide_urban/meta.json" ]; then
-    $LNN dataset "$OUT/demos_wide/urban_200000" "$OUT/demos_wide/urban_200160" --size $SIZE --out "$OUT/ds/wide_urban"
+  if [ ! -f "$OUT/ds/$WIDE_URBAN/meta.json" ]; then
+    $LNN dataset "$OUT/$URBAN_DEMOS/urban_200000" "$OUT/$URBAN_DEMOS/urban_200160" --size $SIZE \
+      --out "$OUT/ds/$WIDE_URBAN"
   fi
 }
 
@@ -233,7 +244,7 @@ for model in $MODELS; do
         echo "reproduce: ${name}_s$seed was flown already ($flown*.json): not trained again"
         continue
       fi
-      $LNN train --data "$OUT/ds/wide_forest" "$OUT/ds/wide_urban" --core "$model" --core-options "$core_options" \
+      $LNN train --data "$OUT/ds/wide_forest" "$OUT/ds/$WIDE_URBAN" --core "$model" --core-options "$core_options" \
         --init-encoder "$encoder" --out "$OUT/runs/$name/robust_s$seed" --epochs "$STAGE5_EPOCHS" --lr "$lr" \
         --batch-size 8 --threads "$THREADS" --train-seed "$seed" --steer-weight "$STEER_WEIGHT" --augment "$STAGE5_AUGMENT" \
         --input-norm "$STAGE5_INPUT_NORM"

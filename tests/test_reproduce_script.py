@@ -215,6 +215,18 @@ def test_reproduce_stage5_alone_from_stage4_checkpoints(tmp_path: Path) -> None:
     ] * 2
     assert [json.loads(_opt(c, "--core-options")) for c in trains] == [{"units": 48}] * 2 + [{}] * 2
     assert {_opt(c, "--augment") for c in trains} == {"mixed"}
+    urban = [c for c in calls if c[0] == "collect" and _opt(c, "--world") == "urban"]
+    assert [_opt(c, "--noise") for c in urban] == ["0.5", "0.5"]  # collect's default, said out loud
+    # STAGE5_URBAN_NOISE: stronger lateral recovery in the urban demonstrations, in folders of their own.
+    (tmp_path / "noise").mkdir()
+    noisy = {"STAGE4_FROM": str(stage4), "MODELS": "cfc-ncp", "TRAIN_SEEDS": "0", "STAGE5_URBAN_NOISE": "1.0"}
+    calls = _run(tmp_path / "noise", **noisy)
+    urban = [c for c in calls if c[0] == "collect" and _opt(c, "--world") == "urban"]
+    assert [_opt(c, "--noise") for c in urban] == ["1.0", "1.0"]
+    assert all("demos_wide_noise1.0" in _opt(c, "--out") for c in urban)
+    train = next(c for c in calls if c[0] == "train")
+    data = train[train.index("--data") + 1 : train.index("--data") + 3]
+    assert data[0].endswith("ds/wide_forest") and data[1].endswith("ds/wide_urban_noise1.0")
     # COMPARE=1: a single seed of a comparison (seed by seed, core by core) is flown as its own run too.
     (tmp_path / "one").mkdir()
     calls = _run(tmp_path / "one", STAGE4_FROM=str(stage4), MODELS="lstm", TRAIN_SEEDS="2", COMPARE="1")
