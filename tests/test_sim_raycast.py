@@ -282,14 +282,15 @@ def test_sorted_cells_keeps_each_cells_items() -> None:
     assert out["sorted_items"].tolist() == [4, 9, 6, 1, 2]  # by lowest point, ties in list order
     assert out["sorted_z"][:, 0].tolist() == [0.0, 2.0, 2.0, 0.5, 1.0]
     assert out["sorted_rank"].tolist() == [1, 0, 2, 4, 3]
-    # Footprint discs: centre and (grown) squared radius; items 4 = cylinder 1, 9 = box 2, 6 = sphere 1,
+    # Footprint discs: centre, (grown) radius and its square; items 4 = cylinder 1, 9 = box 2, 6 = sphere 1,
     # 1 = box 0, 2 = sphere 0.
     disc = out["sorted_disc"]
     grown = [r * 1.001 + 1e-4 for r in (0.25, 5.0, 1.5, 5.0, 1.5)]  # a box's radius: its half-diagonal
-    np.testing.assert_allclose(disc[:, 2], np.square(grown), rtol=1e-6)
+    np.testing.assert_allclose(disc[:, 2], grown, rtol=1e-6)
+    np.testing.assert_allclose(disc[:, 3], np.square(grown), rtol=1e-6)
     assert disc[:, :2].tolist() == [[4.0, 5.0], [-1.0, -2.0], [7.0, 8.0], [-1.0, -2.0], [7.0, 8.0]]
     # An item naming no primitive (an empty scene's padding row) is never rejected.
-    assert raycast.item_discs(np.array([0], np.int32), cyl[:0], box[:0], sph[:0])[0, 2] == np.inf
+    assert (raycast.item_discs(np.array([0], np.int32), cyl[:0], box[:0], sph[:0])[0, 2:] == np.inf).all()
 
 
 def test_no_compiler_falls_back_to_warp(tmp_path) -> None:  # type: ignore[no-untyped-def]

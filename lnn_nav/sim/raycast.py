@@ -192,9 +192,23 @@ def pointer(array: np.ndarray) -> int:
     return int(array.ctypes.data)
 
 
+def _primitive_rows(
+    items: np.ndarray, cyl: np.ndarray, box: np.ndarray, sph: np.ndarray
+) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """For each primitive kind the item codes name (kind in the low two bits, index above them): the kind, which
+    items are of it (and name an existing row), and those rows, float64."""
+    kind, index = items & 3, items >> 2
+    out = []
+    for k, prims in enumerate((cyl.reshape(-1, 5), box.reshape(-1, 8), sph.reshape(-1, 4))):
+        take = (kind == k) & (index < len(prims))
+        if take.any():
+            out.append((k, take, prims[index[take]].astype(np.float64)))
+    return out
+
+
 def item_discs(items: np.ndarray, cyl: np.ndarray, box: np.ndarray, sph: np.ndarray) -> np.ndarray:
-    """``[len(items), 4]`` float32: each item's footprint on the ground as a disc (centre x, y, squared
-    radius, 0) that holds it with room to spare, for the caster's cheap test before the exact one.
+    """``[len(items), 4]`` float32: each item's footprint on the ground as a disc (centre x, y, radius, squared
+    radius) that holds it with room to spare, for the caster's cheap tests before the exact one.
 
     The radius is the cylinder's or sphere's, a box's half-diagonal, grown by 0.1 % and 0.1 mm, so that
     rounding never turns an exact hit into a rejection (the caster adds a slack that grows with distance
@@ -202,19 +216,26 @@ def item_discs(items: np.ndarray, cyl: np.ndarray, box: np.ndarray, sph: np.ndar
     padding row names its all-zero padding primitive instead; no cell lists it).
     """
     out = np.zeros((len(items), 4), np.float32)
-    out[:, 2] = np.inf
-    kind, index = items & 3, items >> 2
-    for k, prims, radius in (
-        (0, cyl.reshape(-1, 5), lambda p: p[:, 4]),
-        (1, box.reshape(-1, 8), lambda p: np.hypot(p[:, 3], p[:, 4])),
-        (2, sph.reshape(-1, 4), lambda p: p[:, 3]),
-    ):
-        take = (kind == k) & (index < len(prims))
-        if not take.any():
-            continue
-        rows = prims[index[take]].astype(np.float64)
-        r = np.abs(radius(rows)) * 1.001 + 1.0e-4
-        out[take, 0], out[take, 1], out[take, 2] = rows[:, 0], rows[:, 1], r * r
+    out[:, 2:] = np.inf
+    for kind, take, rows in _primitive_rows(items, cyl, box, sph):
+        radius = np.hypot(rows[:, 3], rows[:, 4]) if kind == 1 else rows[:, 4 if kind == 0 else 3]
+        r = np.abs(radius) * 1.001 + 1.0e-4
+        out[take, 0], out[take, 1], out[take, 2], out[take, 3] = rows[:, 0], rows[:, 1], r, r * r
+    return out
+
+
+def item_heights(items: np.ndarray, cyl: np.ndarray, box: np.ndarray, sph: np.ndarray) -> np.ndarray:
+    """``[len(items), 2]`` float32: each item's lowest and highest point (items naming no primitive: all
+    heights)."""
+    out = np.empty((len(items), 2), np.float32)
+    out[:, 0], out[:, 1] = -np.inf, np.inf
+    for kind, take, rows in _primitive_rows(items, cyl, box, sph):
+        if kind == 0:
+            lo, hi = rows[:, 2], rows[:, 3]
+        else:
+            half = rows[:, 5] if kind == 1 else rows[:, 3]  # a box's half-height, a sphere's radius
+            lo, hi = rows[:, 2] - half, rows[:, 2] + half
+        out[take, 0], out[take, 1] = lo, hi
     return out
 
 
@@ -226,8 +247,8 @@ def world_items(
     box: np.ndarray,
     sph: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    """Each world's distinct items (from its grid cells' lists) with their footprint discs as ``[n, 4]``
-    (centre x, y, grown radius, its square), for the caster's columns of rays."""
+    """Each world's distinct items (from its grid cells' lists) with their footprint discs
+    (:func:`item_discs`) and heights (:func:`item_heights`), for the caster's columns of rays."""
     starts, lists = [0], []
     grid_i = grid_i.reshape(-1, 7)
     for nx, ny, first, *_ in grid_i:
@@ -239,35 +260,14 @@ def world_items(
         lists.append(items.astype(np.int32))
         starts.append(starts[-1] + len(items))
     items = np.concatenate(lists) if lists else np.zeros(0, np.int32)
-    disc = item_discs(items, cyl, box, sph)
-    disc[:, 3] = disc[:, 2]
-    disc[:, 2] = np.sqrt(disc[:, 2])
     if len(items) == 0:  # a null pointer is refused: one unused row
-        items, disc = np.zeros(1, np.int32), np.zeros((1, 4), np.float32)
+        items = np.zeros(1, np.int32)
     return {
         "world_item_start": np.asarray(starts, np.int32),
         "world_items": np.ascontiguousarray(items),
-        "world_disc": np.ascontiguousarray(disc),
+        "world_disc": item_discs(items, cyl, box, sph),
         "world_z": item_heights(items, cyl, box, sph),
     }
-
-
-def item_heights(items: np.ndarray, cyl: np.ndarray, box: np.ndarray, sph: np.ndarray) -> np.ndarray:
-    """``[len(items), 2]`` float32: each item's lowest and highest point (items naming no primitive: all
-    heights)."""
-    out = np.empty((len(items), 2), np.float32)
-    out[:, 0], out[:, 1] = -np.inf, np.inf
-    kind, index = items & 3, items >> 2
-    for k, prims, bounds in (
-        (0, cyl.reshape(-1, 5), lambda p: (p[:, 2], p[:, 3])),
-        (1, box.reshape(-1, 8), lambda p: (p[:, 2] - p[:, 5], p[:, 2] + p[:, 5])),
-        (2, sph.reshape(-1, 4), lambda p: (p[:, 2] - p[:, 3], p[:, 2] + p[:, 3])),
-    ):
-        take = (kind == k) & (index < len(prims))
-        if take.any():
-            lo, hi = bounds(prims[index[take]].astype(np.float64))
-            out[take, 0], out[take, 1] = np.minimum(lo, hi), np.maximum(lo, hi)
-    return out
 
 
 def sorted_cells(

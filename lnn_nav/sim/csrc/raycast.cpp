@@ -29,6 +29,9 @@
 namespace {
 
 constexpr float kMiss = 1.0e30f;
+// The footprint tests' slack on a disc's squared radius, per squared metre of the disc's distance from the
+// ray's origin: far above the exact tests' float error there, so a rejected item could not have been hit.
+constexpr float kFootprintSlack = 1.0e-5f;
 constexpr int kSky = -1;
 constexpr int kGround = -2;
 constexpr int kCylinder = 0;
@@ -163,10 +166,10 @@ struct RcArgs {
   const int32_t* sorted_items; // cell_items with each cell's items ordered by their lowest point
   const float* sorted_z;       // their [z_lo, z_hi]
   const int32_t* sorted_rank;  // their places in cell_items: the order Warp tests a cell's items in
-  const float* sorted_disc;    // their footprints on the ground: [items, 4] x, y, r^2 (grown), 0
+  const float* sorted_disc;    // their footprints on the ground: [items, 4] x, y, r (grown), r^2
   const int32_t* world_item_start; // [W + 1]: world w's distinct items are world_items[start[w]:start[w + 1]]
   const int32_t* world_items;      // item codes
-  const float* world_disc;         // their footprint discs: [n, 4] x, y, r (grown), r^2
+  const float* world_disc;         // their footprint discs, as sorted_disc
   const float* world_z;            // their height ranges [n, 2]
   int32_t column_width;            // pixels a column of rays shares a candidate list over; 0: every ray walks the grid
   const float* cyl;          // [C, 5] x, y, z0, z1, r
@@ -350,7 +353,7 @@ struct Caster {
             float ox = o.x - q[0];
             float oy = o.y - q[1];
             float cr = ox * d.y - oy * d.x;
-            if (cr * cr > aa_xy * (q[2] + 1.0e-5f * (ox * ox + oy * oy))) continue;
+            if (cr * cr > aa_xy * (q[3] + kFootprintSlack * (ox * ox + oy * oy))) continue;
           }
           int item = a.sorted_items[k];
           // A tie must come back from the test to be judged: its bound is then the next float above.
@@ -636,7 +639,7 @@ struct Caster {
       const float ox = o.x - q[0];
       const float oy = o.y - q[1];
       F4 cr = ox * dy - oy * dx;
-      pass &= cr * cr <= aa * (q[3] + 1.0e-5f * (ox * ox + oy * oy));
+      pass &= cr * cr <= aa * (q[3] + kFootprintSlack * (ox * ox + oy * oy));
       if (!any(pass)) continue;
       const int item = a.world_items[c.k];
       for (size_t l = 0; l < n; ++l) {
@@ -731,7 +734,8 @@ struct Caster {
     // A camera somewhere not finite is walked ray by ray: the cheap tests' comparisons with NaN would drop
     // primitives the walk (whose tests fall the other way) keeps.
     const bool finite = std::isfinite(o.x) && std::isfinite(o.y) && std::isfinite(o.z);
-    bool all_narrow = finite && a.grid_i[7 * w] > 0;
+    const bool columns = finite && a.grid_i[7 * w] > 0;  // else every ray is walked: no list to build
+    bool all_narrow = columns;
     float sx = 0.0f, sy = 0.0f;
     for (int b = 0, first = 0; b < blocks; ++b) {
       const int n = rows * (std::min(W, (b + 1) * cw) - b * cw);
@@ -760,7 +764,7 @@ struct Caster {
       whole.sin_half = std::sin(half);
     }
     cam.clear();
-    if (a.grid_i[7 * w] > 0) {
+    if (columns) {
       for (int k = a.world_item_start[w], end = a.world_item_start[w + 1]; k < end; ++k) {
         const float* q = a.world_disc + 4 * k;
         const float px = q[0] - o.x;
@@ -779,7 +783,7 @@ struct Caster {
       const size_t n = static_cast<size_t>(rows * (u1 - u0));
       Ray* rs = &rays[first];
       const Wedge& g = wedges[b];
-      if (!g.narrow || !finite) {
+      if (!columns || !g.narrow) {
         for (size_t i = 0; i < n; ++i) trace_grid(o, rs[i].d, rs[i].tmin, rs[i].best_t, w, rs[i].best_t, rs[i].best_item);
       } else {
         col.clear();
