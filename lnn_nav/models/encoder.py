@@ -55,7 +55,7 @@ class EncoderConfig:
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     input_norm: str = "fixed"
-    input_norm_floor: float = 0.02
+    input_norm_floor: float = fused_policy.FRAME_NORM_FLOOR  # the C++ encoder's: others run PyTorch's
 
     def __post_init__(self) -> None:
         # JSON round trips hand back lists; keep the config hashable-looking and immutable.

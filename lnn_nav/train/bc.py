@@ -189,6 +189,10 @@ _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, 
 _YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
 
 
+def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return math.exp(rng.uniform(math.log(lo), math.log(hi)))
+
+
 class _Augment:
     """Photometric change fixed per lane's sequence, plus per-frame noise; images float [0, 1].
 
@@ -246,8 +250,7 @@ class _Augment:
 
     def _redraw_strong(self, lane: int) -> None:
         r, a = self.rng, STRONG_AUGMENT
-        log_uniform = lambda lo, hi: math.exp(r.uniform(math.log(lo), math.log(hi)))  # noqa: E731
-        self.gain[lane] = r.uniform(*a["channel_gain"], 3) * log_uniform(*a["exposure"])
+        self.gain[lane] = r.uniform(*a["channel_gain"], 3) * _log_uniform(r, *a["exposure"])
         self.contrast[lane] = r.uniform(*a["contrast"])
         self.bias[lane] = r.uniform(*a["bias"])
         saturation = 0.0 if r.random() < GRAYSCALE_P else r.uniform(*a["saturation"])
@@ -255,7 +258,7 @@ class _Augment:
         c, s = saturation * math.cos(hue), saturation * math.sin(hue)
         chroma = np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
         self.colour[lane] = (_YIQ_TO_RGB @ chroma @ _RGB_TO_YIQ).astype(np.float32)
-        self.gamma[lane] = log_uniform(*a["gamma"])
+        self.gamma[lane] = _log_uniform(r, *a["gamma"])
         self.haze[lane] = r.uniform(*a["haze"]) if r.random() < HAZE_P else 0.0
         # Grey-blue to grey-white skies.
         self.haze_colour[lane] = r.uniform(0.6, 0.9) + r.uniform(-0.04, 0.08) * np.array([-1.0, 0.0, 1.0])
@@ -265,8 +268,7 @@ class _Augment:
     def _redraw_dim(self, lane: int) -> None:
         r, a = self.rng, DIM_AUGMENT
         tint = r.uniform(*a["tint"])
-        exposure = math.exp(r.uniform(math.log(a["exposure"][0]), math.log(a["exposure"][1])))
-        self.gain[lane] = exposure * np.array([1.0 + tint, 1.0, 1.0 - tint], np.float32)
+        self.gain[lane] = _log_uniform(r, *a["exposure"]) * np.array([1.0 + tint, 1.0, 1.0 - tint], np.float32)
         self.contrast[lane] = r.uniform(*a["contrast"])
         self.bias[lane] = 0.0
         self.lane_noise[lane] = r.uniform(*a["noise"])
