@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerate the shipped controllers from nothing, by the recipe that made them:
+# Regenerate the shipped controllers from nothing, by the recipe that made them (by default the shipped CfC-NCP;
+# the shipped dense CfC, LSTM and CNN: STAGE5_URBAN_NOISE=0.5 TRAIN_SEEDS=0 in another OUT; LTC, GRU: STAGE5=0):
 #
 #   1. expert demonstrations at 3 m/s -> rosbag2 -> dataset -> behaviour cloning
 #      (CfC-NCP: then DAgger rounds with the expert labelling the learner's flights);
@@ -182,6 +183,21 @@ eval_seed() {  # checkpoint: in distribution (EVAL_EPISODES) and the 13 OOD cell
 }
 
 mkdir -p "$OUT/models"
+# Stage 5's runs and evaluations are named by core and training seed only, and finished ones are reused: one OUT
+# holds one STAGE5_URBAN_NOISE (an OUT with stage-5 runs from before this stamp was written holds 0.5).
+noise_stamp="$OUT/stage5_urban_noise"
+if [ -f "$noise_stamp" ]; then
+  made_with=$(cat "$noise_stamp")
+elif compgen -G "$OUT/runs/*/robust_s*" > /dev/null; then
+  made_with=0.5
+else
+  made_with=$STAGE5_URBAN_NOISE
+fi
+if [ "$made_with" != "$STAGE5_URBAN_NOISE" ]; then
+  echo "reproduce: $OUT holds stage-5 runs made with STAGE5_URBAN_NOISE=$made_with, not $STAGE5_URBAN_NOISE: use another OUT" >&2
+  exit 2
+fi
+echo "$STAGE5_URBAN_NOISE" > "$noise_stamp"
 if [ -n "$STAGE4_FROM" ]; then
   STAGE5=1
   stage5_data

@@ -224,6 +224,20 @@ def test_every_ood_condition_is_held_to_the_floor_and_the_worst_are_named(tmp_pa
         Targets(min_ood_cell=60)
 
 
+def test_the_floor_counts_named_presets_only_checks_each_run_and_names_what_was_not_run(tmp_path):
+    # A combination cell below the floor is not one of the 13 conditions; each seed run is checked on its own.
+    runs = {
+        "cfc_ncp_s0": {**LIQUID_ROBUST["cfc_ncp"], ("forest", "fall_evening"): 2},
+        "cfc_ncp_s1": {**LIQUID_ROBUST["cfc_ncp"], ("urban", "fog"): 4},
+    }
+    checks = check_targets(load_results([_write(tmp_path / "r.json", _results(runs))]))
+    floor = [c for c in checks if c.target.endswith("in every OOD condition")]
+    assert [c.status for c in floor] == ["met", "not met"]
+    assert floor[0].text.startswith("cfc-ncp-s0: the worst of 3 conditions, forest fog, flies 80%")
+    assert "fall evening" not in floor[0].text and "; not run: forest winter" in floor[0].text
+    assert floor[1].text.startswith("cfc-ncp-s1: 1 of 3 conditions below 60%: urban fog 20%")
+
+
 def test_liquid_degrading_less_is_stated_with_the_drops(cells):
     drops, ood = degradation(cells)
     # gru skipped forest fog, so the fair comparison uses forest fall and urban fog only.
@@ -256,6 +270,16 @@ def test_liquid_not_degrading_less_is_stated_plainly(tmp_path):
     check = check_targets(cells)[-1]
     assert check.status == "not met"
     assert "ltc" in check.text.split(":")[1] and "lost as much or more" in check.text
+
+
+def test_seed_runs_beside_their_shipped_run_are_not_counted_again_run_by_run(tmp_path):
+    # cfc_ncp_s1 is the shipped cfc_ncp flown again: one recipe must not count twice among the liquid drops.
+    worse = {k: v - 10 if k[1] != "in_distribution" else v for k, v in LIQUID_ROBUST["cfc_ncp"].items()}
+    table = {**LIQUID_ROBUST, "cfc_ncp_s1": worse, "cfc_ncp_s2": worse}
+    check = check_targets(load_results([_write(tmp_path / "r.json", _results(table))]))[-1]
+    assert check.status == "met" and "Liquid: cfc-ncp 97.5%" in check.text
+    assert "cfc-ncp-s1 " not in check.text.split("Baselines")[0]
+    assert "beside their core's shipped run, left to the seeds: cfc-ncp-s1, cfc-ncp-s2" in check.text
 
 
 def test_comparison_without_baselines_says_not_run(tmp_path):

@@ -248,6 +248,20 @@ def test_reproduce_stage5_alone_from_stage4_checkpoints(tmp_path: Path) -> None:
     runs = [(_opt(c, "--core"), _opt(c, "--train-seed")) for c in calls if c[0] == "train"]
     assert runs == [("cfc-ncp", "1"), ("lstm", "0"), ("lstm", "1")]
     assert [c[0] for c in calls][5:] == ["train", "eval", "eval", "train", "eval", "eval", "train", "eval"]
+    # One OUT holds one DART noise: its stage-5 runs are named by core and seed only and would be reused.
+    for out, stamp in ((tmp_path / "noise" / "out", None), (tmp_path / "old", "robust")):
+        if stamp:  # an OUT from before the stamp: its stage-5 runs were made with 0.5
+            (out / "runs" / "lstm" / "robust_s0").mkdir(parents=True)
+        proc = subprocess.run(
+            ["bash", str(ROOT / "scripts" / "reproduce.sh")],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "LNN": "true", "OUT": str(out), "STAGE4_FROM": str(stage4), "MODELS": "lstm"},
+            timeout=60,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert "made with STAGE5_URBAN_NOISE=0.5, not 1.0: use another OUT" in proc.stderr
     # A core without its stage-4 checkpoint stops the run with the command that makes it.
     (tmp_path / "missing").mkdir()
     env = {**os.environ, "LNN": "true"}
