@@ -191,7 +191,7 @@ def check_targets(cells: Sequence[Cell], targets: Targets | None = None) -> list
                 f"{name}: {ood_rate} averaged over {ood_rate.cells} conditions{note}.",
             )
         )
-    checks.extend(_worst_cell_checks(cells, flagship, targets.min_ood_cell, suite_ood))
+    checks.extend(_worst_cell_checks(cells, index, flagship, targets.min_ood_cell, suite_ood))
     checks.append(_degradation_check(cells))
     return checks
 
@@ -203,12 +203,11 @@ def _not_run_note(index: dict, name: str, suite_ood: Sequence[Condition]) -> str
 
 
 def _worst_cell_checks(
-    cells: Sequence[Cell], flagship: Sequence[str], floor: float, suite_ood: Sequence[Condition]
+    cells: Sequence[Cell], index: dict, flagship: Sequence[str], floor: float, suite_ood: Sequence[Condition]
 ) -> list[TargetCheck]:
     """Each flagship run's OOD cells (the named presets only) against ``floor``: met when none is below it; the
     text names the worst cell, every cell under the floor and the conditions not run (not run: no OOD cell)."""
     target = f"cfc-ncp ≥{floor:.0%} in every OOD condition"
-    index = index_cells(cells)
     checks = []
     for name in flagship:
         ood = [c for c in cells if c["controller"] == name and c["preset"] in OOD_PRESETS]
@@ -220,12 +219,9 @@ def _worst_cell_checks(
             listed = ", ".join(f"{condition_label(c['world'], c['preset'])} {cell_rate(c)}" for c in below)
             text = f"{name}: {len(below)} of {len(ood)} conditions below {floor:.0%}: {listed}."
         else:
-            text = (
-                f"{name}: the worst of {len(ood)} conditions, "
-                f"{condition_label(worst['world'], worst['preset'])}, flies {cell_rate(worst)}."
-            )
-        if not below and _not_run_note(index, name, suite_ood):
-            text = text[:-1] + _not_run_note(index, name, suite_ood) + "."
+            worst_label = condition_label(worst["world"], worst["preset"])
+            not_run = _not_run_note(index, name, suite_ood)
+            text = f"{name}: the worst of {len(ood)} conditions, {worst_label}, flies {cell_rate(worst)}{not_run}."
         checks.append(TargetCheck(target, "not met" if below else "met", text))
     if not checks:
         checks.append(TargetCheck(target, "not run", "cfc-ncp was not run under any out-of-distribution condition."))
@@ -303,11 +299,7 @@ def _degradation_check(cells: Sequence[Cell]) -> TargetCheck:
     # A training-seed run beside its core's shipped run (cfc_ncp_s1 beside cfc_ncp) would count one recipe
     # twice or more, the shipped checkpoint among them: the shipped run stands for its core here.
     shipped = {d.controller for d in drops}
-    seed_runs = [
-        d.controller
-        for d in drops
-        if split_seed(d.controller)[1] is not None and split_seed(d.controller)[0] in shipped
-    ]
+    seed_runs = [d.controller for d in drops if (run := split_seed(d.controller))[1] is not None and run[0] in shipped]
     drops = [d for d in drops if d.controller not in seed_runs]
     liquid = [d for d in drops if controller_core(d.controller) in LIQUID_CORES]
     base = [d for d in drops if controller_core(d.controller) in BASELINE_CORES]
